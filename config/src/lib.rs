@@ -1,0 +1,564 @@
+//! NANO's config contract: the types of `config.json`, their defaults and bounds, validation that
+//! reports every problem at once with its JSON path, and the JSON Schema editors can use.
+//!
+//! The schema generated from these types is the single source of truth for key names, types and
+//! numeric bounds: [`load`] validates the raw JSON against it before deserialising, so unknown keys,
+//! wrong types and out-of-range values are all reported together. Checks a schema cannot express
+//! (unique hostnames, files that must exist) follow in [`Config::validate`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The whole data-plane config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "NANO data plane config")]
+pub struct Config {
+    /// The tenant-traffic listener.
+    #[serde(default)]
+    pub server: Server,
+    /// The apps this node serves, routed by `Host`.
+    #[serde(default)]
+    pub apps: Vec<App>,
+    /// Sliver (app artifact) caching.
+    #[serde(default)]
+    pub slivers: Slivers,
+}
+
+/// `server`: where tenant traffic is accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// TCP port of the tenant-traffic listener (0 picks a free port).
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    /// Address to bind, e.g. `0.0.0.0` or `127.0.0.1`.
+    #[serde(default = "defaults::host")]
+    pub host: String,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub shutdown_grace_secs: u64,
+    /// Largest request body accepted, in bytes; larger bodies get 413 before any JS runs.
+    #[serde(default = "defaults::max_body_bytes")]
+    #[schemars(range(min = 0, max = 1_073_741_824u64))]
+    pub max_body_bytes: u64,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            port: defaults::port(),
+            host: defaults::host(),
+            shutdown_grace_secs: defaults::shutdown_grace_secs(),
+            max_body_bytes: defaults::max_body_bytes(),
+        }
+    }
+}
+
+/// One tenant app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// Exact host served (case-insensitive, port ignored); unique across apps.
+    #[schemars(length(min = 1, max = 253))]
+    pub hostname: String,
+    /// The app's ES module; relative paths are resolved against the config file's folder.
+    pub entrypoint: PathBuf,
+    /// Resource limits for this app.
+    #[serde(default)]
+    pub limits: Limits,
+    /// String values given to the handler as `env`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// `true`: every request runs in a fresh V8 context, so no global state survives it.
+    /// `false`: one context per isolate, globals persist (Cloudflare Workers semantics).
+    #[serde(default = "defaults::context_reset")]
+    pub context_reset: bool,
+}
+
+/// `apps[].limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Worker threads for this app, each owning one V8 isolate.
+    #[serde(default = "defaults::workers")]
+    #[schemars(range(min = 1, max = 64))]
+    pub workers: u32,
+    /// Heap plus external memory per isolate, in MiB.
+    #[serde(default = "defaults::memory_mb")]
+    #[schemars(range(min = 16, max = 4096))]
+    pub memory_mb: u32,
+    /// Wall-clock limit per request, in seconds.
+    #[serde(default = "defaults::timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_secs: u32,
+    /// CPU-time limit per request, in milliseconds.
+    #[serde(default = "defaults::cpu_ms")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub cpu_ms: u32,
+    /// Requests each worker holds (running or waiting) before the app answers 503.
+    #[serde(default = "defaults::queue_per_worker")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub queue_per_worker: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            workers: defaults::workers(),
+            memory_mb: defaults::memory_mb(),
+            timeout_secs: defaults::timeout_secs(),
+            cpu_ms: defaults::cpu_ms(),
+            queue_per_worker: defaults::queue_per_worker(),
+        }
+    }
+}
+
+/// `slivers`: app artifact caching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slivers {
+    /// Use and keep sliver caches for faster cold starts.
+    #[serde(default = "defaults::slivers_enabled")]
+    pub enabled: bool,
+    /// Slivers kept in the LRU.
+    #[serde(default = "defaults::cache_size")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub cache_size: u32,
+}
+
+impl Default for Slivers {
+    fn default() -> Self {
+        Self { enabled: defaults::slivers_enabled(), cache_size: defaults::cache_size() }
+    }
+}
+
+/// Defaults of the contract (CONFIG.md), one function per key so serde and schemars share them.
+pub mod defaults {
+    pub fn port() -> u16 {
+        8080
+    }
+    pub fn host() -> String {
+        "0.0.0.0".to_owned()
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn max_body_bytes() -> u64 {
+        100 * 1024 * 1024
+    }
+    pub fn context_reset() -> bool {
+        true
+    }
+    pub fn workers() -> u32 {
+        4
+    }
+    pub fn memory_mb() -> u32 {
+        128
+    }
+    pub fn timeout_secs() -> u32 {
+        30
+    }
+    pub fn cpu_ms() -> u32 {
+        50
+    }
+    pub fn queue_per_worker() -> u32 {
+        256
+    }
+    pub fn slivers_enabled() -> bool {
+        true
+    }
+    pub fn cache_size() -> u32 {
+        100
+    }
+}
+
+/// One thing wrong with a config: where (a JSON path such as `apps[0].limits.workers`) and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "(top level): {}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid JSON: {source}")]
+    Syntax { path: PathBuf, source: serde_json::Error },
+    #[error("config file {path} has {} problem{}:\n{}", problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid { path: PathBuf, problems: Vec<Problem> },
+}
+
+/// Reads, validates and resolves a config file. Relative entrypoints become absolute paths
+/// resolved against the file's folder.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    parse(&text, &base).map_err(|err| match err {
+        ParseError::Syntax(source) => ConfigError::Syntax { path: path.to_owned(), source },
+        ParseError::Invalid(problems) => ConfigError::Invalid { path: path.to_owned(), problems },
+    })
+}
+
+/// Errors of [`parse`], before a file name is attached.
+#[derive(Debug)]
+pub enum ParseError {
+    Syntax(serde_json::Error),
+    Invalid(Vec<Problem>),
+}
+
+/// Parses config text whose relative paths are relative to `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
+    let raw: Value = serde_json::from_str(text).map_err(ParseError::Syntax)?;
+    let problems = schema_problems(&raw);
+    if !problems.is_empty() {
+        return Err(ParseError::Invalid(problems));
+    }
+    let mut config: Config = serde_json::from_value(raw).map_err(|err| {
+        // The schema accepted it, so this is a gap between schema and types: still say where.
+        ParseError::Invalid(vec![Problem { path: String::new(), message: err.to_string() }])
+    })?;
+    for app in &mut config.apps {
+        if app.entrypoint.is_relative() {
+            app.entrypoint = base.join(&app.entrypoint);
+        }
+    }
+    let problems = config.validate();
+    if problems.is_empty() { Ok(config) } else { Err(ParseError::Invalid(problems)) }
+}
+
+impl Config {
+    /// Checks the schema cannot express. Returns every problem found.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, app) in self.apps.iter().enumerate() {
+            let path = |field: &str| format!("apps[{i}].{field}");
+            match normalize_hostname(&app.hostname) {
+                Err(why) => problems.push(Problem {
+                    path: path("hostname"),
+                    message: format!("{:?} is not a valid hostname: {why}", app.hostname),
+                }),
+                Ok(host) => {
+                    if let Some(first) = seen.insert(host.clone(), i) {
+                        problems.push(Problem {
+                            path: path("hostname"),
+                            message: format!(
+                                "{host:?} is already served by apps[{first}]; hostnames must be \
+                                 unique (case-insensitive)"
+                            ),
+                        });
+                    }
+                }
+            }
+            if !app.entrypoint.is_file() {
+                problems.push(Problem {
+                    path: path("entrypoint"),
+                    message: format!(
+                        "{} does not exist or is not a file (relative paths are resolved against \
+                         the config file's folder)",
+                        app.entrypoint.display()
+                    ),
+                });
+            }
+        }
+        problems.sort_by(|a, b| a.path.cmp(&b.path));
+        problems
+    }
+
+    /// The app serving `host` (already normalised by [`normalize_host_header`]).
+    pub fn app_index(&self) -> BTreeMap<String, usize> {
+        self.apps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, app)| normalize_hostname(&app.hostname).ok().map(|h| (h, i)))
+            .collect()
+    }
+}
+
+/// Lower-cases a configured hostname and checks its characters.
+pub fn normalize_hostname(hostname: &str) -> Result<String, &'static str> {
+    let host = hostname.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() {
+        return Err("it is empty");
+    }
+    if host.contains(':') {
+        return Err("give the hostname without a port; the port is ignored when routing");
+    }
+    if !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+        return Err("only letters, digits, '-', '_' and '.' are allowed");
+    }
+    if host.split('.').any(str::is_empty) {
+        return Err("it has an empty label ('..' or a leading '.')");
+    }
+    Ok(host)
+}
+
+/// Normalises a request's `Host` value for routing: lower-cased, port and trailing dot removed.
+pub fn normalize_host_header(host: &str) -> String {
+    let host = host.trim();
+    let without_port = if host.starts_with('[') {
+        // IPv6 literal: keep the brackets' content only.
+        host.split(']').next().unwrap_or(host).trim_start_matches('[')
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The JSON Schema of the config file (draft 2020-12).
+pub fn json_schema() -> Value {
+    serde_json::to_value(schemars::schema_for!(Config)).expect("a generated schema is valid JSON")
+}
+
+fn schema_problems(raw: &Value) -> Vec<Problem> {
+    let schema = json_schema();
+    let validator = jsonschema::validator_for(&schema).expect("the generated schema compiles");
+    let mut problems: Vec<Problem> = validator
+        .iter_errors(raw)
+        .map(|err| {
+            let pointer = err.instance_path().as_str().to_owned();
+            let message = describe(&schema, &pointer, &err);
+            Problem { path: pointer_to_path(&pointer), message }
+        })
+        .collect();
+    problems.sort_by(|a, b| a.path.cmp(&b.path));
+    problems.dedup();
+    problems
+}
+
+/// Turns one schema error into a sentence: what is wrong and what is allowed.
+fn describe(schema: &Value, pointer: &str, err: &jsonschema::ValidationError<'_>) -> String {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    let value = err.instance();
+    match err.kind() {
+        Kind::Minimum { .. } | Kind::Maximum { .. } => {
+            let node = subschema(schema, pointer);
+            let min = node.and_then(|n| n.get("minimum")).map(Value::to_string);
+            let max = node.and_then(|n| n.get("maximum")).map(Value::to_string);
+            format!(
+                "{value} is out of range; allowed {} to {}",
+                min.unwrap_or_else(|| "-inf".into()),
+                max.unwrap_or_else(|| "+inf".into())
+            )
+        }
+        Kind::AdditionalProperties { unexpected } => {
+            let node = subschema(schema, pointer);
+            let known: Vec<String> = node
+                .and_then(|n| n.get("properties"))
+                .and_then(Value::as_object)
+                .map(|props| props.keys().cloned().collect())
+                .unwrap_or_default();
+            let unexpected: Vec<String> = unexpected.iter().map(|k| format!("{k:?}")).collect();
+            format!("unknown key {}; known keys here: {}", unexpected.join(", "), known.join(", "))
+        }
+        Kind::Required { property } => format!("missing required key {property}"),
+        Kind::Type { .. } => {
+            let expected = subschema(schema, pointer)
+                .and_then(|n| n.get("type"))
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "another type".into());
+            format!("{value} has the wrong type; expected {expected}")
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// The schema node describing the value at a JSON pointer (following `$ref`s into `$defs`).
+fn subschema<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let resolve = |mut node: &'a Value| -> Option<&'a Value> {
+        for _ in 0..8 {
+            match node.get("$ref").and_then(Value::as_str) {
+                Some(r) => node = root.pointer(r.trim_start_matches('#'))?,
+                None => {
+                    // Option<T> and defaults show up as allOf/anyOf of a single $ref.
+                    if let Some(inner) = ["allOf", "anyOf"]
+                        .iter()
+                        .find_map(|k| node.get(*k).and_then(Value::as_array))
+                        .and_then(|alts| alts.iter().find(|a| a.get("$ref").is_some()))
+                    {
+                        node = inner;
+                        continue;
+                    }
+                    return Some(node);
+                }
+            }
+        }
+        Some(node)
+    };
+    let mut node = resolve(root)?;
+    for segment in pointer.split('/').skip(1) {
+        node = if segment.parse::<usize>().is_ok() && node.get("items").is_some() {
+            resolve(node.get("items")?)?
+        } else {
+            resolve(node.get("properties")?.get(segment)?)?
+        };
+    }
+    Some(node)
+}
+
+/// `/apps/0/limits/workers` -> `apps[0].limits.workers`.
+fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for segment in pointer.split('/').skip(1) {
+        if segment.parse::<usize>().is_ok() {
+            out.push_str(&format!("[{segment}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&segment.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with_app() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.js"), "export default {}").unwrap();
+        dir
+    }
+
+    fn problems(text: &str) -> Vec<Problem> {
+        let dir = dir_with_app();
+        match parse(text, dir.path()) {
+            Err(ParseError::Invalid(problems)) => problems,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn spec_example_parses_with_defaults() {
+        let dir = dir_with_app();
+        let config = parse(
+            r#"{"server":{"port":8080,"host":"0.0.0.0"},
+                "apps":[{"hostname":"api.example.com","entrypoint":"./app.js",
+                         "limits":{"workers":4,"memory_mb":128,"timeout_secs":30,"cpu_ms":50}}],
+                "slivers":{"enabled":true,"cache_size":100}}"#,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(config.apps[0].limits.queue_per_worker, 256);
+        assert!(config.apps[0].context_reset);
+        assert!(config.apps[0].entrypoint.is_absolute() || config.apps[0].entrypoint.exists());
+        let minimal = parse(r#"{"apps":[{"hostname":"a","entrypoint":"app.js"}]}"#, dir.path());
+        let minimal = minimal.unwrap();
+        assert_eq!(minimal.server, Server::default());
+        assert_eq!(minimal.apps[0].limits, Limits::default());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let found = problems(
+            r#"{"server":{"port":"80","hots":"x"},
+                "apps":[{"hostname":"A.com","entrypoint":"missing.js","limits":{"workers":65,"cpu_ms":0}},
+                        {"hostname":"a.com","entrypoint":"app.js","wrkers":2}],
+                "extra":1}"#,
+        );
+        let text: Vec<String> = found.iter().map(ToString::to_string).collect();
+        let has = |path: &str, needle: &str| {
+            assert!(
+                found.iter().any(|p| p.path == path && p.message.contains(needle)),
+                "no problem at {path} containing {needle:?} in {text:#?}"
+            )
+        };
+        has("", "unknown key \"extra\"");
+        has("server", "unknown key \"hots\"");
+        has("server.port", "wrong type");
+        has("apps[0].limits.workers", "65 is out of range; allowed 1 to 64");
+        has("apps[0].limits.cpu_ms", "0 is out of range; allowed 1 to 60000");
+        has("apps[1]", "unknown key \"wrkers\"");
+    }
+
+    #[test]
+    fn semantic_problems_are_reported_together() {
+        let found = problems(
+            r#"{"apps":[{"hostname":"A.com","entrypoint":"missing.js"},
+                        {"hostname":"a.com","entrypoint":"app.js"},
+                        {"hostname":"b.com:80","entrypoint":"app.js"}]}"#,
+        );
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert_eq!(found[0].path, "apps[0].entrypoint");
+        assert_eq!(found[1].path, "apps[1].hostname");
+        assert!(found[1].message.contains("already served by apps[0]"));
+        assert_eq!(found[2].path, "apps[2].hostname");
+        assert!(found[2].message.contains("without a port"));
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        let found = problems(r#"{"apps":[{"entrypoint":"app.js"}]}"#);
+        assert_eq!(found[0].path, "apps[0]");
+        assert!(found[0].message.contains("hostname"), "{found:?}");
+    }
+
+    #[test]
+    fn host_header_normalisation() {
+        for (input, want) in [
+            ("Example.COM", "example.com"),
+            ("example.com:8080", "example.com"),
+            ("example.com.", "example.com"),
+            ("EXAMPLE.com.:443", "example.com"),
+            ("[::1]:8080", "::1"),
+            ("localhost", "localhost"),
+        ] {
+            assert_eq!(normalize_host_header(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn every_example_config_is_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![dir.join("example.json")];
+        for entry in std::fs::read_dir(dir.join("examples")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                files.push(path);
+            }
+        }
+        for file in files {
+            load(&file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
+        }
+    }
+
+    #[test]
+    fn misspelled_key_fixture_fails() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/misspelled.json");
+        let err = load(&dir).unwrap_err().to_string();
+        assert!(err.contains("apps[0].limits: unknown key \"cpu_msec\""), "{err}");
+    }
+
+    #[test]
+    fn schema_describes_every_key() {
+        let schema = json_schema().to_string();
+        for key in ["server", "apps", "slivers", "cpu_ms", "memory_mb", "context_reset", "env"] {
+            assert!(schema.contains(key), "{key}");
+        }
+    }
+}
