@@ -135,7 +135,10 @@ pub struct Slivers {
 
 impl Default for Slivers {
     fn default() -> Self {
-        Self { enabled: defaults::slivers_enabled(), cache_size: defaults::cache_size() }
+        Self {
+            enabled: defaults::slivers_enabled(),
+            cache_size: defaults::cache_size(),
+        }
     }
 }
 
@@ -200,25 +203,46 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid JSON: {source}")]
-    Syntax { path: PathBuf, source: serde_json::Error },
+    Syntax {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("config file {path} has {} problem{}:\n{}", problems.len(),
         if problems.len() == 1 { "" } else { "s" },
         problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
-    Invalid { path: PathBuf, problems: Vec<Problem> },
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
 }
 
 /// Reads, validates and resolves a config file. Relative entrypoints become absolute paths
 /// resolved against the file's folder.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let base = if base.as_os_str().is_empty() { PathBuf::from(".") } else { base };
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
     parse(&text, &base).map_err(|err| match err {
-        ParseError::Syntax(source) => ConfigError::Syntax { path: path.to_owned(), source },
-        ParseError::Invalid(problems) => ConfigError::Invalid { path: path.to_owned(), problems },
+        ParseError::Syntax(source) => ConfigError::Syntax {
+            path: path.to_owned(),
+            source,
+        },
+        ParseError::Invalid(problems) => ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        },
     })
 }
 
@@ -238,15 +262,23 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
     }
     let mut config: Config = serde_json::from_value(raw).map_err(|err| {
         // The schema accepted it, so this is a gap between schema and types: still say where.
-        ParseError::Invalid(vec![Problem { path: String::new(), message: err.to_string() }])
+        ParseError::Invalid(vec![Problem {
+            path: String::new(),
+            message: err.to_string(),
+        }])
     })?;
     for app in &mut config.apps {
         if app.entrypoint.is_relative() {
-            app.entrypoint = base.join(&app.entrypoint);
+            // `./x.js` joined to the base keeps the `.`; drop it so logs show a clean path.
+            app.entrypoint = base.join(&app.entrypoint).components().collect();
         }
     }
     let problems = config.validate();
-    if problems.is_empty() { Ok(config) } else { Err(ParseError::Invalid(problems)) }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ParseError::Invalid(problems))
+    }
 }
 
 impl Config {
@@ -307,7 +339,10 @@ pub fn normalize_hostname(hostname: &str) -> Result<String, &'static str> {
     if host.contains(':') {
         return Err("give the hostname without a port; the port is ignored when routing");
     }
-    if !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
+    if !host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+    {
         return Err("only letters, digits, '-', '_' and '.' are allowed");
     }
     if host.split('.').any(str::is_empty) {
@@ -321,7 +356,10 @@ pub fn normalize_host_header(host: &str) -> String {
     let host = host.trim();
     let without_port = if host.starts_with('[') {
         // IPv6 literal: keep the brackets' content only.
-        host.split(']').next().unwrap_or(host).trim_start_matches('[')
+        host.split(']')
+            .next()
+            .unwrap_or(host)
+            .trim_start_matches('[')
     } else {
         host.rsplit_once(':').map_or(host, |(name, _port)| name)
     };
@@ -341,7 +379,10 @@ fn schema_problems(raw: &Value) -> Vec<Problem> {
         .map(|err| {
             let pointer = err.instance_path().as_str().to_owned();
             let message = describe(&schema, &pointer, &err);
-            Problem { path: pointer_to_path(&pointer), message }
+            Problem {
+                path: pointer_to_path(&pointer),
+                message,
+            }
         })
         .collect();
     problems.sort_by(|a, b| a.path.cmp(&b.path));
@@ -372,7 +413,11 @@ fn describe(schema: &Value, pointer: &str, err: &jsonschema::ValidationError<'_>
                 .map(|props| props.keys().cloned().collect())
                 .unwrap_or_default();
             let unexpected: Vec<String> = unexpected.iter().map(|k| format!("{k:?}")).collect();
-            format!("unknown key {}; known keys here: {}", unexpected.join(", "), known.join(", "))
+            format!(
+                "unknown key {}; known keys here: {}",
+                unexpected.join(", "),
+                known.join(", ")
+            )
         }
         Kind::Required { property } => format!("missing required key {property}"),
         Kind::Type { .. } => {
@@ -467,7 +512,10 @@ mod tests {
         assert_eq!(config.apps[0].limits.queue_per_worker, 256);
         assert!(config.apps[0].context_reset);
         assert!(config.apps[0].entrypoint.is_absolute() || config.apps[0].entrypoint.exists());
-        let minimal = parse(r#"{"apps":[{"hostname":"a","entrypoint":"app.js"}]}"#, dir.path());
+        let minimal = parse(
+            r#"{"apps":[{"hostname":"a","entrypoint":"app.js"}]}"#,
+            dir.path(),
+        );
         let minimal = minimal.unwrap();
         assert_eq!(minimal.server, Server::default());
         assert_eq!(minimal.apps[0].limits, Limits::default());
@@ -484,15 +532,23 @@ mod tests {
         let text: Vec<String> = found.iter().map(ToString::to_string).collect();
         let has = |path: &str, needle: &str| {
             assert!(
-                found.iter().any(|p| p.path == path && p.message.contains(needle)),
+                found
+                    .iter()
+                    .any(|p| p.path == path && p.message.contains(needle)),
                 "no problem at {path} containing {needle:?} in {text:#?}"
             )
         };
         has("", "unknown key \"extra\"");
         has("server", "unknown key \"hots\"");
         has("server.port", "wrong type");
-        has("apps[0].limits.workers", "65 is out of range; allowed 1 to 64");
-        has("apps[0].limits.cpu_ms", "0 is out of range; allowed 1 to 60000");
+        has(
+            "apps[0].limits.workers",
+            "65 is out of range; allowed 1 to 64",
+        );
+        has(
+            "apps[0].limits.cpu_ms",
+            "0 is out of range; allowed 1 to 60000",
+        );
         has("apps[1]", "unknown key \"wrkers\"");
     }
 
@@ -551,13 +607,24 @@ mod tests {
     fn misspelled_key_fixture_fails() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/misspelled.json");
         let err = load(&dir).unwrap_err().to_string();
-        assert!(err.contains("apps[0].limits: unknown key \"cpu_msec\""), "{err}");
+        assert!(
+            err.contains("apps[0].limits: unknown key \"cpu_msec\""),
+            "{err}"
+        );
     }
 
     #[test]
     fn schema_describes_every_key() {
         let schema = json_schema().to_string();
-        for key in ["server", "apps", "slivers", "cpu_ms", "memory_mb", "context_reset", "env"] {
+        for key in [
+            "server",
+            "apps",
+            "slivers",
+            "cpu_ms",
+            "memory_mb",
+            "context_reset",
+            "env",
+        ] {
             assert!(schema.contains(key), "{key}");
         }
     }

@@ -1,0 +1,224 @@
+//! The HTTP front: accepts HTTP/1.1 and h2c connections, turns requests into pool jobs, and sends
+//! back the app's response or a refusal from `rescue`. Stops accepting on shutdown and lets
+//! in-flight requests finish within the grace period.
+
+pub mod rescue;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::pool::{Job, Outcome};
+use crate::router::Router;
+use rescue::{Body, Refusal};
+
+/// What every connection task shares.
+pub struct Front {
+    pub router: Arc<Router>,
+    pub max_body_bytes: u64,
+}
+
+/// Serves `listener` until `shutdown` fires, then waits up to `grace` for open requests.
+pub async fn serve(
+    listener: TcpListener,
+    front: Arc<Front>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        let service = service_fn(move |req| {
+            let front = front.clone();
+            async move { Ok::<_, Infallible>(handle(&front, req).await) }
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(err) = conn.await {
+                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "stopped accepting; draining open connections"
+    );
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+async fn handle(front: &Front, req: Request<Incoming>) -> Response<Body> {
+    match route_and_run(front, req).await {
+        Ok(response) => response,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .ok_or(Refusal::MissingHost)?;
+    let route = front
+        .router
+        .route(&host)
+        .ok_or_else(|| Refusal::UnknownHost {
+            host: nano_config::normalize_host_header(&host),
+        })?;
+    let hostname = route.pool.hostname().to_owned();
+
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > front.max_body_bytes) {
+        return Err(Refusal::BodyTooLarge {
+            limit: front.max_body_bytes,
+        });
+    }
+    // Take the slot before reading the body so a full app refuses at once.
+    let (worker, slot) = route.pool.reserve().map_err(|error| Refusal::Pool {
+        hostname: hostname.clone(),
+        error,
+    })?;
+
+    let (parts, body) = req.into_parts();
+    let limit = usize::try_from(front.max_body_bytes).unwrap_or(usize::MAX);
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+            return Err(Refusal::BodyTooLarge {
+                limit: front.max_body_bytes,
+            });
+        }
+        Err(err) => {
+            return Err(Refusal::BadBody {
+                reason: err.to_string(),
+            });
+        }
+    };
+
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("http://{host}{path}");
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let (reply, outcome) = oneshot::channel();
+    let job = Job {
+        method: parts.method.as_str().to_owned(),
+        url,
+        headers,
+        body,
+        timeout: route.timeout,
+        reply,
+        slot,
+    };
+    route
+        .pool
+        .submit(worker, job)
+        .map_err(|error| Refusal::Pool {
+            hostname: hostname.clone(),
+            error,
+        })?;
+
+    let timeout_secs = route.timeout.as_secs();
+    let failed = |failure| Refusal::Failed {
+        hostname: hostname.clone(),
+        failure,
+        timeout_secs,
+    };
+    let outcome = match tokio::time::timeout(route.timeout, outcome).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => {
+            return Err(failed(crate::pool::Failure::Unavailable {
+                reason: "the worker stopped while handling the request".into(),
+            }));
+        }
+        Err(_) => return Err(failed(crate::pool::Failure::Timeout)),
+    };
+    match outcome {
+        Outcome::Response {
+            status,
+            headers,
+            body,
+        } => build_response(&hostname, status, headers, body),
+        Outcome::Failed(failure) => Err(failed(failure)),
+    }
+}
+
+/// Headers the front sets itself: an app's value would contradict the real framing.
+fn is_connection_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "content-length" | "transfer-encoding" | "connection" | "keep-alive" | "upgrade"
+    )
+}
+
+fn build_response(
+    hostname: &str,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Bytes,
+) -> Result<Response<Body>, Refusal> {
+    let bad = |reason: String| Refusal::BadAppResponse {
+        hostname: hostname.to_owned(),
+        reason,
+    };
+    let status =
+        StatusCode::from_u16(status).map_err(|_| bad(format!("status {status} is not valid")))?;
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let map = response.headers_mut();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| bad(format!("header name {name:?} is not valid")))?;
+        if is_connection_header(&name) {
+            continue;
+        }
+        let value = HeaderValue::from_str(&value)
+            .map_err(|_| bad(format!("header {name} has a value that is not valid")))?;
+        map.append(name, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,307 @@
+//! The state a worker keeps beside its isolate: requests in flight, timers and deadlines, and
+//! the JS contexts they run in. Ops reach it through the isolate slot; the worker loop owns it.
+//!
+//! Borrow rule: a `RefCell` borrow of [`WorkerState`] is never held while V8 runs JS, because
+//! JS calls back into ops that borrow it again.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::time::{DelayQueue, delay_queue};
+
+use crate::pool::{Failure, Job, Outcome, SlotGuard};
+
+pub(crate) type StateRef = Rc<RefCell<WorkerState>>;
+
+/// The worker state stored in the isolate slot.
+pub(crate) fn state(scope: &mut v8::HandleScope) -> StateRef {
+    scope
+        .get_slot::<StateRef>()
+        .expect("every NANO isolate gets its worker state before any JS runs")
+        .clone()
+}
+
+/// Microtask queues are recycled rather than freed: V8 requires a queue to outlive every context
+/// that uses it, and a context lives until the garbage collector takes it.
+pub(crate) type QueuePool = Rc<RefCell<Vec<v8::UniqueRef<v8::MicrotaskQueue>>>>;
+
+/// One V8 context with the runtime's entry points: per request with context reset, per isolate
+/// without.
+pub(crate) struct JsContext {
+    pub context: v8::Global<v8::Context>,
+    pub dispatch: v8::Global<v8::Function>,
+    pub fire_timer: v8::Global<v8::Function>,
+    pub env: v8::Global<v8::Object>,
+    queue: Option<v8::UniqueRef<v8::MicrotaskQueue>>,
+    pool: QueuePool,
+}
+
+impl JsContext {
+    pub fn new(
+        context: v8::Global<v8::Context>,
+        dispatch: v8::Global<v8::Function>,
+        fire_timer: v8::Global<v8::Function>,
+        env: v8::Global<v8::Object>,
+        queue: v8::UniqueRef<v8::MicrotaskQueue>,
+        pool: QueuePool,
+    ) -> Self {
+        Self {
+            context,
+            dispatch,
+            fire_timer,
+            env,
+            queue: Some(queue),
+            pool,
+        }
+    }
+
+    pub fn queue(&self) -> &v8::MicrotaskQueue {
+        self.queue
+            .as_ref()
+            .expect("the queue is only taken on drop")
+    }
+}
+
+impl Drop for JsContext {
+    fn drop(&mut self) {
+        if let Some(queue) = self.queue.take() {
+            self.pool.borrow_mut().push(queue);
+        }
+    }
+}
+
+/// What a request's JS produced, as reported by the ops.
+pub(crate) enum Reply {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    Exception {
+        message: String,
+        stack: String,
+    },
+    BadResponse {
+        message: String,
+    },
+}
+
+/// A request the worker has accepted and not yet finished.
+pub(crate) struct Inflight {
+    reply: Option<tokio::sync::oneshot::Sender<Outcome>>,
+    pub js: Rc<JsContext>,
+    pub path: String,
+    deadline: delay_queue::Key,
+    _slot: SlotGuard,
+}
+
+/// Something the worker's event loop must act on when its time comes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Due {
+    Timer(u64),
+    Deadline(u64),
+}
+
+struct Timer {
+    key: delay_queue::Key,
+    js: Rc<JsContext>,
+    /// With context reset a timer belongs to its request and dies with it.
+    request: Option<u64>,
+    interval: Option<Duration>,
+}
+
+pub(crate) struct WorkerState {
+    pub hostname: Arc<str>,
+    pub requests: HashMap<u64, Inflight>,
+    /// The request whose JS is running now (set by the worker around every entry into JS).
+    pub current_request: Option<u64>,
+    /// Without context reset: the isolate's one context.
+    pub shared: Option<Rc<JsContext>>,
+    pub due: DelayQueue<Due>,
+    timers: HashMap<u64, Timer>,
+    next_timer: u64,
+    next_request: u64,
+}
+
+impl WorkerState {
+    pub fn new(hostname: Arc<str>) -> Self {
+        Self {
+            hostname,
+            requests: HashMap::new(),
+            current_request: None,
+            shared: None,
+            due: DelayQueue::new(),
+            timers: HashMap::new(),
+            next_timer: 1,
+            next_request: 1,
+        }
+    }
+
+    /// Registers a job; the caller then runs its JS.
+    pub fn accept(&mut self, job: Job, js: Rc<JsContext>) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        let deadline = self.due.insert(Due::Deadline(id), job.timeout);
+        let path = job.path().to_owned();
+        self.requests.insert(
+            id,
+            Inflight {
+                reply: Some(job.reply),
+                js,
+                path,
+                deadline,
+                _slot: job.slot,
+            },
+        );
+        id
+    }
+
+    /// Sends the request's outcome to the HTTP side (once; later replies are ignored).
+    pub fn reply(&mut self, id: u64, reply: Reply) {
+        let Some(inflight) = self.requests.get_mut(&id) else {
+            return;
+        };
+        let Some(sender) = inflight.reply.take() else {
+            return;
+        };
+        let outcome = match reply {
+            Reply::Response {
+                status,
+                headers,
+                body,
+            } => Outcome::Response {
+                status,
+                headers,
+                body: body.into(),
+            },
+            Reply::Exception { message, stack } => {
+                tracing::warn!(
+                    hostname = %self.hostname, path = %inflight.path, error = %message, stack = %stack,
+                    "handler threw an exception"
+                );
+                Outcome::Failed(Failure::HandlerException { message })
+            }
+            Reply::BadResponse { message } => {
+                tracing::warn!(
+                    hostname = %self.hostname, path = %inflight.path, error = %message,
+                    "handler returned something that is not a Response"
+                );
+                Outcome::Failed(Failure::BadResponse { message })
+            }
+        };
+        // The client may have gone away; its work simply ends here.
+        let _ = sender.send(outcome);
+    }
+
+    /// The request's JS is done (response sent and `waitUntil` work settled): release it.
+    pub fn finish(&mut self, id: u64) {
+        self.end(id, Failure::NoResponse);
+    }
+
+    /// The request's wall-clock deadline passed.
+    pub fn expire(&mut self, id: u64) {
+        if let Some(inflight) = self.requests.get(&id) {
+            tracing::warn!(hostname = %self.hostname, path = %inflight.path, "request timed out");
+        }
+        self.end(id, Failure::Timeout);
+    }
+
+    fn end(&mut self, id: u64, unanswered: Failure) {
+        let Some(mut inflight) = self.requests.remove(&id) else {
+            return;
+        };
+        self.due.try_remove(&inflight.deadline);
+        if let Some(sender) = inflight.reply.take() {
+            let _ = sender.send(Outcome::Failed(unanswered));
+        }
+        let owned: Vec<u64> = self
+            .timers
+            .iter()
+            .filter(|(_, t)| t.request == Some(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for timer in owned {
+            self.cancel_timer(timer);
+        }
+    }
+
+    pub fn cancel_timer(&mut self, id: u64) {
+        if let Some(timer) = self.timers.remove(&id) {
+            self.due.try_remove(&timer.key);
+        }
+    }
+
+    /// The context a due timer fires in, rescheduling it if it repeats.
+    pub fn take_timer(&mut self, id: u64) -> Option<(Rc<JsContext>, Option<u64>)> {
+        let timer = self.timers.get_mut(&id)?;
+        let found = (timer.js.clone(), timer.request);
+        match timer.interval {
+            Some(every) => timer.key = self.due.insert(Due::Timer(id), every.max(MIN_INTERVAL)),
+            None => {
+                self.timers.remove(&id);
+            }
+        }
+        Some(found)
+    }
+
+    /// Stops everything still in flight (used when the worker exits).
+    pub fn clear(&mut self) {
+        let ids: Vec<u64> = self.requests.keys().copied().collect();
+        for id in ids {
+            self.end(
+                id,
+                Failure::Unavailable {
+                    reason: "the worker is shutting down".into(),
+                },
+            );
+        }
+        self.timers.clear();
+        self.due.clear();
+        self.shared = None;
+    }
+}
+
+/// `setInterval(f, 0)` still yields to other work.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Starts a timer for the JS running now. Timers set while no request runs (at module
+/// evaluation, inside the snapshot) never fire: there is no request for them to belong to.
+pub(crate) fn start_timer(
+    scope: &mut v8::HandleScope,
+    _context: v8::Local<v8::Context>,
+    delay: Duration,
+    repeat: bool,
+) -> u64 {
+    let state = state(scope);
+    let mut state = state.borrow_mut();
+    let id = state.next_timer;
+    state.next_timer += 1;
+    let owner = state.current_request;
+    let js = match (&state.shared, owner) {
+        (Some(shared), _) => Some((shared.clone(), None)),
+        (None, Some(request)) => state
+            .requests
+            .get(&request)
+            .map(|inflight| (inflight.js.clone(), Some(request))),
+        (None, None) => None,
+    };
+    let Some((js, request)) = js else {
+        tracing::warn!(hostname = %state.hostname, "a timer set outside a request never fires");
+        return id;
+    };
+    let key = state.due.insert(Due::Timer(id), delay);
+    let interval = repeat.then_some(delay);
+    state.timers.insert(
+        id,
+        Timer {
+            key,
+            js,
+            request,
+            interval,
+        },
+    );
+    id
+}

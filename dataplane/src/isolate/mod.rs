@@ -1,0 +1,360 @@
+//! Isolates: V8 start-up, the per-app snapshot (runtime JS plus the app's evaluated module graph),
+//! context creation from it, and the worker loop that runs requests, timers and deadlines.
+//!
+//! An app is prepared once: a snapshot creator evaluates `runtime.js`, loads the app's modules
+//! from disk, evaluates them and finds the fetch handler, and the resulting blob becomes the
+//! start-up snapshot of every isolate of the app. A context reset is then only
+//! `v8::Context::new` on that snapshot.
+
+pub(crate) mod host;
+mod modules;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::poll_fn;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::{Arc, Once};
+
+use tokio::sync::mpsc;
+
+use crate::pool::Job;
+use crate::webapi;
+use host::{Due, JsContext, QueuePool, StateRef, WorkerState};
+
+/// Stack of a worker thread; V8's own stack limit (about 1 MiB) fits well inside.
+pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+const INTERNALS_KEY: &str = "nano.internals";
+
+/// Starts V8 once per process.
+pub fn init_v8() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let platform = v8::new_default_platform(0, false).make_shared();
+        v8::V8::initialize_platform(platform);
+        v8::V8::initialize();
+    });
+}
+
+/// Why an app could not be prepared. The message names the file and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AppLoadError(pub String);
+
+/// Everything a worker needs to create isolates for one app. Immutable and shared by its workers.
+pub struct AppImage {
+    pub hostname: Arc<str>,
+    pub context_reset: bool,
+    pub memory_mb: u32,
+    /// Which handler shape the app uses: `module` or `listener`.
+    pub handler: String,
+    snapshot: Vec<u8>,
+    env: BTreeMap<String, String>,
+}
+
+impl AppImage {
+    /// Loads, evaluates and snapshots an app. Runs on the calling thread.
+    pub fn prepare(app: &nano_config::App) -> Result<Self, AppLoadError> {
+        init_v8();
+        let hostname: Arc<str> = app.hostname.to_ascii_lowercase().into();
+        let mut creator =
+            v8::Isolate::snapshot_creator(Some(webapi::external_references().into()), None);
+        let state: StateRef = Rc::new(RefCell::new(WorkerState::new(hostname.clone())));
+        creator.set_slot(state);
+        let result = {
+            let scope = &mut v8::HandleScope::new(&mut creator);
+            let context = v8::Context::new(scope, Default::default());
+            let outcome = {
+                let scope = &mut v8::ContextScope::new(scope, context);
+                evaluate_app(scope, &app.entrypoint)
+            };
+            match outcome {
+                Ok(handler) => {
+                    scope.set_default_context(context);
+                    Ok(handler)
+                }
+                Err(err) => {
+                    // A snapshot creator must still produce a blob; give it a clean context.
+                    let empty = v8::Context::new(scope, Default::default());
+                    scope.set_default_context(empty);
+                    Err(err)
+                }
+            }
+        };
+        let blob = creator.create_blob(v8::FunctionCodeHandling::Keep);
+        let handler = result?;
+        let blob =
+            blob.ok_or_else(|| AppLoadError("V8 could not create the app snapshot".into()))?;
+        Ok(Self {
+            hostname,
+            context_reset: app.context_reset,
+            memory_mb: app.limits.memory_mb,
+            handler,
+            snapshot: blob.to_vec(),
+            env: app.env.clone(),
+        })
+    }
+
+    /// A new isolate whose default context already holds the runtime and the app.
+    fn new_isolate(&self) -> v8::OwnedIsolate {
+        let params = v8::CreateParams::default()
+            .snapshot_blob(self.snapshot.clone().into())
+            .external_references(webapi::external_references().into());
+        let mut isolate = v8::Isolate::new(params);
+        isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
+        isolate.set_allow_atomics_wait(false);
+        isolate
+    }
+}
+
+/// Evaluates the runtime and the app's modules in the current context; returns the handler shape.
+fn evaluate_app(scope: &mut v8::HandleScope, entrypoint: &Path) -> Result<String, AppLoadError> {
+    let internals = bootstrap_runtime(scope);
+    let namespace = modules::load_and_evaluate(scope, entrypoint)?;
+    let namespace = v8::Local::new(scope, namespace);
+    let register = get_function(scope, internals, "register");
+    let tc = &mut v8::TryCatch::new(scope);
+    let undefined = v8::undefined(tc).into();
+    let handler = register.call(tc, undefined, &[namespace]);
+    let Some(handler) = handler else {
+        let message = tc
+            .exception()
+            .map(|e| e.to_rust_string_lossy(tc))
+            .unwrap_or_else(|| "unknown error".into());
+        return Err(AppLoadError(format!("{}: {message}", entrypoint.display())));
+    };
+    let handler = handler.to_rust_string_lossy(tc);
+    let context = tc.get_current_context();
+    let global = context.global(tc);
+    let key = internals_key(tc);
+    global.set_private(tc, key, internals.into());
+    Ok(handler)
+}
+
+/// Runs `runtime.js` and returns its internals object.
+fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Object> {
+    let source = v8::String::new(scope, webapi::RUNTIME_JS).expect("runtime.js fits in a string");
+    let name = v8::String::new(scope, "nano:runtime.js").expect("short string");
+    let origin = script_origin(scope, name.into(), false);
+    let script = v8::Script::compile(scope, source, Some(&origin)).expect("runtime.js compiles");
+    let bootstrap = script.run(scope).expect("runtime.js evaluates");
+    let bootstrap =
+        v8::Local::<v8::Function>::try_from(bootstrap).expect("runtime.js yields a function");
+    let ops = webapi::ops_object(scope);
+    let undefined = v8::undefined(scope).into();
+    let internals = bootstrap
+        .call(scope, undefined, &[ops.into()])
+        .expect("runtime bootstrap runs");
+    internals
+        .to_object(scope)
+        .expect("bootstrap returns the internals object")
+}
+
+pub(crate) fn script_origin<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    name: v8::Local<'s, v8::Value>,
+    is_module: bool,
+) -> v8::ScriptOrigin<'s> {
+    v8::ScriptOrigin::new(
+        scope, name, 0, 0, false, 0, None, false, false, is_module, None,
+    )
+}
+
+fn internals_key<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Private> {
+    let name = v8::String::new(scope, INTERNALS_KEY).expect("short string");
+    v8::Private::for_api(scope, Some(name))
+}
+
+fn get_function<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    object: v8::Local<v8::Object>,
+    name: &str,
+) -> v8::Local<'s, v8::Function> {
+    let key = v8::String::new(scope, name).expect("short string");
+    let value = object
+        .get(scope, key.into())
+        .expect("internals property reads");
+    v8::Local::<v8::Function>::try_from(value).expect("runtime.js exports this function")
+}
+
+/// Creates a context from the app snapshot, with its own microtask queue.
+fn new_js_context(
+    scope: &mut v8::HandleScope<()>,
+    image: &AppImage,
+    queues: &QueuePool,
+) -> Rc<JsContext> {
+    let pooled = queues.borrow_mut().pop();
+    let queue =
+        pooled.unwrap_or_else(|| v8::MicrotaskQueue::new(scope, v8::MicrotasksPolicy::Explicit));
+    let queue_ptr = &*queue as *const v8::MicrotaskQueue as *mut v8::MicrotaskQueue;
+    let options = v8::ContextOptions {
+        microtask_queue: Some(queue_ptr),
+        ..Default::default()
+    };
+    let context = v8::Context::new(scope, options);
+    let scope = &mut v8::ContextScope::new(scope, context);
+    let global = context.global(scope);
+    let key = internals_key(scope);
+    let internals = global
+        .get_private(scope, key)
+        .and_then(|v| v.to_object(scope))
+        .expect("the app snapshot holds the runtime internals");
+    let dispatch = get_function(scope, internals, "dispatch");
+    let fire_timer = get_function(scope, internals, "fireTimer");
+    let env = v8::Object::new(scope);
+    for (name, value) in &image.env {
+        let name = v8::String::new(scope, name).expect("env name fits in a string");
+        let value = v8::String::new(scope, value).expect("env value fits in a string");
+        env.set(scope, name.into(), value.into());
+    }
+    Rc::new(JsContext::new(
+        v8::Global::new(scope, context),
+        v8::Global::new(scope, dispatch),
+        v8::Global::new(scope, fire_timer),
+        v8::Global::new(scope, env),
+        queue,
+        queues.clone(),
+    ))
+}
+
+/// The worker thread's body: one isolate, one single-threaded event loop, until the pool closes.
+pub(crate) fn run_worker(
+    image: Arc<AppImage>,
+    index: usize,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
+    let span = tracing::info_span!("worker", hostname = %image.hostname, worker = index);
+    let _entered = span.enter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let mut isolate = image.new_isolate();
+    let state: StateRef = Rc::new(RefCell::new(WorkerState::new(image.hostname.clone())));
+    isolate.set_slot(state.clone());
+    let queues: QueuePool = Rc::new(RefCell::new(Vec::new()));
+    if !image.context_reset {
+        let scope = &mut v8::HandleScope::new(&mut isolate);
+        let shared = new_js_context(scope, &image, &queues);
+        state.borrow_mut().shared = Some(shared);
+    }
+    tracing::debug!("worker started");
+
+    runtime.block_on(async {
+        let mut closed = false;
+        loop {
+            if closed && state.borrow().requests.is_empty() {
+                break;
+            }
+            let has_due = !state.borrow().due.is_empty();
+            tokio::select! {
+                Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
+                    match expired.into_inner() {
+                        Due::Timer(id) => fire_timer(&mut isolate, &state, id),
+                        Due::Deadline(id) => state.borrow_mut().expire(id),
+                    }
+                }
+                job = jobs.recv(), if !closed => match job {
+                    Some(job) => start_request(&mut isolate, &state, &image, &queues, job),
+                    None => closed = true,
+                },
+                else => break,
+            }
+        }
+    });
+
+    state.borrow_mut().clear();
+    queues.borrow_mut().clear();
+    tracing::debug!("worker stopped");
+}
+
+fn start_request(
+    isolate: &mut v8::OwnedIsolate,
+    state: &StateRef,
+    image: &AppImage,
+    queues: &QueuePool,
+    job: Job,
+) {
+    let scope = &mut v8::HandleScope::new(isolate);
+    let js = match state.borrow().shared.clone() {
+        Some(shared) => shared,
+        None => new_js_context(scope, image, queues),
+    };
+    let context = v8::Local::new(scope, &js.context);
+    let scope = &mut v8::ContextScope::new(scope, context);
+
+    let method = v8::String::new(scope, &job.method).expect("method fits in a string");
+    let url = v8::String::new(scope, &job.url).expect("url fits in a string");
+    let mut flat: Vec<v8::Local<v8::Value>> = Vec::with_capacity(job.headers.len() * 2);
+    for (name, value) in &job.headers {
+        flat.push(v8::String::new(scope, name).expect("header fits").into());
+        flat.push(v8::String::new(scope, value).expect("header fits").into());
+    }
+    let headers = v8::Array::new_with_elements(scope, &flat);
+    let body: v8::Local<v8::Value> = if job.body.is_empty() {
+        v8::null(scope).into()
+    } else {
+        webapi::uint8_array(scope, job.body.to_vec()).into()
+    };
+    let env = v8::Local::new(scope, &js.env);
+    let dispatch = v8::Local::new(scope, &js.dispatch);
+
+    let id = state.borrow_mut().accept(job, js.clone());
+    let id_value = v8::Number::new(scope, id as f64);
+    let args = [
+        id_value.into(),
+        method.into(),
+        url.into(),
+        headers.into(),
+        body,
+        env.into(),
+    ];
+    run_js(scope, state, &js, id, |scope| {
+        let undefined = v8::undefined(scope).into();
+        dispatch.call(scope, undefined, &args);
+    });
+}
+
+fn fire_timer(isolate: &mut v8::OwnedIsolate, state: &StateRef, timer: u64) {
+    let Some((js, request)) = state.borrow_mut().take_timer(timer) else {
+        return;
+    };
+    let scope = &mut v8::HandleScope::new(isolate);
+    let context = v8::Local::new(scope, &js.context);
+    let scope = &mut v8::ContextScope::new(scope, context);
+    let fire = v8::Local::new(scope, &js.fire_timer);
+    let id = v8::Number::new(scope, timer as f64);
+    let owner = request.unwrap_or(0);
+    run_js(scope, state, &js, owner, |scope| {
+        let undefined = v8::undefined(scope).into();
+        fire.call(scope, undefined, &[id.into()]);
+    });
+}
+
+/// Enters JS for `request`, then drains the context's microtasks; an exception escaping the
+/// runtime's own code is an internal fault of that request.
+fn run_js(
+    scope: &mut v8::HandleScope,
+    state: &StateRef,
+    js: &JsContext,
+    request: u64,
+    call: impl FnOnce(&mut v8::HandleScope),
+) {
+    state.borrow_mut().current_request = Some(request);
+    let tc = &mut v8::TryCatch::new(scope);
+    call(tc);
+    js.queue().perform_checkpoint(tc);
+    if let Some(exception) = tc.exception() {
+        let message = exception.to_rust_string_lossy(tc);
+        tracing::error!(hostname = %state.borrow().hostname, error = %message, "runtime fault");
+        state.borrow_mut().reply(
+            request,
+            host::Reply::Exception {
+                message: format!("internal runtime error: {message}"),
+                stack: String::new(),
+            },
+        );
+    }
+    state.borrow_mut().current_request = None;
+}

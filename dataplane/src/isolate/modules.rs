@@ -1,0 +1,212 @@
+//! The app's ES module graph: loads the entry and its relative imports from the app's folder,
+//! compiles, links and evaluates them. Imports that leave the folder, bare specifiers and missing
+//! files are refused with the import chain that led to them.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
+
+use super::AppLoadError;
+
+/// The compiled modules of one app, stored in the isolate slot while V8 links them.
+#[derive(Default)]
+struct Graph {
+    root: PathBuf,
+    by_path: HashMap<PathBuf, v8::Global<v8::Module>>,
+    path_of: HashMap<i32, PathBuf>,
+}
+
+impl Graph {
+    fn display(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+
+    /// Resolves `specifier` imported by `referrer` to a file inside the app's folder.
+    fn resolve(&self, referrer: &Path, specifier: &str) -> Result<PathBuf, String> {
+        if !(specifier.starts_with("./") || specifier.starts_with("../")) {
+            return Err(format!(
+                "import {specifier:?} in {} is not a relative path; only \"./\" and \"../\" imports \
+                 of files in the app's folder are supported (bundle packages first, e.g. with esbuild)",
+                self.display(referrer)
+            ));
+        }
+        let base = referrer.parent().unwrap_or(&self.root);
+        let mut resolved = PathBuf::new();
+        for component in base.join(specifier).components() {
+            match component {
+                Component::ParentDir => {
+                    resolved.pop();
+                }
+                Component::CurDir => {}
+                other => resolved.push(other),
+            }
+        }
+        if !resolved.starts_with(&self.root) {
+            return Err(format!(
+                "import {specifier:?} in {} points outside the app's folder {}",
+                self.display(referrer),
+                self.root.display()
+            ));
+        }
+        Ok(resolved)
+    }
+}
+
+/// Loads the module graph from `entrypoint`, evaluates it and returns the entry's namespace.
+pub(super) fn load_and_evaluate(
+    scope: &mut v8::HandleScope,
+    entrypoint: &Path,
+) -> Result<v8::Global<v8::Value>, AppLoadError> {
+    let entry = std::path::absolute(entrypoint)
+        .map_err(|err| AppLoadError(format!("{}: {err}", entrypoint.display())))?;
+    let root = entry.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut graph = Graph {
+        root,
+        ..Default::default()
+    };
+    let module = compile_tree(scope, &mut graph, &entry, &mut vec![])?;
+
+    let graph = Rc::new(graph);
+    scope.set_slot(graph.clone());
+    let tc = &mut v8::TryCatch::new(scope);
+    let linked = module.instantiate_module(tc, resolve_callback);
+    tc.remove_slot::<Rc<Graph>>();
+    if linked != Some(true) {
+        let exception = tc.exception();
+        let message = exception_text(tc, exception);
+        return Err(AppLoadError(format!(
+            "{}: cannot link modules: {message}",
+            graph.display(&entry)
+        )));
+    }
+
+    let promise = module.evaluate(tc);
+    tc.perform_microtask_checkpoint();
+    if module.get_status() == v8::ModuleStatus::Errored {
+        let exception = Some(module.get_exception());
+        let message = exception_text(tc, exception);
+        return Err(AppLoadError(format!(
+            "{} failed while evaluating: {message}",
+            graph.display(&entry)
+        )));
+    }
+    let Some(promise) = promise.and_then(|p| v8::Local::<v8::Promise>::try_from(p).ok()) else {
+        let exception = tc.exception();
+        let message = exception_text(tc, exception);
+        return Err(AppLoadError(format!(
+            "{} failed while evaluating: {message}",
+            graph.display(&entry)
+        )));
+    };
+    match promise.state() {
+        v8::PromiseState::Fulfilled => Ok(v8::Global::new(tc, module.get_module_namespace())),
+        v8::PromiseState::Rejected => {
+            let reason = Some(promise.result(tc));
+            Err(AppLoadError(format!(
+                "{} failed while evaluating: {}",
+                graph.display(&entry),
+                exception_text(tc, reason)
+            )))
+        }
+        v8::PromiseState::Pending => Err(AppLoadError(format!(
+            "{}: top-level await did not finish during start-up (it waits on a timer, a request \
+             or a promise that never settles); move that work into the fetch handler",
+            graph.display(&entry)
+        ))),
+    }
+}
+
+fn compile_tree<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    graph: &mut Graph,
+    path: &Path,
+    chain: &mut Vec<String>,
+) -> Result<v8::Local<'s, v8::Module>, AppLoadError> {
+    if let Some(existing) = graph.by_path.get(path) {
+        return Ok(v8::Local::new(scope, existing));
+    }
+    let name = graph.display(path);
+    let via = if chain.is_empty() {
+        String::new()
+    } else {
+        format!(" (imported via {})", chain.join(" -> "))
+    };
+    let source = std::fs::read_to_string(path).map_err(|err| {
+        AppLoadError(format!("cannot read module {}{via}: {err}", path.display()))
+    })?;
+    let source = v8::String::new(scope, &source)
+        .ok_or_else(|| AppLoadError(format!("module {name} is too large")))?;
+    let resource = v8::String::new(scope, &name).expect("file name fits in a string");
+    let origin = super::script_origin(scope, resource.into(), true);
+    let mut source = v8::script_compiler::Source::new(source, Some(&origin));
+    let tc = &mut v8::TryCatch::new(scope);
+    let Some(module) = v8::script_compiler::compile_module(tc, &mut source) else {
+        let exception = tc.exception();
+        let message = exception_text(tc, exception);
+        return Err(AppLoadError(format!("{name}{via}: {message}")));
+    };
+    graph
+        .by_path
+        .insert(path.to_owned(), v8::Global::new(tc, module));
+    graph
+        .path_of
+        .insert(module.get_identity_hash().get(), path.to_owned());
+
+    let requests = module.get_module_requests();
+    chain.push(name);
+    for i in 0..requests.length() {
+        let request = requests.get(tc, i).expect("module request index in range");
+        let request = v8::Local::<v8::ModuleRequest>::try_from(request).expect("a ModuleRequest");
+        let specifier = request.get_specifier().to_rust_string_lossy(tc);
+        let target = graph.resolve(path, &specifier).map_err(AppLoadError)?;
+        if target.extension().is_some_and(|e| e == "wasm") {
+            return Err(AppLoadError(format!(
+                "import {specifier:?} in {}: WebAssembly module imports are not supported yet",
+                graph.display(path)
+            )));
+        }
+        compile_tree(tc, graph, &target, chain)?;
+    }
+    chain.pop();
+    // Escape the module handle out of the TryCatch scope.
+    Ok(v8::Local::new(tc, graph.by_path[path].clone()))
+}
+
+fn resolve_callback<'a>(
+    context: v8::Local<'a, v8::Context>,
+    specifier: v8::Local<'a, v8::String>,
+    _attributes: v8::Local<'a, v8::FixedArray>,
+    referrer: v8::Local<'a, v8::Module>,
+) -> Option<v8::Local<'a, v8::Module>> {
+    // SAFETY: V8 calls this during instantiate_module, inside a live context.
+    let scope = &mut unsafe { v8::CallbackScope::new(context) };
+    let graph = scope.get_slot::<Rc<Graph>>()?.clone();
+    let referrer = graph.path_of.get(&referrer.get_identity_hash().get())?;
+    let specifier = specifier.to_rust_string_lossy(scope);
+    let target = graph.resolve(referrer, &specifier).ok()?;
+    let module = graph.by_path.get(&target)?;
+    Some(v8::Local::new(scope, module))
+}
+
+/// `file:line: message` for an exception, as precise as V8 allows.
+pub(crate) fn exception_text(
+    scope: &mut v8::HandleScope,
+    exception: Option<v8::Local<v8::Value>>,
+) -> String {
+    let Some(exception) = exception else {
+        return "unknown error".into();
+    };
+    let text = exception.to_rust_string_lossy(scope);
+    let message = v8::Exception::create_message(scope, exception);
+    let file = message
+        .get_script_resource_name(scope)
+        .map(|n| n.to_rust_string_lossy(scope))
+        .unwrap_or_default();
+    match message.get_line_number(scope) {
+        Some(line) if !file.is_empty() => format!("{file}:{line}: {text}"),
+        _ => text,
+    }
+}

@@ -1,0 +1,115 @@
+//! The NANO data plane as a library: `run` serves a validated config on a bound listener until a
+//! cancellation token fires. `main.rs` only parses flags and maps errors to exit codes, so tests
+//! and benchmarks can run a whole data plane in-process on port 0.
+
+pub mod http;
+pub mod isolate;
+pub mod pool;
+pub mod router;
+mod webapi;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nano_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::isolate::AppImage;
+use crate::pool::AppPool;
+use crate::router::{Route, Router};
+
+/// Prepares every app (in parallel) and starts its pool. An app that fails to load is logged with
+/// its file and reason and answers 503 `app-unavailable`; the others serve normally.
+pub fn start_apps(config: &Config) -> Router {
+    let prepared: Vec<_> = std::thread::scope(|threads| {
+        let handles: Vec<_> = config
+            .apps
+            .iter()
+            .map(|app| {
+                std::thread::Builder::new()
+                    .name(format!("nano-prepare-{}", app.hostname))
+                    .stack_size(isolate::WORKER_STACK_BYTES)
+                    .spawn_scoped(threads, move || AppImage::prepare(app))
+                    .expect("the OS can start a thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("app preparation does not panic"))
+            .collect()
+    });
+    let routes = config.apps.iter().zip(prepared).map(|(app, image)| {
+        let timeout = Duration::from_secs(app.limits.timeout_secs.into());
+        let pool = match image {
+            Ok(image) => {
+                tracing::info!(
+                    hostname = %app.hostname,
+                    entrypoint = %app.entrypoint.display(),
+                    handler = %image.handler,
+                    workers = app.limits.workers,
+                    context_reset = app.context_reset,
+                    "app loaded"
+                );
+                AppPool::start(
+                    Arc::new(image),
+                    app.limits.workers as usize,
+                    app.limits.queue_per_worker as usize,
+                )
+            }
+            Err(err) => {
+                tracing::error!(
+                    hostname = %app.hostname,
+                    entrypoint = %app.entrypoint.display(),
+                    error = %err,
+                    "app failed to load; its requests get 503 until it is fixed"
+                );
+                AppPool::failed(
+                    app.hostname.to_ascii_lowercase().into(),
+                    format!("the app failed to load: {err}"),
+                )
+            }
+        };
+        Route { pool, timeout }
+    });
+    Router::new(routes.collect::<Vec<_>>())
+}
+
+/// Serves `config` on `listener` until `shutdown` is cancelled, then drains and stops the workers.
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+    let router = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || start_apps(&config))
+            .await
+            .expect("starting apps does not panic")
+    };
+    let router = Arc::new(router);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, apps = config.apps.len(), "listening");
+    }
+    let front = Arc::new(http::Front {
+        router: router.clone(),
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    http::serve(listener, front, shutdown, grace).await;
+
+    // Connections are closed; stop the workers (they finish any waitUntil work they hold).
+    match Arc::try_unwrap(router) {
+        Ok(router) => {
+            tokio::task::spawn_blocking(move || {
+                for route in router.into_routes() {
+                    if let Ok(route) = Arc::try_unwrap(route) {
+                        route.pool.shutdown();
+                    }
+                }
+            })
+            .await
+            .expect("stopping workers does not panic");
+        }
+        Err(_) => {
+            tracing::warn!("requests still running after the grace period; not waiting for them")
+        }
+    }
+    tracing::info!("stopped");
+}

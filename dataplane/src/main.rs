@@ -1,0 +1,185 @@
+//! `nano`: flags, config, tracing, runtime, `run`, exit code (64 for a bad config, 1 otherwise).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+/// The example config and app compiled into the binary: `nano` with no flags serves them.
+const EMBEDDED_CONFIG: &str = include_str!("../../config/example.json");
+const EMBEDDED_APP: &str = include_str!("../../config/examples/hello.js");
+
+#[derive(Parser)]
+#[command(
+    name = "nano",
+    version,
+    about = "NANO data plane: serves JavaScript/WebAssembly apps in V8 isolates"
+)]
+struct Cli {
+    /// Config file (JSON). Without it, the embedded example config is served.
+    #[arg(long, short, global = true, env = "NANO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the config (the default).
+    Serve,
+    /// Validate the config and exit: 0 if valid, 64 with every problem listed otherwise.
+    Check,
+    /// Config helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON Schema of the config file.
+    Schema,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Config {
+            command: ConfigCommand::Schema,
+        } => {
+            let schema = serde_json::to_string_pretty(&nano_config::json_schema())
+                .expect("the schema serialises");
+            println!("{schema}");
+            ExitCode::SUCCESS
+        }
+        Command::Check => match load(cli.config.as_deref()) {
+            Ok((config, _)) => {
+                println!("config is valid: {} app(s)", config.apps.len());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Serve => serve(cli.config.as_deref()),
+    }
+}
+
+fn serve(path: Option<&Path>) -> ExitCode {
+    let (config, _embedded_dir) = match load(path) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .thread_name("nano-http")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let addr = format!("{}:{}", config.server.host, config.server.port);
+        let listener = match tokio::net::TcpListener::bind(&addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::error!(%addr, error = %err, "cannot bind the listener");
+                eprintln!("cannot listen on {addr}: {err} (change server.host/server.port)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let shutdown = CancellationToken::new();
+        tokio::spawn(wait_for_signal(shutdown.clone()));
+        nano_dataplane::run(config, listener, shutdown).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Loads the given config, or the embedded example (written to a private temporary folder so its
+/// module can be read like any other app; the folder lives as long as the returned guard).
+fn load(path: Option<&Path>) -> anyhow::Result<(nano_config::Config, Option<tempfile_guard::Dir>)> {
+    match path {
+        Some(path) => Ok((nano_config::load(path)?, None)),
+        None => {
+            let dir = tempfile_guard::Dir::new()?;
+            std::fs::create_dir_all(dir.path().join("examples"))?;
+            std::fs::write(dir.path().join("example.json"), EMBEDDED_CONFIG)?;
+            std::fs::write(dir.path().join("examples/hello.js"), EMBEDDED_APP)?;
+            tracing::info!("no --config given: serving the embedded example config");
+            Ok((
+                nano_config::load(&dir.path().join("example.json"))?,
+                Some(dir),
+            ))
+        }
+    }
+}
+
+mod tempfile_guard {
+    //! A folder removed on drop.
+    use std::path::{Path, PathBuf};
+
+    pub struct Dir(PathBuf);
+
+    impl Dir {
+        pub fn new() -> std::io::Result<Self> {
+            let path = std::env::temp_dir().join(format!("nano-embedded-{}", std::process::id()));
+            std::fs::create_dir_all(&path)?;
+            Ok(Self(path))
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!(signal = name, "shutting down");
+    shutdown.cancel();
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("NANO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,251 @@
+//! Per-app pools: `limits.workers` OS threads, each owning one isolate, each with a bounded number
+//! of request slots. Dispatch goes to the least-busy worker; when every slot of the app is taken
+//! the request is refused at once. Knows nothing about V8 beyond starting `isolate::run_worker`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::isolate::{self, AppImage};
+
+/// One HTTP request handed to a worker.
+pub struct Job {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub reply: oneshot::Sender<Outcome>,
+    pub slot: SlotGuard,
+}
+
+impl Job {
+    /// The path part of the URL, for logs.
+    pub fn path(&self) -> &str {
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(&*self.url, |(_, rest)| rest);
+        after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+    }
+}
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
+    Failed(Failure),
+}
+
+/// Why a request produced no response of the app's own. Mapped to HTTP in `http::rescue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    HandlerException { message: String },
+    BadResponse { message: String },
+    NoResponse,
+    Timeout,
+    Unavailable { reason: String },
+}
+
+/// Holds one of a worker's slots; released on drop, whatever happens to the request.
+pub struct SlotGuard(Arc<AtomicUsize>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a pool did not take a request.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PoolError {
+    #[error("all {slots} request slots of the app are taken")]
+    Full { slots: usize },
+    #[error("{reason}")]
+    Unavailable { reason: String },
+}
+
+struct Worker {
+    jobs: mpsc::UnboundedSender<Job>,
+    load: Arc<AtomicUsize>,
+}
+
+/// The running workers of one app, or why it has none.
+pub struct AppPool {
+    hostname: Arc<str>,
+    workers: Vec<Worker>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    slots_per_worker: usize,
+    failure: Option<String>,
+}
+
+impl AppPool {
+    /// Starts `workers` threads serving `image`.
+    pub fn start(image: Arc<AppImage>, workers: usize, slots_per_worker: usize) -> Self {
+        let mut pool = Self {
+            hostname: image.hostname.clone(),
+            workers: Vec::with_capacity(workers),
+            threads: Vec::with_capacity(workers),
+            slots_per_worker,
+            failure: None,
+        };
+        for index in 0..workers {
+            // Slots bound the queue, so the channel itself need not.
+            let (jobs, rx) = mpsc::unbounded_channel();
+            let image = image.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("nano-worker-{}-{index}", image.hostname))
+                .stack_size(isolate::WORKER_STACK_BYTES)
+                .spawn(move || isolate::run_worker(image, index, rx))
+                .expect("the OS can start a worker thread");
+            pool.workers.push(Worker {
+                jobs,
+                load: Arc::new(AtomicUsize::new(0)),
+            });
+            pool.threads.push(thread);
+        }
+        pool
+    }
+
+    /// A pool for an app that could not be loaded: every request is refused with the reason.
+    pub fn failed(hostname: Arc<str>, reason: String) -> Self {
+        Self {
+            hostname,
+            workers: Vec::new(),
+            threads: Vec::new(),
+            slots_per_worker: 0,
+            failure: Some(reason),
+        }
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    /// Takes a slot on the least-busy worker, or refuses at once.
+    pub fn reserve(&self) -> Result<(usize, SlotGuard), PoolError> {
+        if let Some(reason) = &self.failure {
+            return Err(PoolError::Unavailable {
+                reason: reason.clone(),
+            });
+        }
+        let (index, worker) = self
+            .workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.load.load(Ordering::Acquire))
+            .ok_or_else(|| PoolError::Unavailable {
+                reason: "the app has no workers".into(),
+            })?;
+        if worker.load.fetch_add(1, Ordering::AcqRel) >= self.slots_per_worker {
+            worker.load.fetch_sub(1, Ordering::AcqRel);
+            return Err(PoolError::Full {
+                slots: self.slots_per_worker * self.workers.len(),
+            });
+        }
+        Ok((index, SlotGuard(worker.load.clone())))
+    }
+
+    /// Hands a job (holding a slot from [`AppPool::reserve`]) to its worker.
+    pub fn submit(&self, worker: usize, job: Job) -> Result<(), PoolError> {
+        self.workers[worker]
+            .jobs
+            .send(job)
+            .map_err(|_| PoolError::Unavailable {
+                reason: "the app's worker has stopped".into(),
+            })
+    }
+
+    /// Requests held now, across workers.
+    pub fn in_flight(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.load.load(Ordering::Acquire))
+            .sum()
+    }
+
+    /// Stops accepting jobs and waits for the workers to finish what they hold.
+    pub fn shutdown(mut self) {
+        self.workers.clear();
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!(hostname = %self.hostname, "a worker thread panicked");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool_without_threads(
+        workers: usize,
+        slots: usize,
+    ) -> (AppPool, Vec<mpsc::UnboundedReceiver<Job>>) {
+        let mut receivers = Vec::new();
+        let mut pool = AppPool::failed("t".into(), String::new());
+        pool.failure = None;
+        pool.slots_per_worker = slots;
+        for _ in 0..workers {
+            let (jobs, rx) = mpsc::unbounded_channel();
+            receivers.push(rx);
+            pool.workers.push(Worker {
+                jobs,
+                load: Arc::new(AtomicUsize::new(0)),
+            });
+        }
+        (pool, receivers)
+    }
+
+    #[test]
+    fn reserve_spreads_load_and_refuses_when_full() {
+        let (pool, _rx) = pool_without_threads(2, 2);
+        let mut guards = Vec::new();
+        let mut used = [0; 2];
+        for _ in 0..4 {
+            let (index, guard) = pool.reserve().unwrap();
+            used[index] += 1;
+            guards.push(guard);
+        }
+        assert_eq!(used, [2, 2]);
+        assert_eq!(pool.reserve().unwrap_err(), PoolError::Full { slots: 4 });
+        guards.pop();
+        assert!(pool.reserve().is_ok(), "a released slot is free again");
+    }
+
+    #[test]
+    fn failed_pool_refuses_with_reason() {
+        let pool = AppPool::failed("t".into(), "syntax error".into());
+        assert_eq!(
+            pool.reserve().unwrap_err(),
+            PoolError::Unavailable {
+                reason: "syntax error".into()
+            }
+        );
+    }
+
+    #[test]
+    fn job_path_is_extracted() {
+        let (reply, _) = oneshot::channel();
+        let (pool, _rx) = pool_without_threads(1, 1);
+        let (_, slot) = pool.reserve().unwrap();
+        let job = Job {
+            method: "GET".into(),
+            url: "http://a.example/x/y?z=1".into(),
+            headers: vec![],
+            body: Bytes::new(),
+            timeout: Duration::from_secs(1),
+            reply,
+            slot,
+        };
+        assert_eq!(job.path(), "/x/y?z=1");
+    }
+}

@@ -1,0 +1,513 @@
+// NANO runtime glue: the JS half of the Web APIs and the request dispatcher.
+//
+// Evaluated once per app inside the snapshot creator, before the app's module. The script's value
+// is a function that receives the native ops object (see webapi/mod.rs) and returns the internals
+// Rust calls into: register (find the app's fetch handler), dispatch (run one request) and
+// fireTimer. Nothing here keeps a reference to ops on a global: tenant code cannot reach them.
+(function bootstrap(ops) {
+  "use strict";
+
+  const kState = Symbol("nano.state");
+  const define = (name, value) =>
+    Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+
+  // ---- console -------------------------------------------------------------------------------
+  const LEVELS = { debug: 0, log: 1, info: 1, warn: 2, error: 3 };
+  function formatValue(value, depth) {
+    if (typeof value === "string") return depth === 0 ? value : JSON.stringify(value);
+    if (value instanceof Error) return value.stack || `${value.name}: ${value.message}`;
+    if (typeof value === "function") return `[Function ${value.name || "anonymous"}]`;
+    if (typeof value === "bigint") return `${value}n`;
+    if (typeof value === "symbol") return value.toString();
+    if (value === undefined) return "undefined";
+    if (value !== null && typeof value === "object") {
+      try {
+        const seen = new WeakSet();
+        return JSON.stringify(value, (k, v) => {
+          if (typeof v === "bigint") return `${v}n`;
+          if (v !== null && typeof v === "object") {
+            if (seen.has(v)) return "[Circular]";
+            seen.add(v);
+          }
+          return v;
+        });
+      } catch {
+        return Object.prototype.toString.call(value);
+      }
+    }
+    return String(value);
+  }
+  const console = {};
+  for (const [name, level] of Object.entries(LEVELS)) {
+    console[name] = (...args) => ops.log(level, args.map((a) => formatValue(a, 0)).join(" "));
+  }
+  console.trace = (...args) => ops.log(0, [...args.map((a) => formatValue(a, 0)), new Error().stack].join(" "));
+  define("console", console);
+
+  // ---- timers and microtasks -----------------------------------------------------------------
+  const timers = new Map();
+  function startTimer(callback, delay, args, repeat) {
+    if (typeof callback !== "function") {
+      throw new TypeError("timer callback must be a function (strings are not evaluated)");
+    }
+    const ms = Math.max(0, Number(delay) || 0);
+    const id = ops.timerStart(ms, repeat);
+    timers.set(id, { callback, args, repeat });
+    return id;
+  }
+  function clearTimer(id) {
+    if (timers.delete(id)) ops.timerCancel(id);
+  }
+  define("setTimeout", (cb, delay, ...args) => startTimer(cb, delay, args, false));
+  define("setInterval", (cb, delay, ...args) => startTimer(cb, delay, args, true));
+  define("clearTimeout", clearTimer);
+  define("clearInterval", clearTimer);
+  define("queueMicrotask", (cb) => {
+    if (typeof cb !== "function") throw new TypeError("queueMicrotask expects a function");
+    Promise.resolve().then(cb);
+  });
+  function fireTimer(id) {
+    const timer = timers.get(id);
+    if (!timer) return;
+    if (!timer.repeat) timers.delete(id);
+    try {
+      timer.callback(...timer.args);
+    } catch (err) {
+      console.error("uncaught exception in timer callback:", err);
+    }
+  }
+
+  // ---- encoding ------------------------------------------------------------------------------
+  class TextEncoder {
+    get encoding() { return "utf-8"; }
+    encode(input = "") { return ops.encodeUtf8(String(input)); }
+  }
+  class TextDecoder {
+    #fatal; #ignoreBOM;
+    constructor(label = "utf-8", options = {}) {
+      const l = String(label).trim().toLowerCase();
+      if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
+        throw new RangeError(`TextDecoder: encoding "${label}" is not supported (only utf-8)`);
+      }
+      this.#fatal = Boolean(options.fatal);
+      this.#ignoreBOM = Boolean(options.ignoreBOM);
+    }
+    get encoding() { return "utf-8"; }
+    get fatal() { return this.#fatal; }
+    get ignoreBOM() { return this.#ignoreBOM; }
+    decode(input) {
+      if (input === undefined) return "";
+      return ops.decodeUtf8(toBytes(input, "TextDecoder.decode"), this.#fatal, this.#ignoreBOM);
+    }
+  }
+  define("TextEncoder", TextEncoder);
+  define("TextDecoder", TextDecoder);
+
+  function toBytes(input, what) {
+    if (input instanceof Uint8Array) return input;
+    if (ArrayBuffer.isView(input)) return new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+    if (input instanceof ArrayBuffer) return new Uint8Array(input);
+    throw new TypeError(`${what}: expected an ArrayBuffer or a view of one`);
+  }
+
+  // ---- URL -----------------------------------------------------------------------------------
+  class URLSearchParams {
+    #list = []; #url = null;
+    constructor(init = "") {
+      if (typeof init === "object" && init !== null) {
+        const pairs = Symbol.iterator in init ? init : Object.entries(init);
+        for (const pair of pairs) {
+          const [k, v] = pair;
+          if (pair.length !== 2) throw new TypeError("URLSearchParams: each pair must have two items");
+          this.#list.push([String(k), String(v)]);
+        }
+      } else {
+        this.#parse(String(init));
+      }
+    }
+    #parse(text) {
+      this.#list = [];
+      const query = text.startsWith("?") ? text.slice(1) : text;
+      for (const part of query.split("&")) {
+        if (!part) continue;
+        const eq = part.indexOf("=");
+        const name = eq < 0 ? part : part.slice(0, eq);
+        const value = eq < 0 ? "" : part.slice(eq + 1);
+        this.#list.push([decodeForm(name), decodeForm(value)]);
+      }
+    }
+    static [kState](params, url, search) { params.#url = url; params.#parse(search); }
+    #update() { if (this.#url) this.#url[kState].setSearch(this.toString()); }
+    append(name, value) { this.#list.push([String(name), String(value)]); this.#update(); }
+    delete(name) { this.#list = this.#list.filter(([k]) => k !== String(name)); this.#update(); }
+    get(name) { const e = this.#list.find(([k]) => k === String(name)); return e ? e[1] : null; }
+    getAll(name) { return this.#list.filter(([k]) => k === String(name)).map(([, v]) => v); }
+    has(name) { return this.#list.some(([k]) => k === String(name)); }
+    set(name, value) {
+      const n = String(name);
+      const i = this.#list.findIndex(([k]) => k === n);
+      if (i < 0) this.#list.push([n, String(value)]);
+      else {
+        this.#list[i][1] = String(value);
+        this.#list = this.#list.filter(([k], j) => k !== n || j === i);
+      }
+      this.#update();
+    }
+    sort() { this.#list.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)); this.#update(); }
+    get size() { return this.#list.length; }
+    forEach(cb, thisArg) { for (const [k, v] of this.#list) cb.call(thisArg, v, k, this); }
+    *entries() { for (const [k, v] of this.#list) yield [k, v]; }
+    *keys() { for (const [k] of this.#list) yield k; }
+    *values() { for (const [, v] of this.#list) yield v; }
+    [Symbol.iterator]() { return this.entries(); }
+    toString() { return this.#list.map(([k, v]) => `${encodeForm(k)}=${encodeForm(v)}`).join("&"); }
+  }
+  function decodeForm(s) {
+    try { return decodeURIComponent(s.replace(/\+/g, " ")); } catch { return s; }
+  }
+  function encodeForm(s) {
+    return encodeURIComponent(s).replace(/%20/g, "+").replace(/[!'()~]/g, (c) => "%" + c.charCodeAt(0).toString(16).toUpperCase());
+  }
+
+  // Parsing is WHATWG-exact because it is done by the `url` crate (ops.urlParse / ops.urlSet),
+  // which return [href, protocol, username, password, host, hostname, port, pathname, search,
+  // hash, origin].
+  class URL {
+    #parts; #params;
+    constructor(url, base) {
+      this.#parts = ops.urlParse(String(url), base === undefined ? undefined : String(base));
+      this.#params = new URLSearchParams();
+      URLSearchParams[kState](this.#params, this, this.#parts[8]);
+    }
+    static canParse(url, base) {
+      try { new URL(url, base); return true; } catch { return false; }
+    }
+    static parse(url, base) {
+      try { return new URL(url, base); } catch { return null; }
+    }
+    get [kState]() { return { setSearch: (s) => this.#set("search", s) }; }
+    #set(part, value) {
+      this.#parts = ops.urlSet(this.#parts[0], part, String(value));
+      if (part !== "search") URLSearchParams[kState](this.#params, this, this.#parts[8]);
+    }
+    get href() { return this.#parts[0]; }
+    set href(v) { this.#set("href", v); URLSearchParams[kState](this.#params, this, this.#parts[8]); }
+    get protocol() { return this.#parts[1]; }
+    set protocol(v) { this.#set("protocol", v); }
+    get username() { return this.#parts[2]; }
+    set username(v) { this.#set("username", v); }
+    get password() { return this.#parts[3]; }
+    set password(v) { this.#set("password", v); }
+    get host() { return this.#parts[4]; }
+    set host(v) { this.#set("host", v); }
+    get hostname() { return this.#parts[5]; }
+    set hostname(v) { this.#set("hostname", v); }
+    get port() { return this.#parts[6]; }
+    set port(v) { this.#set("port", v); }
+    get pathname() { return this.#parts[7]; }
+    set pathname(v) { this.#set("pathname", v); }
+    get search() { return this.#parts[8]; }
+    set search(v) { this.#set("search", v); URLSearchParams[kState](this.#params, this, this.#parts[8]); }
+    get hash() { return this.#parts[9]; }
+    set hash(v) { this.#set("hash", v); }
+    get origin() { return this.#parts[10]; }
+    get searchParams() { return this.#params; }
+    toString() { return this.#parts[0]; }
+    toJSON() { return this.#parts[0]; }
+  }
+  define("URL", URL);
+  define("URLSearchParams", URLSearchParams);
+
+  // ---- Headers -------------------------------------------------------------------------------
+  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  function normalizeName(name) {
+    const n = String(name);
+    if (!TOKEN.test(n)) throw new TypeError(`Headers: invalid header name "${n}"`);
+    return n.toLowerCase();
+  }
+  function normalizeValue(value) {
+    const v = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
+    if (/[\0\r\n]/.test(v)) throw new TypeError(`Headers: invalid header value ${JSON.stringify(v)}`);
+    return v;
+  }
+  class Headers {
+    #list = []; // [lower-case name, value] in insertion order
+    constructor(init = undefined) {
+      if (init === undefined || init === null) return;
+      if (init instanceof Headers) {
+        this.#list = init.#list.map(([k, v]) => [k, v]);
+      } else if (typeof init === "object" && Symbol.iterator in init) {
+        for (const pair of init) {
+          const p = [...pair];
+          if (p.length !== 2) throw new TypeError("Headers: each header must be a [name, value] pair");
+          this.append(p[0], p[1]);
+        }
+      } else if (typeof init === "object") {
+        for (const key of Object.keys(init)) this.append(key, init[key]);
+      } else {
+        throw new TypeError("Headers: init must be an object, an iterable of pairs or a Headers");
+      }
+    }
+    static [kState](headers) { return headers.#list; }
+    append(name, value) { this.#list.push([normalizeName(name), normalizeValue(value)]); }
+    delete(name) { const n = normalizeName(name); this.#list = this.#list.filter(([k]) => k !== n); }
+    get(name) {
+      const n = normalizeName(name);
+      const values = this.#list.filter(([k]) => k === n).map(([, v]) => v);
+      return values.length === 0 ? null : values.join(", ");
+    }
+    getSetCookie() { return this.#list.filter(([k]) => k === "set-cookie").map(([, v]) => v); }
+    has(name) { const n = normalizeName(name); return this.#list.some(([k]) => k === n); }
+    set(name, value) {
+      const n = normalizeName(name);
+      const v = normalizeValue(value);
+      const i = this.#list.findIndex(([k]) => k === n);
+      if (i < 0) { this.#list.push([n, v]); return; }
+      this.#list[i] = [n, v];
+      this.#list = this.#list.filter(([k], j) => k !== n || j === i);
+    }
+    // Iteration is sorted by name with values combined, except set-cookie (Fetch spec).
+    *entries() {
+      const names = [...new Set(this.#list.map(([k]) => k))].sort();
+      for (const name of names) {
+        if (name === "set-cookie") for (const v of this.getSetCookie()) yield [name, v];
+        else yield [name, this.get(name)];
+      }
+    }
+    *keys() { for (const [k] of this.entries()) yield k; }
+    *values() { for (const [, v] of this.entries()) yield v; }
+    forEach(cb, thisArg) { for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this); }
+    [Symbol.iterator]() { return this.entries(); }
+  }
+  define("Headers", Headers);
+
+  // ---- Body, Request, Response ---------------------------------------------------------------
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  function extractBody(body) {
+    if (body === undefined || body === null) return { bytes: null, type: null };
+    if (typeof body === "string") return { bytes: encoder.encode(body), type: "text/plain;charset=UTF-8" };
+    if (body instanceof URLSearchParams) {
+      return { bytes: encoder.encode(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
+    }
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { bytes: toBytes(body, "body").slice(), type: null };
+    return { bytes: encoder.encode(String(body)), type: "text/plain;charset=UTF-8" };
+  }
+  const BodyMixin = (Base) => class extends Base {
+    get bodyUsed() { return this[kState].used; }
+    get body() { return this[kState].bytes === null ? null : this[kState].bytes; }
+    #take(what) {
+      const state = this[kState];
+      if (state.used) throw new TypeError(`${what}: body has already been read`);
+      state.used = true;
+      return state.bytes ?? new Uint8Array(0);
+    }
+    async arrayBuffer() {
+      const b = this.#take("arrayBuffer()");
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+    }
+    async bytes() { return this.#take("bytes()").slice(); }
+    async text() { return decoder.decode(this.#take("text()")); }
+    async json() { return JSON.parse(await this.text()); }
+  };
+
+  const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+  const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+  class Response extends BodyMixin(Object) {
+    constructor(body = null, init = {}) {
+      super();
+      const status = init.status === undefined ? 200 : Number(init.status);
+      if (!Number.isInteger(status) || status < 200 || status > 599) {
+        throw new RangeError(`Response: status ${init.status} is not in the range 200 to 599`);
+      }
+      const { bytes, type } = extractBody(body);
+      if (bytes !== null && NULL_BODY_STATUS.has(status)) {
+        throw new TypeError(`Response: a ${status} response cannot have a body`);
+      }
+      const headers = new Headers(init.headers);
+      if (type && !headers.has("content-type")) headers.set("content-type", type);
+      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, used: false, type: "default", url: "" };
+    }
+    static json(data, init = {}) {
+      const text = JSON.stringify(data);
+      if (text === undefined) throw new TypeError("Response.json: value cannot be converted to JSON");
+      const headers = new Headers(init.headers);
+      if (!headers.has("content-type")) headers.set("content-type", "application/json");
+      return new Response(text, { ...init, headers });
+    }
+    static redirect(url, status = 302) {
+      if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
+      return new Response(null, { status, headers: { location: new URL(url).href } });
+    }
+    static error() {
+      const r = new Response(null, { status: 200 });
+      r[kState].status = 0;
+      r[kState].type = "error";
+      return r;
+    }
+    get status() { return this[kState].status; }
+    get statusText() { return this[kState].statusText; }
+    get ok() { return this[kState].status >= 200 && this[kState].status < 300; }
+    get headers() { return this[kState].headers; }
+    get redirected() { return false; }
+    get type() { return this[kState].type; }
+    get url() { return this[kState].url; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Response.clone: body has already been read");
+      const s = this[kState];
+      return new Response(s.bytes === null ? null : s.bytes.slice(), { status: s.status, statusText: s.statusText, headers: s.headers });
+    }
+  }
+  define("Response", Response);
+
+  class Request extends BodyMixin(Object) {
+    constructor(input, init = {}) {
+      super();
+      let url, method = "GET", headers, bytes = null;
+      if (input instanceof Request) {
+        const s = input[kState];
+        url = s.url; method = s.method; headers = new Headers(s.headers);
+        bytes = s.bytes === null ? null : s.bytes.slice();
+      } else {
+        url = new URL(String(input)).href;
+        headers = new Headers();
+      }
+      if (init.method !== undefined) {
+        const m = String(init.method);
+        method = /^(get|head|post|put|delete|options|patch)$/i.test(m) ? m.toUpperCase() : m;
+      }
+      if (init.headers !== undefined) headers = new Headers(init.headers);
+      let type = null;
+      if (init.body !== undefined) ({ bytes, type } = extractBody(init.body));
+      if (bytes !== null && (method === "GET" || method === "HEAD")) {
+        throw new TypeError(`Request: a ${method} request cannot have a body`);
+      }
+      if (type && !headers.has("content-type")) headers.set("content-type", type);
+      this[kState] = { url, method, headers, bytes, used: false };
+    }
+    get url() { return this[kState].url; }
+    get method() { return this[kState].method; }
+    get headers() { return this[kState].headers; }
+    get redirect() { return "follow"; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");
+      return new Request(this);
+    }
+  }
+  define("Request", Request);
+
+  // ---- handler registration and dispatch -----------------------------------------------------
+  const fetchListeners = [];
+  let defaultHandler = null;
+  define("addEventListener", (type, listener) => {
+    if (type === "fetch" && typeof listener === "function") fetchListeners.push(listener);
+  });
+  define("removeEventListener", (type, listener) => {
+    const i = fetchListeners.indexOf(listener);
+    if (type === "fetch" && i >= 0) fetchListeners.splice(i, 1);
+  });
+
+  class FetchEvent {
+    #request; #ctx;
+    constructor(request, ctx) { this.#request = request; this.#ctx = ctx; this[kState] = { responded: false, response: undefined }; }
+    get type() { return "fetch"; }
+    get request() { return this.#request; }
+    respondWith(response) {
+      if (this[kState].responded) throw new Error("FetchEvent.respondWith() was already called");
+      this[kState].responded = true;
+      this[kState].response = response;
+    }
+    waitUntil(promise) { this.#ctx.waitUntil(promise); }
+    passThroughOnException() {}
+  }
+
+  class ExecutionContext {
+    #waits;
+    constructor(waits) { this.#waits = waits; }
+    waitUntil(promise) { this.#waits.push(Promise.resolve(promise)); }
+    passThroughOnException() {}
+  }
+
+  function register(namespace) {
+    const handler = namespace.default;
+    if (handler !== undefined && handler !== null && typeof handler.fetch === "function") {
+      defaultHandler = handler;
+      return "module";
+    }
+    if (fetchListeners.length > 0) return "listener";
+    if (handler !== undefined && typeof handler === "object") {
+      throw new TypeError("the default export has no fetch() method; export default { fetch(request, env, ctx) { ... } }");
+    }
+    throw new TypeError(
+      "the module has no fetch handler: use `export default { fetch(request, env, ctx) {...} }` or `addEventListener(\"fetch\", (event) => event.respondWith(...))`",
+    );
+  }
+
+  function describeError(err) {
+    if (err instanceof Error) return [`${err.name}: ${err.message}`, err.stack || ""];
+    let text;
+    try { text = typeof err === "object" ? JSON.stringify(err) : String(err); } catch { text = String(err); }
+    return [`uncaught ${typeof err}: ${text}`, ""];
+  }
+  function typeName(v) {
+    if (v === null) return "null";
+    if (typeof v !== "object") return typeof v;
+    return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : "an object";
+  }
+
+  async function handle(id, request, env, ctx) {
+    let result;
+    try {
+      if (defaultHandler !== null) {
+        result = await defaultHandler.fetch(request, env, ctx);
+      } else {
+        const event = new FetchEvent(request, ctx);
+        for (const listener of fetchListeners) {
+          listener.call(globalThis, event);
+          if (event[kState].responded) break;
+        }
+        if (!event[kState].responded) {
+          throw new Error("no fetch listener called event.respondWith()");
+        }
+        result = await event[kState].response;
+      }
+    } catch (err) {
+      const [message, stack] = describeError(err);
+      ops.fail(id, "handler-exception", message, stack);
+      return;
+    }
+    if (!(result instanceof Response)) {
+      ops.fail(id, "bad-response", `the fetch handler returned ${typeName(result)} instead of a Response`, "");
+      return;
+    }
+    if (result.type === "error") {
+      ops.fail(id, "bad-response", "the fetch handler returned Response.error()", "");
+      return;
+    }
+    const s = result[kState];
+    const flat = [];
+    for (const [k, v] of Headers[kState](s.headers)) flat.push(k, v);
+    ops.respond(id, s.status, flat, s.bytes);
+  }
+
+  function dispatch(id, method, url, flatHeaders, body, env) {
+    const headers = new Headers();
+    const list = Headers[kState](headers);
+    for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
+    const request = new Request(url, { method, headers });
+    request[kState].bytes = body;
+    const waits = [];
+    const ctx = new ExecutionContext(waits);
+    handle(id, request, env, ctx)
+      .then(async () => {
+        for (let seen = 0; seen < waits.length; ) {
+          const batch = waits.slice(seen);
+          seen = waits.length;
+          await Promise.allSettled(batch);
+        }
+      })
+      .finally(() => ops.done(id));
+  }
+
+  return { register, dispatch, fireTimer };
+});

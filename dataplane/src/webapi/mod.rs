@@ -1,0 +1,334 @@
+//! The Rust half of the Web APIs: the native "ops" that `js/runtime.js` calls, and the list of
+//! external references V8 needs to put them in (and restore them from) a snapshot.
+//!
+//! Ops find the worker's state through the isolate slot (see `isolate::host`); they never keep V8
+//! handles beyond the call, and every refusal is a JS exception of the standard type.
+
+use std::time::Duration;
+
+use crate::isolate::host::{self, Reply};
+
+/// The JS glue, evaluated once per app inside the snapshot creator.
+pub(crate) const RUNTIME_JS: &str = include_str!("js/runtime.js");
+
+macro_rules! ops {
+    ($($name:literal => $func:ident),* $(,)?) => {
+        /// Every native callback reachable from a snapshot, in a fixed order.
+        pub(crate) fn external_references() -> Vec<v8::ExternalReference> {
+            vec![$(v8::ExternalReference { function: v8::MapFnTo::map_fn_to($func) }),*]
+        }
+
+        /// Builds the ops object handed to the runtime bootstrap.
+        pub(crate) fn ops_object<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Object> {
+            let ops = v8::Object::new(scope);
+            $(
+                let template = v8::FunctionTemplate::new(scope, $func);
+                let function = template.get_function(scope).expect("op function instantiates");
+                let key = v8::String::new(scope, $name).expect("op name fits in a V8 string");
+                ops.set(scope, key.into(), function.into());
+            )*
+            ops
+        }
+    };
+}
+
+ops! {
+    "log" => op_log,
+    "timerStart" => op_timer_start,
+    "timerCancel" => op_timer_cancel,
+    "respond" => op_respond,
+    "fail" => op_fail,
+    "done" => op_done,
+    "encodeUtf8" => op_encode_utf8,
+    "decodeUtf8" => op_decode_utf8,
+    "urlParse" => op_url_parse,
+    "urlSet" => op_url_set,
+}
+
+fn throw_type_error(scope: &mut v8::HandleScope, message: &str) {
+    let message = v8::String::new(scope, message).expect("error message fits in a V8 string");
+    let exception = v8::Exception::type_error(scope, message);
+    scope.throw_exception(exception);
+}
+
+fn string_arg(scope: &mut v8::HandleScope, args: &v8::FunctionCallbackArguments, i: i32) -> String {
+    args.get(i).to_rust_string_lossy(scope)
+}
+
+fn request_id(scope: &mut v8::HandleScope, args: &v8::FunctionCallbackArguments) -> u64 {
+    args.get(0).integer_value(scope).unwrap_or(-1) as u64
+}
+
+fn op_log(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv: v8::ReturnValue) {
+    let level = args.get(0).int32_value(scope).unwrap_or(1);
+    let message = string_arg(scope, &args, 1);
+    let state = host::state(scope);
+    let state = state.borrow();
+    let hostname = &*state.hostname;
+    match level {
+        0 => tracing::debug!(target: "nano::console", hostname, "{message}"),
+        1 => tracing::info!(target: "nano::console", hostname, "{message}"),
+        2 => tracing::warn!(target: "nano::console", hostname, "{message}"),
+        _ => tracing::error!(target: "nano::console", hostname, "{message}"),
+    }
+}
+
+fn op_timer_start(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let ms = args.get(0).number_value(scope).unwrap_or(0.0);
+    let ms = if ms.is_finite() {
+        ms.clamp(0.0, 2_147_483_647.0)
+    } else {
+        0.0
+    };
+    let repeat = args.get(1).boolean_value(scope);
+    let context = scope.get_current_context();
+    let id = host::start_timer(
+        scope,
+        context,
+        Duration::from_micros((ms * 1000.0) as u64),
+        repeat,
+    );
+    rv.set_double(id as f64);
+}
+
+fn op_timer_cancel(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let id = args.get(0).integer_value(scope).unwrap_or(0) as u64;
+    host::state(scope).borrow_mut().cancel_timer(id);
+}
+
+fn op_respond(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let id = request_id(scope, &args);
+    let status = args.get(1).uint32_value(scope).unwrap_or(500) as u16;
+    let mut headers = Vec::new();
+    if let Ok(flat) = v8::Local::<v8::Array>::try_from(args.get(2)) {
+        let mut i = 0;
+        while i + 1 < flat.length() {
+            let name = flat
+                .get_index(scope, i)
+                .map(|v| v.to_rust_string_lossy(scope));
+            let value = flat
+                .get_index(scope, i + 1)
+                .map(|v| v.to_rust_string_lossy(scope));
+            if let (Some(name), Some(value)) = (name, value) {
+                headers.push((name, value));
+            }
+            i += 2;
+        }
+    }
+    let body = bytes_of(args.get(3)).unwrap_or_default();
+    host::state(scope).borrow_mut().reply(
+        id,
+        Reply::Response {
+            status,
+            headers,
+            body,
+        },
+    );
+}
+
+fn op_fail(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv: v8::ReturnValue) {
+    let id = request_id(scope, &args);
+    let kind = string_arg(scope, &args, 1);
+    let message = string_arg(scope, &args, 2);
+    let stack = string_arg(scope, &args, 3);
+    let state = host::state(scope);
+    let mut state = state.borrow_mut();
+    let reply = match kind.as_str() {
+        "bad-response" => Reply::BadResponse { message },
+        _ => Reply::Exception { message, stack },
+    };
+    state.reply(id, reply);
+}
+
+fn op_done(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv: v8::ReturnValue) {
+    let id = request_id(scope, &args);
+    host::state(scope).borrow_mut().finish(id);
+}
+
+/// Copies the bytes of an ArrayBufferView (or ArrayBuffer) argument.
+fn bytes_of(value: v8::Local<v8::Value>) -> Option<Vec<u8>> {
+    if let Ok(view) = v8::Local::<v8::ArrayBufferView>::try_from(value) {
+        let mut out = vec![0; view.byte_length()];
+        view.copy_contents(&mut out);
+        return Some(out);
+    }
+    if let Ok(buffer) = v8::Local::<v8::ArrayBuffer>::try_from(value) {
+        let len = buffer.byte_length();
+        let data = buffer.data()?;
+        // SAFETY: `data` points at `len` live bytes owned by the buffer, which the caller's handle
+        // scope keeps alive for the duration of this copy.
+        let slice = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, len) };
+        return Some(slice.to_vec());
+    }
+    None
+}
+
+/// A Uint8Array that owns `bytes` without copying them again.
+pub(crate) fn uint8_array<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    bytes: Vec<u8>,
+) -> v8::Local<'s, v8::Uint8Array> {
+    let len = bytes.len();
+    let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
+    let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
+    v8::Uint8Array::new(scope, buffer, 0, len).expect("a Uint8Array over a fresh buffer")
+}
+
+fn op_encode_utf8(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let text = string_arg(scope, &args, 0);
+    let array = uint8_array(scope, text.into_bytes());
+    rv.set(array.into());
+}
+
+fn op_decode_utf8(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let Some(bytes) = bytes_of(args.get(0)) else {
+        return throw_type_error(
+            scope,
+            "TextDecoder.decode: expected an ArrayBuffer or a view",
+        );
+    };
+    let fatal = args.get(1).boolean_value(scope);
+    let ignore_bom = args.get(2).boolean_value(scope);
+    let bytes = match (ignore_bom, bytes.strip_prefix(b"\xEF\xBB\xBF")) {
+        (false, Some(rest)) => rest,
+        _ => &bytes[..],
+    };
+    let text = if fatal {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(err) => {
+                return throw_type_error(
+                    scope,
+                    &format!("TextDecoder.decode: the input is not valid utf-8 ({err})"),
+                );
+            }
+        }
+    } else {
+        String::from_utf8_lossy(bytes)
+    };
+    match v8::String::new(scope, &text) {
+        Some(s) => rv.set(s.into()),
+        None => throw_type_error(
+            scope,
+            "TextDecoder.decode: the text is too long for a string",
+        ),
+    }
+}
+
+fn url_parts<'s>(scope: &mut v8::HandleScope<'s>, url: &url::Url) -> v8::Local<'s, v8::Value> {
+    let port = url.port().map(|p| p.to_string()).unwrap_or_default();
+    let parts = [
+        url.as_str(),
+        &format!("{}:", url.scheme()),
+        url.username(),
+        url.password().unwrap_or(""),
+        &url::quirks::host(url).to_owned(),
+        url::quirks::hostname(url),
+        &port,
+        url::quirks::pathname(url),
+        url::quirks::search(url),
+        url::quirks::hash(url),
+        &url::quirks::origin(url),
+    ];
+    let elements: Vec<v8::Local<v8::Value>> = parts
+        .iter()
+        .map(|s| {
+            v8::String::new(scope, s)
+                .expect("url part fits in a V8 string")
+                .into()
+        })
+        .collect();
+    v8::Array::new_with_elements(scope, &elements).into()
+}
+
+fn op_url_parse(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let input = string_arg(scope, &args, 0);
+    let base = if args.get(1).is_undefined() {
+        None
+    } else {
+        Some(string_arg(scope, &args, 1))
+    };
+    let parsed = match &base {
+        None => url::Url::parse(&input),
+        Some(base) => match url::Url::parse(base) {
+            Ok(base) => base.join(&input),
+            Err(err) => {
+                return throw_type_error(scope, &format!("Invalid base URL {base:?}: {err}"));
+            }
+        },
+    };
+    match parsed {
+        Ok(url) => {
+            let parts = url_parts(scope, &url);
+            rv.set(parts);
+        }
+        Err(err) => throw_type_error(scope, &format!("Invalid URL {input:?}: {err}")),
+    }
+}
+
+fn op_url_set(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let href = string_arg(scope, &args, 0);
+    let part = string_arg(scope, &args, 1);
+    let value = string_arg(scope, &args, 2);
+    let Ok(mut url) = url::Url::parse(&href) else {
+        return throw_type_error(scope, &format!("Invalid URL {href:?}"));
+    };
+    // Setters that fail leave the URL unchanged, as the URL standard says.
+    let result = match part.as_str() {
+        "href" => url::quirks::set_href(&mut url, &value).map_err(|e| e.to_string()),
+        "protocol" => url::quirks::set_protocol(&mut url, &value).map_err(|_| String::new()),
+        "username" => url::quirks::set_username(&mut url, &value).map_err(|_| String::new()),
+        "password" => url::quirks::set_password(&mut url, &value).map_err(|_| String::new()),
+        "host" => url::quirks::set_host(&mut url, &value).map_err(|_| String::new()),
+        "hostname" => url::quirks::set_hostname(&mut url, &value).map_err(|_| String::new()),
+        "port" => url::quirks::set_port(&mut url, &value).map_err(|_| String::new()),
+        "pathname" => {
+            url::quirks::set_pathname(&mut url, &value);
+            Ok(())
+        }
+        "search" => {
+            url::quirks::set_search(&mut url, &value);
+            Ok(())
+        }
+        "hash" => {
+            url::quirks::set_hash(&mut url, &value);
+            Ok(())
+        }
+        _ => Ok(()),
+    };
+    if let Err(err) = result
+        && part == "href"
+    {
+        return throw_type_error(scope, &format!("Invalid URL {value:?}: {err}"));
+    }
+    let parts = url_parts(scope, &url);
+    rv.set(parts);
+}
