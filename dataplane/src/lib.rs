@@ -15,13 +15,13 @@ use nano_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::isolate::AppImage;
+use crate::isolate::{AppImage, Preparer};
 use crate::pool::AppPool;
 use crate::router::{Route, Router};
 
 /// Prepares every app (in parallel) and starts its pool. An app that fails to load is logged with
 /// its file and reason and answers 503 `app-unavailable`; the others serve normally.
-pub fn start_apps(config: &Config) -> Router {
+pub fn start_apps(config: &Config, preparer: &Preparer) -> Router {
     let prepared: Vec<_> = std::thread::scope(|threads| {
         let handles: Vec<_> = config
             .apps
@@ -30,7 +30,7 @@ pub fn start_apps(config: &Config) -> Router {
                 std::thread::Builder::new()
                     .name(format!("nano-prepare-{}", app.hostname))
                     .stack_size(isolate::WORKER_STACK_BYTES)
-                    .spawn_scoped(threads, move || AppImage::prepare(app))
+                    .spawn_scoped(threads, move || AppImage::prepare(app, preparer))
                     .expect("the OS can start a thread")
             })
             .collect();
@@ -76,10 +76,15 @@ pub fn start_apps(config: &Config) -> Router {
 }
 
 /// Serves `config` on `listener` until `shutdown` is cancelled, then drains and stops the workers.
-pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) {
+pub async fn run(
+    config: Config,
+    preparer: Preparer,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) {
     let router = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || start_apps(&config))
+        tokio::task::spawn_blocking(move || start_apps(&config, &preparer))
             .await
             .expect("starting apps does not panic")
     };

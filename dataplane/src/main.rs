@@ -33,6 +33,16 @@ enum Command {
     Serve,
     /// Validate the config and exit: 0 if valid, 64 with every problem listed otherwise.
     Check,
+    /// Internal: evaluate one app and write its V8 snapshot (run by `nano serve` per app).
+    #[command(hide = true)]
+    PrepareApp {
+        #[arg(long)]
+        hostname: String,
+        #[arg(long)]
+        entrypoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Config helpers.
     Config {
         #[command(subcommand)]
@@ -77,6 +87,31 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve => serve(cli.config.as_deref()),
+        Command::PrepareApp {
+            hostname,
+            entrypoint,
+            out,
+        } => prepare_app(&hostname, &entrypoint, &out),
+    }
+}
+
+fn prepare_app(hostname: &str, entrypoint: &Path, out: &Path) -> ExitCode {
+    use nano_dataplane::isolate;
+    match isolate::snapshot_app(hostname, entrypoint) {
+        Ok((handler, blob)) => match std::fs::write(out, blob) {
+            Ok(()) => {
+                println!("{handler}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                println!("cannot write the snapshot to {}: {err}", out.display());
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            println!("{err}");
+            ExitCode::from(isolate::PREPARE_APP_ERROR as u8)
+        }
     }
 }
 
@@ -112,7 +147,14 @@ fn serve(path: Option<&Path>) -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
-        nano_dataplane::run(config, listener, shutdown).await;
+        let preparer = match std::env::current_exe() {
+            Ok(exe) => nano_dataplane::isolate::Preparer { exe },
+            Err(err) => {
+                eprintln!("cannot find the nano executable to prepare apps: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        nano_dataplane::run(config, preparer, listener, shutdown).await;
         ExitCode::SUCCESS
     })
 }
@@ -168,15 +210,17 @@ async fn wait_for_signal(shutdown: CancellationToken) {
         _ = term.recv() => "SIGTERM",
         _ = int.recv() => "SIGINT",
     };
-    tracing::info!(signal = name, "shutting down");
+    tracing::info!(signal = %name, "shutting down");
     shutdown.cancel();
 }
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("NANO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -1,1 +1,9 @@
+//! End-to-end tests: one test binary (V8 links once), a module per area. Every test starts the
+//! real `nano` binary on a loopback port chosen by the OS and stops it when done.
 
+mod cli;
+mod context;
+mod failures;
+mod lifecycle;
+mod pool;
+mod serving;

@@ -1,1 +1,283 @@
-//! placeholder
+//! End-to-end harness: starts the real `nano` binary on a port the OS picks, waits until it says
+//! it is listening, talks to it over real HTTP, and always stops it (SIGKILL on drop).
+//!
+//! The binary is taken from the same target folder as the test executable (`cargo build
+//! --workspace --bins` puts it there; the README's test command does that first), or from
+//! `NANO_BIN`.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+/// How long the harness waits for something the binary must eventually do. A safety net against
+/// hangs, not a timing assertion.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The folder holding the JS fixtures (one folder per behaviour).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// Path of a workspace binary built next to the test executable.
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(format!("{}_BIN", name.to_uppercase())) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/e2e-<hash> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/*/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the end-to-end tests",
+        path.display()
+    );
+    path
+}
+
+#[derive(Default)]
+struct LogState {
+    text: String,
+    closed: bool,
+}
+
+/// Everything the child wrote to stderr, shared with a reader thread.
+#[derive(Clone, Default)]
+pub struct Log(Arc<(Mutex<LogState>, Condvar)>);
+
+impl Log {
+    fn push(&self, line: &str) {
+        let (lock, cond) = &*self.0;
+        let mut state = lock.lock().unwrap();
+        state.text.push_str(line);
+        state.text.push('\n');
+        cond.notify_all();
+    }
+
+    fn close(&self) {
+        let (lock, cond) = &*self.0;
+        lock.lock().unwrap().closed = true;
+        cond.notify_all();
+    }
+
+    pub fn text(&self) -> String {
+        self.0.0.lock().unwrap().text.clone()
+    }
+
+    /// Blocks until `predicate` holds for the log text; panics with the log if it never does.
+    pub fn wait_for(&self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
+        let (lock, cond) = &*self.0;
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut state = lock.lock().unwrap();
+        loop {
+            if predicate(&state.text) {
+                return state.text.clone();
+            }
+            let now = std::time::Instant::now();
+            if state.closed || now >= deadline {
+                panic!("never saw {what} in the log:\n{}", state.text);
+            }
+            state = cond.wait_timeout(state, deadline - now).unwrap().0;
+        }
+    }
+
+    /// Waits until `needle` appears at least `count` times.
+    pub fn wait_for_count(&self, needle: &str, count: usize) {
+        self.wait_for(&format!("{count} x {needle:?}"), |text| {
+            text.matches(needle).count() >= count
+        });
+    }
+}
+
+/// A running `nano` process.
+pub struct Nano {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub log: Log,
+    pub dir: tempfile::TempDir,
+}
+
+impl Nano {
+    /// Writes `config` (with `server` filled in for loopback port 0) to a temporary folder and
+    /// starts `nano --config` on it. Relative entrypoints are resolved against `fixtures()`.
+    pub fn start(mut config: serde_json::Value) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let server = config
+            .as_object_mut()
+            .unwrap()
+            .entry("server")
+            .or_insert(serde_json::json!({}));
+        server["host"] = "127.0.0.1".into();
+        server["port"] = 0.into();
+        if let Some(apps) = config["apps"].as_array_mut() {
+            for app in apps {
+                if let Some(entry) = app["entrypoint"].as_str() {
+                    app["entrypoint"] =
+                        fixtures().join(entry).to_string_lossy().into_owned().into();
+                }
+            }
+        }
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        Self::start_with_args(&["--config", path.to_str().unwrap()], dir)
+    }
+
+    fn start_with_args(args: &[&str], dir: tempfile::TempDir) -> Self {
+        let mut child = Command::new(binary("nano"))
+            .args(args)
+            .env("NANO_LOG", "info,nano_dataplane=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nano starts");
+        let log = Log::default();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                match line {
+                    Ok(line) => sink.push(&line),
+                    Err(_) => break,
+                }
+            }
+            sink.close();
+        });
+        let text = log.wait_for("the listening line", |t| t.contains("listening"));
+        let line = text.lines().find(|l| l.contains("listening")).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line}"))
+            .parse()
+            .unwrap();
+        Self {
+            child: Some(child),
+            addr,
+            log,
+            dir,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap()
+    }
+
+    /// A GET with the given Host.
+    pub async fn get(&self, host: &str, path: &str) -> Reply {
+        self.send(
+            Request::get(path)
+                .header("host", host)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Sends any request over a fresh HTTP/1.1 connection.
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        send(self.addr, request).await
+    }
+}
+
+impl Drop for Nano {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to nano");
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Runs the `nano` binary with arguments to completion (for `check`, `config schema`).
+pub fn run_nano(args: &[&str]) -> std::process::Output {
+    Command::new(binary("nano"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("nano runs")
+}
+
+/// Runs an async test body on a fresh runtime with a hard limit against hangs.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(PATIENCE * 2, future)
+                .await
+                .expect("test finished")
+        })
+}
+
+/// A request builder with method, path and Host set.
+pub fn request(method: &str, host: &str, path: &str) -> hyper::http::request::Builder {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host)
+}
+
+/// A request body.
+pub fn body(text: &str) -> Full<Bytes> {
+    Full::new(Bytes::from(text.to_owned()))
+}

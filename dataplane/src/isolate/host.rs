@@ -179,7 +179,7 @@ impl WorkerState {
             },
             Reply::Exception { message, stack } => {
                 tracing::warn!(
-                    hostname = %self.hostname, path = %inflight.path, error = %message, stack = %stack,
+                    hostname = %self.hostname, path = %inflight.path, error = %message, stack = ?stack,
                     "handler threw an exception"
                 );
                 Outcome::Failed(Failure::HandlerException { message })

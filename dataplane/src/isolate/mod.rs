@@ -31,6 +31,10 @@ const INTERNALS_KEY: &str = "nano.internals";
 pub fn init_v8() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
+        // Isolates of one process share V8's read-only heap, so every snapshot they start from
+        // must have the same read-only layout; a non-extensible read-only snapshot guarantees it
+        // for the per-app snapshots made by separate `nano prepare-app` processes.
+        v8::V8::set_flags_from_string("--no-extensible-ro-snapshot");
         let platform = v8::new_default_platform(0, false).make_shared();
         v8::V8::initialize_platform(platform);
         v8::V8::initialize();
@@ -53,51 +57,38 @@ pub struct AppImage {
     env: BTreeMap<String, String>,
 }
 
+/// How app snapshots are made: in a child process, `nano prepare-app`, one per app. Snapshot
+/// creators torn down inside a serving process are a known source of V8 crashes, and a child
+/// also bounds start-up: an app whose top level never finishes is killed after
+/// `STARTUP_BUDGET` and marked failed, while the serving process never runs its code.
+#[derive(Debug, Clone)]
+pub struct Preparer {
+    /// The `nano` executable to run as `nano prepare-app`.
+    pub exe: std::path::PathBuf,
+}
+
+/// Wall-clock budget for evaluating an app's module graph at start-up.
+pub const STARTUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Exit code of `nano prepare-app` when the app itself is at fault.
+pub const PREPARE_APP_ERROR: i32 = 65;
+
 impl AppImage {
-    /// Loads, evaluates and snapshots an app. Runs on the calling thread.
-    pub fn prepare(app: &nano_config::App) -> Result<Self, AppLoadError> {
-        init_v8();
-        let hostname: Arc<str> = app.hostname.to_ascii_lowercase().into();
-        let mut creator =
-            v8::Isolate::snapshot_creator(Some(webapi::external_references().into()), None);
-        let state: StateRef = Rc::new(RefCell::new(WorkerState::new(hostname.clone())));
-        creator.set_slot(state);
-        let result = {
-            let scope = &mut v8::HandleScope::new(&mut creator);
-            let context = v8::Context::new(scope, Default::default());
-            let outcome = {
-                let scope = &mut v8::ContextScope::new(scope, context);
-                evaluate_app(scope, &app.entrypoint)
-            };
-            match outcome {
-                Ok(handler) => {
-                    scope.set_default_context(context);
-                    Ok(handler)
-                }
-                Err(err) => {
-                    // A snapshot creator must still produce a blob; give it a clean context.
-                    let empty = v8::Context::new(scope, Default::default());
-                    scope.set_default_context(empty);
-                    Err(err)
-                }
-            }
-        };
-        let blob = creator.create_blob(v8::FunctionCodeHandling::Keep);
-        let handler = result?;
-        let blob =
-            blob.ok_or_else(|| AppLoadError("V8 could not create the app snapshot".into()))?;
+    /// Prepares an app through `preparer` (a child process) and wraps the snapshot for workers.
+    pub fn prepare(app: &nano_config::App, preparer: &Preparer) -> Result<Self, AppLoadError> {
+        let (handler, snapshot) = preparer.run(&app.hostname, &app.entrypoint)?;
         Ok(Self {
-            hostname,
+            hostname: app.hostname.to_ascii_lowercase().into(),
             context_reset: app.context_reset,
             memory_mb: app.limits.memory_mb,
             handler,
-            snapshot: blob.to_vec(),
+            snapshot,
             env: app.env.clone(),
         })
     }
-
     /// A new isolate whose default context already holds the runtime and the app.
     fn new_isolate(&self) -> v8::OwnedIsolate {
+        init_v8();
         let params = v8::CreateParams::default()
             .snapshot_blob(self.snapshot.clone().into())
             .external_references(webapi::external_references().into());
@@ -106,6 +97,119 @@ impl AppImage {
         isolate.set_allow_atomics_wait(false);
         isolate
     }
+}
+
+impl Preparer {
+    fn run(&self, hostname: &str, entrypoint: &Path) -> Result<(String, Vec<u8>), AppLoadError> {
+        use std::process::{Command, Stdio};
+        let out = tempfile_path(hostname);
+        let mut child = Command::new(&self.exe)
+            .arg("prepare-app")
+            .arg("--hostname")
+            .arg(hostname)
+            .arg("--entrypoint")
+            .arg(entrypoint)
+            .arg("--out")
+            .arg(&out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|err| {
+                AppLoadError(format!(
+                    "cannot start {} prepare-app: {err}",
+                    self.exe.display()
+                ))
+            })?;
+        let deadline = std::time::Instant::now() + STARTUP_BUDGET;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_file(&out);
+                    return Err(AppLoadError(format!(
+                        "{}: module evaluation did not finish within the start-up budget of {} s \
+                         (an endless loop at top level?); move slow work into the fetch handler",
+                        entrypoint.display(),
+                        STARTUP_BUDGET.as_secs()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
+                Err(err) => return Err(AppLoadError(format!("waiting for prepare-app: {err}"))),
+            }
+        };
+        let mut message = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut message);
+        }
+        let message = message.trim().to_owned();
+        let blob = std::fs::read(&out);
+        let _ = std::fs::remove_file(&out);
+        match status.code() {
+            Some(0) => {
+                let blob =
+                    blob.map_err(|err| AppLoadError(format!("reading the app snapshot: {err}")))?;
+                Ok((message, blob))
+            }
+            Some(PREPARE_APP_ERROR) => Err(AppLoadError(message)),
+            _ => Err(AppLoadError(format!(
+                "{}: preparing the app crashed ({status}){}",
+                entrypoint.display(),
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            ))),
+        }
+    }
+}
+
+fn tempfile_path(hostname: &str) -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "nano-snapshot-{}-{n}-{hostname}.bin",
+        std::process::id()
+    ))
+}
+
+/// Evaluates an app in a snapshot creator and returns its handler shape and snapshot blob. Call
+/// at most once per process (see [`Preparer`]); `nano prepare-app` does.
+pub fn snapshot_app(hostname: &str, entrypoint: &Path) -> Result<(String, Vec<u8>), AppLoadError> {
+    init_v8();
+    let hostname: Arc<str> = hostname.to_ascii_lowercase().into();
+    let mut creator =
+        v8::Isolate::snapshot_creator(Some(webapi::external_references().into()), None);
+    let state: StateRef = Rc::new(RefCell::new(WorkerState::new(hostname)));
+    creator.set_slot(state);
+    let result = {
+        let scope = &mut v8::HandleScope::new(&mut creator);
+        let context = v8::Context::new(scope, Default::default());
+        let outcome = {
+            let scope = &mut v8::ContextScope::new(scope, context);
+            evaluate_app(scope, entrypoint)
+        };
+        match outcome {
+            Ok(handler) => {
+                scope.set_default_context(context);
+                Ok(handler)
+            }
+            Err(err) => {
+                // A snapshot creator must still produce a blob; give it a clean context.
+                let empty = v8::Context::new(scope, Default::default());
+                scope.set_default_context(empty);
+                Err(err)
+            }
+        }
+    };
+    let blob = creator.create_blob(v8::FunctionCodeHandling::Keep);
+    let handler = result?;
+    let blob = blob.ok_or_else(|| AppLoadError("V8 could not create the app snapshot".into()))?;
+    Ok((handler, blob.to_vec()))
 }
 
 /// Evaluates the runtime and the app's modules in the current context; returns the handler shape.

@@ -55,6 +55,7 @@ pub enum Failure {
 }
 
 /// Holds one of a worker's slots; released on drop, whatever happens to the request.
+#[derive(Debug)]
 pub struct SlotGuard(Arc<AtomicUsize>);
 
 impl Drop for SlotGuard {

@@ -66,10 +66,10 @@ fn op_log(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv:
     let state = state.borrow();
     let hostname = &*state.hostname;
     match level {
-        0 => tracing::debug!(target: "nano::console", hostname, "{message}"),
-        1 => tracing::info!(target: "nano::console", hostname, "{message}"),
-        2 => tracing::warn!(target: "nano::console", hostname, "{message}"),
-        _ => tracing::error!(target: "nano::console", hostname, "{message}"),
+        0 => tracing::debug!(target: "nano::console", hostname = %hostname, "{message}"),
+        1 => tracing::info!(target: "nano::console", hostname = %hostname, "{message}"),
+        2 => tracing::warn!(target: "nano::console", hostname = %hostname, "{message}"),
+        _ => tracing::error!(target: "nano::console", hostname = %hostname, "{message}"),
     }
 }
 
@@ -242,7 +242,7 @@ fn url_parts<'s>(scope: &mut v8::HandleScope<'s>, url: &url::Url) -> v8::Local<'
         &format!("{}:", url.scheme()),
         url.username(),
         url.password().unwrap_or(""),
-        &url::quirks::host(url).to_owned(),
+        url::quirks::host(url),
         url::quirks::hostname(url),
         &port,
         url::quirks::pathname(url),
