@@ -64,6 +64,11 @@ enum LogFormat {
 
 const EXIT_CONFIG: u8 = 64;
 
+// Requests allocate and free many small buffers across threads; mimalloc handles that pattern
+// far better than glibc's allocator (malloc/free were ~10% of a hello-world profile).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);

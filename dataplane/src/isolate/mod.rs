@@ -360,7 +360,14 @@ pub(crate) fn run_worker(
                     }
                 }
                 job = jobs.recv(), if !closed => match job {
-                    Some(job) => start_request(&mut isolate, &state, &image, &queues, job),
+                    Some(job) => {
+                        start_request(&mut isolate, &state, &image, &queues, job);
+                        // Take whatever else already waits without another trip through the
+                        // scheduler: under load this saves a poll and a wake-up per request.
+                        while let Ok(job) = jobs.try_recv() {
+                            start_request(&mut isolate, &state, &image, &queues, job);
+                        }
+                    }
                     None => closed = true,
                 },
                 else => break,
