@@ -102,6 +102,11 @@ pub struct Limits {
     #[serde(default = "defaults::cpu_ms")]
     #[schemars(range(min = 1, max = 60000))]
     pub cpu_ms: u32,
+    /// Budget for evaluating the app's modules at start-up, in milliseconds; an app whose top
+    /// level runs longer is marked failed.
+    #[serde(default = "defaults::startup_ms")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub startup_ms: u32,
     /// Requests each worker holds (running or waiting) before the app answers 503.
     #[serde(default = "defaults::queue_per_worker")]
     #[schemars(range(min = 1, max = 4096))]
@@ -115,6 +120,7 @@ impl Default for Limits {
             memory_mb: defaults::memory_mb(),
             timeout_secs: defaults::timeout_secs(),
             cpu_ms: defaults::cpu_ms(),
+            startup_ms: defaults::startup_ms(),
             queue_per_worker: defaults::queue_per_worker(),
         }
     }
@@ -170,6 +176,9 @@ pub mod defaults {
     }
     pub fn cpu_ms() -> u32 {
         50
+    }
+    pub fn startup_ms() -> u32 {
+        2000
     }
     pub fn queue_per_worker() -> u32 {
         256

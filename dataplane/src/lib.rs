@@ -4,6 +4,7 @@
 
 pub mod http;
 pub mod isolate;
+pub mod limits;
 pub mod pool;
 pub mod router;
 mod webapi;

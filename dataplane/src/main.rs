@@ -42,6 +42,8 @@ enum Command {
         entrypoint: PathBuf,
         #[arg(long)]
         out: PathBuf,
+        #[arg(long, default_value_t = nano_config::defaults::startup_ms())]
+        budget_ms: u32,
     },
     /// Config helpers.
     Config {
@@ -96,13 +98,15 @@ fn main() -> ExitCode {
             hostname,
             entrypoint,
             out,
-        } => prepare_app(&hostname, &entrypoint, &out),
+            budget_ms,
+        } => prepare_app(&hostname, &entrypoint, &out, budget_ms),
     }
 }
 
-fn prepare_app(hostname: &str, entrypoint: &Path, out: &Path) -> ExitCode {
+fn prepare_app(hostname: &str, entrypoint: &Path, out: &Path, budget_ms: u32) -> ExitCode {
     use nano_dataplane::isolate;
-    match isolate::snapshot_app(hostname, entrypoint) {
+    let budget = std::time::Duration::from_millis(budget_ms.into());
+    match isolate::snapshot_app(hostname, entrypoint, budget) {
         Ok((handler, blob)) => match std::fs::write(out, blob) {
             Ok(()) => {
                 println!("{handler}");

@@ -5,5 +5,6 @@ mod cli;
 mod context;
 mod failures;
 mod lifecycle;
+mod limits;
 mod pool;
 mod serving;

@@ -13,15 +13,16 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::pool::{Job, Outcome};
-use crate::router::Router;
+use crate::limits::cpu::LimitKind;
+use crate::pool::{Failure, Job, Outcome};
+use crate::router::{Route, Router};
 use rescue::{Body, Refusal};
 
 /// What every connection task shares.
@@ -38,7 +39,18 @@ pub async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_H2_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -84,7 +96,37 @@ async fn handle(front: &Front, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// Limits of the HTTP front (hyper answers 431 itself past the header limits).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+pub const MAX_H2_STREAMS: u32 = 256;
+
+/// Refuses requests whose body framing could be read two ways (request smuggling).
+fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
+    let headers = req.headers();
+    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
+    if lengths > 1 {
+        return Err(Refusal::AmbiguousFraming {
+            reason: "more than one Content-Length",
+        });
+    }
+    if lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(Refusal::AmbiguousFraming {
+            reason: "both Content-Length and Transfer-Encoding",
+        });
+    }
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return Err(Refusal::UriTooLong {
+            limit: MAX_URI_BYTES,
+        });
+    }
+    Ok(())
+}
+
 async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
+    check_framing(&req)?;
     let host = req
         .headers()
         .get(header::HOST)
@@ -145,7 +187,9 @@ async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response
         })
         .collect();
     let (reply, outcome) = oneshot::channel();
+    let id = crate::pool::next_request_id();
     let job = Job {
+        id,
         method: parts.method.as_str().to_owned(),
         url,
         headers,
@@ -161,22 +205,35 @@ async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response
             hostname: hostname.clone(),
             error,
         })?;
+    // If the client goes away, hyper drops this future: tell the worker to drop the request.
+    let mut cancel = CancelOnDrop {
+        route: route.clone(),
+        worker,
+        id,
+        armed: true,
+    };
 
-    let timeout_secs = route.timeout.as_secs();
     let failed = |failure| Refusal::Failed {
         hostname: hostname.clone(),
         failure,
-        timeout_secs,
     };
-    let outcome = match tokio::time::timeout(route.timeout, outcome).await {
+    // The worker enforces the wall clock itself (even on spinning JS); this is a backstop.
+    let outcome = match tokio::time::timeout(route.timeout + BACKSTOP, outcome).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(_)) => {
-            return Err(failed(crate::pool::Failure::Unavailable {
+            return Err(failed(Failure::Unavailable {
                 reason: "the worker stopped while handling the request".into(),
             }));
         }
-        Err(_) => return Err(failed(crate::pool::Failure::Timeout)),
+        Err(_) => {
+            return Err(failed(Failure::Limit {
+                kind: LimitKind::Wall,
+                limit: route.timeout,
+                used: route.timeout + BACKSTOP,
+            }));
+        }
     };
+    cancel.armed = false;
     match outcome {
         Outcome::Response {
             status,
@@ -184,6 +241,24 @@ async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response
             body,
         } => build_response(&hostname, status, headers, body),
         Outcome::Failed(failure) => Err(failed(failure)),
+    }
+}
+
+/// How long past `timeout_secs` the front waits for a worker before answering 504 itself.
+const BACKSTOP: Duration = Duration::from_secs(2);
+
+struct CancelOnDrop {
+    route: Arc<Route>,
+    worker: usize,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.route.pool.cancel(self.worker, self.id);
+        }
     }
 }
 

@@ -2,10 +2,14 @@
 //! a body that says what happened and what to do. Runtime-made responses always carry the header,
 //! so they are never confused with an app's own.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::limits::cpu::LimitKind;
+use crate::limits::memory::MIB;
 use crate::pool::{Failure, PoolError};
 
 pub type Body = Full<Bytes>;
@@ -13,29 +17,15 @@ pub type Body = Full<Bytes>;
 /// Why the runtime answers instead of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    UnknownHost {
-        host: String,
-    },
+    UnknownHost { host: String },
     MissingHost,
-    BodyTooLarge {
-        limit: u64,
-    },
-    BadBody {
-        reason: String,
-    },
-    Pool {
-        hostname: String,
-        error: PoolError,
-    },
-    Failed {
-        hostname: String,
-        failure: Failure,
-        timeout_secs: u64,
-    },
-    BadAppResponse {
-        hostname: String,
-        reason: String,
-    },
+    UriTooLong { limit: usize },
+    AmbiguousFraming { reason: &'static str },
+    BodyTooLarge { limit: u64 },
+    BadBody { reason: String },
+    Pool { hostname: String, error: PoolError },
+    Failed { hostname: String, failure: Failure },
+    BadAppResponse { hostname: String, reason: String },
 }
 
 impl Refusal {
@@ -44,6 +34,8 @@ impl Refusal {
         match self {
             Refusal::UnknownHost { .. } => "unknown-host",
             Refusal::MissingHost => "missing-host",
+            Refusal::UriTooLong { .. } => "uri-too-long",
+            Refusal::AmbiguousFraming { .. } => "bad-framing",
             Refusal::BodyTooLarge { .. } => "body-too-large",
             Refusal::BadBody { .. } => "bad-request-body",
             Refusal::Pool {
@@ -58,7 +50,19 @@ impl Refusal {
                 Failure::HandlerException { .. } => "handler-exception",
                 Failure::BadResponse { .. } => "bad-response",
                 Failure::NoResponse => "no-response",
-                Failure::Timeout => "timeout",
+                Failure::Limit {
+                    kind: LimitKind::Cpu,
+                    ..
+                } => "cpu-limit",
+                Failure::Limit {
+                    kind: LimitKind::Memory,
+                    ..
+                }
+                | Failure::Memory { .. } => "memory-limit",
+                Failure::Limit {
+                    kind: LimitKind::Wall,
+                    ..
+                } => "timeout",
                 Failure::Unavailable { .. } => "app-unavailable",
             },
             Refusal::BadAppResponse { .. } => "bad-response",
@@ -68,12 +72,20 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
-            Refusal::MissingHost | Refusal::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Refusal::MissingHost | Refusal::BadBody { .. } | Refusal::AmbiguousFraming { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Pool { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Failed { failure, .. } => match failure {
-                Failure::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                Failure::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                Failure::Limit {
+                    kind: LimitKind::Wall,
+                    ..
+                } => StatusCode::GATEWAY_TIMEOUT,
+                Failure::Limit { .. } | Failure::Memory { .. } | Failure::Unavailable { .. } => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             },
             Refusal::BadAppResponse { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,6 +98,14 @@ impl Refusal {
             Refusal::UnknownHost { host } => format!("no app is configured for host {host:?}"),
             Refusal::MissingHost => {
                 "the request has no Host header; send one naming the app".into()
+            }
+            Refusal::UriTooLong { limit } => {
+                format!("the request target is longer than {limit} bytes; shorten the URL")
+            }
+            Refusal::AmbiguousFraming { reason } => {
+                format!(
+                    "the request's framing is ambiguous ({reason}); send one Content-Length or chunked encoding"
+                )
             }
             Refusal::BodyTooLarge { limit } => {
                 format!("the request body is larger than the limit of {limit} bytes; send less")
@@ -103,11 +123,7 @@ impl Refusal {
             } => {
                 format!("app {hostname} is unavailable: {reason}")
             }
-            Refusal::Failed {
-                hostname,
-                failure,
-                timeout_secs,
-            } => match failure {
+            Refusal::Failed { hostname, failure } => match failure {
                 Failure::HandlerException { message } => {
                     format!("the fetch handler of {hostname} threw an exception: {message}")
                 }
@@ -115,9 +131,37 @@ impl Refusal {
                 Failure::NoResponse => {
                     format!("the fetch handler of {hostname} finished without producing a response")
                 }
-                Failure::Timeout => format!(
-                    "app {hostname} did not respond within its limit of {timeout_secs} s \
-                     (limits.timeout_secs)"
+                Failure::Limit {
+                    kind: LimitKind::Wall,
+                    limit,
+                    ..
+                } => format!(
+                    "app {hostname} did not respond within its limit of {} s \
+                     (limits.timeout_secs)",
+                    limit.as_secs()
+                ),
+                Failure::Limit {
+                    kind: LimitKind::Cpu,
+                    limit,
+                    used,
+                } => format!(
+                    "the request to {hostname} was stopped: it used {} ms of CPU, over the limit \
+                     of {} ms (limits.cpu_ms); make the handler do less work per request",
+                    used.as_millis(),
+                    limit.as_millis()
+                ),
+                Failure::Limit {
+                    kind: LimitKind::Memory,
+                    ..
+                } => format!(
+                    "the request to {hostname} was stopped: it used more memory than \
+                     limits.memory_mb allows; use less memory per request"
+                ),
+                Failure::Memory { limit, used } => format!(
+                    "the request to {hostname} was stopped: its isolate needed {} MiB, over the \
+                     limit of {} MiB (limits.memory_mb); use less memory per request",
+                    used.div_ceil(MIB),
+                    limit / MIB
                 ),
                 Failure::Unavailable { reason } => {
                     format!("app {hostname} is unavailable: {reason}")
@@ -126,6 +170,30 @@ impl Refusal {
             Refusal::BadAppResponse { hostname, reason } => {
                 format!("app {hostname} returned a response that cannot be sent: {reason}")
             }
+        }
+    }
+
+    /// The limit and what was used, for limit refusals.
+    fn limit_fields(&self) -> Option<(String, String)> {
+        let Refusal::Failed { failure, .. } = self else {
+            return None;
+        };
+        let ms = |d: &Duration| format!("{}ms", d.as_millis());
+        match failure {
+            Failure::Limit {
+                kind: LimitKind::Wall,
+                limit,
+                used,
+            } => Some((
+                format!("{}s", limit.as_secs()),
+                format!("{:.3}s", used.as_secs_f64()),
+            )),
+            Failure::Limit { limit, used, .. } => Some((ms(limit), ms(used))),
+            Failure::Memory { limit, used } => Some((
+                format!("{}MiB", limit / MIB),
+                format!("{}MiB", used.div_ceil(MIB)),
+            )),
+            _ => None,
         }
     }
 
@@ -138,13 +206,9 @@ impl Refusal {
             }
             _ => {
                 let mut body = serde_json::json!({ "error": code, "message": self.message() });
-                if let Refusal::Failed {
-                    failure: Failure::Timeout,
-                    timeout_secs,
-                    ..
-                } = &self
-                {
-                    body["limit"] = serde_json::json!(format!("{timeout_secs}s"));
+                if let Some((limit, used)) = self.limit_fields() {
+                    body["limit"] = limit.into();
+                    body["used"] = used.into();
                 }
                 ("application/json", format!("{body}\n"))
             }
@@ -163,6 +227,10 @@ impl Refusal {
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
+        if matches!(self, Refusal::AmbiguousFraming { .. }) {
+            // A request whose framing cannot be trusted leaves the connection unusable.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }
@@ -171,8 +239,17 @@ impl Refusal {
 mod tests {
     use super::*;
 
+    fn failed(failure: Failure) -> Refusal {
+        Refusal::Failed {
+            hostname: "a".into(),
+            failure,
+        }
+    }
+
     #[test]
     fn every_refusal_is_marked_and_explained() {
+        let secs = Duration::from_secs;
+        let ms = Duration::from_millis;
         let cases = [
             (
                 Refusal::UnknownHost { host: "x".into() },
@@ -180,6 +257,12 @@ mod tests {
                 "unknown-host",
             ),
             (Refusal::BodyTooLarge { limit: 10 }, 413, "body-too-large"),
+            (Refusal::UriTooLong { limit: 10 }, 414, "uri-too-long"),
+            (
+                Refusal::AmbiguousFraming { reason: "x" },
+                400,
+                "bad-framing",
+            ),
             (
                 Refusal::Pool {
                     hostname: "a".into(),
@@ -189,22 +272,35 @@ mod tests {
                 "queue-full",
             ),
             (
-                Refusal::Failed {
-                    hostname: "a".into(),
-                    failure: Failure::Timeout,
-                    timeout_secs: 3,
-                },
+                failed(Failure::Limit {
+                    kind: LimitKind::Wall,
+                    limit: secs(3),
+                    used: secs(3),
+                }),
                 504,
                 "timeout",
             ),
             (
-                Refusal::Failed {
-                    hostname: "a".into(),
-                    failure: Failure::HandlerException {
-                        message: "boom".into(),
-                    },
-                    timeout_secs: 3,
-                },
+                failed(Failure::Limit {
+                    kind: LimitKind::Cpu,
+                    limit: ms(50),
+                    used: ms(51),
+                }),
+                503,
+                "cpu-limit",
+            ),
+            (
+                failed(Failure::Memory {
+                    limit: 64 * MIB,
+                    used: 80 * MIB,
+                }),
+                503,
+                "memory-limit",
+            ),
+            (
+                failed(Failure::HandlerException {
+                    message: "boom".into(),
+                }),
                 500,
                 "handler-exception",
             ),
@@ -216,5 +312,16 @@ mod tests {
             assert_eq!(response.headers()["x-nano-error"], code);
             assert_eq!(response.headers().contains_key("retry-after"), full);
         }
+    }
+
+    #[test]
+    fn limit_refusals_name_the_limit_and_what_was_used() {
+        let refusal = failed(Failure::Limit {
+            kind: LimitKind::Cpu,
+            limit: Duration::from_millis(50),
+            used: Duration::from_millis(57),
+        });
+        assert_eq!(refusal.limit_fields(), Some(("50ms".into(), "57ms".into())));
+        assert!(refusal.message().contains("limits.cpu_ms"));
     }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio_util::time::{DelayQueue, delay_queue};
 
+use crate::limits::cpu::LimitKind;
 use crate::pool::{Failure, Job, Outcome, SlotGuard};
 
 pub(crate) type StateRef = Rc<RefCell<WorkerState>>;
@@ -25,8 +26,15 @@ pub(crate) fn state(scope: &mut v8::HandleScope) -> StateRef {
 }
 
 /// Microtask queues are recycled rather than freed: V8 requires a queue to outlive every context
-/// that uses it, and a context lives until the garbage collector takes it.
-pub(crate) type QueuePool = Rc<RefCell<Vec<v8::UniqueRef<v8::MicrotaskQueue>>>>;
+/// that uses it, and a context lives until the garbage collector takes it. Queues of terminated
+/// JS are quarantined until the isolate is replaced.
+pub(crate) type QueuePool = Rc<RefCell<Queues>>;
+
+#[derive(Default)]
+pub(crate) struct Queues {
+    pub free: Vec<v8::UniqueRef<v8::MicrotaskQueue>>,
+    pub quarantined: Vec<v8::UniqueRef<v8::MicrotaskQueue>>,
+}
 
 /// One V8 context with the runtime's entry points: per request with context reset, per isolate
 /// without.
@@ -37,6 +45,9 @@ pub(crate) struct JsContext {
     pub env: v8::Global<v8::Object>,
     queue: Option<v8::UniqueRef<v8::MicrotaskQueue>>,
     pool: QueuePool,
+    /// Set when JS in this context was terminated: its queue may hold microtasks of the killed
+    /// request, which must never run, so it is quarantined instead of recycled.
+    pub poisoned: std::cell::Cell<bool>,
 }
 
 impl JsContext {
@@ -55,6 +66,7 @@ impl JsContext {
             env,
             queue: Some(queue),
             pool,
+            poisoned: std::cell::Cell::new(false),
         }
     }
 
@@ -68,7 +80,12 @@ impl JsContext {
 impl Drop for JsContext {
     fn drop(&mut self) {
         if let Some(queue) = self.queue.take() {
-            self.pool.borrow_mut().push(queue);
+            let mut pool = self.pool.borrow_mut();
+            if self.poisoned.get() {
+                pool.quarantined.push(queue);
+            } else {
+                pool.free.push(queue);
+            }
         }
     }
 }
@@ -95,6 +112,11 @@ pub(crate) struct Inflight {
     pub js: Rc<JsContext>,
     pub path: String,
     deadline: delay_queue::Key,
+    /// When the wall-clock limit passes.
+    pub deadline_at: std::time::Instant,
+    pub started: std::time::Instant,
+    /// CPU its JS has used so far, across every entry.
+    pub cpu_used: Duration,
     _slot: SlotGuard,
 }
 
@@ -115,6 +137,8 @@ struct Timer {
 
 pub(crate) struct WorkerState {
     pub hostname: Arc<str>,
+    /// The isolate's memory limit in bytes (unbounded while the app snapshot is made).
+    pub memory_limit: usize,
     pub requests: HashMap<u64, Inflight>,
     /// The request whose JS is running now (set by the worker around every entry into JS).
     pub current_request: Option<u64>,
@@ -123,40 +147,45 @@ pub(crate) struct WorkerState {
     pub due: DelayQueue<Due>,
     timers: HashMap<u64, Timer>,
     next_timer: u64,
-    next_request: u64,
 }
 
 impl WorkerState {
-    pub fn new(hostname: Arc<str>) -> Self {
+    pub fn new(hostname: Arc<str>, memory_limit: usize) -> Self {
         Self {
             hostname,
+            memory_limit,
             requests: HashMap::new(),
             current_request: None,
             shared: None,
             due: DelayQueue::new(),
             timers: HashMap::new(),
             next_timer: 1,
-            next_request: 1,
         }
     }
 
     /// Registers a job; the caller then runs its JS.
     pub fn accept(&mut self, job: Job, js: Rc<JsContext>) -> u64 {
-        let id = self.next_request;
-        self.next_request += 1;
+        let id = job.id;
+        let now = std::time::Instant::now();
         let deadline = self.due.insert(Due::Deadline(id), job.timeout);
         let path = job.path().to_owned();
-        self.requests.insert(
-            id,
-            Inflight {
-                reply: Some(job.reply),
-                js,
-                path,
-                deadline,
-                _slot: job.slot,
-            },
-        );
+        let inflight = Inflight {
+            reply: Some(job.reply),
+            js,
+            path,
+            deadline,
+            deadline_at: now + job.timeout,
+            started: now,
+            cpu_used: Duration::ZERO,
+            _slot: job.slot,
+        };
+        self.requests.insert(id, inflight);
         id
+    }
+
+    /// Sends a failure the runtime decided on (a limit, a reset) and releases the request.
+    pub fn fail(&mut self, id: u64, failure: Failure) {
+        self.end(id, failure);
     }
 
     /// Sends the request's outcome to the HTTP side (once; later replies are ignored).
@@ -201,12 +230,33 @@ impl WorkerState {
         self.end(id, Failure::NoResponse);
     }
 
-    /// The request's wall-clock deadline passed.
-    pub fn expire(&mut self, id: u64) {
+    /// The client went away: drop the request's work and its slot.
+    pub fn cancel(&mut self, id: u64) {
         if let Some(inflight) = self.requests.get(&id) {
-            tracing::warn!(hostname = %self.hostname, path = %inflight.path, "request timed out");
+            tracing::debug!(hostname = %self.hostname, path = %inflight.path, "client disconnected");
         }
-        self.end(id, Failure::Timeout);
+        self.end(id, Failure::NoResponse);
+    }
+
+    /// The request's wall-clock deadline passed while it waited (not while its JS ran).
+    pub fn expire(&mut self, id: u64, limit: Duration) {
+        let Some(inflight) = self.requests.get(&id) else {
+            return;
+        };
+        let used = inflight.started.elapsed();
+        tracing::warn!(
+            hostname = %self.hostname, path = %inflight.path, limit = %"timeout",
+            limit_ms = limit.as_millis() as u64, used_ms = used.as_millis() as u64,
+            "request timed out"
+        );
+        self.end(
+            id,
+            Failure::Limit {
+                kind: LimitKind::Wall,
+                limit,
+                used,
+            },
+        );
     }
 
     fn end(&mut self, id: u64, unanswered: Failure) {

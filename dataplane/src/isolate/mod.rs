@@ -8,19 +8,19 @@
 
 pub(crate) mod host;
 mod modules;
+mod worker;
+
+pub(crate) use worker::run_worker;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::future::poll_fn;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::{Arc, Once};
 
-use tokio::sync::mpsc;
-
-use crate::pool::Job;
+use crate::limits::memory::{self, Budget};
 use crate::webapi;
-use host::{Due, JsContext, QueuePool, StateRef, WorkerState};
+use host::{StateRef, WorkerState};
 
 /// Stack of a worker thread; V8's own stack limit (about 1 MiB) fits well inside.
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
@@ -50,7 +50,7 @@ pub struct AppLoadError(pub String);
 pub struct AppImage {
     pub hostname: Arc<str>,
     pub context_reset: bool,
-    pub memory_mb: u32,
+    pub limits: nano_config::Limits,
     /// Which handler shape the app uses: `module` or `listener`.
     pub handler: String,
     snapshot: Vec<u8>,
@@ -59,16 +59,18 @@ pub struct AppImage {
 
 /// How app snapshots are made: in a child process, `nano prepare-app`, one per app. Snapshot
 /// creators torn down inside a serving process are a known source of V8 crashes, and a child
-/// also bounds start-up: an app whose top level never finishes is killed after
-/// `STARTUP_BUDGET` and marked failed, while the serving process never runs its code.
+/// also bounds start-up: the child stops an app whose top level outlives `limits.startup_ms`
+/// (and is killed if it does not stop), so the app is marked failed while the serving process
+/// never runs its code.
 #[derive(Debug, Clone)]
 pub struct Preparer {
     /// The `nano` executable to run as `nano prepare-app`.
     pub exe: std::path::PathBuf,
 }
 
-/// Wall-clock budget for evaluating an app's module graph at start-up.
-pub const STARTUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+/// Time the serving process gives a `prepare-app` child beyond the app's own start-up budget
+/// (which the child enforces on itself) before killing it.
+const STARTUP_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Exit code of `nano prepare-app` when the app itself is at fault.
 pub const PREPARE_APP_ERROR: i32 = 65;
@@ -76,31 +78,44 @@ pub const PREPARE_APP_ERROR: i32 = 65;
 impl AppImage {
     /// Prepares an app through `preparer` (a child process) and wraps the snapshot for workers.
     pub fn prepare(app: &nano_config::App, preparer: &Preparer) -> Result<Self, AppLoadError> {
-        let (handler, snapshot) = preparer.run(&app.hostname, &app.entrypoint)?;
+        let budget = std::time::Duration::from_millis(app.limits.startup_ms.into());
+        let (handler, snapshot) = preparer.run(&app.hostname, &app.entrypoint, budget)?;
         Ok(Self {
             hostname: app.hostname.to_ascii_lowercase().into(),
             context_reset: app.context_reset,
-            memory_mb: app.limits.memory_mb,
+            limits: app.limits.clone(),
             handler,
             snapshot,
             env: app.env.clone(),
         })
     }
-    /// A new isolate whose default context already holds the runtime and the app.
-    fn new_isolate(&self) -> v8::OwnedIsolate {
+    /// A new isolate whose default context already holds the runtime and the app, with its heap
+    /// capped at `limits.memory_mb` and its ArrayBuffers counted against `budget`.
+    fn new_isolate(&self, budget: &Arc<Budget>) -> v8::OwnedIsolate {
         init_v8();
         let params = v8::CreateParams::default()
             .snapshot_blob(self.snapshot.clone().into())
-            .external_references(webapi::external_references().into());
+            .external_references(webapi::external_references().into())
+            .heap_limits(0, budget.limit)
+            .array_buffer_allocator(memory::allocator(budget));
         let mut isolate = v8::Isolate::new(params);
         isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
         isolate.set_allow_atomics_wait(false);
+        isolate.add_near_heap_limit_callback(
+            memory::near_heap_limit,
+            Arc::as_ptr(budget) as *mut std::ffi::c_void,
+        );
         isolate
     }
 }
 
 impl Preparer {
-    fn run(&self, hostname: &str, entrypoint: &Path) -> Result<(String, Vec<u8>), AppLoadError> {
+    fn run(
+        &self,
+        hostname: &str,
+        entrypoint: &Path,
+        budget: std::time::Duration,
+    ) -> Result<(String, Vec<u8>), AppLoadError> {
         use std::process::{Command, Stdio};
         let out = tempfile_path(hostname);
         let mut child = Command::new(&self.exe)
@@ -111,6 +126,8 @@ impl Preparer {
             .arg(entrypoint)
             .arg("--out")
             .arg(&out)
+            .arg("--budget-ms")
+            .arg(budget.as_millis().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -121,7 +138,7 @@ impl Preparer {
                     self.exe.display()
                 ))
             })?;
-        let deadline = std::time::Instant::now() + STARTUP_BUDGET;
+        let deadline = std::time::Instant::now() + budget + STARTUP_BACKSTOP;
         let status = loop {
             match child.try_wait() {
                 Ok(Some(status)) => break status,
@@ -130,10 +147,11 @@ impl Preparer {
                     let _ = child.wait();
                     let _ = std::fs::remove_file(&out);
                     return Err(AppLoadError(format!(
-                        "{}: module evaluation did not finish within the start-up budget of {} s \
-                         (an endless loop at top level?); move slow work into the fetch handler",
+                        "{}: module evaluation did not finish within the start-up budget of {} ms \
+                         (limits.startup_ms; an endless loop at top level?); move slow work into \
+                         the fetch handler",
                         entrypoint.display(),
-                        STARTUP_BUDGET.as_secs()
+                        budget.as_millis()
                     )));
                 }
                 Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
@@ -179,19 +197,47 @@ fn tempfile_path(hostname: &str) -> std::path::PathBuf {
 
 /// Evaluates an app in a snapshot creator and returns its handler shape and snapshot blob. Call
 /// at most once per process (see [`Preparer`]); `nano prepare-app` does.
-pub fn snapshot_app(hostname: &str, entrypoint: &Path) -> Result<(String, Vec<u8>), AppLoadError> {
+pub fn snapshot_app(
+    hostname: &str,
+    entrypoint: &Path,
+    budget: std::time::Duration,
+) -> Result<(String, Vec<u8>), AppLoadError> {
     init_v8();
     let hostname: Arc<str> = hostname.to_ascii_lowercase().into();
     let mut creator =
         v8::Isolate::snapshot_creator(Some(webapi::external_references().into()), None);
-    let state: StateRef = Rc::new(RefCell::new(WorkerState::new(hostname)));
+    let state: StateRef = Rc::new(RefCell::new(WorkerState::new(hostname, usize::MAX)));
     creator.set_slot(state);
+    // The start-up budget: a watchdog ends evaluation that runs too long.
+    let handle = creator.thread_safe_handle();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if finished.recv_timeout(budget).is_err() {
+            handle.terminate_execution();
+            return true;
+        }
+        false
+    });
     let result = {
         let scope = &mut v8::HandleScope::new(&mut creator);
         let context = v8::Context::new(scope, Default::default());
         let outcome = {
             let scope = &mut v8::ContextScope::new(scope, context);
             evaluate_app(scope, entrypoint)
+        };
+        let _ = done.send(());
+        let over_budget = watchdog.join().unwrap_or(false);
+        let outcome = if over_budget || scope.is_execution_terminating() {
+            scope.cancel_terminate_execution();
+            Err(AppLoadError(format!(
+                "{}: module evaluation did not finish within the start-up budget of {} ms \
+                 (limits.startup_ms; an endless loop at top level?); move slow work into the \
+                 fetch handler",
+                entrypoint.display(),
+                budget.as_millis()
+            )))
+        } else {
+            outcome
         };
         match outcome {
             Ok(handler) => {
@@ -280,192 +326,4 @@ fn get_function<'s>(
         .get(scope, key.into())
         .expect("internals property reads");
     v8::Local::<v8::Function>::try_from(value).expect("runtime.js exports this function")
-}
-
-/// Creates a context from the app snapshot, with its own microtask queue.
-fn new_js_context(
-    scope: &mut v8::HandleScope<()>,
-    image: &AppImage,
-    queues: &QueuePool,
-) -> Rc<JsContext> {
-    let pooled = queues.borrow_mut().pop();
-    let queue =
-        pooled.unwrap_or_else(|| v8::MicrotaskQueue::new(scope, v8::MicrotasksPolicy::Explicit));
-    let queue_ptr = &*queue as *const v8::MicrotaskQueue as *mut v8::MicrotaskQueue;
-    let options = v8::ContextOptions {
-        microtask_queue: Some(queue_ptr),
-        ..Default::default()
-    };
-    let context = v8::Context::new(scope, options);
-    let scope = &mut v8::ContextScope::new(scope, context);
-    let global = context.global(scope);
-    let key = internals_key(scope);
-    let internals = global
-        .get_private(scope, key)
-        .and_then(|v| v.to_object(scope))
-        .expect("the app snapshot holds the runtime internals");
-    let dispatch = get_function(scope, internals, "dispatch");
-    let fire_timer = get_function(scope, internals, "fireTimer");
-    let env = v8::Object::new(scope);
-    for (name, value) in &image.env {
-        let name = v8::String::new(scope, name).expect("env name fits in a string");
-        let value = v8::String::new(scope, value).expect("env value fits in a string");
-        env.set(scope, name.into(), value.into());
-    }
-    Rc::new(JsContext::new(
-        v8::Global::new(scope, context),
-        v8::Global::new(scope, dispatch),
-        v8::Global::new(scope, fire_timer),
-        v8::Global::new(scope, env),
-        queue,
-        queues.clone(),
-    ))
-}
-
-/// The worker thread's body: one isolate, one single-threaded event loop, until the pool closes.
-pub(crate) fn run_worker(
-    image: Arc<AppImage>,
-    index: usize,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-) {
-    let span = tracing::info_span!("worker", hostname = %image.hostname, worker = index);
-    let _entered = span.enter();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a current-thread runtime builds");
-    let mut isolate = image.new_isolate();
-    let state: StateRef = Rc::new(RefCell::new(WorkerState::new(image.hostname.clone())));
-    isolate.set_slot(state.clone());
-    let queues: QueuePool = Rc::new(RefCell::new(Vec::new()));
-    if !image.context_reset {
-        let scope = &mut v8::HandleScope::new(&mut isolate);
-        let shared = new_js_context(scope, &image, &queues);
-        state.borrow_mut().shared = Some(shared);
-    }
-    tracing::debug!("worker started");
-
-    runtime.block_on(async {
-        let mut closed = false;
-        loop {
-            if closed && state.borrow().requests.is_empty() {
-                break;
-            }
-            let has_due = !state.borrow().due.is_empty();
-            tokio::select! {
-                Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
-                    match expired.into_inner() {
-                        Due::Timer(id) => fire_timer(&mut isolate, &state, id),
-                        Due::Deadline(id) => state.borrow_mut().expire(id),
-                    }
-                }
-                job = jobs.recv(), if !closed => match job {
-                    Some(job) => {
-                        start_request(&mut isolate, &state, &image, &queues, job);
-                        // Take whatever else already waits without another trip through the
-                        // scheduler: under load this saves a poll and a wake-up per request.
-                        while let Ok(job) = jobs.try_recv() {
-                            start_request(&mut isolate, &state, &image, &queues, job);
-                        }
-                    }
-                    None => closed = true,
-                },
-                else => break,
-            }
-        }
-    });
-
-    state.borrow_mut().clear();
-    queues.borrow_mut().clear();
-    tracing::debug!("worker stopped");
-}
-
-fn start_request(
-    isolate: &mut v8::OwnedIsolate,
-    state: &StateRef,
-    image: &AppImage,
-    queues: &QueuePool,
-    job: Job,
-) {
-    let scope = &mut v8::HandleScope::new(isolate);
-    let js = match state.borrow().shared.clone() {
-        Some(shared) => shared,
-        None => new_js_context(scope, image, queues),
-    };
-    let context = v8::Local::new(scope, &js.context);
-    let scope = &mut v8::ContextScope::new(scope, context);
-
-    let method = v8::String::new(scope, &job.method).expect("method fits in a string");
-    let url = v8::String::new(scope, &job.url).expect("url fits in a string");
-    let mut flat: Vec<v8::Local<v8::Value>> = Vec::with_capacity(job.headers.len() * 2);
-    for (name, value) in &job.headers {
-        flat.push(v8::String::new(scope, name).expect("header fits").into());
-        flat.push(v8::String::new(scope, value).expect("header fits").into());
-    }
-    let headers = v8::Array::new_with_elements(scope, &flat);
-    let body: v8::Local<v8::Value> = if job.body.is_empty() {
-        v8::null(scope).into()
-    } else {
-        webapi::uint8_array(scope, job.body.to_vec()).into()
-    };
-    let env = v8::Local::new(scope, &js.env);
-    let dispatch = v8::Local::new(scope, &js.dispatch);
-
-    let id = state.borrow_mut().accept(job, js.clone());
-    let id_value = v8::Number::new(scope, id as f64);
-    let args = [
-        id_value.into(),
-        method.into(),
-        url.into(),
-        headers.into(),
-        body,
-        env.into(),
-    ];
-    run_js(scope, state, &js, id, |scope| {
-        let undefined = v8::undefined(scope).into();
-        dispatch.call(scope, undefined, &args);
-    });
-}
-
-fn fire_timer(isolate: &mut v8::OwnedIsolate, state: &StateRef, timer: u64) {
-    let Some((js, request)) = state.borrow_mut().take_timer(timer) else {
-        return;
-    };
-    let scope = &mut v8::HandleScope::new(isolate);
-    let context = v8::Local::new(scope, &js.context);
-    let scope = &mut v8::ContextScope::new(scope, context);
-    let fire = v8::Local::new(scope, &js.fire_timer);
-    let id = v8::Number::new(scope, timer as f64);
-    let owner = request.unwrap_or(0);
-    run_js(scope, state, &js, owner, |scope| {
-        let undefined = v8::undefined(scope).into();
-        fire.call(scope, undefined, &[id.into()]);
-    });
-}
-
-/// Enters JS for `request`, then drains the context's microtasks; an exception escaping the
-/// runtime's own code is an internal fault of that request.
-fn run_js(
-    scope: &mut v8::HandleScope,
-    state: &StateRef,
-    js: &JsContext,
-    request: u64,
-    call: impl FnOnce(&mut v8::HandleScope),
-) {
-    state.borrow_mut().current_request = Some(request);
-    let tc = &mut v8::TryCatch::new(scope);
-    call(tc);
-    js.queue().perform_checkpoint(tc);
-    if let Some(exception) = tc.exception() {
-        let message = exception.to_rust_string_lossy(tc);
-        tracing::error!(hostname = %state.borrow().hostname, error = %message, "runtime fault");
-        state.borrow_mut().reply(
-            request,
-            host::Reply::Exception {
-                message: format!("internal runtime error: {message}"),
-                stack: String::new(),
-            },
-        );
-    }
-    state.borrow_mut().current_request = None;
 }

@@ -10,9 +10,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::isolate::{self, AppImage};
+use crate::limits::cpu::LimitKind;
 
 /// One HTTP request handed to a worker.
 pub struct Job {
+    /// Unique in the process; names the request in a later [`Command::Cancel`].
+    pub id: u64,
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
@@ -33,6 +36,19 @@ impl Job {
     }
 }
 
+/// What a worker is told to do.
+pub enum Command {
+    Run(Job),
+    /// The client went away before the response: drop the request.
+    Cancel(u64),
+}
+
+/// A process-wide request id.
+pub fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// What became of a request.
 #[derive(Debug)]
 pub enum Outcome {
@@ -47,11 +63,27 @@ pub enum Outcome {
 /// Why a request produced no response of the app's own. Mapped to HTTP in `http::rescue`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
-    HandlerException { message: String },
-    BadResponse { message: String },
+    HandlerException {
+        message: String,
+    },
+    BadResponse {
+        message: String,
+    },
     NoResponse,
-    Timeout,
-    Unavailable { reason: String },
+    /// A limit ended the request: CPU, memory or wall clock.
+    Limit {
+        kind: LimitKind,
+        limit: Duration,
+        used: Duration,
+    },
+    /// A memory limit, in bytes.
+    Memory {
+        limit: usize,
+        used: usize,
+    },
+    Unavailable {
+        reason: String,
+    },
 }
 
 /// Holds one of a worker's slots; released on drop, whatever happens to the request.
@@ -74,7 +106,7 @@ pub enum PoolError {
 }
 
 struct Worker {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<Command>,
     load: Arc<AtomicUsize>,
 }
 
@@ -158,10 +190,15 @@ impl AppPool {
     pub fn submit(&self, worker: usize, job: Job) -> Result<(), PoolError> {
         self.workers[worker]
             .jobs
-            .send(job)
+            .send(Command::Run(job))
             .map_err(|_| PoolError::Unavailable {
                 reason: "the app's worker has stopped".into(),
             })
+    }
+
+    /// Tells the worker that the client of request `id` went away.
+    pub fn cancel(&self, worker: usize, id: u64) {
+        let _ = self.workers[worker].jobs.send(Command::Cancel(id));
     }
 
     /// Requests held now, across workers.
@@ -190,7 +227,7 @@ mod tests {
     fn pool_without_threads(
         workers: usize,
         slots: usize,
-    ) -> (AppPool, Vec<mpsc::UnboundedReceiver<Job>>) {
+    ) -> (AppPool, Vec<mpsc::UnboundedReceiver<Command>>) {
         let mut receivers = Vec::new();
         let mut pool = AppPool::failed("t".into(), String::new());
         pool.failure = None;
@@ -239,6 +276,7 @@ mod tests {
         let (pool, _rx) = pool_without_threads(1, 1);
         let (_, slot) = pool.reserve().unwrap();
         let job = Job {
+            id: 1,
             method: "GET".into(),
             url: "http://a.example/x/y?z=1".into(),
             headers: vec![],

@@ -43,6 +43,16 @@ ops! {
     "decodeUtf8" => op_decode_utf8,
     "urlParse" => op_url_parse,
     "urlSet" => op_url_set,
+    "memoryLimit" => op_memory_limit,
+}
+
+fn op_memory_limit(
+    scope: &mut v8::HandleScope,
+    _args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let limit = host::state(scope).borrow().memory_limit;
+    rv.set_double(limit as f64);
 }
 
 fn throw_type_error(scope: &mut v8::HandleScope, message: &str) {

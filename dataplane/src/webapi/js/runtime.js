@@ -11,6 +11,56 @@
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
 
+  // ---- builtins that cannot be interrupted ------------------------------------------------------
+  // Array.prototype.fill over a huge range runs in C++ without interrupt checks, so neither the
+  // CPU nor the memory limit can end it, and on a sparse array (`new Array(1e9).fill(0)`) V8
+  // aborts the whole process ("invalid table size"). Past a million elements, fill in JS, where
+  // the limits reach it. Smaller ranges keep the native speed.
+  {
+    const nativeFill = Array.prototype.fill;
+    const clamp = (relative, len, fallback) => {
+      if (relative === undefined) return fallback;
+      const n = Math.trunc(Number(relative)) || 0;
+      return n < 0 ? Math.max(len + n, 0) : Math.min(n, len);
+    };
+    Object.defineProperty(Array.prototype, "fill", {
+      value: function fill(value) {
+        const o = Object(this);
+        const len = Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+        let k = clamp(arguments[1], len, 0);
+        const final = clamp(arguments[2], len, len);
+        if (final - k <= 1 << 20) return Reflect.apply(nativeFill, this, arguments);
+        for (; k < final; k++) o[k] = value;
+        return o;
+      },
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+  }
+
+  // JSON.parse neither checks for termination nor keeps memory in check while it runs (on a
+  // 100 MB text it runs for minutes, far past any limit). A text longer than a quarter of the
+  // isolate's memory limit cannot produce a value that fits anyway: refuse it up front.
+  {
+    const nativeParse = JSON.parse;
+    Object.defineProperty(JSON, "parse", {
+      value: function parse(text, reviver) {
+        const source = typeof text === "string" ? text : String(text);
+        const limit = ops.memoryLimit() / 4;
+        if (source.length > limit) {
+          throw new RangeError(
+            `JSON.parse: the text is ${source.length} characters, more than a quarter of the isolate's memory limit (limits.memory_mb) allows (${limit})`,
+          );
+        }
+        return reviver === undefined ? nativeParse(source) : nativeParse(source, reviver);
+      },
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+  }
+
   // ---- console -------------------------------------------------------------------------------
   const LEVELS = { debug: 0, log: 1, info: 1, warn: 2, error: 3 };
   function formatValue(value, depth) {

@@ -1,0 +1,460 @@
+//! The worker thread: one isolate, one single-threaded event loop, the limits around every entry
+//! into JS, and the clean-up after a termination.
+//!
+//! Every entry into a request's JS (dispatch, a timer, the microtasks that follow) is wrapped by
+//! [`Worker::run_js`]: the worker clock is armed with what is left of the request's CPU and wall
+//! budgets, and the context's microtasks are drained inside the same armed stretch. If a limit
+//! fires, the stack is unwound, the termination is cancelled, and the request's context (with its
+//! microtask queue, which may still hold the killed request's work) is thrown away — so nothing of
+//! the killed request ever runs again.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
+use super::{AppImage, get_function, internals_key};
+use crate::limits::cpu::{LimitKind, WorkerClock};
+use crate::limits::memory::{Budget, Pressure};
+use crate::pool::{Command, Failure, Job};
+use crate::webapi;
+
+const PRESENT: &str = "the isolate is only absent inside replace_isolate";
+
+/// Quarantined microtask queues (of terminated JS) tolerated before the isolate is replaced.
+const MAX_QUARANTINED: usize = 32;
+
+struct Worker {
+    image: Arc<AppImage>,
+    state: StateRef,
+    queues: QueuePool,
+    budget: Arc<Budget>,
+    clock: WorkerClock,
+    /// Replace the isolate as soon as no request is in flight (critical memory, too many
+    /// quarantined queues).
+    recycle: Option<&'static str>,
+    cpu_budget: Duration,
+    /// Last garbage collection asked for by memory pressure (at most one a second).
+    last_gc: Instant,
+    // Dropped last: everything above may hold V8 handles or queues of this isolate. `None`
+    // only while the isolate is being replaced.
+    isolate: Option<v8::OwnedIsolate>,
+}
+
+/// The worker thread's body: runs until the pool closes its channel and in-flight work is done.
+pub(crate) fn run_worker(
+    image: Arc<AppImage>,
+    index: usize,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let span = tracing::info_span!("worker", hostname = %image.hostname, worker = index);
+    let _entered = span.enter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let mut worker = match Worker::new(image) {
+        Ok(worker) => worker,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the worker's CPU timers; worker stopped");
+            return;
+        }
+    };
+    tracing::debug!("worker started");
+
+    runtime.block_on(async {
+        let mut closed = false;
+        loop {
+            if closed && worker.state.borrow().requests.is_empty() {
+                break;
+            }
+            let has_due = !worker.state.borrow().due.is_empty();
+            let state = worker.state.clone();
+            tokio::select! {
+                Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
+                    match expired.into_inner() {
+                        Due::Timer(id) => worker.fire_timer(id),
+                        Due::Deadline(id) => {
+                            let limit = Duration::from_secs(worker.image.limits.timeout_secs.into());
+                            state.borrow_mut().expire(id, limit);
+                        }
+                    }
+                }
+                command = commands.recv(), if !closed => match command {
+                    Some(command) => {
+                        worker.handle(command);
+                        // Take whatever else already waits without another trip through the
+                        // scheduler: under load this saves a poll and a wake-up per request.
+                        while let Ok(command) = commands.try_recv() {
+                            worker.handle(command);
+                        }
+                    }
+                    None => closed = true,
+                },
+                else => break,
+            }
+            worker.after_event();
+        }
+    });
+
+    worker.state.borrow_mut().clear();
+    tracing::debug!("worker stopped");
+}
+
+impl Worker {
+    fn isolate(&mut self) -> &mut v8::OwnedIsolate {
+        self.isolate.as_mut().expect(PRESENT)
+    }
+
+    fn new(image: Arc<AppImage>) -> std::io::Result<Self> {
+        let budget = Arc::new(Budget::new(image.limits.memory_mb));
+        let mut isolate = image.new_isolate(&budget);
+        let clock = WorkerClock::new(isolate.thread_safe_handle())?;
+        budget.arm(clock.tripwire());
+        let state: StateRef = Rc::new(RefCell::new(WorkerState::new(
+            image.hostname.clone(),
+            budget.limit,
+        )));
+        isolate.set_slot(state.clone());
+        let queues: QueuePool = Rc::default();
+        let cpu_budget = Duration::from_millis(image.limits.cpu_ms.into());
+        let mut worker = Self {
+            image,
+            state,
+            queues,
+            budget,
+            clock,
+            recycle: None,
+            cpu_budget,
+            last_gc: Instant::now(),
+            isolate: Some(isolate),
+        };
+        worker.ensure_shared_context();
+        Ok(worker)
+    }
+
+    /// Without context reset, the isolate keeps one context for all requests.
+    fn ensure_shared_context(&mut self) {
+        if self.image.context_reset || self.state.borrow().shared.is_some() {
+            return;
+        }
+        let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+        let shared = new_js_context(scope, &self.image, &self.queues);
+        self.state.borrow_mut().shared = Some(shared);
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Run(job) => self.start_request(job),
+            Command::Cancel(id) => self.state.borrow_mut().cancel(id),
+        }
+    }
+
+    fn start_request(&mut self, job: Job) {
+        let js = {
+            let shared = self.state.borrow().shared.clone();
+            match shared {
+                Some(shared) => shared,
+                None => {
+                    let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+                    new_js_context(scope, &self.image, &self.queues)
+                }
+            }
+        };
+        let id = job.id;
+        let args = {
+            let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+            let context = v8::Local::new(scope, &js.context);
+            let scope = &mut v8::ContextScope::new(scope, context);
+            let method = v8::String::new(scope, &job.method).expect("method fits in a string");
+            let url = v8::String::new(scope, &job.url).expect("url fits in a string");
+            let mut flat: Vec<v8::Local<v8::Value>> = Vec::with_capacity(job.headers.len() * 2);
+            for (name, value) in &job.headers {
+                flat.push(v8::String::new(scope, name).expect("header fits").into());
+                flat.push(v8::String::new(scope, value).expect("header fits").into());
+            }
+            let headers = v8::Array::new_with_elements(scope, &flat);
+            let body: v8::Local<v8::Value> = if job.body.is_empty() {
+                v8::null(scope).into()
+            } else {
+                webapi::uint8_array(scope, job.body.to_vec()).into()
+            };
+            let env = v8::Local::new(scope, &js.env);
+            let id_value = v8::Number::new(scope, id as f64);
+            [
+                id_value.into(),
+                method.into(),
+                url.into(),
+                headers.into(),
+                body,
+                env.into(),
+            ]
+            .map(|value| v8::Global::new(scope, value))
+        };
+        self.state.borrow_mut().accept(job, js.clone());
+        let dispatch = js.dispatch.clone();
+        self.run_js(id, &js, move |scope| {
+            let dispatch = v8::Local::new(scope, dispatch);
+            let args = args.map(|arg| v8::Local::new(scope, arg));
+            let undefined = v8::undefined(scope).into();
+            dispatch.call(scope, undefined, &args);
+        });
+    }
+
+    fn fire_timer(&mut self, timer: u64) {
+        let Some((js, request)) = self.state.borrow_mut().take_timer(timer) else {
+            return;
+        };
+        let fire = js.fire_timer.clone();
+        let run = move |scope: &mut v8::HandleScope| {
+            let fire = v8::Local::new(scope, fire);
+            let id = v8::Number::new(scope, timer as f64);
+            let undefined = v8::undefined(scope).into();
+            fire.call(scope, undefined, &[id.into()]);
+        };
+        match request {
+            Some(request) => self.run_js(request, &js, run),
+            // Without context reset, a timer outlives requests: it runs under a budget of its own.
+            None => self.run_js(0, &js, run),
+        }
+    }
+
+    /// Enters JS for `request` under its remaining CPU and wall budgets, drains the context's
+    /// microtasks, and deals with a termination.
+    fn run_js(
+        &mut self,
+        request: u64,
+        js: &Rc<JsContext>,
+        call: impl FnOnce(&mut v8::HandleScope),
+    ) {
+        let (cpu_left, wall_left) = {
+            let state = self.state.borrow();
+            match state.requests.get(&request) {
+                Some(inflight) => (
+                    self.cpu_budget.saturating_sub(inflight.cpu_used),
+                    inflight
+                        .deadline_at
+                        .saturating_duration_since(Instant::now()),
+                ),
+                None => (
+                    self.cpu_budget,
+                    Duration::from_secs(self.image.limits.timeout_secs.into()),
+                ),
+            }
+        };
+        self.state.borrow_mut().current_request = Some(request);
+        self.clock.enter(cpu_left, wall_left);
+        let runtime_fault = {
+            let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+            let context = v8::Local::new(scope, &js.context);
+            let scope = &mut v8::ContextScope::new(scope, context);
+            let tc = &mut v8::TryCatch::new(scope);
+            call(tc);
+            if !tc.has_terminated() {
+                js.queue().perform_checkpoint(tc);
+            }
+            match tc.exception() {
+                Some(exception) if !tc.has_terminated() => Some(exception.to_rust_string_lossy(tc)),
+                _ => None,
+            }
+        };
+        let spent = self.clock.exit();
+        self.state.borrow_mut().current_request = None;
+        if let Some(inflight) = self.state.borrow_mut().requests.get_mut(&request) {
+            inflight.cpu_used += spent.cpu;
+        }
+        let terminated = spent.tripped.or_else(|| {
+            // Ended by V8 without a recorded reason (should not happen): treat it as CPU.
+            self.isolate()
+                .is_execution_terminating()
+                .then_some(LimitKind::Cpu)
+        });
+        if let Some(kind) = terminated {
+            self.isolate().cancel_terminate_execution();
+            self.after_termination(request, js, kind);
+        } else if let Some(message) = runtime_fault {
+            tracing::error!(hostname = %self.image.hostname, error = %message, "runtime fault");
+            self.state.borrow_mut().reply(
+                request,
+                host::Reply::Exception {
+                    message: format!("internal runtime error: {message}"),
+                    stack: String::new(),
+                },
+            );
+        }
+    }
+
+    /// A limit ended `request`'s JS: answer it, throw its context away, keep the worker serving.
+    fn after_termination(&mut self, request: u64, js: &Rc<JsContext>, kind: LimitKind) {
+        js.poisoned.set(true);
+        let hostname = self.image.hostname.clone();
+        let (path, cpu_used, wall_used) = {
+            let state = self.state.borrow();
+            match state.requests.get(&request) {
+                Some(inflight) => (
+                    inflight.path.clone(),
+                    inflight.cpu_used,
+                    inflight.started.elapsed(),
+                ),
+                None => ("(timer)".to_owned(), Duration::ZERO, Duration::ZERO),
+            }
+        };
+        let failure = match kind {
+            LimitKind::Cpu => Failure::Limit {
+                kind,
+                limit: self.cpu_budget,
+                used: cpu_used,
+            },
+            LimitKind::Wall => Failure::Limit {
+                kind,
+                limit: Duration::from_secs(self.image.limits.timeout_secs.into()),
+                used: wall_used,
+            },
+            LimitKind::Memory => {
+                let used = self.memory_used().max(
+                    self.budget
+                        .refused
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                );
+                Failure::Memory {
+                    limit: self.budget.limit,
+                    used,
+                }
+            }
+        };
+        match &failure {
+            Failure::Memory { limit, used } => tracing::warn!(
+                hostname = %hostname, path = %path, limit = %kind.label(), limit_bytes = limit,
+                used_bytes = used, "request terminated"
+            ),
+            _ => tracing::warn!(
+                hostname = %hostname, path = %path, limit = %kind.label(),
+                limit_ms = self.cpu_budget.as_millis() as u64, cpu_ms = cpu_used.as_millis() as u64,
+                wall_ms = wall_used.as_millis() as u64, "request terminated"
+            ),
+        }
+        self.state.borrow_mut().fail(request, failure);
+
+        // Without context reset the one context may be half-way through anything: replace it,
+        // and the requests still using it end with it.
+        let shared = self.state.borrow().shared.clone();
+        if let Some(shared) = shared
+            && Rc::ptr_eq(&shared, js)
+        {
+            let victims: Vec<u64> = self.state.borrow().requests.keys().copied().collect();
+            for id in victims {
+                self.state.borrow_mut().fail(
+                    id,
+                    Failure::Unavailable {
+                        reason: format!(
+                            "the isolate was reset because another request exceeded its {} limit; retry",
+                            kind.label()
+                        ),
+                    },
+                );
+            }
+            self.state.borrow_mut().shared = None;
+            self.ensure_shared_context();
+        }
+        if kind == LimitKind::Memory {
+            // The heap got headroom past its limit; collect what the killed request held and
+            // decide whether this isolate can go on.
+            self.isolate().low_memory_notification();
+            if self.pressure() >= Pressure::Critical {
+                self.recycle = Some("memory");
+            }
+        }
+    }
+
+    fn memory_used(&mut self) -> usize {
+        let stats = self.isolate().get_heap_statistics();
+        stats.used_heap_size() + self.budget.external()
+    }
+
+    fn pressure(&mut self) -> Pressure {
+        let used = self.memory_used();
+        Pressure::of(used, self.budget.limit)
+    }
+
+    /// After every event: act on memory pressure, recycle the isolate when it is due and idle.
+    fn after_event(&mut self) {
+        let pressure = self.pressure();
+        if pressure >= Pressure::Warning && self.last_gc.elapsed() >= Duration::from_secs(1) {
+            self.last_gc = Instant::now();
+            self.isolate().low_memory_notification();
+            if self.pressure() >= Pressure::Critical {
+                // Live data, not garbage: finish what is in flight, then start afresh.
+                self.recycle.get_or_insert("memory");
+            }
+        }
+        if self.queues.borrow().quarantined.len() >= MAX_QUARANTINED {
+            self.recycle.get_or_insert("terminations");
+        }
+        if self.recycle.is_some() && self.state.borrow().requests.is_empty() {
+            self.replace_isolate();
+        }
+    }
+
+    /// Disposes the isolate and starts a fresh one from the app snapshot.
+    fn replace_isolate(&mut self) {
+        let reason = self.recycle.take().unwrap_or("recycle");
+        tracing::info!(hostname = %self.image.hostname, reason = %reason, "replacing the isolate");
+        // Handles and queues of the old isolate go before it does, and it goes before the new
+        // one is created (V8 enters isolates per thread and wants them dropped in reverse order).
+        self.state.borrow_mut().clear();
+        {
+            let mut queues = self.queues.borrow_mut();
+            queues.free.clear();
+            queues.quarantined.clear();
+        }
+        self.isolate = None;
+        match Worker::new(self.image.clone()) {
+            Ok(fresh) => *self = fresh,
+            Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
+        }
+    }
+}
+
+/// Creates a context from the app snapshot, with its own microtask queue.
+fn new_js_context(
+    scope: &mut v8::HandleScope<()>,
+    image: &AppImage,
+    queues: &QueuePool,
+) -> Rc<JsContext> {
+    let pooled = queues.borrow_mut().free.pop();
+    let queue =
+        pooled.unwrap_or_else(|| v8::MicrotaskQueue::new(scope, v8::MicrotasksPolicy::Explicit));
+    let queue_ptr = &*queue as *const v8::MicrotaskQueue as *mut v8::MicrotaskQueue;
+    let options = v8::ContextOptions {
+        microtask_queue: Some(queue_ptr),
+        ..Default::default()
+    };
+    let context = v8::Context::new(scope, options);
+    let scope = &mut v8::ContextScope::new(scope, context);
+    let global = context.global(scope);
+    let key = internals_key(scope);
+    let internals = global
+        .get_private(scope, key)
+        .and_then(|v| v.to_object(scope))
+        .expect("the app snapshot holds the runtime internals");
+    let dispatch = get_function(scope, internals, "dispatch");
+    let fire_timer = get_function(scope, internals, "fireTimer");
+    let env = v8::Object::new(scope);
+    for (name, value) in &image.env {
+        let name = v8::String::new(scope, name).expect("env name fits in a string");
+        let value = v8::String::new(scope, value).expect("env value fits in a string");
+        env.set(scope, name.into(), value.into());
+    }
+    Rc::new(JsContext::new(
+        v8::Global::new(scope, context),
+        v8::Global::new(scope, dispatch),
+        v8::Global::new(scope, fire_timer),
+        v8::Global::new(scope, env),
+        queue,
+        queues.clone(),
+    ))
+}

@@ -1,0 +1,208 @@
+//! Per-isolate memory: a counting ArrayBuffer allocator (buffers live outside the V8 heap), a
+//! near-heap-limit callback that gives V8 a little room and ends the JS instead of letting V8
+//! abort the process, and the pressure levels that decide what a worker does after a request.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::cpu::{LimitKind, Tripwire};
+
+pub const MIB: usize = 1024 * 1024;
+
+/// How full an isolate is: (heap used + external) / limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pressure {
+    /// Under 70%.
+    Normal,
+    /// 70-85%: collect garbage after the request.
+    Warning,
+    /// 85-95%: finish what is in flight, then replace the isolate.
+    Critical,
+    /// Over 95%: end the JS now.
+    Emergency,
+}
+
+impl Pressure {
+    pub fn of(used: usize, limit: usize) -> Self {
+        let percent = used.saturating_mul(100) / limit.max(1);
+        match percent {
+            0..70 => Pressure::Normal,
+            70..85 => Pressure::Warning,
+            85..=95 => Pressure::Critical,
+            _ => Pressure::Emergency,
+        }
+    }
+
+    pub fn as_number(self) -> u8 {
+        self as u8
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Pressure::Normal => "normal",
+            Pressure::Warning => "warning",
+            Pressure::Critical => "critical",
+            Pressure::Emergency => "emergency",
+        }
+    }
+}
+
+/// The memory budget of one isolate, shared with V8's allocator and heap callbacks.
+pub struct Budget {
+    pub limit: usize,
+    external: AtomicUsize,
+    /// Largest external total seen (for reports of what was used).
+    peak_external: AtomicUsize,
+    /// Set once the isolate (and so its worker clock) exists.
+    tripwire: OnceLock<Tripwire>,
+    /// Bytes asked for by the allocation that broke the budget, or by the heap at its limit.
+    pub refused: AtomicUsize,
+}
+
+impl Budget {
+    pub fn new(limit_mb: u32) -> Self {
+        Self {
+            limit: limit_mb as usize * MIB,
+            external: AtomicUsize::new(0),
+            peak_external: AtomicUsize::new(0),
+            tripwire: OnceLock::new(),
+            refused: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn arm(&self, tripwire: Tripwire) {
+        let _ = self.tripwire.set(tripwire);
+    }
+
+    pub fn external(&self) -> usize {
+        self.external.load(Ordering::Relaxed)
+    }
+
+    fn exceeded(&self, asked: usize) {
+        self.refused.store(asked, Ordering::Relaxed);
+        if let Some(tripwire) = self.tripwire.get() {
+            tripwire.trip(LimitKind::Memory);
+        }
+    }
+
+    /// Reserves `len` external bytes; false (and the JS is ended) when over budget.
+    fn reserve(&self, len: usize) -> bool {
+        let before = self.external.fetch_add(len, Ordering::AcqRel);
+        if before.saturating_add(len) > self.limit {
+            self.external.fetch_sub(len, Ordering::AcqRel);
+            self.exceeded(before.saturating_add(len));
+            return false;
+        }
+        self.peak_external
+            .fetch_max(before + len, Ordering::Relaxed);
+        true
+    }
+}
+
+unsafe extern "C" fn allocate(budget: &Budget, len: usize) -> *mut libc::c_void {
+    if !budget.reserve(len) {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: calloc with a non-overflowing size; null is handled by V8 as a failed allocation.
+    let ptr = unsafe { libc::calloc(len.max(1), 1) };
+    if ptr.is_null() {
+        budget.external.fetch_sub(len, Ordering::AcqRel);
+    }
+    ptr
+}
+
+unsafe extern "C" fn allocate_uninitialized(budget: &Budget, len: usize) -> *mut libc::c_void {
+    if !budget.reserve(len) {
+        return std::ptr::null_mut();
+    }
+    // SAFETY: as above; V8 initialises the memory itself.
+    let ptr = unsafe { libc::malloc(len.max(1)) };
+    if ptr.is_null() {
+        budget.external.fetch_sub(len, Ordering::AcqRel);
+    }
+    ptr
+}
+
+unsafe extern "C" fn free(budget: &Budget, data: *mut libc::c_void, len: usize) {
+    budget.external.fetch_sub(len, Ordering::AcqRel);
+    // SAFETY: `data` came from calloc/malloc above (V8 frees only what this allocator gave).
+    unsafe { libc::free(data) };
+}
+
+unsafe extern "C" fn drop_budget(budget: *const Budget) {
+    // SAFETY: the pointer came from Arc::into_raw in `allocator` and is released once, here.
+    unsafe { drop(std::sync::Arc::from_raw(budget)) };
+}
+
+static VTABLE: v8::RustAllocatorVtable<Budget> = v8::RustAllocatorVtable {
+    allocate,
+    allocate_uninitialized,
+    free,
+    drop: drop_budget,
+};
+
+/// An ArrayBuffer allocator that counts against `budget` and refuses (ending the JS) beyond it.
+pub fn allocator(budget: &std::sync::Arc<Budget>) -> v8::UniqueRef<v8::Allocator> {
+    let raw = std::sync::Arc::into_raw(budget.clone());
+    // SAFETY: `raw` stays valid until V8 calls `drop_budget`; the vtable is 'static.
+    unsafe { v8::new_rust_allocator(raw, &VTABLE) }
+}
+
+/// Room given to V8 past the limit so it can unwind after the termination request instead of
+/// running out of heap (which is fatal to the whole process). The allocation that hit the limit
+/// may be a single object of up to ~1 GiB (V8's longest string or array), and some builtins (a
+/// huge `Array.prototype.fill`, `JSON.parse`) only notice the termination when they return, so
+/// the room must fit that: returning too little aborts the process. The isolate is replaced
+/// after such a request, so the room is lent only until the termination lands.
+fn headroom(current: usize) -> usize {
+    current.max(1024 * MIB)
+}
+
+/// Near-heap-limit callback: never let V8 hit a fatal OOM. Ends the JS and lends headroom.
+///
+/// # Safety
+///
+/// `data` must point at the isolate's [`Budget`], alive for as long as the isolate.
+pub unsafe extern "C" fn near_heap_limit(
+    data: *mut libc::c_void,
+    current_heap_limit: usize,
+    _initial_heap_limit: usize,
+) -> usize {
+    // SAFETY: `data` is the Budget registered with the callback, alive as long as the isolate.
+    let budget = unsafe { &*(data as *const Budget) };
+    budget.exceeded(current_heap_limit);
+    current_heap_limit + headroom(current_heap_limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pressure_levels_follow_the_thresholds() {
+        let limit = 100;
+        for (used, want) in [
+            (0, Pressure::Normal),
+            (69, Pressure::Normal),
+            (70, Pressure::Warning),
+            (84, Pressure::Warning),
+            (85, Pressure::Critical),
+            (95, Pressure::Critical),
+            (96, Pressure::Emergency),
+            (500, Pressure::Emergency),
+        ] {
+            assert_eq!(Pressure::of(used, limit), want, "{used}%");
+        }
+    }
+
+    #[test]
+    fn budget_refuses_beyond_the_limit_and_frees() {
+        let budget = Budget::new(1);
+        assert!(budget.reserve(MIB / 2));
+        assert!(!budget.reserve(MIB), "over the limit");
+        assert_eq!(budget.external(), MIB / 2, "a refusal reserves nothing");
+        assert_eq!(budget.refused.load(Ordering::Relaxed), MIB / 2 + MIB);
+        budget.external.fetch_sub(MIB / 2, Ordering::AcqRel);
+        assert!(budget.reserve(MIB));
+    }
+}

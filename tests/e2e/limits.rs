@@ -1,0 +1,138 @@
+//! Hostile apps: every limit ends the request cleanly, the process lives, and the next request to
+//! the same app (same worker, one per app) and to another app is answered normally.
+
+use nano_tests::{Nano, block_on};
+use serde_json::{Value, json};
+
+/// (fixture, status, x-nano-error) for `GET /bomb`; where two limits can legitimately win the
+/// race (CPU or memory first, depending on the machine), both are listed.
+const CASES: &[(&str, u16, &[&str])] = &[
+    ("cpu-spin", 503, &["cpu-limit"]),
+    ("cpu-bursts", 503, &["cpu-limit"]),
+    ("await-loop", 503, &["cpu-limit"]),
+    ("then-loop", 503, &["cpu-limit"]),
+    ("regex-backtrack", 503, &["cpu-limit"]),
+    ("never-settles", 504, &["timeout"]),
+    ("buffer-push", 503, &["memory-limit"]),
+    ("big-arraybuffer", 503, &["memory-limit"]),
+    // Filled in JS by the runtime (natively it cannot be stopped and aborts V8).
+    ("huge-array", 503, &["cpu-limit", "memory-limit"]),
+    // Past V8's own bounds, or refused by the runtime up front: ordinary, catchable JS errors.
+    ("string-growth", 500, &["handler-exception"]),
+    ("json-bomb", 500, &["handler-exception"]),
+    ("huge-repeat", 500, &["handler-exception"]),
+    ("deep-recursion", 500, &["handler-exception"]),
+    ("atomics-wait", 500, &["handler-exception"]),
+];
+
+fn hostile_node() -> Nano {
+    let mut apps: Vec<Value> = CASES
+        .iter()
+        .map(|(name, _, _)| {
+            json!({
+                "hostname": format!("{name}.example"),
+                "entrypoint": format!("{name}/app.js"),
+                "limits": { "workers": 1, "cpu_ms": 50, "memory_mb": 64, "timeout_secs": 1 }
+            })
+        })
+        .collect();
+    apps.push(json!({ "hostname": "calm.example", "entrypoint": "hello/app.js", "env": { "NAME": "calm" } }));
+    apps.push(
+        json!({ "hostname": "toplevel.example", "entrypoint": "top-level-loop/app.js",
+                      "limits": { "startup_ms": 200 } }),
+    );
+    Nano::start(json!({ "apps": apps }))
+}
+
+#[test]
+fn every_hostile_request_ends_cleanly_and_the_node_serves_on() {
+    let nano = hostile_node();
+    block_on(async {
+        let mut wrong = Vec::new();
+        for &(name, status, codes) in CASES {
+            let host = format!("{name}.example");
+            let reply = nano.get(&host, "/bomb").await;
+            let code = reply.header("x-nano-error").unwrap_or_default().to_owned();
+            if reply.status != status || !codes.contains(&code.as_str()) {
+                wrong.push(format!(
+                    "{name}: got {} {:?} {}",
+                    reply.status,
+                    reply.header("x-nano-error"),
+                    reply.body.trim()
+                ));
+                continue;
+            }
+            if code.ends_with("-limit") || code == "timeout" {
+                let body = reply.json();
+                assert!(
+                    body["limit"].is_string() && body["used"].is_string(),
+                    "{name}: {body}"
+                );
+            }
+            let again = nano.get(&host, "/").await;
+            assert_eq!(
+                (again.status, again.body.as_str()),
+                (200, &*format!("ok {name}")),
+                "{name} after the bomb"
+            );
+            let other = nano.get("calm.example", "/").await;
+            assert_eq!(
+                (other.status, other.body.as_str()),
+                (200, "hello from calm"),
+                "calm after {name}"
+            );
+        }
+        assert!(
+            wrong.is_empty(),
+            "unexpected outcomes:\n{}",
+            wrong.join("\n")
+        );
+    });
+    let log = nano.log.text();
+    let cpu = log
+        .lines()
+        .find(|l| l.contains("request terminated") && l.contains("cpu-spin.example"))
+        .expect("logged");
+    for field in ["limit=cpu", "path=/bomb", "limit_ms=50", "cpu_ms="] {
+        assert!(cpu.contains(field), "{field} missing in {cpu}");
+    }
+}
+
+#[test]
+fn cpu_limit_reports_what_was_used() {
+    let nano = hostile_node();
+    block_on(async {
+        let reply = nano.get("cpu-spin.example", "/bomb").await;
+        let body = reply.json();
+        assert_eq!(body["error"], "cpu-limit");
+        assert_eq!(body["limit"], "50ms");
+        let used: u64 = body["used"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("ms")
+            .parse()
+            .unwrap();
+        assert!(used >= 50, "the CPU used is at least the limit: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("limits.cpu_ms"),
+            "{body}"
+        );
+    });
+}
+
+#[test]
+fn an_endless_top_level_fails_the_app_not_the_node() {
+    let nano = hostile_node();
+    block_on(async {
+        let reply = nano.get("toplevel.example", "/").await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("x-nano-error"), Some("app-unavailable"));
+        assert!(
+            reply.body.contains("start-up budget of 200 ms"),
+            "{}",
+            reply.body
+        );
+        let other = nano.get("calm.example", "/").await;
+        assert_eq!(other.status, 200);
+    });
+}
