@@ -44,6 +44,11 @@ pub struct Server {
     #[serde(default = "defaults::shutdown_grace_secs")]
     #[schemars(range(min = 0, max = 3600))]
     pub shutdown_grace_secs: u64,
+    /// Time a client has to send a request's headers before the connection is closed
+    /// (slowloris protection).
+    #[serde(default = "defaults::header_timeout_secs")]
+    #[schemars(range(min = 1, max = 300))]
+    pub header_timeout_secs: u64,
     /// Largest request body accepted, in bytes; larger bodies get 413 before any JS runs.
     #[serde(default = "defaults::max_body_bytes")]
     #[schemars(range(min = 0, max = 1_073_741_824u64))]
@@ -56,6 +61,7 @@ impl Default for Server {
             port: defaults::port(),
             host: defaults::host(),
             shutdown_grace_secs: defaults::shutdown_grace_secs(),
+            header_timeout_secs: defaults::header_timeout_secs(),
             max_body_bytes: defaults::max_body_bytes(),
         }
     }
@@ -158,6 +164,9 @@ pub mod defaults {
     }
     pub fn shutdown_grace_secs() -> u64 {
         30
+    }
+    pub fn header_timeout_secs() -> u64 {
+        10
     }
     pub fn max_body_bytes() -> u64 {
         100 * 1024 * 1024

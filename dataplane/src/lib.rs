@@ -96,6 +96,7 @@ pub async fn run(
     let front = Arc::new(http::Front {
         router: router.clone(),
         max_body_bytes: config.server.max_body_bytes,
+        header_timeout: Duration::from_secs(config.server.header_timeout_secs),
     });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     http::serve(listener, front, shutdown, grace).await;

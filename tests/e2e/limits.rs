@@ -136,3 +136,56 @@ fn an_endless_top_level_fails_the_app_not_the_node() {
         assert_eq!(other.status, 200);
     });
 }
+
+#[test]
+fn work_queued_by_a_killed_request_never_runs() {
+    for reset in [true, false] {
+        let nano = Nano::start(json!({ "apps": [
+            { "hostname": "zombie.example", "entrypoint": "cpu-zombie/app.js", "context_reset": reset,
+              "limits": { "workers": 1, "cpu_ms": 30 } }
+        ]}));
+        block_on(async {
+            let reply = nano.get("zombie.example", "/bomb").await;
+            assert_eq!(
+                reply.header("x-nano-error"),
+                Some("cpu-limit"),
+                "reset={reset}"
+            );
+            // The same worker serves several more requests, draining its microtasks and timers.
+            for _ in 0..5 {
+                let reply = nano.get("zombie.example", "/").await;
+                assert_eq!(
+                    (reply.status, reply.body.as_str()),
+                    (200, "ok cpu-zombie"),
+                    "reset={reset}"
+                );
+            }
+        });
+        let log = nano.log.text();
+        assert!(
+            !log.contains("ZOMBIE"),
+            "reset={reset}: a killed request's work ran:\n{log}"
+        );
+        assert!(log.contains("request terminated"), "reset={reset}");
+    }
+}
+
+#[test]
+fn many_terminations_in_a_row_keep_the_worker_serving() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "spin.example", "entrypoint": "cpu-spin/app.js", "limits": { "workers": 1, "cpu_ms": 5 } }
+    ]}));
+    block_on(async {
+        // More terminations than the worker quarantines before it replaces its isolate.
+        for i in 0..40 {
+            let reply = nano.get("spin.example", "/bomb").await;
+            assert_eq!(reply.header("x-nano-error"), Some("cpu-limit"), "bomb {i}");
+        }
+        let reply = nano.get("spin.example", "/").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ok cpu-spin"));
+    });
+    assert!(
+        nano.log.text().contains("replacing the isolate"),
+        "the isolate was recycled"
+    );
+}

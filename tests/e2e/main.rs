@@ -4,6 +4,7 @@
 mod cli;
 mod context;
 mod failures;
+mod front;
 mod lifecycle;
 mod limits;
 mod pool;

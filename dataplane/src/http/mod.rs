@@ -29,6 +29,7 @@ use rescue::{Body, Refusal};
 pub struct Front {
     pub router: Arc<Router>,
     pub max_body_bytes: u64,
+    pub header_timeout: Duration,
 }
 
 /// Serves `listener` until `shutdown` fires, then waits up to `grace` for open requests.
@@ -43,7 +44,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(front.header_timeout)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEADER_BYTES);
     builder
@@ -97,27 +98,17 @@ async fn handle(front: &Front, req: Request<Incoming>) -> Response<Body> {
 }
 
 /// Limits of the HTTP front (hyper answers 431 itself past the header limits).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_H2_STREAMS: u32 = 256;
 
-/// Refuses requests whose body framing could be read two ways (request smuggling).
-fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
-    let headers = req.headers();
-    let lengths = headers.get_all(header::CONTENT_LENGTH).iter().count();
-    if lengths > 1 {
-        return Err(Refusal::AmbiguousFraming {
-            reason: "more than one Content-Length",
-        });
-    }
-    if lengths == 1 && headers.contains_key(header::TRANSFER_ENCODING) {
-        return Err(Refusal::AmbiguousFraming {
-            reason: "both Content-Length and Transfer-Encoding",
-        });
-    }
-    if req.uri().to_string().len() > MAX_URI_BYTES {
+/// Refuses request targets longer than `MAX_URI_BYTES`. (Ambiguous body framing is hyper's:
+/// with both Content-Length and Transfer-Encoding it reads chunked and closes the connection
+/// after the response; different Content-Lengths get 400.)
+fn check_target(req: &Request<Incoming>) -> Result<(), Refusal> {
+    let len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_BYTES {
         return Err(Refusal::UriTooLong {
             limit: MAX_URI_BYTES,
         });
@@ -126,7 +117,7 @@ fn check_framing(req: &Request<Incoming>) -> Result<(), Refusal> {
 }
 
 async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
-    check_framing(&req)?;
+    check_target(&req)?;
     let host = req
         .headers()
         .get(header::HOST)

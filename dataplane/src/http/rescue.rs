@@ -20,7 +20,6 @@ pub enum Refusal {
     UnknownHost { host: String },
     MissingHost,
     UriTooLong { limit: usize },
-    AmbiguousFraming { reason: &'static str },
     BodyTooLarge { limit: u64 },
     BadBody { reason: String },
     Pool { hostname: String, error: PoolError },
@@ -35,7 +34,6 @@ impl Refusal {
             Refusal::UnknownHost { .. } => "unknown-host",
             Refusal::MissingHost => "missing-host",
             Refusal::UriTooLong { .. } => "uri-too-long",
-            Refusal::AmbiguousFraming { .. } => "bad-framing",
             Refusal::BodyTooLarge { .. } => "body-too-large",
             Refusal::BadBody { .. } => "bad-request-body",
             Refusal::Pool {
@@ -72,9 +70,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
-            Refusal::MissingHost | Refusal::BadBody { .. } | Refusal::AmbiguousFraming { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::MissingHost | Refusal::BadBody { .. } => StatusCode::BAD_REQUEST,
             Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::Pool { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -101,11 +97,6 @@ impl Refusal {
             }
             Refusal::UriTooLong { limit } => {
                 format!("the request target is longer than {limit} bytes; shorten the URL")
-            }
-            Refusal::AmbiguousFraming { reason } => {
-                format!(
-                    "the request's framing is ambiguous ({reason}); send one Content-Length or chunked encoding"
-                )
             }
             Refusal::BodyTooLarge { limit } => {
                 format!("the request body is larger than the limit of {limit} bytes; send less")
@@ -227,10 +218,6 @@ impl Refusal {
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if matches!(self, Refusal::AmbiguousFraming { .. }) {
-            // A request whose framing cannot be trusted leaves the connection unusable.
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         response
     }
 }
@@ -258,11 +245,6 @@ mod tests {
             ),
             (Refusal::BodyTooLarge { limit: 10 }, 413, "body-too-large"),
             (Refusal::UriTooLong { limit: 10 }, 414, "uri-too-long"),
-            (
-                Refusal::AmbiguousFraming { reason: "x" },
-                400,
-                "bad-framing",
-            ),
             (
                 Refusal::Pool {
                     hostname: "a".into(),

@@ -278,6 +278,19 @@ impl WorkerState {
         }
     }
 
+    /// Cancels every timer that would fire into `js` (a context being thrown away).
+    pub fn cancel_timers_of(&mut self, js: &Rc<JsContext>) {
+        let doomed: Vec<u64> = self
+            .timers
+            .iter()
+            .filter(|(_, t)| Rc::ptr_eq(&t.js, js))
+            .map(|(id, _)| *id)
+            .collect();
+        for timer in doomed {
+            self.cancel_timer(timer);
+        }
+    }
+
     pub fn cancel_timer(&mut self, id: u64) {
         if let Some(timer) = self.timers.remove(&id) {
             self.due.try_remove(&timer.key);

@@ -357,6 +357,7 @@ impl Worker {
                     },
                 );
             }
+            self.state.borrow_mut().cancel_timers_of(js);
             self.state.borrow_mut().shared = None;
             self.ensure_shared_context();
         }
