@@ -28,6 +28,49 @@ pub struct Config {
     /// Sliver (app artifact) caching.
     #[serde(default)]
     pub slivers: Slivers,
+    /// The `/_admin` surface: health, readiness, metrics, isolates.
+    #[serde(default)]
+    pub admin: Admin,
+    /// Node-wide settings.
+    #[serde(default)]
+    pub node: Node,
+}
+
+/// `node`: settings of the whole data-plane process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Memory budget for all isolates of the node, in MiB; beyond it idle isolates are evicted
+    /// least-recently-used first (stateless before stateful). Unset: no node budget.
+    #[serde(default)]
+    #[schemars(range(min = 16, max = 1048576))]
+    pub memory_mb: Option<u32>,
+}
+
+/// `admin`: the operator surface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Serve `/_admin/*` at all.
+    #[serde(default = "defaults::admin_enabled")]
+    pub enabled: bool,
+    /// Bearer token that grants access from non-loopback clients (loopback clients need none).
+    #[serde(default)]
+    #[schemars(length(min = 16))]
+    pub token: Option<String>,
+    /// A separate `host:port` for `/_admin/*`; the tenant listener then answers 404 there.
+    #[serde(default)]
+    pub listen: Option<String>,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::admin_enabled(),
+            token: None,
+            listen: None,
+        }
+    }
 }
 
 /// `server`: where tenant traffic is accepted.
@@ -191,6 +234,9 @@ pub mod defaults {
     }
     pub fn queue_per_worker() -> u32 {
         256
+    }
+    pub fn admin_enabled() -> bool {
+        true
     }
     pub fn slivers_enabled() -> bool {
         true

@@ -5,12 +5,14 @@
 pub mod http;
 pub mod isolate;
 pub mod limits;
+pub mod metrics;
 pub mod pool;
 pub mod router;
 mod webapi;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use nano_config::Config;
 use tokio::net::TcpListener;
@@ -76,11 +78,13 @@ pub fn start_apps(config: &Config, preparer: &Preparer) -> Router {
     Router::new(routes.collect::<Vec<_>>())
 }
 
-/// Serves `config` on `listener` until `shutdown` is cancelled, then drains and stops the workers.
+/// Serves `config` on `listener` (and the admin surface on `admin_listener`, when
+/// `admin.listen` is set) until `shutdown` is cancelled, then drains and stops the workers.
 pub async fn run(
     config: Config,
     preparer: Preparer,
     listener: TcpListener,
+    admin_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) {
     let router = {
@@ -90,16 +94,56 @@ pub async fn run(
             .expect("starting apps does not panic")
     };
     let router = Arc::new(router);
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, apps = config.apps.len(), "listening");
-    }
     let front = Arc::new(http::Front {
         router: router.clone(),
+        admin: config.admin.enabled.then(|| config.admin.token.clone()),
+        draining: AtomicBool::new(false),
+        started: Instant::now(),
         max_body_bytes: config.server.max_body_bytes,
         header_timeout: Duration::from_secs(config.server.header_timeout_secs),
     });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    http::serve(listener, front, shutdown, grace).await;
+
+    // The admin listener outlives the tenant drain, so probes see readiness turn 503.
+    let admin_stop = CancellationToken::new();
+    let admin_task = admin_listener.map(|admin| {
+        if let Ok(addr) = admin.local_addr() {
+            tracing::info!(admin_addr = %addr, "admin listening");
+        }
+        let (front, stop) = (front.clone(), admin_stop.clone());
+        tokio::spawn(http::serve(
+            admin,
+            front,
+            http::Surface::AdminOnly,
+            stop,
+            Duration::ZERO,
+        ))
+    });
+    let evictor_stop = CancellationToken::new();
+    let evictor = config.node.memory_mb.map(|memory_mb| {
+        let limit = u64::from(memory_mb) * 1024 * 1024;
+        tokio::spawn(pool::evict::enforce(
+            router.clone(),
+            limit,
+            evictor_stop.clone(),
+        ))
+    });
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, apps = config.apps.len(), "listening");
+    }
+    let surface = http::Surface::Tenants {
+        admin_here: admin_task.is_none(),
+    };
+    http::serve(listener, front.clone(), surface, shutdown, grace).await;
+    admin_stop.cancel();
+    evictor_stop.cancel();
+    if let Some(task) = evictor {
+        let _ = task.await;
+    }
+    if let Some(task) = admin_task {
+        let _ = task.await;
+    }
+    drop(front);
 
     // Connections are closed; stop the workers (they finish any waitUntil work they hold).
     match Arc::try_unwrap(router) {

@@ -154,6 +154,16 @@ fn serve(path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let admin_listener = match &config.admin.listen {
+            Some(admin) if config.admin.enabled => match tokio::net::TcpListener::bind(admin).await {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    eprintln!("cannot listen on {admin} for the admin surface: {err} (change admin.listen)");
+                    return ExitCode::FAILURE;
+                }
+            },
+            _ => None,
+        };
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         let preparer = match std::env::current_exe() {
@@ -163,7 +173,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        nano_dataplane::run(config, preparer, listener, shutdown).await;
+        nano_dataplane::run(config, preparer, listener, admin_listener, shutdown).await;
         ExitCode::SUCCESS
     })
 }

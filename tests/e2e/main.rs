@@ -1,6 +1,7 @@
 //! End-to-end tests: one test binary (V8 links once), a module per area. Every test starts the
 //! real `nano` binary on a loopback port chosen by the OS and stops it when done.
 
+mod admin;
 mod cli;
 mod context;
 mod failures;

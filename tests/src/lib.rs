@@ -154,8 +154,9 @@ impl Nano {
             }
             sink.close();
         });
-        let text = log.wait_for("the listening line", |t| t.contains("listening"));
-        let line = text.lines().find(|l| l.contains("listening")).unwrap();
+        let is_listening = |l: &str| l.split_whitespace().any(|w| w.starts_with("addr="));
+        let text = log.wait_for("the listening line", |t| t.lines().any(is_listening));
+        let line = text.lines().find(|l| is_listening(l)).unwrap();
         let addr = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("addr="))
@@ -197,6 +198,12 @@ impl Nano {
 
 impl Drop for Nano {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- nano log ---\n{}--- end of nano log ---",
+                self.log.text()
+            );
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -226,6 +233,11 @@ pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to nano");
+    send_on(stream, request).await
+}
+
+/// Sends a request over an already connected stream.
+pub async fn send_on(stream: tokio::net::TcpStream, request: Request<Full<Bytes>>) -> Reply {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .expect("handshake");

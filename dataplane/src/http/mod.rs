@@ -2,11 +2,15 @@
 //! back the app's response or a refusal from `rescue`. Stops accepting on shutdown and lets
 //! in-flight requests finish within the grace period.
 
+pub mod admin;
 pub mod rescue;
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
@@ -21,6 +25,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::cpu::LimitKind;
+use crate::metrics::{METRICS, UNKNOWN_HOST};
 use crate::pool::{Failure, Job, Outcome};
 use crate::router::{Route, Router};
 use rescue::{Body, Refusal};
@@ -28,14 +33,30 @@ use rescue::{Body, Refusal};
 /// What every connection task shares.
 pub struct Front {
     pub router: Arc<Router>,
+    /// `None`: the admin surface is disabled; `Some(token)`: enabled, with an optional token.
+    pub admin: Option<Option<String>>,
+    /// Set when shutdown starts: readiness turns 503.
+    pub draining: AtomicBool,
+    pub started: Instant,
     pub max_body_bytes: u64,
     pub header_timeout: Duration,
+}
+
+/// Serves `listener` until `shutdown` fires, then waits up to `grace` for open requests.
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Tenant traffic, and `/_admin/*` unless the admin surface has its own listener.
+    Tenants { admin_here: bool },
+    /// Only `/_admin/*` (the `admin.listen` listener).
+    AdminOnly,
 }
 
 /// Serves `listener` until `shutdown` fires, then waits up to `grace` for open requests.
 pub async fn serve(
     listener: TcpListener,
     front: Arc<Front>,
+    surface: Surface,
     shutdown: CancellationToken,
     grace: Duration,
 ) {
@@ -69,7 +90,7 @@ pub async fn serve(
         let front = front.clone();
         let service = service_fn(move |req| {
             let front = front.clone();
-            async move { Ok::<_, Infallible>(handle(&front, req).await) }
+            async move { Ok::<_, Infallible>(handle(&front, req, peer, surface).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
         let conn = graceful.watch(conn.into_owned());
@@ -80,6 +101,9 @@ pub async fn serve(
         });
     }
     drop(listener);
+    front
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
     tracing::info!(
         grace_secs = grace.as_secs(),
         "stopped accepting; draining open connections"
@@ -90,11 +114,61 @@ pub async fn serve(
     }
 }
 
-async fn handle(front: &Front, req: Request<Incoming>) -> Response<Body> {
-    match route_and_run(front, req).await {
-        Ok(response) => response,
-        Err(refusal) => refusal.into_response(),
+async fn handle(
+    front: &Front,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    surface: Surface,
+) -> Response<Body> {
+    if admin::is_admin_path(req.uri().path()) {
+        let here = matches!(
+            surface,
+            Surface::AdminOnly | Surface::Tenants { admin_here: true }
+        );
+        return admin::respond(front, &req, peer, here);
     }
+    if surface == Surface::AdminOnly {
+        return Refusal::NotFound {
+            what: "this listener serves only /_admin/*".into(),
+        }
+        .into_response();
+    }
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (label, response) = match route_and_run(front, req).await {
+        Ok((hostname, response)) => (hostname, response),
+        Err((hostname, refusal)) => {
+            if matches!(
+                refusal,
+                Refusal::Pool {
+                    error: crate::pool::PoolError::Full { .. },
+                    ..
+                }
+            ) {
+                METRICS
+                    .queue_rejections
+                    .with_label_values(&[&hostname])
+                    .inc();
+            }
+            (hostname, refusal.into_response())
+        }
+    };
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status();
+    METRICS
+        .requests
+        .with_label_values(&[&label, status.as_str()])
+        .inc();
+    METRICS
+        .request_duration_ms
+        .with_label_values(&[&label])
+        .observe(elapsed_ms);
+    tracing::debug!(
+        hostname = %label, %method, path = %path, status = status.as_u16(), duration_ms = elapsed_ms,
+        "request"
+    );
+    response
 }
 
 /// Limits of the HTTP front (hyper answers 431 itself past the header limits).
@@ -116,21 +190,44 @@ fn check_target(req: &Request<Incoming>) -> Result<(), Refusal> {
     Ok(())
 }
 
-async fn route_and_run(front: &Front, req: Request<Incoming>) -> Result<Response<Body>, Refusal> {
-    check_target(&req)?;
-    let host = req
-        .headers()
+/// The request's `Host` (or HTTP/2 authority).
+pub(crate) fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
-        .ok_or(Refusal::MissingHost)?;
-    let route = front
-        .router
-        .route(&host)
-        .ok_or_else(|| Refusal::UnknownHost {
+}
+
+/// Routes and runs a request; the `String` is the metrics label (the app's hostname, or
+/// `UNKNOWN_HOST`).
+async fn route_and_run(
+    front: &Front,
+    req: Request<Incoming>,
+) -> Result<(String, Response<Body>), (String, Refusal)> {
+    let unknown = |refusal| (UNKNOWN_HOST.to_owned(), refusal);
+    check_target(&req).map_err(unknown)?;
+    let host = request_host(&req)
+        .ok_or(Refusal::MissingHost)
+        .map_err(unknown)?;
+    let route = front.router.route(&host).ok_or_else(|| {
+        unknown(Refusal::UnknownHost {
             host: nano_config::normalize_host_header(&host),
-        })?;
+        })
+    })?;
+    let hostname = route.pool.hostname().to_owned();
+    match run(front, route, host, req).await {
+        Ok(response) => Ok((hostname, response)),
+        Err(refusal) => Err((hostname, refusal)),
+    }
+}
+
+async fn run(
+    front: &Front,
+    route: &Arc<Route>,
+    host: String,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
     let hostname = route.pool.hostname().to_owned();
 
     let declared = req

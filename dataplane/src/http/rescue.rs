@@ -18,6 +18,8 @@ pub type Body = Full<Bytes>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     UnknownHost { host: String },
+    NotFound { what: String },
+    Unauthorized,
     MissingHost,
     UriTooLong { limit: usize },
     BodyTooLarge { limit: u64 },
@@ -32,6 +34,8 @@ impl Refusal {
     pub fn code(&self) -> &'static str {
         match self {
             Refusal::UnknownHost { .. } => "unknown-host",
+            Refusal::NotFound { .. } => "not-found",
+            Refusal::Unauthorized => "unauthorized",
             Refusal::MissingHost => "missing-host",
             Refusal::UriTooLong { .. } => "uri-too-long",
             Refusal::BodyTooLarge { .. } => "body-too-large",
@@ -69,7 +73,8 @@ impl Refusal {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Refusal::UnknownHost { .. } => StatusCode::NOT_FOUND,
+            Refusal::UnknownHost { .. } | Refusal::NotFound { .. } => StatusCode::NOT_FOUND,
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
             Refusal::MissingHost | Refusal::BadBody { .. } => StatusCode::BAD_REQUEST,
             Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -92,6 +97,10 @@ impl Refusal {
     pub fn message(&self) -> String {
         match self {
             Refusal::UnknownHost { host } => format!("no app is configured for host {host:?}"),
+            Refusal::NotFound { what } => what.clone(),
+            Refusal::Unauthorized => "the admin surface needs a loopback client or the header \
+                                      `Authorization: Bearer <admin.token>`"
+                .into(),
             Refusal::MissingHost => {
                 "the request has no Host header; send one naming the app".into()
             }

@@ -139,6 +139,8 @@ pub(crate) struct WorkerState {
     pub hostname: Arc<str>,
     /// The isolate's memory limit in bytes (unbounded while the app snapshot is made).
     pub memory_limit: usize,
+    /// `nano_cpu_time_ms` of this app (absent while the app snapshot is made).
+    pub cpu_time: Option<prometheus::Histogram>,
     pub requests: HashMap<u64, Inflight>,
     /// The request whose JS is running now (set by the worker around every entry into JS).
     pub current_request: Option<u64>,
@@ -154,6 +156,7 @@ impl WorkerState {
         Self {
             hostname,
             memory_limit,
+            cpu_time: None,
             requests: HashMap::new(),
             current_request: None,
             shared: None,
@@ -244,10 +247,14 @@ impl WorkerState {
             return;
         };
         let used = inflight.started.elapsed();
+        crate::metrics::METRICS
+            .terminations
+            .with_label_values(&[&self.hostname, "timeout"])
+            .inc();
         tracing::warn!(
             hostname = %self.hostname, path = %inflight.path, limit = %"timeout",
             limit_ms = limit.as_millis() as u64, used_ms = used.as_millis() as u64,
-            "request timed out"
+            "request terminated"
         );
         self.end(
             id,
@@ -264,6 +271,12 @@ impl WorkerState {
             return;
         };
         self.due.try_remove(&inflight.deadline);
+        // A request that ends inside its own JS is measured by the worker when that JS returns.
+        if self.current_request != Some(id)
+            && let Some(histogram) = &self.cpu_time
+        {
+            histogram.observe(inflight.cpu_used.as_secs_f64() * 1000.0);
+        }
         if let Some(sender) = inflight.reply.take() {
             let _ = sender.send(Outcome::Failed(unanswered));
         }

@@ -12,6 +12,7 @@ use std::cell::RefCell;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -20,16 +21,19 @@ use super::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
 use super::{AppImage, get_function, internals_key};
 use crate::limits::cpu::{LimitKind, WorkerClock};
 use crate::limits::memory::{Budget, Pressure};
-use crate::pool::{Command, Failure, Job};
+use crate::metrics::METRICS;
+use crate::pool::stats::now_ms;
+use crate::pool::{Command, Failure, IsolateState, Job, WorkerStats};
 use crate::webapi;
 
-const PRESENT: &str = "the isolate is only absent inside replace_isolate";
+const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
 
 /// Quarantined microtask queues (of terminated JS) tolerated before the isolate is replaced.
 const MAX_QUARANTINED: usize = 32;
 
 struct Worker {
     image: Arc<AppImage>,
+    stats: Arc<WorkerStats>,
     state: StateRef,
     queues: QueuePool,
     budget: Arc<Budget>,
@@ -48,16 +52,16 @@ struct Worker {
 /// The worker thread's body: runs until the pool closes its channel and in-flight work is done.
 pub(crate) fn run_worker(
     image: Arc<AppImage>,
-    index: usize,
+    stats: Arc<WorkerStats>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let span = tracing::info_span!("worker", hostname = %image.hostname, worker = index);
+    let span = tracing::info_span!("worker", hostname = %image.hostname, worker = stats.worker);
     let _entered = span.enter();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a current-thread runtime builds");
-    let mut worker = match Worker::new(image) {
+    let mut worker = match Worker::new(image, stats) {
         Ok(worker) => worker,
         Err(err) => {
             tracing::error!(error = %err, "cannot start the worker's CPU timers; worker stopped");
@@ -110,20 +114,26 @@ impl Worker {
         self.isolate.as_mut().expect(PRESENT)
     }
 
-    fn new(image: Arc<AppImage>) -> std::io::Result<Self> {
+    fn new(image: Arc<AppImage>, stats: Arc<WorkerStats>) -> std::io::Result<Self> {
         let budget = Arc::new(Budget::new(image.limits.memory_mb));
         let mut isolate = image.new_isolate(&budget);
         let clock = WorkerClock::new(isolate.thread_safe_handle())?;
         budget.arm(clock.tripwire());
-        let state: StateRef = Rc::new(RefCell::new(WorkerState::new(
-            image.hostname.clone(),
-            budget.limit,
-        )));
+        let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
+        worker_state.cpu_time = Some(METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
+        let state: StateRef = Rc::new(RefCell::new(worker_state));
         isolate.set_slot(state.clone());
         let queues: QueuePool = Rc::default();
         let cpu_budget = Duration::from_millis(image.limits.cpu_ms.into());
+        stats.generation.fetch_add(1, Ordering::AcqRel);
+        stats.created_ms.store(now_ms(), Ordering::Relaxed);
+        stats
+            .heap_limit
+            .store(budget.limit as u64, Ordering::Relaxed);
+        stats.set_state(IsolateState::Idle);
         let mut worker = Self {
             image,
+            stats,
             state,
             queues,
             budget,
@@ -134,6 +144,7 @@ impl Worker {
             isolate: Some(isolate),
         };
         worker.ensure_shared_context();
+        worker.after_event();
         Ok(worker)
     }
 
@@ -149,17 +160,62 @@ impl Worker {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Run(job) => self.start_request(job),
+            Command::Run(job) => {
+                if self.isolate.is_none() {
+                    // Evicted earlier to free memory: start afresh.
+                    match Worker::new(self.image.clone(), self.stats.clone()) {
+                        Ok(fresh) => *self = fresh,
+                        Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
+                    }
+                }
+                self.start_request(job)
+            }
             Command::Cancel(id) => self.state.borrow_mut().cancel(id),
+            Command::Evict => self.evict("node_budget"),
         }
     }
 
+    /// Disposes the isolate if nothing is in flight; the next request recreates it.
+    fn evict(&mut self, reason: &'static str) {
+        if self.isolate.is_none() || !self.state.borrow().requests.is_empty() {
+            return;
+        }
+        tracing::info!(hostname = %self.image.hostname, reason = %reason, "evicting the isolate");
+        METRICS
+            .evictions
+            .with_label_values(&[&self.image.hostname, reason])
+            .inc();
+        self.dispose_isolate();
+        self.stats.set_state(IsolateState::Evicted);
+        for counter in [&self.stats.heap_used, &self.stats.external] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops every handle and queue of the isolate, then the isolate itself.
+    fn dispose_isolate(&mut self) {
+        self.state.borrow_mut().clear();
+        {
+            let mut queues = self.queues.borrow_mut();
+            queues.free.clear();
+            queues.quarantined.clear();
+        }
+        self.isolate = None;
+    }
+
     fn start_request(&mut self, job: Job) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_used_ms.store(now_ms(), Ordering::Relaxed);
         let js = {
             let shared = self.state.borrow().shared.clone();
             match shared {
                 Some(shared) => shared,
                 None => {
+                    self.stats.context_resets.fetch_add(1, Ordering::Relaxed);
+                    METRICS
+                        .context_resets
+                        .with_label_values(&[&self.image.hostname])
+                        .inc();
                     let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
                     new_js_context(scope, &self.image, &self.queues)
                 }
@@ -231,16 +287,18 @@ impl Worker {
         js: &Rc<JsContext>,
         call: impl FnOnce(&mut v8::HandleScope),
     ) {
-        let (cpu_left, wall_left) = {
+        let (cpu_before, cpu_left, wall_left) = {
             let state = self.state.borrow();
             match state.requests.get(&request) {
                 Some(inflight) => (
+                    inflight.cpu_used,
                     self.cpu_budget.saturating_sub(inflight.cpu_used),
                     inflight
                         .deadline_at
                         .saturating_duration_since(Instant::now()),
                 ),
                 None => (
+                    Duration::ZERO,
                     self.cpu_budget,
                     Duration::from_secs(self.image.limits.timeout_secs.into()),
                 ),
@@ -264,9 +322,18 @@ impl Worker {
         };
         let spent = self.clock.exit();
         self.state.borrow_mut().current_request = None;
-        if let Some(inflight) = self.state.borrow_mut().requests.get_mut(&request) {
-            inflight.cpu_used += spent.cpu;
+        let mut state = self.state.borrow_mut();
+        match state.requests.get_mut(&request) {
+            Some(inflight) => inflight.cpu_used += spent.cpu,
+            None if request != 0 => {
+                // The request finished inside this stretch of JS.
+                if let Some(histogram) = &state.cpu_time {
+                    histogram.observe((cpu_before + spent.cpu).as_secs_f64() * 1000.0);
+                }
+            }
+            None => {}
         }
+        drop(state);
         let terminated = spent.tripped.or_else(|| {
             // Ended by V8 without a recorded reason (should not happen): treat it as CPU.
             self.isolate()
@@ -337,6 +404,10 @@ impl Worker {
                 wall_ms = wall_used.as_millis() as u64, "request terminated"
             ),
         }
+        METRICS
+            .terminations
+            .with_label_values(&[&hostname, kind.label()])
+            .inc();
         self.state.borrow_mut().fail(request, failure);
 
         // Without context reset the one context may be half-way through anything: replace it,
@@ -381,9 +452,28 @@ impl Worker {
         Pressure::of(used, self.budget.limit)
     }
 
-    /// After every event: act on memory pressure, recycle the isolate when it is due and idle.
+    /// After every event: publish stats, act on memory pressure, recycle the isolate when it is
+    /// due and idle.
     fn after_event(&mut self) {
-        let pressure = self.pressure();
+        if self.isolate.is_none() {
+            return;
+        }
+        let heap = self.isolate().get_heap_statistics().used_heap_size();
+        let external = self.budget.external();
+        let pressure = Pressure::of(heap + external, self.budget.limit);
+        self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
+        self.stats
+            .external
+            .store(external as u64, Ordering::Relaxed);
+        self.stats
+            .pressure
+            .store(pressure.as_number(), Ordering::Relaxed);
+        let busy = !self.state.borrow().requests.is_empty();
+        self.stats.set_state(match (self.recycle.is_some(), busy) {
+            (true, _) => IsolateState::Draining,
+            (false, true) => IsolateState::Busy,
+            (false, false) => IsolateState::Idle,
+        });
         if pressure >= Pressure::Warning && self.last_gc.elapsed() >= Duration::from_secs(1) {
             self.last_gc = Instant::now();
             self.isolate().low_memory_notification();
@@ -404,16 +494,14 @@ impl Worker {
     fn replace_isolate(&mut self) {
         let reason = self.recycle.take().unwrap_or("recycle");
         tracing::info!(hostname = %self.image.hostname, reason = %reason, "replacing the isolate");
+        METRICS
+            .evictions
+            .with_label_values(&[&self.image.hostname, reason])
+            .inc();
         // Handles and queues of the old isolate go before it does, and it goes before the new
         // one is created (V8 enters isolates per thread and wants them dropped in reverse order).
-        self.state.borrow_mut().clear();
-        {
-            let mut queues = self.queues.borrow_mut();
-            queues.free.clear();
-            queues.quarantined.clear();
-        }
-        self.isolate = None;
-        match Worker::new(self.image.clone()) {
+        self.dispose_isolate();
+        match Worker::new(self.image.clone(), self.stats.clone()) {
             Ok(fresh) => *self = fresh,
             Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
         }

@@ -37,6 +37,15 @@ impl Pressure {
         self as u8
     }
 
+    pub fn from_number(value: u8) -> Self {
+        match value {
+            0 => Pressure::Normal,
+            1 => Pressure::Warning,
+            2 => Pressure::Critical,
+            _ => Pressure::Emergency,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Pressure::Normal => "normal",

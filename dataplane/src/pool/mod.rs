@@ -9,8 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+pub mod evict;
+pub mod stats;
+
 use crate::isolate::{self, AppImage};
 use crate::limits::cpu::LimitKind;
+pub use stats::{IsolateState, WorkerStats};
 
 /// One HTTP request handed to a worker.
 pub struct Job {
@@ -41,6 +45,8 @@ pub enum Command {
     Run(Job),
     /// The client went away before the response: drop the request.
     Cancel(u64),
+    /// Dispose the isolate if it is idle (node memory budget); it is recreated on demand.
+    Evict,
 }
 
 /// A process-wide request id.
@@ -108,6 +114,7 @@ pub enum PoolError {
 struct Worker {
     jobs: mpsc::UnboundedSender<Command>,
     load: Arc<AtomicUsize>,
+    stats: Arc<WorkerStats>,
 }
 
 /// The running workers of one app, or why it has none.
@@ -132,16 +139,20 @@ impl AppPool {
         for index in 0..workers {
             // Slots bound the queue, so the channel itself need not.
             let (jobs, rx) = mpsc::unbounded_channel();
-            let image = image.clone();
+            let load = Arc::new(AtomicUsize::new(0));
+            let stats = Arc::new(WorkerStats::new(
+                image.hostname.clone(),
+                index,
+                load.clone(),
+                !image.context_reset,
+            ));
+            let (image, worker_stats) = (image.clone(), stats.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("nano-worker-{}-{index}", image.hostname))
                 .stack_size(isolate::WORKER_STACK_BYTES)
-                .spawn(move || isolate::run_worker(image, index, rx))
+                .spawn(move || isolate::run_worker(image, worker_stats, rx))
                 .expect("the OS can start a worker thread");
-            pool.workers.push(Worker {
-                jobs,
-                load: Arc::new(AtomicUsize::new(0)),
-            });
+            pool.workers.push(Worker { jobs, load, stats });
             pool.threads.push(thread);
         }
         pool
@@ -201,6 +212,31 @@ impl AppPool {
         let _ = self.workers[worker].jobs.send(Command::Cancel(id));
     }
 
+    /// Asks worker `index` to dispose its isolate if it is idle.
+    pub fn evict(&self, index: usize) {
+        let _ = self.workers[index].jobs.send(Command::Evict);
+    }
+
+    /// The published stats of every worker.
+    pub fn stats(&self) -> impl Iterator<Item = &Arc<WorkerStats>> {
+        self.workers.iter().map(|w| &w.stats)
+    }
+
+    /// Whether the app has settled: at least one worker can serve, or it failed to load (and
+    /// answers 503 deterministically).
+    pub fn is_settled(&self) -> bool {
+        self.failure.is_some()
+            || self
+                .workers
+                .iter()
+                .any(|w| w.stats.state() != IsolateState::Starting)
+    }
+
+    /// Why the app failed to load, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
     /// Requests held now, across workers.
     pub fn in_flight(&self) -> usize {
         self.workers
@@ -235,10 +271,9 @@ mod tests {
         for _ in 0..workers {
             let (jobs, rx) = mpsc::unbounded_channel();
             receivers.push(rx);
-            pool.workers.push(Worker {
-                jobs,
-                load: Arc::new(AtomicUsize::new(0)),
-            });
+            let load = Arc::new(AtomicUsize::new(0));
+            let stats = Arc::new(WorkerStats::new("t".into(), 0, load.clone(), false));
+            pool.workers.push(Worker { jobs, load, stats });
         }
         (pool, receivers)
     }

@@ -1,0 +1,196 @@
+//! `/_admin/*`: health, readiness, Prometheus metrics and the isolate list. Answered only for a
+//! loopback client or `Authorization: Bearer <admin.token>`, and never on a tenant hostname;
+//! `/_admin` paths are never routed to a tenant.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use subtle::ConstantTimeEq;
+
+use super::rescue::{Body, Refusal};
+use super::{Front, request_host};
+use crate::metrics::METRICS;
+
+pub fn is_admin_path(path: &str) -> bool {
+    path == "/_admin" || path.starts_with("/_admin/")
+}
+
+/// Answers an admin request. `here` says whether this listener serves the admin surface.
+pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool) -> Response<Body> {
+    let Some(token) = &front.admin else {
+        return Refusal::NotFound {
+            what: "the admin surface is disabled (admin.enabled)".into(),
+        }
+        .into_response();
+    };
+    if !here {
+        return Refusal::NotFound {
+            what: "the admin surface is served on its own listener (admin.listen)".into(),
+        }
+        .into_response();
+    }
+    if let Some(host) = request_host(req)
+        && front.router.route(&host).is_some()
+    {
+        return Refusal::NotFound {
+            what: "/_admin is not served on tenant hostnames; use the node's own address \
+                   (for example Host: 127.0.0.1)"
+                .into(),
+        }
+        .into_response();
+    }
+    if !authorized(token.as_deref(), req, peer) {
+        return Refusal::Unauthorized.into_response();
+    }
+    match req.uri().path() {
+        "/_admin/health" => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "ok",
+                "version": env!("CARGO_PKG_VERSION"),
+                "uptime_secs": front.started.elapsed().as_secs(),
+            }),
+        ),
+        "/_admin/ready" => ready(front),
+        "/_admin/metrics" => {
+            let text = METRICS.render(&front.router);
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        "/_admin/isolates" => {
+            let isolates: Vec<_> = front
+                .router
+                .routes()
+                .flat_map(|route| route.pool.stats().map(|s| s.to_json()).collect::<Vec<_>>())
+                .collect();
+            json(StatusCode::OK, serde_json::json!({ "isolates": isolates }))
+        }
+        other => Refusal::NotFound {
+            what: format!(
+                "no admin endpoint {other:?}; try /_admin/health, /_admin/ready, /_admin/metrics \
+                 or /_admin/isolates"
+            ),
+        }
+        .into_response(),
+    }
+}
+
+/// A client on this machine's own loopback address (127.0.0.1 or ::1; other 127.x addresses
+/// are often handed to containers and are not trusted), or the configured bearer token
+/// (compared in constant time).
+fn authorized<B>(token: Option<&str>, req: &Request<B>, peer: SocketAddr) -> bool {
+    let local = match peer.ip() {
+        std::net::IpAddr::V4(ip) => ip == std::net::Ipv4Addr::LOCALHOST,
+        std::net::IpAddr::V6(ip) => {
+            ip == std::net::Ipv6Addr::LOCALHOST
+                || ip.to_ipv4_mapped() == Some(std::net::Ipv4Addr::LOCALHOST)
+        }
+    };
+    if local {
+        return true;
+    }
+    let Some(token) = token else { return false };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    presented.len() == token.len() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// 200 once every app has settled (an isolate can serve, or it failed to load and answers 503
+/// on its own); 503 before that and while draining.
+fn ready(front: &Front) -> Response<Body> {
+    let draining = front.draining.load(Ordering::Acquire);
+    let pending: Vec<&str> = front
+        .router
+        .routes()
+        .filter(|route| !route.pool.is_settled())
+        .map(|route| route.pool.hostname())
+        .collect();
+    let failed: Vec<_> = front
+        .router
+        .routes()
+        .filter_map(|route| {
+            route
+                .pool
+                .failure()
+                .map(|why| serde_json::json!({ "hostname": route.pool.hostname(), "error": why }))
+        })
+        .collect();
+    let ready = !draining && pending.is_empty();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json(
+        status,
+        serde_json::json!({ "ready": ready, "draining": draining, "starting": pending, "failed": failed }),
+    )
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{value}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(auth: Option<&str>) -> Request<()> {
+        let mut builder = Request::get("/_admin/health");
+        if let Some(auth) = auth {
+            builder = builder.header("authorization", auth);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn access_needs_loopback_or_the_token() {
+        let loopback: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert!(authorized(None, &req(None), loopback));
+        assert!(authorized(None, &req(None), "[::1]:1".parse().unwrap()));
+        assert!(!authorized(
+            None,
+            &req(None),
+            "127.0.0.2:1".parse().unwrap()
+        ));
+        assert!(!authorized(None, &req(None), remote));
+        assert!(!authorized(Some("s3cret"), &req(None), remote));
+        assert!(!authorized(
+            Some("s3cret"),
+            &req(Some("Bearer wrong!")),
+            remote
+        ));
+        assert!(!authorized(Some("s3cret"), &req(Some("s3cret")), remote));
+        assert!(authorized(
+            Some("s3cret"),
+            &req(Some("Bearer s3cret")),
+            remote
+        ));
+    }
+
+    #[test]
+    fn admin_paths() {
+        assert!(is_admin_path("/_admin"));
+        assert!(is_admin_path("/_admin/metrics"));
+        assert!(!is_admin_path("/_administrator"));
+        assert!(!is_admin_path("/x/_admin/metrics"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Every metric of the data plane, declared once. Only configured hostnames become label values;
+//! requests for unknown hosts count under `UNKNOWN_HOST`. Per-isolate series (memory, pressure)
+//! are not stored: they are read from the workers' published stats at scrape time, so they
+//! disappear with their isolate.
+
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
+
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::router::Router;
+
+/// The `hostname` label of requests whose Host matches no app.
+pub const UNKNOWN_HOST: &str = "_unknown";
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration_ms: HistogramVec,
+    pub cpu_time_ms: HistogramVec,
+    pub context_resets: IntCounterVec,
+    pub terminations: IntCounterVec,
+    pub evictions: IntCounterVec,
+    pub queue_rejections: IntCounterVec,
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(counter.clone()))
+        .expect("metric registered once");
+    counter
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    let histogram = HistogramVec::new(opts, &["hostname"]).expect("valid metric");
+    registry
+        .register(Box::new(histogram.clone()))
+        .expect("metric registered once");
+    histogram
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let registry = Registry::new();
+        let requests = counter(
+            &registry,
+            "nano_requests_total",
+            "HTTP requests answered, by app hostname and status code.",
+            &["hostname", "status"],
+        );
+        let request_duration_ms = histogram(
+            &registry,
+            "nano_request_duration_ms",
+            "Time from request received to response headers, in milliseconds.",
+            &[
+                1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                10000.0, 30000.0,
+            ],
+        );
+        let cpu_time_ms = histogram(
+            &registry,
+            "nano_cpu_time_ms",
+            "CPU time the JS of one request used, in milliseconds.",
+            &[
+                1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0, 30000.0,
+            ],
+        );
+        let context_resets = counter(
+            &registry,
+            "nano_context_resets_total",
+            "Fresh V8 contexts created for requests (context reset).",
+            &["hostname"],
+        );
+        let terminations = counter(
+            &registry,
+            "nano_terminations_total",
+            "Requests whose JS was ended by a limit, by reason (cpu, memory, timeout).",
+            &["hostname", "reason"],
+        );
+        let evictions = counter(
+            &registry,
+            "nano_evictions_total",
+            "Isolates disposed, by reason (memory, terminations, node_budget).",
+            &["hostname", "reason"],
+        );
+        let queue_rejections = counter(
+            &registry,
+            "nano_queue_rejections_total",
+            "Requests refused with 503 because every request slot of the app was taken.",
+            &["hostname"],
+        );
+        let build = IntGauge::with_opts(
+            Opts::new("nano_build_info", "Build of this nano binary (always 1).")
+                .const_label("version", env!("CARGO_PKG_VERSION")),
+        )
+        .expect("valid metric");
+        build.set(1);
+        registry
+            .register(Box::new(build))
+            .expect("metric registered once");
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("process metrics registered once");
+        Self {
+            registry,
+            requests,
+            request_duration_ms,
+            cpu_time_ms,
+            context_resets,
+            terminations,
+            evictions,
+            queue_rejections,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric, plus the per-isolate series of `router`.
+    pub fn render(&self, router: &Router) -> String {
+        let mut families = self.registry.gather();
+        families.extend(IsolateCollector { router }.collect());
+        // The text encoder refuses families without samples (a vec with no labels set yet).
+        families.retain(|family| !family.get_metric().is_empty());
+        families.sort_by(|a, b| a.name().cmp(b.name()));
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("the text format is utf-8")
+    }
+}
+
+/// Per-isolate gauges, built from the workers' stats at scrape time.
+struct IsolateCollector<'a> {
+    router: &'a Router,
+}
+
+impl IsolateCollector<'_> {
+    fn collect(&self) -> Vec<MetricFamily> {
+        let memory = GaugeVec::new(
+            Opts::new(
+                "nano_memory_bytes",
+                "Heap used plus external memory of each live isolate.",
+            ),
+            &["hostname", "isolate"],
+        )
+        .expect("valid metric");
+        let pressure = GaugeVec::new(
+            Opts::new(
+                "nano_memory_pressure_level",
+                "Memory pressure of each live isolate: 0 normal, 1 warning, 2 critical, 3 emergency.",
+            ),
+            &["hostname", "isolate"],
+        )
+        .expect("valid metric");
+        let active = GaugeVec::new(
+            Opts::new("nano_active_isolates", "Live isolates per app."),
+            &["hostname"],
+        )
+        .expect("valid metric");
+        for route in self.router.routes() {
+            let hostname = route.pool.hostname();
+            let mut live = 0;
+            for stats in route.pool.stats() {
+                if !stats.is_live() {
+                    continue;
+                }
+                live += 1;
+                let id = stats.isolate_id();
+                memory
+                    .with_label_values(&[hostname, &id])
+                    .set(stats.memory() as f64);
+                pressure
+                    .with_label_values(&[hostname, &id])
+                    .set(f64::from(stats.pressure.load(Ordering::Relaxed)));
+            }
+            active.with_label_values(&[hostname]).set(f64::from(live));
+        }
+        [memory.collect(), pressure.collect(), active.collect()].concat()
+    }
+}
