@@ -61,6 +61,9 @@ pub struct Admin {
     /// A separate `host:port` for `/_admin/*`; the tenant listener then answers 404 there.
     #[serde(default)]
     pub listen: Option<String>,
+    /// Record request metrics (`false` only to measure what recording costs).
+    #[serde(default = "defaults::admin_enabled")]
+    pub metrics: bool,
 }
 
 impl Default for Admin {
@@ -69,6 +72,7 @@ impl Default for Admin {
             enabled: defaults::admin_enabled(),
             token: None,
             listen: None,
+            metrics: true,
         }
     }
 }

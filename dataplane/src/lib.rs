@@ -94,6 +94,7 @@ pub async fn run(
             .expect("starting apps does not panic")
     };
     let router = Arc::new(router);
+    metrics::set_recording(config.admin.metrics);
     let front = Arc::new(http::Front {
         router: router.clone(),
         admin: config.admin.enabled.then(|| config.admin.token.clone()),

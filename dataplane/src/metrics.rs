@@ -18,6 +18,18 @@ use crate::router::Router;
 /// The `hostname` label of requests whose Host matches no app.
 pub const UNKNOWN_HOST: &str = "_unknown";
 
+static RECORDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns per-request recording on or off (`admin.metrics`), for measuring its cost.
+pub fn set_recording(on: bool) {
+    RECORDING.store(on, Ordering::Relaxed);
+}
+
+/// Whether per-request metrics are recorded.
+pub fn recording() -> bool {
+    RECORDING.load(Ordering::Relaxed)
+}
+
 pub struct Metrics {
     registry: Registry,
     pub requests: IntCounterVec,

@@ -156,14 +156,16 @@ async fn handle(
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let status = response.status();
-    METRICS
-        .requests
-        .with_label_values(&[&label, status.as_str()])
-        .inc();
-    METRICS
-        .request_duration_ms
-        .with_label_values(&[&label])
-        .observe(elapsed_ms);
+    if crate::metrics::recording() {
+        METRICS
+            .requests
+            .with_label_values(&[&label, status.as_str()])
+            .inc();
+        METRICS
+            .request_duration_ms
+            .with_label_values(&[&label])
+            .observe(elapsed_ms);
+    }
     tracing::debug!(
         hostname = %label, %method, path = %path, status = status.as_u16(), duration_ms = elapsed_ms,
         "request"

@@ -120,7 +120,8 @@ impl Worker {
         let clock = WorkerClock::new(isolate.thread_safe_handle())?;
         budget.arm(clock.tripwire());
         let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
-        worker_state.cpu_time = Some(METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
+        worker_state.cpu_time = crate::metrics::recording()
+            .then(|| METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
         let state: StateRef = Rc::new(RefCell::new(worker_state));
         isolate.set_slot(state.clone());
         let queues: QueuePool = Rc::default();
@@ -212,10 +213,12 @@ impl Worker {
                 Some(shared) => shared,
                 None => {
                     self.stats.context_resets.fetch_add(1, Ordering::Relaxed);
-                    METRICS
-                        .context_resets
-                        .with_label_values(&[&self.image.hostname])
-                        .inc();
+                    if crate::metrics::recording() {
+                        METRICS
+                            .context_resets
+                            .with_label_values(&[&self.image.hostname])
+                            .inc();
+                    }
                     let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
                     new_js_context(scope, &self.image, &self.queues)
                 }
