@@ -122,7 +122,12 @@ pub struct App {
     #[schemars(length(min = 1, max = 253))]
     pub hostname: String,
     /// The app's ES module; relative paths are resolved against the config file's folder.
-    pub entrypoint: PathBuf,
+    /// Exactly one of `entrypoint` and `sliver` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<PathBuf>,
+    /// A sliver file (`nano sliver build`) to serve instead of an entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliver: Option<PathBuf>,
     /// Resource limits for this app.
     #[serde(default)]
     pub limits: Limits,
@@ -190,6 +195,10 @@ pub struct Slivers {
     #[serde(default = "defaults::cache_size")]
     #[schemars(range(min = 1, max = 100000))]
     pub cache_size: u32,
+    /// Folder for prepared app snapshots that survive restarts (default: `nano-cache` in the
+    /// system's temporary folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for Slivers {
@@ -197,6 +206,7 @@ impl Default for Slivers {
         Self {
             enabled: defaults::slivers_enabled(),
             cache_size: defaults::cache_size(),
+            cache_dir: None,
         }
     }
 }
@@ -335,12 +345,17 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
             message: err.to_string(),
         }])
     })?;
-    for app in &mut config.apps {
-        if app.entrypoint.is_relative() {
-            // `./x.js` joined to the base keeps the `.`; drop it so logs show a clean path.
-            app.entrypoint = base.join(&app.entrypoint).components().collect();
+    // `./x.js` joined to the base keeps the `.`; drop it so logs show a clean path.
+    let resolve = |path: &mut PathBuf| {
+        if path.is_relative() {
+            *path = base.join(&*path).components().collect();
         }
+    };
+    for app in &mut config.apps {
+        app.entrypoint.as_mut().map(resolve);
+        app.sliver.as_mut().map(resolve);
     }
+    config.slivers.cache_dir.as_mut().map(resolve);
     let problems = config.validate();
     if problems.is_empty() {
         Ok(config)
@@ -373,15 +388,31 @@ impl Config {
                     }
                 }
             }
-            if !app.entrypoint.is_file() {
-                problems.push(Problem {
-                    path: path("entrypoint"),
-                    message: format!(
-                        "{} does not exist or is not a file (relative paths are resolved against \
-                         the config file's folder)",
-                        app.entrypoint.display()
-                    ),
-                });
+            match (&app.entrypoint, &app.sliver) {
+                (Some(_), Some(_)) => problems.push(Problem {
+                    path: format!("apps[{i}]"),
+                    message: "give either \"entrypoint\" or \"sliver\", not both".into(),
+                }),
+                (None, None) => problems.push(Problem {
+                    path: format!("apps[{i}]"),
+                    message: "missing \"entrypoint\" (an ES module) or \"sliver\" (a sliver file)"
+                        .into(),
+                }),
+                _ => {}
+            }
+            for (field, file) in [("entrypoint", &app.entrypoint), ("sliver", &app.sliver)] {
+                if let Some(file) = file
+                    && !file.is_file()
+                {
+                    problems.push(Problem {
+                        path: path(field),
+                        message: format!(
+                            "{} does not exist or is not a file (relative paths are resolved \
+                             against the config file's folder)",
+                            file.display()
+                        ),
+                    });
+                }
             }
         }
         problems.sort_by(|a, b| a.path.cmp(&b.path));
@@ -579,7 +610,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.apps[0].limits.queue_per_worker, 256);
         assert!(config.apps[0].context_reset);
-        assert!(config.apps[0].entrypoint.is_absolute() || config.apps[0].entrypoint.exists());
+        assert!(config.apps[0].entrypoint.as_ref().unwrap().is_file());
         let minimal = parse(
             r#"{"apps":[{"hostname":"a","entrypoint":"app.js"}]}"#,
             dir.path(),
@@ -633,6 +664,15 @@ mod tests {
         assert!(found[1].message.contains("already served by apps[0]"));
         assert_eq!(found[2].path, "apps[2].hostname");
         assert!(found[2].message.contains("without a port"));
+    }
+
+    #[test]
+    fn exactly_one_of_entrypoint_and_sliver() {
+        let both =
+            problems(r#"{"apps":[{"hostname":"a","entrypoint":"app.js","sliver":"app.js"}]}"#);
+        assert!(both[0].message.contains("not both"), "{both:?}");
+        let neither = problems(r#"{"apps":[{"hostname":"a"}]}"#);
+        assert!(neither[0].message.contains("\"entrypoint\""), "{neither:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod limits;
 pub mod metrics;
 pub mod pool;
 pub mod router;
+pub mod slivers;
 mod webapi;
 
 use std::sync::Arc;
@@ -21,6 +22,14 @@ use tokio_util::sync::CancellationToken;
 use crate::isolate::{AppImage, Preparer};
 use crate::pool::AppPool;
 use crate::router::{Route, Router};
+
+fn source_label(app: &nano_config::App) -> String {
+    match (&app.sliver, &app.entrypoint) {
+        (Some(sliver), _) => format!("sliver {}", sliver.display()),
+        (None, Some(entry)) => entry.display().to_string(),
+        (None, None) => String::new(),
+    }
+}
 
 /// Prepares every app (in parallel) and starts its pool. An app that fails to load is logged with
 /// its file and reason and answers 503 `app-unavailable`; the others serve normally.
@@ -48,7 +57,7 @@ pub fn start_apps(config: &Config, preparer: &Preparer) -> Router {
             Ok(image) => {
                 tracing::info!(
                     hostname = %app.hostname,
-                    entrypoint = %app.entrypoint.display(),
+                    source = %source_label(app),
                     handler = %image.handler,
                     workers = app.limits.workers,
                     context_reset = app.context_reset,
@@ -63,7 +72,7 @@ pub fn start_apps(config: &Config, preparer: &Preparer) -> Router {
             Err(err) => {
                 tracing::error!(
                     hostname = %app.hostname,
-                    entrypoint = %app.entrypoint.display(),
+                    source = %source_label(app),
                     error = %err,
                     "app failed to load; its requests get 503 until it is fixed"
                 );

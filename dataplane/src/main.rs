@@ -38,8 +38,10 @@ enum Command {
     PrepareApp {
         #[arg(long)]
         hostname: String,
-        #[arg(long)]
-        entrypoint: PathBuf,
+        #[arg(long, required_unless_present = "sliver")]
+        entrypoint: Option<PathBuf>,
+        #[arg(long, conflicts_with = "entrypoint")]
+        sliver: Option<PathBuf>,
         #[arg(long)]
         out: PathBuf,
         #[arg(long, default_value_t = nano_config::defaults::startup_ms())]
@@ -50,6 +52,25 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Build and inspect slivers (portable app artifacts).
+    Sliver {
+        #[command(subcommand)]
+        command: SliverCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SliverCommand {
+    /// Pack an app (its entry module and every module it imports) into one sliver file.
+    Build {
+        /// The app's entry module.
+        entry: PathBuf,
+        /// Where to write the sliver.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Verify a sliver and print its id and manifest.
+    Inspect { sliver: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -97,19 +118,73 @@ fn main() -> ExitCode {
         Command::PrepareApp {
             hostname,
             entrypoint,
+            sliver,
             out,
             budget_ms,
-        } => prepare_app(&hostname, &entrypoint, &out, budget_ms),
+        } => prepare_app(&hostname, entrypoint, sliver, &out, budget_ms),
+        Command::Sliver {
+            command: SliverCommand::Build { entry, out },
+        } => match nano_dataplane::slivers::build(&entry, &out) {
+            Ok(sliver) => {
+                println!("{} {}", sliver.id, out.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("nano sliver build: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Sliver {
+            command: SliverCommand::Inspect { sliver },
+        } => match nano_dataplane::slivers::inspect(&sliver) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("nano sliver inspect: {}: {err}", sliver.display());
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
-fn prepare_app(hostname: &str, entrypoint: &Path, out: &Path, budget_ms: u32) -> ExitCode {
-    use nano_dataplane::isolate;
+fn prepare_app(
+    hostname: &str,
+    entrypoint: Option<PathBuf>,
+    sliver: Option<PathBuf>,
+    out: &Path,
+    budget_ms: u32,
+) -> ExitCode {
+    use nano_dataplane::isolate::{self, AppSource};
     let budget = std::time::Duration::from_millis(budget_ms.into());
-    match isolate::snapshot_app(hostname, entrypoint, budget) {
-        Ok((handler, blob)) => match std::fs::write(out, blob) {
+    let source = match (sliver, entrypoint) {
+        (Some(path), _) => match nano_sliver::Sliver::read(&path) {
+            Ok(sliver) => AppSource::Sliver(std::sync::Arc::new(sliver)),
+            Err(err) => {
+                println!("sliver {}: {err}", path.display());
+                return ExitCode::from(isolate::PREPARE_APP_ERROR as u8);
+            }
+        },
+        (None, Some(entry)) => AppSource::Dir(entry),
+        (None, None) => unreachable!("clap requires one of --entrypoint and --sliver"),
+    };
+    match isolate::snapshot_app(hostname, &source, budget) {
+        Ok(isolate::AppSnapshot {
+            handler,
+            blob,
+            files,
+        }) => match std::fs::write(out, blob) {
             Ok(()) => {
-                println!("{handler}");
+                let files = files
+                    .into_iter()
+                    .map(|(name, text)| (name, nano_sliver::sha256_hex(text.as_bytes())))
+                    .collect();
+                let report = isolate::prepare::ChildReport { handler, files };
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).expect("a report serialises")
+                );
                 ExitCode::SUCCESS
             }
             Err(err) => {
@@ -166,8 +241,15 @@ fn serve(path: Option<&Path>) -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
+        let cache_dir = config.slivers.enabled.then(|| {
+            config.slivers.cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nano-cache"))
+        });
         let preparer = match std::env::current_exe() {
-            Ok(exe) => nano_dataplane::isolate::Preparer { exe },
+            Ok(exe) => nano_dataplane::isolate::Preparer::new(
+                exe,
+                cache_dir,
+                config.slivers.cache_size as usize,
+            ),
             Err(err) => {
                 eprintln!("cannot find the nano executable to prepare apps: {err}");
                 return ExitCode::FAILURE;

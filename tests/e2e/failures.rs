@@ -89,6 +89,6 @@ fn apps_that_fail_to_load_answer_503_and_the_others_serve() {
             .lines()
             .find(|l| l.contains("app failed to load") && l.contains(host))
             .unwrap_or_else(|| panic!("no load failure logged for {host}:\n{log}"));
-        assert!(line.contains("entrypoint="), "{line}");
+        assert!(line.contains("source="), "{line}");
     }
 }

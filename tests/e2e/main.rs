@@ -10,3 +10,4 @@ mod lifecycle;
 mod limits;
 mod pool;
 mod serving;
+mod slivers;

@@ -8,8 +8,11 @@
 
 pub(crate) mod host;
 mod modules;
+pub mod prepare;
 mod worker;
 
+pub use modules::AppSource;
+pub use prepare::{PREPARE_APP_ERROR, Prepared, Preparer};
 pub(crate) use worker::run_worker;
 
 use std::cell::RefCell;
@@ -53,48 +56,36 @@ pub struct AppImage {
     pub limits: nano_config::Limits,
     /// Which handler shape the app uses: `module` or `listener`.
     pub handler: String,
-    snapshot: Vec<u8>,
+    snapshot: Arc<[u8]>,
     env: BTreeMap<String, String>,
+    /// Digest of everything the snapshot was made from (sources, runtime, engine).
+    pub digest: String,
+    /// The module files (name, sha256) the app was built from, for change detection.
+    pub files: Vec<(String, String)>,
 }
-
-/// How app snapshots are made: in a child process, `nano prepare-app`, one per app. Snapshot
-/// creators torn down inside a serving process are a known source of V8 crashes, and a child
-/// also bounds start-up: the child stops an app whose top level outlives `limits.startup_ms`
-/// (and is killed if it does not stop), so the app is marked failed while the serving process
-/// never runs its code.
-#[derive(Debug, Clone)]
-pub struct Preparer {
-    /// The `nano` executable to run as `nano prepare-app`.
-    pub exe: std::path::PathBuf,
-}
-
-/// Time the serving process gives a `prepare-app` child beyond the app's own start-up budget
-/// (which the child enforces on itself) before killing it.
-const STARTUP_BACKSTOP: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Exit code of `nano prepare-app` when the app itself is at fault.
-pub const PREPARE_APP_ERROR: i32 = 65;
 
 impl AppImage {
-    /// Prepares an app through `preparer` (a child process) and wraps the snapshot for workers.
+    /// Prepares an app through `preparer` (cache or a `prepare-app` child).
     pub fn prepare(app: &nano_config::App, preparer: &Preparer) -> Result<Self, AppLoadError> {
-        let budget = std::time::Duration::from_millis(app.limits.startup_ms.into());
-        let (handler, snapshot) = preparer.run(&app.hostname, &app.entrypoint, budget)?;
+        let prepared = preparer.prepare(app)?;
         Ok(Self {
             hostname: app.hostname.to_ascii_lowercase().into(),
             context_reset: app.context_reset,
             limits: app.limits.clone(),
-            handler,
-            snapshot,
+            handler: prepared.handler,
+            snapshot: prepared.snapshot,
             env: app.env.clone(),
+            digest: prepared.digest,
+            files: prepared.files,
         })
     }
+
     /// A new isolate whose default context already holds the runtime and the app, with its heap
     /// capped at `limits.memory_mb` and its ArrayBuffers counted against `budget`.
     fn new_isolate(&self, budget: &Arc<Budget>) -> v8::OwnedIsolate {
         init_v8();
         let params = v8::CreateParams::default()
-            .snapshot_blob(self.snapshot.clone().into())
+            .snapshot_blob(self.snapshot.to_vec().into())
             .external_references(webapi::external_references().into())
             .heap_limits(0, budget.limit)
             .array_buffer_allocator(memory::allocator(budget));
@@ -109,99 +100,13 @@ impl AppImage {
     }
 }
 
-impl Preparer {
-    fn run(
-        &self,
-        hostname: &str,
-        entrypoint: &Path,
-        budget: std::time::Duration,
-    ) -> Result<(String, Vec<u8>), AppLoadError> {
-        use std::process::{Command, Stdio};
-        let out = tempfile_path(hostname);
-        let mut child = Command::new(&self.exe)
-            .arg("prepare-app")
-            .arg("--hostname")
-            .arg(hostname)
-            .arg("--entrypoint")
-            .arg(entrypoint)
-            .arg("--out")
-            .arg(&out)
-            .arg("--budget-ms")
-            .arg(budget.as_millis().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|err| {
-                AppLoadError(format!(
-                    "cannot start {} prepare-app: {err}",
-                    self.exe.display()
-                ))
-            })?;
-        let deadline = std::time::Instant::now() + budget + STARTUP_BACKSTOP;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if std::time::Instant::now() >= deadline => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let _ = std::fs::remove_file(&out);
-                    return Err(AppLoadError(format!(
-                        "{}: module evaluation did not finish within the start-up budget of {} ms \
-                         (limits.startup_ms; an endless loop at top level?); move slow work into \
-                         the fetch handler",
-                        entrypoint.display(),
-                        budget.as_millis()
-                    )));
-                }
-                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(2)),
-                Err(err) => return Err(AppLoadError(format!("waiting for prepare-app: {err}"))),
-            }
-        };
-        let mut message = String::new();
-        if let Some(mut stdout) = child.stdout.take() {
-            let _ = std::io::Read::read_to_string(&mut stdout, &mut message);
-        }
-        let message = message.trim().to_owned();
-        let blob = std::fs::read(&out);
-        let _ = std::fs::remove_file(&out);
-        match status.code() {
-            Some(0) => {
-                let blob =
-                    blob.map_err(|err| AppLoadError(format!("reading the app snapshot: {err}")))?;
-                Ok((message, blob))
-            }
-            Some(PREPARE_APP_ERROR) => Err(AppLoadError(message)),
-            _ => Err(AppLoadError(format!(
-                "{}: preparing the app crashed ({status}){}",
-                entrypoint.display(),
-                if message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {message}")
-                }
-            ))),
-        }
-    }
-}
-
-fn tempfile_path(hostname: &str) -> std::path::PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!(
-        "nano-snapshot-{}-{n}-{hostname}.bin",
-        std::process::id()
-    ))
-}
-
-/// Evaluates an app in a snapshot creator and returns its handler shape and snapshot blob. Call
-/// at most once per process (see [`Preparer`]); `nano prepare-app` does.
+/// Evaluates an app in a snapshot creator and returns its handler shape, snapshot blob and
+/// module files. Call at most once per process; `nano prepare-app` does.
 pub fn snapshot_app(
     hostname: &str,
-    entrypoint: &Path,
+    source: &AppSource,
     budget: std::time::Duration,
-) -> Result<(String, Vec<u8>), AppLoadError> {
+) -> Result<AppSnapshot, AppLoadError> {
     init_v8();
     let hostname: Arc<str> = hostname.to_ascii_lowercase().into();
     let mut creator =
@@ -223,7 +128,7 @@ pub fn snapshot_app(
         let context = v8::Context::new(scope, Default::default());
         let outcome = {
             let scope = &mut v8::ContextScope::new(scope, context);
-            evaluate_app(scope, entrypoint)
+            evaluate_app(scope, source)
         };
         let _ = done.send(());
         let over_budget = watchdog.join().unwrap_or(false);
@@ -233,16 +138,16 @@ pub fn snapshot_app(
                 "{}: module evaluation did not finish within the start-up budget of {} ms \
                  (limits.startup_ms; an endless loop at top level?); move slow work into the \
                  fetch handler",
-                entrypoint.display(),
+                source.describe(),
                 budget.as_millis()
             )))
         } else {
             outcome
         };
         match outcome {
-            Ok(handler) => {
+            Ok(found) => {
                 scope.set_default_context(context);
-                Ok(handler)
+                Ok(found)
             }
             Err(err) => {
                 // A snapshot creator must still produce a blob; give it a clean context.
@@ -253,15 +158,47 @@ pub fn snapshot_app(
         }
     };
     let blob = creator.create_blob(v8::FunctionCodeHandling::Keep);
-    let handler = result?;
+    let (handler, files) = result?;
     let blob = blob.ok_or_else(|| AppLoadError("V8 could not create the app snapshot".into()))?;
-    Ok((handler, blob.to_vec()))
+    Ok(AppSnapshot {
+        handler,
+        blob: blob.to_vec(),
+        files,
+    })
 }
 
-/// Evaluates the runtime and the app's modules in the current context; returns the handler shape.
-fn evaluate_app(scope: &mut v8::HandleScope, entrypoint: &Path) -> Result<String, AppLoadError> {
+/// What [`snapshot_app`] makes.
+pub struct AppSnapshot {
+    /// `module` or `listener`.
+    pub handler: String,
+    pub blob: Vec<u8>,
+    pub files: modules::Sources,
+}
+
+/// Compiles (without evaluating) the module graph of the entry file and returns the entry's
+/// name and every module's (name, source): what `nano sliver build` packs.
+pub fn collect_modules(entrypoint: &Path) -> Result<modules::ModuleFiles, AppLoadError> {
+    init_v8();
+    let isolate = &mut v8::Isolate::new(Default::default());
+    let scope = &mut v8::HandleScope::new(isolate);
+    let context = v8::Context::new(scope, Default::default());
+    let scope = &mut v8::ContextScope::new(scope, context);
+    modules::collect(scope, &AppSource::Dir(entrypoint.to_owned()))
+}
+
+/// The V8 version this binary runs, as recorded in slivers and cache keys.
+pub fn engine_version() -> String {
+    format!("v8 {}", v8::V8::get_version())
+}
+
+/// Evaluates the runtime and the app's modules in the current context; returns the handler shape
+/// and the module files.
+fn evaluate_app(
+    scope: &mut v8::HandleScope,
+    source: &AppSource,
+) -> Result<(String, modules::Sources), AppLoadError> {
     let internals = bootstrap_runtime(scope);
-    let namespace = modules::load_and_evaluate(scope, entrypoint)?;
+    let (namespace, files) = modules::load_and_evaluate(scope, source)?;
     let namespace = v8::Local::new(scope, namespace);
     let register = get_function(scope, internals, "register");
     let tc = &mut v8::TryCatch::new(scope);
@@ -272,14 +209,14 @@ fn evaluate_app(scope: &mut v8::HandleScope, entrypoint: &Path) -> Result<String
             .exception()
             .map(|e| e.to_rust_string_lossy(tc))
             .unwrap_or_else(|| "unknown error".into());
-        return Err(AppLoadError(format!("{}: {message}", entrypoint.display())));
+        return Err(AppLoadError(format!("{}: {message}", source.describe())));
     };
     let handler = handler.to_rust_string_lossy(tc);
     let context = tc.get_current_context();
     let global = context.global(tc);
     let key = internals_key(tc);
     global.set_private(tc, key, internals.into());
-    Ok(handler)
+    Ok((handler, files))
 }
 
 /// Runs `runtime.js` and returns its internals object.

@@ -5,18 +5,97 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::AppLoadError;
 
+/// Where an app's modules come from.
+#[derive(Debug, Clone)]
+pub enum AppSource {
+    /// An entry file on disk; imports resolve inside its folder.
+    Dir(PathBuf),
+    /// A verified sliver; imports resolve among its parts.
+    Sliver(Arc<nano_sliver::Sliver>),
+}
+
+/// The folder a sliver's parts appear to live in (only ever used as a path prefix).
+const SLIVER_ROOT: &str = "/sliver";
+
+impl AppSource {
+    /// The app's origin for messages: the entry file or the sliver.
+    pub fn describe(&self) -> String {
+        match self {
+            AppSource::Dir(entry) => entry.display().to_string(),
+            AppSource::Sliver(sliver) => {
+                format!("sliver {} ({})", &sliver.id[..12], sliver.manifest.entry)
+            }
+        }
+    }
+
+    /// The entry's path and the folder imports must stay inside.
+    fn entry_and_root(&self) -> Result<(PathBuf, PathBuf), AppLoadError> {
+        match self {
+            AppSource::Dir(entrypoint) => {
+                let entry = std::path::absolute(entrypoint)
+                    .map_err(|err| AppLoadError(format!("{}: {err}", entrypoint.display())))?;
+                let root = entry.parent().map(Path::to_path_buf).unwrap_or_default();
+                Ok((entry, root))
+            }
+            AppSource::Sliver(sliver) => {
+                let root = PathBuf::from(SLIVER_ROOT);
+                Ok((root.join(&sliver.manifest.entry), root))
+            }
+        }
+    }
+
+    fn read(&self, root: &Path, path: &Path) -> std::io::Result<String> {
+        match self {
+            AppSource::Dir(_) => std::fs::read_to_string(path),
+            AppSource::Sliver(sliver) => {
+                let name = path
+                    .strip_prefix(root)
+                    .map(|p| {
+                        p.components()
+                            .map(|c| c.as_os_str().to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .unwrap_or_default();
+                sliver
+                    .module_source(&name)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            "no such module in the sliver",
+                        )
+                    })
+            }
+        }
+    }
+}
+
 /// The compiled modules of one app, stored in the isolate slot while V8 links them.
-#[derive(Default)]
 struct Graph {
+    source: AppSource,
     root: PathBuf,
     by_path: HashMap<PathBuf, v8::Global<v8::Module>>,
     path_of: HashMap<i32, PathBuf>,
+    /// Every module loaded, as (name relative to the root, source), in load order.
+    files: Vec<(String, String)>,
 }
 
 impl Graph {
+    fn new(source: AppSource, root: PathBuf) -> Self {
+        Self {
+            source,
+            root,
+            by_path: HashMap::new(),
+            path_of: HashMap::new(),
+            files: Vec::new(),
+        }
+    }
+
     fn display(&self, path: &Path) -> String {
         path.strip_prefix(&self.root)
             .unwrap_or(path)
@@ -55,19 +134,33 @@ impl Graph {
     }
 }
 
-/// Loads the module graph from `entrypoint`, evaluates it and returns the entry's namespace.
+/// Every module of an app as (name relative to its folder, source).
+pub type Sources = Vec<(String, String)>;
+
+/// The modules of an app found by [`collect`]: the entry's name and its sources.
+pub type ModuleFiles = (String, Sources);
+
+/// Compiles the module graph from `source` without evaluating it, and returns its files.
+pub(super) fn collect(
+    scope: &mut v8::HandleScope,
+    source: &AppSource,
+) -> Result<ModuleFiles, AppLoadError> {
+    let (entry, root) = source.entry_and_root()?;
+    let mut graph = Graph::new(source.clone(), root);
+    compile_tree(scope, &mut graph, &entry, &mut vec![])?;
+    Ok((graph.display(&entry), graph.files))
+}
+
+/// Loads the module graph from `source`, evaluates it and returns the entry's namespace and
+/// the (name, source) of every module.
 pub(super) fn load_and_evaluate(
     scope: &mut v8::HandleScope,
-    entrypoint: &Path,
-) -> Result<v8::Global<v8::Value>, AppLoadError> {
-    let entry = std::path::absolute(entrypoint)
-        .map_err(|err| AppLoadError(format!("{}: {err}", entrypoint.display())))?;
-    let root = entry.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut graph = Graph {
-        root,
-        ..Default::default()
-    };
+    source: &AppSource,
+) -> Result<(v8::Global<v8::Value>, Sources), AppLoadError> {
+    let (entry, root) = source.entry_and_root()?;
+    let mut graph = Graph::new(source.clone(), root);
     let module = compile_tree(scope, &mut graph, &entry, &mut vec![])?;
+    let files = std::mem::take(&mut graph.files);
 
     let graph = Rc::new(graph);
     scope.set_slot(graph.clone());
@@ -102,7 +195,9 @@ pub(super) fn load_and_evaluate(
         )));
     };
     match promise.state() {
-        v8::PromiseState::Fulfilled => Ok(v8::Global::new(tc, module.get_module_namespace())),
+        v8::PromiseState::Fulfilled => {
+            Ok((v8::Global::new(tc, module.get_module_namespace()), files))
+        }
         v8::PromiseState::Rejected => {
             let reason = Some(promise.result(tc));
             Err(AppLoadError(format!(
@@ -134,9 +229,11 @@ fn compile_tree<'s>(
     } else {
         format!(" (imported via {})", chain.join(" -> "))
     };
-    let source = std::fs::read_to_string(path).map_err(|err| {
-        AppLoadError(format!("cannot read module {}{via}: {err}", path.display()))
-    })?;
+    let source = graph
+        .source
+        .read(&graph.root, path)
+        .map_err(|err| AppLoadError(format!("cannot read module {name}{via}: {err}")))?;
+    graph.files.push((name.clone(), source.clone()));
     let source = v8::String::new(scope, &source)
         .ok_or_else(|| AppLoadError(format!("module {name} is too large")))?;
     let resource = v8::String::new(scope, &name).expect("file name fits in a string");
@@ -146,7 +243,13 @@ fn compile_tree<'s>(
     let Some(module) = v8::script_compiler::compile_module(tc, &mut source) else {
         let exception = tc.exception();
         let message = exception_text(tc, exception);
-        return Err(AppLoadError(format!("{name}{via}: {message}")));
+        // V8's message already names the file and line when it can.
+        let located = if message.starts_with(&format!("{name}:")) {
+            message
+        } else {
+            format!("{name}: {message}")
+        };
+        return Err(AppLoadError(format!("{located}{via}")));
     };
     graph
         .by_path

@@ -1,0 +1,467 @@
+//! Preparing an app: from its source (entry file or sliver) to the V8 snapshot its isolates start
+//! from. Snapshots are made by `nano prepare-app` children and kept in a cache keyed by
+//! (sources, runtime, V8 version): an LRU in memory and a folder on disk that survives restarts.
+//!
+//! Why a child process: snapshot creators torn down inside a serving process are a known source
+//! of V8 crashes, and the child bounds start-up: it stops an app whose top level outlives
+//! `limits.startup_ms` (and is killed if it does not stop), so the serving process never runs
+//! the app's top level at all.
+//!
+//! Cache files are written atomically (temp file + rename) and verified on every read (magic,
+//! key, engine, runtime, hash); anything that does not verify is deleted and rebuilt.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nano_sliver::{Sliver, sha256_hex};
+use serde::{Deserialize, Serialize};
+
+use super::{AppLoadError, AppSource, engine_version};
+use crate::webapi;
+
+/// Exit code of `nano prepare-app` when the app itself is at fault.
+pub const PREPARE_APP_ERROR: i32 = 65;
+
+/// Time the serving process gives a `prepare-app` child beyond the app's own start-up budget
+/// (which the child enforces on itself) before killing it.
+const STARTUP_BACKSTOP: Duration = Duration::from_secs(10);
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"NANOSNP1";
+
+/// A prepared app: what its isolates start from.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub handler: String,
+    pub snapshot: Arc<[u8]>,
+    /// The cache key: digest of sources, runtime and engine.
+    pub digest: String,
+    /// Every module file as (name, sha256).
+    pub files: Vec<(String, String)>,
+}
+
+/// What `nano prepare-app` prints on success.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChildReport {
+    pub handler: String,
+    pub files: Vec<(String, String)>,
+}
+
+/// Makes app snapshots, through the cache when it has them.
+pub struct Preparer {
+    exe: PathBuf,
+    cache: Option<Cache>,
+}
+
+impl Preparer {
+    /// `exe` is the `nano` binary to run as `nano prepare-app`; `cache_dir` enables the cache
+    /// (`slivers.enabled`), with `memory_entries` snapshots kept in memory.
+    pub fn new(exe: PathBuf, cache_dir: Option<PathBuf>, memory_entries: usize) -> Self {
+        let cache = cache_dir.map(|dir| Cache::new(dir, memory_entries));
+        Self { exe, cache }
+    }
+
+    /// The app's source: its entry file, or its sliver read and verified.
+    pub fn source_of(app: &nano_config::App) -> Result<AppSource, AppLoadError> {
+        match (&app.sliver, &app.entrypoint) {
+            (Some(path), _) => {
+                let sliver = Sliver::read(path)
+                    .map_err(|err| AppLoadError(format!("sliver {}: {err}", path.display())))?;
+                Ok(AppSource::Sliver(Arc::new(sliver)))
+            }
+            (None, Some(entry)) => Ok(AppSource::Dir(entry.clone())),
+            (None, None) => Err(AppLoadError(
+                "the app has neither an entrypoint nor a sliver".into(),
+            )),
+        }
+    }
+
+    pub fn prepare(&self, app: &nano_config::App) -> Result<Prepared, AppLoadError> {
+        let source = Self::source_of(app)?;
+        if let Some(cache) = &self.cache
+            && let Some(prepared) = cache.lookup(&source)
+        {
+            tracing::debug!(hostname = %app.hostname, key = %prepared.digest, "app snapshot from the cache");
+            return Ok(prepared);
+        }
+        let budget = Duration::from_millis(app.limits.startup_ms.into());
+        let report_and_blob = self.run_child(&app.hostname, app, budget)?;
+        let (report, blob) = report_and_blob;
+        let prepared = Prepared {
+            digest: cache_key(&source_digest(&source, &report.files)),
+            handler: report.handler,
+            snapshot: blob.into(),
+            files: report.files,
+        };
+        if let Some(cache) = &self.cache {
+            cache.store(&source, &prepared);
+        }
+        Ok(prepared)
+    }
+
+    fn run_child(
+        &self,
+        hostname: &str,
+        app: &nano_config::App,
+        budget: Duration,
+    ) -> Result<(ChildReport, Vec<u8>), AppLoadError> {
+        use std::process::{Command, Stdio};
+        let out = temp_path(&format!("snapshot-{hostname}"));
+        let mut command = Command::new(&self.exe);
+        command.arg("prepare-app").arg("--hostname").arg(hostname);
+        let what = match (&app.sliver, &app.entrypoint) {
+            (Some(sliver), _) => {
+                command.arg("--sliver").arg(sliver);
+                sliver.display().to_string()
+            }
+            (None, Some(entry)) => {
+                command.arg("--entrypoint").arg(entry);
+                entry.display().to_string()
+            }
+            (None, None) => {
+                return Err(AppLoadError(
+                    "the app has neither an entrypoint nor a sliver".into(),
+                ));
+            }
+        };
+        let mut child = command
+            .arg("--out")
+            .arg(&out)
+            .arg("--budget-ms")
+            .arg(budget.as_millis().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|err| {
+                AppLoadError(format!(
+                    "cannot start {} prepare-app: {err}",
+                    self.exe.display()
+                ))
+            })?;
+        let deadline = Instant::now() + budget + STARTUP_BACKSTOP;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = std::fs::remove_file(&out);
+                    return Err(AppLoadError(format!(
+                        "{what}: module evaluation did not finish within the start-up budget of {} ms \
+                         (limits.startup_ms; an endless loop at top level?); move slow work into \
+                         the fetch handler",
+                        budget.as_millis()
+                    )));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+                Err(err) => return Err(AppLoadError(format!("waiting for prepare-app: {err}"))),
+            }
+        };
+        let mut message = String::new();
+        if let Some(mut stdout) = child.stdout.take() {
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut message);
+        }
+        let message = message.trim().to_owned();
+        let blob = std::fs::read(&out);
+        let _ = std::fs::remove_file(&out);
+        match status.code() {
+            Some(0) => {
+                let report: ChildReport = serde_json::from_str(&message).map_err(|err| {
+                    AppLoadError(format!("prepare-app reported nonsense ({err}): {message}"))
+                })?;
+                let blob =
+                    blob.map_err(|err| AppLoadError(format!("reading the app snapshot: {err}")))?;
+                Ok((report, blob))
+            }
+            Some(PREPARE_APP_ERROR) => Err(AppLoadError(message)),
+            _ => Err(AppLoadError(format!(
+                "{what}: preparing the app crashed ({status}){}",
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {message}")
+                }
+            ))),
+        }
+    }
+}
+
+fn temp_path(what: &str) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("nano-{}-{n}-{what}.tmp", std::process::id()))
+}
+
+/// What a snapshot depends on besides the app: the runtime's JS, this build, the V8 version and
+/// the flags that shape snapshots.
+fn runtime_tag() -> String {
+    sha256_hex(
+        format!(
+            "{}\n{}\n{}\n--no-extensible-ro-snapshot",
+            env!("CARGO_PKG_VERSION"),
+            engine_version(),
+            webapi::RUNTIME_JS
+        )
+        .as_bytes(),
+    )
+}
+
+/// A digest of the app's sources: the sliver id, or every module's name and hash.
+fn source_digest(source: &AppSource, files: &[(String, String)]) -> String {
+    match source {
+        AppSource::Sliver(sliver) => format!("sliver:{}", sliver.id),
+        AppSource::Dir(entry) => {
+            let mut files = files.to_vec();
+            files.sort();
+            let listing: String = files
+                .iter()
+                .map(|(name, hash)| format!("{name}\t{hash}\n"))
+                .collect();
+            format!("dir:{}:{}", entry.display(), sha256_hex(listing.as_bytes()))
+        }
+    }
+}
+
+fn cache_key(source_digest: &str) -> String {
+    sha256_hex(format!("{}\n{source_digest}", runtime_tag()).as_bytes())
+}
+
+/// The header of a cache file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheHeader {
+    key: String,
+    runtime: String,
+    handler: String,
+    files: Vec<(String, String)>,
+    snapshot_sha256: String,
+}
+
+/// Which files an entry-file app was built from, so a restart can tell whether they changed.
+#[derive(Debug, Serialize, Deserialize)]
+struct DirIndex {
+    files: Vec<(String, String)>,
+}
+
+struct Cache {
+    dir: PathBuf,
+    memory: Mutex<VecDeque<Prepared>>,
+    capacity: usize,
+}
+
+impl Cache {
+    fn new(dir: PathBuf, capacity: usize) -> Self {
+        if let Err(err) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot create the snapshot cache folder; caching in memory only");
+        }
+        Self {
+            dir,
+            memory: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lookup(&self, source: &AppSource) -> Option<Prepared> {
+        let key = match source {
+            AppSource::Sliver(_) => cache_key(&source_digest(source, &[])),
+            AppSource::Dir(entry) => {
+                // Still the same files? Re-hash what the last build read.
+                let index: DirIndex =
+                    serde_json::from_slice(&std::fs::read(self.index_path(entry)).ok()?).ok()?;
+                let root = entry.parent()?;
+                for (name, hash) in &index.files {
+                    let bytes = std::fs::read(root.join(name)).ok()?;
+                    if &sha256_hex(&bytes) != hash {
+                        return None;
+                    }
+                }
+                cache_key(&source_digest(source, &index.files))
+            }
+        };
+        {
+            let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(index) = memory.iter().position(|p| p.digest == key) {
+                let entry = memory.remove(index).expect("index is in range");
+                memory.push_front(entry.clone());
+                return Some(entry);
+            }
+        }
+        let prepared = self.read_file(&key)?;
+        self.remember(prepared.clone());
+        Some(prepared)
+    }
+
+    fn remember(&self, prepared: Prepared) {
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        memory.retain(|p| p.digest != prepared.digest);
+        memory.push_front(prepared);
+        memory.truncate(self.capacity);
+    }
+
+    fn store(&self, source: &AppSource, prepared: &Prepared) {
+        self.remember(prepared.clone());
+        let header = CacheHeader {
+            key: prepared.digest.clone(),
+            runtime: runtime_tag(),
+            handler: prepared.handler.clone(),
+            files: prepared.files.clone(),
+            snapshot_sha256: sha256_hex(&prepared.snapshot),
+        };
+        let header = serde_json::to_vec(&header).expect("a header serialises");
+        let mut bytes = Vec::with_capacity(12 + header.len() + prepared.snapshot.len());
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(&prepared.snapshot);
+        if let Err(err) = write_atomically(&self.file_path(&prepared.digest), &bytes) {
+            tracing::warn!(error = %err, "cannot write the snapshot cache");
+            return;
+        }
+        if let AppSource::Dir(entry) = source {
+            let index = serde_json::to_vec(&DirIndex {
+                files: prepared.files.clone(),
+            })
+            .expect("serialises");
+            if let Err(err) = write_atomically(&self.index_path(entry), &index) {
+                tracing::warn!(error = %err, "cannot write the snapshot cache index");
+            }
+        }
+    }
+
+    fn file_path(&self, key: &str) -> PathBuf {
+        self.dir.join(format!("{key}.snapshot"))
+    }
+
+    fn index_path(&self, entry: &Path) -> PathBuf {
+        self.dir.join(format!(
+            "{}.index",
+            sha256_hex(entry.to_string_lossy().as_bytes())
+        ))
+    }
+
+    /// Reads and verifies a cache file; a file that fails any check is deleted.
+    fn read_file(&self, key: &str) -> Option<Prepared> {
+        let path = self.file_path(key);
+        let bytes = std::fs::read(&path).ok()?;
+        match parse_cache_file(&bytes, key) {
+            Ok(prepared) => Some(prepared),
+            Err(why) => {
+                tracing::warn!(file = %path.display(), reason = %why, "discarding a bad snapshot cache file");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+}
+
+fn parse_cache_file(bytes: &[u8], key: &str) -> Result<Prepared, String> {
+    if bytes.len() < 12 || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err("not a snapshot cache file".into());
+    }
+    let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
+    let header = bytes.get(12..12 + len).ok_or("truncated header")?;
+    let header: CacheHeader = serde_json::from_slice(header).map_err(|e| format!("header: {e}"))?;
+    if header.key != key {
+        return Err("written for another key".into());
+    }
+    if header.runtime != runtime_tag() {
+        return Err("made by another runtime or V8 version".into());
+    }
+    let snapshot = &bytes[12 + len..];
+    if sha256_hex(snapshot) != header.snapshot_sha256 {
+        return Err("the snapshot's hash does not match (corrupted)".into());
+    }
+    Ok(Prepared {
+        handler: header.handler,
+        snapshot: snapshot.into(),
+        digest: header.key,
+        files: header.files,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(key: &str) -> Prepared {
+        Prepared {
+            handler: "module".into(),
+            snapshot: vec![1, 2, 3, 4].into(),
+            digest: key.into(),
+            files: vec![("app.js".into(), "ab".into())],
+        }
+    }
+
+    #[test]
+    fn cache_files_round_trip_and_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_owned(), 2);
+        let sliver = Sliver::build(
+            "a",
+            "app.js",
+            "e",
+            vec![(
+                "app.js".into(),
+                nano_sliver::PartKind::Module,
+                b"x".to_vec(),
+            )],
+        )
+        .unwrap();
+        let source = AppSource::Sliver(Arc::new(sliver));
+        let key = cache_key(&source_digest(&source, &[]));
+        cache.store(&source, &prepared(&key));
+
+        let fresh = Cache::new(dir.path().to_owned(), 2);
+        let found = fresh.lookup(&source).expect("read back from disk");
+        assert_eq!(&*found.snapshot, &[1, 2, 3, 4]);
+
+        // Flip a byte of the snapshot: discarded, and the file is gone.
+        let path = fresh.file_path(&key);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        let fresh = Cache::new(dir.path().to_owned(), 2);
+        assert!(fresh.lookup(&source).is_none());
+        assert!(!path.exists(), "a corrupt cache file is deleted");
+
+        std::fs::write(&path, b"").unwrap();
+        assert!(
+            Cache::new(dir.path().to_owned(), 2)
+                .lookup(&source)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn memory_lru_keeps_the_most_recent() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_owned(), 2);
+        for key in ["a", "b", "c"] {
+            cache.remember(prepared(key));
+        }
+        let keys: Vec<_> = cache
+            .memory
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.digest.clone())
+            .collect();
+        assert_eq!(keys, ["c", "b"]);
+    }
+}
