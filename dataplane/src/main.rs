@@ -200,6 +200,8 @@ fn prepare_app(
 }
 
 fn serve(path: Option<&Path>) -> ExitCode {
+    // Only a config the operator gave is watched for changes (not the embedded example).
+    let config_path = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
     let (config, _embedded_dir) = match load(path) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -255,7 +257,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        nano_dataplane::run(config, preparer, listener, admin_listener, shutdown).await;
+        nano_dataplane::run(config, config_path, preparer, listener, admin_listener, shutdown).await;
         ExitCode::SUCCESS
     })
 }

@@ -7,11 +7,20 @@ use std::time::Duration;
 
 use crate::pool::AppPool;
 
-/// One routable app: its pool and its per-request wall-clock limit.
+/// One routable app: its pool, its per-request wall-clock limit, and what it was built from.
 pub struct Route {
     pub pool: AppPool,
     pub timeout: Duration,
+    /// The config the app was started with.
+    pub app: nano_config::App,
+    /// Every module file as (name, sha256) when it was prepared.
+    pub files: Vec<(String, String)>,
+    /// A digest of its sources (see `reload`), `None` if it failed to load.
+    pub fingerprint: Option<String>,
 }
+
+/// The routing table in force, swapped atomically on reload.
+pub type Routing = arc_swap::ArcSwap<Router>;
 
 /// The routing table, immutable once built.
 #[derive(Default)]
@@ -20,13 +29,13 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(routes: impl IntoIterator<Item = Route>) -> Self {
+    pub fn from_routes(routes: impl IntoIterator<Item = Arc<Route>>) -> Self {
         let routes = routes
             .into_iter()
             .map(|route| {
                 (
                     nano_config::normalize_host_header(route.pool.hostname()),
-                    Arc::new(route),
+                    route,
                 )
             })
             .collect();
@@ -53,9 +62,21 @@ mod tests {
     use super::*;
 
     fn router() -> Router {
-        Router::new(["api.example.com", "localhost"].map(|h| Route {
-            pool: AppPool::failed(h.into(), "test".into()),
-            timeout: Duration::from_secs(1),
+        Router::from_routes(["api.example.com", "localhost"].map(|h| {
+            Arc::new(Route {
+                pool: AppPool::failed(h.into(), "test".into()),
+                timeout: Duration::from_secs(1),
+                app: nano_config::App {
+                    hostname: h.into(),
+                    entrypoint: None,
+                    sliver: None,
+                    limits: Default::default(),
+                    env: Default::default(),
+                    context_reset: true,
+                },
+                files: Vec::new(),
+                fingerprint: None,
+            })
         }))
     }
 

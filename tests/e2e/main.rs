@@ -9,5 +9,6 @@ mod front;
 mod lifecycle;
 mod limits;
 mod pool;
+mod reload;
 mod serving;
 mod slivers;

@@ -59,7 +59,7 @@ pub struct Log(Arc<(Mutex<LogState>, Condvar)>);
 impl Log {
     fn push(&self, line: &str) {
         let (lock, cond) = &*self.0;
-        let mut state = lock.lock().unwrap();
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         state.text.push_str(line);
         state.text.push('\n');
         cond.notify_all();
@@ -67,28 +67,38 @@ impl Log {
 
     fn close(&self) {
         let (lock, cond) = &*self.0;
-        lock.lock().unwrap().closed = true;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
         cond.notify_all();
     }
 
     pub fn text(&self) -> String {
-        self.0.0.lock().unwrap().text.clone()
+        self.0
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .text
+            .clone()
     }
 
     /// Blocks until `predicate` holds for the log text; panics with the log if it never does.
     pub fn wait_for(&self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
         let (lock, cond) = &*self.0;
         let deadline = std::time::Instant::now() + PATIENCE;
-        let mut state = lock.lock().unwrap();
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if predicate(&state.text) {
                 return state.text.clone();
             }
             let now = std::time::Instant::now();
             if state.closed || now >= deadline {
-                panic!("never saw {what} in the log:\n{}", state.text);
+                let text = state.text.clone();
+                drop(state);
+                panic!("never saw {what} in the log:\n{text}");
             }
-            state = cond.wait_timeout(state, deadline - now).unwrap().0;
+            state = cond
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -131,6 +141,19 @@ impl Nano {
         let path = dir.path().join("config.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
         Self::start_with_args(&["--config", path.to_str().unwrap()], dir)
+    }
+
+    /// Starts `nano --config FILE` on a config file the test wrote itself (it must listen on
+    /// 127.0.0.1 port 0); `dir` is kept alive with the process.
+    pub fn start_file(config: &Path, dir: tempfile::TempDir) -> Self {
+        Self::start_with_args(&["--config", config.to_str().unwrap()], dir)
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("still running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
     }
 
     fn start_with_args(args: &[&str], dir: tempfile::TempDir) -> Self {

@@ -33,7 +33,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         .into_response();
     }
     if let Some(host) = request_host(req)
-        && front.router.route(&host).is_some()
+        && front.router.load().route(&host).is_some()
     {
         return Refusal::NotFound {
             what: "/_admin is not served on tenant hostnames; use the node's own address \
@@ -56,7 +56,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         ),
         "/_admin/ready" => ready(front),
         "/_admin/metrics" => {
-            let text = METRICS.render(&front.router);
+            let text = METRICS.render(&front.router.load());
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -67,6 +67,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         "/_admin/isolates" => {
             let isolates: Vec<_> = front
                 .router
+                .load()
                 .routes()
                 .flat_map(|route| route.pool.stats().map(|s| s.to_json()).collect::<Vec<_>>())
                 .collect();
@@ -110,14 +111,13 @@ fn authorized<B>(token: Option<&str>, req: &Request<B>, peer: SocketAddr) -> boo
 /// on its own); 503 before that and while draining.
 fn ready(front: &Front) -> Response<Body> {
     let draining = front.draining.load(Ordering::Acquire);
-    let pending: Vec<&str> = front
-        .router
+    let router = front.router.load();
+    let pending: Vec<&str> = router
         .routes()
         .filter(|route| !route.pool.is_settled())
         .map(|route| route.pool.hostname())
         .collect();
-    let failed: Vec<_> = front
-        .router
+    let failed: Vec<_> = router
         .routes()
         .filter_map(|route| {
             route

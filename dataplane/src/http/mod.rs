@@ -27,12 +27,13 @@ use tokio_util::sync::CancellationToken;
 use crate::limits::cpu::LimitKind;
 use crate::metrics::{METRICS, UNKNOWN_HOST};
 use crate::pool::{Failure, Job, Outcome};
-use crate::router::{Route, Router};
+use crate::router::{Route, Routing};
 use rescue::{Body, Refusal};
 
 /// What every connection task shares.
 pub struct Front {
-    pub router: Arc<Router>,
+    /// The routing table in force (swapped on reload).
+    pub router: Arc<Routing>,
     /// `None`: the admin surface is disabled; `Some(token)`: enabled, with an optional token.
     pub admin: Option<Option<String>>,
     /// Set when shutdown starts: readiness turns 503.
@@ -212,13 +213,14 @@ async fn route_and_run(
     let host = request_host(&req)
         .ok_or(Refusal::MissingHost)
         .map_err(unknown)?;
-    let route = front.router.route(&host).ok_or_else(|| {
+    let route = front.router.load().route(&host).cloned();
+    let route = route.ok_or_else(|| {
         unknown(Refusal::UnknownHost {
             host: nano_config::normalize_host_header(&host),
         })
     })?;
     let hostname = route.pool.hostname().to_owned();
-    match run(front, route, host, req).await {
+    match run(front, &route, host, req).await {
         Ok(response) => Ok((hostname, response)),
         Err(refusal) => Err((hostname, refusal)),
     }

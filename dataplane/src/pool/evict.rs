@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{IsolateState, WorkerStats};
-use crate::router::Router;
+use crate::router::Routing;
 
 /// How often the budget is checked.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -45,12 +45,13 @@ pub fn choose(candidates: &[Candidate], limit: u64) -> Vec<usize> {
 }
 
 /// Checks the budget until `stop` fires.
-pub async fn enforce(router: Arc<Router>, limit_bytes: u64, stop: CancellationToken) {
+pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
             _ = stop.cancelled() => return,
         }
+        let router = routing.load_full();
         let mut workers: Vec<(&Arc<crate::router::Route>, usize, &Arc<WorkerStats>)> = Vec::new();
         for route in router.routes() {
             for (index, stats) in route.pool.stats().enumerate() {

@@ -256,6 +256,14 @@ impl AppPool {
     }
 }
 
+impl Drop for AppPool {
+    /// A pool replaced by a reload stops here, once the last request holding it is done: closing
+    /// the channels lets each worker finish what it holds and exit (its thread is not joined).
+    fn drop(&mut self) {
+        self.workers.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,348 @@
+//! Starting apps and hot reload. `start_apps` prepares apps in parallel and starts their pools;
+//! `Reloader` re-reads the config (on a file change seen by `notify`, or SIGHUP), prepares only
+//! what changed, and swaps the routing table atomically: new requests go to the new isolates,
+//! requests in flight finish on the old ones, whose pools stop once the last of them is done.
+//! An invalid config or an app that fails to load never replaces what is serving.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nano_config::{App, Config};
+use nano_sliver::sha256_hex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::isolate::{self, AppImage, Preparer};
+use crate::pool::AppPool;
+use crate::router::{Route, Router, Routing};
+
+fn source_label(app: &App) -> String {
+    match (&app.sliver, &app.entrypoint) {
+        (Some(sliver), _) => format!("sliver {}", sliver.display()),
+        (None, Some(entry)) => entry.display().to_string(),
+        (None, None) => String::new(),
+    }
+}
+
+/// What an app was built from, so a reload can tell whether it changed: the sliver file's hash,
+/// or the hashes of every module file it loaded. `None` when that cannot be known (the app failed
+/// to load): such an app is always prepared again.
+fn fingerprint(app: &App, files: &[(String, String)]) -> Option<String> {
+    match (&app.sliver, &app.entrypoint) {
+        (Some(sliver), _) => std::fs::read(sliver).ok().map(|bytes| sha256_hex(&bytes)),
+        (None, Some(entry)) => {
+            let root = entry.parent()?;
+            let mut listing = Vec::with_capacity(files.len());
+            for (name, _) in files {
+                let bytes = std::fs::read(root.join(name)).ok()?;
+                listing.push(format!("{name}\t{}\n", sha256_hex(&bytes)));
+            }
+            listing.sort();
+            Some(sha256_hex(listing.concat().as_bytes()))
+        }
+        (None, None) => None,
+    }
+}
+
+/// Prepares `apps` in parallel (one thread each; the work happens in `prepare-app` children).
+fn prepare_all(apps: &[App], preparer: &Preparer) -> Vec<Result<AppImage, isolate::AppLoadError>> {
+    std::thread::scope(|threads| {
+        let handles: Vec<_> = apps
+            .iter()
+            .map(|app| {
+                std::thread::Builder::new()
+                    .name(format!("nano-prepare-{}", app.hostname))
+                    .spawn_scoped(threads, move || AppImage::prepare(app, preparer))
+                    .expect("the OS can start a thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("app preparation does not panic"))
+            .collect()
+    })
+}
+
+fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route {
+    let timeout = Duration::from_secs(app.limits.timeout_secs.into());
+    match image {
+        Ok(image) => {
+            tracing::info!(
+                hostname = %app.hostname,
+                source = %source_label(app),
+                handler = %image.handler,
+                workers = app.limits.workers,
+                context_reset = app.context_reset,
+                "app loaded"
+            );
+            let files: Vec<(String, String)> = image.files.clone();
+            let fingerprint = fingerprint(app, &files);
+            let pool = AppPool::start(
+                Arc::new(image),
+                app.limits.workers as usize,
+                app.limits.queue_per_worker as usize,
+            );
+            Route {
+                pool,
+                timeout,
+                app: app.clone(),
+                files,
+                fingerprint,
+            }
+        }
+        Err(err) => {
+            tracing::error!(
+                hostname = %app.hostname,
+                source = %source_label(app),
+                error = %err,
+                "app failed to load; its requests get 503 until it is fixed"
+            );
+            let pool = AppPool::failed(
+                app.hostname.to_ascii_lowercase().into(),
+                format!("the app failed to load: {err}"),
+            );
+            Route {
+                pool,
+                timeout,
+                app: app.clone(),
+                files: Vec::new(),
+                fingerprint: None,
+            }
+        }
+    }
+}
+
+/// Prepares every app (in parallel) and starts its pool. An app that fails to load is logged with
+/// its file and reason and answers 503 `app-unavailable`; the others serve normally.
+pub fn start_apps(config: &Config, preparer: &Preparer) -> Router {
+    let images = prepare_all(&config.apps, preparer);
+    Router::from_routes(
+        config
+            .apps
+            .iter()
+            .zip(images)
+            .map(|(app, image)| Arc::new(route_for(app, image))),
+    )
+}
+
+/// What a reload did, for the log and the tests.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Apps whose new version failed to load: their previous version keeps serving.
+    pub kept_previous: Vec<String>,
+}
+
+/// Re-reads the config and swaps the routing table.
+pub struct Reloader {
+    config_path: PathBuf,
+    config: Config,
+    preparer: Arc<Preparer>,
+    routing: Arc<Routing>,
+}
+
+impl Reloader {
+    pub fn new(
+        config_path: PathBuf,
+        config: Config,
+        preparer: Arc<Preparer>,
+        routing: Arc<Routing>,
+    ) -> Self {
+        Self {
+            config_path,
+            config,
+            preparer,
+            routing,
+        }
+    }
+
+    /// Files whose change should trigger a reload: the config and every app's sources.
+    pub fn watched_files(&self) -> HashSet<PathBuf> {
+        let mut files = HashSet::from([self.config_path.clone()]);
+        let router = self.routing.load();
+        for route in router.routes() {
+            if let Some(sliver) = &route.app.sliver {
+                files.insert(sliver.clone());
+            }
+            if let Some(entry) = &route.app.entrypoint {
+                files.insert(entry.clone());
+                if let Some(root) = entry.parent() {
+                    files.extend(route.files.iter().map(|(name, _)| root.join(name)));
+                }
+            }
+        }
+        files
+            .into_iter()
+            .map(|f| std::path::absolute(&f).unwrap_or(f))
+            .collect()
+    }
+
+    /// One reload. Blocking (prepares apps); run it off the async threads.
+    pub fn reload(&mut self) -> Option<ReloadSummary> {
+        let config = match nano_config::load(&self.config_path) {
+            Ok(config) => config,
+            Err(err) => {
+                // One line per log event: the problems are joined.
+                let problems = err.to_string().replace("\n  - ", " | ");
+                tracing::error!(error = %problems, "config reload rejected; the previous config keeps serving");
+                return None;
+            }
+        };
+        if config.server != self.config.server
+            || config.admin != self.config.admin
+            || config.node != self.config.node
+        {
+            tracing::warn!(
+                "server, admin and node settings change only on restart; reloading the apps"
+            );
+        }
+        let current = self.routing.load_full();
+        let mut summary = ReloadSummary::default();
+        let mut keep: HashMap<String, Arc<Route>> = HashMap::new();
+        let mut to_prepare = Vec::new();
+        for app in &config.apps {
+            let host = nano_config::normalize_host_header(&app.hostname);
+            match current.route(&host) {
+                Some(route)
+                    if route.app == *app
+                        && route.fingerprint.is_some()
+                        && route.fingerprint == fingerprint(app, &route.files) =>
+                {
+                    summary.unchanged.push(host.clone());
+                    keep.insert(host, route.clone());
+                }
+                Some(_) => {
+                    summary.changed.push(host);
+                    to_prepare.push(app.clone());
+                }
+                None => {
+                    summary.added.push(host);
+                    to_prepare.push(app.clone());
+                }
+            }
+        }
+        let wanted: HashSet<String> = config
+            .apps
+            .iter()
+            .map(|a| nano_config::normalize_host_header(&a.hostname))
+            .collect();
+        summary.removed = current
+            .routes()
+            .map(|r| nano_config::normalize_host_header(r.pool.hostname()))
+            .filter(|h| !wanted.contains(h))
+            .collect();
+
+        let images = prepare_all(&to_prepare, &self.preparer);
+        for (app, image) in to_prepare.iter().zip(images) {
+            let host = nano_config::normalize_host_header(&app.hostname);
+            let previous = current.route(&host).filter(|r| r.pool.failure().is_none());
+            match (image, previous) {
+                (Err(err), Some(previous)) => {
+                    tracing::error!(
+                        hostname = %host, error = %err,
+                        "the new version failed to load; the previous version keeps serving"
+                    );
+                    summary.kept_previous.push(host.clone());
+                    keep.insert(host, previous.clone());
+                }
+                (image, _) => {
+                    keep.insert(host, Arc::new(route_for(app, image)));
+                }
+            }
+        }
+        // Swap: from here new requests see the new table; requests holding old routes finish
+        // there, and an old pool stops when its last route reference is dropped.
+        self.routing
+            .store(Arc::new(Router::from_routes(keep.into_values())));
+        self.config = config;
+        for list in [
+            &mut summary.added,
+            &mut summary.changed,
+            &mut summary.removed,
+            &mut summary.unchanged,
+        ] {
+            list.sort();
+        }
+        tracing::info!(
+            added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed,
+            unchanged = summary.unchanged.len(), kept_previous = ?summary.kept_previous,
+            "config reloaded"
+        );
+        Some(summary)
+    }
+}
+
+/// Reloads when the config or an app's files change, or on SIGHUP, until `stop` fires.
+pub async fn watch(mut reloader: Reloader, stop: CancellationToken) {
+    use notify::{RecursiveMode, Watcher};
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher =
+        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event
+                && !matches!(event.kind, notify::EventKind::Access(_))
+            {
+                for path in event.paths {
+                    let _ = events_tx.send(path);
+                }
+            }
+        }) {
+            Ok(watcher) => Some(watcher),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch files; reload with SIGHUP");
+                None
+            }
+        };
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    let mut watched_dirs: HashSet<PathBuf> = HashSet::new();
+    let mut files = reloader.watched_files();
+    loop {
+        // Watch the folders of every relevant file (editors replace files by renaming).
+        if let Some(watcher) = watcher.as_mut() {
+            let dirs: HashSet<PathBuf> = files
+                .iter()
+                .filter_map(|f| f.parent().map(Path::to_path_buf))
+                .collect();
+            for dir in dirs.difference(&watched_dirs) {
+                if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+                    tracing::warn!(dir = %dir.display(), error = %err, "cannot watch a folder");
+                }
+            }
+            for dir in watched_dirs.difference(&dirs) {
+                let _ = watcher.unwatch(dir);
+            }
+            watched_dirs = dirs;
+        }
+        let trigger = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = hangup.recv() => "SIGHUP",
+            Some(path) = events.recv() => {
+                let path = std::path::absolute(&path).unwrap_or(path);
+                if !files.contains(&path) {
+                    continue;
+                }
+                "file change"
+            }
+        };
+        // Let a burst of writes (an editor saving, a deploy copying files) settle first.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        while events.try_recv().is_ok() {}
+        tracing::info!(trigger = %trigger, "reload requested");
+        let (back, summary) = tokio::task::spawn_blocking(move || {
+            let summary = reloader.reload();
+            (reloader, summary)
+        })
+        .await
+        .expect("reloading does not panic");
+        reloader = back;
+        if summary.is_some() {
+            files = reloader.watched_files();
+        }
+    }
+}

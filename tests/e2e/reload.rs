@@ -1,0 +1,200 @@
+//! Hot reload: file changes and SIGHUP swap versions with no failed request; an invalid config
+//! or a broken new version leaves the previous one serving; apps come and go; unchanged apps
+//! keep their warm isolates.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nano_tests::{Nano, PATIENCE, block_on, fixtures};
+use serde_json::{Value, json};
+
+struct Site {
+    nano: Nano,
+    config: PathBuf,
+    root: PathBuf,
+}
+
+/// A config with apps `a` (versioned, in root/a) and `b` (hello), written to a temporary folder.
+fn site() -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    std::fs::create_dir_all(root.join("a")).unwrap();
+    std::fs::copy(fixtures().join("versioned/app.js"), root.join("a/app.js")).unwrap();
+    write_version(&root, "v0");
+    let config = root.join("nano.json");
+    write_config(&config, &apps(&root, &["a", "b"]));
+    let nano = Nano::start_file(&config, dir);
+    Site { nano, config, root }
+}
+
+fn apps(root: &Path, names: &[&str]) -> Value {
+    let apps: Vec<Value> = names
+        .iter()
+        .map(|name| match *name {
+            "a" => json!({ "hostname": "a.example", "entrypoint": root.join("a/app.js"), "limits": { "workers": 2 } }),
+            other => json!({ "hostname": format!("{other}.example"), "entrypoint": fixtures().join("hello/app.js"),
+                             "env": { "NAME": other }, "limits": { "workers": 1 } }),
+        })
+        .collect();
+    Value::Array(apps)
+}
+
+fn write_config(path: &Path, apps: &Value) {
+    let text = json!({ "server": { "host": "127.0.0.1", "port": 0 }, "apps": apps }).to_string();
+    write_atomically(path, &text);
+}
+
+fn write_version(root: &Path, version: &str) {
+    write_atomically(
+        &root.join("a/version.js"),
+        &format!("export const VERSION = {version:?};\n"),
+    );
+}
+
+/// Write-then-rename, as editors and deploy tools do.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+async fn wait_for_body(nano: &Nano, host: &str, want: &str) {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let reply = nano.get(host, "/").await;
+        if reply.status == 200 && reply.body == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host} never answered {want:?}; last {reply:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn five_reloads_under_steady_traffic_fail_no_request() {
+    let site = site();
+    block_on(async {
+        wait_for_body(&site.nano, "a.example", "v0").await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (addr, stop) = (site.nano.addr, stop.clone());
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let req = nano_tests::request("GET", "a.example", "/")
+                            .body(nano_tests::body(""))
+                            .unwrap();
+                        let reply = nano_tests::send(addr, req).await;
+                        seen.push((reply.status, reply.body));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for version in 1..=5 {
+            let want = format!("v{version}");
+            write_version(&site.root, &want);
+            wait_for_body(&site.nano, "a.example", &want).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        for client in clients {
+            for (status, body) in client.await.unwrap() {
+                total += 1;
+                assert_eq!(status, 200, "a request failed during a reload: {body}");
+                assert!(body.len() == 2 && body.starts_with('v'), "{body}");
+            }
+        }
+        assert!(
+            total > 20,
+            "traffic flowed during the reloads ({total} requests)"
+        );
+    });
+    let log = site.nano.log.text();
+    assert!(log.matches("config reloaded").count() >= 5, "{log}");
+}
+
+#[test]
+fn invalid_config_or_broken_version_keeps_the_previous_one_serving() {
+    let site = site();
+    block_on(async {
+        wait_for_body(&site.nano, "a.example", "v0").await;
+        std::fs::write(&site.config, "{ \"apps\": [ { \"hostname\": ").unwrap();
+        site.nano
+            .log
+            .wait_for("the rejection", |t| t.contains("config reload rejected"));
+        wait_for_body(&site.nano, "a.example", "v0").await;
+
+        write_config(
+            &site.config,
+            &json!([{ "hostname": "a.example", "entrypoint": site.root.join("a/app.js"),
+                                             "limits": { "workerz": 2 } }]),
+        );
+        // The rejection names the JSON path and the unknown key.
+        site.nano.log.wait_for("the second rejection", |t| {
+            t.lines().any(|l| {
+                l.contains("config reload rejected") && l.contains("apps[0].limits: unknown key")
+            })
+        });
+        wait_for_body(&site.nano, "b.example", "hello from b").await;
+
+        // A new version that does not load: the old one keeps answering.
+        write_config(&site.config, &apps(&site.root, &["a", "b"]));
+        write_atomically(&site.root.join("a/version.js"), "export const VERSION = ;");
+        site.nano.log.wait_for("the kept version", |t| {
+            t.contains("the previous version keeps serving")
+        });
+        wait_for_body(&site.nano, "a.example", "v0").await;
+    });
+}
+
+#[test]
+fn apps_are_added_and_removed_and_unchanged_ones_stay_warm() {
+    let site = site();
+    block_on(async {
+        wait_for_body(&site.nano, "b.example", "hello from b").await;
+        let isolate_of_b = |isolates: Value| {
+            isolates["isolates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["hostname"] == "b.example")
+                .cloned()
+                .unwrap()
+        };
+        let before = isolate_of_b(site.nano.get("127.0.0.1", "/_admin/isolates").await.json());
+
+        write_config(&site.config, &apps(&site.root, &["b", "c"]));
+        wait_for_body(&site.nano, "c.example", "hello from c").await;
+        let gone = site.nano.get("a.example", "/").await;
+        assert_eq!(gone.status, 404, "a.example was removed");
+
+        let after = isolate_of_b(site.nano.get("127.0.0.1", "/_admin/isolates").await.json());
+        assert_eq!(before["isolate"], after["isolate"], "b kept its isolate");
+        assert_eq!(before["created_at_ms"], after["created_at_ms"]);
+        assert!(after["requests_served"].as_u64() >= before["requests_served"].as_u64());
+    });
+    let log = site.nano.log.text();
+    assert!(
+        log.contains("added=[\"c.example\"]") && log.contains("removed=[\"a.example\"]"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sighup_reloads() {
+    let site = site();
+    block_on(async {
+        wait_for_body(&site.nano, "a.example", "v0").await;
+        site.nano.signal(libc::SIGHUP);
+        site.nano.log.wait_for("the SIGHUP reload", |t| {
+            t.contains("trigger=SIGHUP") && t.contains("config reloaded")
+        });
+        wait_for_body(&site.nano, "a.example", "v0").await;
+    });
+}
