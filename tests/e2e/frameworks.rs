@@ -44,11 +44,20 @@ fn bundles() -> &'static PathBuf {
 #[test]
 fn hono_app_runs_unmodified() {
     let dist = bundles();
-    let nano = Nano::start(json!({ "apps": [{ "hostname": "hono.example", "entrypoint": dist.join("hono-app.js") }] }));
+    let nano = Nano::start(
+        json!({ "apps": [{ "hostname": "hono.example", "entrypoint": dist.join("hono-app.js") }] }),
+    );
     block_on(async {
         let reply = nano.get("hono.example", "/").await;
-        assert_eq!((reply.status, reply.body.as_str()), (200, "hello from hono"));
-        assert_eq!(reply.header("x-powered-by"), Some("hono-on-nano"), "middleware ran");
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "hello from hono")
+        );
+        assert_eq!(
+            reply.header("x-powered-by"),
+            Some("hono-on-nano"),
+            "middleware ran"
+        );
 
         let reply = nano.get("hono.example", "/users/42?q=x").await;
         assert_eq!(reply.status, 200);
@@ -60,7 +69,10 @@ fn hono_app_runs_unmodified() {
             .body(body(r#"{"a":[1,2]}"#))
             .unwrap();
         let reply = nano.send(req).await;
-        assert_eq!((reply.status, reply.json()), (201, json!({ "received": { "a": [1, 2] } })));
+        assert_eq!(
+            (reply.status, reply.json()),
+            (201, json!({ "received": { "a": [1, 2] } }))
+        );
 
         let reply = nano.get("hono.example", "/nope").await;
         assert_eq!((reply.status, reply.body.as_str()), (404, "404 Not Found"));
@@ -71,12 +83,17 @@ fn hono_app_runs_unmodified() {
 #[test]
 fn itty_router_app_runs_unmodified() {
     let dist = bundles();
-    let nano = Nano::start(json!({ "apps": [{ "hostname": "itty.example", "entrypoint": dist.join("itty-app.js") }] }));
+    let nano = Nano::start(
+        json!({ "apps": [{ "hostname": "itty.example", "entrypoint": dist.join("itty-app.js") }] }),
+    );
     block_on(async {
         let reply = nano.get("itty.example", "/items/7").await;
         assert_eq!((reply.status, reply.json()), (200, json!({ "item": "7" })));
         let reply = nano.get("itty.example", "/").await;
-        assert_eq!((reply.status, reply.json()), (200, json!("hello from itty")));
+        assert_eq!(
+            (reply.status, reply.json()),
+            (200, json!("hello from itty"))
+        );
         let reply = nano.get("itty.example", "/missing").await;
         assert_eq!(reply.status, 404);
         assert_eq!(reply.json()["error"], "Not Found");

@@ -13,3 +13,4 @@ mod pool;
 mod reload;
 mod serving;
 mod slivers;
+mod webapi;

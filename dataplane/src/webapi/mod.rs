@@ -44,6 +44,103 @@ ops! {
     "urlParse" => op_url_parse,
     "urlSet" => op_url_set,
     "memoryLimit" => op_memory_limit,
+    "randomBytes" => op_random_bytes,
+    "digest" => op_digest,
+    "hmac" => op_hmac,
+    "now" => op_now,
+}
+
+fn op_random_bytes(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let len = args.get(0).uint32_value(scope).unwrap_or(0) as usize;
+    let mut bytes = vec![0u8; len];
+    if let Err(err) = getrandom::fill(&mut bytes) {
+        return throw_type_error(
+            scope,
+            &format!("crypto: the system's random source failed: {err}"),
+        );
+    }
+    let array = uint8_array(scope, bytes);
+    rv.set(array.into());
+}
+
+/// The digest of `data` with a Web Crypto hash name, or `None` for an unknown name.
+fn digest_of(algorithm: &str, data: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    Some(match algorithm.to_ascii_uppercase().as_str() {
+        "SHA-1" => sha1::Sha1::digest(data).to_vec(),
+        "SHA-256" => sha2::Sha256::digest(data).to_vec(),
+        "SHA-384" => sha2::Sha384::digest(data).to_vec(),
+        "SHA-512" => sha2::Sha512::digest(data).to_vec(),
+        _ => return None,
+    })
+}
+
+fn hmac_of(algorithm: &str, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+    use hmac::{KeyInit, Mac};
+    fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
+        let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(data);
+        mac.finalize().into_bytes().to_vec()
+    }
+    Some(match algorithm.to_ascii_uppercase().as_str() {
+        "SHA-1" => run::<hmac::Hmac<sha1::Sha1>>(key, data),
+        "SHA-256" => run::<hmac::Hmac<sha2::Sha256>>(key, data),
+        "SHA-384" => run::<hmac::Hmac<sha2::Sha384>>(key, data),
+        "SHA-512" => run::<hmac::Hmac<sha2::Sha512>>(key, data),
+        _ => return None,
+    })
+}
+
+fn op_digest(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let algorithm = string_arg(scope, &args, 0);
+    let data = bytes_of(args.get(1)).unwrap_or_default();
+    match digest_of(&algorithm, &data) {
+        Some(digest) => {
+            let array = uint8_array(scope, digest);
+            rv.set(array.into());
+        }
+        None => throw_type_error(
+            scope,
+            &format!(
+                "crypto.subtle.digest: unsupported algorithm {algorithm:?} (SHA-1, SHA-256, SHA-384, SHA-512)"
+            ),
+        ),
+    }
+}
+
+fn op_hmac(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let algorithm = string_arg(scope, &args, 0);
+    let key = bytes_of(args.get(1)).unwrap_or_default();
+    let data = bytes_of(args.get(2)).unwrap_or_default();
+    match hmac_of(&algorithm, &key, &data) {
+        Some(mac) => {
+            let array = uint8_array(scope, mac);
+            rv.set(array.into());
+        }
+        None => throw_type_error(scope, &format!("HMAC: unsupported hash {algorithm:?}")),
+    }
+}
+
+fn op_now(
+    _scope: &mut v8::HandleScope,
+    _args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    static ORIGIN: std::sync::LazyLock<std::time::Instant> =
+        std::sync::LazyLock::new(std::time::Instant::now);
+    rv.set_double(ORIGIN.elapsed().as_secs_f64() * 1000.0);
 }
 
 fn op_memory_limit(

@@ -160,6 +160,315 @@
     throw new TypeError(`${what}: expected an ArrayBuffer or a view of one`);
   }
 
+  // ---- DOMException, events, abort --------------------------------------------------------------
+  const DOM_CODES = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
+    SyntaxError: 12, InvalidCharacterError: 5, NetworkError: 19, AbortError: 20, TimeoutError: 23,
+    QuotaExceededError: 22, DataCloneError: 25 };
+  class DOMException extends Error {
+    #name;
+    constructor(message = "", name = "Error") {
+      super(String(message));
+      this.#name = String(name);
+    }
+    get name() { return this.#name; }
+    get code() { return DOM_CODES[this.#name] ?? 0; }
+  }
+  define("DOMException", DOMException);
+
+  class Event {
+    #type; #cancelable; #defaultPrevented = false; #stopped = false; #target = null; #timeStamp;
+    constructor(type, init = {}) {
+      if (arguments.length === 0) throw new TypeError("Event: the type argument is required");
+      this.#type = String(type);
+      this.#cancelable = Boolean(init.cancelable);
+      this.#timeStamp = ops.now();
+    }
+    get type() { return this.#type; }
+    get target() { return this.#target; }
+    get currentTarget() { return this.#target; }
+    get cancelable() { return this.#cancelable; }
+    get defaultPrevented() { return this.#defaultPrevented; }
+    get timeStamp() { return this.#timeStamp; }
+    preventDefault() { if (this.#cancelable) this.#defaultPrevented = true; }
+    stopImmediatePropagation() { this.#stopped = true; }
+    stopPropagation() {}
+    static [kState](event, target) { event.#target = target; return () => event.#stopped; }
+  }
+  class EventTarget {
+    #listeners = new Map();
+    addEventListener(type, listener, options = {}) {
+      if (listener === null || listener === undefined) return;
+      const list = this.#listeners.get(type) ?? [];
+      if (list.some((l) => l.listener === listener)) return;
+      const once = typeof options === "object" && Boolean(options.once);
+      const signal = typeof options === "object" ? options.signal : undefined;
+      if (signal?.aborted) return;
+      list.push({ listener, once });
+      this.#listeners.set(type, list);
+      signal?.addEventListener("abort", () => this.removeEventListener(type, listener));
+    }
+    removeEventListener(type, listener) {
+      const list = this.#listeners.get(type);
+      if (list) this.#listeners.set(type, list.filter((l) => l.listener !== listener));
+    }
+    dispatchEvent(event) {
+      if (!(event instanceof Event)) throw new TypeError("dispatchEvent: expected an Event");
+      const stopped = Event[kState](event, this);
+      for (const entry of [...(this.#listeners.get(event.type) ?? [])]) {
+        if (entry.once) this.removeEventListener(event.type, entry.listener);
+        try {
+          if (typeof entry.listener === "function") entry.listener.call(this, event);
+          else entry.listener.handleEvent(event);
+        } catch (err) {
+          console.error("uncaught exception in an event listener:", err);
+        }
+        if (stopped()) break;
+      }
+      return !event.defaultPrevented;
+    }
+  }
+  define("Event", Event);
+  define("EventTarget", EventTarget);
+
+  class AbortSignal extends EventTarget {
+    #aborted = false; #reason = undefined;
+    onabort = null;
+    constructor(key) {
+      super();
+      if (key !== kState) throw new TypeError("AbortSignal cannot be constructed; use AbortController");
+    }
+    get aborted() { return this.#aborted; }
+    get reason() { return this.#reason; }
+    throwIfAborted() { if (this.#aborted) throw this.#reason; }
+    static [kState](signal, reason) {
+      if (signal.#aborted) return;
+      signal.#aborted = true;
+      signal.#reason = reason === undefined ? new DOMException("This operation was aborted", "AbortError") : reason;
+      const event = new Event("abort");
+      if (typeof signal.onabort === "function") signal.onabort.call(signal, event);
+      signal.dispatchEvent(event);
+    }
+    static abort(reason) {
+      const signal = new AbortSignal(kState);
+      AbortSignal[kState](signal, reason);
+      return signal;
+    }
+    static timeout(ms) {
+      const signal = new AbortSignal(kState);
+      setTimeout(() => AbortSignal[kState](signal, new DOMException("The operation timed out", "TimeoutError")), ms);
+      return signal;
+    }
+    static any(signals) {
+      const signal = new AbortSignal(kState);
+      for (const s of signals) {
+        if (s.aborted) { AbortSignal[kState](signal, s.reason); break; }
+        s.addEventListener("abort", () => AbortSignal[kState](signal, s.reason), { once: true });
+      }
+      return signal;
+    }
+  }
+  class AbortController {
+    #signal = new AbortSignal(kState);
+    get signal() { return this.#signal; }
+    abort(reason) { AbortSignal[kState](this.#signal, reason); }
+  }
+  define("AbortSignal", AbortSignal);
+  define("AbortController", AbortController);
+
+  // ---- base64 ------------------------------------------------------------------------------------
+  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  define("btoa", (data) => {
+    const s = String(data);
+    let out = "";
+    for (let i = 0; i < s.length; i += 3) {
+      const codes = [s.charCodeAt(i), s.charCodeAt(i + 1), s.charCodeAt(i + 2)];
+      for (const c of codes) {
+        if (c > 255) throw new DOMException("btoa: the string contains characters outside Latin-1", "InvalidCharacterError");
+      }
+      const [a, b, c] = codes;
+      const n = (a << 16) | ((b || 0) << 8) | (c || 0);
+      out += B64[n >> 18] + B64[(n >> 12) & 63] + (i + 1 < s.length ? B64[(n >> 6) & 63] : "=") + (i + 2 < s.length ? B64[n & 63] : "=");
+    }
+    return out;
+  });
+  define("atob", (data) => {
+    let s = String(data).replace(/[\t\n\f\r ]/g, "");
+    if (s.length % 4 === 0) s = s.replace(/={1,2}$/, "");
+    if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) {
+      throw new DOMException("atob: the string is not correctly encoded base64", "InvalidCharacterError");
+    }
+    let out = "";
+    let bits = 0, value = 0;
+    for (const ch of s) {
+      value = (value << 6) | B64.indexOf(ch);
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out += String.fromCharCode((value >> bits) & 255);
+      }
+    }
+    return out;
+  });
+
+  // ---- structuredClone ---------------------------------------------------------------------------
+  define("structuredClone", (value, options = undefined) => {
+    void options;
+    const seen = new Map();
+    const clone = (v) => {
+      if (v === null || (typeof v !== "object" && typeof v !== "function" && typeof v !== "symbol")) return v;
+      if (typeof v === "function" || typeof v === "symbol") {
+        throw new DOMException(`structuredClone: ${typeof v === "function" ? "a function" : "a symbol"} could not be cloned`, "DataCloneError");
+      }
+      if (seen.has(v)) return seen.get(v);
+      let out;
+      if (Array.isArray(v)) {
+        out = new Array(v.length);
+        seen.set(v, out);
+        for (const k of Object.keys(v)) out[k] = clone(v[k]);
+        return out;
+      }
+      if (v instanceof Date) out = new Date(v.getTime());
+      else if (v instanceof RegExp) out = new RegExp(v.source, v.flags);
+      else if (v instanceof ArrayBuffer) out = v.slice(0);
+      else if (ArrayBuffer.isView(v)) {
+        const buffer = clone(v.buffer);
+        out = v instanceof DataView ? new DataView(buffer, v.byteOffset, v.byteLength) : new v.constructor(buffer, v.byteOffset, v.length);
+      } else if (v instanceof Map) {
+        out = new Map();
+        seen.set(v, out);
+        for (const [k, val] of v) out.set(clone(k), clone(val));
+        return out;
+      } else if (v instanceof Set) {
+        out = new Set();
+        seen.set(v, out);
+        for (const k of v) out.add(clone(k));
+        return out;
+      } else if (v instanceof Error) {
+        const Ctor = { EvalError, RangeError, ReferenceError, SyntaxError, TypeError, URIError }[v.name] ?? Error;
+        out = new Ctor(v.message);
+        if (v.stack !== undefined) out.stack = v.stack;
+      } else if (v instanceof Boolean || v instanceof Number || v instanceof String) {
+        out = Object(v.valueOf());
+      } else {
+        const proto = Object.getPrototypeOf(v);
+        if (proto !== Object.prototype && proto !== null) {
+          throw new DOMException(`structuredClone: ${v.constructor?.name ?? "this object"} could not be cloned`, "DataCloneError");
+        }
+        out = {};
+        seen.set(v, out);
+        for (const k of Object.keys(v)) out[k] = clone(v[k]);
+        return out;
+      }
+      seen.set(v, out);
+      return out;
+    };
+    return clone(value);
+  });
+
+  // ---- performance, navigator --------------------------------------------------------------------
+  const performance = {
+    now: () => ops.now(),
+    get timeOrigin() { return Date.now() - ops.now(); },
+    toJSON() { return { timeOrigin: this.timeOrigin }; },
+  };
+  define("performance", Object.freeze(performance));
+  define("navigator", Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" }));
+
+  // ---- crypto ------------------------------------------------------------------------------------
+  const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
+  const hashName = (algorithm) => {
+    const name = typeof algorithm === "string" ? algorithm : algorithm?.name;
+    const upper = String(name).toUpperCase();
+    if (!["SHA-1", "SHA-256", "SHA-384", "SHA-512"].includes(upper)) {
+      throw new DOMException(`Unrecognized or unsupported hash algorithm ${JSON.stringify(name)}`, "NotSupportedError");
+    }
+    return upper;
+  };
+  const bufferOf = (data, what) => {
+    try {
+      return toBytes(data, what);
+    } catch {
+      throw new TypeError(`${what}: expected an ArrayBuffer, a TypedArray or a DataView`);
+    }
+  };
+  const asArrayBuffer = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  class CryptoKey {
+    #type; #extractable; #algorithm; #usages; #secret;
+    constructor(key, type, extractable, algorithm, usages, secret) {
+      if (key !== kState) throw new TypeError("CryptoKey cannot be constructed; use crypto.subtle.importKey");
+      this.#type = type; this.#extractable = extractable; this.#algorithm = algorithm; this.#usages = usages; this.#secret = secret;
+    }
+    get type() { return this.#type; }
+    get extractable() { return this.#extractable; }
+    get algorithm() { return this.#algorithm; }
+    get usages() { return this.#usages; }
+    static [kState](key) { return key.#secret; }
+  }
+  const hmacKey = (key, usage) => {
+    if (!(key instanceof CryptoKey)) throw new TypeError("expected a CryptoKey");
+    if (key.algorithm.name !== "HMAC") throw new DOMException("the key is not an HMAC key", "InvalidAccessError");
+    if (!key.usages.includes(usage)) throw new DOMException(`the key cannot be used to ${usage}`, "InvalidAccessError");
+    return CryptoKey[kState](key);
+  };
+  const subtle = {
+    async digest(algorithm, data) {
+      return asArrayBuffer(ops.digest(hashName(algorithm), bufferOf(data, "crypto.subtle.digest")));
+    },
+    async importKey(format, keyData, algorithm, extractable, usages) {
+      const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name).toUpperCase();
+      if (name !== "HMAC") {
+        throw new DOMException(`crypto.subtle.importKey: algorithm ${JSON.stringify(algorithm?.name ?? algorithm)} is not supported yet (HMAC is)`, "NotSupportedError");
+      }
+      if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported (raw is)`, "NotSupportedError");
+      const hash = hashName(algorithm.hash);
+      const secret = bufferOf(keyData, "crypto.subtle.importKey").slice();
+      const allowed = [...usages].filter((u) => u === "sign" || u === "verify");
+      if (allowed.length !== usages.length || usages.length === 0) {
+        throw new SyntaxError("crypto.subtle.importKey: HMAC keys are for \"sign\" and \"verify\"");
+      }
+      return new CryptoKey(kState, "secret", Boolean(extractable), { name: "HMAC", hash: { name: hash }, length: secret.length * 8 }, allowed, secret);
+    },
+    async exportKey(format, key) {
+      if (format !== "raw" || !key.extractable) throw new DOMException("the key cannot be exported", "InvalidAccessError");
+      return asArrayBuffer(CryptoKey[kState](key));
+    },
+    async sign(algorithm, key, data) {
+      const secret = hmacKey(key, "sign");
+      return asArrayBuffer(ops.hmac(key.algorithm.hash.name, secret, bufferOf(data, "crypto.subtle.sign")));
+    },
+    async verify(algorithm, key, signature, data) {
+      const secret = hmacKey(key, "verify");
+      const expected = ops.hmac(key.algorithm.hash.name, secret, bufferOf(data, "crypto.subtle.verify"));
+      const given = bufferOf(signature, "crypto.subtle.verify");
+      if (given.length !== expected.length) return false;
+      let diff = 0;
+      for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ given[i];
+      return diff === 0;
+    },
+  };
+  const crypto = {
+    getRandomValues(array) {
+      if (!INTEGER_ARRAYS.some((C) => array instanceof C)) {
+        throw new DOMException("crypto.getRandomValues: expected an integer TypedArray", "TypeMismatchError");
+      }
+      if (array.byteLength > 65536) {
+        throw new DOMException(`crypto.getRandomValues: ${array.byteLength} bytes asked, at most 65536 allowed`, "QuotaExceededError");
+      }
+      new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(ops.randomBytes(array.byteLength));
+      return array;
+    },
+    randomUUID() {
+      const b = ops.randomBytes(16);
+      b[6] = (b[6] & 0x0f) | 0x40;
+      b[8] = (b[8] & 0x3f) | 0x80;
+      const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+    },
+    subtle: Object.freeze(subtle),
+  };
+  define("crypto", Object.freeze(crypto));
+  define("CryptoKey", CryptoKey);
+
   // ---- URL -----------------------------------------------------------------------------------
   class URLSearchParams {
     #list = []; #url = null;
