@@ -13,4 +13,5 @@ mod pool;
 mod reload;
 mod serving;
 mod slivers;
+mod wasm;
 mod webapi;

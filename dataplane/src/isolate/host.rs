@@ -235,10 +235,10 @@ impl WorkerState {
 
     /// The client went away: drop the request's work and its slot.
     pub fn cancel(&mut self, id: u64) {
-        if let Some(inflight) = self.requests.get(&id) {
-            tracing::debug!(hostname = %self.hostname, path = %inflight.path, "client disconnected");
-        }
+        let Some(path) = self.requests.get(&id).map(|r| r.path.clone()) else { return };
         self.end(id, Failure::NoResponse);
+        // Logged once the slot is free, so whoever reads the log can rely on it.
+        tracing::debug!(hostname = %self.hostname, path = %path, "client disconnected");
     }
 
     /// The request's wall-clock deadline passed while it waited (not while its JS ran).

@@ -39,9 +39,25 @@ pub fn init_v8() {
         // for the per-app snapshots made by separate `nano prepare-app` processes.
         v8::V8::set_flags_from_string("--no-extensible-ro-snapshot");
         let platform = v8::new_default_platform(0, false).make_shared();
-        v8::V8::initialize_platform(platform);
+        v8::V8::initialize_platform(platform.clone());
         v8::V8::initialize();
+        let _ = PLATFORM.set(platform);
     });
+}
+
+static PLATFORM: std::sync::OnceLock<v8::SharedRef<v8::Platform>> = std::sync::OnceLock::new();
+
+/// Runs the foreground tasks V8's platform queued for `isolate` (finished background work such
+/// as asynchronous WebAssembly compilation). Returns whether any ran.
+pub(crate) fn pump_platform(isolate: &mut v8::Isolate) -> bool {
+    let Some(platform) = PLATFORM.get() else {
+        return false;
+    };
+    let mut ran = false;
+    while v8::Platform::pump_message_loop(platform, isolate, false) {
+        ran = true;
+    }
+    ran
 }
 
 /// Why an app could not be prepared. The message names the file and the reason.

@@ -28,6 +28,9 @@ use crate::webapi;
 
 const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
 
+/// How often a worker with requests in flight runs V8's pending foreground tasks.
+const PLATFORM_POLL: Duration = Duration::from_millis(2);
+
 /// Quarantined microtask queues (of terminated JS) tolerated before the isolate is replaced.
 const MAX_QUARANTINED: usize = 32;
 
@@ -72,11 +75,16 @@ pub(crate) fn run_worker(
 
     runtime.block_on(async {
         let mut closed = false;
+        // V8 does not say when background work (async WebAssembly compilation) leaves a task for
+        // this isolate, so while requests are in flight the loop looks every couple of ms.
+        let mut platform_tick = tokio::time::interval(PLATFORM_POLL);
+        platform_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if closed && worker.state.borrow().requests.is_empty() {
                 break;
             }
             let has_due = !worker.state.borrow().due.is_empty();
+            let busy = !worker.state.borrow().requests.is_empty();
             let state = worker.state.clone();
             tokio::select! {
                 Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
@@ -99,6 +107,7 @@ pub(crate) fn run_worker(
                     }
                     None => closed = true,
                 },
+                _ = platform_tick.tick(), if busy => worker.pump_platform(),
                 else => break,
             }
             worker.after_event();
@@ -355,6 +364,29 @@ impl Worker {
                     stack: String::new(),
                 },
             );
+        }
+    }
+
+    /// Runs V8's pending foreground tasks; if any ran, drains the microtasks they may have queued
+    /// for each request in flight, under that request's budgets.
+    fn pump_platform(&mut self) {
+        let Some(isolate) = self.isolate.as_mut() else {
+            return;
+        };
+        if !super::pump_platform(isolate) {
+            return;
+        }
+        let in_flight: Vec<(u64, Rc<JsContext>)> = self
+            .state
+            .borrow()
+            .requests
+            .iter()
+            .map(|(id, r)| (*id, r.js.clone()))
+            .collect();
+        for (id, js) in in_flight {
+            if self.state.borrow().requests.contains_key(&id) {
+                self.run_js(id, &js, |_| {});
+            }
         }
     }
 
