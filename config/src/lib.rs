@@ -134,10 +134,41 @@ pub struct App {
     /// String values given to the handler as `env`.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Subrequests made with `fetch()`.
+    #[serde(default)]
+    pub fetch: Fetch,
     /// `true`: every request runs in a fresh V8 context, so no global state survives it.
     /// `false`: one context per isolate, globals persist (Cloudflare Workers semantics).
     #[serde(default = "defaults::context_reset")]
     pub context_reset: bool,
+}
+
+/// `apps[].fetch`: what an app's `fetch()` subrequests may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fetch {
+    /// Allow subrequests to loopback, private, link-local and other non-public addresses
+    /// (refused by default: SSRF guard).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Subrequests one request may make (redirects included).
+    #[serde(default = "defaults::max_subrequests")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_subrequests: u32,
+    /// Largest subrequest response body, in bytes.
+    #[serde(default = "defaults::max_response_bytes")]
+    #[schemars(range(min = 0, max = 1_073_741_824u64))]
+    pub max_response_bytes: u64,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            max_subrequests: defaults::max_subrequests(),
+            max_response_bytes: defaults::max_response_bytes(),
+        }
+    }
 }
 
 /// `apps[].limits`.
@@ -248,6 +279,12 @@ pub mod defaults {
     }
     pub fn queue_per_worker() -> u32 {
         256
+    }
+    pub fn max_subrequests() -> u32 {
+        50
+    }
+    pub fn max_response_bytes() -> u64 {
+        32 * 1024 * 1024
     }
     pub fn admin_enabled() -> bool {
         true

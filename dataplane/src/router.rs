@@ -72,6 +72,7 @@ mod tests {
                     sliver: None,
                     limits: Default::default(),
                     env: Default::default(),
+                    fetch: Default::default(),
                     context_reset: true,
                 },
                 files: Vec::new(),

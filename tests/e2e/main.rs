@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod context;
 mod failures;
+mod fetch;
 mod frameworks;
 mod front;
 mod lifecycle;

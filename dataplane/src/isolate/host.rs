@@ -42,6 +42,7 @@ pub(crate) struct JsContext {
     pub context: v8::Global<v8::Context>,
     pub dispatch: v8::Global<v8::Function>,
     pub fire_timer: v8::Global<v8::Function>,
+    pub fetch_done: v8::Global<v8::Function>,
     pub env: v8::Global<v8::Object>,
     queue: Option<v8::UniqueRef<v8::MicrotaskQueue>>,
     pool: QueuePool,
@@ -55,6 +56,7 @@ impl JsContext {
         context: v8::Global<v8::Context>,
         dispatch: v8::Global<v8::Function>,
         fire_timer: v8::Global<v8::Function>,
+        fetch_done: v8::Global<v8::Function>,
         env: v8::Global<v8::Object>,
         queue: v8::UniqueRef<v8::MicrotaskQueue>,
         pool: QueuePool,
@@ -63,6 +65,7 @@ impl JsContext {
             context,
             dispatch,
             fire_timer,
+            fetch_done,
             env,
             queue: Some(queue),
             pool,
@@ -88,6 +91,21 @@ impl Drop for JsContext {
             }
         }
     }
+}
+
+/// A subrequest that finished (or failed).
+pub(crate) struct FetchDone {
+    pub request: u64,
+    pub fetch: u64,
+    pub result: Result<crate::webapi::fetch::FetchResponse, String>,
+}
+
+/// The worker's side of `fetch()`.
+pub(crate) struct FetchContext {
+    pub done: tokio::sync::mpsc::UnboundedSender<FetchDone>,
+    pub policy: crate::webapi::fetch::Policy,
+    pub max_subrequests: u32,
+    pub next_id: u64,
 }
 
 /// What a request's JS produced, as reported by the ops.
@@ -117,6 +135,10 @@ pub(crate) struct Inflight {
     pub started: std::time::Instant,
     /// CPU its JS has used so far, across every entry.
     pub cpu_used: Duration,
+    /// Subrequests made so far.
+    pub subrequests: u32,
+    /// Cancels the request's subrequests when it ends.
+    pub cancel: tokio_util::sync::CancellationToken,
     _slot: SlotGuard,
 }
 
@@ -141,6 +163,9 @@ pub(crate) struct WorkerState {
     pub memory_limit: usize,
     /// `nano_cpu_time_ms` of this app (absent while the app snapshot is made).
     pub cpu_time: Option<prometheus::Histogram>,
+    /// Where finished subrequests are reported, and what they may do (absent while the app
+    /// snapshot is made: no subrequests at start-up).
+    pub fetch: Option<FetchContext>,
     pub requests: HashMap<u64, Inflight>,
     /// The request whose JS is running now (set by the worker around every entry into JS).
     pub current_request: Option<u64>,
@@ -157,6 +182,7 @@ impl WorkerState {
             hostname,
             memory_limit,
             cpu_time: None,
+            fetch: None,
             requests: HashMap::new(),
             current_request: None,
             shared: None,
@@ -180,6 +206,8 @@ impl WorkerState {
             deadline_at: now + job.timeout,
             started: now,
             cpu_used: Duration::ZERO,
+            subrequests: 0,
+            cancel: tokio_util::sync::CancellationToken::new(),
             _slot: job.slot,
         };
         self.requests.insert(id, inflight);
@@ -235,7 +263,9 @@ impl WorkerState {
 
     /// The client went away: drop the request's work and its slot.
     pub fn cancel(&mut self, id: u64) {
-        let Some(path) = self.requests.get(&id).map(|r| r.path.clone()) else { return };
+        let Some(path) = self.requests.get(&id).map(|r| r.path.clone()) else {
+            return;
+        };
         self.end(id, Failure::NoResponse);
         // Logged once the slot is free, so whoever reads the log can rely on it.
         tracing::debug!(hostname = %self.hostname, path = %path, "client disconnected");
@@ -270,6 +300,7 @@ impl WorkerState {
         let Some(mut inflight) = self.requests.remove(&id) else {
             return;
         };
+        inflight.cancel.cancel();
         self.due.try_remove(&inflight.deadline);
         // A request that ends inside its own JS is measured by the worker when that JS returns.
         if self.current_request != Some(id)

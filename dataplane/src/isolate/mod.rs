@@ -70,6 +70,7 @@ pub struct AppImage {
     pub hostname: Arc<str>,
     pub context_reset: bool,
     pub limits: nano_config::Limits,
+    pub fetch: nano_config::Fetch,
     /// Which handler shape the app uses: `module` or `listener`.
     pub handler: String,
     snapshot: Arc<[u8]>,
@@ -88,6 +89,7 @@ impl AppImage {
             hostname: app.hostname.to_ascii_lowercase().into(),
             context_reset: app.context_reset,
             limits: app.limits.clone(),
+            fetch: app.fetch.clone(),
             handler: prepared.handler,
             snapshot: prepared.snapshot,
             env: app.env.clone(),

@@ -37,6 +37,7 @@ const MAX_QUARANTINED: usize = 32;
 struct Worker {
     image: Arc<AppImage>,
     stats: Arc<WorkerStats>,
+    fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
     state: StateRef,
     queues: QueuePool,
     budget: Arc<Budget>,
@@ -64,7 +65,8 @@ pub(crate) fn run_worker(
         .enable_all()
         .build()
         .expect("a current-thread runtime builds");
-    let mut worker = match Worker::new(image, stats) {
+    let (fetch_tx, mut fetch_done) = mpsc::unbounded_channel();
+    let mut worker = match Worker::new(image, stats, fetch_tx) {
         Ok(worker) => worker,
         Err(err) => {
             tracing::error!(error = %err, "cannot start the worker's CPU timers; worker stopped");
@@ -73,7 +75,9 @@ pub(crate) fn run_worker(
     };
     tracing::debug!("worker started");
 
-    runtime.block_on(async {
+    // Subrequests run as local tasks on this thread's runtime.
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
         let mut closed = false;
         // V8 does not say when background work (async WebAssembly compilation) leaves a task for
         // this isolate, so while requests are in flight the loop looks every couple of ms.
@@ -108,6 +112,7 @@ pub(crate) fn run_worker(
                     None => closed = true,
                 },
                 _ = platform_tick.tick(), if busy => worker.pump_platform(),
+                Some(done) = fetch_done.recv() => worker.fetch_done(done),
                 else => break,
             }
             worker.after_event();
@@ -123,7 +128,11 @@ impl Worker {
         self.isolate.as_mut().expect(PRESENT)
     }
 
-    fn new(image: Arc<AppImage>, stats: Arc<WorkerStats>) -> std::io::Result<Self> {
+    fn new(
+        image: Arc<AppImage>,
+        stats: Arc<WorkerStats>,
+        fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
+    ) -> std::io::Result<Self> {
         let budget = Arc::new(Budget::new(image.limits.memory_mb));
         let mut isolate = image.new_isolate(&budget);
         let clock = WorkerClock::new(isolate.thread_safe_handle())?;
@@ -131,6 +140,15 @@ impl Worker {
         let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
         worker_state.cpu_time = crate::metrics::recording()
             .then(|| METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
+        worker_state.fetch = Some(host::FetchContext {
+            done: fetch_tx.clone(),
+            policy: crate::webapi::fetch::Policy {
+                allow_private_networks: image.fetch.allow_private_networks,
+                max_response_bytes: image.fetch.max_response_bytes,
+            },
+            max_subrequests: image.fetch.max_subrequests,
+            next_id: 0,
+        });
         let state: StateRef = Rc::new(RefCell::new(worker_state));
         isolate.set_slot(state.clone());
         let queues: QueuePool = Rc::default();
@@ -144,6 +162,7 @@ impl Worker {
         let mut worker = Self {
             image,
             stats,
+            fetch_tx,
             state,
             queues,
             budget,
@@ -173,7 +192,11 @@ impl Worker {
             Command::Run(job) => {
                 if self.isolate.is_none() {
                     // Evicted earlier to free memory: start afresh.
-                    match Worker::new(self.image.clone(), self.stats.clone()) {
+                    match Worker::new(
+                        self.image.clone(),
+                        self.stats.clone(),
+                        self.fetch_tx.clone(),
+                    ) {
                         Ok(fresh) => *self = fresh,
                         Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
                     }
@@ -367,6 +390,54 @@ impl Worker {
         }
     }
 
+    /// A subrequest finished: hand the result to the JS of its request.
+    fn fetch_done(&mut self, done: host::FetchDone) {
+        let Some(js) = self
+            .state
+            .borrow()
+            .requests
+            .get(&done.request)
+            .map(|r| r.js.clone())
+        else {
+            return;
+        };
+        let callback = js.fetch_done.clone();
+        self.run_js(done.request, &js, move |scope| {
+            let callback = v8::Local::new(scope, callback);
+            let id = v8::Number::new(scope, done.fetch as f64).into();
+            let args: Vec<v8::Local<v8::Value>> = match done.result {
+                Ok(response) => {
+                    let ok = v8::Boolean::new(scope, true).into();
+                    let status = v8::Number::new(scope, f64::from(response.status)).into();
+                    let text = v8::String::new(scope, &response.status_text)
+                        .expect("short")
+                        .into();
+                    let mut flat = Vec::with_capacity(response.headers.len() * 2);
+                    for (name, value) in &response.headers {
+                        flat.push(v8::String::new(scope, name).expect("header fits").into());
+                        flat.push(v8::String::new(scope, value).expect("header fits").into());
+                    }
+                    let headers = v8::Array::new_with_elements(scope, &flat).into();
+                    let body = webapi::uint8_array(scope, response.body).into();
+                    let url = v8::String::new(scope, &response.url)
+                        .expect("url fits")
+                        .into();
+                    let redirected = v8::Boolean::new(scope, response.redirected).into();
+                    vec![id, ok, status, text, headers, body, url, redirected]
+                }
+                Err(message) => {
+                    let ok = v8::Boolean::new(scope, false).into();
+                    let message = v8::String::new(scope, &message)
+                        .expect("message fits")
+                        .into();
+                    vec![id, ok, message]
+                }
+            };
+            let undefined = v8::undefined(scope).into();
+            callback.call(scope, undefined, &args);
+        });
+    }
+
     /// Runs V8's pending foreground tasks; if any ran, drains the microtasks they may have queued
     /// for each request in flight, under that request's budgets.
     fn pump_platform(&mut self) {
@@ -536,7 +607,11 @@ impl Worker {
         // Handles and queues of the old isolate go before it does, and it goes before the new
         // one is created (V8 enters isolates per thread and wants them dropped in reverse order).
         self.dispose_isolate();
-        match Worker::new(self.image.clone(), self.stats.clone()) {
+        match Worker::new(
+            self.image.clone(),
+            self.stats.clone(),
+            self.fetch_tx.clone(),
+        ) {
             Ok(fresh) => *self = fresh,
             Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
         }
@@ -567,6 +642,7 @@ fn new_js_context(
         .expect("the app snapshot holds the runtime internals");
     let dispatch = get_function(scope, internals, "dispatch");
     let fire_timer = get_function(scope, internals, "fireTimer");
+    let fetch_done = get_function(scope, internals, "fetchDone");
     let env = v8::Object::new(scope);
     for (name, value) in &image.env {
         let name = v8::String::new(scope, name).expect("env name fits in a string");
@@ -577,6 +653,7 @@ fn new_js_context(
         v8::Global::new(scope, context),
         v8::Global::new(scope, dispatch),
         v8::Global::new(scope, fire_timer),
+        v8::Global::new(scope, fetch_done),
         v8::Global::new(scope, env),
         queue,
         queues.clone(),

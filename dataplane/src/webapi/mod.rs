@@ -4,6 +4,8 @@
 //! Ops find the worker's state through the isolate slot (see `isolate::host`); they never keep V8
 //! handles beyond the call, and every refusal is a JS exception of the standard type.
 
+pub mod fetch;
+
 use std::time::Duration;
 
 use crate::isolate::host::{self, Reply};
@@ -48,6 +50,88 @@ ops! {
     "digest" => op_digest,
     "hmac" => op_hmac,
     "now" => op_now,
+    "fetchStart" => op_fetch_start,
+}
+
+/// Starts a subrequest for the request whose JS runs now; returns its id. Refuses (TypeError)
+/// past `apps[].fetch.max_subrequests` and outside a request.
+fn op_fetch_start(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let method = string_arg(scope, &args, 0);
+    let url = string_arg(scope, &args, 1);
+    let mut headers = Vec::new();
+    if let Ok(flat) = v8::Local::<v8::Array>::try_from(args.get(2)) {
+        let mut i = 0;
+        while i + 1 < flat.length() {
+            let name = flat
+                .get_index(scope, i)
+                .map(|v| v.to_rust_string_lossy(scope));
+            let value = flat
+                .get_index(scope, i + 1)
+                .map(|v| v.to_rust_string_lossy(scope));
+            if let (Some(name), Some(value)) = (name, value) {
+                headers.push((name, value));
+            }
+            i += 2;
+        }
+    }
+    let body = bytes_of(args.get(3));
+    let redirect = string_arg(scope, &args, 4);
+    let state = host::state(scope);
+    let mut state = state.borrow_mut();
+    let Some(request) = state.current_request.filter(|r| *r != 0) else {
+        drop(state);
+        return throw_type_error(scope, "fetch() can only be called while handling a request");
+    };
+    let Some(fetch) = state.fetch.as_mut() else {
+        drop(state);
+        return throw_type_error(scope, "fetch() is not available during start-up");
+    };
+    let (limit, policy, done) = (
+        fetch.max_subrequests,
+        fetch.policy.clone(),
+        fetch.done.clone(),
+    );
+    fetch.next_id += 1;
+    let id = fetch.next_id;
+    let Some(inflight) = state.requests.get_mut(&request) else {
+        drop(state);
+        return throw_type_error(scope, "fetch(): the request has already finished");
+    };
+    if inflight.subrequests >= limit {
+        drop(state);
+        return throw_type_error(
+            scope,
+            &format!(
+                "fetch(): this request already made {limit} subrequests, the limit (apps[].fetch.max_subrequests)"
+            ),
+        );
+    }
+    inflight.subrequests += 1;
+    let cancel = inflight.cancel.clone();
+    drop(state);
+    let request_spec = fetch::FetchRequest {
+        method,
+        url,
+        headers,
+        body,
+        redirect,
+    };
+    tokio::task::spawn_local(async move {
+        let result = tokio::select! {
+            result = fetch::perform(request_spec, &policy) => result,
+            _ = cancel.cancelled() => return,
+        };
+        let _ = done.send(host::FetchDone {
+            request,
+            fetch: id,
+            result,
+        });
+    });
+    rv.set_double(id as f64);
 }
 
 fn op_random_bytes(

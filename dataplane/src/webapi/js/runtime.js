@@ -708,7 +708,7 @@
     get statusText() { return this[kState].statusText; }
     get ok() { return this[kState].status >= 200 && this[kState].status < 300; }
     get headers() { return this[kState].headers; }
-    get redirected() { return false; }
+    get redirected() { return Boolean(this[kState].redirected); }
     get type() { return this[kState].type; }
     get url() { return this[kState].url; }
     clone() {
@@ -754,6 +754,47 @@
     }
   }
   define("Request", Request);
+
+  // ---- fetch (subrequests) -----------------------------------------------------------------------
+  const pendingFetches = new Map();
+  async function fetch(input, init = undefined) {
+    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    const signal = init?.signal ?? null;
+    signal?.throwIfAborted();
+    const redirect = String(init?.redirect ?? "follow");
+    if (!["follow", "manual", "error"].includes(redirect)) {
+      throw new TypeError(`fetch: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
+    }
+    const flat = [];
+    for (const [k, v] of Headers[kState](request.headers)) flat.push(k, v);
+    const id = ops.fetchStart(request.method, request.url, flat, request[kState].bytes, redirect);
+    return new Promise((resolve, reject) => {
+      pendingFetches.set(id, { resolve, reject });
+      signal?.addEventListener("abort", () => {
+        if (pendingFetches.delete(id)) reject(signal.reason);
+      }, { once: true });
+    });
+  }
+  function fetchDone(id, ok, ...rest) {
+    const pending = pendingFetches.get(id);
+    if (!pending) return;
+    pendingFetches.delete(id);
+    if (!ok) {
+      pending.reject(new TypeError(rest[0]));
+      return;
+    }
+    const [status, statusText, flat, body, url, redirected] = rest;
+    const headers = new Headers();
+    const list = Headers[kState](headers);
+    for (let i = 0; i < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
+    const nullBody = NULL_BODY_STATUS.has(status) || status < 200;
+    const response = new Response(nullBody ? null : body, { status: status < 200 ? 200 : status, statusText, headers });
+    response[kState].status = status;
+    response[kState].url = url;
+    response[kState].redirected = redirected;
+    pending.resolve(response);
+  }
+  define("fetch", fetch);
 
   // ---- handler registration and dispatch -----------------------------------------------------
   const fetchListeners = [];
@@ -868,5 +909,5 @@
       .finally(() => ops.done(id));
   }
 
-  return { register, dispatch, fireTimer };
+  return { register, dispatch, fireTimer, fetchDone };
 });

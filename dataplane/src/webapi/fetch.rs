@@ -1,0 +1,311 @@
+//! The network half of `fetch()`: one HTTP/1.1 exchange per subrequest (TLS with rustls and the
+//! webpki roots for https), redirects followed in Rust, the SSRF guard applied to every address
+//! actually connected to (so DNS cannot swap in a private address after the check), and the
+//! response body capped. Knows nothing about V8; `webapi` turns results into JS values.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+
+/// A subrequest as JS described it.
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// `follow` (default), `manual` or `error`.
+    pub redirect: String,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct FetchResponse {
+    pub status: u16,
+    pub status_text: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub url: String,
+    pub redirected: bool,
+}
+
+/// What an app's subrequests may do (`apps[].fetch`).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub allow_private_networks: bool,
+    pub max_response_bytes: u64,
+}
+
+const MAX_REDIRECTS: usize = 20;
+
+/// Whether `ip` is somewhere a tenant must not reach by default: loopback, private, link-local,
+/// shared (CGNAT), unspecified, multicast, broadcast, documentation or unique-local.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || (a == 100 && (64..128).contains(&b))
+                || a == 0
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Performs `request`, following redirects unless told otherwise.
+pub async fn perform(mut request: FetchRequest, policy: &Policy) -> Result<FetchResponse, String> {
+    let mut redirected = false;
+    for _ in 0..=MAX_REDIRECTS {
+        let response = exchange(&request, policy).await?;
+        let location = response
+            .headers
+            .iter()
+            .find(|(k, _)| k == "location")
+            .map(|(_, v)| v.clone());
+        let is_redirect = matches!(response.status, 301 | 302 | 303 | 307 | 308);
+        match (is_redirect, location, request.redirect.as_str()) {
+            (true, Some(_), "error") => {
+                return Err(format!(
+                    "fetch {}: redirected, and redirect is \"error\"",
+                    request.url
+                ));
+            }
+            (true, Some(location), "follow") => {
+                let base = url::Url::parse(&request.url).map_err(|e| e.to_string())?;
+                let next = base.join(&location).map_err(|e| {
+                    format!(
+                        "fetch {}: bad redirect location {location:?}: {e}",
+                        request.url
+                    )
+                })?;
+                if response.status == 303
+                    || (matches!(response.status, 301 | 302) && request.method == "POST")
+                {
+                    request.method = "GET".into();
+                    request.body = None;
+                    request
+                        .headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+                }
+                request.url = next.to_string();
+                redirected = true;
+            }
+            _ => {
+                return Ok(FetchResponse {
+                    redirected,
+                    ..response
+                });
+            }
+        }
+    }
+    Err(format!(
+        "fetch {}: more than {MAX_REDIRECTS} redirects",
+        request.url
+    ))
+}
+
+async fn exchange(request: &FetchRequest, policy: &Policy) -> Result<FetchResponse, String> {
+    let url = url::Url::parse(&request.url)
+        .map_err(|e| format!("fetch: invalid URL {:?}: {e}", request.url))?;
+    let https = match url.scheme() {
+        "http" => false,
+        "https" => true,
+        other => {
+            return Err(format!(
+                "fetch {}: the {other}: scheme is not supported (http and https are)",
+                url
+            ));
+        }
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("fetch {url}: the URL has no host"))?
+        .to_owned();
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if https { 443 } else { 80 });
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host.as_str(), port))
+        .await
+        .map_err(|e| format!("fetch {url}: cannot resolve {host}: {e}"))?
+        .collect();
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| policy.allow_private_networks || !is_private(a.ip()))
+        .collect();
+    let Some(addr) = allowed.first().copied() else {
+        let ip = addrs
+            .first()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "fetch {url}: refused, {host} resolves to a non-public address ({ip}); subrequests may \
+             only reach public addresses unless apps[].fetch.allow_private_networks is set"
+        ));
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("fetch {url}: cannot connect to {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let mut builder = hyper::Request::builder()
+        .method(request.method.as_str())
+        .uri(if path.is_empty() { "/" } else { path });
+    let mut has_host = false;
+    for (name, value) in &request.headers {
+        if name.eq_ignore_ascii_case("host") {
+            has_host = true;
+        }
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "content-length" | "transfer-encoding" | "connection"
+        ) {
+            continue;
+        }
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    if !has_host {
+        let authority = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        builder = builder.header("host", authority);
+    }
+    let body = Full::new(Bytes::from(request.body.clone().unwrap_or_default()));
+    let outgoing = builder
+        .body(body)
+        .map_err(|e| format!("fetch {url}: {e}"))?;
+
+    let response = if https {
+        let server_name = rustls::pki_types::ServerName::try_from(bare_host.clone())
+            .map_err(|e| format!("fetch {url}: bad server name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| format!("fetch {url}: TLS handshake failed: {e}"))?;
+        send(TokioIo::new(tls), outgoing, &url).await?
+    } else {
+        send(TokioIo::new(tcp), outgoing, &url).await?
+    };
+
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let limit = usize::try_from(policy.max_response_bytes).unwrap_or(usize::MAX);
+    let body = Limited::new(response.into_body(), limit).collect().await.map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            format!(
+                "fetch {url}: the response body is larger than {} bytes (apps[].fetch.max_response_bytes)",
+                policy.max_response_bytes
+            )
+        } else {
+            format!("fetch {url}: reading the response failed: {e}")
+        }
+    })?;
+    Ok(FetchResponse {
+        status: status.as_u16(),
+        status_text: status.canonical_reason().unwrap_or("").to_owned(),
+        headers,
+        body: body.to_bytes().to_vec(),
+        url: url.to_string(),
+        redirected: false,
+    })
+}
+
+async fn send<T>(
+    io: TokioIo<T>,
+    request: hyper::Request<Full<Bytes>>,
+    url: &url::Url,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("fetch {url}: {e}"))?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("fetch {url}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "93.184.216.34", "2606:4700::1111"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
+    }
+}

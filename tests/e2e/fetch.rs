@@ -1,0 +1,147 @@
+//! `fetch()` subrequests against an upstream server in the test: bodies and headers both ways,
+//! redirects (followed and manual), the SSRF guard, the subrequest cap, the response size cap.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use nano_tests::{Nano, block_on};
+use serde_json::json;
+
+/// An upstream on 127.0.0.1: /json echoes the request as JSON, /redirect sends 302 to /json,
+/// /big answers 2 MB. Runs until the test's runtime ends.
+async fn upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    |req: Request<hyper::body::Incoming>| async move {
+                        let path = req.uri().path().to_owned();
+                        let method = req.method().to_string();
+                        let test = req
+                            .headers()
+                            .get("x-test")
+                            .map(|v| v.to_str().unwrap().to_owned());
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let response = match path.as_str() {
+                            "/redirect" => Response::builder()
+                                .status(302)
+                                .header("location", "/json")
+                                .body(Full::new(Bytes::new())),
+                            "/big" => Response::builder()
+                                .body(Full::new(Bytes::from(vec![b'x'; 2 * 1024 * 1024]))),
+                            _ => {
+                                let echo = json!({ "hello": "upstream", "method": method, "test": test,
+                                               "body": String::from_utf8_lossy(&body) });
+                                Response::builder()
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(echo.to_string())))
+                            }
+                        };
+                        Ok::<_, Infallible>(response.unwrap())
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn node() -> Nano {
+    Nano::start(json!({ "apps": [
+        { "hostname": "open.example", "entrypoint": "fetch-client/app.js",
+          "fetch": { "allow_private_networks": true, "max_subrequests": 2, "max_response_bytes": 1048576 } },
+        { "hostname": "guarded.example", "entrypoint": "fetch-client/app.js" }
+    ]}))
+}
+
+#[test]
+fn subrequests_work_and_are_guarded() {
+    let nano = node();
+    block_on(async {
+        let up = upstream().await;
+        let get = |host: &'static str, path: String| {
+            let nano = &nano;
+            async move { nano.get(host, &path).await }
+        };
+
+        let reply = get("open.example", format!("/get?url=http://{up}/json")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["status"], 200);
+        assert_eq!(body["type"], "application/json");
+        assert_eq!(body["body"]["method"], "GET");
+        assert_eq!(body["redirected"], false);
+
+        let reply = get("open.example", format!("/post?url=http://{up}/json")).await;
+        assert_eq!(
+            reply.json()["body"],
+            json!({ "hello": "upstream", "method": "POST", "test": "1", "body": "ping" })
+        );
+
+        let reply = get("open.example", format!("/get?url=http://{up}/redirect")).await;
+        let body = reply.json();
+        assert_eq!(
+            (body["redirected"].clone(), body["url"].clone()),
+            (json!(true), json!(format!("http://{up}/json")))
+        );
+
+        let reply = get("open.example", format!("/manual?url=http://{up}/redirect")).await;
+        assert_eq!(reply.json(), json!({ "status": 302, "location": "/json" }));
+
+        // max_subrequests is 2: the third fetch of the same request is refused.
+        let reply = get("open.example", format!("/many?url=http://{up}/json")).await;
+        let outcomes = reply.json();
+        assert_eq!(outcomes[0], "ok");
+        assert_eq!(outcomes[1], "ok");
+        assert!(
+            outcomes[2].as_str().unwrap().contains("max_subrequests"),
+            "{outcomes}"
+        );
+
+        // max_response_bytes is 1 MiB; /big is 2 MiB.
+        let reply = get("open.example", format!("/text?url=http://{up}/big")).await;
+        assert_eq!(reply.status, 502);
+        assert!(
+            reply.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_response_bytes"),
+            "{}",
+            reply.body
+        );
+
+        // The default SSRF guard refuses loopback.
+        let reply = get("guarded.example", format!("/get?url=http://{up}/json")).await;
+        assert_eq!(reply.status, 502);
+        let err = reply.json();
+        assert_eq!(err["error"], "TypeError");
+        assert!(
+            err["message"]
+                .as_str()
+                .unwrap()
+                .contains("non-public address"),
+            "{err}"
+        );
+
+        let reply = get("open.example", "/get?url=ftp://example.com/".into()).await;
+        assert!(
+            reply.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("scheme is not supported"),
+            "{}",
+            reply.body
+        );
+    });
+}
