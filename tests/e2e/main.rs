@@ -14,5 +14,6 @@ mod pool;
 mod reload;
 mod serving;
 mod slivers;
+mod streams;
 mod wasm;
 mod webapi;

@@ -5,9 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::Full;
 use subtle::ConstantTimeEq;
 
 use super::rescue::{Body, Refusal};
@@ -57,7 +55,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         "/_admin/ready" => ready(front),
         "/_admin/metrics" => {
             let text = METRICS.render(&front.router.load());
-            let mut response = Response::new(Full::new(Bytes::from(text)));
+            let mut response = Response::new(super::rescue::full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -139,7 +137,7 @@ fn ready(front: &Front) -> Response<Body> {
 }
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{value}\n"))));
+    let mut response = Response::new(super::rescue::full(format!("{value}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

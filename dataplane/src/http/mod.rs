@@ -12,9 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -26,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::cpu::LimitKind;
 use crate::metrics::{METRICS, UNKNOWN_HOST};
-use crate::pool::{Failure, Job, Outcome};
+use crate::pool::{Failure, Job, Outcome, ResponseBody};
 use crate::router::{Route, Routing};
 use rescue::{Body, Refusal};
 
@@ -331,7 +330,15 @@ async fn run(
             status,
             headers,
             body,
-        } => build_response(&hostname, status, headers, body),
+        } => {
+            let body = match body {
+                ResponseBody::Full(bytes) => rescue::full(bytes),
+                ResponseBody::Stream(chunks) => {
+                    http_body_util::Either::Right(rescue::ChannelBody(chunks))
+                }
+            };
+            build_response(&hostname, status, headers, body)
+        }
         Outcome::Failed(failure) => Err(failed(failure)),
     }
 }
@@ -366,7 +373,7 @@ fn build_response(
     hostname: &str,
     status: u16,
     headers: Vec<(String, String)>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response<Body>, Refusal> {
     let bad = |reason: String| Refusal::BadAppResponse {
         hostname: hostname.to_owned(),
@@ -374,7 +381,7 @@ fn build_response(
     };
     let status =
         StatusCode::from_u16(status).map_err(|_| bad(format!("status {status} is not valid")))?;
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     let map = response.headers_mut();
     for (name, value) in headers {

@@ -12,7 +12,34 @@ use crate::limits::cpu::LimitKind;
 use crate::limits::memory::MIB;
 use crate::pool::{Failure, PoolError};
 
-pub type Body = Full<Bytes>;
+/// Every response body: whole bytes, or chunks streamed from a worker.
+pub type Body = http_body_util::Either<Full<Bytes>, ChannelBody>;
+
+/// A body of whole bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    http_body_util::Either::Left(Full::new(bytes.into()))
+}
+
+/// A body whose chunks arrive from a worker; an `Err` chunk aborts the response.
+pub struct ChannelBody(pub tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| {
+            chunk.map(|chunk| {
+                chunk
+                    .map(hyper::body::Frame::data)
+                    .map_err(std::io::Error::other)
+            })
+        })
+    }
+}
 
 /// Why the runtime answers instead of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +240,7 @@ impl Refusal {
                 ("application/json", format!("{body}\n"))
             }
         };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
+        let mut response = Response::new(full(body));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -115,6 +115,11 @@ pub(crate) enum Reply {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     },
+    /// The head of a streamed response; chunks follow through `stream_chunk`.
+    StreamStart {
+        status: u16,
+        headers: Vec<(String, String)>,
+    },
     Exception {
         message: String,
         stack: String,
@@ -137,6 +142,8 @@ pub(crate) struct Inflight {
     pub cpu_used: Duration,
     /// Subrequests made so far.
     pub subrequests: u32,
+    /// Where a streamed response's chunks go.
+    body: Option<tokio::sync::mpsc::UnboundedSender<Result<bytes::Bytes, String>>>,
     /// Cancels the request's subrequests when it ends.
     pub cancel: tokio_util::sync::CancellationToken,
     _slot: SlotGuard,
@@ -207,6 +214,7 @@ impl WorkerState {
             started: now,
             cpu_used: Duration::ZERO,
             subrequests: 0,
+            body: None,
             cancel: tokio_util::sync::CancellationToken::new(),
             _slot: job.slot,
         };
@@ -235,8 +243,17 @@ impl WorkerState {
             } => Outcome::Response {
                 status,
                 headers,
-                body: body.into(),
+                body: crate::pool::ResponseBody::Full(body.into()),
             },
+            Reply::StreamStart { status, headers } => {
+                let (chunks, receiver) = tokio::sync::mpsc::unbounded_channel();
+                inflight.body = Some(chunks);
+                Outcome::Response {
+                    status,
+                    headers,
+                    body: crate::pool::ResponseBody::Stream(receiver),
+                }
+            }
             Reply::Exception { message, stack } => {
                 tracing::warn!(
                     hostname = %self.hostname, path = %inflight.path, error = %message, stack = ?stack,
@@ -254,6 +271,30 @@ impl WorkerState {
         };
         // The client may have gone away; its work simply ends here.
         let _ = sender.send(outcome);
+    }
+
+    /// A chunk of a streamed response. False if the client is gone (the request is dropped).
+    pub fn stream_chunk(&mut self, id: u64, chunk: Vec<u8>) -> bool {
+        let Some(inflight) = self.requests.get_mut(&id) else {
+            return false;
+        };
+        let Some(body) = &inflight.body else {
+            return false;
+        };
+        if body.send(Ok(chunk.into())).is_err() {
+            self.cancel(id);
+            return false;
+        }
+        true
+    }
+
+    /// The streamed response is complete (or failed with `error`).
+    pub fn stream_end(&mut self, id: u64, error: Option<String>) {
+        if let Some(body) = self.requests.get_mut(&id).and_then(|r| r.body.take())
+            && let Some(error) = error
+        {
+            let _ = body.send(Err(error));
+        }
     }
 
     /// The request's JS is done (response sent and `waitUntil` work settled): release it.
@@ -301,6 +342,11 @@ impl WorkerState {
             return;
         };
         inflight.cancel.cancel();
+        if let Some(body) = inflight.body.take() {
+            let _ = body.send(Err(
+                "the response stream ended before it was complete".into()
+            ));
+        }
         self.due.try_remove(&inflight.deadline);
         // A request that ends inside its own JS is measured by the worker when that JS returns.
         if self.current_request != Some(id)

@@ -61,9 +61,17 @@ pub enum Outcome {
     Response {
         status: u16,
         headers: Vec<(String, String)>,
-        body: Bytes,
+        body: ResponseBody,
     },
     Failed(Failure),
+}
+
+/// The body of an app's response.
+#[derive(Debug)]
+pub enum ResponseBody {
+    Full(Bytes),
+    /// Chunks as the app's stream produces them; an `Err` aborts the response.
+    Stream(tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>),
 }
 
 /// Why a request produced no response of the app's own. Mapped to HTTP in `http::rescue`.

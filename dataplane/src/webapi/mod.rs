@@ -11,7 +11,11 @@ use std::time::Duration;
 use crate::isolate::host::{self, Reply};
 
 /// The JS glue, evaluated once per app inside the snapshot creator.
-pub(crate) const RUNTIME_JS: &str = include_str!("js/runtime.js");
+pub(crate) const RUNTIME_JS: &str = concat!(
+    include_str!("js/streams.js"),
+    "\n",
+    include_str!("js/runtime.js")
+);
 
 macro_rules! ops {
     ($($name:literal => $func:ident),* $(,)?) => {
@@ -38,7 +42,10 @@ ops! {
     "log" => op_log,
     "timerStart" => op_timer_start,
     "timerCancel" => op_timer_cancel,
-    "respond" => op_respond,
+        "respond" => op_respond,
+    "respondStream" => op_respond_stream,
+    "streamChunk" => op_stream_chunk,
+    "streamEnd" => op_stream_end,
     "fail" => op_fail,
     "done" => op_done,
     "encodeUtf8" => op_encode_utf8,
@@ -62,22 +69,7 @@ fn op_fetch_start(
 ) {
     let method = string_arg(scope, &args, 0);
     let url = string_arg(scope, &args, 1);
-    let mut headers = Vec::new();
-    if let Ok(flat) = v8::Local::<v8::Array>::try_from(args.get(2)) {
-        let mut i = 0;
-        while i + 1 < flat.length() {
-            let name = flat
-                .get_index(scope, i)
-                .map(|v| v.to_rust_string_lossy(scope));
-            let value = flat
-                .get_index(scope, i + 1)
-                .map(|v| v.to_rust_string_lossy(scope));
-            if let (Some(name), Some(value)) = (name, value) {
-                headers.push((name, value));
-            }
-            i += 2;
-        }
-    }
+    let headers = headers_arg(scope, args.get(2));
     let body = bytes_of(args.get(3));
     let redirect = string_arg(scope, &args, 4);
     let state = host::state(scope);
@@ -302,8 +294,22 @@ fn op_respond(
 ) {
     let id = request_id(scope, &args);
     let status = args.get(1).uint32_value(scope).unwrap_or(500) as u16;
+    let headers = headers_arg(scope, args.get(2));
+    let body = bytes_of(args.get(3)).unwrap_or_default();
+    host::state(scope).borrow_mut().reply(
+        id,
+        Reply::Response {
+            status,
+            headers,
+            body,
+        },
+    );
+}
+
+/// Flattened `[name, value, ...]` headers from a JS array.
+fn headers_arg(scope: &mut v8::HandleScope, value: v8::Local<v8::Value>) -> Vec<(String, String)> {
     let mut headers = Vec::new();
-    if let Ok(flat) = v8::Local::<v8::Array>::try_from(args.get(2)) {
+    if let Ok(flat) = v8::Local::<v8::Array>::try_from(value) {
         let mut i = 0;
         while i + 1 < flat.length() {
             let name = flat
@@ -318,15 +324,42 @@ fn op_respond(
             i += 2;
         }
     }
-    let body = bytes_of(args.get(3)).unwrap_or_default();
-    host::state(scope).borrow_mut().reply(
-        id,
-        Reply::Response {
-            status,
-            headers,
-            body,
-        },
-    );
+    headers
+}
+
+fn op_respond_stream(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let id = request_id(scope, &args);
+    let status = args.get(1).uint32_value(scope).unwrap_or(500) as u16;
+    let headers = headers_arg(scope, args.get(2));
+    host::state(scope)
+        .borrow_mut()
+        .reply(id, Reply::StreamStart { status, headers });
+}
+
+fn op_stream_chunk(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let id = request_id(scope, &args);
+    let chunk = bytes_of(args.get(1)).unwrap_or_default();
+    let delivered = host::state(scope).borrow_mut().stream_chunk(id, chunk);
+    rv.set_bool(delivered);
+}
+
+fn op_stream_end(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let id = request_id(scope, &args);
+    let error = args.get(1);
+    let error = (!error.is_null_or_undefined()).then(|| error.to_rust_string_lossy(scope));
+    host::state(scope).borrow_mut().stream_end(id, error);
 }
 
 fn op_fail(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv: v8::ReturnValue) {

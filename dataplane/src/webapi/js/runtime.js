@@ -645,6 +645,10 @@
   const decoder = new TextDecoder();
   function extractBody(body) {
     if (body === undefined || body === null) return { bytes: null, type: null };
+    if (body instanceof ReadableStream) {
+      if (body.locked || body._disturbed) throw new TypeError("body: the ReadableStream is locked or already read");
+      return { bytes: null, stream: body, type: null };
+    }
     if (typeof body === "string") return { bytes: encoder.encode(body), type: "text/plain;charset=UTF-8" };
     if (body instanceof URLSearchParams) {
       return { bytes: encoder.encode(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
@@ -652,21 +656,52 @@
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { bytes: toBytes(body, "body").slice(), type: null };
     return { bytes: encoder.encode(String(body)), type: "text/plain;charset=UTF-8" };
   }
+  // Reads a stream of Uint8Array (or string) chunks to one Uint8Array.
+  async function readAll(stream) {
+    const chunks = [];
+    let length = 0;
+    for await (const chunk of stream) {
+      const bytes = typeof chunk === "string" ? encoder.encode(chunk) : toBytes(chunk, "body chunk");
+      chunks.push(bytes);
+      length += bytes.length;
+    }
+    const out = new Uint8Array(length);
+    let offset = 0;
+    for (const c of chunks) {
+      out.set(c, offset);
+      offset += c.length;
+    }
+    return out;
+  }
   const BodyMixin = (Base) => class extends Base {
-    get bodyUsed() { return this[kState].used; }
-    get body() { return this[kState].bytes === null ? null : this[kState].bytes; }
-    #take(what) {
+    get bodyUsed() { return this[kState].used || Boolean(this[kState].stream?._disturbed); }
+    // The body as a stream: the app's own, or one chunk holding the bytes (made once).
+    get body() {
       const state = this[kState];
-      if (state.used) throw new TypeError(`${what}: body has already been read`);
+      if (state.stream) return state.stream;
+      if (state.bytes === null) return null;
+      const bytes = state.bytes;
+      state.stream = new ReadableStream({
+        start(controller) {
+          controller.enqueue(bytes.slice());
+          controller.close();
+        },
+      });
+      return state.stream;
+    }
+    async #take(what) {
+      const state = this[kState];
+      if (this.bodyUsed) throw new TypeError(`${what}: body has already been read`);
       state.used = true;
+      if (state.stream) return readAll(state.stream);
       return state.bytes ?? new Uint8Array(0);
     }
     async arrayBuffer() {
-      const b = this.#take("arrayBuffer()");
+      const b = await this.#take("arrayBuffer()");
       return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
     }
-    async bytes() { return this.#take("bytes()").slice(); }
-    async text() { return decoder.decode(this.#take("text()")); }
+    async bytes() { return (await this.#take("bytes()")).slice(); }
+    async text() { return decoder.decode(await this.#take("text()")); }
     async json() { return JSON.parse(await this.text()); }
   };
 
@@ -679,13 +714,13 @@
       if (!Number.isInteger(status) || status < 200 || status > 599) {
         throw new RangeError(`Response: status ${init.status} is not in the range 200 to 599`);
       }
-      const { bytes, type } = extractBody(body);
-      if (bytes !== null && NULL_BODY_STATUS.has(status)) {
+      const { bytes, stream = null, type } = extractBody(body);
+      if ((bytes !== null || stream !== null) && NULL_BODY_STATUS.has(status)) {
         throw new TypeError(`Response: a ${status} response cannot have a body`);
       }
       const headers = new Headers(init.headers);
       if (type && !headers.has("content-type")) headers.set("content-type", type);
-      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, used: false, type: "default", url: "" };
+      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "" };
     }
     static json(data, init = {}) {
       const text = JSON.stringify(data);
@@ -714,7 +749,15 @@
     clone() {
       if (this.bodyUsed) throw new TypeError("Response.clone: body has already been read");
       const s = this[kState];
-      return new Response(s.bytes === null ? null : s.bytes.slice(), { status: s.status, statusText: s.statusText, headers: s.headers });
+      let body = s.bytes === null ? null : s.bytes.slice();
+      if (s.stream) {
+        const [mine, theirs] = s.stream.tee();
+        s.stream = mine;
+        body = theirs;
+      }
+      const copy = new Response(body, { status: s.status, statusText: s.statusText, headers: s.headers });
+      copy[kState].status = s.status;
+      return copy;
     }
   }
   define("Response", Response);
@@ -737,12 +780,13 @@
       }
       if (init.headers !== undefined) headers = new Headers(init.headers);
       let type = null;
-      if (init.body !== undefined) ({ bytes, type } = extractBody(init.body));
-      if (bytes !== null && (method === "GET" || method === "HEAD")) {
+      let stream = null;
+      if (init.body !== undefined) ({ bytes, stream = null, type } = extractBody(init.body));
+      if ((bytes !== null || stream !== null) && (method === "GET" || method === "HEAD")) {
         throw new TypeError(`Request: a ${method} request cannot have a body`);
       }
       if (type && !headers.has("content-type")) headers.set("content-type", type);
-      this[kState] = { url, method, headers, bytes, used: false };
+      this[kState] = { url, method, headers, bytes, stream, used: false };
     }
     get url() { return this[kState].url; }
     get method() { return this[kState].method; }
@@ -887,7 +931,30 @@
     const s = result[kState];
     const flat = [];
     for (const [k, v] of Headers[kState](s.headers)) flat.push(k, v);
-    ops.respond(id, s.status, flat, s.bytes);
+    if (!s.stream) {
+      ops.respond(id, s.status, flat, s.bytes);
+      return;
+    }
+    // A streamed body goes out chunk by chunk as the app produces it.
+    if (result.bodyUsed) {
+      ops.fail(id, "bad-response", "the response body stream was already read", "");
+      return;
+    }
+    ops.respondStream(id, s.status, flat);
+    try {
+      for await (const chunk of s.stream) {
+        const bytes = typeof chunk === "string" ? encoder.encode(chunk) : toBytes(chunk, "response body chunk");
+        if (!ops.streamChunk(id, bytes)) {
+          await s.stream.cancel?.().catch(() => {});
+          return;
+        }
+      }
+      ops.streamEnd(id, null);
+    } catch (err) {
+      const [message] = describeError(err);
+      console.error("the response stream failed:", message);
+      ops.streamEnd(id, message);
+    }
   }
 
   function dispatch(id, method, url, flatHeaders, body, env) {

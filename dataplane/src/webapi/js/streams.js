@@ -1,0 +1,405 @@
+// NANO runtime glue: WHATWG streams (ReadableStream, WritableStream, TransformStream, their
+// readers, writers and controllers, tee, pipeTo/pipeThrough, async iteration) and the text
+// encoding streams. Evaluated before runtime.js in the snapshot creator; defines globals only.
+// A compact implementation of the standard's default (non-byte) streams: queues with a
+// high-water mark, pull on demand, errors and cancellation propagating both ways.
+(() => {
+  "use strict";
+  const define = (name, value) =>
+    Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+  const deferred = () => {
+    let resolve, reject;
+    const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+    promise.catch(() => {});
+    return { promise, resolve, reject };
+  };
+  const sizeOf = (strategy) => (typeof strategy?.size === "function" ? strategy.size : () => 1);
+  const hwm = (strategy, fallback) => {
+    const value = strategy?.highWaterMark === undefined ? fallback : Number(strategy.highWaterMark);
+    if (Number.isNaN(value) || value < 0) throw new RangeError("highWaterMark must be a non-negative number");
+    return value;
+  };
+
+  // ---- ReadableStream ---------------------------------------------------------------------------
+  class ReadableStreamDefaultController {
+    #stream;
+    constructor(stream) { this.#stream = stream; }
+    get desiredSize() { return this.#stream._desiredSize(); }
+    enqueue(chunk) { this.#stream._enqueue(chunk); }
+    close() { this.#stream._requestClose(); }
+    error(reason) { this.#stream._error(reason); }
+  }
+
+  class ReadableStream {
+    _state = "readable"; _queue = []; _queueSize = 0; _reader = null; _storedError = undefined;
+    _pulling = false; _pullAgain = false; _started = false; _closeRequested = false; _disturbed = false;
+    constructor(source = {}, strategy = {}) {
+      if (source?.type === "bytes") {
+        // Byte streams are served as default streams of Uint8Array chunks.
+      }
+      this._source = source ?? {};
+      this._hwm = hwm(strategy, 1);
+      this._size = sizeOf(strategy);
+      this._controller = new ReadableStreamDefaultController(this);
+      Promise.resolve()
+        .then(() => this._source.start?.(this._controller))
+        .then(() => { this._started = true; this._maybePull(); }, (e) => this._error(e));
+    }
+    static from(iterable) {
+      const iterator = (iterable[Symbol.asyncIterator] ?? iterable[Symbol.iterator]).call(iterable);
+      return new ReadableStream({
+        async pull(controller) {
+          const { value, done } = await iterator.next();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        },
+        async cancel(reason) { await iterator.return?.(reason); },
+      }, { highWaterMark: 0 });
+    }
+    get locked() { return this._reader !== null; }
+    _desiredSize() {
+      if (this._state === "errored") return null;
+      if (this._state === "closed") return 0;
+      return this._hwm - this._queueSize;
+    }
+    _enqueue(chunk) {
+      if (this._state !== "readable" || this._closeRequested) throw new TypeError("ReadableStream: cannot enqueue into a closed or errored stream");
+      const reader = this._reader;
+      if (reader && reader._requests.length > 0) {
+        reader._requests.shift().resolve({ value: chunk, done: false });
+      } else {
+        this._queue.push(chunk);
+        this._queueSize += this._size(chunk);
+      }
+      this._maybePull();
+    }
+    _requestClose() {
+      if (this._state !== "readable" || this._closeRequested) throw new TypeError("ReadableStream: already closed");
+      this._closeRequested = true;
+      if (this._queue.length === 0) this._close();
+    }
+    _close() {
+      this._state = "closed";
+      const reader = this._reader;
+      if (reader) {
+        for (const request of reader._requests.splice(0)) request.resolve({ value: undefined, done: true });
+        reader._closed.resolve();
+      }
+    }
+    _error(reason) {
+      if (this._state !== "readable") return;
+      this._state = "errored";
+      this._storedError = reason;
+      this._queue = [];
+      this._queueSize = 0;
+      const reader = this._reader;
+      if (reader) {
+        for (const request of reader._requests.splice(0)) request.reject(reason);
+        reader._closed.reject(reason);
+      }
+    }
+    _maybePull() {
+      if (!this._started || this._state !== "readable" || this._closeRequested) return;
+      const wanted = (this._reader && this._reader._requests.length > 0) || this._desiredSize() > 0;
+      if (!wanted || typeof this._source.pull !== "function") return;
+      if (this._pulling) { this._pullAgain = true; return; }
+      this._pulling = true;
+      Promise.resolve()
+        .then(() => this._source.pull(this._controller))
+        .then(() => {
+          this._pulling = false;
+          if (this._pullAgain) { this._pullAgain = false; this._maybePull(); }
+        }, (e) => this._error(e));
+    }
+    _read() {
+      this._disturbed = true;
+      if (this._queue.length > 0) {
+        const chunk = this._queue.shift();
+        this._queueSize -= this._size(chunk);
+        if (this._closeRequested && this._queue.length === 0) this._close();
+        else this._maybePull();
+        return Promise.resolve({ value: chunk, done: false });
+      }
+      if (this._state === "closed") return Promise.resolve({ value: undefined, done: true });
+      if (this._state === "errored") return Promise.reject(this._storedError);
+      const request = deferred();
+      this._reader._requests.push(request);
+      this._maybePull();
+      return request.promise;
+    }
+    async _cancel(reason) {
+      this._disturbed = true;
+      if (this._state === "closed") return;
+      if (this._state === "errored") throw this._storedError;
+      this._queue = [];
+      this._queueSize = 0;
+      this._close();
+      await this._source.cancel?.(reason);
+    }
+    cancel(reason) {
+      if (this.locked) return Promise.reject(new TypeError("ReadableStream.cancel: the stream is locked to a reader"));
+      return this._cancel(reason);
+    }
+    getReader(options = {}) {
+      if (options?.mode === "byob") throw new TypeError("ReadableStream.getReader: BYOB readers are not supported");
+      return new ReadableStreamDefaultReader(this);
+    }
+    tee() {
+      const reader = this.getReader();
+      let cancelled = 0;
+      const branches = [];
+      const pull = async () => {
+        const { value, done } = await reader.read();
+        for (const branch of branches) {
+          if (branch._cancelledBranch) continue;
+          if (done) branch._controller.close();
+          else branch._controller.enqueue(value);
+        }
+      };
+      const make = () => {
+        const branch = new ReadableStream({
+          pull,
+          cancel(reason) {
+            branch._cancelledBranch = true;
+            if (++cancelled === 2) return reader.cancel(reason);
+          },
+        }, { highWaterMark: 0 });
+        return branch;
+      };
+      branches.push(make(), make());
+      reader.closed.catch((e) => branches.forEach((b) => b._error(e)));
+      return branches;
+    }
+    async pipeTo(destination, options = {}) {
+      if (this.locked) throw new TypeError("ReadableStream.pipeTo: the stream is locked");
+      if (destination.locked) throw new TypeError("ReadableStream.pipeTo: the destination is locked");
+      const reader = this.getReader();
+      const writer = destination.getWriter();
+      const signal = options.signal;
+      try {
+        for (;;) {
+          signal?.throwIfAborted();
+          const { value, done } = await reader.read();
+          if (done) break;
+          await writer.write(value);
+        }
+        if (!options.preventClose) await writer.close();
+      } catch (err) {
+        if (!options.preventAbort) await writer.abort(err).catch(() => {});
+        if (!options.preventCancel) await reader.cancel(err).catch(() => {});
+        throw err;
+      } finally {
+        reader.releaseLock();
+        writer.releaseLock();
+      }
+    }
+    pipeThrough(transform, options = {}) {
+      this.pipeTo(transform.writable, options).catch(() => {});
+      return transform.readable;
+    }
+    values(options = {}) {
+      const reader = this.getReader();
+      return {
+        next: () => reader.read(),
+        return: async (value) => {
+          if (!options.preventCancel) await reader.cancel(value);
+          reader.releaseLock();
+          return { value, done: true };
+        },
+        [Symbol.asyncIterator]() { return this; },
+      };
+    }
+    [Symbol.asyncIterator](options) { return this.values(options); }
+  }
+
+  class ReadableStreamDefaultReader {
+    _stream; _requests = []; _closed = deferred();
+    constructor(stream) {
+      if (!(stream instanceof ReadableStream)) throw new TypeError("ReadableStreamDefaultReader: expected a ReadableStream");
+      if (stream.locked) throw new TypeError("ReadableStream: the stream is already locked to a reader");
+      this._stream = stream;
+      stream._reader = this;
+      if (stream._state === "closed") this._closed.resolve();
+      if (stream._state === "errored") this._closed.reject(stream._storedError);
+    }
+    get closed() { return this._closed.promise; }
+    read() {
+      if (!this._stream) return Promise.reject(new TypeError("read: the reader was released"));
+      return this._stream._read();
+    }
+    cancel(reason) {
+      if (!this._stream) return Promise.reject(new TypeError("cancel: the reader was released"));
+      return this._stream._cancel(reason);
+    }
+    releaseLock() {
+      if (!this._stream) return;
+      for (const request of this._requests.splice(0)) request.reject(new TypeError("the reader was released"));
+      this._stream._reader = null;
+      this._stream = null;
+    }
+  }
+
+  // ---- WritableStream ---------------------------------------------------------------------------
+  class WritableStreamDefaultController {
+    #stream;
+    constructor(stream) { this.#stream = stream; }
+    error(reason) { this.#stream._error(reason); }
+    get signal() { return this.#stream._abort.signal; }
+  }
+
+  class WritableStream {
+    _state = "writable"; _writer = null; _storedError = undefined; _chain; _pending = 0;
+    constructor(sink = {}, strategy = {}) {
+      this._sink = sink ?? {};
+      this._hwm = hwm(strategy, 1);
+      this._abort = new AbortController();
+      this._controller = new WritableStreamDefaultController(this);
+      this._chain = Promise.resolve().then(() => this._sink.start?.(this._controller));
+      this._chain.catch((e) => this._error(e));
+    }
+    get locked() { return this._writer !== null; }
+    _error(reason) {
+      if (this._state === "errored") return;
+      this._state = "errored";
+      this._storedError = reason;
+      this._writer?._closed.reject(reason);
+    }
+    _enqueue(step) {
+      this._pending++;
+      const result = this._chain.then(() => {
+        if (this._state === "errored") throw this._storedError;
+        return step();
+      });
+      this._chain = result.then(() => { this._pending--; }, (e) => { this._pending--; this._error(e); });
+      return result;
+    }
+    getWriter() { return new WritableStreamDefaultWriter(this); }
+    abort(reason) {
+      if (this.locked) return Promise.reject(new TypeError("WritableStream.abort: the stream is locked"));
+      return this._abortNow(reason);
+    }
+    async _abortNow(reason) {
+      this._abort.abort(reason);
+      this._error(reason);
+      await this._sink.abort?.(reason);
+    }
+    close() {
+      if (this.locked) return Promise.reject(new TypeError("WritableStream.close: the stream is locked"));
+      return this._closeNow();
+    }
+    _closeNow() {
+      if (this._state !== "writable") return Promise.reject(new TypeError("WritableStream: already closed or errored"));
+      this._state = "closing";
+      return this._enqueue(() => this._sink.close?.()).then(() => {
+        this._state = "closed";
+        this._writer?._closed.resolve();
+      });
+    }
+  }
+
+  class WritableStreamDefaultWriter {
+    _stream; _closed = deferred();
+    constructor(stream) {
+      if (stream.locked) throw new TypeError("WritableStream: the stream is already locked to a writer");
+      this._stream = stream;
+      stream._writer = this;
+      if (stream._state === "errored") this._closed.reject(stream._storedError);
+    }
+    get closed() { return this._closed.promise; }
+    get ready() { return this._stream ? this._stream._chain.then(() => undefined) : Promise.reject(new TypeError("released")); }
+    get desiredSize() { return this._stream ? this._stream._hwm - this._stream._pending : null; }
+    write(chunk) {
+      const stream = this._stream;
+      if (!stream) return Promise.reject(new TypeError("write: the writer was released"));
+      if (stream._state !== "writable") return Promise.reject(stream._storedError ?? new TypeError("write: the stream is closed"));
+      return stream._enqueue(() => stream._sink.write?.(chunk, stream._controller));
+    }
+    close() { return this._stream ? this._stream._closeNow() : Promise.reject(new TypeError("released")); }
+    abort(reason) { return this._stream ? this._stream._abortNow(reason) : Promise.reject(new TypeError("released")); }
+    releaseLock() {
+      if (!this._stream) return;
+      this._stream._writer = null;
+      this._stream = null;
+    }
+  }
+
+  // ---- TransformStream ----------------------------------------------------------------------------
+  class TransformStreamDefaultController {
+    #readable;
+    constructor(readable) { this.#readable = readable; }
+    get desiredSize() { return this.#readable._desiredSize(); }
+    enqueue(chunk) { this.#readable._enqueue(chunk); }
+    error(reason) { this.#readable._error(reason); }
+    terminate() { this.#readable._requestClose(); }
+  }
+
+  class TransformStream {
+    #readable; #writable;
+    constructor(transformer = {}, writableStrategy = {}, readableStrategy = {}) {
+      let controller;
+      this.#readable = new ReadableStream({ start: () => {} }, readableStrategy ?? { highWaterMark: 0 });
+      controller = new TransformStreamDefaultController(this.#readable);
+      const readable = this.#readable;
+      const started = Promise.resolve().then(() => transformer?.start?.(controller));
+      this.#writable = new WritableStream({
+        start: () => started,
+        write: (chunk) => (transformer?.transform ? transformer.transform(chunk, controller) : controller.enqueue(chunk)),
+        close: async () => {
+          await transformer?.flush?.(controller);
+          if (readable._state === "readable" && !readable._closeRequested) readable._requestClose();
+        },
+        abort: (reason) => readable._error(reason),
+      }, writableStrategy);
+    }
+    get readable() { return this.#readable; }
+    get writable() { return this.#writable; }
+  }
+
+  class TextEncoderStream extends TransformStream {
+    constructor() {
+      const encoder = new TextEncoder();
+      super({ transform(chunk, controller) { controller.enqueue(encoder.encode(String(chunk))); } });
+    }
+    get encoding() { return "utf-8"; }
+  }
+
+  class TextDecoderStream extends TransformStream {
+    constructor(label = "utf-8", options = {}) {
+      const decoder = new TextDecoder(label, options);
+      let pending = new Uint8Array(0);
+      super({
+        transform(chunk, controller) {
+          const bytes = chunk instanceof Uint8Array ? chunk : new Uint8Array(ArrayBuffer.isView(chunk) ? chunk.buffer : chunk);
+          const all = new Uint8Array(pending.length + bytes.length);
+          all.set(pending);
+          all.set(bytes, pending.length);
+          // Keep an incomplete UTF-8 sequence at the end for the next chunk.
+          let end = all.length;
+          let back = 0;
+          while (back < 3 && end - back - 1 >= 0 && (all[end - back - 1] & 0xc0) === 0x80) back++;
+          const lead = all[end - back - 1];
+          const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+          if (end - back - 1 >= 0 && need > back + 1) end = end - back - 1;
+          pending = all.slice(end);
+          const text = decoder.decode(all.subarray(0, end));
+          if (text) controller.enqueue(text);
+        },
+        flush(controller) {
+          if (pending.length) controller.enqueue(decoder.decode(pending));
+        },
+      });
+    }
+    get encoding() { return "utf-8"; }
+  }
+
+  define("ReadableStream", ReadableStream);
+  define("ReadableStreamDefaultReader", ReadableStreamDefaultReader);
+  define("ReadableStreamDefaultController", ReadableStreamDefaultController);
+  define("WritableStream", WritableStream);
+  define("WritableStreamDefaultWriter", WritableStreamDefaultWriter);
+  define("WritableStreamDefaultController", WritableStreamDefaultController);
+  define("TransformStream", TransformStream);
+  define("TransformStreamDefaultController", TransformStreamDefaultController);
+  define("TextEncoderStream", TextEncoderStream);
+  define("TextDecoderStream", TextDecoderStream);
+})();

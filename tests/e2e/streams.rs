@@ -1,0 +1,83 @@
+//! Streams end to end: a streamed response arrives chunk by chunk (the first chunk before the
+//! last is produced), piping and transforms, tee, the text streams, a request body as a stream,
+//! and a stream that fails mid-way aborts the response instead of truncating it silently.
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use nano_tests::{Nano, block_on, body, request};
+use serde_json::json;
+
+fn node() -> Nano {
+    Nano::start(
+        json!({ "apps": [{ "hostname": "s.example", "entrypoint": "streams/app.js", "limits": { "workers": 1 } }] }),
+    )
+}
+
+#[test]
+fn a_streamed_response_arrives_chunk_by_chunk() {
+    let nano = node();
+    block_on(async {
+        let stream = tokio::net::TcpStream::connect(nano.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = request("GET", "s.example", "/stream?n=3&gap=300")
+            .body(body(""))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers().get("content-length").is_none(),
+            "no length: the body is streamed"
+        );
+        let mut body = response.into_body();
+        // The first frame is the first chunk alone: the runtime did not wait for the whole body.
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, Bytes::from("chunk 0\n"));
+        let rest = body.collect().await.unwrap().to_bytes();
+        assert_eq!(rest, Bytes::from("chunk 1\nchunk 2\n"));
+    });
+}
+
+#[test]
+fn pipes_transforms_tee_and_request_streams() {
+    let nano = node();
+    block_on(async {
+        let reply = nano.get("s.example", "/upper").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "ABC"));
+
+        let reply = nano.get("s.example", "/tee").await;
+        assert_eq!(
+            reply.json(),
+            json!({ "left": [1, 2, 3], "right": [10, 20, 30], "decoded": "✓", "written": ["x", "y"], "locked": true })
+        );
+
+        let req = request("POST", "s.example", "/echo-stream")
+            .body(body(&"z".repeat(5000)))
+            .unwrap();
+        let reply = nano.send(req).await;
+        assert_eq!(reply.json(), json!({ "chunks": true, "total": 5000 }));
+
+        // A stream that errors after its first chunk: the client sees a broken body, not a
+        // short one passed off as complete.
+        let stream = tokio::net::TcpStream::connect(nano.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let req = request("GET", "s.example", "/broken")
+            .body(body(""))
+            .unwrap();
+        let response = sender.send_request(req).await.unwrap();
+        assert!(
+            response.into_body().collect().await.is_err(),
+            "the body ends in an error"
+        );
+
+        let reply = nano.get("s.example", "/").await;
+        assert_eq!(reply.body, "ok streams", "the worker serves on");
+    });
+}
