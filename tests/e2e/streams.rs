@@ -13,20 +13,21 @@ fn node() -> Nano {
     )
 }
 
+/// A GET whose body is read by the caller, frame by frame.
+async fn open(nano: &Nano, path: &str) -> hyper::Response<hyper::body::Incoming> {
+    let stream = tokio::net::TcpStream::connect(nano.addr).await.unwrap();
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+    tokio::spawn(conn);
+    let req = request("GET", "s.example", path).body(body("")).unwrap();
+    sender.send_request(req).await.unwrap()
+}
+
 #[test]
 fn a_streamed_response_arrives_chunk_by_chunk() {
     let nano = node();
     block_on(async {
-        let stream = tokio::net::TcpStream::connect(nano.addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let req = request("GET", "s.example", "/stream?n=3&gap=300")
-            .body(body(""))
-            .unwrap();
-        let response = sender.send_request(req).await.unwrap();
+        let response = open(&nano, "/stream?n=3&gap=300").await;
         assert_eq!(response.status(), 200);
         assert!(
             response.headers().get("content-length").is_none(),
@@ -62,16 +63,7 @@ fn pipes_transforms_tee_and_request_streams() {
 
         // A stream that errors after its first chunk: the client sees a broken body, not a
         // short one passed off as complete.
-        let stream = tokio::net::TcpStream::connect(nano.addr).await.unwrap();
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let req = request("GET", "s.example", "/broken")
-            .body(body(""))
-            .unwrap();
-        let response = sender.send_request(req).await.unwrap();
+        let response = open(&nano, "/broken").await;
         assert!(
             response.into_body().collect().await.is_err(),
             "the body ends in an error"

@@ -192,14 +192,7 @@ impl Worker {
             Command::Run(job) => {
                 if self.isolate.is_none() {
                     // Evicted earlier to free memory: start afresh.
-                    match Worker::new(
-                        self.image.clone(),
-                        self.stats.clone(),
-                        self.fetch_tx.clone(),
-                    ) {
-                        Ok(fresh) => *self = fresh,
-                        Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
-                    }
+                    self.restart();
                 }
                 self.start_request(job)
             }
@@ -607,6 +600,11 @@ impl Worker {
         // Handles and queues of the old isolate go before it does, and it goes before the new
         // one is created (V8 enters isolates per thread and wants them dropped in reverse order).
         self.dispose_isolate();
+        self.restart();
+    }
+
+    /// A fresh isolate (and clock) for this worker; the old one must already be disposed.
+    fn restart(&mut self) {
         match Worker::new(
             self.image.clone(),
             self.stats.clone(),

@@ -292,9 +292,7 @@ fn op_respond(
     args: v8::FunctionCallbackArguments,
     _rv: v8::ReturnValue,
 ) {
-    let id = request_id(scope, &args);
-    let status = args.get(1).uint32_value(scope).unwrap_or(500) as u16;
-    let headers = headers_arg(scope, args.get(2));
+    let (id, status, headers) = response_head(scope, &args);
     let body = bytes_of(args.get(3)).unwrap_or_default();
     host::state(scope).borrow_mut().reply(
         id,
@@ -304,6 +302,16 @@ fn op_respond(
             body,
         },
     );
+}
+
+/// `(request id, status, headers)`: the first three arguments of `respond`/`respondStream`.
+fn response_head(
+    scope: &mut v8::HandleScope,
+    args: &v8::FunctionCallbackArguments,
+) -> (u64, u16, Vec<(String, String)>) {
+    let id = request_id(scope, args);
+    let status = args.get(1).uint32_value(scope).unwrap_or(500) as u16;
+    (id, status, headers_arg(scope, args.get(2)))
 }
 
 /// Flattened `[name, value, ...]` headers from a JS array.
@@ -332,9 +340,7 @@ fn op_respond_stream(
     args: v8::FunctionCallbackArguments,
     _rv: v8::ReturnValue,
 ) {
-    let id = request_id(scope, &args);
-    let status = args.get(1).uint32_value(scope).unwrap_or(500) as u16;
-    let headers = headers_arg(scope, args.get(2));
+    let (id, status, headers) = response_head(scope, &args);
     host::state(scope)
         .borrow_mut()
         .reply(id, Reply::StreamStart { status, headers });
