@@ -28,6 +28,9 @@ use crate::webapi;
 
 const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
 
+/// How often, at most, a busy worker reads its heap statistics.
+const STATS_EVERY: Duration = Duration::from_millis(5);
+
 /// How often a worker with requests in flight runs V8's pending foreground tasks.
 const PLATFORM_POLL: Duration = Duration::from_millis(2);
 
@@ -48,6 +51,8 @@ struct Worker {
     cpu_budget: Duration,
     /// Last garbage collection asked for by memory pressure (at most one a second).
     last_gc: Instant,
+    /// When the worker last published its heap statistics.
+    last_stats: Instant,
     // Dropped last: everything above may hold V8 handles or queues of this isolate. `None`
     // only while the isolate is being replaced.
     isolate: Option<v8::OwnedIsolate>,
@@ -170,6 +175,7 @@ impl Worker {
             recycle: None,
             cpu_budget,
             last_gc: Instant::now(),
+            last_stats: Instant::now(),
             isolate: Some(isolate),
         };
         worker.ensure_shared_context();
@@ -557,34 +563,39 @@ impl Worker {
         if self.isolate.is_none() {
             return;
         }
-        let heap = self.isolate().get_heap_statistics().used_heap_size();
-        let external = self.budget.external();
-        let pressure = Pressure::of(heap + external, self.budget.limit);
-        self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
-        self.stats
-            .external
-            .store(external as u64, Ordering::Relaxed);
-        self.stats
-            .pressure
-            .store(pressure.as_number(), Ordering::Relaxed);
         let busy = !self.state.borrow().requests.is_empty();
         self.stats.set_state(match (self.recycle.is_some(), busy) {
             (true, _) => IsolateState::Draining,
             (false, true) => IsolateState::Busy,
             (false, false) => IsolateState::Idle,
         });
-        if pressure >= Pressure::Warning && self.last_gc.elapsed() >= Duration::from_secs(1) {
-            self.last_gc = Instant::now();
-            self.isolate().low_memory_notification();
-            if self.pressure() >= Pressure::Critical {
-                // Live data, not garbage: finish what is in flight, then start afresh.
-                self.recycle.get_or_insert("memory");
+        // Heap statistics cost a walk over V8's spaces: a busy worker looks at most every few
+        // ms (the heap limit itself is enforced by V8 and the allocator, not here).
+        if !busy || self.last_stats.elapsed() >= STATS_EVERY {
+            self.last_stats = Instant::now();
+            let heap = self.isolate().get_heap_statistics().used_heap_size();
+            let external = self.budget.external();
+            let pressure = Pressure::of(heap + external, self.budget.limit);
+            self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
+            self.stats
+                .external
+                .store(external as u64, Ordering::Relaxed);
+            self.stats
+                .pressure
+                .store(pressure.as_number(), Ordering::Relaxed);
+            if pressure >= Pressure::Warning && self.last_gc.elapsed() >= Duration::from_secs(1) {
+                self.last_gc = Instant::now();
+                self.isolate().low_memory_notification();
+                if self.pressure() >= Pressure::Critical {
+                    // Live data, not garbage: finish what is in flight, then start afresh.
+                    self.recycle.get_or_insert("memory");
+                }
             }
         }
         if self.queues.borrow().quarantined.len() >= MAX_QUARANTINED {
             self.recycle.get_or_insert("terminations");
         }
-        if self.recycle.is_some() && self.state.borrow().requests.is_empty() {
+        if self.recycle.is_some() && !busy {
             self.replace_isolate();
         }
     }

@@ -167,21 +167,22 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// Time left before expiry (zero once expired or disarmed).
+    fn remaining(&self) -> Duration {
+        // SAFETY: a zeroed itimerspec is valid output space; the timer is live until Drop.
+        let mut spec: libc::itimerspec = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        unsafe { libc::timer_gettime(self.0, &mut spec) };
+        Duration::new(spec.it_value.tv_sec as u64, spec.it_value.tv_nsec as u32)
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         // SAFETY: created by timer_create and deleted once.
         unsafe { libc::timer_delete(self.0) };
     }
-}
-
-fn thread_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is valid for the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// The limits of one worker thread. Create on the worker thread (the CPU timer measures the
@@ -191,7 +192,9 @@ pub struct WorkerClock {
     target: Arc<Target>,
     cpu: Timer,
     wall: Timer,
-    entered_at: Option<Duration>,
+    wall_armed: bool,
+    /// The CPU budget the timer was armed with on entry.
+    entered_with: Option<Duration>,
 }
 
 /// What one stretch of JS used, and whether a limit ended it.
@@ -219,7 +222,8 @@ impl WorkerClock {
             cpu: Timer::new(libc::CLOCK_THREAD_CPUTIME_ID, id << 1)?,
             wall: Timer::new(libc::CLOCK_MONOTONIC, (id << 1) | WALL_BIT)?,
             target,
-            entered_at: None,
+            wall_armed: false,
+            entered_with: None,
         })
     }
 
@@ -230,9 +234,17 @@ impl WorkerClock {
             gate.armed = true;
             gate.fired = None;
         }
-        self.entered_at = Some(thread_cpu_now());
+        // One syscall to arm; the exit reads back what is left (no clock reads, no disarm: a
+        // late expiry finds the gate closed and is ignored).
+        let cpu_left = cpu_left.max(Duration::from_micros(1));
+        self.entered_with = Some(cpu_left);
         self.cpu.set(Some(cpu_left));
-        self.wall.set(Some(wall_left));
+        // A thread's CPU clock never runs faster than the wall clock, so when the CPU budget
+        // is the smaller one its timer fires first anyway: save the two syscalls.
+        self.wall_armed = wall_left < cpu_left;
+        if self.wall_armed {
+            self.wall.set(Some(wall_left));
+        }
     }
 
     /// Left JS (the stack is fully unwound). If a limit fired, the caller must
@@ -243,10 +255,11 @@ impl WorkerClock {
             gate.armed = false;
             gate.fired.take()
         };
-        self.cpu.set(None);
-        self.wall.set(None);
-        let cpu = self.entered_at.take().map_or(Duration::ZERO, |start| {
-            thread_cpu_now().saturating_sub(start)
+        if std::mem::take(&mut self.wall_armed) {
+            self.wall.set(None);
+        }
+        let cpu = self.entered_with.take().map_or(Duration::ZERO, |armed| {
+            armed.saturating_sub(self.cpu.remaining())
         });
         Spent { cpu, tripped }
     }
