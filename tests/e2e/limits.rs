@@ -189,3 +189,21 @@ fn many_terminations_in_a_row_keep_the_worker_serving() {
         "the isolate was recycled"
     );
 }
+
+#[test]
+fn an_isolate_left_over_95_percent_full_is_replaced() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "full.example", "entrypoint": "near-limit/app.js", "context_reset": false,
+          "limits": { "workers": 1, "memory_mb": 64 } }
+    ]}));
+    block_on(async {
+        let reply = nano.get("full.example", "/fill").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "holding 62 MiB"));
+        nano.log.wait_for("the replacement", |t| {
+            t.contains("replacing the isolate") && t.contains("reason=memory")
+        });
+        // The fresh isolate starts empty.
+        let reply = nano.get("full.example", "/").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "holding 0 MiB"));
+    });
+}

@@ -583,21 +583,53 @@ impl Worker {
             self.stats
                 .pressure
                 .store(pressure.as_number(), Ordering::Relaxed);
-            if pressure >= Pressure::Warning && self.last_gc.elapsed() >= Duration::from_secs(1) {
+            let emergency = pressure == Pressure::Emergency;
+            if pressure >= Pressure::Warning
+                && (emergency || self.last_gc.elapsed() >= Duration::from_secs(1))
+            {
                 self.last_gc = Instant::now();
                 self.isolate().low_memory_notification();
-                if self.pressure() >= Pressure::Critical {
+                match self.pressure() {
+                    Pressure::Emergency => self.memory_emergency(),
                     // Live data, not garbage: finish what is in flight, then start afresh.
-                    self.recycle.get_or_insert("memory");
+                    Pressure::Critical => _ = self.recycle.get_or_insert("memory"),
+                    _ => {}
                 }
             }
         }
+        let busy = !self.state.borrow().requests.is_empty();
         if self.queues.borrow().quarantined.len() >= MAX_QUARANTINED {
             self.recycle.get_or_insert("terminations");
         }
         if self.recycle.is_some() && !busy {
             self.replace_isolate();
         }
+    }
+
+    /// Over 95% of `memory_mb` even after a full collection: the requests in flight end now
+    /// (503 memory-limit) and the isolate is replaced.
+    fn memory_emergency(&mut self) {
+        let used = self.memory_used();
+        let victims: Vec<u64> = self.state.borrow().requests.keys().copied().collect();
+        tracing::warn!(
+            hostname = %self.image.hostname, limit = %"memory", limit_bytes = self.budget.limit,
+            used_bytes = used, in_flight = victims.len(),
+            "memory emergency: ending the requests in flight and replacing the isolate"
+        );
+        for id in victims {
+            METRICS
+                .terminations
+                .with_label_values(&[&self.image.hostname, "memory"])
+                .inc();
+            self.state.borrow_mut().fail(
+                id,
+                Failure::Memory {
+                    limit: self.budget.limit,
+                    used,
+                },
+            );
+        }
+        self.recycle.get_or_insert("memory");
     }
 
     /// Disposes the isolate and starts a fresh one from the app snapshot.
