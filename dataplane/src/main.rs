@@ -178,7 +178,7 @@ fn prepare_app(
             Ok(()) => {
                 let files = files
                     .into_iter()
-                    .map(|(name, text)| (name, nano_sliver::sha256_hex(text.as_bytes())))
+                    .map(|(name, bytes)| (name, nano_sliver::sha256_hex(&bytes)))
                     .collect();
                 let report = isolate::prepare::ChildReport { handler, files };
                 println!(

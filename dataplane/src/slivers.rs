@@ -18,12 +18,13 @@ pub fn build(entry: &Path, out: &Path) -> Result<Sliver, String> {
         .unwrap_or_else(|| "app".into());
     let parts = files
         .into_iter()
-        .map(|(name, source)| {
-            (
-                name.replace('\\', "/"),
-                PartKind::Module,
-                source.into_bytes(),
-            )
+        .map(|(name, bytes)| {
+            let kind = if name.ends_with(".wasm") {
+                PartKind::Wasm
+            } else {
+                PartKind::Module
+            };
+            (name.replace('\\', "/"), kind, bytes)
         })
         .collect();
     let sliver = Sliver::build(

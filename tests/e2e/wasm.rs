@@ -31,3 +31,51 @@ fn wasm_runs_and_its_loops_hit_the_cpu_limit() {
         );
     });
 }
+
+#[test]
+fn wasm_imports_work_from_files_and_slivers_and_bad_binaries_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sliver = dir.path().join("wasm.sliver");
+    let entry = nano_tests::fixtures().join("wasm-import/app.js");
+    let build = nano_tests::run_nano(&[
+        "sliver",
+        "build",
+        entry.to_str().unwrap(),
+        "-o",
+        sliver.to_str().unwrap(),
+    ]);
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let inspect = nano_tests::run_nano(&["sliver", "inspect", sliver.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("\"kind\": \"wasm\""));
+
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "file.example", "entrypoint": "wasm-import/app.js", "limits": { "workers": 1 } },
+        { "hostname": "context.example", "entrypoint": "wasm-import/app.js", "context_reset": false },
+        { "hostname": "sliver.example", "sliver": sliver },
+        { "hostname": "bad.example", "entrypoint": "wasm-bad/app.js" }
+    ]}));
+    block_on(async {
+        for host in ["file.example", "context.example", "sliver.example"] {
+            for (a, b) in [(1, 2), (40, 2)] {
+                let reply = nano.get(host, &format!("/?a={a}&b={b}")).await;
+                assert_eq!(reply.status, 200, "{host}: {}", reply.body);
+                assert_eq!(
+                    reply.json(),
+                    json!({ "sum": a + b, "isModule": true }),
+                    "{host}"
+                );
+            }
+        }
+        let reply = nano.get("bad.example", "/").await;
+        assert_eq!(reply.status, 503);
+        assert!(
+            reply.body.contains("bad.wasm") && reply.body.contains("not a WebAssembly module"),
+            "{}",
+            reply.body
+        );
+    });
+}

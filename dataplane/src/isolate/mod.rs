@@ -79,12 +79,30 @@ pub struct AppImage {
     pub digest: String,
     /// The module files (name, sha256) the app was built from, for change detection.
     pub files: Vec<(String, String)>,
+    /// The app's `.wasm` imports: (name, bytes), compiled once per isolate.
+    pub wasm: Vec<(String, Arc<[u8]>)>,
 }
 
 impl AppImage {
     /// Prepares an app through `preparer` (cache or a `prepare-app` child).
     pub fn prepare(app: &nano_config::App, preparer: &Preparer) -> Result<Self, AppLoadError> {
         let prepared = preparer.prepare(app)?;
+        // The bytes of `.wasm` imports come from the app's own source, checked again here.
+        let source = Preparer::source_of(app)?;
+        let root = source.root()?;
+        let mut wasm = Vec::new();
+        for (name, _) in prepared
+            .files
+            .iter()
+            .filter(|(name, _)| name.ends_with(".wasm"))
+        {
+            let bytes = source
+                .read(&root, &root.join(name))
+                .map_err(|err| AppLoadError(format!("cannot read {name}: {err}")))?;
+            nano_sliver::check_wasm_header(&bytes)
+                .map_err(|reason| AppLoadError(format!("{name}: {reason}")))?;
+            wasm.push((name.clone(), Arc::from(bytes)));
+        }
         Ok(Self {
             hostname: app.hostname.to_ascii_lowercase().into(),
             context_reset: app.context_reset,
@@ -95,6 +113,7 @@ impl AppImage {
             env: app.env.clone(),
             digest: prepared.digest,
             files: prepared.files,
+            wasm,
         })
     }
 

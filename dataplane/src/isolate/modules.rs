@@ -48,9 +48,10 @@ impl AppSource {
         }
     }
 
-    fn read(&self, root: &Path, path: &Path) -> std::io::Result<String> {
+    /// The bytes of the file at `path` (inside `root`).
+    pub fn read(&self, root: &Path, path: &Path) -> std::io::Result<Vec<u8>> {
         match self {
-            AppSource::Dir(_) => std::fs::read_to_string(path),
+            AppSource::Dir(_) => std::fs::read(path),
             AppSource::Sliver(sliver) => {
                 let name = path
                     .strip_prefix(root)
@@ -61,17 +62,16 @@ impl AppSource {
                             .join("/")
                     })
                     .unwrap_or_default();
-                sliver
-                    .module_source(&name)
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::NotFound,
-                            "no such module in the sliver",
-                        )
-                    })
+                sliver.part(&name).map(<[u8]>::to_vec).ok_or_else(|| {
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such file in the sliver")
+                })
             }
         }
+    }
+
+    /// The folder the app's files live in (a virtual one for slivers).
+    pub fn root(&self) -> Result<PathBuf, AppLoadError> {
+        self.entry_and_root().map(|(_, root)| root)
     }
 }
 
@@ -81,8 +81,8 @@ struct Graph {
     root: PathBuf,
     by_path: HashMap<PathBuf, v8::Global<v8::Module>>,
     path_of: HashMap<i32, PathBuf>,
-    /// Every module loaded, as (name relative to the root, source), in load order.
-    files: Vec<(String, String)>,
+    /// Every file loaded (modules and WebAssembly), as (name relative to the root, bytes).
+    files: Sources,
 }
 
 impl Graph {
@@ -134,8 +134,18 @@ impl Graph {
     }
 }
 
-/// Every module of an app as (name relative to its folder, source).
-pub type Sources = Vec<(String, String)>;
+/// Every file of an app (ES modules and `.wasm` imports) as (name relative to its folder, bytes).
+pub type Sources = Vec<(String, Vec<u8>)>;
+
+/// The module a `.wasm` import becomes: its default export is a live binding that the runtime
+/// sets, in every context, to a `WebAssembly.Module` compiled once per isolate (a compiled
+/// module cannot be part of a V8 snapshot, so it is not there at start-up).
+fn wasm_wrapper(name: &str) -> String {
+    let name = serde_json::to_string(name).expect("a string serialises");
+    format!(
+        "let module;\nexport {{ module as default }};\nglobalThis.__nano_wasm_register({name}, (m) => {{ module = m; }});\n"
+    )
+}
 
 /// The modules of an app found by [`collect`]: the entry's name and its sources.
 pub type ModuleFiles = (String, Sources);
@@ -229,11 +239,19 @@ fn compile_tree<'s>(
     } else {
         format!(" (imported via {})", chain.join(" -> "))
     };
-    let source = graph
+    let bytes = graph
         .source
         .read(&graph.root, path)
         .map_err(|err| AppLoadError(format!("cannot read module {name}{via}: {err}")))?;
-    graph.files.push((name.clone(), source.clone()));
+    let source = if path.extension().is_some_and(|e| e == "wasm") {
+        nano_sliver::check_wasm_header(&bytes)
+            .map_err(|reason| AppLoadError(format!("{name}{via}: {reason}")))?;
+        wasm_wrapper(&name)
+    } else {
+        String::from_utf8(bytes.clone())
+            .map_err(|err| AppLoadError(format!("{name}{via}: the module is not UTF-8 ({err})")))?
+    };
+    graph.files.push((name.clone(), bytes));
     let source = v8::String::new(scope, &source)
         .ok_or_else(|| AppLoadError(format!("module {name} is too large")))?;
     let resource = v8::String::new(scope, &name).expect("file name fits in a string");
@@ -265,12 +283,6 @@ fn compile_tree<'s>(
         let request = v8::Local::<v8::ModuleRequest>::try_from(request).expect("a ModuleRequest");
         let specifier = request.get_specifier().to_rust_string_lossy(tc);
         let target = graph.resolve(path, &specifier).map_err(AppLoadError)?;
-        if target.extension().is_some_and(|e| e == "wasm") {
-            return Err(AppLoadError(format!(
-                "import {specifier:?} in {}: WebAssembly module imports are not supported yet",
-                graph.display(path)
-            )));
-        }
         compile_tree(tc, graph, &target, chain)?;
     }
     chain.pop();

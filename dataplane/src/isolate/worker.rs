@@ -28,6 +28,9 @@ use crate::webapi;
 
 const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
 
+/// The `.wasm` imports of the app, compiled once per isolate: (name -> compiled module).
+type WasmCache = RefCell<std::collections::HashMap<String, v8::CompiledWasmModule>>;
+
 /// How often, at most, a busy worker reads its heap statistics.
 const STATS_EVERY: Duration = Duration::from_millis(5);
 
@@ -39,6 +42,7 @@ const MAX_QUARANTINED: usize = 32;
 
 struct Worker {
     image: Arc<AppImage>,
+    wasm: WasmCache,
     stats: Arc<WorkerStats>,
     fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
     state: StateRef,
@@ -166,6 +170,7 @@ impl Worker {
         stats.set_state(IsolateState::Idle);
         let mut worker = Self {
             image,
+            wasm: WasmCache::default(),
             stats,
             fetch_tx,
             state,
@@ -189,7 +194,7 @@ impl Worker {
             return;
         }
         let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
-        let shared = new_js_context(scope, &self.image, &self.queues);
+        let shared = new_js_context(scope, &self.image, &self.queues, &self.wasm);
         self.state.borrow_mut().shared = Some(shared);
     }
 
@@ -251,7 +256,7 @@ impl Worker {
                             .inc();
                     }
                     let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
-                    new_js_context(scope, &self.image, &self.queues)
+                    new_js_context(scope, &self.image, &self.queues, &self.wasm)
                 }
             }
         };
@@ -664,6 +669,7 @@ fn new_js_context(
     scope: &mut v8::HandleScope<()>,
     image: &AppImage,
     queues: &QueuePool,
+    wasm: &WasmCache,
 ) -> Rc<JsContext> {
     let pooled = queues.borrow_mut().free.pop();
     let queue =
@@ -684,6 +690,30 @@ fn new_js_context(
     let dispatch = get_function(scope, internals, "dispatch");
     let fire_timer = get_function(scope, internals, "fireTimer");
     let fetch_done = get_function(scope, internals, "fetchDone");
+    if !image.wasm.is_empty() {
+        let set_wasm = get_function(scope, internals, "setWasm");
+        let mut compiled = wasm.borrow_mut();
+        for (name, bytes) in &image.wasm {
+            if !compiled.contains_key(name) {
+                match v8::WasmModuleObject::compile(scope, bytes) {
+                    Some(module) => {
+                        compiled.insert(name.clone(), module.get_compiled_module());
+                    }
+                    None => {
+                        tracing::error!(hostname = %image.hostname, module = %name, "WebAssembly compilation failed");
+                        continue;
+                    }
+                }
+            }
+            let Some(module) = v8::WasmModuleObject::from_compiled_module(scope, &compiled[name])
+            else {
+                continue;
+            };
+            let name = v8::String::new(scope, name).expect("a file name fits in a string");
+            let undefined = v8::undefined(scope).into();
+            set_wasm.call(scope, undefined, &[name.into(), module.into()]);
+        }
+    }
     let env = v8::Object::new(scope);
     for (name, value) in &image.env {
         let name = v8::String::new(scope, name).expect("env name fits in a string");

@@ -990,6 +990,15 @@
   }
   define("fetch", fetch);
 
+    // ---- .wasm imports ------------------------------------------------------------------------------
+  // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,
+  // in every context, with a WebAssembly.Module (see isolate/modules.rs).
+  const wasmSetters = new Map();
+  define("__nano_wasm_register", (name, setter) => wasmSetters.set(name, setter));
+  function setWasm(name, module) {
+    wasmSetters.get(name)?.(module);
+  }
+
   // ---- handler registration and dispatch -----------------------------------------------------
   const fetchListeners = [];
   let defaultHandler = null;
@@ -1023,6 +1032,7 @@
   }
 
   function register(namespace) {
+    delete globalThis.__nano_wasm_register;
     const handler = namespace.default;
     if (handler !== undefined && handler !== null && typeof handler.fetch === "function") {
       defaultHandler = handler;
@@ -1126,5 +1136,5 @@
       .finally(() => ops.done(id));
   }
 
-  return { register, dispatch, fireTimer, fetchDone };
+  return { register, dispatch, fireTimer, fetchDone, setWasm };
 });
