@@ -50,54 +50,36 @@ fn metrics_count_exactly_and_pass_promtool() {
                 .starts_with("text/plain; version=0.0.4")
         );
         let m = &reply.body;
-        assert_eq!(
-            sample(
-                m,
-                r#"nano_requests_total{hostname="a.example",status="200"}"#
+        for (series, want) in [
+            (
+                r#"nano_requests_total{hostname="a.example",status="200"}"#,
+                7.0,
             ),
-            Some(7.0),
-            "{m}"
-        );
-        assert_eq!(
-            sample(
-                m,
-                r#"nano_requests_total{hostname="_unknown",status="404"}"#
+            (
+                r#"nano_requests_total{hostname="_unknown",status="404"}"#,
+                3.0,
             ),
-            Some(3.0)
-        );
+            (
+                r#"nano_requests_total{hostname="spin.example",status="503"}"#,
+                1.0,
+            ),
+            (
+                r#"nano_terminations_total{hostname="spin.example",reason="cpu"}"#,
+                1.0,
+            ),
+            (
+                r#"nano_request_duration_ms_count{hostname="a.example"}"#,
+                7.0,
+            ),
+            (r#"nano_cpu_time_ms_count{hostname="a.example"}"#, 7.0),
+            (r#"nano_context_resets_total{hostname="a.example"}"#, 7.0),
+            (r#"nano_active_isolates{hostname="a.example"}"#, 2.0),
+        ] {
+            assert_eq!(sample(m, series), Some(want), "{series} in\n{m}");
+        }
         assert!(
             !m.contains("who-is-this"),
             "unknown hosts never become label values"
-        );
-        assert_eq!(
-            sample(
-                m,
-                r#"nano_requests_total{hostname="spin.example",status="503"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(
-                m,
-                r#"nano_terminations_total{hostname="spin.example",reason="cpu"}"#
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            sample(m, r#"nano_request_duration_ms_count{hostname="a.example"}"#),
-            Some(7.0)
-        );
-        assert_eq!(
-            sample(m, r#"nano_cpu_time_ms_count{hostname="a.example"}"#),
-            Some(7.0)
-        );
-        assert_eq!(
-            sample(m, r#"nano_context_resets_total{hostname="a.example"}"#),
-            Some(7.0)
-        );
-        assert_eq!(
-            sample(m, r#"nano_active_isolates{hostname="a.example"}"#),
-            Some(2.0)
         );
         assert!(
             m.contains(r#"nano_memory_bytes{hostname="a.example",isolate="a.example/0/1"}"#),

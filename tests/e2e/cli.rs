@@ -2,12 +2,22 @@
 
 use nano_tests::{fixtures, run_nano};
 
+/// Writes `config` to `path` and runs `nano check` on it; returns (exit code, stderr).
+fn check(path: &std::path::Path, config: serde_json::Value) -> (Option<i32>, String) {
+    std::fs::write(path, config.to_string()).unwrap();
+    let out = run_nano(&["check", "--config", path.to_str().unwrap()]);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn check_reports_every_problem_and_exits_64() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.json");
     let hello = fixtures().join("hello/app.js");
-    std::fs::write(
+    let (code, err) = check(
         &path,
         serde_json::json!({
             "server": { "port": 70000 },
@@ -15,13 +25,9 @@ fn check_reports_every_problem_and_exits_64() {
                 { "hostname": "a.example", "entrypoint": hello, "limits": { "wrkers": 2, "cpu_ms": 0 } },
                 { "hostname": "x", "entrypoint": "nope.js" }
             ]
-        })
-        .to_string(),
-    )
-    .unwrap();
-    let out = run_nano(&["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+        }),
+    );
+    assert_eq!(code, Some(64));
     assert!(
         err.contains("server.port: 70000 is out of range; allowed 0 to 65535"),
         "{err}"
@@ -36,18 +42,14 @@ fn check_reports_every_problem_and_exits_64() {
     );
 
     // Semantic problems are reported once the shape is right.
-    std::fs::write(
+    let (code, err) = check(
         &path,
         serde_json::json!({ "apps": [
             { "hostname": "a.example", "entrypoint": hello },
             { "hostname": "A.example", "entrypoint": "nope.js" }
-        ]})
-        .to_string(),
-    )
-    .unwrap();
-    let out = run_nano(&["check", "--config", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+        ]}),
+    );
+    assert_eq!(code, Some(64));
     assert!(
         err.contains("apps[1].hostname: \"a.example\" is already served by apps[0]"),
         "{err}"
