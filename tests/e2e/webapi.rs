@@ -40,6 +40,20 @@ fn web_platform_conformance() {
         })
     );
     assert_eq!(
+        probe(&nano, "keys"),
+        json!({
+            // NIST SP 800-38D test vectors (AES-256-GCM, test cases 13 and 14).
+            "aesEmpty": "530f8afbc74536b9a963b4f1c4cb738b",
+            "aesBlock": "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919",
+            "opened": true, "refused": "OperationError",
+            // RFC 8032 section 7.1, test 1.
+            "edSig": "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+            "edVerifies": true,
+            "ecLength": 64, "ecVerifies": true, "ecRejects": false, "ecPublicLength": 65,
+            "rsa": "NotSupportedError"
+        })
+    );
+    assert_eq!(
         probe(&nano, "abort"),
         json!({ "aborted": true, "reason": "AbortError", "heard": 1, "timeout": "TimeoutError",
                 "custom": "why", "throws": "AbortError" })

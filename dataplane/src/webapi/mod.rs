@@ -4,6 +4,7 @@
 //! Ops find the worker's state through the isolate slot (see `isolate::host`); they never keep V8
 //! handles beyond the call, and every refusal is a JS exception of the standard type.
 
+mod crypto;
 pub mod fetch;
 
 use std::time::Duration;
@@ -57,7 +58,74 @@ ops! {
     "digest" => op_digest,
     "hmac" => op_hmac,
     "now" => op_now,
-    "fetchStart" => op_fetch_start,
+        "fetchStart" => op_fetch_start,
+    "crypto" => op_crypto,
+}
+
+/// `crypto.subtle`'s public-key and AEAD work: `op(kind, ...args)` answers `[true, value]` or
+/// `[false, errorName, message]` (the JS side throws the DOMException).
+fn op_crypto(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let kind = string_arg(scope, &args, 0);
+    let bytes = |i: i32| bytes_of(args.get(i)).unwrap_or_default();
+    enum Out {
+        Bytes(Vec<u8>),
+        Pair(Vec<u8>, Vec<u8>),
+        Bool(bool),
+    }
+    let result: Result<Out, crypto::CryptoError> = match kind.as_str() {
+        "aes-encrypt" | "aes-decrypt" => crypto::aes_gcm(
+            kind == "aes-encrypt",
+            &bytes(1),
+            &bytes(2),
+            &bytes(3),
+            &bytes(4),
+        )
+        .map(Out::Bytes),
+        "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Pair(a, b)),
+        "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
+        "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Pair(a, b)),
+        "p256-sign" => crypto::p256_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
+        "verify" => {
+            let algorithm = string_arg(scope, &args, 1);
+            Ok(Out::Bool(crypto::verify(
+                &algorithm,
+                &bytes(2),
+                &bytes(3),
+                &bytes(4),
+            )))
+        }
+        other => Err((
+            "NotSupportedError",
+            format!("unknown crypto operation {other:?}"),
+        )),
+    };
+    let items: Vec<v8::Local<v8::Value>> = match result {
+        Ok(out) => {
+            let value: v8::Local<v8::Value> = match out {
+                Out::Bytes(b) => uint8_array(scope, b).into(),
+                Out::Bool(b) => v8::Boolean::new(scope, b).into(),
+                Out::Pair(a, b) => {
+                    let a = uint8_array(scope, a).into();
+                    let b = uint8_array(scope, b).into();
+                    v8::Array::new_with_elements(scope, &[a, b]).into()
+                }
+            };
+            vec![v8::Boolean::new(scope, true).into(), value]
+        }
+        Err((name, message)) => vec![
+            v8::Boolean::new(scope, false).into(),
+            v8::String::new(scope, name).expect("short").into(),
+            v8::String::new(scope, &message)
+                .expect("message fits")
+                .into(),
+        ],
+    };
+    let array = v8::Array::new_with_elements(scope, &items);
+    rv.set(array.into());
 }
 
 /// Starts a subrequest for the request whose JS runs now; returns its id. Refuses (TypeError)

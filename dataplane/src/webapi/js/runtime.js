@@ -404,46 +404,112 @@
     get usages() { return this.#usages; }
     static [kState](key) { return key.#secret; }
   }
-  const hmacKey = (key, usage) => {
+  const hmacKey = (key, usage) => checkKey(key, "HMAC", usage);
+  const checkKey = (key, name, usage) => {
     if (!(key instanceof CryptoKey)) throw new TypeError("expected a CryptoKey");
-    if (key.algorithm.name !== "HMAC") throw new DOMException("the key is not an HMAC key", "InvalidAccessError");
+    if (key.algorithm.name !== name) throw new DOMException(`the key is not an ${name} key`, "InvalidAccessError");
     if (!key.usages.includes(usage)) throw new DOMException(`the key cannot be used to ${usage}`, "InvalidAccessError");
     return CryptoKey[kState](key);
   };
+  const native = (kind, ...args) => {
+    const [ok, value, message] = ops.crypto(kind, ...args);
+    if (!ok) throw new DOMException(message, value);
+    return value;
+  };
+  const algorithmName = (algorithm) => {
+    const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name);
+    const known = { "HMAC": "HMAC", "AES-GCM": "AES-GCM", "ED25519": "Ed25519", "ECDSA": "ECDSA" }[name.toUpperCase()];
+    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, Ed25519, ECDSA P-256 are)`, "NotSupportedError");
+    if (known === "ECDSA" && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
+      throw new DOMException(`ECDSA: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
+    }
+    return known;
+  };
+  const makeKey = (type, extractable, algorithm, usages, secret) => new CryptoKey(kState, type, Boolean(extractable), algorithm, usages, secret);
+  const curveOf = (name) => (name === "ECDSA" ? { name, namedCurve: "P-256" } : { name });
   const subtle = {
     async digest(algorithm, data) {
       return asArrayBuffer(ops.digest(hashName(algorithm), bufferOf(data, "crypto.subtle.digest")));
     },
+    async generateKey(algorithm, extractable, usages) {
+      const name = algorithmName(algorithm);
+      if (name === "AES-GCM") {
+        const length = Number(algorithm.length ?? 256);
+        if (length !== 128 && length !== 256) throw new DOMException("AES-GCM keys are 128 or 256 bits", "OperationError");
+        return makeKey("secret", extractable, { name, length }, [...usages], ops.randomBytes(length / 8));
+      }
+      if (name === "HMAC") {
+        const hash = hashName(algorithm.hash);
+        const bytes = ops.randomBytes(hash === "SHA-512" || hash === "SHA-384" ? 128 : 64);
+        return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, [...usages], bytes);
+      }
+      const [pkcs8, publicRaw] = native(name === "Ed25519" ? "ed25519-generate" : "p256-generate");
+      return {
+        privateKey: makeKey("private", extractable, curveOf(name), [...usages].filter((u) => u === "sign"), pkcs8),
+        publicKey: makeKey("public", true, curveOf(name), [...usages].filter((u) => u === "verify"), publicRaw),
+      };
+    },
     async importKey(format, keyData, algorithm, extractable, usages) {
-      const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name).toUpperCase();
-      if (name !== "HMAC") {
-        throw new DOMException(`crypto.subtle.importKey: algorithm ${JSON.stringify(algorithm?.name ?? algorithm)} is not supported yet (HMAC is)`, "NotSupportedError");
+      const name = algorithmName(algorithm);
+      const bytes = bufferOf(keyData, "crypto.subtle.importKey").slice();
+      if (name === "HMAC") {
+        if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for HMAC (raw is)`, "NotSupportedError");
+        const hash = hashName(algorithm.hash);
+        const allowed = [...usages].filter((u) => u === "sign" || u === "verify");
+        if (allowed.length !== usages.length || usages.length === 0) {
+          throw new SyntaxError("crypto.subtle.importKey: HMAC keys are for \"sign\" and \"verify\"");
+        }
+        return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, allowed, bytes);
       }
-      if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported (raw is)`, "NotSupportedError");
-      const hash = hashName(algorithm.hash);
-      const secret = bufferOf(keyData, "crypto.subtle.importKey").slice();
-      const allowed = [...usages].filter((u) => u === "sign" || u === "verify");
-      if (allowed.length !== usages.length || usages.length === 0) {
-        throw new SyntaxError("crypto.subtle.importKey: HMAC keys are for \"sign\" and \"verify\"");
+      if (name === "AES-GCM") {
+        if (format !== "raw") throw new DOMException("AES-GCM keys are imported as raw bytes", "NotSupportedError");
+        return makeKey("secret", extractable, { name, length: bytes.length * 8 }, [...usages], bytes);
       }
-      return new CryptoKey(kState, "secret", Boolean(extractable), { name: "HMAC", hash: { name: hash }, length: secret.length * 8 }, allowed, secret);
+      if (format === "raw") return makeKey("public", true, curveOf(name), [...usages], bytes);
+      if (format === "pkcs8") return makeKey("private", extractable, curveOf(name), [...usages], bytes);
+      throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw for public keys, pkcs8 for private keys)`, "NotSupportedError");
     },
     async exportKey(format, key) {
-      if (format !== "raw" || !key.extractable) throw new DOMException("the key cannot be exported", "InvalidAccessError");
+      if (!key.extractable) throw new DOMException("the key is not extractable", "InvalidAccessError");
+      const wanted = key.type === "private" ? "pkcs8" : "raw";
+      if (format !== wanted) throw new DOMException(`this key exports as ${wanted}`, "NotSupportedError");
       return asArrayBuffer(CryptoKey[kState](key));
     },
     async sign(algorithm, key, data) {
-      const secret = hmacKey(key, "sign");
-      return asArrayBuffer(ops.hmac(key.algorithm.hash.name, secret, bufferOf(data, "crypto.subtle.sign")));
+      const name = algorithmName(algorithm);
+      const bytes = bufferOf(data, "crypto.subtle.sign");
+      if (name === "HMAC") return asArrayBuffer(ops.hmac(key.algorithm.hash.name, hmacKey(key, "sign"), bytes));
+      if (name === "ECDSA" && hashName(algorithm.hash ?? "SHA-256") !== "SHA-256") {
+        throw new DOMException("ECDSA P-256 signs with SHA-256 only", "NotSupportedError");
+      }
+      const secret = checkKey(key, name, "sign");
+      return asArrayBuffer(native(name === "Ed25519" ? "ed25519-sign" : "p256-sign", secret, bytes));
     },
     async verify(algorithm, key, signature, data) {
-      const secret = hmacKey(key, "verify");
-      const expected = ops.hmac(key.algorithm.hash.name, secret, bufferOf(data, "crypto.subtle.verify"));
+      const name = algorithmName(algorithm);
       const given = bufferOf(signature, "crypto.subtle.verify");
-      if (given.length !== expected.length) return false;
-      let diff = 0;
-      for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ given[i];
-      return diff === 0;
+      const bytes = bufferOf(data, "crypto.subtle.verify");
+      if (name === "HMAC") {
+        const expected = ops.hmac(key.algorithm.hash.name, hmacKey(key, "verify"), bytes);
+        if (given.length !== expected.length) return false;
+        let diff = 0;
+        for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ given[i];
+        return diff === 0;
+      }
+      const publicKey = checkKey(key, name, "verify");
+      return native("verify", name === "Ed25519" ? "Ed25519" : "P-256", publicKey, given, bytes);
+    },
+    async encrypt(algorithm, key, data) {
+      const secret = checkKey(key, algorithmName(algorithm) === "AES-GCM" ? "AES-GCM" : "?", "encrypt");
+      if ((algorithm.tagLength ?? 128) !== 128) throw new DOMException("AES-GCM: only 128-bit tags are supported", "NotSupportedError");
+      const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : bufferOf(algorithm.additionalData, "additionalData");
+      return asArrayBuffer(native("aes-encrypt", secret, bufferOf(algorithm.iv, "iv"), aad, bufferOf(data, "crypto.subtle.encrypt")));
+    },
+    async decrypt(algorithm, key, data) {
+      const secret = checkKey(key, algorithmName(algorithm) === "AES-GCM" ? "AES-GCM" : "?", "decrypt");
+      if ((algorithm.tagLength ?? 128) !== 128) throw new DOMException("AES-GCM: only 128-bit tags are supported", "NotSupportedError");
+      const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : bufferOf(algorithm.additionalData, "additionalData");
+      return asArrayBuffer(native("aes-decrypt", secret, bufferOf(algorithm.iv, "iv"), aad, bufferOf(data, "crypto.subtle.decrypt")));
     },
   };
   const crypto = {
