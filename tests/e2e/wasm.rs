@@ -79,3 +79,32 @@ fn wasm_imports_work_from_files_and_slivers_and_bad_binaries_are_refused() {
         );
     });
 }
+
+#[test]
+fn wasm_memory_counts_against_memory_mb() {
+    let nano = Nano::start(
+        json!({ "apps": [{ "hostname": "wasm.example", "entrypoint": "wasm/app.js",
+                                              "context_reset": false, "limits": { "workers": 1, "memory_mb": 64 } }] }),
+    );
+    block_on(async {
+        // 63 MiB of WebAssembly memory in a 64 MiB isolate: over 95%, so the isolate is replaced.
+        let reply = nano.get("wasm.example", "/grow?pages=1008").await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        nano.log.wait_for("the replacement", |t| {
+            t.contains("replacing the isolate") && t.contains("reason=memory")
+        });
+        // The replacement is logged as it starts; wait for the fresh isolate to be published.
+        let deadline = std::time::Instant::now() + nano_tests::PATIENCE;
+        loop {
+            let isolates = nano.get("127.0.0.1", "/_admin/isolates").await.json();
+            if isolates["isolates"][0]["isolate"] == "wasm.example/0/2" {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never replaced: {isolates}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+}

@@ -552,9 +552,20 @@ impl Worker {
         }
     }
 
-    fn memory_used(&mut self) -> usize {
+    /// Heap used plus external memory. V8's external figure covers ArrayBuffers and WebAssembly
+    /// memories (which do not go through our allocator); ours covers buffers V8 has not counted
+    /// yet. The larger of the two is the truth.
+    fn heap_and_external(&mut self) -> (usize, usize) {
         let stats = self.isolate().get_heap_statistics();
-        stats.used_heap_size() + self.budget.external()
+        (
+            stats.used_heap_size(),
+            stats.external_memory().max(self.budget.external()),
+        )
+    }
+
+    fn memory_used(&mut self) -> usize {
+        let (heap, external) = self.heap_and_external();
+        heap + external
     }
 
     fn pressure(&mut self) -> Pressure {
@@ -578,8 +589,7 @@ impl Worker {
         // ms (the heap limit itself is enforced by V8 and the allocator, not here).
         if !busy || self.last_stats.elapsed() >= STATS_EVERY {
             self.last_stats = Instant::now();
-            let heap = self.isolate().get_heap_statistics().used_heap_size();
-            let external = self.budget.external();
+            let (heap, external) = self.heap_and_external();
             let pressure = Pressure::of(heap + external, self.budget.limit);
             self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
             self.stats
