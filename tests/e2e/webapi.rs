@@ -66,7 +66,9 @@ fn web_platform_conformance() {
     assert_eq!(
         probe(&nano, "encoding"),
         json!({ "length": 10, "roundtrip": "héllo ✓", "bom": "A", "keepBom": 2, "lossy": "\u{fffd}",
-                "fatal": "TypeError", "label": "RangeError" })
+                "fatal": "TypeError", "label": "RangeError",
+                // The check mark takes 3 bytes; "b" no longer fits (WHATWG Encoding).
+                "into": { "read": 2, "written": 4 } })
     );
     assert_eq!(
         probe(&nano, "url"),

@@ -79,8 +79,8 @@ pub struct AppImage {
     pub digest: String,
     /// The module files (name, sha256) the app was built from, for change detection.
     pub files: Vec<(String, String)>,
-    /// The app's `.wasm` imports: (name, bytes), compiled once per isolate.
-    pub wasm: Vec<(String, Arc<[u8]>)>,
+    /// The app's `.wasm` imports: (name, SHA-256, bytes), compiled once per isolate.
+    pub wasm: Vec<(String, String, Arc<[u8]>)>,
 }
 
 impl AppImage {
@@ -101,7 +101,11 @@ impl AppImage {
                 .map_err(|err| AppLoadError(format!("cannot read {name}: {err}")))?;
             nano_sliver::check_wasm_header(&bytes)
                 .map_err(|reason| AppLoadError(format!("{name}: {reason}")))?;
-            wasm.push((name.clone(), Arc::from(bytes)));
+            wasm.push((
+                name.clone(),
+                nano_sliver::sha256_hex(&bytes),
+                Arc::from(bytes),
+            ));
         }
         Ok(Self {
             hostname: app.hostname.to_ascii_lowercase().into(),

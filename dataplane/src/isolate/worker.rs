@@ -28,7 +28,8 @@ use crate::webapi;
 
 const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
 
-/// The `.wasm` imports of the app, compiled once per isolate: (name -> compiled module).
+/// The `.wasm` imports of the app, compiled once per isolate, keyed by the SHA-256 of their bytes
+/// (two imports of the same binary share one compiled module).
 type WasmCache = RefCell<std::collections::HashMap<String, v8::CompiledWasmModule>>;
 
 /// How often, at most, a busy worker reads its heap statistics.
@@ -703,11 +704,11 @@ fn new_js_context(
     if !image.wasm.is_empty() {
         let set_wasm = get_function(scope, internals, "setWasm");
         let mut compiled = wasm.borrow_mut();
-        for (name, bytes) in &image.wasm {
-            if !compiled.contains_key(name) {
+        for (name, key, bytes) in &image.wasm {
+            if !compiled.contains_key(key) {
                 match v8::WasmModuleObject::compile(scope, bytes) {
                     Some(module) => {
-                        compiled.insert(name.clone(), module.get_compiled_module());
+                        compiled.insert(key.clone(), module.get_compiled_module());
                     }
                     None => {
                         tracing::error!(hostname = %image.hostname, module = %name, "WebAssembly compilation failed");
@@ -715,7 +716,7 @@ fn new_js_context(
                     }
                 }
             }
-            let Some(module) = v8::WasmModuleObject::from_compiled_module(scope, &compiled[name])
+            let Some(module) = v8::WasmModuleObject::from_compiled_module(scope, &compiled[key])
             else {
                 continue;
             };

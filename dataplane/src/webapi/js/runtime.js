@@ -131,6 +131,20 @@
   class TextEncoder {
     get encoding() { return "utf-8"; }
     encode(input = "") { return ops.encodeUtf8(String(input)); }
+    encodeInto(source, destination) {
+      if (!(destination instanceof Uint8Array)) throw new TypeError("TextEncoder.encodeInto: the destination must be a Uint8Array");
+      const text = String(source);
+      let read = 0, written = 0;
+      // Whole code points only: stop before one that does not fit.
+      for (const ch of text) {
+        const bytes = ops.encodeUtf8(ch);
+        if (written + bytes.length > destination.length) break;
+        destination.set(bytes, written);
+        written += bytes.length;
+        read += ch.length;
+      }
+      return { read, written };
+    }
   }
   class TextDecoder {
     #fatal; #ignoreBOM;
