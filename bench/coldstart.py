@@ -8,7 +8,7 @@ with no apps: process start to listening).
   fleet     N apps (default 100) in one node: time until every app answered, from source vs
             cached, and the distribution of per-app first-200 times
 
-Usage: bench/coldstart.py [single|fleet|all] [--apps N]
+Usage: bench/coldstart.py [single|fleet|all] [--apps N] [--app module.js]
 """
 
 import argparse
@@ -100,13 +100,16 @@ def baseline(workdir, cache, runs):
     return statistics.median(times)
 
 
+APP = HELLO
+
+
 def apps_in(workdir, count):
     apps = []
     for i in range(count):
         folder = workdir / f"app{i}"
         folder.mkdir(exist_ok=True)
         # A distinct source per app, so nothing is shared in the cache between apps.
-        (folder / "app.js").write_text(HELLO.read_text() + f"\n// app {i}\n")
+        (folder / "app.js").write_text(APP.read_text() + f"\n// app {i}\n")
         apps.append({"hostname": f"app{i}.local", "entrypoint": str(folder / "app.js"),
                      "limits": {"workers": 1}})
     return apps
@@ -129,7 +132,7 @@ def single(_args):
             cold.append(time_until_all_answer(workdir, apps, cache)["app0.local"] - base)
             warm.append(time_until_all_answer(workdir, apps, cache)["app0.local"] - base)
         print(f"baseline (no apps, start to listening): {base:.1f} ms\n")
-        print("| one hello app, beyond the baseline | p50 ms | p99 ms |")
+        print(f"| one {APP.name} app ({APP.stat().st_size // 1024} KB), beyond the baseline | p50 ms | p99 ms |")
         print("| --- | ---: | ---: |")
         print(f"| from source (prepare-app child + isolate) | {pct(cold, 50):.1f} | {pct(cold, 99):.1f} |")
         print(f"| from the snapshot cache | {pct(warm, 50):.1f} | {pct(warm, 99):.1f} |")
@@ -155,7 +158,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("which", nargs="?", default="all", choices=["single", "fleet", "all"])
     parser.add_argument("--apps", type=int, default=100)
+    parser.add_argument("--app", type=pathlib.Path, default=HELLO, help="the module every app serves")
     args = parser.parse_args()
+    global APP
+    APP = args.app.resolve()
     if not NANO.exists():
         sys.exit(f"{NANO} is missing: cargo build --release -p nano-dataplane")
     for name, fn in (("single", single), ("fleet", fleet)):
