@@ -14,6 +14,7 @@ use nano_sliver::sha256_hex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::isolate::prepare::listing_digest;
 use crate::isolate::{self, AppImage, Preparer};
 use crate::pool::AppPool;
 use crate::router::{Route, Router, Routing};
@@ -27,20 +28,21 @@ fn source_label(app: &App) -> String {
 }
 
 /// What an app was built from, so a reload can tell whether it changed: the sliver file's hash,
-/// or the hashes of every module file it loaded. `None` when that cannot be known (the app failed
-/// to load): such an app is always prepared again.
-fn fingerprint(app: &App, files: &[(String, String)]) -> Option<String> {
+/// or the digest of every module file's hash. With `recorded` the module hashes are the ones
+/// taken when the app was prepared; without, the files are read again from disk. `None` when
+/// that cannot be known (a file is gone): such an app is prepared again.
+fn fingerprint(app: &App, files: &[(String, String)], recorded: bool) -> Option<String> {
     match (&app.sliver, &app.entrypoint) {
         (Some(sliver), _) => std::fs::read(sliver).ok().map(|bytes| sha256_hex(&bytes)),
+        (None, Some(_)) if recorded => Some(listing_digest(files)),
         (None, Some(entry)) => {
             let root = entry.parent()?;
-            let mut listing = Vec::with_capacity(files.len());
+            let mut current = Vec::with_capacity(files.len());
             for (name, _) in files {
                 let bytes = std::fs::read(root.join(name)).ok()?;
-                listing.push(format!("{name}\t{}\n", sha256_hex(&bytes)));
+                current.push((name.clone(), sha256_hex(&bytes)));
             }
-            listing.sort();
-            Some(sha256_hex(listing.concat().as_bytes()))
+            Some(listing_digest(&current))
         }
         (None, None) => None,
     }
@@ -78,7 +80,7 @@ fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route
                 "app loaded"
             );
             let files: Vec<(String, String)> = image.files.clone();
-            let fingerprint = fingerprint(app, &files);
+            let fingerprint = fingerprint(app, &files, true);
             let pool = AppPool::start(
                 Arc::new(image),
                 app.limits.workers as usize,
@@ -211,7 +213,7 @@ impl Reloader {
                 Some(route)
                     if route.app == *app
                         && route.fingerprint.is_some()
-                        && route.fingerprint == fingerprint(app, &route.files) =>
+                        && route.fingerprint == fingerprint(app, &route.files, false) =>
                 {
                     summary.unchanged.push(host.clone());
                     keep.insert(host, route.clone());

@@ -422,12 +422,7 @@ const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Starts a timer for the JS running now. Timers set while no request runs (at module
 /// evaluation, inside the snapshot) never fire: there is no request for them to belong to.
-pub(crate) fn start_timer(
-    scope: &mut v8::HandleScope,
-    _context: v8::Local<v8::Context>,
-    delay: Duration,
-    repeat: bool,
-) -> u64 {
+pub(crate) fn start_timer(scope: &mut v8::HandleScope, delay: Duration, repeat: bool) -> u64 {
     let state = state(scope);
     let mut state = state.borrow_mut();
     let id = state.next_timer;

@@ -75,8 +75,7 @@ pub struct AppImage {
     pub handler: String,
     snapshot: Arc<[u8]>,
     env: BTreeMap<String, String>,
-    /// Digest of everything the snapshot was made from (sources, runtime, engine).
-    pub digest: String,
+
     /// The module files (name, sha256) the app was built from, for change detection.
     pub files: Vec<(String, String)>,
     /// The app's `.wasm` imports: (name, SHA-256, bytes), compiled once per isolate.
@@ -86,9 +85,8 @@ pub struct AppImage {
 impl AppImage {
     /// Prepares an app through `preparer` (cache or a `prepare-app` child).
     pub fn prepare(app: &nano_config::App, preparer: &Preparer) -> Result<Self, AppLoadError> {
-        let prepared = preparer.prepare(app)?;
+        let (prepared, source) = preparer.prepare(app)?;
         // The bytes of `.wasm` imports come from the app's own source, checked again here.
-        let source = Preparer::source_of(app)?;
         let root = source.root()?;
         let mut wasm = Vec::new();
         for (name, _) in prepared
@@ -115,7 +113,7 @@ impl AppImage {
             handler: prepared.handler,
             snapshot: prepared.snapshot,
             env: app.env.clone(),
-            digest: prepared.digest,
+
             files: prepared.files,
             wasm,
         })

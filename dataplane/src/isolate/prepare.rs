@@ -78,13 +78,15 @@ impl Preparer {
         }
     }
 
-    pub fn prepare(&self, app: &nano_config::App) -> Result<Prepared, AppLoadError> {
+    /// The app's snapshot (from the cache or a child), and the source it was made from (read
+    /// and verified once, here).
+    pub fn prepare(&self, app: &nano_config::App) -> Result<(Prepared, AppSource), AppLoadError> {
         let source = Self::source_of(app)?;
         if let Some(cache) = &self.cache
             && let Some(prepared) = cache.lookup(&source)
         {
             tracing::debug!(hostname = %app.hostname, key = %prepared.digest, "app snapshot from the cache");
-            return Ok(prepared);
+            return Ok((prepared, source));
         }
         let budget = Duration::from_millis(app.limits.startup_ms.into());
         let report_and_blob = self.run_child(&app.hostname, app, budget)?;
@@ -98,7 +100,7 @@ impl Preparer {
         if let Some(cache) = &self.cache {
             cache.store(&source, &prepared);
         }
-        Ok(prepared)
+        Ok((prepared, source))
     }
 
     fn run_child(
@@ -209,19 +211,21 @@ fn runtime_tag() -> String {
     )
 }
 
+/// A digest of (file name, SHA-256) pairs, independent of their order.
+pub fn listing_digest(files: &[(String, String)]) -> String {
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|(name, hash)| format!("{name}\t{hash}\n"))
+        .collect();
+    lines.sort();
+    sha256_hex(lines.concat().as_bytes())
+}
+
 /// A digest of the app's sources: the sliver id, or every module's name and hash.
 fn source_digest(source: &AppSource, files: &[(String, String)]) -> String {
     match source {
         AppSource::Sliver(sliver) => format!("sliver:{}", sliver.id),
-        AppSource::Dir(entry) => {
-            let mut files = files.to_vec();
-            files.sort();
-            let listing: String = files
-                .iter()
-                .map(|(name, hash)| format!("{name}\t{hash}\n"))
-                .collect();
-            format!("dir:{}:{}", entry.display(), sha256_hex(listing.as_bytes()))
-        }
+        AppSource::Dir(entry) => format!("dir:{}:{}", entry.display(), listing_digest(files)),
     }
 }
 

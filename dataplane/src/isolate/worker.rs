@@ -218,12 +218,7 @@ impl Worker {
         if self.isolate.is_none() || !self.state.borrow().requests.is_empty() {
             return;
         }
-        tracing::info!(hostname = %self.image.hostname, reason = %reason, "evicting the isolate");
-        METRICS
-            .evictions
-            .with_label_values(&[&self.image.hostname, reason])
-            .inc();
-        self.dispose_isolate();
+        self.retire("evicting the isolate", reason);
         self.stats.set_state(IsolateState::Evicted);
         for counter in [&self.stats.heap_used, &self.stats.external] {
             counter.store(0, Ordering::Relaxed);
@@ -651,15 +646,20 @@ impl Worker {
     /// Disposes the isolate and starts a fresh one from the app snapshot.
     fn replace_isolate(&mut self) {
         let reason = self.recycle.take().unwrap_or("recycle");
-        tracing::info!(hostname = %self.image.hostname, reason = %reason, "replacing the isolate");
+        // The old isolate goes before the new one is created (V8 enters isolates per thread and
+        // wants them dropped in reverse order).
+        self.retire("replacing the isolate", reason);
+        self.restart();
+    }
+
+    /// Logs and counts why the isolate goes, then disposes of it.
+    fn retire(&mut self, what: &'static str, reason: &'static str) {
+        tracing::info!(hostname = %self.image.hostname, reason = %reason, "{what}");
         METRICS
             .evictions
             .with_label_values(&[&self.image.hostname, reason])
             .inc();
-        // Handles and queues of the old isolate go before it does, and it goes before the new
-        // one is created (V8 enters isolates per thread and wants them dropped in reverse order).
         self.dispose_isolate();
-        self.restart();
     }
 
     /// A fresh isolate (and clock) for this worker; the old one must already be disposed.

@@ -336,13 +336,7 @@ fn op_timer_start(
         0.0
     };
     let repeat = args.get(1).boolean_value(scope);
-    let context = scope.get_current_context();
-    let id = host::start_timer(
-        scope,
-        context,
-        Duration::from_micros((ms * 1000.0) as u64),
-        repeat,
-    );
+    let id = host::start_timer(scope, Duration::from_micros((ms * 1000.0) as u64), repeat);
     rv.set_double(id as f64);
 }
 
