@@ -34,6 +34,33 @@ pub struct Config {
     /// Node-wide settings.
     #[serde(default)]
     pub node: Node,
+    /// Run as a member of a fleet: the apps come from this control plane (the local `apps`
+    /// stay as a fallback for hostnames the control plane does not serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlane>,
+}
+
+/// `control_plane`: where a fleet member gets its apps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// The control plane's gRPC address: `http://host:7070`, or `https://...` with TLS.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The node token (`--node-token` of the control plane); `NANO_NODE_TOKEN` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// This node's id in the fleet (default: the machine's hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub node_id: Option<String>,
+    /// Where the last good fleet state and its slivers are kept, so a restart serves them while
+    /// the control plane is unreachable (default: `nano-fleet` in the system's temporary folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// PEM certificate of a private CA that signed the control plane's TLS certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `node`: settings of the whole data-plane process.
@@ -393,6 +420,10 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
         app.sliver.as_mut().map(resolve);
     }
     config.slivers.cache_dir.as_mut().map(resolve);
+    if let Some(control_plane) = &mut config.control_plane {
+        control_plane.cache_dir.as_mut().map(resolve);
+        control_plane.ca_cert.as_mut().map(resolve);
+    }
     let problems = config.validate();
     if problems.is_empty() {
         Ok(config)
@@ -500,6 +531,43 @@ pub fn normalize_host_header(host: &str) -> String {
         host.rsplit_once(':').map_or(host, |(name, _port)| name)
     };
     without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Checks one app given outside a config file (the control plane checks a deploy's spec this
+/// way): schema bounds, types and unknown keys, and the hostname. Problem paths are relative to
+/// the app (`limits.cpu_ms`).
+pub fn check_app(raw: Value) -> Result<App, Vec<Problem>> {
+    let strip = |mut problems: Vec<Problem>| {
+        for problem in &mut problems {
+            let path = problem
+                .path
+                .strip_prefix("apps[0]")
+                .unwrap_or(&problem.path);
+            problem.path = path.trim_start_matches('.').to_owned();
+        }
+        problems
+    };
+    let wrapped = serde_json::json!({ "apps": [raw] });
+    let problems = schema_problems(&wrapped);
+    if !problems.is_empty() {
+        return Err(strip(problems));
+    }
+    let Value::Array(mut apps) = wrapped["apps"].clone() else {
+        unreachable!("built as an array above")
+    };
+    let app: App = serde_json::from_value(apps.remove(0)).map_err(|err| {
+        vec![Problem {
+            path: String::new(),
+            message: err.to_string(),
+        }]
+    })?;
+    if let Err(why) = normalize_hostname(&app.hostname) {
+        return Err(vec![Problem {
+            path: "hostname".into(),
+            message: format!("{:?} is not a valid hostname: {why}", app.hostname),
+        }]);
+    }
+    Ok(app)
 }
 
 /// The JSON Schema of the config file (draft 2020-12).

@@ -1,0 +1,274 @@
+//! `nano.v1.Control`: what operators (nanoctl) do. Every refusal says what is wrong and what to
+//! do; a refused deploy leaves the store untouched.
+
+use std::sync::Arc;
+
+use nano_proto::v1::control_server::Control;
+use nano_proto::v1::{
+    App, AppSpec, Command, DeleteAppRequest, DeleteAppResponse, DeployRequest, DeployResponse,
+    EvictApp, EvictRequest, EvictResponse, GetAppRequest, GetAppResponse, ListAppsRequest,
+    ListAppsResponse, ListIsolatesRequest, ListIsolatesResponse, ListNodesRequest,
+    ListNodesResponse, RollbackRequest, command,
+};
+use nano_sliver::Sliver;
+use tonic::{Request, Response, Status};
+
+use super::ControlError;
+use crate::Plane;
+use crate::fleet::now_ms;
+
+pub struct ControlService {
+    plane: Arc<Plane>,
+}
+
+impl ControlService {
+    pub fn new(plane: Arc<Plane>) -> Self {
+        Self { plane }
+    }
+
+    /// Runs a blocking store call off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Plane) -> Result<T, ControlError> + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let plane = self.plane.clone();
+        tokio::task::spawn_blocking(move || work(&plane))
+            .await
+            .map_err(|_| ControlError::ShuttingDown)?
+    }
+}
+
+/// The normalised hostname of a request, or why it is not one.
+fn hostname(raw: &str) -> Result<String, ControlError> {
+    nano_config::normalize_hostname(raw)
+        .map_err(|why| ControlError::Invalid(format!("{raw:?} is not a valid hostname: {why}")))
+}
+
+/// Checks a spec against the config contract's bounds and returns it normalised.
+pub fn check_spec(spec: Option<AppSpec>) -> Result<AppSpec, ControlError> {
+    let mut spec =
+        spec.ok_or_else(|| ControlError::Invalid("the deploy has no app spec".into()))?;
+    spec.hostname = hostname(&spec.hostname)?;
+    let limits = spec.limits.unwrap_or_default();
+    let mut raw_limits = serde_json::Map::new();
+    for (key, value) in [
+        ("workers", limits.workers),
+        ("memory_mb", limits.memory_mb),
+        ("timeout_secs", limits.timeout_secs),
+        ("cpu_ms", limits.cpu_ms),
+    ] {
+        if value != 0 {
+            raw_limits.insert(key.into(), value.into());
+        }
+    }
+    let raw = serde_json::json!({
+        "hostname": spec.hostname,
+        "limits": raw_limits,
+        "env": spec.env,
+    });
+    nano_config::check_app(raw).map_err(|problems| {
+        ControlError::Invalid(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    spec.limits = Some(limits);
+    Ok(spec)
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn deploy(
+        &self,
+        request: Request<DeployRequest>,
+    ) -> Result<Response<DeployResponse>, Status> {
+        let DeployRequest { spec, sliver } = request.into_inner();
+        let checked = check_spec(spec).and_then(|spec| {
+            if sliver.is_empty() {
+                return Err(ControlError::Invalid(
+                    "the deploy carries no sliver; `nanoctl deploy app.js` builds one".into(),
+                ));
+            }
+            let parsed = Sliver::from_bytes(sliver)
+                .map_err(|err| ControlError::Invalid(format!("the sliver is invalid: {err}")))?;
+            Ok((spec, parsed))
+        });
+        let (spec, sliver) = match checked {
+            Ok(ok) => ok,
+            Err(err) => {
+                self.plane
+                    .metrics
+                    .deploys
+                    .with_label_values(&["refused"])
+                    .inc();
+                tracing::warn!(error = %err, "deploy refused");
+                return Err(err.into());
+            }
+        };
+        let result = self
+            .blocking(move |plane| {
+                let entry = sliver.manifest.entry.clone();
+                Ok(plane
+                    .store
+                    .deploy(spec, &sliver.id, sliver.bytes(), &entry, now_ms())?)
+            })
+            .await;
+        match result {
+            Ok((app, revision)) => {
+                self.plane.metrics.deploys.with_label_values(&["ok"]).inc();
+                self.plane.fleet.publish(revision);
+                tracing::info!(
+                    hostname = %app.spec.as_ref().map(|s| s.hostname.as_str()).unwrap_or(""),
+                    version = app.version, sliver = %app.sliver_id, revision, "deployed"
+                );
+                Ok(Response::new(DeployResponse {
+                    app: Some(app),
+                    revision,
+                }))
+            }
+            Err(err) => {
+                self.plane
+                    .metrics
+                    .deploys
+                    .with_label_values(&["failed"])
+                    .inc();
+                Err(err.into())
+            }
+        }
+    }
+
+    async fn list_apps(
+        &self,
+        _request: Request<ListAppsRequest>,
+    ) -> Result<Response<ListAppsResponse>, Status> {
+        let apps = self.blocking(|plane| Ok(plane.store.apps()?)).await?;
+        Ok(Response::new(ListAppsResponse { apps }))
+    }
+
+    async fn get_app(
+        &self,
+        request: Request<GetAppRequest>,
+    ) -> Result<Response<GetAppResponse>, Status> {
+        let host = hostname(&request.into_inner().hostname)?;
+        let (app, history) = self
+            .blocking(move |plane| {
+                let app = plane
+                    .store
+                    .app(&host)?
+                    .ok_or_else(|| crate::store::StoreError::NoApp(host.clone()))?;
+                Ok((app, plane.store.history(&host)?))
+            })
+            .await?;
+        Ok(Response::new(GetAppResponse {
+            app: Some(app),
+            history,
+        }))
+    }
+
+    async fn delete_app(
+        &self,
+        request: Request<DeleteAppRequest>,
+    ) -> Result<Response<DeleteAppResponse>, Status> {
+        let host = hostname(&request.into_inner().hostname)?;
+        let revision = {
+            let host = host.clone();
+            self.blocking(move |plane| Ok(plane.store.delete(&host)?))
+                .await?
+        };
+        self.plane.fleet.publish(revision);
+        tracing::info!(hostname = %host, revision, "app deleted");
+        Ok(Response::new(DeleteAppResponse { revision }))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<RollbackRequest>,
+    ) -> Result<Response<DeployResponse>, Status> {
+        let RollbackRequest {
+            hostname: raw,
+            to_version,
+        } = request.into_inner();
+        let host = hostname(&raw)?;
+        let result = self
+            .blocking(move |plane| Ok(plane.store.rollback(&host, to_version)?))
+            .await;
+        let (app, revision): (App, u64) = match result {
+            Ok(ok) => ok,
+            Err(err) => {
+                let result = if err.code() == tonic::Code::Internal {
+                    "failed"
+                } else {
+                    "refused"
+                };
+                self.plane
+                    .metrics
+                    .rollbacks
+                    .with_label_values(&[result])
+                    .inc();
+                return Err(err.into());
+            }
+        };
+        self.plane
+            .metrics
+            .rollbacks
+            .with_label_values(&["ok"])
+            .inc();
+        self.plane.fleet.publish(revision);
+        tracing::info!(version = app.version, revision, "rolled back");
+        Ok(Response::new(DeployResponse {
+            app: Some(app),
+            revision,
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<ListNodesRequest>,
+    ) -> Result<Response<ListNodesResponse>, Status> {
+        let revision = self.blocking(|plane| Ok(plane.store.revision()?)).await?;
+        Ok(Response::new(ListNodesResponse {
+            nodes: self.plane.fleet.nodes(),
+            revision,
+        }))
+    }
+
+    async fn list_isolates(
+        &self,
+        request: Request<ListIsolatesRequest>,
+    ) -> Result<Response<ListIsolatesResponse>, Status> {
+        let raw = request.into_inner().hostname;
+        let host = if raw.is_empty() {
+            None
+        } else {
+            Some(hostname(&raw)?)
+        };
+        Ok(Response::new(ListIsolatesResponse {
+            isolates: self.plane.fleet.isolates(host.as_deref()),
+        }))
+    }
+
+    async fn evict(
+        &self,
+        request: Request<EvictRequest>,
+    ) -> Result<Response<EvictResponse>, Status> {
+        let host = hostname(&request.into_inner().hostname)?;
+        let known = {
+            let host = host.clone();
+            self.blocking(move |plane| Ok(plane.store.app(&host)?))
+                .await?
+        };
+        if known.is_none() {
+            return Err(ControlError::Store(crate::store::StoreError::NoApp(host)).into());
+        }
+        let node_ids = self.plane.fleet.command(Command {
+            kind: Some(command::Kind::Evict(EvictApp {
+                hostname: host.clone(),
+            })),
+        });
+        tracing::info!(hostname = %host, nodes = node_ids.len(), "evict sent");
+        Ok(Response::new(EvictResponse { node_ids }))
+    }
+}

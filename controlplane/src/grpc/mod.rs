@@ -1,0 +1,155 @@
+//! The gRPC surface: `nano.v1.Control` (operator token), `nano.v1.Fleet` (node token) and
+//! `grpc.health.v1` (open, for probes), with explicit message size limits and optional TLS.
+//! [`ControlError`] is the one place control-plane errors become gRPC codes and HTTP statuses.
+
+mod control;
+mod fleet;
+
+use std::sync::Arc;
+
+use nano_proto::v1::control_server::ControlServer;
+use nano_proto::v1::fleet_server::FleetServer;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Code, Request, Status};
+use tonic_health::ServingStatus;
+
+use crate::Plane;
+use crate::store::StoreError;
+
+/// Largest status report or request a node or operator may send besides a deploy.
+const MAX_SMALL_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Every way a control-plane call fails, with its gRPC code and HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the control plane is shutting down; retry in a moment")]
+    ShuttingDown,
+}
+
+impl ControlError {
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Invalid(_) => Code::InvalidArgument,
+            Self::Store(StoreError::NoApp(_) | StoreError::NoVersion { .. }) => Code::NotFound,
+            Self::Store(StoreError::NoEarlierVersion(_)) => Code::FailedPrecondition,
+            Self::Store(_) => Code::Internal,
+            Self::ShuttingDown => Code::Unavailable,
+        }
+    }
+
+    pub fn http_status(&self) -> u16 {
+        match self.code() {
+            Code::InvalidArgument => 400,
+            Code::NotFound => 404,
+            Code::FailedPrecondition => 409,
+            Code::Unavailable => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl From<ControlError> for Status {
+    fn from(err: ControlError) -> Self {
+        if err.code() == Code::Internal {
+            tracing::error!(error = %err, "request failed");
+        }
+        Status::new(err.code(), err.to_string())
+    }
+}
+
+/// Checks `authorization: Bearer <token>` in constant time.
+fn check_token(req: &Request<()>, token: &str, who: &str, flag: &str) -> Result<(), Status> {
+    let given = req
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(given) if bool::from(given.as_bytes().ct_eq(token.as_bytes())) => Ok(()),
+        Some(_) => Err(Status::unauthenticated(format!(
+            "the {who} token is wrong; use the one the control plane was started with ({flag})"
+        ))),
+        None => Err(Status::unauthenticated(format!(
+            "no {who} token; send `authorization: Bearer <token>` ({flag})"
+        ))),
+    }
+}
+
+/// TLS for the gRPC listener: PEM certificate chain and private key.
+pub struct Tls {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+/// Serves gRPC on `listener` until `shutdown` fires. Health turns NOT_SERVING first, then the
+/// streams end and the server stops.
+pub async fn serve(
+    plane: Arc<Plane>,
+    listener: TcpListener,
+    tls: Option<Tls>,
+    shutdown: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ControlServer<control::ControlService>>()
+        .await;
+    health
+        .set_serving::<FleetServer<fleet::FleetService>>()
+        .await;
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let operator_token = plane.operator_token.clone();
+    let control = ControlServer::new(control::ControlService::new(plane.clone()))
+        .max_decoding_message_size(nano_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(nano_proto::MAX_MESSAGE_BYTES);
+    let control = tonic::service::interceptor::InterceptedService::new(control, move |req| {
+        check_token(
+            &req,
+            &operator_token,
+            "operator",
+            "--operator-token / NANO_OPERATOR_TOKEN",
+        )
+        .map(|()| req)
+    });
+    let node_token = plane.node_token.clone();
+    let fleet = FleetServer::new(fleet::FleetService::new(plane.clone(), shutdown.clone()))
+        .max_decoding_message_size(MAX_SMALL_MESSAGE_BYTES)
+        .max_encoding_message_size(nano_proto::MAX_MESSAGE_BYTES);
+    let fleet = tonic::service::interceptor::InterceptedService::new(fleet, move |req| {
+        check_token(&req, &node_token, "node", "--node-token / NANO_NODE_TOKEN").map(|()| req)
+    });
+
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(
+            ServerTlsConfig::new().identity(Identity::from_pem(tls.cert_pem, tls.key_pem)),
+        )?;
+    }
+    let stopping = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            for service in ["", "nano.v1.Control", "nano.v1.Fleet"] {
+                health
+                    .set_service_status(service, ServingStatus::NotServing)
+                    .await;
+            }
+            tracing::info!("grpc shutting down");
+        }
+    };
+    builder
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(control)
+        .add_service(fleet)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
+        .await
+}
