@@ -10,6 +10,7 @@ pub mod pool;
 pub mod reload;
 pub mod router;
 pub mod slivers;
+pub mod sync;
 mod webapi;
 
 use std::path::PathBuf;
@@ -27,16 +28,21 @@ use crate::router::{Router, Routing};
 /// Serves `config` on `listener` (and the admin surface on `admin_listener`, when
 /// `admin.listen` is set) until `shutdown` is cancelled, then drains and stops the workers.
 /// With `config_path`, the config and the apps' files are watched and reloaded on change (and
-/// on SIGHUP).
+/// on SIGHUP). With `fleet`, the node also serves the control plane's apps (starting from the
+/// last good state it kept) and follows the control plane's revisions.
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
+    fleet: Option<sync::Member>,
     preparer: Preparer,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     shutdown: CancellationToken,
 ) {
     let preparer = Arc::new(preparer);
+    let fleet_apps = fleet.as_ref().map(sync::Member::apps);
+    let local = config;
+    let config = reload::merge_fleet_apps(&local, fleet_apps.as_deref());
     let router = {
         let (config, preparer) = (config.clone(), preparer.clone());
         tokio::task::spawn_blocking(move || reload::start_apps(&config, &preparer))
@@ -81,10 +87,29 @@ pub async fn run(
             helpers.clone(),
         )));
     }
-    if let Some(path) = config_path {
-        let reloader =
-            reload::Reloader::new(path, config.clone(), preparer.clone(), routing.clone());
-        tasks.push(tokio::spawn(reload::watch(reloader, helpers.clone())));
+    if config_path.is_some() || fleet.is_some() {
+        let watching = config_path.is_some();
+        let reloader = Arc::new(std::sync::Mutex::new(reload::Reloader::new(
+            config_path,
+            local,
+            fleet_apps,
+            preparer.clone(),
+            routing.clone(),
+        )));
+        if watching {
+            tasks.push(tokio::spawn(reload::watch(
+                reloader.clone(),
+                helpers.clone(),
+            )));
+        }
+        if let Some(member) = fleet {
+            tasks.push(tokio::spawn(sync::run(
+                member,
+                reloader,
+                routing.clone(),
+                helpers.clone(),
+            )));
+        }
     }
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, apps = config.apps.len(), "listening");

@@ -23,8 +23,30 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    #[command(flatten)]
+    fleet: FleetFlags,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Fleet mode: these flags override the config's `control_plane` section.
+#[derive(clap::Args)]
+struct FleetFlags {
+    /// Join a fleet: the control plane's gRPC address (http://host:7070 or https://...).
+    #[arg(long, env = "NANO_CONTROL_PLANE")]
+    control_plane: Option<String>,
+    /// This node's id in the fleet (default: the machine's hostname).
+    #[arg(long, env = "NANO_NODE_ID")]
+    node_id: Option<String>,
+    /// The fleet's node token (the control plane's --node-token).
+    #[arg(long, env = "NANO_NODE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Where the last good fleet state and its slivers are kept across restarts.
+    #[arg(long, env = "NANO_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// PEM certificate of a private CA that signed the control plane's certificate.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -114,7 +136,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve => serve(cli.config.as_deref()),
+        Command::Serve => serve(cli.config.as_deref(), cli.fleet),
         Command::PrepareApp {
             hostname,
             entrypoint,
@@ -199,13 +221,87 @@ fn prepare_app(
     }
 }
 
-fn serve(path: Option<&Path>) -> ExitCode {
+/// The fleet membership asked for by flags or config, if any.
+fn fleet_options(
+    config: &nano_config::Config,
+    flags: FleetFlags,
+) -> Result<Option<nano_dataplane::sync::FleetOptions>, String> {
+    let section = config.control_plane.clone();
+    let Some(url) = flags
+        .control_plane
+        .or_else(|| section.as_ref().map(|s| s.url.clone()))
+    else {
+        return Ok(None);
+    };
+    let token = flags
+        .token
+        .or_else(|| section.as_ref().and_then(|s| s.token.clone()))
+        .ok_or("fleet mode needs the node token: pass --token, set NANO_NODE_TOKEN or control_plane.token")?;
+    let node_id = flags
+        .node_id
+        .or_else(|| section.as_ref().and_then(|s| s.node_id.clone()))
+        .unwrap_or_else(machine_hostname);
+    let cache_dir = flags
+        .cache_dir
+        .or_else(|| section.as_ref().and_then(|s| s.cache_dir.clone()))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("nano-fleet-{node_id}")));
+    let ca_cert = flags
+        .ca_cert
+        .or_else(|| section.as_ref().and_then(|s| s.ca_cert.clone()));
+    Ok(Some(nano_dataplane::sync::FleetOptions {
+        url,
+        token,
+        node_id,
+        cache_dir,
+        ca_cert,
+    }))
+}
+
+fn machine_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let name = if ok {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        String::new()
+    };
+    if name.is_empty() { "node".into() } else { name }
+}
+
+fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
     // Only a config the operator gave is watched for changes (not the embedded example).
     let config_path = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
-    let (config, _embedded_dir) = match load(path) {
+    // A fleet member without a config file serves only the fleet's apps.
+    let loaded = if path.is_none() && flags.control_plane.is_some() {
+        nano_config::parse("{}", Path::new("."))
+            .map(|config| (config, None))
+            .map_err(|_| anyhow::anyhow!("the built-in empty config is valid"))
+    } else {
+        load(path)
+    };
+    let (config, _embedded_dir) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
             tracing::error!("{err}");
+            eprintln!("{err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let fleet = match fleet_options(&config, flags) {
+        Ok(None) => None,
+        Ok(Some(options)) => {
+            tracing::info!(url = %options.url, node_id = %options.node_id, cache_dir = %options.cache_dir.display(), "fleet mode");
+            match nano_dataplane::sync::Member::open(options) {
+                Ok(member) => Some(member),
+                Err(err) => {
+                    eprintln!("{err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        Err(err) => {
             eprintln!("{err}");
             return ExitCode::from(EXIT_CONFIG);
         }
@@ -257,7 +353,7 @@ fn serve(path: Option<&Path>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        nano_dataplane::run(config, config_path, preparer, listener, admin_listener, shutdown).await;
+        nano_dataplane::run(config, config_path, fleet, preparer, listener, admin_listener, shutdown).await;
         ExitCode::SUCCESS
     })
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use nano_config::{App, Config};
@@ -138,26 +138,58 @@ pub struct ReloadSummary {
     pub unchanged: Vec<String>,
     /// Apps whose new version failed to load: their previous version keeps serving.
     pub kept_previous: Vec<String>,
+    /// Every app that failed to load (with or without a previous version), with the reason.
+    pub failed: Vec<(String, String)>,
 }
 
-/// Re-reads the config and swaps the routing table.
+/// The apps a node serves: the fleet's (from the control plane) first, then the local config's
+/// for hostnames the fleet does not serve.
+pub fn merge_fleet_apps(local: &Config, fleet: Option<&[App]>) -> Config {
+    let mut config = local.clone();
+    if let Some(fleet) = fleet {
+        let taken: HashSet<String> = fleet
+            .iter()
+            .map(|a| nano_config::normalize_host_header(&a.hostname))
+            .collect();
+        config.apps = fleet
+            .iter()
+            .cloned()
+            .chain(
+                local
+                    .apps
+                    .iter()
+                    .filter(|a| !taken.contains(&nano_config::normalize_host_header(&a.hostname)))
+                    .cloned(),
+            )
+            .collect();
+    }
+    config
+}
+
+/// Applies new app sets and swaps the routing table: the config file's (on a reload) and, in
+/// fleet mode, the control plane's.
 pub struct Reloader {
-    config_path: PathBuf,
-    config: Config,
+    config_path: Option<PathBuf>,
+    local: Config,
+    fleet_apps: Option<Vec<App>>,
     preparer: Arc<Preparer>,
     routing: Arc<Routing>,
 }
 
 impl Reloader {
+    /// `config_path`: the file to re-read on reload (none for the embedded example);
+    /// `fleet_apps`: the control plane's apps, in fleet mode.
     pub fn new(
-        config_path: PathBuf,
-        config: Config,
+        config_path: Option<PathBuf>,
+        local: Config,
+        fleet_apps: Option<Vec<App>>,
         preparer: Arc<Preparer>,
         routing: Arc<Routing>,
     ) -> Self {
         Self {
             config_path,
-            config,
+            local,
+            fleet_apps,
             preparer,
             routing,
         }
@@ -165,9 +197,19 @@ impl Reloader {
 
     /// Files whose change should trigger a reload: the config and every app's sources.
     pub fn watched_files(&self) -> HashSet<PathBuf> {
-        let mut files = HashSet::from([self.config_path.clone()]);
+        let mut files: HashSet<PathBuf> = self.config_path.iter().cloned().collect();
+        // The fleet's slivers change only through the control plane, never by editing.
+        let fleet: HashSet<String> = self
+            .fleet_apps
+            .iter()
+            .flatten()
+            .map(|a| nano_config::normalize_host_header(&a.hostname))
+            .collect();
         let router = self.routing.load();
-        for route in router.routes() {
+        for route in router
+            .routes()
+            .filter(|r| !fleet.contains(&nano_config::normalize_host_header(r.pool.hostname())))
+        {
             if let Some(sliver) = &route.app.sliver {
                 files.insert(sliver.clone());
             }
@@ -184,9 +226,11 @@ impl Reloader {
             .collect()
     }
 
-    /// One reload. Blocking (prepares apps); run it off the async threads.
+    /// Re-reads the config file and applies it. Blocking (prepares apps); run it off the async
+    /// threads. `None` when the new config is invalid (the previous one keeps serving).
     pub fn reload(&mut self) -> Option<ReloadSummary> {
-        let config = match nano_config::load(&self.config_path) {
+        let path = self.config_path.clone()?;
+        let config = match nano_config::load(&path) {
             Ok(config) => config,
             Err(err) => {
                 // One line per log event: the problems are joined.
@@ -195,14 +239,29 @@ impl Reloader {
                 return None;
             }
         };
-        if config.server != self.config.server
-            || config.admin != self.config.admin
-            || config.node != self.config.node
+        if config.server != self.local.server
+            || config.admin != self.local.admin
+            || config.node != self.local.node
+            || config.control_plane != self.local.control_plane
         {
             tracing::warn!(
-                "server, admin and node settings change only on restart; reloading the apps"
+                "server, admin, node and control_plane settings change only on restart; \
+                 reloading the apps"
             );
         }
+        self.local = config;
+        Some(self.apply())
+    }
+
+    /// Replaces the fleet's apps and applies them. Blocking, like [`Reloader::reload`].
+    pub fn set_fleet_apps(&mut self, apps: Vec<App>) -> ReloadSummary {
+        self.fleet_apps = Some(apps);
+        self.apply()
+    }
+
+    /// Prepares what changed and swaps the routing table.
+    fn apply(&mut self) -> ReloadSummary {
+        let config = merge_fleet_apps(&self.local, self.fleet_apps.as_deref());
         let current = self.routing.load_full();
         let mut summary = ReloadSummary::default();
         let mut keep: HashMap<String, Arc<Route>> = HashMap::new();
@@ -250,9 +309,13 @@ impl Reloader {
                         "the new version failed to load; the previous version keeps serving"
                     );
                     summary.kept_previous.push(host.clone());
+                    summary.failed.push((host.clone(), err.to_string()));
                     keep.insert(host, previous.clone());
                 }
                 (image, _) => {
+                    if let Err(err) = &image {
+                        summary.failed.push((host.clone(), err.to_string()));
+                    }
                     keep.insert(host, Arc::new(route_for(app, image)));
                 }
             }
@@ -261,7 +324,6 @@ impl Reloader {
         // there, and an old pool stops when its last route reference is dropped.
         self.routing
             .store(Arc::new(Router::from_routes(keep.into_values())));
-        self.config = config;
         for list in [
             &mut summary.added,
             &mut summary.changed,
@@ -275,12 +337,18 @@ impl Reloader {
             unchanged = summary.unchanged.len(), kept_previous = ?summary.kept_previous,
             "config reloaded"
         );
-        Some(summary)
+        summary
     }
 }
 
+/// The reloader, even if a reload panicked while holding it (the routing table is swapped whole,
+/// so a half-done reload leaves nothing inconsistent behind).
+pub fn lock(reloader: &Mutex<Reloader>) -> MutexGuard<'_, Reloader> {
+    reloader.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Reloads when the config or an app's files change, or on SIGHUP, until `stop` fires.
-pub async fn watch(mut reloader: Reloader, stop: CancellationToken) {
+pub async fn watch(reloader: Arc<Mutex<Reloader>>, stop: CancellationToken) {
     use notify::{RecursiveMode, Watcher};
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -303,7 +371,7 @@ pub async fn watch(mut reloader: Reloader, stop: CancellationToken) {
         };
     let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
     let mut watched_dirs: HashSet<PathBuf> = HashSet::new();
-    let mut files = reloader.watched_files();
+    let mut files = lock(&reloader).watched_files();
     loop {
         // Watch the folders of every relevant file (editors replace files by renaming).
         if let Some(watcher) = watcher.as_mut() {
@@ -336,15 +404,14 @@ pub async fn watch(mut reloader: Reloader, stop: CancellationToken) {
         tokio::time::sleep(Duration::from_millis(150)).await;
         while events.try_recv().is_ok() {}
         tracing::info!(trigger = %trigger, "reload requested");
-        let (back, summary) = tokio::task::spawn_blocking(move || {
-            let summary = reloader.reload();
-            (reloader, summary)
-        })
-        .await
-        .expect("reloading does not panic");
-        reloader = back;
+        let summary = {
+            let reloader = reloader.clone();
+            tokio::task::spawn_blocking(move || lock(&reloader).reload())
+                .await
+                .expect("reloading does not panic")
+        };
         if summary.is_some() {
-            files = reloader.watched_files();
+            files = lock(&reloader).watched_files();
         }
     }
 }

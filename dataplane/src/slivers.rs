@@ -10,6 +10,14 @@ use crate::isolate;
 
 /// Builds the sliver of the app whose entry module is `entry` and writes it to `out`.
 pub fn build(entry: &Path, out: &Path) -> Result<Sliver, String> {
+    let sliver = pack(entry)?;
+    isolate::prepare::write_atomically(out, sliver.bytes())
+        .map_err(|err| format!("cannot write {}: {err}", out.display()))?;
+    Ok(sliver)
+}
+
+/// Packs the app whose entry module is `entry` (every module compiles, every import resolves).
+pub fn pack(entry: &Path) -> Result<Sliver, String> {
     let (entry_name, files) = isolate::collect_modules(entry).map_err(|err| err.to_string())?;
     let app = entry
         .parent()
@@ -27,16 +35,13 @@ pub fn build(entry: &Path, out: &Path) -> Result<Sliver, String> {
             (name.replace('\\', "/"), kind, bytes)
         })
         .collect();
-    let sliver = Sliver::build(
+    Sliver::build(
         &app,
         &entry_name.replace('\\', "/"),
         &isolate::engine_version(),
         parts,
     )
-    .map_err(|err| err.to_string())?;
-    isolate::prepare::write_atomically(out, sliver.bytes())
-        .map_err(|err| format!("cannot write {}: {err}", out.display()))?;
-    Ok(sliver)
+    .map_err(|err| err.to_string())
 }
 
 /// The id and manifest of a verified sliver, for humans.

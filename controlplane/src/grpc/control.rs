@@ -117,7 +117,7 @@ impl Control for ControlService {
             })
             .await;
         match result {
-            Ok((app, revision)) => {
+            Ok((app, revision, previous_version)) => {
                 self.plane.metrics.deploys.with_label_values(&["ok"]).inc();
                 self.plane.fleet.publish(revision);
                 tracing::info!(
@@ -127,6 +127,7 @@ impl Control for ControlService {
                 Ok(Response::new(DeployResponse {
                     app: Some(app),
                     revision,
+                    previous_version,
                 }))
             }
             Err(err) => {
@@ -221,6 +222,7 @@ impl Control for ControlService {
         Ok(Response::new(DeployResponse {
             app: Some(app),
             revision,
+            previous_version: 0,
         }))
     }
 

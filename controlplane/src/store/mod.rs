@@ -205,7 +205,7 @@ impl Store {
     }
 
     /// Makes a new version of `spec.hostname` from a verified sliver. Returns it with the new
-    /// revision, once both are on disk.
+    /// revision and the version that was current before (0: none), once all is on disk.
     pub fn deploy(
         &self,
         spec: AppSpec,
@@ -213,7 +213,7 @@ impl Store {
         sliver: &[u8],
         entry: &str,
         now_ms: i64,
-    ) -> Result<(App, u64), StoreError> {
+    ) -> Result<(App, u64, u64), StoreError> {
         let _guard = self.lock();
         let host = spec.hostname.clone();
         // 1. The sliver, durable before anything refers to it.
@@ -245,7 +245,7 @@ impl Store {
         // 3. Durable, then acknowledged.
         self.db.flush()?;
         self.collect_slivers()?;
-        Ok((app, revision))
+        Ok((app, revision, current_version.unwrap_or(0)))
     }
 
     /// Makes `to` (or, with 0, the newest version older than the current one) current again.
@@ -389,19 +389,20 @@ mod tests {
     fn versions_rollback_delete_and_sliver_collection() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let (v1, r1) = store
+        let (v1, r1, _) = store
             .deploy(spec("a.test"), "s1", b"one", "a.js", 1)
             .unwrap();
-        let (v2, r2) = store
+        let (v2, r2, previous) = store
             .deploy(spec("a.test"), "s2", b"two", "a.js", 2)
             .unwrap();
         assert_eq!((v1.version, v2.version), (1, 2));
         assert!(r2 > r1);
+        assert_eq!(previous, 1);
         let (back, _) = store.rollback("a.test", 0).unwrap();
         assert_eq!(back.sliver_id, "s1");
         assert_eq!(store.app("a.test").unwrap().unwrap().version, 1);
         // The next deploy continues the numbering.
-        let (v3, _) = store
+        let (v3, _, _) = store
             .deploy(spec("a.test"), "s1", b"one", "a.js", 3)
             .unwrap();
         assert_eq!(v3.version, 3);

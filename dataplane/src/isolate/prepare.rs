@@ -386,13 +386,20 @@ fn parse_cache_file(bytes: &[u8], key: &str) -> Result<Prepared, String> {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
+/// Writes `bytes` to `path` through a synced temporary file and a rename, so readers never see
+/// half a file, even after a crash.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}-{}", std::process::id(), {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed)
     }));
-    std::fs::write(&tmp, bytes)?;
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        // Durable before it is visible: a crash never leaves a named but empty file.
+        file.sync_all()?;
+    }
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })

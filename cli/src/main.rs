@@ -1,0 +1,503 @@
+//! `nanoctl`: deploy apps to a NANO fleet and look after it. Talks to the control plane's
+//! `nano.v1.Control` service. Every failure prints one line and exits non-zero.
+
+mod output;
+mod wait;
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use nano_proto::v1::control_client::ControlClient;
+use nano_proto::v1::{
+    AppSpec, DeleteAppRequest, DeployRequest, EvictRequest, GetAppRequest, Limits, ListAppsRequest,
+    ListIsolatesRequest, ListNodesRequest, RollbackRequest,
+};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+#[derive(Parser)]
+#[command(
+    name = "nanoctl",
+    version,
+    about = "Deploy apps to a NANO fleet and look after it"
+)]
+struct Cli {
+    /// The control plane's gRPC address.
+    #[arg(
+        long,
+        global = true,
+        env = "NANO_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    server: String,
+    /// The operator token (the control plane's --operator-token).
+    #[arg(long, global = true, env = "NANO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM certificate of a private CA that signed the control plane's certificate.
+    #[arg(long, global = true, env = "NANO_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Output format of listings.
+    #[arg(long, short, global = true, value_enum, default_value_t = Output::Table)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the app's sliver (its entry module and every import), upload it, and wait until
+    /// the fleet serves it.
+    Deploy {
+        /// The app's entry module (or a prebuilt .sliver file).
+        entry: PathBuf,
+        /// The hostname the app serves.
+        #[arg(long)]
+        hostname: String,
+        /// Worker threads (one isolate each) per node.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        workers: Option<u32>,
+        /// Memory per isolate, in MiB.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        memory_mb: Option<u32>,
+        /// CPU time per request, in milliseconds.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        cpu_ms: Option<u32>,
+        /// Wall-clock time per request, in seconds.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        timeout_secs: Option<u32>,
+        /// A value given to the handler as env.KEY (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// `false` keeps globals across requests (Workers semantics).
+        #[arg(long)]
+        context_reset: Option<bool>,
+        /// If a node cannot load the new version, leave it current instead of rolling back.
+        #[arg(long)]
+        no_rollback: bool,
+        #[command(flatten)]
+        wait: WaitFlags,
+    },
+    /// List the deployed apps.
+    Apps,
+    /// Show an app: its current version and the versions kept for rollback.
+    Get { hostname: String },
+    /// Remove an app from the fleet.
+    Rm { hostname: String },
+    /// Make an earlier version current again (default: the one before the current).
+    Rollback {
+        hostname: String,
+        #[arg(long)]
+        to: Option<u64>,
+        #[command(flatten)]
+        wait: WaitFlags,
+    },
+    /// List the data planes and what they serve.
+    Nodes,
+    /// List isolates across the fleet.
+    Isolates { hostname: Option<String> },
+    /// Replace an app's idle isolates with fresh ones on every node.
+    Evict { hostname: String },
+}
+
+#[derive(clap::Args)]
+struct WaitFlags {
+    /// Return once the control plane has stored the change.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the fleet.
+    #[arg(long, default_value_t = 60)]
+    wait_timeout_secs: u64,
+}
+
+/// Adds the operator token to every call.
+#[derive(Clone)]
+pub struct Auth(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            req.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(req)
+    }
+}
+
+pub type Client = ControlClient<InterceptedService<Channel, Auth>>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the OS can start a runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    err.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let unreachable = || {
+        format!(
+            "cannot reach the control plane at {} (is it running? set --server or NANO_SERVER)",
+            cli.server
+        )
+    };
+    let mut endpoint = Endpoint::from_shared(cli.server.clone())
+        .map_err(|err| anyhow!("bad --server {:?}: {err}", cli.server))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    if cli.server.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new().with_webpki_roots();
+        if let Some(path) = &cli.ca_cert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --ca-cert {}", path.display()))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint.connect().await.with_context(unreachable)?;
+    let token = match &cli.token {
+        Some(token) => Some(
+            nano_proto::bearer(token)
+                .parse()
+                .map_err(|_| anyhow!("the token must be printable ASCII"))?,
+        ),
+        None => None,
+    };
+    Ok(ControlClient::with_interceptor(channel, Auth(token))
+        .max_decoding_message_size(nano_proto::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(nano_proto::MAX_MESSAGE_BYTES))
+}
+
+/// A refusal from the control plane, in words a user can act on.
+pub fn explain(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unauthenticated => anyhow!(
+            "the control plane refused the request: {} (set --token or NANO_TOKEN to the \
+             control plane's --operator-token)",
+            status.message()
+        ),
+        tonic::Code::Unavailable => anyhow!(
+            "the control plane is unavailable: {} (is it running? check --server or NANO_SERVER)",
+            status.message()
+        ),
+        tonic::Code::ResourceExhausted => anyhow!(
+            "the control plane refused a message this large: {}",
+            status.message()
+        ),
+        _ => anyhow!("{}", status.message()),
+    }
+}
+
+/// The sliver to upload: built from an entry module, or read from a .sliver file.
+fn sliver_for(entry: &Path) -> anyhow::Result<nano_sliver::Sliver> {
+    if !entry.is_file() {
+        bail!("{} does not exist or is not a file", entry.display());
+    }
+    if entry.extension().is_some_and(|e| e == "sliver") {
+        return nano_sliver::Sliver::read(entry)
+            .map_err(|err| anyhow!("{} is not a valid sliver: {err}", entry.display()));
+    }
+    nano_dataplane::slivers::pack(entry)
+        .map_err(|err| anyhow!("cannot build the app from {}: {err}", entry.display()))
+}
+
+fn parse_env(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(key, _)| !key.is_empty())
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow!("--env {pair:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output;
+    let progress = std::io::stderr().is_terminal() && output == Output::Table;
+    match &cli.command {
+        Command::Deploy {
+            entry,
+            hostname,
+            workers,
+            memory_mb,
+            cpu_ms,
+            timeout_secs,
+            env,
+            context_reset,
+            no_rollback,
+            wait,
+        } => {
+            let env = parse_env(env)?;
+            let sliver = sliver_for(entry)?;
+            if progress {
+                eprintln!(
+                    "built sliver {} ({} bytes, {} parts)",
+                    &sliver.id[..12],
+                    sliver.bytes().len(),
+                    sliver.manifest.parts.len()
+                );
+            }
+            let spec = AppSpec {
+                hostname: hostname.clone(),
+                limits: Some(Limits {
+                    workers: workers.unwrap_or(0),
+                    memory_mb: memory_mb.unwrap_or(0),
+                    timeout_secs: timeout_secs.unwrap_or(0),
+                    cpu_ms: cpu_ms.unwrap_or(0),
+                }),
+                env,
+                context_reset: *context_reset,
+            };
+            let mut client = connect(&cli).await?;
+            let deployed = client
+                .deploy(DeployRequest {
+                    spec: Some(spec),
+                    sliver: sliver.bytes().to_vec(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let app = deployed.app.unwrap_or_default();
+            let undo = (!no_rollback && deployed.previous_version != 0)
+                .then_some(deployed.previous_version);
+            let change = Change {
+                what: "deployed",
+                app,
+                revision: deployed.revision,
+                undo,
+            };
+            finish_change(&mut client, change, wait, output, progress).await
+        }
+        Command::Rollback { hostname, to, wait } => {
+            let mut client = connect(&cli).await?;
+            let rolled = client
+                .rollback(RollbackRequest {
+                    hostname: hostname.clone(),
+                    to_version: to.unwrap_or(0),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let change = Change {
+                what: "rolled back",
+                app: rolled.app.unwrap_or_default(),
+                revision: rolled.revision,
+                undo: None,
+            };
+            finish_change(&mut client, change, wait, output, progress).await
+        }
+        Command::Apps => {
+            let apps = connect(&cli)
+                .await?
+                .list_apps(ListAppsRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .apps;
+            output::apps(&apps, output);
+            Ok(())
+        }
+        Command::Get { hostname } => {
+            let got = connect(&cli)
+                .await?
+                .get_app(GetAppRequest {
+                    hostname: hostname.clone(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            output::app_detail(&got, output);
+            Ok(())
+        }
+        Command::Rm { hostname } => {
+            let removed = connect(&cli)
+                .await?
+                .delete_app(DeleteAppRequest {
+                    hostname: hostname.clone(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({ "hostname": hostname, "removed": true, "revision": removed.revision })
+                ),
+                Output::Table => println!("removed {hostname} (revision {})", removed.revision),
+            }
+            Ok(())
+        }
+        Command::Nodes => {
+            let nodes = connect(&cli)
+                .await?
+                .list_nodes(ListNodesRequest {})
+                .await
+                .map_err(explain)?
+                .into_inner();
+            output::nodes(&nodes, output);
+            Ok(())
+        }
+        Command::Isolates { hostname } => {
+            let isolates = connect(&cli)
+                .await?
+                .list_isolates(ListIsolatesRequest {
+                    hostname: hostname.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .isolates;
+            output::isolates(&isolates, output);
+            Ok(())
+        }
+        Command::Evict { hostname } => {
+            let sent = connect(&cli)
+                .await?
+                .evict(EvictRequest {
+                    hostname: hostname.clone(),
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({ "hostname": hostname, "nodes": sent.node_ids })
+                ),
+                Output::Table => println!(
+                    "asked {} node(s) to replace the isolates of {hostname}: {}",
+                    sent.node_ids.len(),
+                    sent.node_ids.join(", ")
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A stored change of an app's current version.
+struct Change {
+    what: &'static str,
+    app: nano_proto::v1::App,
+    revision: u64,
+    /// The version to make current again if a node cannot load this one.
+    undo: Option<u64>,
+}
+
+/// After a deploy or rollback: report it, and unless told not to, wait for the fleet. If a node
+/// cannot load the new version, the previous one is made current again (`undo`).
+async fn finish_change(
+    client: &mut Client,
+    change: Change,
+    wait: &WaitFlags,
+    output: Output,
+    progress: bool,
+) -> anyhow::Result<()> {
+    let Change {
+        what,
+        app,
+        revision,
+        undo,
+    } = change;
+    let host = app
+        .spec
+        .as_ref()
+        .map(|s| s.hostname.clone())
+        .unwrap_or_default();
+    if output == Output::Table {
+        println!(
+            "{what} {host} version {} (sliver {}, revision {revision})",
+            app.version,
+            &app.sliver_id[..app.sliver_id.len().min(12)]
+        );
+    }
+    let outcome = if wait.no_wait {
+        None
+    } else {
+        Some(
+            wait::until_served(
+                client,
+                &host,
+                app.version,
+                Duration::from_secs(wait.wait_timeout_secs),
+                progress,
+            )
+            .await?,
+        )
+    };
+    if let Some((node, error)) = outcome.as_ref().and_then(|o| o.failed.clone()) {
+        let version = app.version;
+        match undo {
+            Some(previous) => {
+                client
+                    .rollback(RollbackRequest {
+                        hostname: host.clone(),
+                        to_version: previous,
+                    })
+                    .await
+                    .map_err(explain)?;
+                bail!(
+                    "version {version} of {host} failed on node {node}: {error}; rolled back to \
+                     version {previous}, which keeps serving (fix the app and deploy again)"
+                );
+            }
+            None => bail!(
+                "version {version} of {host} failed on node {node}: {error} (a node keeps \
+                 serving the version it had; fix the app and deploy again, or `nanoctl rollback \
+                 {host}`)"
+            ),
+        }
+    }
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({
+                "app": output::app_json(&app),
+                "revision": revision,
+                "nodes": outcome.as_ref().map(|o| &o.served),
+            })
+        ),
+        Output::Table => {
+            if let Some(outcome) = &outcome {
+                if outcome.served.is_empty() {
+                    println!("no node is connected; the version serves when nodes connect");
+                } else {
+                    println!(
+                        "version {} serves on {}",
+                        app.version,
+                        outcome.served.join(", ")
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

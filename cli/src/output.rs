@@ -1,0 +1,254 @@
+//! How listings print: aligned tables for people, JSON for scripts (`--output json`).
+
+use nano_proto::v1::{App, GetAppResponse, Isolate, ListNodesResponse};
+use serde_json::{Value, json};
+
+use crate::Output;
+
+pub fn app_json(app: &App) -> Value {
+    let spec = app.spec.clone().unwrap_or_default();
+    let limits = spec.limits.unwrap_or_default();
+    let or_default = |v: u32| if v == 0 { Value::Null } else { v.into() };
+    json!({
+        "hostname": spec.hostname,
+        "version": app.version,
+        "sliver_id": app.sliver_id,
+        "sliver_bytes": app.sliver_bytes,
+        "entry": app.entry,
+        "deployed_at_ms": app.deployed_at_ms,
+        "limits": {
+            "workers": or_default(limits.workers),
+            "memory_mb": or_default(limits.memory_mb),
+            "timeout_secs": or_default(limits.timeout_secs),
+            "cpu_ms": or_default(limits.cpu_ms),
+        },
+        "env_keys": spec.env.keys().collect::<std::collections::BTreeSet<_>>(),
+        "context_reset": spec.context_reset,
+    })
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn when(ms: i64) -> String {
+    if ms <= 0 {
+        return "-".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let secs = (now - ms).max(0) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+pub fn apps(apps: &[App], output: Output) {
+    if output == Output::Json {
+        println!(
+            "{}",
+            json!({ "apps": apps.iter().map(app_json).collect::<Vec<_>>() })
+        );
+        return;
+    }
+    table(
+        &["HOSTNAME", "VERSION", "SLIVER", "BYTES", "DEPLOYED"],
+        apps.iter()
+            .map(|a| {
+                vec![
+                    a.spec
+                        .as_ref()
+                        .map(|s| s.hostname.clone())
+                        .unwrap_or_default(),
+                    a.version.to_string(),
+                    a.sliver_id.chars().take(12).collect(),
+                    a.sliver_bytes.to_string(),
+                    when(a.deployed_at_ms),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub fn app_detail(got: &GetAppResponse, output: Output) {
+    let app = got.app.clone().unwrap_or_default();
+    if output == Output::Json {
+        println!(
+            "{}",
+            json!({
+                "app": app_json(&app),
+                "history": got.history.iter().map(app_json).collect::<Vec<_>>(),
+            })
+        );
+        return;
+    }
+    let detail = app_json(&app);
+    println!("hostname  {}", detail["hostname"].as_str().unwrap_or(""));
+    println!("version   {}", app.version);
+    println!(
+        "sliver    {} ({} bytes, entry {})",
+        app.sliver_id, app.sliver_bytes, app.entry
+    );
+    println!("limits    {}", detail["limits"]);
+    println!("env keys  {}", detail["env_keys"]);
+    println!("versions kept for rollback:");
+    table(
+        &["VERSION", "SLIVER", "DEPLOYED", ""],
+        got.history
+            .iter()
+            .map(|h| {
+                vec![
+                    h.version.to_string(),
+                    h.sliver_id.chars().take(12).collect(),
+                    when(h.deployed_at_ms),
+                    if h.version == app.version {
+                        "current".into()
+                    } else {
+                        String::new()
+                    },
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub fn nodes(nodes: &ListNodesResponse, output: Output) {
+    if output == Output::Json {
+        let list: Vec<Value> = nodes
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "node_id": n.node_id,
+                    "connected": n.connected,
+                    "revision": n.revision,
+                    "address": n.address,
+                    "version": n.version,
+                    "isolates": n.isolates,
+                    "last_seen_ms": n.last_seen_ms,
+                    "apps": n.apps.iter().map(|a| json!({
+                        "hostname": a.hostname,
+                        "version": a.version,
+                        "wanted_version": a.wanted_version,
+                        "state": a.state,
+                        "error": a.error,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", json!({ "revision": nodes.revision, "nodes": list }));
+        return;
+    }
+    table(
+        &[
+            "NODE",
+            "STATUS",
+            "REVISION",
+            "APPS",
+            "ISOLATES",
+            "LAST SEEN",
+            "PROBLEMS",
+        ],
+        nodes
+            .nodes
+            .iter()
+            .map(|n| {
+                let problems: Vec<String> = n
+                    .apps
+                    .iter()
+                    .filter(|a| !a.error.is_empty())
+                    .map(|a| format!("{} v{}: {}", a.hostname, a.wanted_version, a.error))
+                    .collect();
+                vec![
+                    n.node_id.clone(),
+                    if n.connected {
+                        "connected"
+                    } else {
+                        "disconnected"
+                    }
+                    .into(),
+                    format!("{}/{}", n.revision, nodes.revision),
+                    n.apps.len().to_string(),
+                    n.isolates.to_string(),
+                    when(n.last_seen_ms),
+                    problems.join("; "),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub fn isolates(isolates: &[Isolate], output: Output) {
+    if output == Output::Json {
+        let list: Vec<Value> = isolates
+            .iter()
+            .map(|i| {
+                json!({
+                    "node_id": i.node_id,
+                    "hostname": i.hostname,
+                    "isolate": i.isolate,
+                    "state": i.state,
+                    "heap_used_bytes": i.heap_used_bytes,
+                    "heap_limit_bytes": i.heap_limit_bytes,
+                    "pressure": i.pressure,
+                    "requests": i.requests,
+                    "last_used_ms": i.last_used_ms,
+                })
+            })
+            .collect();
+        println!("{}", json!({ "isolates": list }));
+        return;
+    }
+    table(
+        &[
+            "NODE",
+            "HOSTNAME",
+            "ISOLATE",
+            "STATE",
+            "HEAP",
+            "PRESSURE",
+            "REQUESTS",
+            "LAST USED",
+        ],
+        isolates
+            .iter()
+            .map(|i| {
+                vec![
+                    i.node_id.clone(),
+                    i.hostname.clone(),
+                    i.isolate.clone(),
+                    i.state.clone(),
+                    format!(
+                        "{:.1}/{:.0} MiB",
+                        i.heap_used_bytes as f64 / 1048576.0,
+                        i.heap_limit_bytes as f64 / 1048576.0
+                    ),
+                    i.pressure.clone(),
+                    i.requests.to_string(),
+                    when(i.last_used_ms),
+                ]
+            })
+            .collect(),
+    );
+}

@@ -1,0 +1,185 @@
+//! The fleet state a node keeps on disk: `state.json` (the last good revision's apps) and
+//! `slivers/<id>.sliver`, written atomically, verified when read.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use nano_proto::v1::App;
+use nano_sliver::{Sliver, sha256_hex};
+use serde::{Deserialize, Serialize};
+
+/// One app as the fleet gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetApp {
+    pub hostname: String,
+    pub version: u64,
+    pub sliver_id: String,
+    /// Limits given at deploy; 0 means the default.
+    pub workers: u32,
+    pub memory_mb: u32,
+    pub timeout_secs: u32,
+    pub cpu_ms: u32,
+    pub env: BTreeMap<String, String>,
+    pub context_reset: Option<bool>,
+}
+
+/// The last revision this node activated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LastGood {
+    pub store_id: String,
+    pub revision: u64,
+    pub apps: BTreeMap<String, FleetApp>,
+}
+
+pub fn sliver_path(dir: &Path, id: &str) -> PathBuf {
+    dir.join("slivers").join(format!("{id}.sliver"))
+}
+
+fn is_sliver_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Checks that the file holds the sliver `id`, whole.
+pub fn verify_file(path: &Path, id: &str) -> Result<(), String> {
+    let bytes =
+        std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    let actual = sha256_hex(&bytes);
+    if actual != id {
+        return Err(format!("{} hashes to {actual}", path.display()));
+    }
+    Sliver::from_bytes(bytes).map_err(|err| err.to_string())?;
+    Ok(())
+}
+
+/// Deletes cached slivers none of `keep` uses.
+pub fn prune_slivers<'a>(dir: &Path, keep: impl Iterator<Item = &'a FleetApp>) {
+    let keep: std::collections::HashSet<String> =
+        keep.map(|a| format!("{}.sliver", a.sliver_id)).collect();
+    let Ok(entries) = std::fs::read_dir(dir.join("slivers")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !keep.contains(&name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+impl FleetApp {
+    /// From the protocol; an app without a spec or a well-formed sliver id is skipped (logged).
+    pub fn from_proto(app: App) -> Option<Self> {
+        let Some(spec) = app.spec else {
+            tracing::warn!(
+                version = app.version,
+                "the control plane sent an app without a spec; skipped"
+            );
+            return None;
+        };
+        if !is_sliver_id(&app.sliver_id) {
+            tracing::warn!(hostname = %spec.hostname, "the control plane sent a bad sliver id; skipped");
+            return None;
+        }
+        let limits = spec.limits.unwrap_or_default();
+        Some(Self {
+            hostname: nano_config::normalize_host_header(&spec.hostname),
+            version: app.version,
+            sliver_id: app.sliver_id,
+            workers: limits.workers,
+            memory_mb: limits.memory_mb,
+            timeout_secs: limits.timeout_secs,
+            cpu_ms: limits.cpu_ms,
+            env: spec.env.into_iter().collect(),
+            context_reset: spec.context_reset,
+        })
+    }
+
+    /// The config app serving this from the cached sliver, checked against the config bounds.
+    pub fn to_config(&self, dir: &Path) -> Result<nano_config::App, String> {
+        let mut limits = serde_json::Map::new();
+        for (key, value) in [
+            ("workers", self.workers),
+            ("memory_mb", self.memory_mb),
+            ("timeout_secs", self.timeout_secs),
+            ("cpu_ms", self.cpu_ms),
+        ] {
+            if value != 0 {
+                limits.insert(key.into(), value.into());
+            }
+        }
+        let mut raw = serde_json::json!({
+            "hostname": self.hostname,
+            "sliver": sliver_path(dir, &self.sliver_id),
+            "limits": limits,
+            "env": self.env,
+        });
+        if let Some(reset) = self.context_reset {
+            raw["context_reset"] = reset.into();
+        }
+        nano_config::check_app(raw).map_err(|problems| {
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+}
+
+impl LastGood {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join("state.json")
+    }
+
+    /// The saved state, or an empty one (a damaged file is logged and ignored).
+    pub fn load(dir: &Path) -> Self {
+        let path = Self::path(dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+                tracing::error!(file = %path.display(), error = %err, "the saved fleet state is damaged; ignoring it");
+                Self::default()
+            }),
+            Err(_) => Self::default(),
+        }
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).expect("the state serialises");
+        crate::isolate::prepare::write_atomically(&Self::path(dir), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn damaged_or_foreign_cached_slivers_fail_verification() {
+        let dir = tempfile::tempdir().unwrap();
+        let sliver = Sliver::build(
+            "a",
+            "a.js",
+            "test",
+            vec![(
+                "a.js".into(),
+                nano_sliver::PartKind::Module,
+                b"export default {}".to_vec(),
+            )],
+        )
+        .unwrap();
+        let path = dir.path().join("x.sliver");
+        std::fs::write(&path, sliver.bytes()).unwrap();
+        assert_eq!(verify_file(&path, &sliver.id), Ok(()));
+        let other = "0".repeat(64);
+        assert!(
+            verify_file(&path, &other)
+                .unwrap_err()
+                .contains("hashes to")
+        );
+        let mut bytes = sliver.bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(verify_file(&path, &sliver.id).is_err());
+    }
+}
