@@ -206,7 +206,7 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
             "the control plane is unavailable: {} (is it running? check --server or NANO_SERVER)",
             status.message()
         ),
-        tonic::Code::ResourceExhausted => anyhow!(
+        tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => anyhow!(
             "the control plane refused a message this large: {}",
             status.message()
         ),

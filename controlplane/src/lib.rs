@@ -91,10 +91,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     if let Ok(addr) = grpc_listener.local_addr() {
-        tracing::info!(%addr, tls = tls.is_some(), revision = plane.store.revision()?, "grpc listening");
+        tracing::info!(grpc_addr = %addr, tls = tls.is_some(), revision = plane.store.revision()?, "grpc listening");
     }
     if let Ok(addr) = http_listener.local_addr() {
-        tracing::info!(%addr, "admin listening");
+        tracing::info!(http_addr = %addr, "admin listening");
     }
     let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(admin::serve(

@@ -6,6 +6,7 @@ mod cli;
 mod context;
 mod failures;
 mod fetch;
+mod fleet;
 mod frameworks;
 mod front;
 mod lifecycle;

@@ -130,7 +130,8 @@ impl Nano {
             .or_insert(serde_json::json!({}));
         server["host"] = "127.0.0.1".into();
         server["port"] = 0.into();
-        if let Some(apps) = config["apps"].as_array_mut() {
+        // `config["apps"]` would insert a null when absent.
+        if let Some(apps) = config.get_mut("apps").and_then(|a| a.as_array_mut()) {
             for app in apps {
                 if let Some(entry) = app["entrypoint"].as_str() {
                     app["entrypoint"] =
@@ -157,41 +158,21 @@ impl Nano {
     }
 
     fn start_with_args(args: &[&str], dir: tempfile::TempDir) -> Self {
-        let mut child = Command::new(binary("nano"))
-            .args(args)
-            .env("NANO_LOG", "info,nano_dataplane=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("nano starts");
-        let log = Log::default();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                match line {
-                    Ok(line) => sink.push(&line),
-                    Err(_) => break,
-                }
-            }
-            sink.close();
-        });
-        let is_listening = |l: &str| l.split_whitespace().any(|w| w.starts_with("addr="));
-        let text = log.wait_for("the listening line", |t| t.lines().any(is_listening));
-        let line = text.lines().find(|l| is_listening(l)).unwrap();
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in {line}"))
-            .parse()
-            .unwrap();
+        let (child, log) = spawn_logged("nano", args, &[("NANO_LOG", "info,nano_dataplane=debug")]);
+        let addr = log_addr(&log, "addr");
         Self {
             child: Some(child),
             addr,
             log,
             dir,
         }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Sends SIGTERM and waits for the exit.
@@ -232,6 +213,184 @@ impl Drop for Nano {
             let _ = child.wait();
         }
     }
+}
+
+/// Starts a workspace binary with its stderr collected into a [`Log`].
+pub fn spawn_logged(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Log) {
+    let mut command = Command::new(binary(name));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+    let log = Log::default();
+    let stderr = child.stderr.take().unwrap();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            match line {
+                Ok(line) => sink.push(&line),
+                Err(_) => break,
+            }
+        }
+        sink.close();
+    });
+    (child, log)
+}
+
+/// Waits for the first log line with `field=ADDR` and returns the address.
+pub fn log_addr(log: &Log, field: &str) -> SocketAddr {
+    let prefix = format!("{field}=");
+    let has = |l: &str| l.split_whitespace().any(|w| w.starts_with(&prefix));
+    let text = log.wait_for(&format!("a {field}= line"), |t| t.lines().any(has));
+    let line = text.lines().find(|l| has(l)).unwrap();
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in {line}"))
+        .parse()
+        .unwrap()
+}
+
+/// The tokens every test control plane is started with.
+pub const OPERATOR_TOKEN: &str = "operator-token-for-tests";
+pub const NODE_TOKEN: &str = "node-token-for-tests";
+
+/// A running `nano-controlplane` on loopback.
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub log: Log,
+    pub data_dir: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on `data_dir`, its gRPC on `grpc` (port 0: the OS picks).
+    pub fn start(data_dir: &Path, grpc: &str) -> Self {
+        let data = data_dir.to_str().unwrap();
+        let (child, log) = spawn_logged(
+            "nano-controlplane",
+            &[
+                "--data-dir",
+                data,
+                "--grpc-listen",
+                grpc,
+                "--http-listen",
+                "127.0.0.1:0",
+            ],
+            &[
+                ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
+                ("NANO_NODE_TOKEN", NODE_TOKEN),
+                ("NANO_LOG", "info,nano_controlplane=debug"),
+            ],
+        );
+        let grpc = log_addr(&log, "grpc_addr");
+        let http = log_addr(&log, "http_addr");
+        Self {
+            child: Some(child),
+            grpc,
+            http,
+            log,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("still running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.take().expect("still running").wait().unwrap()
+    }
+
+    /// Runs `nanoctl` against this control plane with the operator token.
+    pub fn nanoctl(&self, args: &[&str]) -> std::process::Output {
+        nanoctl(&self.url(), Some(OPERATOR_TOKEN), args)
+    }
+
+    /// `nanoctl ARGS -o json`, which must succeed, parsed.
+    pub fn nanoctl_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let out = self.nanoctl(&all);
+        assert!(
+            out.status.success(),
+            "nanoctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// Blocks until `count` nodes are connected (as `nanoctl nodes` reports).
+    pub fn wait_for_nodes(&self, count: usize) {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let nodes = self.nanoctl_json(&["nodes"]);
+            let connected = nodes["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["connected"] == true)
+                .count();
+            if connected >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never saw {count} connected nodes: {nodes}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- control plane log ---\n{}--- end of control plane log ---",
+                self.log.text()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// Runs `nanoctl` to completion.
+pub fn nanoctl(server: &str, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(binary("nanoctl"));
+    command
+        .args(args)
+        .env("NANO_SERVER", server)
+        .env_remove("NANO_TOKEN")
+        .stdin(Stdio::null());
+    if let Some(token) = token {
+        command.env("NANO_TOKEN", token);
+    }
+    command.output().expect("nanoctl runs")
 }
 
 /// A response, fully read.

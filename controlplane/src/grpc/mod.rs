@@ -20,6 +20,9 @@ use tonic_health::ServingStatus;
 use crate::Plane;
 use crate::store::StoreError;
 
+/// How long open calls may run on after shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest status report or request a node or operator may send besides a deploy.
 const MAX_SMALL_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -137,11 +140,23 @@ pub async fn serve(
             tracing::info!("grpc shutting down");
         }
     };
-    builder
+    let serving = builder
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(control)
         .add_service(fleet)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping)
-        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopping);
+    // Config and status streams end on shutdown; anything else still open (a health Watch, a
+    // slow upload) gets a bounded grace.
+    let grace = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => served,
+        () = grace => {
+            tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "calls still open after the grace period; closing them");
+            Ok(())
+        }
+    }
 }

@@ -398,15 +398,29 @@ impl Member {
                 }
             }
         }
-        self.last_good = LastGood {
-            store_id: self.store_id.clone(),
-            revision: self.desired_revision,
-            apps: serving,
-        };
-        let (last_good, desired) = (self.last_good.clone(), self.desired.clone());
+        let previous = std::mem::replace(
+            &mut self.last_good,
+            LastGood {
+                store_id: self.store_id.clone(),
+                revision: self.desired_revision,
+                apps: serving,
+            },
+        );
+        // Kept on disk: what serves, what is wanted, and what served before (a rollback then
+        // needs no download). Everything else goes, and is no longer known as verified.
+        let keep: HashSet<String> = self
+            .last_good
+            .apps
+            .values()
+            .chain(self.desired.values())
+            .chain(previous.apps.values())
+            .map(|a| a.sliver_id.clone())
+            .collect();
+        self.verified.retain(|id| keep.contains(id));
+        let last_good = self.last_good.clone();
         let saved = tokio::task::spawn_blocking(move || {
             let saved = last_good.save(&dir);
-            state::prune_slivers(&dir, last_good.apps.values().chain(desired.values()));
+            state::prune_slivers(&dir, &keep);
             saved
         })
         .await

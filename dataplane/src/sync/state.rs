@@ -51,10 +51,10 @@ pub fn verify_file(path: &Path, id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Deletes cached slivers none of `keep` uses.
-pub fn prune_slivers<'a>(dir: &Path, keep: impl Iterator<Item = &'a FleetApp>) {
+/// Deletes cached slivers whose id is not in `keep`.
+pub fn prune_slivers(dir: &Path, keep: &std::collections::HashSet<String>) {
     let keep: std::collections::HashSet<String> =
-        keep.map(|a| format!("{}.sliver", a.sliver_id)).collect();
+        keep.iter().map(|id| format!("{id}.sliver")).collect();
     let Ok(entries) = std::fs::read_dir(dir.join("slivers")) else {
         return;
     };

@@ -1,0 +1,780 @@
+//! Fleet: a real control plane and real data planes on loopback, driven by the real nanoctl.
+//! Deploys reach every node, redeploys and rollbacks lose no request, nodes ride out a killed
+//! control plane and converge when it returns, bad input never corrupts state, the store stays
+//! whole when killed at random points, and calls without the right token are refused.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nano_proto::v1::control_client::ControlClient;
+use nano_proto::v1::fleet_client::FleetClient;
+use nano_proto::v1::fleet_server::{Fleet, FleetServer};
+use nano_proto::v1::{
+    App, AppSpec, DeployRequest, DownloadSliverRequest, FleetUpdate, FullState, GetAppRequest,
+    ListAppsRequest, NodeStatus, ReportAck, SliverChunk, SubscribeRequest, fleet_update,
+};
+use nano_sliver::{PartKind, Sliver, sha256_hex};
+use nano_tests::{
+    ControlPlane, NODE_TOKEN, Nano, OPERATOR_TOKEN, PATIENCE, block_on, nanoctl, send,
+};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+/// A gRPC request carrying `token`.
+fn authed<T>(token: &str, message: T) -> Request<T> {
+    let mut req = Request::new(message);
+    req.metadata_mut()
+        .insert("authorization", nano_proto::bearer(token).parse().unwrap());
+    req
+}
+
+/// Writes an app answering `text` and returns its entry path.
+fn app(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "export default {{ fetch(request, env) {{ return new Response({text:?} + (env.SUFFIX ?? '')); }} }}\n"
+        ),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A data plane in fleet mode with its own cache dir (kept by the caller across restarts).
+fn node(cp_url: &str, id: &str, cache: &Path) -> Nano {
+    node_with_token(cp_url, id, cache, NODE_TOKEN)
+}
+
+fn node_with_token(cp_url: &str, id: &str, cache: &Path, token: &str) -> Nano {
+    Nano::start(serde_json::json!({
+        "control_plane": {
+            "url": cp_url,
+            "token": token,
+            "node_id": id,
+            "cache_dir": cache,
+        }
+    }))
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "nanoctl failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn refused(out: &std::process::Output) -> String {
+    assert!(
+        !out.status.success(),
+        "nanoctl should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        stderr.trim().lines().count(),
+        1,
+        "one line per failure: {stderr}"
+    );
+    stderr
+}
+
+/// Runs nanoctl off the async threads (the load keeps flowing meanwhile).
+async fn nanoctl_async(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
+    let url = cp.url();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        nanoctl(&url, Some(OPERATOR_TOKEN), &args)
+    })
+    .await
+    .unwrap()
+}
+
+#[test]
+fn deploy_reaches_both_nodes_and_redeploys_and_rollbacks_lose_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let b = node(&cp.url(), "node-b", &dir.path().join("b"));
+    cp.wait_for_nodes(2);
+    let host = "api.fleet.test";
+    let v1 = app(dir.path(), "v1.js", "version one");
+    let out = ok(&cp.nanoctl(&[
+        "deploy",
+        &v1,
+        "--hostname",
+        host,
+        "--workers",
+        "2",
+        "--env",
+        "SUFFIX=!",
+    ]));
+    assert!(out.contains("version 1 serves on node-a, node-b"), "{out}");
+    block_on(async {
+        // nanoctl returned after both nodes reported: they serve it now.
+        for n in [&a, &b] {
+            let reply = n.get(host, "/").await;
+            assert_eq!((reply.status, reply.body.as_str()), (200, "version one!"));
+        }
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            let addr = if i % 2 == 0 { a.addr } else { b.addr };
+            let (stop, served, failures) = (stop.clone(), served.clone(), failures.clone());
+            clients.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let reply = send(
+                        addr,
+                        hyper::Request::get("/")
+                            .header("host", host)
+                            .body(http_body_util::Full::new(bytes::Bytes::new()))
+                            .unwrap(),
+                    )
+                    .await;
+                    if reply.status == 200 && reply.body.starts_with("version") {
+                        served.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        failures.lock().unwrap().push((reply.status, reply.body));
+                    }
+                }
+            }));
+        }
+        let v2 = app(dir.path(), "v2.js", "version two");
+        let out = ok(&nanoctl_async(&cp, &["deploy", &v2, "--hostname", host]).await);
+        assert!(out.contains("version 2 serves on node-a, node-b"), "{out}");
+        for n in [&a, &b] {
+            assert_eq!(n.get(host, "/").await.body, "version two");
+        }
+        let out = ok(&nanoctl_async(&cp, &["rollback", host]).await);
+        assert!(
+            out.contains("rolled back") && out.contains("version 1 serves on"),
+            "{out}"
+        );
+        for n in [&a, &b] {
+            assert_eq!(n.get(host, "/").await.body, "version one!");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.await.unwrap();
+        }
+        assert!(served.load(Ordering::Relaxed) > 0);
+        assert_eq!(
+            *failures.lock().unwrap(),
+            vec![],
+            "requests failed during the swaps"
+        );
+    });
+
+    // The operator's views.
+    let apps = cp.nanoctl_json(&["apps"]);
+    assert_eq!(apps["apps"][0]["hostname"], host);
+    assert_eq!(apps["apps"][0]["version"], 1);
+    assert_eq!(apps["apps"][0]["limits"]["workers"], 2);
+    let detail = cp.nanoctl_json(&["get", host]);
+    assert_eq!(detail["history"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["app"]["env_keys"], serde_json::json!(["SUFFIX"]));
+    let nodes = cp.nanoctl_json(&["nodes"]);
+    for n in nodes["nodes"].as_array().unwrap() {
+        assert_eq!(n["connected"], true);
+        assert_eq!(n["revision"], nodes["revision"]);
+        assert_eq!(n["apps"][0]["state"], "serving");
+    }
+    // Isolates as the nodes report them (every few seconds), with their node.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let isolates = cp.nanoctl_json(&["isolates", host]);
+        let on: std::collections::BTreeSet<String> = isolates["isolates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["node_id"].as_str().unwrap().to_owned())
+            .collect();
+        if on.len() == 2 {
+            assert!(!isolates.to_string().contains("SUFFIX"), "env never leaks");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "isolates never reported: {isolates}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The control plane's own admin surface shows the fleet.
+    block_on(async {
+        let metrics = send(
+            cp.http,
+            nano_tests::request("GET", "127.0.0.1", "/_admin/metrics")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            metrics.body.contains("nano_controlplane_nodes_connected 2"),
+            "{}",
+            metrics.body
+        );
+        assert!(
+            metrics
+                .body
+                .contains("nano_controlplane_node_config_revision{node=\"node-a\"}")
+        );
+        let nodes = send(
+            cp.http,
+            nano_tests::request("GET", "127.0.0.1", "/_admin/nodes")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        )
+        .await
+        .json();
+        assert_eq!(nodes["nodes"].as_array().unwrap().len(), 2);
+    });
+
+    // Removing the app removes it everywhere.
+    ok(&cp.nanoctl(&["rm", host]));
+    block_on(async {
+        for n in [&a, &b] {
+            let deadline = Instant::now() + PATIENCE;
+            while n.get(host, "/").await.status != 404 {
+                assert!(Instant::now() < deadline, "{host} still served after rm");
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    });
+}
+
+#[test]
+fn nodes_ride_out_a_killed_control_plane_and_converge_when_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    let mut cp = ControlPlane::start(&data, "127.0.0.1:0");
+    let grpc = cp.grpc.to_string();
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let mut b = node(&cp.url(), "node-b", &dir.path().join("b"));
+    cp.wait_for_nodes(2);
+    let host = "survivor.test";
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v1.js", "first"),
+        "--hostname",
+        host,
+    ]));
+
+    cp.kill();
+    // A restarted node serves its last good state while the control plane is down.
+    b.terminate();
+    let url = format!("http://{grpc}");
+    let b = node(&url, "node-b", &dir.path().join("b"));
+    block_on(async {
+        for n in [&a, &b] {
+            let reply = n.get(host, "/").await;
+            assert_eq!((reply.status, reply.body.as_str()), (200, "first"));
+        }
+    });
+    b.log.wait_for("the unreachable warning", |t| {
+        t.contains("control plane unreachable; the last good state keeps serving")
+    });
+
+    // Back on the same address and data: the nodes reconnect and take new versions.
+    let cp = ControlPlane::start(&data, &grpc);
+    cp.wait_for_nodes(2);
+    let out = ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v2.js", "second"),
+        "--hostname",
+        host,
+    ]));
+    assert!(out.contains("version 2 serves on node-a, node-b"), "{out}");
+    block_on(async {
+        for n in [&a, &b] {
+            assert_eq!(n.get(host, "/").await.body, "second");
+        }
+    });
+}
+
+#[test]
+fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let host = "steady.test";
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "good.js", "good"),
+        "--hostname",
+        host,
+    ]));
+
+    // A syntax error never leaves the operator's machine.
+    let broken = dir.path().join("broken.js");
+    std::fs::write(&broken, "export default { fetch( {\n").unwrap();
+    let err = refused(&cp.nanoctl(&["deploy", broken.to_str().unwrap(), "--hostname", host]));
+    assert!(err.contains("SyntaxError"), "{err}");
+    // A module that fails when evaluated is refused by the node; nanoctl rolls back.
+    let no_handler = dir.path().join("no-handler.js");
+    std::fs::write(&no_handler, "export default { nothing: true };\n").unwrap();
+    let err = refused(&cp.nanoctl(&["deploy", no_handler.to_str().unwrap(), "--hostname", host]));
+    assert!(
+        err.contains("failed on node node-a") && err.contains("rolled back to version 1"),
+        "{err}"
+    );
+    // Bad names and limits, with the field and the range.
+    let good = app(dir.path(), "good2.js", "good");
+    let err = refused(&cp.nanoctl(&["deploy", &good, "--hostname", "bad host"]));
+    assert!(err.contains("not a valid hostname"), "{err}");
+    let err = refused(&cp.nanoctl(&["deploy", &good, "--hostname", host, "--memory-mb", "1"]));
+    assert!(
+        err.contains("limits.memory_mb") && err.contains("16 to 4096"),
+        "{err}"
+    );
+    let err = refused(&cp.nanoctl(&["rollback", "nobody.test"]));
+    assert!(err.contains("no app serves"), "{err}");
+
+    block_on(async {
+        let mut client = ControlClient::connect(cp.url()).await.unwrap();
+        let spec = || AppSpec {
+            hostname: host.into(),
+            ..Default::default()
+        };
+        // A corrupt sliver.
+        let err = client
+            .deploy(authed(
+                OPERATOR_TOKEN,
+                DeployRequest {
+                    spec: Some(spec()),
+                    sliver: b"NANOSLV\0garbage".to_vec(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(
+            err.message().contains("the sliver is invalid"),
+            "{}",
+            err.message()
+        );
+        // A message over the size limit.
+        let err = client
+            .deploy(authed(
+                OPERATOR_TOKEN,
+                DeployRequest {
+                    spec: Some(spec()),
+                    sliver: vec![0; nano_proto::MAX_MESSAGE_BYTES + 1024],
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
+        assert!(err.message().contains("too large"), "{err}");
+
+        // Through all of it, version 1 serves and is current.
+        assert_eq!(a.get(host, "/").await.body, "good");
+        let current = client
+            .get_app(authed(
+                OPERATOR_TOKEN,
+                GetAppRequest {
+                    hostname: host.into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(current.app.unwrap().version, 1);
+    });
+
+    // A second control plane on the same data dir fails fast and says why.
+    let out = std::process::Command::new(nano_tests::binary("nano-controlplane"))
+        .args(["--data-dir", cp.data_dir.to_str().unwrap()])
+        .args([
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN)
+        .env("NANO_NODE_TOKEN", NODE_TOKEN)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another nano-controlplane"),
+        "{stderr}"
+    );
+}
+
+/// A control plane that serves a damaged sliver and records what the node reports.
+struct Hostile {
+    sliver: Sliver,
+    reports: Arc<Mutex<Vec<NodeStatus>>>,
+}
+
+type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Fleet for Hostile {
+    type SubscribeStream = Boxed<FleetUpdate>;
+
+    async fn subscribe(
+        &self,
+        _request: Request<SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let update = FleetUpdate {
+            revision: 1,
+            store_id: "hostile".into(),
+            kind: Some(fleet_update::Kind::Full(FullState {
+                apps: vec![App {
+                    spec: Some(AppSpec {
+                        hostname: "corrupt.test".into(),
+                        ..Default::default()
+                    }),
+                    version: 1,
+                    sliver_id: self.sliver.id.clone(),
+                    ..Default::default()
+                }],
+            })),
+        };
+        let stream = tokio_stream::iter([Ok(update)]).chain(tokio_stream::pending());
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<Streaming<NodeStatus>>,
+    ) -> Result<Response<ReportAck>, Status> {
+        let mut stream = request.into_inner();
+        while let Some(status) = stream.message().await? {
+            self.reports.lock().unwrap().push(status);
+        }
+        Ok(Response::new(ReportAck {}))
+    }
+
+    type DownloadSliverStream = Boxed<SliverChunk>;
+
+    async fn download_sliver(
+        &self,
+        _request: Request<DownloadSliverRequest>,
+    ) -> Result<Response<Self::DownloadSliverStream>, Status> {
+        let mut bytes = self.sliver.bytes().to_vec();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x55;
+        let chunk = SliverChunk {
+            total_bytes: bytes.len() as u64,
+            data: bytes,
+        };
+        Ok(Response::new(Box::pin(tokio_stream::iter([Ok(chunk)]))))
+    }
+}
+
+fn tiny_sliver(text: &str) -> Sliver {
+    Sliver::build(
+        "t",
+        "app.js",
+        "test",
+        vec![(
+            "app.js".into(),
+            PartKind::Module,
+            format!("export default {{ fetch() {{ return new Response({text:?}); }} }}")
+                .into_bytes(),
+        )],
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_corrupt_sliver_download_is_refused_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hostile = Hostile {
+        sliver: tiny_sliver("must never serve"),
+        reports: reports.clone(),
+    };
+    runtime.spawn(
+        tonic::transport::Server::builder()
+            .add_service(FleetServer::new(hostile))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let cache = dir.path().join("a");
+    let a = node(&url, "node-a", &cache);
+    let deadline = Instant::now() + PATIENCE;
+    let report = loop {
+        if let Some(report) = reports
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| !r.error.is_empty())
+            .cloned()
+        {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node never reported the failure"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert_eq!(report.failed_revision, 1);
+    assert!(
+        report.error.contains("failed verification"),
+        "{}",
+        report.error
+    );
+    assert_eq!(report.revision, 0, "the revision was not activated");
+    block_on(async {
+        assert_eq!(a.get("corrupt.test", "/").await.status, 404);
+    });
+    let cached: Vec<_> = std::fs::read_dir(cache.join("slivers")).unwrap().collect();
+    assert!(cached.is_empty(), "nothing damaged is kept: {cached:?}");
+    drop(a);
+    runtime.shutdown_background();
+}
+
+#[test]
+fn calls_without_the_right_token_are_refused_and_health_answers_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    // nanoctl: wrong and missing tokens, unreachable server; one line each, non-zero exit.
+    let err = refused(&nanoctl(&cp.url(), Some("wrong-token"), &["apps"]));
+    assert!(
+        err.contains("operator token is wrong") && err.contains("NANO_TOKEN"),
+        "{err}"
+    );
+    let err = refused(&nanoctl(&cp.url(), None, &["apps"]));
+    assert!(err.contains("no operator token"), "{err}");
+    let err = refused(&nanoctl(
+        "http://127.0.0.1:1",
+        Some(OPERATOR_TOKEN),
+        &["apps"],
+    ));
+    assert!(err.contains("cannot reach the control plane"), "{err}");
+
+    // A node with the wrong token is refused and says so; it never shows as connected.
+    let stray = node_with_token(
+        &cp.url(),
+        "stray",
+        &dir.path().join("s"),
+        "not-the-node-token",
+    );
+    stray.log.wait_for("the refusal", |t| {
+        t.contains("the control plane refused this node")
+    });
+    let nodes = cp.nanoctl_json(&["nodes"]);
+    assert_eq!(nodes["nodes"], serde_json::json!([]));
+
+    block_on(async {
+        // Tokens are not interchangeable between the services.
+        let mut control = ControlClient::connect(cp.url()).await.unwrap();
+        let err = control
+            .list_apps(authed(NODE_TOKEN, ListAppsRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        let mut fleet = FleetClient::connect(cp.url()).await.unwrap();
+        let req = authed(OPERATOR_TOKEN, DownloadSliverRequest { id: "0".repeat(64) });
+        let err = fleet.download_sliver(req).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unauthenticated);
+        // The admin surface refuses a non-loopback-looking peer without the token.
+        let refused = send(
+            cp.http,
+            nano_tests::request("GET", "x", "/_admin/nodes")
+                .header("authorization", "Bearer wrong")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(refused.status, 401);
+
+        // grpc.health.v1, by a real client: SERVING, then NOT_SERVING once shutdown begins.
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+        let channel = tonic::transport::Endpoint::from_shared(cp.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        for service in ["", "nano.v1.Control", "nano.v1.Fleet"] {
+            let status = health
+                .check(HealthCheckRequest {
+                    service: service.into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .status;
+            assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+        }
+        let mut watch = health
+            .watch(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status, ServingStatus::Serving as i32);
+        cp.signal(libc::SIGTERM);
+        let next = watch.message().await.unwrap().unwrap();
+        assert_eq!(next.status, ServingStatus::NotServing as i32);
+    });
+    assert!(cp.wait().success(), "a clean shutdown exits 0");
+}
+
+/// Deploys in a loop until the control plane goes away; returns what was acknowledged.
+async fn deploy_until_killed(url: String, mut seed: u64) -> Vec<(String, u64, String)> {
+    let mut acked = Vec::new();
+    let Ok(mut client) = ControlClient::connect(url).await else {
+        return acked;
+    };
+    loop {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let host = format!("app{}.crash.test", seed % 3);
+        // Slivers from a few bytes to ~1.5 MB, so kills land inside writes of every size.
+        let padding = "x".repeat((seed % 1_500_000) as usize);
+        let sliver = Sliver::build(
+            "crash",
+            "app.js",
+            "test",
+            vec![(
+                "app.js".into(),
+                PartKind::Module,
+                format!("// {padding}\nexport default {{ fetch() {{ return new Response('{seed}'); }} }}")
+                    .into_bytes(),
+            )],
+        )
+        .unwrap();
+        let req = authed(
+            OPERATOR_TOKEN,
+            DeployRequest {
+                spec: Some(AppSpec {
+                    hostname: host.clone(),
+                    ..Default::default()
+                }),
+                sliver: sliver.bytes().to_vec(),
+            },
+        );
+        match client.deploy(req).await {
+            Ok(reply) => {
+                let app = reply.into_inner().app.unwrap();
+                acked.push((host, app.version, app.sliver_id));
+            }
+            Err(_) => return acked,
+        }
+    }
+}
+
+/// Every app and every version kept points to a sliver that is whole; returns the apps.
+async fn check_store(url: String) -> Vec<App> {
+    let mut control = ControlClient::connect(url.clone()).await.unwrap();
+    let mut fleet = FleetClient::connect(url).await.unwrap();
+    let apps = control
+        .list_apps(authed(OPERATOR_TOKEN, ListAppsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .apps;
+    for app in &apps {
+        let host = app.spec.as_ref().unwrap().hostname.clone();
+        let history = control
+            .get_app(authed(
+                OPERATOR_TOKEN,
+                GetAppRequest {
+                    hostname: host.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .history;
+        assert!(
+            history.iter().any(|h| h.version == app.version),
+            "{host}: current not in history"
+        );
+        for version in history {
+            let mut stream = fleet
+                .download_sliver(authed(
+                    NODE_TOKEN,
+                    DownloadSliverRequest {
+                        id: version.sliver_id.clone(),
+                    },
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("{host} v{}: sliver missing: {e}", version.version))
+                .into_inner();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = stream.message().await.unwrap() {
+                bytes.extend_from_slice(&chunk.data);
+            }
+            assert_eq!(
+                sha256_hex(&bytes),
+                version.sliver_id,
+                "{host} v{}",
+                version.version
+            );
+            Sliver::from_bytes(bytes).unwrap();
+        }
+    }
+    apps
+}
+
+#[test]
+fn the_store_stays_whole_when_the_control_plane_is_killed_at_random_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cp");
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("crash-consistency seed {seed}");
+    let mut acked_before: Vec<(String, u64, String)> = Vec::new();
+    let mut total_acked = 0;
+    for round in 0..20 {
+        let mut cp = ControlPlane::start(&data, "127.0.0.1:0");
+        let apps = block_on(check_store(cp.url()));
+        // Everything acknowledged before the kill survived it.
+        for (host, version, _) in &acked_before {
+            let current = apps
+                .iter()
+                .find(|a| &a.spec.as_ref().unwrap().hostname == host)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged {host} is gone"));
+            assert!(
+                current.version >= *version,
+                "round {round}: {host} lost v{version}"
+            );
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let url = cp.url();
+        let loop_seed = seed;
+        let deployer = std::thread::spawn(move || block_on(deploy_until_killed(url, loop_seed)));
+        std::thread::sleep(Duration::from_millis(30 + (seed >> 33) % 400));
+        cp.kill();
+        acked_before = deployer.join().unwrap();
+        total_acked += acked_before.len();
+    }
+    let cp = ControlPlane::start(&data, "127.0.0.1:0");
+    let apps = block_on(check_store(cp.url()));
+    assert!(
+        total_acked > 0 && !apps.is_empty(),
+        "the loop never deployed anything"
+    );
+}
