@@ -778,3 +778,53 @@ fn the_store_stays_whole_when_the_control_plane_is_killed_at_random_points() {
         "the loop never deployed anything"
     );
 }
+
+#[test]
+fn the_fleet_works_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let cert_arg = cert.to_str().unwrap();
+    let cp = ControlPlane::start_with(
+        &dir.path().join("cp"),
+        "127.0.0.1:0",
+        &["--tls-cert", cert_arg, "--tls-key", key.to_str().unwrap()],
+    );
+    let url = format!("https://{}", cp.grpc);
+    let a = Nano::start(serde_json::json!({
+        "control_plane": {
+            "url": url,
+            "token": NODE_TOKEN,
+            "node_id": "node-tls",
+            "cache_dir": dir.path().join("a"),
+            "ca_cert": cert,
+        }
+    }));
+    let tls = |args: &[&str]| {
+        let mut all = vec!["--ca-cert", cert_arg];
+        all.extend_from_slice(args);
+        nanoctl(&url, Some(OPERATOR_TOKEN), &all)
+    };
+    // Plain HTTP/2 to a TLS port, and TLS without trusting the certificate, both fail.
+    refused(&nanoctl(&cp.url(), Some(OPERATOR_TOKEN), &["apps"]));
+    let err = refused(&nanoctl(&url, Some(OPERATOR_TOKEN), &["apps"]));
+    assert!(err.contains("cannot reach the control plane"), "{err}");
+    let deadline = Instant::now() + PATIENCE;
+    while !ok(&tls(&["nodes", "--output", "json"])).contains("\"connected\":true") {
+        assert!(
+            Instant::now() < deadline,
+            "the node never connected over TLS"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let entry = app(dir.path(), "tls.js", "over tls");
+    let out = ok(&tls(&["deploy", &entry, "--hostname", "tls.test"]));
+    assert!(out.contains("serves on node-tls"), "{out}");
+    block_on(async {
+        assert_eq!(a.get("tls.test", "/").await.body, "over tls");
+    });
+}

@@ -273,17 +273,24 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane on `data_dir`, its gRPC on `grpc` (port 0: the OS picks).
     pub fn start(data_dir: &Path, grpc: &str) -> Self {
+        Self::start_with(data_dir, grpc, &[])
+    }
+
+    /// Like [`ControlPlane::start`], with more flags (e.g. `--tls-cert`).
+    pub fn start_with(data_dir: &Path, grpc: &str, extra: &[&str]) -> Self {
         let data = data_dir.to_str().unwrap();
+        let mut args = vec![
+            "--data-dir",
+            data,
+            "--grpc-listen",
+            grpc,
+            "--http-listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
         let (child, log) = spawn_logged(
             "nano-controlplane",
-            &[
-                "--data-dir",
-                data,
-                "--grpc-listen",
-                grpc,
-                "--http-listen",
-                "127.0.0.1:0",
-            ],
+            &args,
             &[
                 ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
                 ("NANO_NODE_TOKEN", NODE_TOKEN),
