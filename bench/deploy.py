@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Deploy-to-serving: a control plane and two data planes on loopback (release builds), 20
+deploys of a hello app, each a new version. For every deploy, two figures:
+
+  served    from starting `nanoctl deploy` until both nodes answer the new version over HTTP
+            (polled every 2 ms by this script; includes building the sliver)
+  nanoctl   how long `nanoctl deploy` took (it returns once both nodes report the version)
+
+The baseline measured in the same run is `nanoctl apps` (process start, connect, one call):
+what any nanoctl command costs before it does anything.
+
+Usage: bench/deploy.py [--deploys N]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import pathlib
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+OPERATOR, NODE = "bench-operator-token", "bench-node-token"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def body(port, host):
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/", headers={"Host": host})
+        response = conn.getresponse()
+        text = response.read().decode()
+        conn.close()
+        return text if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def wait(predicate, what, limit=30):
+    deadline = time.time() + limit
+    while not predicate():
+        if time.time() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--deploys", type=int, default=20)
+    args = parser.parse_args()
+    work = pathlib.Path(tempfile.mkdtemp(prefix="nano-deploy-bench-"))
+    grpc, http_port = free_port(), free_port()
+    env = dict(os.environ, NANO_LOG="warn", NANO_OPERATOR_TOKEN=OPERATOR, NANO_NODE_TOKEN=NODE)
+    procs = [subprocess.Popen(
+        [BIN / "nano-controlplane", "--data-dir", work / "cp", "--grpc-listen",
+         f"127.0.0.1:{grpc}", "--http-listen", f"127.0.0.1:{http_port}"],
+        env=env, stderr=subprocess.DEVNULL)]
+    url = f"http://127.0.0.1:{grpc}"
+    ctl_env = dict(os.environ, NANO_SERVER=url, NANO_TOKEN=OPERATOR)
+    ports = []
+    try:
+        time.sleep(0.3)
+        for name in ["a", "b"]:
+            port = free_port()
+            ports.append(port)
+            config = {"server": {"host": "127.0.0.1", "port": port},
+                      "control_plane": {"url": url, "token": NODE, "node_id": f"node-{name}",
+                                        "cache_dir": str(work / name)}}
+            path = work / f"{name}.json"
+            path.write_text(json.dumps(config))
+            procs.append(subprocess.Popen([BIN / "nano", "--config", path], env=env,
+                                          stderr=subprocess.DEVNULL))
+
+        def connected():
+            out = subprocess.run([BIN / "nanoctl", "nodes", "-o", "json"], env=ctl_env,
+                                 capture_output=True, text=True)
+            return out.returncode == 0 and out.stdout.count('"connected":true') == 2
+        wait(connected, "both nodes to connect")
+
+        host = "bench.deploy.test"
+        served, ctl, baseline = [], [], []
+        for i in range(args.deploys):
+            began = time.perf_counter()
+            subprocess.run([BIN / "nanoctl", "apps"], env=ctl_env, capture_output=True,
+                           check=True)
+            baseline.append(time.perf_counter() - began)
+
+            app = work / "app.js"
+            marker = f"version {i}"
+            app.write_text("export default { fetch() { return new Response(%s); } }\n"
+                           % json.dumps(marker))
+            began = time.perf_counter()
+            deploy = subprocess.Popen([BIN / "nanoctl", "deploy", app, "--hostname", host],
+                                      env=ctl_env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
+            pending = set(ports)
+            while pending:
+                for port in list(pending):
+                    if body(port, host) == marker:
+                        pending.discard(port)
+                if pending:
+                    time.sleep(0.002)
+            served.append(time.perf_counter() - began)
+            _, err = deploy.communicate()
+            if deploy.returncode != 0:
+                raise SystemExit(f"nanoctl deploy failed: {err.decode()}")
+            ctl.append(time.perf_counter() - began)
+
+        ms = lambda v: f"{v * 1000:.0f} ms"
+        print(f"{args.deploys} deploys, 2 nodes, loopback, release builds")
+        print("| measure | p50 | p90 | max | p50 vs baseline |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        base = statistics.median(baseline)
+        for name, values in [("both nodes answer the new version", served),
+                             ("`nanoctl deploy` returns", ctl),
+                             ("baseline: `nanoctl apps`", baseline)]:
+            print(f"| {name} | {ms(pct(values, 50))} | {ms(pct(values, 90))} | "
+                  f"{ms(max(values))} | {statistics.median(values) / base:.1f}x |")
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+
+
+if __name__ == "__main__":
+    main()
