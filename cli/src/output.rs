@@ -135,28 +135,7 @@ pub fn app_detail(got: &GetAppResponse, output: Output) {
 
 pub fn nodes(nodes: &ListNodesResponse, output: Output) {
     if output == Output::Json {
-        let list: Vec<Value> = nodes
-            .nodes
-            .iter()
-            .map(|n| {
-                json!({
-                    "node_id": n.node_id,
-                    "connected": n.connected,
-                    "revision": n.revision,
-                    "address": n.address,
-                    "version": n.version,
-                    "isolates": n.isolates,
-                    "last_seen_ms": n.last_seen_ms,
-                    "apps": n.apps.iter().map(|a| json!({
-                        "hostname": a.hostname,
-                        "version": a.version,
-                        "wanted_version": a.wanted_version,
-                        "state": a.state,
-                        "error": a.error,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
+        let list: Vec<Value> = nodes.nodes.iter().map(nano_proto::json::node).collect();
         println!("{}", json!({ "revision": nodes.revision, "nodes": list }));
         return;
     }
@@ -201,22 +180,7 @@ pub fn nodes(nodes: &ListNodesResponse, output: Output) {
 
 pub fn isolates(isolates: &[Isolate], output: Output) {
     if output == Output::Json {
-        let list: Vec<Value> = isolates
-            .iter()
-            .map(|i| {
-                json!({
-                    "node_id": i.node_id,
-                    "hostname": i.hostname,
-                    "isolate": i.isolate,
-                    "state": i.state,
-                    "heap_used_bytes": i.heap_used_bytes,
-                    "heap_limit_bytes": i.heap_limit_bytes,
-                    "pressure": i.pressure,
-                    "requests": i.requests,
-                    "last_used_ms": i.last_used_ms,
-                })
-            })
-            .collect();
+        let list: Vec<Value> = isolates.iter().map(nano_proto::json::isolate).collect();
         println!("{}", json!({ "isolates": list }));
         return;
     }

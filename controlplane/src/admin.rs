@@ -90,25 +90,18 @@ fn respond(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> Response
             let isolates: Vec<_> = plane
                 .fleet
                 .isolates(None)
-                .into_iter()
-                .map(|i| {
-                    serde_json::json!({
-                        "node_id": i.node_id,
-                        "hostname": i.hostname,
-                        "isolate": i.isolate,
-                        "state": i.state,
-                        "heap_used_bytes": i.heap_used_bytes,
-                        "heap_limit_bytes": i.heap_limit_bytes,
-                        "pressure": i.pressure,
-                        "requests": i.requests,
-                        "last_used_ms": i.last_used_ms,
-                    })
-                })
+                .iter()
+                .map(nano_proto::json::isolate)
                 .collect();
             json(StatusCode::OK, serde_json::json!({ "isolates": isolates }))
         }
         "/_admin/nodes" => {
-            let nodes: Vec<_> = plane.fleet.nodes().iter().map(crate::node_json).collect();
+            let nodes: Vec<_> = plane
+                .fleet
+                .nodes()
+                .iter()
+                .map(nano_proto::json::node)
+                .collect();
             json(StatusCode::OK, serde_json::json!({ "nodes": nodes }))
         }
         other => refusal(

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use nano_proto::v1::Node;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -44,27 +43,6 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("the gRPC server failed: {0}")]
     Grpc(#[from] tonic::transport::Error),
-}
-
-/// A node as JSON, for `/_admin/nodes`.
-pub fn node_json(node: &Node) -> serde_json::Value {
-    serde_json::json!({
-        "node_id": node.node_id,
-        "connected": node.connected,
-        "revision": node.revision,
-        "last_seen_ms": node.last_seen_ms,
-        "address": node.address,
-        "version": node.version,
-        "isolates": node.isolates,
-        "apps": node.apps.iter().map(|a| serde_json::json!({
-            "hostname": a.hostname,
-            "version": a.version,
-            "wanted_version": a.wanted_version,
-            "sliver_id": a.sliver_id,
-            "state": a.state,
-            "error": a.error,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 /// Opens the store in `options.data_dir` (failing fast if another process holds it).

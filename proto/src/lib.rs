@@ -6,6 +6,8 @@ pub mod v1 {
     tonic::include_proto!("nano.v1");
 }
 
+pub mod json;
+
 /// Largest sliver a deploy may carry (the sliver format's own limit).
 pub const MAX_SLIVER_BYTES: usize = 64 * 1024 * 1024;
 

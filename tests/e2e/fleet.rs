@@ -328,6 +328,20 @@ fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
         err.contains("failed on node node-a") && err.contains("rolled back to version 1"),
         "{err}"
     );
+    // An oversized sliver part is refused while packing, before anything is sent.
+    std::fs::write(
+        dir.path().join("big.wasm"),
+        [b"\0asm\x01\0\0\0".as_slice(), &vec![0u8; 17 * 1024 * 1024]].concat(),
+    )
+    .unwrap();
+    let big = dir.path().join("big.js");
+    std::fs::write(
+        &big,
+        "import m from './big.wasm';\nexport default { fetch() { return new Response(String(m)); } };\n",
+    )
+    .unwrap();
+    let err = refused(&cp.nanoctl(&["deploy", big.to_str().unwrap(), "--hostname", host]));
+    assert!(err.contains("over the limit"), "{err}");
     // Bad names and limits, with the field and the range.
     let good = app(dir.path(), "good2.js", "good");
     let err = refused(&cp.nanoctl(&["deploy", &good, "--hostname", "bad host"]));

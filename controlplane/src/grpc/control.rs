@@ -50,20 +50,9 @@ pub fn check_spec(spec: Option<AppSpec>) -> Result<AppSpec, ControlError> {
         spec.ok_or_else(|| ControlError::Invalid("the deploy has no app spec".into()))?;
     spec.hostname = hostname(&spec.hostname)?;
     let limits = spec.limits.unwrap_or_default();
-    let mut raw_limits = serde_json::Map::new();
-    for (key, value) in [
-        ("workers", limits.workers),
-        ("memory_mb", limits.memory_mb),
-        ("timeout_secs", limits.timeout_secs),
-        ("cpu_ms", limits.cpu_ms),
-    ] {
-        if value != 0 {
-            raw_limits.insert(key.into(), value.into());
-        }
-    }
     let raw = serde_json::json!({
         "hostname": spec.hostname,
-        "limits": raw_limits,
+        "limits": nano_proto::json::config_limits(&limits),
         "env": spec.env,
     });
     nano_config::check_app(raw).map_err(|problems| {

@@ -96,17 +96,12 @@ impl FleetApp {
 
     /// The config app serving this from the cached sliver, checked against the config bounds.
     pub fn to_config(&self, dir: &Path) -> Result<nano_config::App, String> {
-        let mut limits = serde_json::Map::new();
-        for (key, value) in [
-            ("workers", self.workers),
-            ("memory_mb", self.memory_mb),
-            ("timeout_secs", self.timeout_secs),
-            ("cpu_ms", self.cpu_ms),
-        ] {
-            if value != 0 {
-                limits.insert(key.into(), value.into());
-            }
-        }
+        let limits = nano_proto::json::config_limits(&nano_proto::v1::Limits {
+            workers: self.workers,
+            memory_mb: self.memory_mb,
+            timeout_secs: self.timeout_secs,
+            cpu_ms: self.cpu_ms,
+        });
         let mut raw = serde_json::json!({
             "hostname": self.hostname,
             "sliver": sliver_path(dir, &self.sliver_id),
