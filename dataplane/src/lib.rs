@@ -103,12 +103,22 @@ pub async fn run(
             )));
         }
         if let Some(member) = fleet {
-            tasks.push(tokio::spawn(sync::run(
-                member,
-                reloader,
-                routing.clone(),
-                helpers.clone(),
-            )));
+            // Its own scheduler, so an overloaded HTTP front never delays config updates and
+            // status reports (and the reverse).
+            let (routing, stop) = (routing.clone(), helpers.clone());
+            let thread = std::thread::Builder::new()
+                .name("nano-sync".into())
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("the OS can start the fleet client's runtime");
+                    runtime.block_on(sync::run(member, reloader, routing, stop));
+                })
+                .expect("the OS can start a thread");
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let _ = thread.join();
+            }));
         }
     }
     if let Ok(addr) = listener.local_addr() {
