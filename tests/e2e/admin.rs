@@ -89,42 +89,8 @@ fn metrics_count_exactly_and_pass_promtool() {
         assert!(m.contains("nano_build_info{"), "{m}");
         assert!(m.contains("process_resident_memory_bytes"), "{m}");
 
-        if let Ok(promtool) = which("promtool") {
-            let mut child = std::process::Command::new(promtool)
-                .args(["check", "metrics"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            let report = String::from_utf8_lossy(&out.stderr).to_string()
-                + &String::from_utf8_lossy(&out.stdout);
-            // Lint warnings (e.g. about units) are allowed; errors are not.
-            assert!(
-                out.status.success() || !report.contains("error"),
-                "promtool: {report}"
-            );
-            assert!(
-                !report.contains("error while linting"),
-                "promtool: {report}"
-            );
-        } else {
-            eprintln!("promtool not installed; skipped its check (CI installs it)");
-        }
+        nano_tests::check_with_promtool(m);
     });
-}
-
-fn which(tool: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(tool))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
 }
 
 #[test]

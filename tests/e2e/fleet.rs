@@ -228,6 +228,7 @@ fn deploy_reaches_both_nodes_and_redeploys_and_rollbacks_lose_no_request() {
                 .body
                 .contains("nano_controlplane_node_config_revision{node=\"node-a\"}")
         );
+        nano_tests::check_with_promtool(&metrics.body);
         let nodes = send(
             cp.http,
             nano_tests::request("GET", "127.0.0.1", "/_admin/nodes")

@@ -482,3 +482,42 @@ pub fn request(method: &str, host: &str, path: &str) -> hyper::http::request::Bu
 pub fn body(text: &str) -> Full<Bytes> {
     Full::new(Bytes::from(text.to_owned()))
 }
+
+/// Checks a Prometheus text exposition with `promtool check metrics` (installed by `.ci/run`;
+/// skipped with a note where it is missing). Lint warnings pass; errors fail.
+pub fn check_with_promtool(text: &str) {
+    let promtool = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("promtool"))
+            .find(|p| p.is_file())
+    });
+    let Some(promtool) = promtool else {
+        eprintln!("promtool not installed; skipped its check (CI installs it)");
+        return;
+    };
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() || !report.contains("error"),
+        "promtool: {report}"
+    );
+    assert!(
+        !report.contains("error while linting"),
+        "promtool: {report}"
+    );
+}
