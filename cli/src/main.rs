@@ -14,8 +14,8 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use nano_proto::v1::control_client::ControlClient;
 use nano_proto::v1::{
-    AppSpec, DeleteAppRequest, DeployRequest, EvictRequest, GetAppRequest, Limits, ListAppsRequest,
-    ListIsolatesRequest, ListNodesRequest, RollbackRequest,
+    AppSpec, DeleteAppRequest, DeployRequest, DrainRequest, EvictRequest, GetAppRequest, Limits,
+    ListAppsRequest, ListIsolatesRequest, ListNodesRequest, RollbackRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -109,6 +109,10 @@ enum Command {
     Isolates { hostname: Option<String> },
     /// Replace an app's idle isolates with fresh ones on every node.
     Evict { hostname: String },
+    /// Take a node out of its load balancer's rotation (its /_admin/ready answers 503).
+    Drain { node_id: String },
+    /// Put a drained node back into rotation.
+    Undrain { node_id: String },
 }
 
 #[derive(clap::Args)]
@@ -397,6 +401,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     sent.node_ids.len(),
                     sent.node_ids.join(", ")
                 ),
+            }
+            Ok(())
+        }
+        Command::Drain { node_id } | Command::Undrain { node_id } => {
+            let drain = matches!(cli.command, Command::Drain { .. });
+            let answer = connect(&cli)
+                .await?
+                .drain(DrainRequest {
+                    node_id: node_id.clone(),
+                    drain,
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let what = if drain { "drained" } else { "undrained" };
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({
+                        "node_id": node_id, "drained": drain, "connected": answer.connected,
+                    })
+                ),
+                Output::Table if answer.connected => println!("{what} {node_id}"),
+                Output::Table => {
+                    println!("{what} {node_id} (offline: it takes effect when it connects)")
+                }
             }
             Ok(())
         }

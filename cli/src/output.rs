@@ -161,10 +161,10 @@ pub fn nodes(nodes: &ListNodesResponse, output: Output) {
                     .collect();
                 vec![
                     n.node_id.clone(),
-                    if n.connected {
-                        "connected"
-                    } else {
-                        "disconnected"
+                    match (n.connected, n.drained) {
+                        (true, false) => "connected",
+                        (true, true) => "connected, drained",
+                        (false, _) => "disconnected",
                     }
                     .into(),
                     format!("{}/{}", n.revision, nodes.revision),

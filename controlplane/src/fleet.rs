@@ -87,14 +87,22 @@ impl Fleet {
         self.commands.subscribe()
     }
 
-    /// Sends a command to every connected node; returns their ids.
+    /// Sends a command to the connected nodes it is for; returns their ids.
     pub fn command(&self, command: Command) -> Vec<String> {
-        let _ = self.commands.send(command);
-        self.lock()
+        let targets = self
+            .lock()
             .values()
             .filter(|e| e.node.connected)
+            .filter(|e| command.node_id.is_empty() || e.node.node_id == command.node_id)
             .map(|e| e.node.node_id.clone())
-            .collect()
+            .collect();
+        let _ = self.commands.send(command);
+        targets
+    }
+
+    /// Whether a node has ever connected.
+    pub fn knows(&self, node_id: &str) -> bool {
+        self.lock().contains_key(node_id)
     }
 
     pub fn connect(
@@ -129,6 +137,7 @@ impl Fleet {
         entry.node.apps = status.apps;
         entry.node.last_seen_ms = now_ms();
         entry.node.isolates = status.isolates.len() as u32;
+        entry.node.drained = status.drained;
         if !status.version.is_empty() {
             entry.node.version = status.version;
         }

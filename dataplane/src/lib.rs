@@ -41,6 +41,9 @@ pub async fn run(
 ) {
     let preparer = Arc::new(preparer);
     let fleet_apps = fleet.as_ref().map(sync::Member::apps);
+    let drained = Arc::new(AtomicBool::new(
+        fleet.as_ref().is_some_and(sync::Member::drained),
+    ));
     let local = config;
     let config = reload::merge_fleet_apps(&local, fleet_apps.as_deref());
     let router = {
@@ -55,6 +58,7 @@ pub async fn run(
         router: routing.clone(),
         admin: config.admin.enabled.then(|| config.admin.token.clone()),
         draining: AtomicBool::new(false),
+        drained: drained.clone(),
         started: Instant::now(),
         max_body_bytes: config.server.max_body_bytes,
         header_timeout: Duration::from_secs(config.server.header_timeout_secs),
@@ -105,7 +109,7 @@ pub async fn run(
         if let Some(member) = fleet {
             // Its own scheduler, so an overloaded HTTP front never delays config updates and
             // status reports (and the reverse).
-            let (routing, stop) = (routing.clone(), helpers.clone());
+            let (routing, stop, drained) = (routing.clone(), helpers.clone(), drained.clone());
             let thread = std::thread::Builder::new()
                 .name("nano-sync".into())
                 .spawn(move || {
@@ -113,7 +117,7 @@ pub async fn run(
                         .enable_all()
                         .build()
                         .expect("the OS can start the fleet client's runtime");
-                    runtime.block_on(sync::run(member, reloader, routing, stop));
+                    runtime.block_on(sync::run(member, reloader, routing, drained, stop));
                 })
                 .expect("the OS can start a thread");
             tasks.push(tokio::task::spawn_blocking(move || {

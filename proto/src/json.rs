@@ -39,6 +39,7 @@ pub fn node(n: &Node) -> Value {
         "address": n.address,
         "version": n.version,
         "isolates": n.isolates,
+        "drained": n.drained,
         "apps": n.apps.iter().map(app_status).collect::<Vec<_>>(),
     })
 }

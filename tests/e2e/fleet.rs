@@ -843,3 +843,87 @@ fn the_fleet_works_over_tls() {
         assert_eq!(a.get("tls.test", "/").await.body, "over tls");
     });
 }
+
+#[test]
+fn a_drained_node_leaves_rotation_keeps_serving_and_stays_drained_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let cache = dir.path().join("a");
+    let mut a = node(&cp.url(), "node-a", &cache);
+    cp.wait_for_nodes(1);
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "d.js", "still here"),
+        "--hostname",
+        "d.test",
+    ]));
+    let ready = |n: &Nano| {
+        let n_addr = n.addr;
+        block_on(async move {
+            send(
+                n_addr,
+                nano_tests::request("GET", "127.0.0.1", "/_admin/ready")
+                    .body(nano_tests::body(""))
+                    .unwrap(),
+            )
+            .await
+        })
+    };
+    let wait_ready = |n: &Nano, want: u16| {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let reply = ready(n);
+            if reply.status == want {
+                return reply;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "readiness never became {want}: {}",
+                reply.body
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    };
+    assert_eq!(wait_ready(&a, 200).json()["drained"], false);
+
+    let out = ok(&cp.nanoctl(&["drain", "node-a"]));
+    assert!(out.contains("drained node-a"), "{out}");
+    assert_eq!(wait_ready(&a, 503).json()["drained"], true);
+    block_on(async {
+        assert_eq!(
+            a.get("d.test", "/").await.body,
+            "still here",
+            "drained, not stopped"
+        );
+    });
+    let deadline = Instant::now() + PATIENCE;
+    while cp.nanoctl_json(&["nodes"])["nodes"][0]["drained"] != true {
+        assert!(Instant::now() < deadline, "the drain was never reported");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+
+    // The drain survives a restart of the node.
+    a.terminate();
+    let mut a = node(&cp.url(), "node-a", &cache);
+    block_on(async {
+        assert_eq!(a.get("d.test", "/").await.body, "still here");
+    });
+    assert_eq!(ready(&a).json()["drained"], true);
+    // Undrained while offline: the node takes it when it connects.
+    a.terminate();
+    let deadline = Instant::now() + PATIENCE;
+    while cp.nanoctl_json(&["nodes"])["nodes"][0]["connected"] != false {
+        assert!(
+            Instant::now() < deadline,
+            "the node never showed as disconnected"
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let out = ok(&cp.nanoctl(&["undrain", "node-a"]));
+    assert!(out.contains("undrained node-a (offline"), "{out}");
+    let a = node(&cp.url(), "node-a", &cache);
+    assert_eq!(wait_ready(&a, 200).json()["drained"], false);
+
+    let err = refused(&cp.nanoctl(&["drain", "nobody"]));
+    assert!(err.contains("no node \"nobody\""), "{err}");
+}

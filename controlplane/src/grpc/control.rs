@@ -6,9 +6,9 @@ use std::sync::Arc;
 use nano_proto::v1::control_server::Control;
 use nano_proto::v1::{
     App, AppSpec, Command, DeleteAppRequest, DeleteAppResponse, DeployRequest, DeployResponse,
-    EvictApp, EvictRequest, EvictResponse, GetAppRequest, GetAppResponse, ListAppsRequest,
-    ListAppsResponse, ListIsolatesRequest, ListIsolatesResponse, ListNodesRequest,
-    ListNodesResponse, RollbackRequest, command,
+    DrainNode, DrainRequest, DrainResponse, EvictApp, EvictRequest, EvictResponse, GetAppRequest,
+    GetAppResponse, ListAppsRequest, ListAppsResponse, ListIsolatesRequest, ListIsolatesResponse,
+    ListNodesRequest, ListNodesResponse, RollbackRequest, command,
 };
 use nano_sliver::Sliver;
 use tonic::{Request, Response, Status};
@@ -258,8 +258,36 @@ impl Control for ControlService {
             kind: Some(command::Kind::Evict(EvictApp {
                 hostname: host.clone(),
             })),
+            node_id: String::new(),
         });
         tracing::info!(hostname = %host, nodes = node_ids.len(), "evict sent");
         Ok(Response::new(EvictResponse { node_ids }))
+    }
+
+    async fn drain(
+        &self,
+        request: Request<DrainRequest>,
+    ) -> Result<Response<DrainResponse>, Status> {
+        let DrainRequest { node_id, drain } = request.into_inner();
+        if !self.plane.fleet.knows(&node_id) {
+            return Err(ControlError::Invalid(format!(
+                "no node {node_id:?} has ever connected; `nanoctl nodes` lists them"
+            ))
+            .into());
+        }
+        // Recorded first: a node that is offline now (or reconnecting) gets it when it connects.
+        {
+            let node_id = node_id.clone();
+            self.blocking(move |plane| Ok(plane.store.set_drained(&node_id, drain)?))
+                .await?;
+        }
+        let sent = self.plane.fleet.command(Command {
+            kind: Some(command::Kind::Drain(DrainNode { drain })),
+            node_id: node_id.clone(),
+        });
+        tracing::info!(node_id = %node_id, drain, connected = !sent.is_empty(), "drain set");
+        Ok(Response::new(DrainResponse {
+            connected: !sent.is_empty(),
+        }))
     }
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use nano_proto::v1::fleet_server::Fleet;
 use nano_proto::v1::{
-    App, Delta, DownloadSliverRequest, FleetUpdate, FullState, NodeStatus, ReportAck, SliverChunk,
-    SubscribeRequest, fleet_update,
+    App, Command, Delta, DownloadSliverRequest, DrainNode, FleetUpdate, FullState, NodeStatus,
+    ReportAck, SliverChunk, SubscribeRequest, command, fleet_update,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -118,6 +118,21 @@ impl Fleet for FleetService {
                 if tx.send(Ok(full)).await.is_err() {
                     return;
                 }
+                // Then whether it is to be drained (the operator may have changed it while the
+                // node was away).
+                let drain = FleetUpdate {
+                    revision,
+                    store_id: store_id.clone(),
+                    kind: Some(fleet_update::Kind::Command(Command {
+                        kind: Some(command::Kind::Drain(DrainNode {
+                            drain: plane.store.drained(&node_id).unwrap_or(false),
+                        })),
+                        node_id: node_id.clone(),
+                    })),
+                };
+                if tx.send(Ok(drain)).await.is_err() {
+                    return;
+                }
                 loop {
                     let update = tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -143,6 +158,7 @@ impl Fleet for FleetService {
                             }
                         }
                         command = commands.recv() => match command {
+                            Ok(command) if !command.node_id.is_empty() && command.node_id != node_id => continue,
                             Ok(command) => FleetUpdate {
                                 revision,
                                 store_id: store_id.clone(),

@@ -1,8 +1,8 @@
 //! The control plane's database: the only module that touches sled.
 //!
 //! Trees: `apps` (hostname -> the current [`App`]), `history` (hostname, version -> [`App`], for
-//! rollback), `slivers` (id -> bytes), `nodes` (node id -> last known [`Node`]) and `meta` (the
-//! config revision and the store's id). Records are the protocol's own protobuf messages.
+//! rollback), `slivers` (id -> bytes), `nodes` (node id -> last known [`Node`]), `drains` (node
+//! ids an operator took out of rotation) and `meta` (the config revision and the store's id). Records are the protocol's own protobuf messages.
 //!
 //! Crash consistency: a deploy writes the sliver and flushes, then switches the app's version,
 //! its history and the revision in one transaction, then flushes, and only then returns. A crash
@@ -49,6 +49,7 @@ pub struct Store {
     history: sled::Tree,
     slivers: sled::Tree,
     nodes: sled::Tree,
+    drains: sled::Tree,
     meta: sled::Tree,
     store_id: String,
     writer: Mutex<()>,
@@ -126,6 +127,7 @@ impl Store {
             history: tree("history")?,
             slivers: tree("slivers")?,
             nodes: tree("nodes")?,
+            drains: tree("drains")?,
             meta: tree("meta")?,
             db,
             store_id,
@@ -365,6 +367,23 @@ impl Store {
                 decode(&key, &value)
             })
             .collect()
+    }
+
+    /// Records whether an operator took `node_id` out of rotation; durable on return.
+    pub fn set_drained(&self, node_id: &str, drained: bool) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        if drained {
+            self.drains.insert(node_id.as_bytes(), &[1u8])?;
+        } else {
+            self.drains.remove(node_id.as_bytes())?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Whether `node_id` is to be out of rotation.
+    pub fn drained(&self, node_id: &str) -> Result<bool, StoreError> {
+        Ok(self.drains.contains_key(node_id.as_bytes())?)
     }
 
     /// Flushes everything to disk (on shutdown).

@@ -106,9 +106,11 @@ fn authorized<B>(token: Option<&str>, req: &Request<B>, peer: SocketAddr) -> boo
 }
 
 /// 200 once every app has settled (an isolate can serve, or it failed to load and answers 503
-/// on its own); 503 before that and while draining.
+/// on its own); 503 before that, while draining for shutdown, and while drained by the control
+/// plane.
 fn ready(front: &Front) -> Response<Body> {
     let draining = front.draining.load(Ordering::Acquire);
+    let drained = front.drained.load(Ordering::Acquire);
     let router = front.router.load();
     let pending: Vec<&str> = router
         .routes()
@@ -124,7 +126,7 @@ fn ready(front: &Front) -> Response<Body> {
                 .map(|why| serde_json::json!({ "hostname": route.pool.hostname(), "error": why }))
         })
         .collect();
-    let ready = !draining && pending.is_empty();
+    let ready = !draining && !drained && pending.is_empty();
     let status = if ready {
         StatusCode::OK
     } else {
@@ -132,7 +134,10 @@ fn ready(front: &Front) -> Response<Body> {
     };
     json(
         status,
-        serde_json::json!({ "ready": ready, "draining": draining, "starting": pending, "failed": failed }),
+        serde_json::json!({
+            "ready": ready, "draining": draining, "drained": drained,
+            "starting": pending, "failed": failed,
+        }),
     )
 }
 

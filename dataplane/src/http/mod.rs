@@ -37,6 +37,8 @@ pub struct Front {
     pub admin: Option<Option<String>>,
     /// Set when shutdown starts: readiness turns 503.
     pub draining: AtomicBool,
+    /// Set by the control plane's drain command (fleet mode): readiness turns 503.
+    pub drained: Arc<AtomicBool>,
     pub started: Instant,
     pub max_body_bytes: u64,
     pub header_timeout: Duration,

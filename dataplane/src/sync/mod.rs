@@ -9,6 +9,7 @@ mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -170,6 +171,11 @@ impl Member {
         })
     }
 
+    /// Whether the control plane took this node out of rotation.
+    pub fn drained(&self) -> bool {
+        self.last_good.drained
+    }
+
     /// The apps of the last good state, as config apps.
     pub fn apps(&self) -> Vec<nano_config::App> {
         self.last_good
@@ -241,14 +247,31 @@ impl Member {
             version: env!("CARGO_PKG_VERSION").into(),
             failed_revision,
             error,
+            drained: self.last_good.drained,
         }
     }
 
     /// Takes in an update; returns whether the desired state changed.
-    fn take(&mut self, update: FleetUpdate, routing: &Routing) -> bool {
+    fn take(&mut self, update: FleetUpdate, routing: &Routing, drained: &AtomicBool) -> bool {
         let new_store = update.store_id != self.store_id;
         match update.kind {
             Some(fleet_update::Kind::Command(command)) => {
+                if !command.node_id.is_empty() && command.node_id != self.options.node_id {
+                    return false;
+                }
+                if let Some(command::Kind::Drain(drain)) = &command.kind
+                    && drain.drain != self.last_good.drained
+                {
+                    tracing::info!(
+                        drain = drain.drain,
+                        "drain set by the control plane; readiness follows"
+                    );
+                    drained.store(drain.drain, std::sync::atomic::Ordering::Release);
+                    self.last_good.drained = drain.drain;
+                    if let Err(err) = self.last_good.save(&self.options.cache_dir) {
+                        tracing::warn!(error = %err, "cannot persist the drain state");
+                    }
+                }
                 if let Some(command::Kind::Evict(evict)) = command.kind
                     && let Some(route) = routing.load().route(&evict.hostname)
                 {
@@ -398,12 +421,14 @@ impl Member {
                 }
             }
         }
+        let drained = self.last_good.drained;
         let previous = std::mem::replace(
             &mut self.last_good,
             LastGood {
                 store_id: self.store_id.clone(),
                 revision: self.desired_revision,
                 apps: serving,
+                drained,
             },
         );
         // Kept on disk: what serves, what is wanted, and what served before (a rollback then
@@ -516,6 +541,7 @@ async fn session(
     member: &mut Member,
     reloader: &Arc<Mutex<Reloader>>,
     routing: &Routing,
+    drained: &AtomicBool,
     stop: &CancellationToken,
     connected: &mut bool,
 ) -> Result<(), SyncError> {
@@ -552,11 +578,9 @@ async fn session(
                     *connected = true;
                     tracing::info!(url = %member.options.url, revision = update.revision, "connected to the control plane");
                 }
-                if member.take(update, routing) {
+                if member.take(update, routing, drained) {
                     // A failure is recorded and reported; the stream goes on.
                     let _ = member.activate(&mut client, reloader).await;
-                } else {
-                    continue;
                 }
             }
         }
@@ -593,12 +617,21 @@ pub async fn run(
     mut member: Member,
     reloader: Arc<Mutex<Reloader>>,
     routing: Arc<Routing>,
+    drained: Arc<AtomicBool>,
     stop: CancellationToken,
 ) {
     let mut backoff = Backoff(0);
     loop {
         let mut connected = false;
-        let result = session(&mut member, &reloader, &routing, &stop, &mut connected).await;
+        let result = session(
+            &mut member,
+            &reloader,
+            &routing,
+            &drained,
+            &stop,
+            &mut connected,
+        )
+        .await;
         if stop.is_cancelled() {
             return;
         }

@@ -29,6 +29,9 @@ pub struct LastGood {
     pub store_id: String,
     pub revision: u64,
     pub apps: BTreeMap<String, FleetApp>,
+    /// Out of rotation on the control plane's command (survives restarts).
+    #[serde(default)]
+    pub drained: bool,
 }
 
 pub fn sliver_path(dir: &Path, id: &str) -> PathBuf {
