@@ -291,3 +291,47 @@ impl Control for ControlService {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nano_proto::v1::Limits;
+
+    fn spec(host: &str, limits: Limits) -> Option<AppSpec> {
+        Some(AppSpec {
+            hostname: host.into(),
+            limits: Some(limits),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn specs_are_normalised_and_checked_against_the_config_bounds() {
+        let ok = check_spec(spec("API.Example.com.", Limits::default())).unwrap();
+        assert_eq!(ok.hostname, "api.example.com");
+        for (host, limits, want) in [
+            ("a b", Limits::default(), "not a valid hostname"),
+            ("a:80", Limits::default(), "without a port"),
+            (
+                "a.test",
+                Limits {
+                    memory_mb: 8,
+                    ..Default::default()
+                },
+                "limits.memory_mb",
+            ),
+            (
+                "a.test",
+                Limits {
+                    workers: 65,
+                    ..Default::default()
+                },
+                "limits.workers",
+            ),
+        ] {
+            let err = check_spec(spec(host, limits)).unwrap_err().to_string();
+            assert!(err.contains(want), "{host}: {err}");
+        }
+        assert!(check_spec(None).is_err());
+    }
+}

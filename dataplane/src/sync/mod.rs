@@ -651,3 +651,103 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nano_proto::v1::{App, AppSpec, Delta, FullState};
+
+    fn member(dir: &std::path::Path) -> Member {
+        Member::open(FleetOptions {
+            url: "http://127.0.0.1:1".into(),
+            token: "t".into(),
+            node_id: "n1".into(),
+            cache_dir: dir.to_owned(),
+            ca_cert: None,
+        })
+        .unwrap()
+    }
+
+    fn app(host: &str, version: u64) -> App {
+        App {
+            spec: Some(AppSpec {
+                hostname: host.into(),
+                ..Default::default()
+            }),
+            version,
+            sliver_id: format!("{version:064x}"),
+            ..Default::default()
+        }
+    }
+
+    fn full(store: &str, revision: u64, apps: Vec<App>) -> FleetUpdate {
+        FleetUpdate {
+            revision,
+            store_id: store.into(),
+            kind: Some(fleet_update::Kind::Full(FullState { apps })),
+        }
+    }
+
+    fn delta(store: &str, revision: u64, upserts: Vec<App>, removed: &[&str]) -> FleetUpdate {
+        FleetUpdate {
+            revision,
+            store_id: store.into(),
+            kind: Some(fleet_update::Kind::Delta(Delta {
+                upserts,
+                removed: removed.iter().map(|s| s.to_string()).collect(),
+            })),
+        }
+    }
+
+    #[test]
+    fn stale_and_out_of_order_revisions_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = member(dir.path());
+        let routing = Routing::from_pointee(crate::router::Router::default());
+        let drained = AtomicBool::new(false);
+        assert!(m.take(full("s1", 5, vec![app("a", 1)]), &routing, &drained));
+        assert_eq!(m.desired_revision, 5);
+        // A delta at or below the current revision, or from another store, changes nothing.
+        assert!(!m.take(delta("s1", 5, vec![app("b", 1)], &[]), &routing, &drained));
+        assert!(!m.take(delta("s1", 3, vec![app("b", 1)], &[]), &routing, &drained));
+        assert!(!m.take(delta("s2", 9, vec![app("b", 1)], &[]), &routing, &drained));
+        assert!(!m.desired.contains_key("b"));
+        // An older full state from the same store is ignored too.
+        assert!(!m.take(full("s1", 4, vec![]), &routing, &drained));
+        assert!(m.desired.contains_key("a"));
+        // In order: applied.
+        assert!(m.take(
+            delta("s1", 6, vec![app("b", 1)], &["a"]),
+            &routing,
+            &drained
+        ));
+        assert_eq!(m.desired.keys().collect::<Vec<_>>(), vec!["b"]);
+        // A different store (a new database) is taken as it is, whatever its revision.
+        assert!(m.take(full("s2", 1, vec![app("c", 7)]), &routing, &drained));
+        assert_eq!(m.desired_revision, 1);
+        assert_eq!(m.desired.keys().collect::<Vec<_>>(), vec!["c"]);
+    }
+
+    #[test]
+    fn drain_commands_for_other_nodes_are_ignored_and_drains_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = member(dir.path());
+        let routing = Routing::from_pointee(crate::router::Router::default());
+        let drained = AtomicBool::new(false);
+        let drain = |node: &str, on: bool| FleetUpdate {
+            revision: 0,
+            store_id: String::new(),
+            kind: Some(fleet_update::Kind::Command(nano_proto::v1::Command {
+                kind: Some(command::Kind::Drain(nano_proto::v1::DrainNode {
+                    drain: on,
+                })),
+                node_id: node.into(),
+            })),
+        };
+        m.take(drain("n2", true), &routing, &drained);
+        assert!(!drained.load(std::sync::atomic::Ordering::Acquire));
+        m.take(drain("n1", true), &routing, &drained);
+        assert!(drained.load(std::sync::atomic::Ordering::Acquire));
+        assert!(member(dir.path()).drained(), "kept across a restart");
+    }
+}
