@@ -157,11 +157,17 @@ fn main() -> ExitCode {
 
 /// The error and its causes on one line.
 fn one_line(err: &anyhow::Error) -> String {
-    err.chain()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(": ")
-        .replace('\n', " ")
+    let mut text = String::new();
+    for cause in err.chain().map(ToString::to_string) {
+        // Transport errors repeat their source in their own message.
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text.replace('\n', " ")
 }
 
 async fn connect(cli: &Cli) -> anyhow::Result<Client> {
