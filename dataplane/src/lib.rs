@@ -59,6 +59,7 @@ pub async fn run(
         admin: config.admin.enabled.then(|| config.admin.token.clone()),
         draining: AtomicBool::new(false),
         drained: drained.clone(),
+        fleet: fleet.is_some(),
         started: Instant::now(),
         max_body_bytes: config.server.max_body_bytes,
         header_timeout: Duration::from_secs(config.server.header_timeout_secs),

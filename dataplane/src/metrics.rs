@@ -39,6 +39,12 @@ pub struct Metrics {
     pub terminations: IntCounterVec,
     pub evictions: IntCounterVec,
     pub queue_rejections: IntCounterVec,
+    /// Fleet mode: 1 while the control plane's config stream is up.
+    pub fleet_connected: IntGauge,
+    /// Fleet mode: the config revision this node has activated.
+    pub fleet_revision: IntGauge,
+    /// Fleet mode: revisions activated (`ok`) or not (`failed`).
+    pub fleet_activations: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -110,6 +116,27 @@ impl Metrics {
             "Requests refused with 503 because every request slot of the app was taken.",
             &["hostname"],
         );
+        let fleet_gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metric registered once");
+            gauge
+        };
+        let fleet_connected = fleet_gauge(
+            "nano_fleet_connected",
+            "Fleet mode: 1 while the control plane's config stream is up, else 0.",
+        );
+        let fleet_revision = fleet_gauge(
+            "nano_fleet_config_revision",
+            "Fleet mode: the control plane's config revision this node has activated.",
+        );
+        let fleet_activations = counter(
+            &registry,
+            "nano_fleet_activations_total",
+            "Fleet mode: config revisions activated (ok) or not (failed: a download or check failed).",
+            &["result"],
+        );
         let build = IntGauge::with_opts(
             Opts::new("nano_build_info", "Build of this nano binary (always 1).")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -133,6 +160,9 @@ impl Metrics {
             terminations,
             evictions,
             queue_rejections,
+            fleet_connected,
+            fleet_revision,
+            fleet_activations,
         }
     }
 

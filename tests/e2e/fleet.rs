@@ -284,6 +284,9 @@ fn nodes_ride_out_a_killed_control_plane_and_converge_when_it_returns() {
     b.log.wait_for("the unreachable warning", |t| {
         t.contains("control plane unreachable; the last good state keeps serving")
     });
+    let health = fleet_health(&b);
+    assert_eq!(health["connected"], false);
+    assert_eq!(health["revision"], 1, "the last good revision: {health}");
 
     // Back on the same address and data: the nodes reconnect and take new versions.
     let cp = ControlPlane::start(&data, &grpc);
@@ -300,6 +303,29 @@ fn nodes_ride_out_a_killed_control_plane_and_converge_when_it_returns() {
             assert_eq!(n.get(host, "/").await.body, "second");
         }
     });
+    for n in [&a, &b] {
+        let health = fleet_health(n);
+        assert_eq!(
+            (health["connected"].clone(), health["revision"].clone()),
+            (true.into(), 2.into())
+        );
+    }
+}
+
+/// The `fleet` part of a node's /_admin/health.
+fn fleet_health(node: &Nano) -> serde_json::Value {
+    let addr = node.addr;
+    block_on(async move {
+        send(
+            addr,
+            nano_tests::request("GET", "127.0.0.1", "/_admin/health")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        )
+        .await
+        .json()["fleet"]
+            .clone()
+    })
 }
 
 #[test]

@@ -44,14 +44,21 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         return Refusal::Unauthorized.into_response();
     }
     match req.uri().path() {
-        "/_admin/health" => json(
-            StatusCode::OK,
-            serde_json::json!({
+        "/_admin/health" => {
+            let mut health = serde_json::json!({
                 "status": "ok",
                 "version": env!("CARGO_PKG_VERSION"),
                 "uptime_secs": front.started.elapsed().as_secs(),
-            }),
-        ),
+            });
+            if front.fleet {
+                health["fleet"] = serde_json::json!({
+                    "connected": METRICS.fleet_connected.get() == 1,
+                    "revision": METRICS.fleet_revision.get(),
+                    "drained": front.drained.load(Ordering::Acquire),
+                });
+            }
+            json(StatusCode::OK, health)
+        }
         "/_admin/ready" => ready(front),
         "/_admin/metrics" => {
             let text = METRICS.render(&front.router.load());

@@ -39,6 +39,8 @@ pub struct Front {
     pub draining: AtomicBool,
     /// Set by the control plane's drain command (fleet mode): readiness turns 503.
     pub drained: Arc<AtomicBool>,
+    /// Whether this node is a fleet member (its health then shows the control plane link).
+    pub fleet: bool,
     pub started: Instant,
     pub max_body_bytes: u64,
     pub header_timeout: Duration,

@@ -26,6 +26,7 @@ use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use crate::metrics::METRICS;
 use crate::reload::{self, Reloader};
 use crate::router::Routing;
 pub use state::{FleetApp, LastGood};
@@ -158,6 +159,9 @@ impl Member {
                 "serving the last good fleet state until the control plane answers"
             );
         }
+        METRICS
+            .fleet_revision
+            .set(i64::try_from(last_good.revision).unwrap_or(i64::MAX));
         Ok(Self {
             desired: last_good.apps.clone(),
             desired_revision: last_good.revision,
@@ -345,8 +349,16 @@ impl Member {
             Ok(()) => {
                 self.failure = None;
                 self.pending = false;
+                METRICS
+                    .fleet_revision
+                    .set(i64::try_from(self.last_good.revision).unwrap_or(i64::MAX));
+                METRICS.fleet_activations.with_label_values(&["ok"]).inc();
             }
             Err(err) => {
+                METRICS
+                    .fleet_activations
+                    .with_label_values(&["failed"])
+                    .inc();
                 tracing::error!(
                     revision, error = %err,
                     "cannot activate the control plane's revision; the current state keeps serving"
@@ -576,6 +588,7 @@ async fn session(
                 let update = update?.ok_or(SyncError::Closed)?;
                 if !*connected {
                     *connected = true;
+                    METRICS.fleet_connected.set(1);
                     tracing::info!(url = %member.options.url, revision = update.revision, "connected to the control plane");
                 }
                 if member.take(update, routing, drained) {
@@ -623,6 +636,7 @@ pub async fn run(
     let mut backoff = Backoff(0);
     loop {
         let mut connected = false;
+        METRICS.fleet_connected.set(0);
         let result = session(
             &mut member,
             &reloader,
@@ -632,6 +646,7 @@ pub async fn run(
             &mut connected,
         )
         .await;
+        METRICS.fleet_connected.set(0);
         if stop.is_cancelled() {
             return;
         }
