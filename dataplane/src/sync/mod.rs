@@ -48,6 +48,11 @@ pub enum SyncError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the fleet cache dir {dir} is in use by another nano process; give each node its own \
+         (--cache-dir or control_plane.cache_dir)"
+    )]
+    CacheDirInUse { dir: PathBuf },
     #[error("bad control plane address {url:?}: {why}")]
     Url { url: String, why: String },
     #[error("cannot read the CA certificate {path}: {source}")]
@@ -121,6 +126,8 @@ pub struct Member {
     app_errors: BTreeMap<String, (u64, String)>,
     /// Slivers verified on disk by this process.
     verified: HashSet<String>,
+    /// Held for the process's life: one node per cache dir.
+    _lock: std::fs::File,
 }
 
 impl Member {
@@ -131,6 +138,18 @@ impl Member {
         std::fs::create_dir_all(&slivers).map_err(|source| SyncError::CacheDir {
             dir: options.cache_dir.clone(),
             source,
+        })?;
+        let lock = state::lock_dir(&options.cache_dir).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::WouldBlock {
+                SyncError::CacheDirInUse {
+                    dir: options.cache_dir.clone(),
+                }
+            } else {
+                SyncError::CacheDir {
+                    dir: options.cache_dir.clone(),
+                    source,
+                }
+            }
         })?;
         let mut last_good = LastGood::load(&options.cache_dir);
         let mut verified = HashSet::new();
@@ -172,6 +191,7 @@ impl Member {
             failure: None,
             app_errors: BTreeMap::new(),
             verified,
+            _lock: lock,
         })
     }
 
@@ -715,6 +735,23 @@ mod tests {
     }
 
     #[test]
+    fn one_node_per_cache_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = member(dir.path());
+        let options = FleetOptions {
+            url: "http://127.0.0.1:1".into(),
+            token: "t".into(),
+            node_id: "n2".into(),
+            cache_dir: dir.path().to_owned(),
+            ca_cert: None,
+        };
+        let err = Member::open(options)
+            .err()
+            .expect("a second member is refused");
+        assert!(err.to_string().contains("in use by another nano"), "{err}");
+    }
+
+    #[test]
     fn stale_and_out_of_order_revisions_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = member(dir.path());
@@ -763,6 +800,7 @@ mod tests {
         assert!(!drained.load(std::sync::atomic::Ordering::Acquire));
         m.take(drain("n1", true), &routing, &drained);
         assert!(drained.load(std::sync::atomic::Ordering::Acquire));
+        drop(m);
         assert!(member(dir.path()).drained(), "kept across a restart");
     }
 }

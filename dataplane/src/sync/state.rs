@@ -34,6 +34,28 @@ pub struct LastGood {
     pub drained: bool,
 }
 
+/// Takes an exclusive lock on `dir` (a `lock` file in it) for as long as the file is open;
+/// `WouldBlock` if another process holds it.
+pub fn lock_dir(dir: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("lock"))?;
+    // SAFETY: flock(2) on a descriptor we own; the lock goes when the file is closed.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if locked != 0 {
+        let err = std::io::Error::last_os_error();
+        return Err(if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            std::io::ErrorKind::WouldBlock.into()
+        } else {
+            err
+        });
+    }
+    Ok(file)
+}
+
 pub fn sliver_path(dir: &Path, id: &str) -> PathBuf {
     dir.join("slivers").join(format!("{id}.sliver"))
 }
