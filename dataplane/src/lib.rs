@@ -118,7 +118,11 @@ pub async fn run(
                         .enable_all()
                         .build()
                         .expect("the OS can start the fleet client's runtime");
-                    runtime.block_on(sync::run(member, reloader, routing, drained, stop));
+                    let span = tracing::info_span!("fleet", node_id = %member.node_id());
+                    runtime.block_on(tracing::Instrument::instrument(
+                        sync::run(member, reloader, routing, drained, stop),
+                        span,
+                    ));
                 })
                 .expect("the OS can start a thread");
             tasks.push(tokio::task::spawn_blocking(move || {

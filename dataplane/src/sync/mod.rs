@@ -195,6 +195,10 @@ impl Member {
         })
     }
 
+    pub fn node_id(&self) -> &str {
+        &self.options.node_id
+    }
+
     /// Whether the control plane took this node out of rotation.
     pub fn drained(&self) -> bool {
         self.last_good.drained
