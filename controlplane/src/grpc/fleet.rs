@@ -234,17 +234,17 @@ impl Fleet for FleetService {
                      resubscribe for the current state"
                 ))
             })?;
-        let total = bytes.len() as u64;
-        let chunks: Vec<Result<SliverChunk, Status>> = bytes
-            .chunks(nano_proto::SLIVER_CHUNK_BYTES)
-            .enumerate()
-            .map(|(i, data)| {
-                Ok(SliverChunk {
-                    total_bytes: if i == 0 { total } else { 0 },
-                    data: data.to_vec(),
-                })
+        let total = bytes.len();
+        // Chunks are copied out one at a time as the client reads (the stored bytes are shared,
+        // not copied whole).
+        let chunk = nano_proto::SLIVER_CHUNK_BYTES;
+        let chunks = (0..total.div_ceil(chunk).max(1)).map(move |i| {
+            let range = (i * chunk)..((i + 1) * chunk).min(total);
+            Ok(SliverChunk {
+                total_bytes: if i == 0 { total as u64 } else { 0 },
+                data: bytes[range].to_vec(),
             })
-            .collect();
+        });
         Ok(Response::new(Box::pin(tokio_stream::iter(chunks))))
     }
 }
