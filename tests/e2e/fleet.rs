@@ -953,3 +953,58 @@ fn a_drained_node_leaves_rotation_keeps_serving_and_stays_drained_across_restart
     let err = refused(&cp.nanoctl(&["drain", "nobody"]));
     assert!(err.contains("no node \"nobody\""), "{err}");
 }
+
+#[test]
+fn a_damaged_cached_sliver_is_not_served_and_is_fetched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let cache = dir.path().join("a");
+    let mut a = node(&cp.url(), "node-a", &cache);
+    cp.wait_for_nodes(1);
+    let host = "cached.test";
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "c.js", "from cache"),
+        "--hostname",
+        host,
+    ]));
+    a.terminate();
+    // Damage the cached sliver while the node is down (a disk error, a stray write).
+    let slivers: Vec<_> = std::fs::read_dir(cache.join("slivers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(slivers.len(), 1, "{slivers:?}");
+    let mut bytes = std::fs::read(&slivers[0]).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&slivers[0], bytes).unwrap();
+
+    // Against an unreachable control plane, the damaged app is not served (never half-trusted).
+    let offline = node("http://127.0.0.1:1", "node-a", &cache);
+    offline.log.wait_for("the damage report", |t| {
+        t.contains("a cached sliver is damaged")
+    });
+    block_on(async {
+        assert_eq!(offline.get(host, "/").await.status, 404);
+    });
+    drop(offline);
+    // Once the control plane answers, the node fetches a good copy and serves it.
+    let a = node(&cp.url(), "node-a", &cache);
+    let deadline = Instant::now() + PATIENCE;
+    block_on(async {
+        loop {
+            let reply = a.get(host, "/").await;
+            if reply.status == 200 {
+                assert_eq!(reply.body, "from cache");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never served again: {}",
+                reply.body
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    });
+}
