@@ -58,3 +58,22 @@ pub fn config_limits(limits: &Limits) -> serde_json::Map<String, Value> {
     .map(|(key, value)| (key.to_owned(), value.into()))
     .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_limits_mean_the_default_and_are_left_out() {
+        let limits = Limits {
+            workers: 2,
+            cpu_ms: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            Value::Object(config_limits(&limits)),
+            json!({ "workers": 2 })
+        );
+        assert!(config_limits(&Limits::default()).is_empty());
+    }
+}
