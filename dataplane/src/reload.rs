@@ -415,3 +415,39 @@ pub async fn watch(reloader: Arc<Mutex<Reloader>>, stop: CancellationToken) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(host: &str, entry: &str) -> App {
+        serde_json::from_value(serde_json::json!({ "hostname": host, "entrypoint": entry }))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_fleet_wins_a_hostname_and_local_apps_fill_in() {
+        let mut local = nano_config::parse("{}", Path::new(".")).unwrap();
+        local.apps = vec![app("a.test", "local-a.js"), app("b.test", "local-b.js")];
+        assert_eq!(
+            merge_fleet_apps(&local, None).apps,
+            local.apps,
+            "standalone"
+        );
+        let fleet = vec![app("B.test", "fleet-b.js"), app("c.test", "fleet-c.js")];
+        let merged = merge_fleet_apps(&local, Some(&fleet));
+        let entries: Vec<_> = merged
+            .apps
+            .iter()
+            .map(|a| a.entrypoint.clone().unwrap())
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                PathBuf::from("fleet-b.js"),
+                PathBuf::from("fleet-c.js"),
+                PathBuf::from("local-a.js")
+            ]
+        );
+    }
+}

@@ -240,6 +240,15 @@ fn deploy_reaches_both_nodes_and_redeploys_and_rollbacks_lose_no_request() {
         assert_eq!(nodes["nodes"].as_array().unwrap().len(), 2);
     });
 
+    // Evict reaches every node.
+    let out = ok(&cp.nanoctl(&["evict", host]));
+    assert!(out.contains("asked 2 node(s)"), "{out}");
+    for n in [&a, &b] {
+        n.log.wait_for("the evict command", |t| {
+            t.contains("evicting isolates on the control plane's command")
+        });
+    }
+
     // Removing the app removes it everywhere.
     ok(&cp.nanoctl(&["rm", host]));
     block_on(async {
