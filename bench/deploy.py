@@ -9,7 +9,12 @@ deploys of a hello app, each a new version. For every deploy, two figures:
 The baseline measured in the same run is `nanoctl apps` (process start, connect, one call):
 what any nanoctl command costs before it does anything.
 
-Usage: bench/deploy.py [--deploys N]
+With --app MODULE (e.g. the Hono bundle, tests/frameworks/dist/hono-app.js) each deploy is that
+module plus a comment naming the deploy (so every deploy is a new sliver, prepared from source);
+only the `nanoctl deploy` figure is measured then, since the app's answer does not name its
+version.
+
+Usage: bench/deploy.py [--deploys N] [--app MODULE]
 """
 
 import argparse
@@ -62,6 +67,7 @@ def pct(values, p):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--deploys", type=int, default=20)
+    parser.add_argument("--app", type=pathlib.Path)
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="nano-deploy-bench-"))
     grpc, http_port = free_port(), free_port()
@@ -102,13 +108,16 @@ def main():
 
             app = work / "app.js"
             marker = f"version {i}"
-            app.write_text("export default { fetch() { return new Response(%s); } }\n"
-                           % json.dumps(marker))
+            if args.app:
+                app.write_text(args.app.read_text() + f"\n// {marker}\n")
+            else:
+                app.write_text("export default { fetch() { return new Response(%s); } }\n"
+                               % json.dumps(marker))
             began = time.perf_counter()
             deploy = subprocess.Popen([BIN / "nanoctl", "deploy", app, "--hostname", host],
                                       env=ctl_env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
-            pending = set(ports)
+            pending = set() if args.app else set(ports)
             while pending:
                 for port in list(pending):
                     if body(port, host) == marker:
@@ -122,13 +131,15 @@ def main():
             ctl.append(time.perf_counter() - began)
 
         ms = lambda v: f"{v * 1000:.0f} ms"
-        print(f"{args.deploys} deploys, 2 nodes, loopback, release builds")
+        what = args.app.name if args.app else "hello"
+        print(f"{args.deploys} deploys of {what}, 2 nodes, loopback, release builds")
         print("| measure | p50 | p90 | max | p50 vs baseline |")
         print("| --- | ---: | ---: | ---: | ---: |")
         base = statistics.median(baseline)
-        for name, values in [("both nodes answer the new version", served),
-                             ("`nanoctl deploy` returns", ctl),
-                             ("baseline: `nanoctl apps`", baseline)]:
+        rows = [("`nanoctl deploy` returns", ctl), ("baseline: `nanoctl apps`", baseline)]
+        if not args.app:
+            rows.insert(0, ("both nodes answer the new version", served))
+        for name, values in rows:
             print(f"| {name} | {ms(pct(values, 50))} | {ms(pct(values, 90))} | "
                   f"{ms(max(values))} | {statistics.median(values) / base:.1f}x |")
     finally:

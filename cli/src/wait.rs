@@ -106,6 +106,6 @@ pub async fn until_served(
                 names.join(", ")
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
