@@ -129,6 +129,7 @@ pub async fn serve(plane: Arc<Plane>, listener: TcpListener, shutdown: Cancellat
                 }
             },
         };
+        let _ = stream.set_nodelay(true);
         let plane = plane.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let response = respond(&plane, &req, peer);
