@@ -1017,3 +1017,50 @@ fn a_damaged_cached_sliver_is_not_served_and_is_fetched_again() {
         }
     });
 }
+
+#[test]
+fn multi_module_wasm_and_prebuilt_apps_travel_with_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let fixture = |name: &str| {
+        nano_tests::fixtures()
+            .join(name)
+            .join("app.js")
+            .to_string_lossy()
+            .into_owned()
+    };
+    ok(&cp.nanoctl(&["deploy", &fixture("imports"), "--hostname", "imports.test"]));
+    ok(&cp.nanoctl(&["deploy", &fixture("wasm-import"), "--hostname", "wasm.test"]));
+    // A sliver built by `nano sliver build` deploys as it is.
+    let sliver = dir.path().join("spin.sliver");
+    let built = nano_tests::run_nano(&[
+        "sliver",
+        "build",
+        &fixture("cpu-spin"),
+        "-o",
+        sliver.to_str().unwrap(),
+    ]);
+    assert!(built.status.success());
+    ok(&cp.nanoctl(&[
+        "deploy",
+        sliver.to_str().unwrap(),
+        "--hostname",
+        "spin.test",
+        "--cpu-ms",
+        "7",
+    ]));
+    let detail = cp.nanoctl_json(&["get", "wasm.test"]);
+    assert_eq!(detail["app"]["entry"], "app.js");
+    block_on(async {
+        assert_eq!(a.get("imports.test", "/").await.body, "HELLO IMPORTS (OK)");
+        let wasm = a.get("wasm.test", "/?a=2&b=40").await.json();
+        assert_eq!(wasm, serde_json::json!({ "sum": 42, "isModule": true }));
+        // The deploy's limits reach the node: the CPU limit is the 7 ms given.
+        let spin = a.get("spin.test", "/bomb").await;
+        assert_eq!(spin.status, 503);
+        assert_eq!(spin.json()["limit"], "7ms");
+        assert_eq!(a.get("spin.test", "/").await.body, "ok cpu-spin");
+    });
+}
