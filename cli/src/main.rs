@@ -65,6 +65,9 @@ enum Command {
         /// The hostname the app serves.
         #[arg(long)]
         hostname: String,
+        /// The app's name, which owns the hostname (default: the entry module's folder name).
+        #[arg(long)]
+        name: Option<String>,
         /// Worker threads (one isolate each) per node.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         workers: Option<u32>,
@@ -216,6 +219,7 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
             "the control plane is unavailable: {} (is it running? check --server or NANO_SERVER)",
             status.message()
         ),
+        tonic::Code::AlreadyExists => anyhow!("hostname taken: {}", status.message()),
         tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => anyhow!(
             "the control plane refused a message this large: {}",
             status.message()
@@ -256,6 +260,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy {
             entry,
             hostname,
+            name,
             workers,
             memory_mb,
             cpu_ms,
@@ -285,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }),
                 env,
                 context_reset: *context_reset,
+                name: name.clone().unwrap_or_default(),
             };
             let mut client = connect(&cli).await?;
             let deployed = client

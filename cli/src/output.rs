@@ -11,6 +11,7 @@ pub fn app_json(app: &App) -> Value {
     let or_default = |v: u32| if v == 0 { Value::Null } else { v.into() };
     json!({
         "hostname": spec.hostname,
+        "name": spec.name,
         "version": app.version,
         "sliver_id": app.sliver_id,
         "sliver_bytes": app.sliver_bytes,
@@ -73,7 +74,7 @@ pub fn apps(apps: &[App], output: Output) {
         return;
     }
     table(
-        &["HOSTNAME", "VERSION", "SLIVER", "BYTES", "DEPLOYED"],
+        &["HOSTNAME", "NAME", "VERSION", "SLIVER", "BYTES", "DEPLOYED"],
         apps.iter()
             .map(|a| {
                 vec![
@@ -81,6 +82,7 @@ pub fn apps(apps: &[App], output: Output) {
                         .as_ref()
                         .map(|s| s.hostname.clone())
                         .unwrap_or_default(),
+                    a.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
                     a.version.to_string(),
                     a.sliver_id.chars().take(12).collect(),
                     a.sliver_bytes.to_string(),
@@ -105,6 +107,7 @@ pub fn app_detail(got: &GetAppResponse, output: Output) {
     }
     let detail = app_json(&app);
     println!("hostname  {}", detail["hostname"].as_str().unwrap_or(""));
+    println!("name      {}", detail["name"].as_str().unwrap_or(""));
     println!("version   {}", app.version);
     println!(
         "sliver    {} ({} bytes, entry {})",

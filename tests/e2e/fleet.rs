@@ -178,6 +178,11 @@ fn deploy_reaches_both_nodes_and_redeploys_and_rollbacks_lose_no_request() {
     // The operator's views.
     let apps = cp.nanoctl_json(&["apps"]);
     assert_eq!(apps["apps"][0]["hostname"], host);
+    let folder = dir.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        apps["apps"][0]["name"], folder,
+        "named after the entry's folder"
+    );
     assert_eq!(apps["apps"][0]["version"], 1);
     assert_eq!(apps["apps"][0]["limits"]["workers"], 2);
     let detail = cp.nanoctl_json(&["get", host]);
@@ -389,6 +394,15 @@ fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
     );
     let err = refused(&cp.nanoctl(&["rollback", "nobody.test"]));
     assert!(err.contains("no app serves"), "{err}");
+    // The hostname belongs to the app first deployed there (named after its folder).
+    let other = dir.path().join("other-team");
+    std::fs::create_dir(&other).unwrap();
+    let theirs = app(&other, "theirs.js", "not yours");
+    let err = refused(&cp.nanoctl(&["deploy", &theirs, "--hostname", host]));
+    assert!(
+        err.contains("hostname taken") && err.contains("--name"),
+        "{err}"
+    );
 
     block_on(async {
         let mut client = ControlClient::connect(cp.url()).await.unwrap();

@@ -49,6 +49,12 @@ pub fn check_spec(spec: Option<AppSpec>) -> Result<AppSpec, ControlError> {
     let mut spec =
         spec.ok_or_else(|| ControlError::Invalid("the deploy has no app spec".into()))?;
     spec.hostname = hostname(&spec.hostname)?;
+    if spec.name.len() > 128 || spec.name.chars().any(char::is_control) {
+        return Err(ControlError::Invalid(format!(
+            "{:?} is not a valid app name: use up to 128 printable characters",
+            spec.name
+        )));
+    }
     let limits = spec.limits.unwrap_or_default();
     let raw = serde_json::json!({
         "hostname": spec.hostname,
@@ -85,7 +91,7 @@ impl Control for ControlService {
                 .map_err(|err| ControlError::Invalid(format!("the sliver is invalid: {err}")))?;
             Ok((spec, parsed))
         });
-        let (spec, sliver) = match checked {
+        let (mut spec, sliver) = match checked {
             Ok(ok) => ok,
             Err(err) => {
                 self.plane
@@ -97,6 +103,9 @@ impl Control for ControlService {
                 return Err(err.into());
             }
         };
+        if spec.name.is_empty() {
+            spec.name = sliver.manifest.app.clone();
+        }
         let result = self
             .blocking(move |plane| {
                 let entry = sliver.manifest.entry.clone();
@@ -120,10 +129,15 @@ impl Control for ControlService {
                 }))
             }
             Err(err) => {
+                let result = if err.code() == tonic::Code::Internal {
+                    "failed"
+                } else {
+                    "refused"
+                };
                 self.plane
                     .metrics
                     .deploys
-                    .with_label_values(&["failed"])
+                    .with_label_values(&[result])
                     .inc();
                 Err(err.into())
             }

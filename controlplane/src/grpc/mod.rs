@@ -44,6 +44,7 @@ impl ControlError {
             Self::Invalid(_) => Code::InvalidArgument,
             Self::Store(StoreError::NoApp(_) | StoreError::NoVersion { .. }) => Code::NotFound,
             Self::Store(StoreError::NoEarlierVersion(_)) => Code::FailedPrecondition,
+            Self::Store(StoreError::HostnameTaken { .. }) => Code::AlreadyExists,
             Self::Store(_) => Code::Internal,
             Self::ShuttingDown => Code::Unavailable,
         }
@@ -53,7 +54,7 @@ impl ControlError {
         match self.code() {
             Code::InvalidArgument => 400,
             Code::NotFound => 404,
-            Code::FailedPrecondition => 409,
+            Code::FailedPrecondition | Code::AlreadyExists => 409,
             Code::Unavailable => 503,
             _ => 500,
         }

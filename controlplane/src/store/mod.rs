@@ -40,6 +40,11 @@ pub enum StoreError {
     NoVersion { host: String, version: u64 },
     #[error("{0:?} has no earlier version to roll back to")]
     NoEarlierVersion(String),
+    #[error(
+        "{host:?} is served by the app {owner:?}; to replace it deploy with that name \
+         (nanoctl deploy --name {owner}), or remove it first (nanoctl rm {host})"
+    )]
+    HostnameTaken { host: String, owner: String },
 }
 
 /// The store. Writes are serialised by one lock (deploys are rare; correctness is what counts).
@@ -218,6 +223,14 @@ impl Store {
     ) -> Result<(App, u64, u64), StoreError> {
         let _guard = self.lock();
         let host = spec.hostname.clone();
+        // Checked under the writer lock, so two deploys under different names cannot both pass.
+        if let Some(current) = self.app(&host)?
+            && let Some(owner) = current.spec.map(|s| s.name)
+            && !owner.is_empty()
+            && spec.name != owner
+        {
+            return Err(StoreError::HostnameTaken { host, owner });
+        }
         // 1. The sliver, durable before anything refers to it.
         if !self.slivers.contains_key(sliver_id.as_bytes())? {
             self.slivers.insert(sliver_id.as_bytes(), sliver)?;
@@ -433,6 +446,37 @@ mod tests {
         assert!(store.apps().unwrap().is_empty());
         assert_eq!(store.sliver_usage(), (0, 0));
         assert!(matches!(store.delete("a.test"), Err(StoreError::NoApp(_))));
+    }
+
+    #[test]
+    fn a_hostname_belongs_to_one_named_app() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let named = |name: &str| AppSpec {
+            hostname: "n.test".into(),
+            name: name.into(),
+            ..Default::default()
+        };
+        store
+            .deploy(named("shop"), "s1", b"one", "a.js", 1)
+            .unwrap();
+        match store.deploy(named("blog"), "s2", b"two", "a.js", 2) {
+            Err(err @ StoreError::HostnameTaken { .. }) => {
+                assert!(
+                    err.to_string().contains("served by the app \"shop\""),
+                    "{err}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            store.sliver_usage().1,
+            1,
+            "nothing of the refused deploy is stored"
+        );
+        store
+            .deploy(named("shop"), "s2", b"two", "a.js", 3)
+            .unwrap();
     }
 
     #[test]
