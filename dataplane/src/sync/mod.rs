@@ -18,7 +18,7 @@ use nano_proto::v1::{
     AppStatus, DownloadSliverRequest, FleetUpdate, Isolate, NodeStatus, SubscribeRequest, command,
     fleet_update,
 };
-use nano_sliver::{Sliver, sha256_hex};
+use nano_sliver::Sliver;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -408,11 +408,11 @@ impl Member {
         for id in wanted {
             let path = state::sliver_path(&dir, &id);
             if state::verify_file(&path, &id).is_err() {
-                let bytes = download(client, &id).await?;
+                let sliver = download(client, &id).await?;
                 let write = {
-                    let (path, bytes) = (path.clone(), bytes);
+                    let path = path.clone();
                     tokio::task::spawn_blocking(move || {
-                        crate::isolate::prepare::write_atomically(&path, &bytes)
+                        crate::isolate::prepare::write_atomically(&path, sliver.bytes())
                     })
                 };
                 write
@@ -500,7 +500,7 @@ impl Member {
 }
 
 /// Downloads a sliver and checks it is the one asked for.
-async fn download(client: &mut Client, id: &str) -> Result<Vec<u8>, SyncError> {
+async fn download(client: &mut Client, id: &str) -> Result<Sliver, SyncError> {
     let mut stream = client
         .download_sliver(DownloadSliverRequest { id: id.to_owned() })
         .await?
@@ -524,18 +524,10 @@ async fn download(client: &mut Client, id: &str) -> Result<Vec<u8>, SyncError> {
             });
         }
     }
-    let actual = sha256_hex(&bytes);
-    if actual != id {
-        return Err(SyncError::Sliver {
-            id: id.to_owned(),
-            why: format!("its content hashes to {actual}"),
-        });
-    }
-    Sliver::from_bytes(bytes.clone()).map_err(|err| SyncError::Sliver {
+    state::verify(bytes, id).map_err(|why| SyncError::Sliver {
         id: id.to_owned(),
-        why: err.to_string(),
-    })?;
-    Ok(bytes)
+        why,
+    })
 }
 
 async fn connect(options: &FleetOptions) -> Result<Client, SyncError> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use nano_proto::v1::App;
-use nano_sliver::{Sliver, sha256_hex};
+use nano_sliver::Sliver;
 use serde::{Deserialize, Serialize};
 
 /// One app as the fleet gives it.
@@ -64,15 +64,21 @@ fn is_sliver_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Checks that `bytes` are the sliver `id`, whole. One pass: a sliver's id is the hash
+/// `from_bytes` computes while validating.
+pub fn verify(bytes: Vec<u8>, id: &str) -> Result<Sliver, String> {
+    let sliver = Sliver::from_bytes(bytes).map_err(|err| err.to_string())?;
+    if sliver.id != id {
+        return Err(format!("its content hashes to {}", sliver.id));
+    }
+    Ok(sliver)
+}
+
 /// Checks that the file holds the sliver `id`, whole.
 pub fn verify_file(path: &Path, id: &str) -> Result<(), String> {
     let bytes =
         std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    let actual = sha256_hex(&bytes);
-    if actual != id {
-        return Err(format!("{} hashes to {actual}", path.display()));
-    }
-    Sliver::from_bytes(bytes).map_err(|err| err.to_string())?;
+    verify(bytes, id).map_err(|why| format!("{}: {why}", path.display()))?;
     Ok(())
 }
 
