@@ -223,14 +223,21 @@ impl Store {
     ) -> Result<(App, u64, u64), StoreError> {
         let _guard = self.lock();
         let host = spec.hostname.clone();
+        let current = self.app(&host)?;
         // Checked under the writer lock, so two deploys under different names cannot both pass.
-        if let Some(current) = self.app(&host)?
-            && let Some(owner) = current.spec.map(|s| s.name)
+        if let Some(owner) = current
+            .as_ref()
+            .and_then(|c| c.spec.as_ref())
+            .map(|s| &s.name)
             && !owner.is_empty()
-            && spec.name != owner
+            && spec.name != *owner
         {
-            return Err(StoreError::HostnameTaken { host, owner });
+            return Err(StoreError::HostnameTaken {
+                host,
+                owner: owner.clone(),
+            });
         }
+        let current_version = current.map(|a| a.version);
         // 1. The sliver, durable before anything refers to it.
         if !self.slivers.contains_key(sliver_id.as_bytes())? {
             self.slivers.insert(sliver_id.as_bytes(), sliver)?;
@@ -246,7 +253,6 @@ impl Store {
             deployed_at_ms: now_ms,
             entry: entry.to_owned(),
         };
-        let current_version = self.app(&host)?.map(|a| a.version);
         // Versions past the retention limit go, except the current one.
         let excess = (history.len() + 1).saturating_sub(HISTORY_KEPT);
         let pruned: Vec<u64> = history
@@ -259,7 +265,11 @@ impl Store {
         let revision = self.switch(&host, Some(&app), true, &pruned)?;
         // 3. Durable, then acknowledged.
         self.db.flush()?;
-        self.collect_slivers()?;
+        // A deploy only adds references; a sliver can lose its last one only with a pruned
+        // version (leftovers of a crash are collected on open).
+        if !pruned.is_empty() {
+            self.collect_slivers()?;
+        }
         Ok((app, revision, current_version.unwrap_or(0)))
     }
 
