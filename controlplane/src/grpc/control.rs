@@ -129,15 +129,10 @@ impl Control for ControlService {
                 }))
             }
             Err(err) => {
-                let result = if err.code() == tonic::Code::Internal {
-                    "failed"
-                } else {
-                    "refused"
-                };
                 self.plane
                     .metrics
                     .deploys
-                    .with_label_values(&[result])
+                    .with_label_values(&[err.outcome()])
                     .inc();
                 Err(err.into())
             }
@@ -202,15 +197,10 @@ impl Control for ControlService {
         let (app, revision): (App, u64) = match result {
             Ok(ok) => ok,
             Err(err) => {
-                let result = if err.code() == tonic::Code::Internal {
-                    "failed"
-                } else {
-                    "refused"
-                };
                 self.plane
                     .metrics
                     .rollbacks
-                    .with_label_values(&[result])
+                    .with_label_values(&[err.outcome()])
                     .inc();
                 return Err(err.into());
             }

@@ -50,6 +50,16 @@ impl ControlError {
         }
     }
 
+    /// The `result` label of a failed change: `failed` when the control plane is at fault,
+    /// `refused` when the request was.
+    pub fn outcome(&self) -> &'static str {
+        if self.code() == Code::Internal {
+            "failed"
+        } else {
+            "refused"
+        }
+    }
+
     pub fn http_status(&self) -> u16 {
         match self.code() {
             Code::InvalidArgument => 400,
