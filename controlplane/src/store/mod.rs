@@ -7,7 +7,8 @@
 //! Crash consistency: a deploy writes the sliver and flushes, then switches the app's version,
 //! its history and the revision in one transaction, then flushes, and only then returns. A crash
 //! at any point leaves every app on a version whose sliver is whole. Slivers no version refers to
-//! any more are removed after the switch (and again on open, in case a crash came between).
+//! any more are removed after a switch that dropped versions (pruning, delete), and on open, in
+//! case a crash came between.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
