@@ -317,16 +317,11 @@ impl WorkerState {
         let Some(inflight) = self.requests.get(&id) else {
             return;
         };
-        let used = inflight.started.elapsed();
+        let (used, path) = (inflight.started.elapsed(), inflight.path.clone());
         crate::metrics::METRICS
             .terminations
             .with_label_values(&[&self.hostname, "timeout"])
             .inc();
-        tracing::warn!(
-            hostname = %self.hostname, path = %inflight.path, limit = %"timeout",
-            limit_ms = limit.as_millis() as u64, used_ms = used.as_millis() as u64,
-            "request terminated"
-        );
         self.end(
             id,
             Failure::Limit {
@@ -334,6 +329,12 @@ impl WorkerState {
                 limit,
                 used,
             },
+        );
+        // Logged once the slot is free, so whoever reads the log can rely on it.
+        tracing::warn!(
+            hostname = %self.hostname, path = %path, limit = %"timeout",
+            limit_ms = limit.as_millis() as u64, used_ms = used.as_millis() as u64,
+            "request terminated"
         );
     }
 

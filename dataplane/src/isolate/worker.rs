@@ -499,22 +499,28 @@ impl Worker {
                 }
             }
         };
-        match &failure {
-            Failure::Memory { limit, used } => tracing::warn!(
+        METRICS
+            .terminations
+            .with_label_values(&[&hostname, kind.label()])
+            .inc();
+        let memory = match &failure {
+            Failure::Memory { limit, used } => Some((*limit, *used)),
+            _ => None,
+        };
+        self.state.borrow_mut().fail(request, failure);
+        // Logged once the request (and its slot) is released, so whoever reads the log can rely
+        // on it.
+        match memory {
+            Some((limit, used)) => tracing::warn!(
                 hostname = %hostname, path = %path, limit = %kind.label(), limit_bytes = limit,
                 used_bytes = used, "request terminated"
             ),
-            _ => tracing::warn!(
+            None => tracing::warn!(
                 hostname = %hostname, path = %path, limit = %kind.label(),
                 limit_ms = self.cpu_budget.as_millis() as u64, cpu_ms = cpu_used.as_millis() as u64,
                 wall_ms = wall_used.as_millis() as u64, "request terminated"
             ),
         }
-        METRICS
-            .terminations
-            .with_label_values(&[&hostname, kind.label()])
-            .inc();
-        self.state.borrow_mut().fail(request, failure);
 
         // Without context reset the one context may be half-way through anything: replace it,
         // and the requests still using it end with it.
