@@ -102,10 +102,9 @@ pub async fn run(
             routing.clone(),
         )));
         if watching {
-            tasks.push(tokio::spawn(reload::watch(
-                reloader.clone(),
-                helpers.clone(),
-            )));
+            // Watching starts before the node says it listens: a change after that is seen.
+            let watch = reload::Watch::start(&reloader);
+            tasks.push(tokio::spawn(watch.run(reloader.clone(), helpers.clone())));
         }
         if let Some(member) = fleet {
             // Its own scheduler, so an overloaded HTTP front never delays config updates and

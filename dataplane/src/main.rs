@@ -279,7 +279,8 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
             .map(|config| (config, None))
             .map_err(|_| anyhow::anyhow!("the built-in empty config is valid"))
     } else {
-        load(path)
+        // The same absolute path as reloads, so the first reload compares like with like.
+        load(config_path.as_deref())
     };
     let (config, _embedded_dir) = match loaded {
         Ok(loaded) => loaded,

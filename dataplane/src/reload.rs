@@ -198,18 +198,7 @@ impl Reloader {
     /// Files whose change should trigger a reload: the config and every app's sources.
     pub fn watched_files(&self) -> HashSet<PathBuf> {
         let mut files: HashSet<PathBuf> = self.config_path.iter().cloned().collect();
-        // The fleet's slivers change only through the control plane, never by editing.
-        let fleet: HashSet<String> = self
-            .fleet_apps
-            .iter()
-            .flatten()
-            .map(|a| nano_config::normalize_host_header(&a.hostname))
-            .collect();
-        let router = self.routing.load();
-        for route in router
-            .routes()
-            .filter(|r| !fleet.contains(&nano_config::normalize_host_header(r.pool.hostname())))
-        {
+        for route in self.local_routes() {
             if let Some(sliver) = &route.app.sliver {
                 files.insert(sliver.clone());
             }
@@ -223,6 +212,38 @@ impl Reloader {
         files
             .into_iter()
             .map(|f| std::path::absolute(&f).unwrap_or(f))
+            .collect()
+    }
+
+    /// Whether the config file or a loaded app's files differ from what is serving (an app that
+    /// failed to load is not compared: nothing of it was recorded).
+    pub fn has_drifted(&self) -> bool {
+        let Some(path) = &self.config_path else {
+            return false;
+        };
+        if nano_config::load(path).map_or(true, |config| config != self.local) {
+            return true;
+        }
+        self.local_routes().iter().any(|route| {
+            route.fingerprint.is_some()
+                && route.fingerprint != fingerprint(&route.app, &route.files, false)
+        })
+    }
+
+    /// The routes serving apps from the config file: the fleet's slivers change only through
+    /// the control plane, never by editing.
+    fn local_routes(&self) -> Vec<Arc<Route>> {
+        let fleet: HashSet<String> = self
+            .fleet_apps
+            .iter()
+            .flatten()
+            .map(|a| nano_config::normalize_host_header(&a.hostname))
+            .collect();
+        self.routing
+            .load()
+            .routes()
+            .filter(|r| !fleet.contains(&nano_config::normalize_host_header(r.pool.hostname())))
+            .cloned()
             .collect()
     }
 
@@ -347,71 +368,108 @@ pub fn lock(reloader: &Mutex<Reloader>) -> MutexGuard<'_, Reloader> {
     reloader.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Reloads when the config or an app's files change, or on SIGHUP, until `stop` fires.
-pub async fn watch(reloader: Arc<Mutex<Reloader>>, stop: CancellationToken) {
-    use notify::{RecursiveMode, Watcher};
-    use tokio::signal::unix::{SignalKind, signal};
+/// Watches the config and the apps' files. Started before the node announces it is listening,
+/// so a change made once it serves is never missed; a change made between the first read and the
+/// start of the watch is caught by a drift check when [`Watch::run`] begins.
+pub struct Watch {
+    watcher: Option<notify::RecommendedWatcher>,
+    events: mpsc::UnboundedReceiver<PathBuf>,
+    dirs: HashSet<PathBuf>,
+    files: HashSet<PathBuf>,
+}
 
-    let (events_tx, mut events) = mpsc::unbounded_channel::<PathBuf>();
-    let mut watcher =
-        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event
-                && !matches!(event.kind, notify::EventKind::Access(_))
-            {
-                for path in event.paths {
-                    let _ = events_tx.send(path);
+impl Watch {
+    /// Registers the watches for what `reloader` serves now.
+    pub fn start(reloader: &Mutex<Reloader>) -> Self {
+        let (events_tx, events) = mpsc::unbounded_channel::<PathBuf>();
+        let watcher =
+            match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(event) = event
+                    && !matches!(event.kind, notify::EventKind::Access(_))
+                {
+                    for path in event.paths {
+                        let _ = events_tx.send(path);
+                    }
                 }
-            }
-        }) {
-            Ok(watcher) => Some(watcher),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot watch files; reload with SIGHUP");
-                None
-            }
+            }) {
+                Ok(watcher) => Some(watcher),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot watch files; reload with SIGHUP");
+                    None
+                }
+            };
+        let mut watch = Self {
+            watcher,
+            events,
+            dirs: HashSet::new(),
+            files: HashSet::new(),
         };
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
-    let mut watched_dirs: HashSet<PathBuf> = HashSet::new();
-    let mut files = lock(&reloader).watched_files();
-    loop {
-        // Watch the folders of every relevant file (editors replace files by renaming).
-        if let Some(watcher) = watcher.as_mut() {
+        watch.follow(lock(reloader).watched_files());
+        watch
+    }
+
+    /// Watches the folders of `files` (editors replace files by renaming) and no others.
+    fn follow(&mut self, files: HashSet<PathBuf>) {
+        use notify::{RecursiveMode, Watcher};
+        if let Some(watcher) = self.watcher.as_mut() {
             let dirs: HashSet<PathBuf> = files
                 .iter()
                 .filter_map(|f| f.parent().map(Path::to_path_buf))
                 .collect();
-            for dir in dirs.difference(&watched_dirs) {
+            for dir in dirs.difference(&self.dirs) {
                 if let Err(err) = watcher.watch(dir, RecursiveMode::NonRecursive) {
                     tracing::warn!(dir = %dir.display(), error = %err, "cannot watch a folder");
                 }
             }
-            for dir in watched_dirs.difference(&dirs) {
+            for dir in self.dirs.difference(&dirs) {
                 let _ = watcher.unwatch(dir);
             }
-            watched_dirs = dirs;
+            self.dirs = dirs;
         }
-        let trigger = tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = hangup.recv() => "SIGHUP",
-            Some(path) = events.recv() => {
-                let path = std::path::absolute(&path).unwrap_or(path);
-                if !files.contains(&path) {
-                    continue;
-                }
-                "file change"
-            }
-        };
-        // Let a burst of writes (an editor saving, a deploy copying files) settle first.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        while events.try_recv().is_ok() {}
-        tracing::info!(trigger = %trigger, "reload requested");
-        let summary = {
+        self.files = files;
+    }
+
+    /// Reloads when the config or an app's files change, or on SIGHUP, until `stop` fires.
+    pub async fn run(mut self, reloader: Arc<Mutex<Reloader>>, stop: CancellationToken) {
+        use tokio::signal::unix::{SignalKind, signal};
+
+        let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+        let drifted = {
             let reloader = reloader.clone();
-            tokio::task::spawn_blocking(move || lock(&reloader).reload())
+            tokio::task::spawn_blocking(move || lock(&reloader).has_drifted())
                 .await
-                .expect("reloading does not panic")
+                .unwrap_or(false)
         };
-        if summary.is_some() {
-            files = lock(&reloader).watched_files();
+        let mut pending = drifted.then_some("changed while starting");
+        loop {
+            let trigger = match pending.take() {
+                Some(trigger) => trigger,
+                None => tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = hangup.recv() => "SIGHUP",
+                    Some(path) = self.events.recv() => {
+                        let path = std::path::absolute(&path).unwrap_or(path);
+                        if !self.files.contains(&path) {
+                            continue;
+                        }
+                        "file change"
+                    }
+                },
+            };
+            // Let a burst of writes (an editor saving, a deploy copying files) settle first.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while self.events.try_recv().is_ok() {}
+            tracing::info!(trigger = %trigger, "reload requested");
+            let summary = {
+                let reloader = reloader.clone();
+                tokio::task::spawn_blocking(move || lock(&reloader).reload())
+                    .await
+                    .expect("reloading does not panic")
+            };
+            if summary.is_some() {
+                let files = lock(&reloader).watched_files();
+                self.follow(files);
+            }
         }
     }
 }
@@ -423,6 +481,26 @@ mod tests {
     fn app(host: &str, entry: &str) -> App {
         serde_json::from_value(serde_json::json!({ "hostname": host, "entrypoint": entry }))
             .unwrap()
+    }
+
+    #[test]
+    fn a_config_edited_before_the_watch_began_is_seen_as_drift() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nano.json");
+        std::fs::write(&path, r#"{ "server": { "port": 0 } }"#).unwrap();
+        let local = nano_config::load(&path).unwrap();
+        let reloader = Reloader::new(
+            Some(path.clone()),
+            local,
+            None,
+            Arc::new(Preparer::new(PathBuf::from("nano"), None, 0)),
+            Arc::new(Routing::from_pointee(Router::default())),
+        );
+        assert!(!reloader.has_drifted(), "unchanged");
+        std::fs::write(&path, r#"{ "server": { "port": 1 } }"#).unwrap();
+        assert!(reloader.has_drifted(), "edited");
+        std::fs::write(&path, "{ not json").unwrap();
+        assert!(reloader.has_drifted(), "broken (the reload reports why)");
     }
 
     #[test]
