@@ -88,7 +88,9 @@ fn web_platform_conformance() {
     assert_eq!(
         probe(&nano, "headers"),
         json!({ "get": "2, 3", "cookies": ["a=1", "b=2"], "order": ["set-cookie", "set-cookie", "x-a", "x-b"],
-                "has": true, "bad": "TypeError" })
+                "has": true, "bad": "TypeError", "badNames": ["TypeError", "TypeError", "TypeError", "TypeError"], "token": "ok",
+                "trimmed": "x y", "badValues": ["TypeError", "TypeError", "TypeError"],
+                "methods": ["GET", "PATCH", "OPTIONS", "custom", "poſt"] })
     );
     assert_eq!(
         probe(&nano, "events"),

@@ -658,15 +658,33 @@
   define("URLSearchParams", URLSearchParams);
 
   // ---- Headers -------------------------------------------------------------------------------
-  const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+  // Plain loops rather than regular expressions: with context reset every request runs in a
+  // fresh context, where each regular expression literal is compiled again on first use.
+  const TOKEN_PUNCTUATION = "!#$%&'*+-.^_`|~";
+  function isToken(s) {
+    if (s.length === 0) return false;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      const alnum = (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57);
+      if (!alnum && (c > 126 || !TOKEN_PUNCTUATION.includes(s[i]))) return false;
+    }
+    return true;
+  }
+  const isHttpSpace = (c) => c === 32 || c === 9 || c === 10 || c === 13;
   function normalizeName(name) {
     const n = String(name);
-    if (!TOKEN.test(n)) throw new TypeError(`Headers: invalid header name "${n}"`);
+    if (!isToken(n)) throw new TypeError(`Headers: invalid header name "${n}"`);
     return n.toLowerCase();
   }
   function normalizeValue(value) {
-    const v = String(value).replace(/^[\t\n\r ]+|[\t\n\r ]+$/g, "");
-    if (/[\0\r\n]/.test(v)) throw new TypeError(`Headers: invalid header value ${JSON.stringify(v)}`);
+    const raw = String(value);
+    let start = 0, end = raw.length;
+    while (start < end && isHttpSpace(raw.charCodeAt(start))) start++;
+    while (end > start && isHttpSpace(raw.charCodeAt(end - 1))) end--;
+    const v = start === 0 && end === raw.length ? raw : raw.slice(start, end);
+    if (v.includes("\0") || v.includes("\r") || v.includes("\n")) {
+      throw new TypeError(`Headers: invalid header value ${JSON.stringify(v)}`);
+    }
     return v;
   }
   class Headers {
@@ -992,6 +1010,11 @@
   }
   define("Response", Response);
 
+  // Methods the Fetch spec upper-cases whatever their case (others are kept as written). No
+  // non-ASCII character lower-cases into these names, so the lookup matches the spec's.
+  const NORMALIZED_METHODS = new Map(
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].map((m) => [m.toLowerCase(), m]),
+  );
   class Request extends BodyMixin(Object) {
     constructor(input, init = {}) {
       super();
@@ -1006,7 +1029,7 @@
       }
       if (init.method !== undefined) {
         const m = String(init.method);
-        method = /^(get|head|post|put|delete|options|patch)$/i.test(m) ? m.toUpperCase() : m;
+        method = NORMALIZED_METHODS.get(m.toLowerCase()) ?? m;
       }
       if (init.headers !== undefined) headers = new Headers(init.headers);
       let type = null;
