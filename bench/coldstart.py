@@ -16,22 +16,17 @@ import http.client
 import json
 import pathlib
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+from common import free_port, pct
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NANO = ROOT / "target" / "release" / "nano"
 HELLO = ROOT / "bench" / "apps" / "hello.js"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def answers(port, host):
@@ -113,11 +108,6 @@ def apps_in(workdir, count):
         apps.append({"hostname": f"app{i}.local", "entrypoint": str(folder / "app.js"),
                      "limits": {"workers": 1}})
     return apps
-
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def single(_args):

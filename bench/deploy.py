@@ -18,50 +18,19 @@ Usage: bench/deploy.py [--deploys N] [--app MODULE]
 """
 
 import argparse
-import http.client
 import json
 import os
 import pathlib
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 
+from common import body, free_port, pct, wait
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"
 OPERATOR, NODE = "bench-operator-token", "bench-node-token"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def body(port, host):
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/", headers={"Host": host})
-        response = conn.getresponse()
-        text = response.read().decode()
-        conn.close()
-        return text if response.status == 200 else None
-    except OSError:
-        return None
-
-
-def wait(predicate, what, limit=30):
-    deadline = time.time() + limit
-    while not predicate():
-        if time.time() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
-
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def main():

@@ -1,0 +1,38 @@
+"""Helpers shared by the Python benchmarks."""
+
+import http.client
+import socket
+import time
+
+
+def free_port():
+    """A loopback port the OS says is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def body(port, host, path="/"):
+    """The body of a 200 answer to GET `path` with `Host: host`, or None."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        text = response.read().decode()
+        conn.close()
+        return text if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def wait(predicate, what, limit=30):
+    deadline = time.time() + limit
+    while not predicate():
+        if time.time() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
