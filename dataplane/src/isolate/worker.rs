@@ -58,6 +58,8 @@ struct Worker {
     last_gc: Instant,
     /// When the worker last published its heap statistics.
     last_stats: Instant,
+    /// With context reset: the next request's context, made while the worker had nothing to do.
+    spare: Option<Rc<JsContext>>,
     // Dropped last: everything above may hold V8 handles or queues of this isolate. `None`
     // only while the isolate is being replaced.
     isolate: Option<v8::OwnedIsolate>,
@@ -93,6 +95,7 @@ pub(crate) fn run_worker(
         // this isolate, so while requests are in flight the loop looks every couple of ms.
         let mut platform_tick = tokio::time::interval(PLATFORM_POLL);
         platform_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        worker.prepare_spare_context();
         loop {
             if closed && worker.state.borrow().requests.is_empty() {
                 break;
@@ -126,6 +129,9 @@ pub(crate) fn run_worker(
                 else => break,
             }
             worker.after_event();
+            if !closed {
+                worker.prepare_spare_context();
+            }
         }
     });
 
@@ -182,11 +188,29 @@ impl Worker {
             cpu_budget,
             last_gc: Instant::now(),
             last_stats: Instant::now(),
+            spare: None,
             isolate: Some(isolate),
         };
         worker.ensure_shared_context();
         worker.after_event();
         Ok(worker)
+    }
+
+    /// With context reset, makes the next request's context now, so that request does not wait
+    /// for it: on an idle worker this takes context creation off the request's latency; under
+    /// load it is the work the next request would do anyway. Not while the isolate is going
+    /// away or its heap is under pressure.
+    fn prepare_spare_context(&mut self) {
+        if !self.image.context_reset
+            || self.spare.is_some()
+            || self.isolate.is_none()
+            || self.recycle.is_some()
+            || self.stats.pressure.load(Ordering::Relaxed) != Pressure::Normal.as_number()
+        {
+            return;
+        }
+        let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+        self.spare = Some(new_js_context(scope, &self.image, &self.queues, &self.wasm));
     }
 
     /// Without context reset, the isolate keeps one context for all requests.
@@ -227,6 +251,7 @@ impl Worker {
 
     /// Drops every handle and queue of the isolate, then the isolate itself.
     fn dispose_isolate(&mut self) {
+        self.spare = None;
         self.state.borrow_mut().clear();
         {
             let mut queues = self.queues.borrow_mut();
@@ -251,8 +276,14 @@ impl Worker {
                             .with_label_values(&[&self.image.hostname])
                             .inc();
                     }
-                    let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
-                    new_js_context(scope, &self.image, &self.queues, &self.wasm)
+                    match self.spare.take() {
+                        Some(spare) => spare,
+                        None => {
+                            let scope =
+                                &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+                            new_js_context(scope, &self.image, &self.queues, &self.wasm)
+                        }
+                    }
                 }
             }
         };
