@@ -54,6 +54,31 @@ fn web_platform_conformance() {
         })
     );
     assert_eq!(
+        probe(&nano, "keyformats"),
+        json!({
+            // Against keys and signatures made by Node's Web Crypto (fixtures/webapi/vectors.js):
+            // RSASSA-PKCS1-v1_5 is deterministic, so NANO's signature must equal Node's.
+            "rs256MatchesNode": true, "pkcs8MatchesNode": true,
+            "rs256": [true, true, false], "ps256": [true, true, false],
+            "es256": [true, true, false], "eddsa": [true, true, false],
+            "hmacJwk": "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
+            "algorithm": { "name": "RSASSA-PKCS1-v1_5", "modulusLength": 2048,
+                           "publicExponent": "010001", "hash": { "name": "SHA-256" } },
+            "spkiRoundTrip": [true, true, true],
+            "jwkRoundTrip": [true, true, true, true, true],
+            "pkcs8Export": true,
+            "refusals": {
+                "algMismatch": "DataError", "wrongKty": "DataError", "tooSmall": "DataError",
+                "garbageSpki": "DataError", "spkiOfOtherKind": "DataError",
+                "corruptPrivate": "DataError", "badBase64": "DataError", "usage": "SyntaxError",
+                "notExtractable": "DataError", "pssSalt": "NotSupportedError",
+                "generate": "NotSupportedError", "ecPrivateJwk": "NotSupportedError",
+                "pkcs8OfJwkKey": "NotSupportedError", "jwkOfPkcs8Key": "NotSupportedError",
+                "privateAsSpki": "InvalidAccessError"
+            }
+        })
+    );
+    assert_eq!(
         probe(&nano, "abort"),
         json!({ "aborted": true, "reason": "AbortError", "heard": 1, "timeout": "TimeoutError",
                 "custom": "why", "throws": "AbortError" })

@@ -1,6 +1,8 @@
 //! Public-key and authenticated-encryption primitives behind `crypto.subtle`, from `ring`:
-//! AES-GCM (96-bit IVs, 128-bit tags), Ed25519 and ECDSA P-256 with SHA-256. Knows nothing about
-//! V8; `webapi` maps errors to `DOMException`s named as Web Crypto names them.
+//! AES-GCM (96-bit IVs, 128-bit tags), Ed25519, ECDSA P-256 with SHA-256, and RSA signatures
+//! (RSASSA-PKCS1-v1_5 and RSA-PSS, 2048-8192 bits, SHA-256/384/512), plus the
+//! SubjectPublicKeyInfo key format (`spki` and `pkcs1` crates). Knows nothing about V8; `webapi`
+//! maps errors to `DOMException`s named as Web Crypto names them.
 
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair};
@@ -118,6 +120,225 @@ pub fn verify(algorithm: &str, public: &[u8], sig: &[u8], data: &[u8]) -> bool {
         .is_ok()
 }
 
+fn data_error(message: impl Into<String>) -> CryptoError {
+    ("DataError", message.into())
+}
+
+/// An RSA private key as `crypto.subtle.importKey` got it.
+pub enum RsaPrivate<'a> {
+    Pkcs8(&'a [u8]),
+    /// JWK members, big-endian: n, e, d, p, q, dp, dq, qi.
+    Components([&'a [u8]; 8]),
+}
+
+impl<'a> RsaPrivate<'a> {
+    /// One part: PKCS#8 DER; eight: the JWK members.
+    pub fn from_parts(parts: &'a [Vec<u8>]) -> Self {
+        match parts {
+            [n, e, d, p, q, dp, dq, qi] => Self::Components([n, e, d, p, q, dp, dq, qi]),
+            [der, ..] => Self::Pkcs8(der),
+            [] => Self::Pkcs8(&[]),
+        }
+    }
+}
+
+fn rsa_key_pair(key: &RsaPrivate) -> Result<ring::rsa::KeyPair, CryptoError> {
+    use ring::rsa::{KeyPair, KeyPairComponents, PublicKeyComponents};
+    let strip = |b: &'_ [u8]| -> Vec<u8> {
+        let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+        b[start..].to_vec()
+    };
+    let pair = match key {
+        RsaPrivate::Pkcs8(der) => KeyPair::from_pkcs8(der),
+        RsaPrivate::Components([n, e, d, p, q, dp, dq, qi]) => {
+            KeyPair::from_components(&KeyPairComponents {
+                public_key: PublicKeyComponents {
+                    n: strip(n),
+                    e: strip(e),
+                },
+                d: strip(d),
+                p: strip(p),
+                q: strip(q),
+                dP: strip(dp),
+                dQ: strip(dq),
+                qInv: strip(qi),
+            })
+        }
+    };
+    pair.map_err(|err| data_error(format!("RSA: the private key is not valid ({err})")))
+}
+
+/// Checks an RSA private key and answers its public part (n, e).
+pub fn rsa_private_public(key: &RsaPrivate) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    let pair = rsa_key_pair(key)?;
+    let public: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
+    rsa_public_check(&public.n, &public.e)?;
+    Ok((public.n, public.e))
+}
+
+/// Refuses RSA public keys `ring` cannot use: 2048 to 8192 bits, an odd exponent over 1.
+pub fn rsa_public_check(n: &[u8], e: &[u8]) -> Result<(), CryptoError> {
+    let bits = |b: &[u8]| {
+        let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+        b[start..].first().map_or(0, |&top| {
+            (b.len() - start - 1) * 8 + (8 - top.leading_zeros() as usize)
+        })
+    };
+    let modulus = bits(n);
+    if !(2048..=8192).contains(&modulus) {
+        return Err(data_error(format!(
+            "RSA: keys of 2048 to 8192 bits are supported, not {modulus}"
+        )));
+    }
+    if bits(e) < 2 || e.last().is_none_or(|&low| low & 1 == 0) || bits(e) > 33 {
+        return Err(data_error(
+            "RSA: the public exponent must be odd, 3 or more",
+        ));
+    }
+    Ok(())
+}
+
+fn rsa_params(
+    scheme: &str,
+    hash: &str,
+) -> Result<
+    (
+        &'static ring::signature::RsaParameters,
+        &'static dyn ring::signature::RsaEncoding,
+    ),
+    CryptoError,
+> {
+    use ring::signature as s;
+    Ok(match (scheme, hash) {
+        ("PKCS1", "SHA-256") => (&s::RSA_PKCS1_2048_8192_SHA256, &s::RSA_PKCS1_SHA256),
+        ("PKCS1", "SHA-384") => (&s::RSA_PKCS1_2048_8192_SHA384, &s::RSA_PKCS1_SHA384),
+        ("PKCS1", "SHA-512") => (&s::RSA_PKCS1_2048_8192_SHA512, &s::RSA_PKCS1_SHA512),
+        ("PSS", "SHA-256") => (&s::RSA_PSS_2048_8192_SHA256, &s::RSA_PSS_SHA256),
+        ("PSS", "SHA-384") => (&s::RSA_PSS_2048_8192_SHA384, &s::RSA_PSS_SHA384),
+        ("PSS", "SHA-512") => (&s::RSA_PSS_2048_8192_SHA512, &s::RSA_PSS_SHA512),
+        _ => {
+            return Err((
+                "NotSupportedError",
+                format!("RSA: {hash} is not supported (SHA-256, SHA-384 and SHA-512 are)"),
+            ));
+        }
+    })
+}
+
+/// Signs with RSASSA-PKCS1-v1_5 (`scheme` "PKCS1") or RSA-PSS ("PSS", salt as long as the hash).
+pub fn rsa_sign(
+    scheme: &str,
+    hash: &str,
+    key: &RsaPrivate,
+    data: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    let (_, encoding) = rsa_params(scheme, hash)?;
+    let pair = rsa_key_pair(key)?;
+    let mut signature = vec![0; pair.public().modulus_len()];
+    pair.sign(encoding, &SystemRandom::new(), data, &mut signature)
+        .map_err(|_| op_error("RSA: signing failed"))?;
+    Ok(signature)
+}
+
+/// Verifies an RSA signature with the public key (n, e).
+pub fn rsa_verify(
+    scheme: &str,
+    hash: &str,
+    n: &[u8],
+    e: &[u8],
+    sig: &[u8],
+    data: &[u8],
+) -> Result<bool, CryptoError> {
+    let (params, _) = rsa_params(scheme, hash)?;
+    Ok(ring::rsa::PublicKeyComponents { n, e }
+        .verify(params, data, sig)
+        .is_ok())
+}
+
+const RSA_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const P256_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const ED25519_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// A public key read from a DER SubjectPublicKeyInfo.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SpkiKey {
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// The uncompressed point, 65 bytes.
+    P256(Vec<u8>),
+    Ed25519(Vec<u8>),
+}
+
+pub fn spki_decode(der: &[u8]) -> Result<SpkiKey, CryptoError> {
+    use spki::der::Decode;
+    let bad = |what: &str| data_error(format!("spki: {what}"));
+    let info = spki::SubjectPublicKeyInfoRef::from_der(der)
+        .map_err(|err| bad(&format!("not a DER SubjectPublicKeyInfo ({err})")))?;
+    let key = info
+        .subject_public_key
+        .as_bytes()
+        .ok_or_else(|| bad("the key bits are not whole bytes"))?;
+    let (oid, parameter) = info
+        .algorithm
+        .oids()
+        .map_err(|err| bad(&format!("bad algorithm parameters ({err})")))?;
+    match (oid, parameter) {
+        (RSA_OID, _) => {
+            let rsa = pkcs1::RsaPublicKey::from_der(key)
+                .map_err(|err| bad(&format!("not a PKCS#1 RSA public key ({err})")))?;
+            let (n, e) = (
+                rsa.modulus.as_bytes().to_vec(),
+                rsa.public_exponent.as_bytes().to_vec(),
+            );
+            rsa_public_check(&n, &e)?;
+            Ok(SpkiKey::Rsa { n, e })
+        }
+        (EC_OID, Some(P256_OID)) if key.len() == 65 && key[0] == 4 => {
+            Ok(SpkiKey::P256(key.to_vec()))
+        }
+        (EC_OID, Some(P256_OID)) => Err(bad("a P-256 key must be an uncompressed point")),
+        (EC_OID, curve) => Err((
+            "NotSupportedError",
+            format!("spki: EC curve {curve:?} is not supported (P-256 is)"),
+        )),
+        (ED25519_OID, None) if key.len() == 32 => Ok(SpkiKey::Ed25519(key.to_vec())),
+        (ED25519_OID, _) => Err(bad("an Ed25519 key is 32 bytes")),
+        (other, _) => Err((
+            "NotSupportedError",
+            format!("spki: algorithm {other} is not supported (RSA, EC P-256, Ed25519 are)"),
+        )),
+    }
+}
+
+pub fn spki_encode(key: &SpkiKey) -> Result<Vec<u8>, CryptoError> {
+    use spki::der::{Encode, asn1::AnyRef, asn1::BitStringRef, asn1::UintRef};
+    let failed = |err: spki::der::Error| op_error(format!("spki: cannot encode the key ({err})"));
+    let rsa_der;
+    let p256_param = AnyRef::from(&P256_OID);
+    let (oid, parameters, bits): (_, Option<AnyRef>, &[u8]) = match key {
+        SpkiKey::Rsa { n, e } => {
+            rsa_der = pkcs1::RsaPublicKey {
+                modulus: UintRef::new(n).map_err(failed)?,
+                public_exponent: UintRef::new(e).map_err(failed)?,
+            }
+            .to_der()
+            .map_err(failed)?;
+            (RSA_OID, Some(AnyRef::NULL), &rsa_der)
+        }
+        SpkiKey::P256(point) => (EC_OID, Some(p256_param), point),
+        SpkiKey::Ed25519(raw) => (ED25519_OID, None, raw),
+    };
+    spki::SubjectPublicKeyInfoRef {
+        algorithm: spki::AlgorithmIdentifierRef { oid, parameters },
+        subject_public_key: BitStringRef::from_bytes(bits).map_err(failed)?,
+    }
+    .to_der()
+    .map_err(failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +367,38 @@ mod tests {
             aes_gcm(true, &key, &[0; 16], b"", b"").unwrap_err().0,
             "NotSupportedError"
         );
+    }
+
+    #[test]
+    fn rsa_public_keys_outside_what_ring_verifies_are_refused() {
+        let mut n = vec![0xff; 256];
+        assert!(rsa_public_check(&n, &[1, 0, 1]).is_ok(), "2048 bits");
+        assert!(rsa_public_check(&n, &[2]).is_err(), "even exponent");
+        assert!(rsa_public_check(&n, &[1]).is_err(), "exponent 1");
+        n[0] = 0x7f;
+        assert_eq!(
+            rsa_public_check(&n, &[3]).unwrap_err().0,
+            "DataError",
+            "2047 bits"
+        );
+        let mut padded = vec![0, 0];
+        padded.extend(vec![0x80; 256]);
+        assert!(rsa_public_check(&padded, &[3]).is_ok(), "leading zeros");
+    }
+
+    #[test]
+    fn spki_round_trips_and_refuses_garbage() {
+        let (_, ed) = ed25519_generate().unwrap();
+        let (_, p256) = p256_generate().unwrap();
+        for key in [SpkiKey::Ed25519(ed), SpkiKey::P256(p256)] {
+            assert_eq!(spki_decode(&spki_encode(&key).unwrap()).unwrap(), key);
+        }
+        let rsa = SpkiKey::Rsa {
+            n: [vec![0xc1], vec![0x55; 255]].concat(),
+            e: vec![1, 0, 1],
+        };
+        assert_eq!(spki_decode(&spki_encode(&rsa).unwrap()).unwrap(), rsa);
+        assert_eq!(spki_decode(b"not der").unwrap_err().0, "DataError");
     }
 
     #[test]

@@ -75,7 +75,16 @@ fn op_crypto(
         Bytes(Vec<u8>),
         Pair(Vec<u8>, Vec<u8>),
         Bool(bool),
+        /// A key read from a SubjectPublicKeyInfo: its kind, then its parts.
+        Key(&'static str, Vec<Vec<u8>>),
     }
+    let string = |scope: &mut v8::HandleScope, i: i32| string_arg(scope, &args, i);
+    // An RSA private key from argument `at` on: "pkcs8" and the DER, or "jwk" and 8 members.
+    let rsa_private = |scope: &mut v8::HandleScope, at: i32| -> Vec<Vec<u8>> {
+        let count = if string(scope, at) == "jwk" { 8 } else { 1 };
+        (at + 1..=at + count).map(bytes).collect()
+    };
+
     let result: Result<Out, crypto::CryptoError> = match kind.as_str() {
         "aes-encrypt" | "aes-decrypt" => crypto::aes_gcm(
             kind == "aes-encrypt",
@@ -89,6 +98,46 @@ fn op_crypto(
         "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Pair(a, b)),
         "p256-sign" => crypto::p256_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
+        "rsa-verify" => {
+            let (scheme, hash) = (string(scope, 1), string(scope, 2));
+            crypto::rsa_verify(&scheme, &hash, &bytes(3), &bytes(4), &bytes(5), &bytes(6))
+                .map(Out::Bool)
+        }
+        "rsa-sign" => {
+            let (scheme, hash) = (string(scope, 1), string(scope, 2));
+            let parts = rsa_private(scope, 4);
+            crypto::rsa_sign(
+                &scheme,
+                &hash,
+                &crypto::RsaPrivate::from_parts(&parts),
+                &bytes(3),
+            )
+            .map(Out::Bytes)
+        }
+        "rsa-private-public" => {
+            let parts = rsa_private(scope, 1);
+            crypto::rsa_private_public(&crypto::RsaPrivate::from_parts(&parts))
+                .map(|(n, e)| Out::Pair(n, e))
+        }
+        "rsa-public-check" => {
+            crypto::rsa_public_check(&bytes(1), &bytes(2)).map(|()| Out::Bool(true))
+        }
+        "spki-decode" => crypto::spki_decode(&bytes(1)).map(|key| match key {
+            crypto::SpkiKey::Rsa { n, e } => Out::Key("RSA", vec![n, e]),
+            crypto::SpkiKey::P256(point) => Out::Key("P-256", vec![point]),
+            crypto::SpkiKey::Ed25519(raw) => Out::Key("Ed25519", vec![raw]),
+        }),
+        "spki-encode" => {
+            let key = match string(scope, 1).as_str() {
+                "RSA" => crypto::SpkiKey::Rsa {
+                    n: bytes(2),
+                    e: bytes(3),
+                },
+                "P-256" => crypto::SpkiKey::P256(bytes(2)),
+                _ => crypto::SpkiKey::Ed25519(bytes(2)),
+            };
+            crypto::spki_encode(&key).map(Out::Bytes)
+        }
         "verify" => {
             let algorithm = string_arg(scope, &args, 1);
             Ok(Out::Bool(crypto::verify(
@@ -112,6 +161,13 @@ fn op_crypto(
                     let a = uint8_array(scope, a).into();
                     let b = uint8_array(scope, b).into();
                     v8::Array::new_with_elements(scope, &[a, b]).into()
+                }
+                Out::Key(kind, parts) => {
+                    let mut items = vec![v8::String::new(scope, kind).expect("short").into()];
+                    for part in parts {
+                        items.push(uint8_array(scope, part).into());
+                    }
+                    v8::Array::new_with_elements(scope, &items).into()
                 }
             };
             vec![v8::Boolean::new(scope, true).into(), value]

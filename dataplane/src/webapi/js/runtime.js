@@ -432,8 +432,11 @@
   };
   const algorithmName = (algorithm) => {
     const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name);
-    const known = { "HMAC": "HMAC", "AES-GCM": "AES-GCM", "ED25519": "Ed25519", "ECDSA": "ECDSA" }[name.toUpperCase()];
-    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, Ed25519, ECDSA P-256 are)`, "NotSupportedError");
+    const known = {
+      "HMAC": "HMAC", "AES-GCM": "AES-GCM", "ED25519": "Ed25519", "ECDSA": "ECDSA",
+      "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
+    }[name.toUpperCase()];
+    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, Ed25519, ECDSA P-256, RSASSA-PKCS1-v1_5 and RSA-PSS are)`, "NotSupportedError");
     if (known === "ECDSA" && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
       throw new DOMException(`ECDSA: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
     }
@@ -441,12 +444,163 @@
   };
   const makeKey = (type, extractable, algorithm, usages, secret) => new CryptoKey(kState, type, Boolean(extractable), algorithm, usages, secret);
   const curveOf = (name) => (name === "ECDSA" ? { name, namedCurve: "P-256" } : { name });
+
+  // RSA signatures (keys are imported: ring cannot generate RSA keys). The key's secret is
+  // { n, e } for a public key, plus the PKCS#8 DER or the eight JWK members for a private one.
+  const isRsa = (name) => name === "RSASSA-PKCS1-v1_5" || name === "RSA-PSS";
+  const rsaScheme = (name) => (name === "RSA-PSS" ? "PSS" : "PKCS1");
+  const jwkAlg = (key) => {
+    const { name } = key.algorithm;
+    const bits = key.algorithm.hash?.name?.slice(4);
+    if (name === "HMAC") return `HS${bits}`;
+    if (name === "AES-GCM") return `A${key.algorithm.length}GCM`;
+    if (name === "RSA-PSS") return `PS${bits}`;
+    if (name === "RSASSA-PKCS1-v1_5") return `RS${bits}`;
+    return undefined;
+  };
+  const RSA_JWK_PRIVATE = ["d", "p", "q", "dp", "dq", "qi"];
+  const bitLength = (bytes) => {
+    let i = 0;
+    while (i < bytes.length && bytes[i] === 0) i++;
+    return i === bytes.length ? 0 : (bytes.length - i) * 8 - Math.clz32(bytes[i]) + 24;
+  };
+  const checkUsages = (usages, allowed, what) => {
+    const bad = usages.find((u) => !allowed.includes(u));
+    if (bad !== undefined) throw new SyntaxError(`crypto.subtle.importKey: ${what} cannot be used to ${JSON.stringify(bad)} (only ${allowed.join(", ")})`);
+    return usages;
+  };
+  const rsaKey = (type, extractable, name, algorithm, usages, secret) => {
+    const hash = hashName(algorithm.hash);
+    if (hash === "SHA-1") throw new DOMException(`${name}: SHA-1 is not supported (SHA-256, SHA-384 and SHA-512 are)`, "NotSupportedError");
+    const usage = type === "private" ? "sign" : "verify";
+    checkUsages(usages, [usage], `an RSA ${type} key`);
+    if (type === "private" && usages.length === 0) throw new SyntaxError("crypto.subtle.importKey: a private key needs a usage (\"sign\")");
+    const info = { name, modulusLength: bitLength(secret.n), publicExponent: secret.e.slice(), hash: { name: hash } };
+    return makeKey(type, extractable, info, usages, secret);
+  };
+
+  // JWK (RFC 7517) members are base64url without padding.
+  const base64url = (bytes) => {
+    let out = "";
+    for (let i = 0; i < bytes.length; i += 3) {
+      const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+      out += B64[n >> 18] + B64[(n >> 12) & 63];
+      if (i + 1 < bytes.length) out += B64[(n >> 6) & 63];
+      if (i + 2 < bytes.length) out += B64[n & 63];
+    }
+    return out.replaceAll("+", "-").replaceAll("/", "_");
+  };
+  const fromBase64url = (jwk, member) => {
+    const text = jwk[member];
+    const bad = () => new DOMException(`JWK: member "${member}" must be a base64url string`, "DataError");
+    if (typeof text !== "string" || text.length % 4 === 1) throw bad();
+    const out = new Uint8Array(Math.floor((text.length * 6) / 8));
+    let bits = 0, value = 0, at = 0;
+    for (const ch of text) {
+      const digit = B64.indexOf(ch === "-" ? "+" : ch === "_" ? "/" : ch);
+      if (digit < 0 || ch === "+" || ch === "/") throw bad();
+      value = ((value << 6) | digit) & 0xffffff;
+      bits += 6;
+      if (bits >= 8) {
+        bits -= 8;
+        out[at++] = (value >> bits) & 255;
+      }
+    }
+    return out;
+  };
+  function importJwk(jwk, name, algorithm, extractable, usages) {
+    if (typeof jwk !== "object" || jwk === null) throw new TypeError("crypto.subtle.importKey: a jwk key is a JSON Web Key object");
+    const dataError = (message) => new DOMException(`JWK: ${message}`, "DataError");
+    if (jwk.ext === false && extractable) throw dataError("the key says it is not extractable (ext: false)");
+    const expect = (member, value) => {
+      if (jwk[member] !== value) throw dataError(`"${member}" must be ${JSON.stringify(value)} for ${name}, not ${JSON.stringify(jwk[member])}`);
+    };
+    const checkAlg = (key) => {
+      if (jwk.alg !== undefined && jwk.alg !== jwkAlg(key)) throw dataError(`"alg" is ${JSON.stringify(jwk.alg)} but the algorithm asks for ${jwkAlg(key)}`);
+      if (jwk.use !== undefined && jwk.use !== (name === "AES-GCM" ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
+      return key;
+    };
+    if (name === "HMAC" || name === "AES-GCM") {
+      expect("kty", "oct");
+      return checkAlg(importSecret(name, fromBase64url(jwk, "k"), algorithm, extractable, usages));
+    }
+    if (isRsa(name)) {
+      expect("kty", "RSA");
+      if (jwk.oth !== undefined) throw new DOMException("JWK: RSA keys with more than two primes are not supported", "NotSupportedError");
+      const n = fromBase64url(jwk, "n"), e = fromBase64url(jwk, "e");
+      if (jwk.d === undefined) {
+        native("rsa-public-check", n, e);
+        return checkAlg(rsaKey("public", true, name, algorithm, usages, { n, e }));
+      }
+      const parts = [n, e, ...RSA_JWK_PRIVATE.map((m) => fromBase64url(jwk, m))];
+      native("rsa-private-public", "jwk", ...parts);
+      return checkAlg(rsaKey("private", extractable, name, algorithm, usages, { n, e, jwk: parts }));
+    }
+    if (jwk.d !== undefined) {
+      throw new DOMException(`JWK: ${name} private keys are imported as pkcs8 here (public keys as jwk, spki or raw)`, "NotSupportedError");
+    }
+    if (name === "ECDSA") {
+      expect("kty", "EC");
+      expect("crv", "P-256");
+      const x = fromBase64url(jwk, "x"), y = fromBase64url(jwk, "y");
+      if (x.length !== 32 || y.length !== 32) throw dataError("P-256 coordinates are 32 bytes");
+      const point = new Uint8Array(65);
+      point[0] = 4; point.set(x, 1); point.set(y, 33);
+      return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), point);
+    }
+    expect("kty", "OKP");
+    expect("crv", "Ed25519");
+    const x = fromBase64url(jwk, "x");
+    if (x.length !== 32) throw dataError("an Ed25519 public key is 32 bytes");
+    return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), x);
+  }
+  function importSecret(name, bytes, algorithm, extractable, usages) {
+    if (name === "HMAC") {
+      const hash = hashName(algorithm.hash);
+      const allowed = usages.filter((u) => u === "sign" || u === "verify");
+      if (allowed.length !== usages.length || usages.length === 0) {
+        throw new SyntaxError("crypto.subtle.importKey: HMAC keys are for \"sign\" and \"verify\"");
+      }
+      return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, allowed, bytes);
+    }
+    return makeKey("secret", extractable, { name, length: bytes.length * 8 }, usages, bytes);
+  }
+  function exportJwk(key, secret) {
+    const { name } = key.algorithm;
+    const jwk = { key_ops: [...key.usages], ext: true };
+    const alg = jwkAlg(key);
+    if (alg !== undefined) jwk.alg = alg;
+    if (key.type === "secret") return { kty: "oct", k: base64url(secret), ...jwk };
+    if (isRsa(name)) {
+      const out = { kty: "RSA", n: base64url(secret.n), e: base64url(secret.e) };
+      if (key.type === "private") {
+        if (!secret.jwk) throw new DOMException("this RSA private key was imported as pkcs8 and exports as pkcs8", "NotSupportedError");
+        RSA_JWK_PRIVATE.forEach((member, i) => { out[member] = base64url(secret.jwk[i + 2]); });
+      }
+      return Object.assign(out, jwk);
+    }
+    if (key.type === "private") throw new DOMException(`${name} private keys export as pkcs8`, "NotSupportedError");
+    if (name === "ECDSA") return { kty: "EC", crv: "P-256", x: base64url(secret.subarray(1, 33)), y: base64url(secret.subarray(33, 65)), ...jwk };
+    return { kty: "OKP", crv: "Ed25519", x: base64url(secret), ...jwk };
+  }
+  // RSA-PSS salts as long as the hash (what JWT's PS256/384/512 use; ring supports only that).
+  const rsaHash = (name, algorithm, key) => {
+    const hash = key.algorithm.hash.name;
+    const wanted = Number(hash.slice(4)) / 8;
+    if (name === "RSA-PSS" && Number(algorithm.saltLength) !== wanted) {
+      throw new DOMException(`RSA-PSS: saltLength must be ${wanted} (the ${hash} length) here, not ${algorithm.saltLength}`, "NotSupportedError");
+    }
+    return hash;
+  };
   const subtle = {
     async digest(algorithm, data) {
       return asArrayBuffer(ops.digest(hashName(algorithm), bufferOf(data, "crypto.subtle.digest")));
     },
     async generateKey(algorithm, extractable, usages) {
       const name = algorithmName(algorithm);
+      if (isRsa(name)) {
+        throw new DOMException(`crypto.subtle.generateKey: ${name} keys cannot be generated here; import one (spki, pkcs8 or jwk)`, "NotSupportedError");
+      }
       if (name === "AES-GCM") {
         const length = Number(algorithm.length ?? 256);
         if (length !== 128 && length !== 256) throw new DOMException("AES-GCM keys are 128 or 256 bits", "OperationError");
@@ -465,26 +619,45 @@
     },
     async importKey(format, keyData, algorithm, extractable, usages) {
       const name = algorithmName(algorithm);
+      usages = [...usages];
+      if (format === "jwk") return importJwk(keyData, name, algorithm, Boolean(extractable), usages);
       const bytes = bufferOf(keyData, "crypto.subtle.importKey").slice();
-      if (name === "HMAC") {
-        if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for HMAC (raw is)`, "NotSupportedError");
-        const hash = hashName(algorithm.hash);
-        const allowed = [...usages].filter((u) => u === "sign" || u === "verify");
-        if (allowed.length !== usages.length || usages.length === 0) {
-          throw new SyntaxError("crypto.subtle.importKey: HMAC keys are for \"sign\" and \"verify\"");
-        }
-        return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, allowed, bytes);
+      if (name === "HMAC" || name === "AES-GCM") {
+        if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw and jwk are)`, "NotSupportedError");
+        return importSecret(name, bytes, algorithm, extractable, usages);
       }
-      if (name === "AES-GCM") {
-        if (format !== "raw") throw new DOMException("AES-GCM keys are imported as raw bytes", "NotSupportedError");
-        return makeKey("secret", extractable, { name, length: bytes.length * 8 }, [...usages], bytes);
+      if (format === "spki") {
+        const [kind, ...parts] = native("spki-decode", bytes);
+        const wanted = isRsa(name) ? "RSA" : name === "ECDSA" ? "P-256" : "Ed25519";
+        if (kind !== wanted) throw new DOMException(`crypto.subtle.importKey: the spki key is ${kind}, not a ${name} key`, "DataError");
+        if (kind === "RSA") return rsaKey("public", true, name, algorithm, usages, { n: parts[0], e: parts[1] });
+        return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), parts[0]);
+      }
+      if (isRsa(name)) {
+        if (format !== "pkcs8") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (spki, pkcs8 and jwk are)`, "NotSupportedError");
+        const [n, e] = native("rsa-private-public", "pkcs8", bytes);
+        return rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8: bytes });
       }
       if (format === "raw") return makeKey("public", true, curveOf(name), [...usages], bytes);
       if (format === "pkcs8") return makeKey("private", extractable, curveOf(name), [...usages], bytes);
-      throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw for public keys, pkcs8 for private keys)`, "NotSupportedError");
+      throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw, spki or jwk for public keys, pkcs8 for private keys)`, "NotSupportedError");
     },
     async exportKey(format, key) {
+      if (!(key instanceof CryptoKey)) throw new TypeError("crypto.subtle.exportKey: expected a CryptoKey");
       if (!key.extractable) throw new DOMException("the key is not extractable", "InvalidAccessError");
+      const secret = CryptoKey[kState](key);
+      const { name } = key.algorithm;
+      if (format === "jwk") return exportJwk(key, secret);
+      if (format === "spki") {
+        if (key.type !== "public") throw new DOMException("only public keys export as spki", "InvalidAccessError");
+        const parts = isRsa(name) ? ["RSA", secret.n, secret.e] : [name === "ECDSA" ? "P-256" : "Ed25519", secret];
+        return asArrayBuffer(native("spki-encode", ...parts));
+      }
+      if (isRsa(name)) {
+        if (format === "pkcs8" && secret.pkcs8) return asArrayBuffer(secret.pkcs8);
+        const formats = key.type === "public" ? "spki or jwk" : secret.pkcs8 ? "pkcs8 or jwk" : "jwk (it was imported as jwk)";
+        throw new DOMException(`this ${name} key exports as ${formats}`, "NotSupportedError");
+      }
       const wanted = key.type === "private" ? "pkcs8" : "raw";
       if (format !== wanted) throw new DOMException(`this key exports as ${wanted}`, "NotSupportedError");
       return asArrayBuffer(CryptoKey[kState](key));
@@ -497,6 +670,11 @@
         throw new DOMException("ECDSA P-256 signs with SHA-256 only", "NotSupportedError");
       }
       const secret = checkKey(key, name, "sign");
+      if (isRsa(name)) {
+        const hash = rsaHash(name, algorithm, key);
+        const form = secret.pkcs8 ? ["pkcs8", secret.pkcs8] : ["jwk", ...secret.jwk];
+        return asArrayBuffer(native("rsa-sign", rsaScheme(name), hash, bytes, ...form));
+      }
       return asArrayBuffer(native(name === "Ed25519" ? "ed25519-sign" : "p256-sign", secret, bytes));
     },
     async verify(algorithm, key, signature, data) {
@@ -511,6 +689,10 @@
         return diff === 0;
       }
       const publicKey = checkKey(key, name, "verify");
+      if (isRsa(name)) {
+        const hash = rsaHash(name, algorithm, key);
+        return native("rsa-verify", rsaScheme(name), hash, publicKey.n, publicKey.e, given, bytes);
+      }
       return native("verify", name === "Ed25519" ? "Ed25519" : "P-256", publicKey, given, bytes);
     },
     async encrypt(algorithm, key, data) {
