@@ -61,6 +61,7 @@ fn web_platform_conformance() {
             "rs256MatchesNode": true, "pkcs8MatchesNode": true,
             "rs256": [true, true, false], "ps256": [true, true, false],
             "es256": [true, true, false], "eddsa": [true, true, false],
+            "privateJwk": [true, true, true, true],
             "hmacJwk": "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
             "algorithm": { "name": "RSASSA-PKCS1-v1_5", "modulusLength": 2048,
                            "publicExponent": "010001", "hash": { "name": "SHA-256" } },
@@ -72,7 +73,9 @@ fn web_platform_conformance() {
                 "garbageSpki": "DataError", "spkiOfOtherKind": "DataError",
                 "corruptPrivate": "DataError", "badBase64": "DataError", "usage": "SyntaxError",
                 "notExtractable": "DataError", "pssSalt": "NotSupportedError",
-                "generate": "NotSupportedError", "ecPrivateJwk": "NotSupportedError",
+                "generate": "NotSupportedError", "ecPrivateMismatch": "DataError",
+                "edPrivateMismatch": "DataError", "badPkcs8": "DataError",
+                "pkcs8OfEcJwkKey": "NotSupportedError",
                 "pkcs8OfJwkKey": "NotSupportedError", "jwkOfPkcs8Key": "NotSupportedError",
                 "privateAsSpki": "InvalidAccessError"
             }

@@ -68,14 +68,47 @@ pub fn ed25519_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
     Ok((pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
 }
 
-pub fn ed25519_sign(pkcs8: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let pair = signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(|_| {
-        (
-            "DataError",
-            "Ed25519: the private key is not valid PKCS#8".to_owned(),
-        )
-    })?;
-    Ok(pair.sign(data).as_ref().to_vec())
+/// An Ed25519 or ECDSA private key as imported: PKCS#8 DER, or (from a JWK) the private scalar
+/// or seed `d` with the public key it must match.
+pub enum EcPrivate<'a> {
+    Pkcs8(&'a [u8]),
+    Raw { private: &'a [u8], public: &'a [u8] },
+}
+
+fn ed25519_pair(key: &EcPrivate) -> Result<signature::Ed25519KeyPair, CryptoError> {
+    match key {
+        EcPrivate::Pkcs8(der) => signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+            .map_err(|_| data_error("Ed25519: the private key is not valid PKCS#8")),
+        EcPrivate::Raw { private, public } => {
+            signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
+                .map_err(|err| data_error(format!("Ed25519: the private key is not valid ({err})")))
+        }
+    }
+}
+
+fn p256_pair(key: &EcPrivate) -> Result<signature::EcdsaKeyPair, CryptoError> {
+    let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+    let rng = SystemRandom::new();
+    match key {
+        EcPrivate::Pkcs8(der) => signature::EcdsaKeyPair::from_pkcs8(alg, der, &rng)
+            .map_err(|_| data_error("ECDSA: the private key is not valid PKCS#8 for P-256")),
+        EcPrivate::Raw { private, public } => {
+            signature::EcdsaKeyPair::from_private_key_and_public_key(alg, private, public, &rng)
+                .map_err(|err| data_error(format!("ECDSA: the private key is not valid ({err})")))
+        }
+    }
+}
+
+/// Checks an Ed25519 (`curve` "Ed25519") or P-256 private key.
+pub fn ec_private_check(curve: &str, key: &EcPrivate) -> Result<(), CryptoError> {
+    match curve {
+        "Ed25519" => ed25519_pair(key).map(drop),
+        _ => p256_pair(key).map(drop),
+    }
+}
+
+pub fn ed25519_sign(key: &EcPrivate, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    Ok(ed25519_pair(key)?.sign(data).as_ref().to_vec())
 }
 
 /// A new ECDSA P-256 key pair: (PKCS#8 private key, uncompressed 65-byte public point).
@@ -90,20 +123,9 @@ pub fn p256_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
 }
 
 /// ECDSA P-256 with SHA-256; the signature is r || s (64 bytes), as Web Crypto has it.
-pub fn p256_sign(pkcs8: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let rng = SystemRandom::new();
-    let pair = signature::EcdsaKeyPair::from_pkcs8(
-        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        pkcs8,
-        &rng,
-    )
-    .map_err(|_| {
-        (
-            "DataError",
-            "ECDSA: the private key is not valid PKCS#8 for P-256".to_owned(),
-        )
-    })?;
-    pair.sign(&rng, data)
+pub fn p256_sign(key: &EcPrivate, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    p256_pair(key)?
+        .sign(&SystemRandom::new(), data)
         .map(|s| s.as_ref().to_vec())
         .map_err(|_| op_error("ECDSA: signing failed"))
 }
@@ -404,11 +426,11 @@ mod tests {
     #[test]
     fn signatures_verify_and_reject() {
         let (private, public) = ed25519_generate().unwrap();
-        let sig = ed25519_sign(&private, b"hello").unwrap();
+        let sig = ed25519_sign(&EcPrivate::Pkcs8(&private), b"hello").unwrap();
         assert!(verify("Ed25519", &public, &sig, b"hello"));
         assert!(!verify("Ed25519", &public, &sig, b"hellO"));
         let (private, public) = p256_generate().unwrap();
-        let sig = p256_sign(&private, b"hello").unwrap();
+        let sig = p256_sign(&EcPrivate::Pkcs8(&private), b"hello").unwrap();
         assert_eq!(sig.len(), 64);
         assert!(verify("P-256", &public, &sig, b"hello"));
         assert!(!verify("P-256", &public, &sig, b"other"));

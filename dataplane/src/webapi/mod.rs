@@ -95,9 +95,28 @@ fn op_crypto(
         )
         .map(Out::Bytes),
         "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Pair(a, b)),
-        "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
+        // The key: "pkcs8" and the DER, or "jwk", the private part and the public key.
+        "ed25519-sign" | "p256-sign" | "ec-private-check" => {
+            let (form, first, second) = (string(scope, 1), bytes(2), bytes(3));
+            let key = match form.as_str() {
+                "jwk" => crypto::EcPrivate::Raw {
+                    private: &first,
+                    public: &second,
+                },
+                _ => crypto::EcPrivate::Pkcs8(&first),
+            };
+            let data = bytes(if form == "jwk" { 4 } else { 3 });
+            match kind.as_str() {
+                "ed25519-sign" => crypto::ed25519_sign(&key, &data).map(Out::Bytes),
+                "p256-sign" => crypto::p256_sign(&key, &data).map(Out::Bytes),
+                _ => crypto::ec_private_check(
+                    &string(scope, if form == "jwk" { 4 } else { 3 }),
+                    &key,
+                )
+                .map(|()| Out::Bool(true)),
+            }
+        }
         "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Pair(a, b)),
-        "p256-sign" => crypto::p256_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "rsa-verify" => {
             let (scheme, hash) = (string(scope, 1), string(scope, 2));
             crypto::rsa_verify(&scheme, &hash, &bytes(3), &bytes(4), &bytes(5), &bytes(6))

@@ -536,24 +536,30 @@
       native("rsa-private-public", "jwk", ...parts);
       return checkAlg(rsaKey("private", extractable, name, algorithm, usages, { n, e, jwk: parts }));
     }
-    if (jwk.d !== undefined) {
-      throw new DOMException(`JWK: ${name} private keys are imported as pkcs8 here (public keys as jwk, spki or raw)`, "NotSupportedError");
-    }
+    let publicKey;
     if (name === "ECDSA") {
       expect("kty", "EC");
       expect("crv", "P-256");
       const x = fromBase64url(jwk, "x"), y = fromBase64url(jwk, "y");
       if (x.length !== 32 || y.length !== 32) throw dataError("P-256 coordinates are 32 bytes");
-      const point = new Uint8Array(65);
-      point[0] = 4; point.set(x, 1); point.set(y, 33);
-      return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), point);
+      publicKey = new Uint8Array(65);
+      publicKey[0] = 4; publicKey.set(x, 1); publicKey.set(y, 33);
+    } else {
+      expect("kty", "OKP");
+      expect("crv", "Ed25519");
+      publicKey = fromBase64url(jwk, "x");
+      if (publicKey.length !== 32) throw dataError("an Ed25519 public key is 32 bytes");
     }
-    expect("kty", "OKP");
-    expect("crv", "Ed25519");
-    const x = fromBase64url(jwk, "x");
-    if (x.length !== 32) throw dataError("an Ed25519 public key is 32 bytes");
-    return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), x);
+    if (jwk.d === undefined) {
+      return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), publicKey);
+    }
+    // A private JWK carries its public key: ring checks that the two belong together.
+    const secret = { d: fromBase64url(jwk, "d"), public: publicKey };
+    native("ec-private-check", ...ecForm(secret), name === "ECDSA" ? "P-256" : "Ed25519");
+    return makeKey("private", extractable, curveOf(name), checkUsages(usages, ["sign"], "a private key"), secret);
   }
+  // How a private Ed25519/ECDSA key goes to the native side: PKCS#8 bytes, or a JWK's parts.
+  const ecForm = (secret) => (secret instanceof Uint8Array ? ["pkcs8", secret] : ["jwk", secret.d, secret.public]);
   function importSecret(name, bytes, algorithm, extractable, usages) {
     if (name === "HMAC") {
       const hash = hashName(algorithm.hash);
@@ -579,9 +585,15 @@
       }
       return Object.assign(out, jwk);
     }
-    if (key.type === "private") throw new DOMException(`${name} private keys export as pkcs8`, "NotSupportedError");
-    if (name === "ECDSA") return { kty: "EC", crv: "P-256", x: base64url(secret.subarray(1, 33)), y: base64url(secret.subarray(33, 65)), ...jwk };
-    return { kty: "OKP", crv: "Ed25519", x: base64url(secret), ...jwk };
+    if (key.type === "private" && secret instanceof Uint8Array) {
+      throw new DOMException(`this ${name} private key was imported as pkcs8 and exports as pkcs8`, "NotSupportedError");
+    }
+    const point = key.type === "private" ? secret.public : secret;
+    const out = name === "ECDSA"
+      ? { kty: "EC", crv: "P-256", x: base64url(point.subarray(1, 33)), y: base64url(point.subarray(33, 65)) }
+      : { kty: "OKP", crv: "Ed25519", x: base64url(point) };
+    if (key.type === "private") out.d = base64url(secret.d);
+    return Object.assign(out, jwk);
   }
   // RSA-PSS salts as long as the hash (what JWT's PS256/384/512 use; ring supports only that).
   const rsaHash = (name, algorithm, key) => {
@@ -639,7 +651,10 @@
         return rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8: bytes });
       }
       if (format === "raw") return makeKey("public", true, curveOf(name), [...usages], bytes);
-      if (format === "pkcs8") return makeKey("private", extractable, curveOf(name), [...usages], bytes);
+      if (format === "pkcs8") {
+        native("ec-private-check", "pkcs8", bytes, name === "ECDSA" ? "P-256" : "Ed25519");
+        return makeKey("private", extractable, curveOf(name), [...usages], bytes);
+      }
       throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw, spki or jwk for public keys, pkcs8 for private keys)`, "NotSupportedError");
     },
     async exportKey(format, key) {
@@ -659,7 +674,9 @@
         throw new DOMException(`this ${name} key exports as ${formats}`, "NotSupportedError");
       }
       const wanted = key.type === "private" ? "pkcs8" : "raw";
-      if (format !== wanted) throw new DOMException(`this key exports as ${wanted}`, "NotSupportedError");
+      if (format !== wanted || (key.type === "private" && !(secret instanceof Uint8Array))) {
+        throw new DOMException(`this key exports as ${secret instanceof Uint8Array ? wanted : "jwk (it was imported as jwk)"}`, "NotSupportedError");
+      }
       return asArrayBuffer(CryptoKey[kState](key));
     },
     async sign(algorithm, key, data) {
@@ -675,7 +692,7 @@
         const form = secret.pkcs8 ? ["pkcs8", secret.pkcs8] : ["jwk", ...secret.jwk];
         return asArrayBuffer(native("rsa-sign", rsaScheme(name), hash, bytes, ...form));
       }
-      return asArrayBuffer(native(name === "Ed25519" ? "ed25519-sign" : "p256-sign", secret, bytes));
+      return asArrayBuffer(native(name === "Ed25519" ? "ed25519-sign" : "p256-sign", ...ecForm(secret), bytes));
     },
     async verify(algorithm, key, signature, data) {
       const name = algorithmName(algorithm);
