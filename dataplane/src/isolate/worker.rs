@@ -209,8 +209,14 @@ impl Worker {
         {
             return;
         }
-        let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
-        self.spare = Some(new_js_context(scope, &self.image, &self.queues, &self.wasm));
+        let spare = {
+            let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+            new_js_context(scope, &self.image, &self.queues, &self.wasm)
+        };
+        self.spare = Some(spare);
+        // The published heap includes the spare (the node's memory budget reads it).
+        let (heap, _) = self.heap_and_external();
+        self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
     }
 
     /// Without context reset, the isolate keeps one context for all requests.
