@@ -195,7 +195,7 @@ fn many_terminations_in_a_row_keep_the_worker_serving() {
 fn an_isolate_left_over_95_percent_full_is_replaced() {
     let nano = Nano::start(json!({ "apps": [
         { "hostname": "full.example", "entrypoint": "near-limit/app.js", "context_reset": false,
-          "limits": { "workers": 1, "memory_mb": 64 } }
+          "limits": { "workers": 1, "memory_mb": 64, "cpu_ms": 5000 } }
     ]}));
     block_on(async {
         let reply = nano.get("full.example", "/fill").await;

@@ -84,7 +84,7 @@ fn wasm_imports_work_from_files_and_slivers_and_bad_binaries_are_refused() {
 fn wasm_memory_counts_against_memory_mb() {
     let nano = Nano::start(
         json!({ "apps": [{ "hostname": "wasm.example", "entrypoint": "wasm/app.js",
-                                              "context_reset": false, "limits": { "workers": 1, "memory_mb": 64 } }] }),
+                                              "context_reset": false, "limits": { "workers": 1, "memory_mb": 64, "cpu_ms": 5000 } }] }),
     );
     block_on(async {
         // 63 MiB of WebAssembly memory in a 64 MiB isolate: over 95%, so the isolate is replaced.
