@@ -69,6 +69,7 @@ fn web_platform_conformance() {
             "spkiRoundTrip": [true, true, true],
             "jwkRoundTrip": [true, true, true, true, true],
             "pkcs8Export": true,
+            "conversions": [true, true, true, true, true, true, true],
             "refusals": {
                 "algMismatch": "DataError", "wrongKty": "DataError", "tooSmall": "DataError",
                 "garbageSpki": "DataError", "spkiOfOtherKind": "DataError",
@@ -76,8 +77,7 @@ fn web_platform_conformance() {
                 "notExtractable": "DataError", "pssSalt": "NotSupportedError",
                 "generate": "NotSupportedError", "ecPrivateMismatch": "DataError",
                 "edPrivateMismatch": "DataError", "badPkcs8": "DataError",
-                "pkcs8OfEcJwkKey": "NotSupportedError",
-                "pkcs8OfJwkKey": "NotSupportedError", "jwkOfPkcs8Key": "NotSupportedError",
+                "pkcs8OfPublic": "NotSupportedError", "rawOfPrivate": "NotSupportedError",
                 "privateAsSpki": "InvalidAccessError"
             }
         })

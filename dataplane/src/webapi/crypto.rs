@@ -68,47 +68,19 @@ pub fn ed25519_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
     Ok((pkcs8.as_ref().to_vec(), pair.public_key().as_ref().to_vec()))
 }
 
-/// An Ed25519 or ECDSA private key as imported: PKCS#8 DER, or (from a JWK) the private scalar
-/// or seed `d` with the public key it must match.
-pub enum EcPrivate<'a> {
-    Pkcs8(&'a [u8]),
-    Raw { private: &'a [u8], public: &'a [u8] },
+fn ed25519_pair(pkcs8: &[u8]) -> Result<signature::Ed25519KeyPair, CryptoError> {
+    signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
+        .map_err(|_| data_error("Ed25519: the private key is not valid PKCS#8"))
 }
 
-fn ed25519_pair(key: &EcPrivate) -> Result<signature::Ed25519KeyPair, CryptoError> {
-    match key {
-        EcPrivate::Pkcs8(der) => signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
-            .map_err(|_| data_error("Ed25519: the private key is not valid PKCS#8")),
-        EcPrivate::Raw { private, public } => {
-            signature::Ed25519KeyPair::from_seed_and_public_key(private, public)
-                .map_err(|err| data_error(format!("Ed25519: the private key is not valid ({err})")))
-        }
-    }
-}
-
-fn p256_pair(key: &EcPrivate) -> Result<signature::EcdsaKeyPair, CryptoError> {
+fn p256_pair(pkcs8: &[u8]) -> Result<signature::EcdsaKeyPair, CryptoError> {
     let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-    let rng = SystemRandom::new();
-    match key {
-        EcPrivate::Pkcs8(der) => signature::EcdsaKeyPair::from_pkcs8(alg, der, &rng)
-            .map_err(|_| data_error("ECDSA: the private key is not valid PKCS#8 for P-256")),
-        EcPrivate::Raw { private, public } => {
-            signature::EcdsaKeyPair::from_private_key_and_public_key(alg, private, public, &rng)
-                .map_err(|err| data_error(format!("ECDSA: the private key is not valid ({err})")))
-        }
-    }
+    signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8, &SystemRandom::new())
+        .map_err(|_| data_error("ECDSA: the private key is not valid PKCS#8 for P-256"))
 }
 
-/// Checks an Ed25519 (`curve` "Ed25519") or P-256 private key.
-pub fn ec_private_check(curve: &str, key: &EcPrivate) -> Result<(), CryptoError> {
-    match curve {
-        "Ed25519" => ed25519_pair(key).map(drop),
-        _ => p256_pair(key).map(drop),
-    }
-}
-
-pub fn ed25519_sign(key: &EcPrivate, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    Ok(ed25519_pair(key)?.sign(data).as_ref().to_vec())
+pub fn ed25519_sign(pkcs8: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    Ok(ed25519_pair(pkcs8)?.sign(data).as_ref().to_vec())
 }
 
 /// A new ECDSA P-256 key pair: (PKCS#8 private key, uncompressed 65-byte public point).
@@ -123,8 +95,8 @@ pub fn p256_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
 }
 
 /// ECDSA P-256 with SHA-256; the signature is r || s (64 bytes), as Web Crypto has it.
-pub fn p256_sign(key: &EcPrivate, data: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    p256_pair(key)?
+pub fn p256_sign(pkcs8: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    p256_pair(pkcs8)?
         .sign(&SystemRandom::new(), data)
         .map(|s| s.as_ref().to_vec())
         .map_err(|_| op_error("ECDSA: signing failed"))
@@ -146,53 +118,14 @@ fn data_error(message: impl Into<String>) -> CryptoError {
     ("DataError", message.into())
 }
 
-/// An RSA private key as `crypto.subtle.importKey` got it.
-pub enum RsaPrivate<'a> {
-    Pkcs8(&'a [u8]),
-    /// JWK members, big-endian: n, e, d, p, q, dp, dq, qi.
-    Components([&'a [u8]; 8]),
+fn rsa_key_pair(pkcs8: &[u8]) -> Result<ring::rsa::KeyPair, CryptoError> {
+    ring::rsa::KeyPair::from_pkcs8(pkcs8)
+        .map_err(|err| data_error(format!("RSA: the private key is not valid ({err})")))
 }
 
-impl<'a> RsaPrivate<'a> {
-    /// One part: PKCS#8 DER; eight: the JWK members.
-    pub fn from_parts(parts: &'a [Vec<u8>]) -> Self {
-        match parts {
-            [n, e, d, p, q, dp, dq, qi] => Self::Components([n, e, d, p, q, dp, dq, qi]),
-            [der, ..] => Self::Pkcs8(der),
-            [] => Self::Pkcs8(&[]),
-        }
-    }
-}
-
-fn rsa_key_pair(key: &RsaPrivate) -> Result<ring::rsa::KeyPair, CryptoError> {
-    use ring::rsa::{KeyPair, KeyPairComponents, PublicKeyComponents};
-    let strip = |b: &'_ [u8]| -> Vec<u8> {
-        let start = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-        b[start..].to_vec()
-    };
-    let pair = match key {
-        RsaPrivate::Pkcs8(der) => KeyPair::from_pkcs8(der),
-        RsaPrivate::Components([n, e, d, p, q, dp, dq, qi]) => {
-            KeyPair::from_components(&KeyPairComponents {
-                public_key: PublicKeyComponents {
-                    n: strip(n),
-                    e: strip(e),
-                },
-                d: strip(d),
-                p: strip(p),
-                q: strip(q),
-                dP: strip(dp),
-                dQ: strip(dq),
-                qInv: strip(qi),
-            })
-        }
-    };
-    pair.map_err(|err| data_error(format!("RSA: the private key is not valid ({err})")))
-}
-
-/// Checks an RSA private key and answers its public part (n, e).
-pub fn rsa_private_public(key: &RsaPrivate) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
-    let pair = rsa_key_pair(key)?;
+/// Checks an RSA private key (PKCS#8) and answers its public part (n, e).
+pub fn rsa_private_public(pkcs8: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    let pair = rsa_key_pair(pkcs8)?;
     let public: ring::rsa::PublicKeyComponents<Vec<u8>> = pair.public().into();
     rsa_public_check(&public.n, &public.e)?;
     Ok((public.n, public.e))
@@ -251,11 +184,11 @@ fn rsa_params(
 pub fn rsa_sign(
     scheme: &str,
     hash: &str,
-    key: &RsaPrivate,
+    pkcs8: &[u8],
     data: &[u8],
 ) -> Result<Vec<u8>, CryptoError> {
     let (_, encoding) = rsa_params(scheme, hash)?;
-    let pair = rsa_key_pair(key)?;
+    let pair = rsa_key_pair(pkcs8)?;
     let mut signature = vec![0; pair.public().modulus_len()];
     pair.sign(encoding, &SystemRandom::new(), data, &mut signature)
         .map_err(|_| op_error("RSA: signing failed"))?;
@@ -361,6 +294,129 @@ pub fn spki_encode(key: &SpkiKey) -> Result<Vec<u8>, CryptoError> {
     .map_err(failed)
 }
 
+/// A private key's JWK members (big-endian, as RFC 7518 names them): for RSA n, e, d, p, q, dp,
+/// dq, qi; for P-256 d and the uncompressed public point; for Ed25519 the seed d and the public key.
+pub type JwkParts = Vec<Vec<u8>>;
+
+fn encode_error(err: spki::der::Error) -> CryptoError {
+    op_error(format!("cannot encode the key ({err})"))
+}
+
+fn private_key_info(der: &[u8]) -> Result<pkcs8::PrivateKeyInfo<'_>, CryptoError> {
+    use spki::der::Decode;
+    pkcs8::PrivateKeyInfo::from_der(der)
+        .map_err(|err| data_error(format!("pkcs8: not a DER PrivateKeyInfo ({err})")))
+}
+
+/// The PKCS#8 DER of a private JWK (`kind` "RSA", "P-256" or "Ed25519"), checked by `ring`:
+/// the members must make one valid key.
+pub fn pkcs8_from_jwk(kind: &str, parts: &[Vec<u8>]) -> Result<Vec<u8>, CryptoError> {
+    use spki::der::Encode;
+    use spki::der::asn1::{AnyRef, OctetStringRef, UintRef};
+    fn uint(b: &[u8]) -> Result<UintRef<'_>, CryptoError> {
+        UintRef::new(b).map_err(encode_error)
+    }
+    let p256_param = AnyRef::from(&P256_OID);
+    let (oid, parameters, inner) = match (kind, parts) {
+        ("RSA", [n, e, d, p, q, dp, dq, qi]) => {
+            let key = pkcs1::RsaPrivateKey {
+                modulus: uint(n)?,
+                public_exponent: uint(e)?,
+                private_exponent: uint(d)?,
+                prime1: uint(p)?,
+                prime2: uint(q)?,
+                exponent1: uint(dp)?,
+                exponent2: uint(dq)?,
+                coefficient: uint(qi)?,
+                other_prime_infos: None,
+            };
+            (
+                RSA_OID,
+                Some(AnyRef::NULL),
+                key.to_der().map_err(encode_error)?,
+            )
+        }
+        ("P-256", [d, public]) => {
+            let key = sec1::EcPrivateKey {
+                private_key: d,
+                parameters: None,
+                public_key: Some(public),
+            };
+            (
+                EC_OID,
+                Some(p256_param),
+                key.to_der().map_err(encode_error)?,
+            )
+        }
+        ("Ed25519", [seed, public]) => {
+            // RFC 8410 keeps only the seed; check here that the public key belongs to it.
+            signature::Ed25519KeyPair::from_seed_and_public_key(seed, public).map_err(|err| {
+                data_error(format!("Ed25519: the private key is not valid ({err})"))
+            })?;
+            let seed = OctetStringRef::new(seed).map_err(encode_error)?;
+            (ED25519_OID, None, seed.to_der().map_err(encode_error)?)
+        }
+        _ => return Err(data_error(format!("{kind}: incomplete private key"))),
+    };
+    let der = pkcs8::PrivateKeyInfo {
+        algorithm: spki::AlgorithmIdentifierRef { oid, parameters },
+        private_key: &inner,
+        public_key: None,
+    }
+    .to_der()
+    .map_err(encode_error)?;
+    private_key_check(kind, &der)?;
+    Ok(der)
+}
+
+/// Checks a PKCS#8 private key of `kind` ("RSA", "P-256" or "Ed25519").
+pub fn private_key_check(kind: &str, der: &[u8]) -> Result<(), CryptoError> {
+    match kind {
+        "RSA" => rsa_private_public(der).map(drop),
+        "P-256" => p256_pair(der).map(drop),
+        _ => ed25519_pair(der).map(drop),
+    }
+}
+
+/// The JWK members of a PKCS#8 private key (see [`JwkParts`]).
+pub fn jwk_from_pkcs8(kind: &str, der: &[u8]) -> Result<JwkParts, CryptoError> {
+    use spki::der::Decode;
+    use spki::der::asn1::OctetStringRef;
+    let info = private_key_info(der)?;
+    let bad = |what: &str| data_error(format!("pkcs8: {what}"));
+    match kind {
+        "RSA" => {
+            let key = pkcs1::RsaPrivateKey::from_der(info.private_key)
+                .map_err(|err| bad(&format!("not a PKCS#1 RSA private key ({err})")))?;
+            Ok([
+                key.modulus,
+                key.public_exponent,
+                key.private_exponent,
+                key.prime1,
+                key.prime2,
+                key.exponent1,
+                key.exponent2,
+                key.coefficient,
+            ]
+            .iter()
+            .map(|part| part.as_bytes().to_vec())
+            .collect())
+        }
+        "P-256" => {
+            let key = sec1::EcPrivateKey::from_der(info.private_key)
+                .map_err(|err| bad(&format!("not a SEC1 EC private key ({err})")))?;
+            let public = p256_pair(der)?.public_key().as_ref().to_vec();
+            Ok(vec![key.private_key.to_vec(), public])
+        }
+        _ => {
+            let seed = OctetStringRef::from_der(info.private_key)
+                .map_err(|err| bad(&format!("not an Ed25519 private key ({err})")))?;
+            let public = ed25519_pair(der)?.public_key().as_ref().to_vec();
+            Ok(vec![seed.as_bytes().to_vec(), public])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,13 +480,36 @@ mod tests {
     }
 
     #[test]
+    fn private_keys_convert_between_pkcs8_and_jwk() {
+        let (ed, _) = ed25519_generate().unwrap();
+        let (p256, _) = p256_generate().unwrap();
+        for (kind, der) in [("Ed25519", ed), ("P-256", p256)] {
+            let parts = jwk_from_pkcs8(kind, &der).unwrap();
+            let again = pkcs8_from_jwk(kind, &parts).unwrap();
+            assert_eq!(jwk_from_pkcs8(kind, &again).unwrap(), parts, "{kind}");
+            let mut wrong = parts.clone();
+            wrong[0][0] ^= 1;
+            assert_eq!(
+                pkcs8_from_jwk(kind, &wrong).unwrap_err().0,
+                "DataError",
+                "{kind}"
+            );
+        }
+        assert_eq!(
+            private_key_check("RSA", b"junk").unwrap_err().0,
+            "DataError"
+        );
+        assert_eq!(jwk_from_pkcs8("RSA", b"junk").unwrap_err().0, "DataError");
+    }
+
+    #[test]
     fn signatures_verify_and_reject() {
         let (private, public) = ed25519_generate().unwrap();
-        let sig = ed25519_sign(&EcPrivate::Pkcs8(&private), b"hello").unwrap();
+        let sig = ed25519_sign(&private, b"hello").unwrap();
         assert!(verify("Ed25519", &public, &sig, b"hello"));
         assert!(!verify("Ed25519", &public, &sig, b"hellO"));
         let (private, public) = p256_generate().unwrap();
-        let sig = p256_sign(&EcPrivate::Pkcs8(&private), b"hello").unwrap();
+        let sig = p256_sign(&private, b"hello").unwrap();
         assert_eq!(sig.len(), 64);
         assert!(verify("P-256", &public, &sig, b"hello"));
         assert!(!verify("P-256", &public, &sig, b"other"));

@@ -79,12 +79,6 @@ fn op_crypto(
         Key(&'static str, Vec<Vec<u8>>),
     }
     let string = |scope: &mut v8::HandleScope, i: i32| string_arg(scope, &args, i);
-    // An RSA private key from argument `at` on: "pkcs8" and the DER, or "jwk" and 8 members.
-    let rsa_private = |scope: &mut v8::HandleScope, at: i32| -> Vec<Vec<u8>> {
-        let count = if string(scope, at) == "jwk" { 8 } else { 1 };
-        (at + 1..=at + count).map(bytes).collect()
-    };
-
     let result: Result<Out, crypto::CryptoError> = match kind.as_str() {
         "aes-encrypt" | "aes-decrypt" => crypto::aes_gcm(
             kind == "aes-encrypt",
@@ -95,28 +89,9 @@ fn op_crypto(
         )
         .map(Out::Bytes),
         "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Pair(a, b)),
-        // The key: "pkcs8" and the DER, or "jwk", the private part and the public key.
-        "ed25519-sign" | "p256-sign" | "ec-private-check" => {
-            let (form, first, second) = (string(scope, 1), bytes(2), bytes(3));
-            let key = match form.as_str() {
-                "jwk" => crypto::EcPrivate::Raw {
-                    private: &first,
-                    public: &second,
-                },
-                _ => crypto::EcPrivate::Pkcs8(&first),
-            };
-            let data = bytes(if form == "jwk" { 4 } else { 3 });
-            match kind.as_str() {
-                "ed25519-sign" => crypto::ed25519_sign(&key, &data).map(Out::Bytes),
-                "p256-sign" => crypto::p256_sign(&key, &data).map(Out::Bytes),
-                _ => crypto::ec_private_check(
-                    &string(scope, if form == "jwk" { 4 } else { 3 }),
-                    &key,
-                )
-                .map(|()| Out::Bool(true)),
-            }
-        }
+        "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Pair(a, b)),
+        "p256-sign" => crypto::p256_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "rsa-verify" => {
             let (scheme, hash) = (string(scope, 1), string(scope, 2));
             crypto::rsa_verify(&scheme, &hash, &bytes(3), &bytes(4), &bytes(5), &bytes(6))
@@ -124,19 +99,27 @@ fn op_crypto(
         }
         "rsa-sign" => {
             let (scheme, hash) = (string(scope, 1), string(scope, 2));
-            let parts = rsa_private(scope, 4);
-            crypto::rsa_sign(
-                &scheme,
-                &hash,
-                &crypto::RsaPrivate::from_parts(&parts),
-                &bytes(3),
-            )
-            .map(Out::Bytes)
+            crypto::rsa_sign(&scheme, &hash, &bytes(4), &bytes(3)).map(Out::Bytes)
         }
-        "rsa-private-public" => {
-            let parts = rsa_private(scope, 1);
-            crypto::rsa_private_public(&crypto::RsaPrivate::from_parts(&parts))
-                .map(|(n, e)| Out::Pair(n, e))
+        "rsa-private-public" => crypto::rsa_private_public(&bytes(1)).map(|(n, e)| Out::Pair(n, e)),
+        "private-check" => {
+            crypto::private_key_check(&string(scope, 1), &bytes(2)).map(|()| Out::Bool(true))
+        }
+        // Private keys live as PKCS#8; JWKs are converted on the way in and out.
+        "pkcs8-from-jwk" => {
+            let kind = string(scope, 1);
+            let count = if kind == "RSA" { 8 } else { 2 };
+            let parts: Vec<Vec<u8>> = (2..2 + count).map(bytes).collect();
+            crypto::pkcs8_from_jwk(&kind, &parts).map(Out::Bytes)
+        }
+        "jwk-from-pkcs8" => {
+            let kind = string(scope, 1);
+            let name = match kind.as_str() {
+                "RSA" => "RSA",
+                "P-256" => "P-256",
+                _ => "Ed25519",
+            };
+            crypto::jwk_from_pkcs8(&kind, &bytes(2)).map(|parts| Out::Key(name, parts))
         }
         "rsa-public-check" => {
             crypto::rsa_public_check(&bytes(1), &bytes(2)).map(|()| Out::Bool(true))

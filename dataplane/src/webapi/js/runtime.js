@@ -446,7 +446,8 @@
   const curveOf = (name) => (name === "ECDSA" ? { name, namedCurve: "P-256" } : { name });
 
   // RSA signatures (keys are imported: ring cannot generate RSA keys). The key's secret is
-  // { n, e } for a public key, plus the PKCS#8 DER or the eight JWK members for a private one.
+  // { n, e } for a public key, plus the PKCS#8 DER for a private one. Every private key lives as
+  // PKCS#8; a JWK is converted (and checked by ring) on import and converted back on export.
   const isRsa = (name) => name === "RSASSA-PKCS1-v1_5" || name === "RSA-PSS";
   const rsaScheme = (name) => (name === "RSA-PSS" ? "PSS" : "PKCS1");
   const jwkAlg = (key) => {
@@ -532,9 +533,8 @@
         native("rsa-public-check", n, e);
         return checkAlg(rsaKey("public", true, name, algorithm, usages, { n, e }));
       }
-      const parts = [n, e, ...RSA_JWK_PRIVATE.map((m) => fromBase64url(jwk, m))];
-      native("rsa-private-public", "jwk", ...parts);
-      return checkAlg(rsaKey("private", extractable, name, algorithm, usages, { n, e, jwk: parts }));
+      const pkcs8 = native("pkcs8-from-jwk", "RSA", n, e, ...RSA_JWK_PRIVATE.map((m) => fromBase64url(jwk, m)));
+      return checkAlg(rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8 }));
     }
     let publicKey;
     if (name === "ECDSA") {
@@ -554,12 +554,10 @@
       return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), publicKey);
     }
     // A private JWK carries its public key: ring checks that the two belong together.
-    const secret = { d: fromBase64url(jwk, "d"), public: publicKey };
-    native("ec-private-check", ...ecForm(secret), name === "ECDSA" ? "P-256" : "Ed25519");
-    return makeKey("private", extractable, curveOf(name), checkUsages(usages, ["sign"], "a private key"), secret);
+    const pkcs8 = native("pkcs8-from-jwk", curveKind(name), fromBase64url(jwk, "d"), publicKey);
+    return makeKey("private", extractable, curveOf(name), checkUsages(usages, ["sign"], "a private key"), pkcs8);
   }
-  // How a private Ed25519/ECDSA key goes to the native side: PKCS#8 bytes, or a JWK's parts.
-  const ecForm = (secret) => (secret instanceof Uint8Array ? ["pkcs8", secret] : ["jwk", secret.d, secret.public]);
+  const curveKind = (name) => (name === "ECDSA" ? "P-256" : "Ed25519");
   function importSecret(name, bytes, algorithm, extractable, usages) {
     if (name === "HMAC") {
       const hash = hashName(algorithm.hash);
@@ -580,19 +578,16 @@
     if (isRsa(name)) {
       const out = { kty: "RSA", n: base64url(secret.n), e: base64url(secret.e) };
       if (key.type === "private") {
-        if (!secret.jwk) throw new DOMException("this RSA private key was imported as pkcs8 and exports as pkcs8", "NotSupportedError");
-        RSA_JWK_PRIVATE.forEach((member, i) => { out[member] = base64url(secret.jwk[i + 2]); });
+        const [, ...parts] = native("jwk-from-pkcs8", "RSA", secret.pkcs8);
+        RSA_JWK_PRIVATE.forEach((member, i) => { out[member] = base64url(parts[i + 2]); });
       }
       return Object.assign(out, jwk);
     }
-    if (key.type === "private" && secret instanceof Uint8Array) {
-      throw new DOMException(`this ${name} private key was imported as pkcs8 and exports as pkcs8`, "NotSupportedError");
-    }
-    const point = key.type === "private" ? secret.public : secret;
+    const [, d, point] = key.type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, null, secret];
     const out = name === "ECDSA"
       ? { kty: "EC", crv: "P-256", x: base64url(point.subarray(1, 33)), y: base64url(point.subarray(33, 65)) }
       : { kty: "OKP", crv: "Ed25519", x: base64url(point) };
-    if (key.type === "private") out.d = base64url(secret.d);
+    if (key.type === "private") out.d = base64url(d);
     return Object.assign(out, jwk);
   }
   // RSA-PSS salts as long as the hash (what JWT's PS256/384/512 use; ring supports only that).
@@ -647,12 +642,12 @@
       }
       if (isRsa(name)) {
         if (format !== "pkcs8") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (spki, pkcs8 and jwk are)`, "NotSupportedError");
-        const [n, e] = native("rsa-private-public", "pkcs8", bytes);
+        const [n, e] = native("rsa-private-public", bytes);
         return rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8: bytes });
       }
       if (format === "raw") return makeKey("public", true, curveOf(name), [...usages], bytes);
       if (format === "pkcs8") {
-        native("ec-private-check", "pkcs8", bytes, name === "ECDSA" ? "P-256" : "Ed25519");
+        native("private-check", curveKind(name), bytes);
         return makeKey("private", extractable, curveOf(name), [...usages], bytes);
       }
       throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw, spki or jwk for public keys, pkcs8 for private keys)`, "NotSupportedError");
@@ -669,13 +664,12 @@
         return asArrayBuffer(native("spki-encode", ...parts));
       }
       if (isRsa(name)) {
-        if (format === "pkcs8" && secret.pkcs8) return asArrayBuffer(secret.pkcs8);
-        const formats = key.type === "public" ? "spki or jwk" : secret.pkcs8 ? "pkcs8 or jwk" : "jwk (it was imported as jwk)";
-        throw new DOMException(`this ${name} key exports as ${formats}`, "NotSupportedError");
+        if (format === "pkcs8" && key.type === "private") return asArrayBuffer(secret.pkcs8);
+        throw new DOMException(`this ${name} key exports as ${key.type === "public" ? "spki or jwk" : "pkcs8 or jwk"}`, "NotSupportedError");
       }
-      const wanted = key.type === "private" ? "pkcs8" : "raw";
-      if (format !== wanted || (key.type === "private" && !(secret instanceof Uint8Array))) {
-        throw new DOMException(`this key exports as ${secret instanceof Uint8Array ? wanted : "jwk (it was imported as jwk)"}`, "NotSupportedError");
+      const wanted = key.type === "private" ? "pkcs8 or jwk" : key.type === "public" ? "raw, spki or jwk" : "raw or jwk";
+      if (format !== (key.type === "private" ? "pkcs8" : "raw")) {
+        throw new DOMException(`this key exports as ${wanted}`, "NotSupportedError");
       }
       return asArrayBuffer(CryptoKey[kState](key));
     },
@@ -689,10 +683,9 @@
       const secret = checkKey(key, name, "sign");
       if (isRsa(name)) {
         const hash = rsaHash(name, algorithm, key);
-        const form = secret.pkcs8 ? ["pkcs8", secret.pkcs8] : ["jwk", ...secret.jwk];
-        return asArrayBuffer(native("rsa-sign", rsaScheme(name), hash, bytes, ...form));
+        return asArrayBuffer(native("rsa-sign", rsaScheme(name), hash, bytes, secret.pkcs8));
       }
-      return asArrayBuffer(native(name === "Ed25519" ? "ed25519-sign" : "p256-sign", ...ecForm(secret), bytes));
+      return asArrayBuffer(native(name === "Ed25519" ? "ed25519-sign" : "p256-sign", secret, bytes));
     },
     async verify(algorithm, key, signature, data) {
       const name = algorithmName(algorithm);
