@@ -13,6 +13,8 @@ pub mod slivers;
 pub mod sync;
 mod webapi;
 
+pub use webapi::fetch::trust_extra_roots as trust_fetch_roots;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -25,6 +25,10 @@ struct Cli {
     log_format: LogFormat,
     #[command(flatten)]
     fleet: FleetFlags,
+    /// PEM file of CA certificates that apps' https `fetch()` trusts besides the public roots
+    /// (private services, a corporate CA).
+    #[arg(long, global = true, env = "NANO_FETCH_CA_CERT")]
+    fetch_ca_cert: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -136,7 +140,20 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Serve => serve(cli.config.as_deref(), cli.fleet),
+        Command::Serve => {
+            if let Some(path) = &cli.fetch_ca_cert {
+                match nano_dataplane::trust_fetch_roots(path) {
+                    Ok(count) => {
+                        tracing::info!(file = %path.display(), certificates = count, "fetch() trusts extra CA certificates")
+                    }
+                    Err(err) => {
+                        eprintln!("{err}");
+                        return ExitCode::from(EXIT_CONFIG);
+                    }
+                }
+            }
+            serve(cli.config.as_deref(), cli.fleet)
+        }
         Command::PrepareApp {
             hostname,
             entrypoint,

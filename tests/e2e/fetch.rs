@@ -57,6 +57,97 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
+/// An https upstream on 127.0.0.1 whose certificate (for "localhost") a private CA signed;
+/// answers "hello over tls". Returns its address and the CA's PEM.
+async fn tls_upstream() -> (SocketAddr, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello over tls"))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, ca.pem())
+}
+
+#[test]
+fn https_subrequests_trust_the_public_roots_and_the_operators_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (up, ca) = tls_upstream().await;
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).unwrap();
+        let config = json!({ "apps": [{ "hostname": "open.example", "entrypoint": "fetch-client/app.js",
+                                        "fetch": { "allow_private_networks": true } }] });
+        let url = format!("/?url=https://localhost:{}/", up.port());
+
+        // Without the CA, the certificate is refused and the app sees a TypeError.
+        let plain = Nano::start(config.clone());
+        let reply = plain.get("open.example", &url).await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        let body = reply.json();
+        assert_eq!(body["error"], "TypeError", "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("certificate"),
+            "{body}"
+        );
+
+        // With --fetch-ca-cert, the same subrequest succeeds over TLS.
+        let trusting = Nano::start_with(config, &["--fetch-ca-cert", ca_file.to_str().unwrap()]);
+        let reply = trusting.get("open.example", &url).await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "hello over tls"));
+        trusting.log.wait_for("the trust line", |t| {
+            t.contains("fetch() trusts extra CA certificates") && t.contains("certificates=1")
+        });
+    });
+
+    // A file that is not PEM certificates stops the node before it serves, saying why.
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let out = std::process::Command::new(nano_tests::binary("nano"))
+        .args(["--fetch-ca-cert", junk.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--fetch-ca-cert") && err.contains("no CERTIFICATE"),
+        "{err}"
+    );
+}
+
 fn node() -> Nano {
     Nano::start(json!({ "apps": [
         { "hostname": "open.example", "entrypoint": "fetch-client/app.js",

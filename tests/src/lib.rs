@@ -121,7 +121,12 @@ pub struct Nano {
 impl Nano {
     /// Writes `config` (with `server` filled in for loopback port 0) to a temporary folder and
     /// starts `nano --config` on it. Relative entrypoints are resolved against `fixtures()`.
-    pub fn start(mut config: serde_json::Value) -> Self {
+    pub fn start(config: serde_json::Value) -> Self {
+        Self::start_with(config, &[])
+    }
+
+    /// Like [`Nano::start`], with extra command-line arguments.
+    pub fn start_with(mut config: serde_json::Value, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let server = config
             .as_object_mut()
@@ -141,7 +146,9 @@ impl Nano {
         }
         let path = dir.path().join("config.json");
         std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        Self::start_with_args(&["--config", path.to_str().unwrap()], dir)
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::start_with_args(&args, dir)
     }
 
     /// Starts `nano --config FILE` on a config file the test wrote itself (it must listen on

@@ -1,5 +1,5 @@
-//! The network half of `fetch()`: one HTTP/1.1 exchange per subrequest (TLS with rustls and the
-//! webpki roots for https), redirects followed in Rust, the SSRF guard applied to every address
+//! The network half of `fetch()`: one HTTP/1.1 exchange per subrequest (TLS with rustls, the
+//! webpki roots and any `--fetch-ca-cert` CAs for https), redirects followed in Rust, the SSRF guard applied to every address
 //! actually connected to (so DNS cannot swap in a private address after the check), and the
 //! response body capped. Knows nothing about V8; `webapi` turns results into JS values.
 
@@ -71,13 +71,51 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
+/// CA certificates trusted besides the public roots (`nano --fetch-ca-cert`).
+static EXTRA_ROOTS: OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> = OnceLock::new();
+
+/// Makes https `fetch()` also trust the CA certificates of the PEM file at `path`. Called once,
+/// before serving; answers how many certificates were added, or what is wrong with the file.
+pub fn trust_extra_roots(path: &std::path::Path) -> Result<usize, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let problem = |what: String| {
+        format!(
+            "--fetch-ca-cert {}: {what}; give a PEM file of CA certificates",
+            path.display()
+        )
+    };
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|err| problem(format!("cannot read it ({err})")))?
+        .collect::<Result<_, _>>()
+        .map_err(|err| problem(format!("not valid PEM ({err})")))?;
+    if certificates.is_empty() {
+        return Err(problem("it holds no CERTIFICATE block".into()));
+    }
+    let mut check = rustls::RootCertStore::empty();
+    for certificate in &certificates {
+        check
+            .add(certificate.clone())
+            .map_err(|err| problem(format!("a certificate cannot be a root ({err})")))?;
+    }
+    let count = certificates.len();
+    EXTRA_ROOTS
+        .set(certificates)
+        .map_err(|_| problem("extra roots were already set".into()))?;
+    Ok(count)
+}
+
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
+            let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
+            for certificate in EXTRA_ROOTS.get().into_iter().flatten() {
+                // Each one was checked by `trust_extra_roots`.
+                let _ = roots.add(certificate.clone());
+            }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
