@@ -516,9 +516,11 @@
     const expect = (member, value) => {
       if (jwk[member] !== value) throw dataError(`"${member}" must be ${JSON.stringify(value)} for ${name}, not ${JSON.stringify(jwk[member])}`);
     };
+    if (jwk.use !== undefined && jwk.use !== (name === "AES-GCM" ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
+    const unlisted = Array.isArray(jwk.key_ops) ? usages.find((u) => !jwk.key_ops.includes(u)) : undefined;
+    if (unlisted !== undefined) throw dataError(`"key_ops" does not allow ${JSON.stringify(unlisted)}`);
     const checkAlg = (key) => {
       if (jwk.alg !== undefined && jwk.alg !== jwkAlg(key)) throw dataError(`"alg" is ${JSON.stringify(jwk.alg)} but the algorithm asks for ${jwkAlg(key)}`);
-      if (jwk.use !== undefined && jwk.use !== (name === "AES-GCM" ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
       return key;
     };
     if (name === "HMAC" || name === "AES-GCM") {
@@ -635,7 +637,7 @@
       }
       if (format === "spki") {
         const [kind, ...parts] = native("spki-decode", bytes);
-        const wanted = isRsa(name) ? "RSA" : name === "ECDSA" ? "P-256" : "Ed25519";
+        const wanted = isRsa(name) ? "RSA" : curveKind(name);
         if (kind !== wanted) throw new DOMException(`crypto.subtle.importKey: the spki key is ${kind}, not a ${name} key`, "DataError");
         if (kind === "RSA") return rsaKey("public", true, name, algorithm, usages, { n: parts[0], e: parts[1] });
         return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), parts[0]);
@@ -660,7 +662,7 @@
       if (format === "jwk") return exportJwk(key, secret);
       if (format === "spki") {
         if (key.type !== "public") throw new DOMException("only public keys export as spki", "InvalidAccessError");
-        const parts = isRsa(name) ? ["RSA", secret.n, secret.e] : [name === "ECDSA" ? "P-256" : "Ed25519", secret];
+        const parts = isRsa(name) ? ["RSA", secret.n, secret.e] : [curveKind(name), secret];
         return asArrayBuffer(native("spki-encode", ...parts));
       }
       if (isRsa(name)) {
