@@ -69,6 +69,20 @@ fn pipes_transforms_tee_and_request_streams() {
         let reply = nano.send(req).await;
         assert_eq!(reply.json(), json!({ "chunks": true, "total": 5000 }));
 
+        let req = request("POST", "s.example", "/byob")
+            .body(body(&"b".repeat(3000)))
+            .unwrap();
+        let reply = nano.send(req).await;
+        assert_eq!(
+            reply.json(),
+            json!({
+                // A BYOB read fills its view from everything queued, across chunks.
+                "queued": [[1, 2, 3, 4], [5]], "direct": [[9, 8], [9, 8]], "auto": [[7, 7, 7], true],
+                "wide": [1, 2], "bodyBytes": 3000, "blob": [[104, 101], [121]],
+                "notBytes": "TypeError", "badType": "TypeError"
+            })
+        );
+
         // A stream that errors after its first chunk: the client sees a broken body, not a
         // short one passed off as complete.
         // Under load the error can reach the HTTP side before the head is written; then the

@@ -959,8 +959,9 @@
       return blob;
     }
     stream() {
-      const bytes = this[kBytes].slice();
-      return new ReadableStream({ start(c) { c.enqueue(bytes); c.close(); } });
+      // A byte stream (readable with a BYOB reader too); enqueue copies the bytes.
+      const bytes = this[kBytes];
+      return new ReadableStream({ type: "bytes", start(c) { if (bytes.byteLength > 0) c.enqueue(bytes); c.close(); } });
     }
     get [Symbol.toStringTag]() { return "Blob"; }
   }
@@ -1116,9 +1117,11 @@
       if (state.stream) return state.stream;
       if (state.bytes === null) return null;
       const bytes = state.bytes;
+      // A byte stream, as on Workers (readable with a BYOB reader too); enqueue copies.
       state.stream = new ReadableStream({
+        type: "bytes",
         start(controller) {
-          controller.enqueue(bytes.slice());
+          if (bytes.byteLength > 0) controller.enqueue(bytes);
           controller.close();
         },
       });

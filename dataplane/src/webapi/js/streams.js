@@ -1,8 +1,9 @@
-// NANO runtime glue: WHATWG streams (ReadableStream, WritableStream, TransformStream, their
-// readers, writers and controllers, tee, pipeTo/pipeThrough, async iteration) and the text
-// encoding streams. Evaluated before runtime.js in the snapshot creator; defines globals only.
-// A compact implementation of the standard's default (non-byte) streams: queues with a
-// high-water mark, pull on demand, errors and cancellation propagating both ways.
+// NANO runtime glue: WHATWG streams (ReadableStream incl. byte streams and BYOB readers,
+// WritableStream, TransformStream, their readers, writers and controllers, tee,
+// pipeTo/pipeThrough, async iteration) and the text encoding streams. Evaluated before
+// runtime.js in the snapshot creator; defines globals only. A compact implementation of the
+// standard: queues with a high-water mark, pull on demand, errors and cancellation propagating
+// both ways; byte streams queue copies of their chunks, which BYOB reads copy out again.
 (() => {
   "use strict";
   const define = (name, value) =>
@@ -29,18 +30,27 @@
     close() { this.#stream._requestClose(); }
     error(reason) { this.#stream._error(reason); }
   }
+  class ReadableByteStreamController extends ReadableStreamDefaultController {
+    #stream;
+    constructor(stream) { super(stream); this.#stream = stream; }
+    get byobRequest() { return this.#stream._byobRequest(); }
+  }
 
   class ReadableStream {
     _state = "readable"; _queue = []; _queueSize = 0; _reader = null; _storedError = undefined;
     _pulling = false; _pullAgain = false; _started = false; _closeRequested = false; _disturbed = false;
     constructor(source = {}, strategy = {}) {
-      if (source?.type === "bytes") {
-        // Byte streams are served as default streams of Uint8Array chunks.
-      }
       this._source = source ?? {};
-      this._hwm = hwm(strategy, 1);
-      this._size = sizeOf(strategy);
-      this._controller = new ReadableStreamDefaultController(this);
+      // A byte stream (type: "bytes") queues bytes: its chunks are copied into Uint8Arrays,
+      // counted by length, and a BYOB reader can read them into its own buffers.
+      this._bytes = this._source.type === "bytes";
+      if (this._source.type !== undefined && !this._bytes) {
+        throw new TypeError(`ReadableStream: type must be "bytes" or left out, not ${JSON.stringify(this._source.type)}`);
+      }
+      this._hwm = hwm(strategy, this._bytes ? 0 : 1);
+      this._size = this._bytes ? (chunk) => chunk.byteLength : sizeOf(strategy);
+      this._byob = null;
+      this._controller = this._bytes ? new ReadableByteStreamController(this) : new ReadableStreamDefaultController(this);
       Promise.resolve()
         .then(() => this._source.start?.(this._controller))
         .then(() => { this._started = true; this._maybePull(); }, (e) => this._error(e));
@@ -65,6 +75,19 @@
     _enqueue(chunk) {
       if (this._state !== "readable" || this._closeRequested) throw new TypeError("ReadableStream: cannot enqueue into a closed or errored stream");
       const reader = this._reader;
+      if (this._bytes) {
+        if (!ArrayBuffer.isView(chunk)) throw new TypeError("ReadableByteStreamController.enqueue: a chunk must be an ArrayBufferView");
+        if (chunk.byteLength === 0) throw new TypeError("ReadableByteStreamController.enqueue: a chunk must not be empty");
+        chunk = new Uint8Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength));
+        this._byob = null;
+        if (reader instanceof ReadableStreamBYOBReader) {
+          this._queue.push(chunk);
+          this._queueSize += chunk.byteLength;
+          while (reader._requests.length > 0 && this._fillRequest(reader._requests[0])) reader._requests.shift();
+          this._maybePull();
+          return;
+        }
+      }
       if (reader && reader._requests.length > 0) {
         reader._requests.shift().resolve({ value: chunk, done: false });
       } else {
@@ -80,9 +103,12 @@
     }
     _close() {
       this._state = "closed";
+      this._byob = null;
       const reader = this._reader;
       if (reader) {
-        for (const request of reader._requests.splice(0)) request.resolve({ value: undefined, done: true });
+        for (const request of reader._requests.splice(0)) {
+          request.resolve({ value: request.view ? viewOf(request.view, 0) : undefined, done: true });
+        }
         reader._closed.resolve();
       }
     }
@@ -127,6 +153,71 @@
       this._maybePull();
       return request.promise;
     }
+    // BYOB: copies queued bytes into `view` (whole elements only); answers how many.
+    _takeInto(view) {
+      const unit = view.BYTES_PER_ELEMENT ?? 1;
+      const want = Math.min(view.byteLength, this._queueSize);
+      const total = want - (want % unit);
+      const target = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      let filled = 0;
+      while (filled < total) {
+        const head = this._queue[0];
+        const n = Math.min(head.byteLength, total - filled);
+        target.set(head.subarray(0, n), filled);
+        filled += n;
+        if (n === head.byteLength) this._queue.shift();
+        else this._queue[0] = head.subarray(n);
+      }
+      this._queueSize -= filled;
+      return filled;
+    }
+    // Settles a pending BYOB read from the queue if it can; answers whether it did.
+    _fillRequest(request) {
+      const filled = this._takeInto(request.view);
+      if (filled === 0) return false;
+      request.resolve({ value: viewOf(request.view, filled), done: false });
+      if (this._closeRequested && this._queue.length === 0) this._close();
+      return true;
+    }
+    _readInto(view) {
+      this._disturbed = true;
+      if (this._state === "errored") return Promise.reject(this._storedError);
+      const filled = this._takeInto(view);
+      if (filled > 0) {
+        if (this._closeRequested && this._queue.length === 0) this._close();
+        else this._maybePull();
+        return Promise.resolve({ value: viewOf(view, filled), done: false });
+      }
+      if (this._state === "closed") return Promise.resolve({ value: viewOf(view, 0), done: true });
+      const request = deferred();
+      request.view = view;
+      this._reader._requests.push(request);
+      this._maybePull();
+      return request.promise;
+    }
+    // The controller's byobRequest: the first pending read's buffer (a BYOB reader's own, or
+    // one of autoAllocateChunkSize bytes for a default reader), while the queue cannot serve it.
+    _byobRequest() {
+      if (this._byob) return this._byob;
+      const request = this._reader?._requests[0];
+      if (!request || this._queue.length > 0 || this._state !== "readable") return null;
+      let view = request.view;
+      const auto = Number(this._source.autoAllocateChunkSize);
+      if (!view && auto > 0) view = new Uint8Array(auto);
+      if (!view) return null;
+      const stream = this;
+      const respond = (bytes) => {
+        if (stream._byob !== byob) throw new TypeError("ReadableStreamBYOBRequest: already responded");
+        if (!(bytes >= 0 && bytes <= view.byteLength)) throw new RangeError(`ReadableStreamBYOBRequest.respond: ${bytes} bytes do not fit the ${view.byteLength}-byte view`);
+        stream._byob = null;
+        if (bytes === 0) return;
+        stream._reader._requests.shift().resolve({ value: request.view ? viewOf(request.view, bytes) : view.subarray(0, bytes), done: false });
+        stream._maybePull();
+      };
+      const byob = new ReadableStreamBYOBRequest(kByob, new Uint8Array(view.buffer, view.byteOffset, view.byteLength), respond);
+      this._byob = byob;
+      return byob;
+    }
     async _cancel(reason) {
       this._disturbed = true;
       if (this._state === "closed") return;
@@ -141,7 +232,8 @@
       return this._cancel(reason);
     }
     getReader(options = {}) {
-      if (options?.mode === "byob") throw new TypeError("ReadableStream.getReader: BYOB readers are not supported");
+      if (options?.mode === "byob") return new ReadableStreamBYOBReader(this);
+      if (options?.mode !== undefined) throw new TypeError(`ReadableStream.getReader: mode must be "byob" or left out, not ${JSON.stringify(options.mode)}`);
       return new ReadableStreamDefaultReader(this);
     }
     tee() {
@@ -212,10 +304,11 @@
     [Symbol.asyncIterator](options) { return this.values(options); }
   }
 
-  class ReadableStreamDefaultReader {
+  // What both readers share: locking, closed, cancel, releaseLock.
+  class ReaderBase {
     _stream; _requests = []; _closed = deferred();
     constructor(stream) {
-      if (!(stream instanceof ReadableStream)) throw new TypeError("ReadableStreamDefaultReader: expected a ReadableStream");
+      if (!(stream instanceof ReadableStream)) throw new TypeError(`${new.target.name}: expected a ReadableStream`);
       if (stream.locked) throw new TypeError("ReadableStream: the stream is already locked to a reader");
       this._stream = stream;
       stream._reader = this;
@@ -223,10 +316,6 @@
       if (stream._state === "errored") this._closed.reject(stream._storedError);
     }
     get closed() { return this._closed.promise; }
-    read() {
-      if (!this._stream) return Promise.reject(new TypeError("read: the reader was released"));
-      return this._stream._read();
-    }
     cancel(reason) {
       if (!this._stream) return Promise.reject(new TypeError("cancel: the reader was released"));
       return this._stream._cancel(reason);
@@ -235,7 +324,47 @@
       if (!this._stream) return;
       for (const request of this._requests.splice(0)) request.reject(new TypeError("the reader was released"));
       this._stream._reader = null;
+      this._stream._byob = null;
       this._stream = null;
+    }
+  }
+  class ReadableStreamDefaultReader extends ReaderBase {
+    read() {
+      if (!this._stream) return Promise.reject(new TypeError("read: the reader was released"));
+      return this._stream._read();
+    }
+  }
+  class ReadableStreamBYOBReader extends ReaderBase {
+    constructor(stream) {
+      if (stream instanceof ReadableStream && !stream._bytes) {
+        throw new TypeError("ReadableStreamBYOBReader: the stream is not a byte stream (create it with type: \"bytes\")");
+      }
+      super(stream);
+    }
+    read(view) {
+      if (!this._stream) return Promise.reject(new TypeError("read: the reader was released"));
+      if (!ArrayBuffer.isView(view)) return Promise.reject(new TypeError("ReadableStreamBYOBReader.read: expected an ArrayBufferView"));
+      if (view.byteLength === 0) return Promise.reject(new TypeError("ReadableStreamBYOBReader.read: the view is empty"));
+      return this._stream._readInto(view);
+    }
+  }
+  // A view of the same type over the first `bytes` bytes of `view`.
+  const viewOf = (view, bytes) => (view instanceof DataView
+    ? new DataView(view.buffer, view.byteOffset, bytes)
+    : new view.constructor(view.buffer, view.byteOffset, bytes / (view.BYTES_PER_ELEMENT ?? 1)));
+  const kByob = Symbol("nano.byobRequest");
+  class ReadableStreamBYOBRequest {
+    #view; #respond;
+    constructor(key, view, respond) {
+      if (key !== kByob) throw new TypeError("ReadableStreamBYOBRequest cannot be constructed");
+      this.#view = view; this.#respond = respond;
+    }
+    get view() { return this.#view; }
+    respond(bytesWritten) { this.#respond(Number(bytesWritten)); }
+    respondWithNewView(view) {
+      if (!ArrayBuffer.isView(view)) throw new TypeError("ReadableStreamBYOBRequest.respondWithNewView: expected an ArrayBufferView");
+      if (view.byteLength > 0) new Uint8Array(this.#view.buffer, this.#view.byteOffset, view.byteLength).set(new Uint8Array(view.buffer, view.byteOffset, view.byteLength));
+      this.#respond(view.byteLength);
     }
   }
 
@@ -395,6 +524,9 @@
   define("ReadableStream", ReadableStream);
   define("ReadableStreamDefaultReader", ReadableStreamDefaultReader);
   define("ReadableStreamDefaultController", ReadableStreamDefaultController);
+  define("ReadableStreamBYOBReader", ReadableStreamBYOBReader);
+  define("ReadableByteStreamController", ReadableByteStreamController);
+  define("ReadableStreamBYOBRequest", ReadableStreamBYOBRequest);
   define("WritableStream", WritableStream);
   define("WritableStreamDefaultWriter", WritableStreamDefaultWriter);
   define("WritableStreamDefaultController", WritableStreamDefaultController);
