@@ -84,6 +84,22 @@ fn web_platform_conformance() {
         })
     );
     assert_eq!(
+        probe(&nano, "derive"),
+        json!({
+            // RFC 6070 test 2 (PBKDF2-HMAC-SHA1) and RFC 5869 test case 1 (HKDF-SHA256).
+            "pbkdf2": "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957",
+            "hkdf": "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+            "aes": [256, "derived"], "hmacLength": 64,
+            "refusals": {
+                "tooManyIterations": "NotSupportedError", "tooMuchWork": "NotSupportedError",
+                "wrappedIterations": "OperationError", "oddLength": "OperationError",
+                "extractable": "SyntaxError", "generate": "NotSupportedError",
+                "notKdf": "NotSupportedError", "wrongUsage": "InvalidAccessError",
+                "hkdfTooLong": "OperationError"
+            }
+        })
+    );
+    assert_eq!(
         probe(&nano, "abort"),
         json!({ "aborted": true, "reason": "AbortError", "heard": 1, "timeout": "TimeoutError",
                 "custom": "why", "throws": "AbortError" })

@@ -1,8 +1,9 @@
 //! Public-key and authenticated-encryption primitives behind `crypto.subtle`, from `ring`:
 //! AES-GCM (96-bit IVs, 128-bit tags), Ed25519, ECDSA P-256 with SHA-256, and RSA signatures
-//! (RSASSA-PKCS1-v1_5 and RSA-PSS, 2048-8192 bits, SHA-256/384/512), plus the
-//! SubjectPublicKeyInfo key format (`spki` and `pkcs1` crates). Knows nothing about V8; `webapi`
-//! maps errors to `DOMException`s named as Web Crypto names them.
+//! (RSASSA-PKCS1-v1_5 and RSA-PSS, 2048-8192 bits, SHA-256/384/512), PBKDF2 and HKDF, plus the
+//! key formats: SubjectPublicKeyInfo, PKCS#8 and the JWK members of private keys (RustCrypto
+//! `spki`, `pkcs1`, `pkcs8`, `sec1`). Knows nothing about V8; `webapi` maps errors to
+//! `DOMException`s named as Web Crypto names them.
 
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair};
@@ -417,6 +418,96 @@ pub fn jwk_from_pkcs8(kind: &str, der: &[u8]) -> Result<JwkParts, CryptoError> {
     }
 }
 
+/// Most PBKDF2 iterations one call may ask for (as workerd), and most HMAC computations in all
+/// (iterations times output blocks): the derivation runs in native code, which the CPU limit
+/// cannot interrupt.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 100_000;
+pub const MAX_PBKDF2_WORK: u64 = 400_000;
+
+fn hmac_algorithm(hash: &str) -> Result<ring::hkdf::Algorithm, CryptoError> {
+    use ring::hkdf;
+    Ok(match hash {
+        "SHA-1" => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
+        "SHA-256" => hkdf::HKDF_SHA256,
+        "SHA-384" => hkdf::HKDF_SHA384,
+        "SHA-512" => hkdf::HKDF_SHA512,
+        other => {
+            return Err((
+                "NotSupportedError",
+                format!("{other} is not supported (SHA-1, SHA-256, SHA-384, SHA-512 are)"),
+            ));
+        }
+    })
+}
+
+/// PBKDF2 with HMAC-`hash`: `bytes` bytes from `password` and `salt`.
+pub fn pbkdf2(
+    hash: &str,
+    password: &[u8],
+    salt: &[u8],
+    iterations: u32,
+    bytes: usize,
+) -> Result<Vec<u8>, CryptoError> {
+    use ring::pbkdf2 as p;
+    let block = ring::hkdf::KeyType::len(&hmac_algorithm(hash)?);
+    let algorithm = match hash {
+        "SHA-1" => p::PBKDF2_HMAC_SHA1,
+        "SHA-256" => p::PBKDF2_HMAC_SHA256,
+        "SHA-384" => p::PBKDF2_HMAC_SHA384,
+        _ => p::PBKDF2_HMAC_SHA512,
+    };
+    let work = u64::from(iterations) * bytes.div_ceil(block) as u64;
+    if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS || work > MAX_PBKDF2_WORK {
+        return Err((
+            "NotSupportedError",
+            format!(
+                "PBKDF2: {iterations} iterations for {} bits; 1 to {MAX_PBKDF2_ITERATIONS} \
+                 iterations and at most {MAX_PBKDF2_WORK} iterations x output blocks are \
+                 supported (the derivation cannot be interrupted)",
+                bytes * 8
+            ),
+        ));
+    }
+    let iterations = std::num::NonZeroU32::new(iterations).expect("checked above");
+    let mut out = vec![0; bytes];
+    p::derive(algorithm, iterations, salt, password, &mut out);
+    Ok(out)
+}
+
+/// HKDF with `hash` (RFC 5869): `bytes` bytes from `key`, `salt` and `info`.
+pub fn hkdf(
+    hash: &str,
+    key: &[u8],
+    salt: &[u8],
+    info: &[u8],
+    bytes: usize,
+) -> Result<Vec<u8>, CryptoError> {
+    struct Len(usize);
+    impl ring::hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let algorithm = hmac_algorithm(hash)?;
+    let most = 255 * ring::hkdf::KeyType::len(&algorithm);
+    if bytes > most {
+        return Err(op_error(format!(
+            "HKDF: at most {} bits can be derived with {hash}, not {}",
+            most * 8,
+            bytes * 8
+        )));
+    }
+    let prk = ring::hkdf::Salt::new(algorithm, salt).extract(key);
+    let info = [info];
+    let okm = prk
+        .expand(&info, Len(bytes))
+        .map_err(|_| op_error("HKDF: expansion failed"))?;
+    let mut out = vec![0; bytes];
+    okm.fill(&mut out)
+        .map_err(|_| op_error("HKDF: expansion failed"))?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +591,41 @@ mod tests {
             "DataError"
         );
         assert_eq!(jwk_from_pkcs8("RSA", b"junk").unwrap_err().0, "DataError");
+    }
+
+    #[test]
+    fn key_derivation_matches_the_rfc_vectors() {
+        // RFC 6070, PBKDF2-HMAC-SHA1 test 2 ("password", "salt", 2 iterations, 20 bytes).
+        assert_eq!(
+            hex::encode(pbkdf2("SHA-1", b"password", b"salt", 2, 20).unwrap()),
+            "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957"
+        );
+        // RFC 5869 test case 1 (HKDF-SHA256).
+        let okm = hkdf(
+            "SHA-256",
+            &[0x0b; 22],
+            &hex::decode("000102030405060708090a0b0c").unwrap(),
+            &hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap(),
+            42,
+        )
+        .unwrap();
+        assert_eq!(
+            hex::encode(okm),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+        );
+        for (iterations, bytes) in [(MAX_PBKDF2_ITERATIONS + 1, 32), (100_000, 32 * 5), (0, 32)] {
+            assert_eq!(
+                pbkdf2("SHA-256", b"p", b"s", iterations, bytes)
+                    .unwrap_err()
+                    .0,
+                "NotSupportedError",
+                "{iterations} x {bytes}"
+            );
+        }
+        assert_eq!(
+            hkdf("SHA-256", b"k", b"", b"", 255 * 32 + 1).unwrap_err().0,
+            "OperationError"
+        );
     }
 
     #[test]

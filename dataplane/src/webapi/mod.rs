@@ -121,6 +121,22 @@ fn op_crypto(
             };
             crypto::jwk_from_pkcs8(&kind, &bytes(2)).map(|parts| Out::Key(name, parts))
         }
+        "pbkdf2" => crypto::pbkdf2(
+            &string(scope, 1),
+            &bytes(2),
+            &bytes(3),
+            args.get(4).uint32_value(scope).unwrap_or(0),
+            args.get(5).uint32_value(scope).unwrap_or(0) as usize,
+        )
+        .map(Out::Bytes),
+        "hkdf" => crypto::hkdf(
+            &string(scope, 1),
+            &bytes(2),
+            &bytes(3),
+            &bytes(4),
+            args.get(5).uint32_value(scope).unwrap_or(0) as usize,
+        )
+        .map(Out::Bytes),
         "rsa-public-check" => {
             crypto::rsa_public_check(&bytes(1), &bytes(2)).map(|()| Out::Bool(true))
         }

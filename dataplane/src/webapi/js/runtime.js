@@ -434,9 +434,9 @@
     const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name);
     const known = {
       "HMAC": "HMAC", "AES-GCM": "AES-GCM", "ED25519": "Ed25519", "ECDSA": "ECDSA",
-      "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
+      "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS", "PBKDF2": "PBKDF2", "HKDF": "HKDF",
     }[name.toUpperCase()];
-    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, Ed25519, ECDSA P-256, RSASSA-PKCS1-v1_5 and RSA-PSS are)`, "NotSupportedError");
+    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, Ed25519, ECDSA P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
     if (known === "ECDSA" && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
       throw new DOMException(`ECDSA: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
     }
@@ -511,6 +511,7 @@
   };
   function importJwk(jwk, name, algorithm, extractable, usages) {
     if (typeof jwk !== "object" || jwk === null) throw new TypeError("crypto.subtle.importKey: a jwk key is a JSON Web Key object");
+    if (isKdf(name)) throw new DOMException(`crypto.subtle.importKey: ${name} keys are imported raw`, "NotSupportedError");
     const dataError = (message) => new DOMException(`JWK: ${message}`, "DataError");
     if (jwk.ext === false && extractable) throw dataError("the key says it is not extractable (ext: false)");
     const expect = (member, value) => {
@@ -592,6 +593,27 @@
     if (key.type === "private") out.d = base64url(d);
     return Object.assign(out, jwk);
   }
+  // PBKDF2 and HKDF: `length` bits from a base key imported raw (never extractable).
+  const isKdf = (name) => name === "PBKDF2" || name === "HKDF";
+  const kdfName = (algorithm) => {
+    const name = algorithmName(algorithm);
+    if (!isKdf(name)) throw new DOMException(`${name} does not derive keys or bits (PBKDF2 and HKDF do)`, "NotSupportedError");
+    return name;
+  };
+  const deriveBytes = (name, algorithm, secret, length) => {
+    const bits = Number(length);
+    if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0) {
+      throw new DOMException(`${name}: length must be a positive multiple of 8 bits, not ${length}`, "OperationError");
+    }
+    const hash = hashName(algorithm.hash);
+    const salt = bufferOf(algorithm.salt, `${name}: salt`);
+    if (name === "HKDF") return native("hkdf", hash, secret, salt, bufferOf(algorithm.info, "HKDF: info"), bits / 8);
+    const iterations = Number(algorithm.iterations);
+    if (!Number.isInteger(iterations) || iterations < 1 || iterations > 0xffffffff) {
+      throw new DOMException(`PBKDF2: iterations must be a positive integer, not ${algorithm.iterations}`, "OperationError");
+    }
+    return native("pbkdf2", hash, secret, salt, iterations, bits / 8);
+  };
   // RSA-PSS salts as long as the hash (what JWT's PS256/384/512 use; ring supports only that).
   const rsaHash = (name, algorithm, key) => {
     const hash = key.algorithm.hash.name;
@@ -602,6 +624,26 @@
     return hash;
   };
   const subtle = {
+    async deriveBits(algorithm, baseKey, length) {
+      const name = kdfName(algorithm);
+      return asArrayBuffer(deriveBytes(name, algorithm, checkKey(baseKey, name, "deriveBits"), length));
+    },
+    async deriveKey(algorithm, baseKey, derivedKeyAlgorithm, extractable, usages) {
+      const name = kdfName(algorithm);
+      const secret = checkKey(baseKey, name, "deriveKey");
+      const target = algorithmName(derivedKeyAlgorithm);
+      let length;
+      if (target === "AES-GCM") {
+        length = Number(derivedKeyAlgorithm.length);
+        if (length !== 128 && length !== 256) throw new DOMException("AES-GCM keys are 128 or 256 bits", "OperationError");
+      } else if (target === "HMAC") {
+        const hash = hashName(derivedKeyAlgorithm.hash);
+        length = derivedKeyAlgorithm.length ?? (hash === "SHA-384" || hash === "SHA-512" ? 1024 : 512);
+      } else {
+        throw new DOMException(`crypto.subtle.deriveKey: derives AES-GCM and HMAC keys, not ${target}`, "NotSupportedError");
+      }
+      return importSecret(target, deriveBytes(name, algorithm, secret, length), derivedKeyAlgorithm, extractable, [...usages]);
+    },
     async digest(algorithm, data) {
       return asArrayBuffer(ops.digest(hashName(algorithm), bufferOf(data, "crypto.subtle.digest")));
     },
@@ -610,6 +652,7 @@
       if (isRsa(name)) {
         throw new DOMException(`crypto.subtle.generateKey: ${name} keys cannot be generated here; import one (spki, pkcs8 or jwk)`, "NotSupportedError");
       }
+      if (isKdf(name)) throw new DOMException(`crypto.subtle.generateKey: ${name} keys are imported raw (from a password or a secret)`, "NotSupportedError");
       if (name === "AES-GCM") {
         const length = Number(algorithm.length ?? 256);
         if (length !== 128 && length !== 256) throw new DOMException("AES-GCM keys are 128 or 256 bits", "OperationError");
@@ -631,6 +674,11 @@
       usages = [...usages];
       if (format === "jwk") return importJwk(keyData, name, algorithm, Boolean(extractable), usages);
       const bytes = bufferOf(keyData, "crypto.subtle.importKey").slice();
+      if (isKdf(name)) {
+        if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: ${name} keys are imported raw`, "NotSupportedError");
+        if (extractable) throw new SyntaxError(`crypto.subtle.importKey: ${name} keys cannot be extractable`);
+        return makeKey("secret", false, { name }, checkUsages(usages, ["deriveBits", "deriveKey"], `a ${name} key`), bytes);
+      }
       if (name === "HMAC" || name === "AES-GCM") {
         if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw and jwk are)`, "NotSupportedError");
         return importSecret(name, bytes, algorithm, extractable, usages);
@@ -678,7 +726,10 @@
     async sign(algorithm, key, data) {
       const name = algorithmName(algorithm);
       const bytes = bufferOf(data, "crypto.subtle.sign");
-      if (name === "HMAC") return asArrayBuffer(ops.hmac(key.algorithm.hash.name, hmacKey(key, "sign"), bytes));
+      if (name === "HMAC") {
+        const secret = hmacKey(key, "sign");
+        return asArrayBuffer(ops.hmac(key.algorithm.hash.name, secret, bytes));
+      }
       if (name === "ECDSA" && hashName(algorithm.hash ?? "SHA-256") !== "SHA-256") {
         throw new DOMException("ECDSA P-256 signs with SHA-256 only", "NotSupportedError");
       }
@@ -694,7 +745,8 @@
       const given = bufferOf(signature, "crypto.subtle.verify");
       const bytes = bufferOf(data, "crypto.subtle.verify");
       if (name === "HMAC") {
-        const expected = ops.hmac(key.algorithm.hash.name, hmacKey(key, "verify"), bytes);
+        const secret = hmacKey(key, "verify");
+        const expected = ops.hmac(key.algorithm.hash.name, secret, bytes);
         if (given.length !== expected.length) return false;
         let diff = 0;
         for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ given[i];
