@@ -95,7 +95,6 @@ pub(crate) fn run_worker(
         // this isolate, so while requests are in flight the loop looks every couple of ms.
         let mut platform_tick = tokio::time::interval(PLATFORM_POLL);
         platform_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        worker.prepare_spare_context();
         loop {
             if closed && worker.state.borrow().requests.is_empty() {
                 break;
@@ -129,9 +128,6 @@ pub(crate) fn run_worker(
                 else => break,
             }
             worker.after_event();
-            if !closed {
-                worker.prepare_spare_context();
-            }
         }
     });
 
@@ -199,7 +195,8 @@ impl Worker {
     /// With context reset, makes the next request's context now, so that request does not wait
     /// for it: on an idle worker this takes context creation off the request's latency; under
     /// load it is the work the next request would do anyway. Not while the isolate is going
-    /// away or its heap is under pressure.
+    /// away or its heap is under pressure. Called by `after_event` before it publishes the heap,
+    /// so the published figure (which the node's memory budget reads) includes the spare.
     fn prepare_spare_context(&mut self) {
         if !self.image.context_reset
             || self.spare.is_some()
@@ -214,9 +211,6 @@ impl Worker {
             new_js_context(scope, &self.image, &self.queues, &self.wasm)
         };
         self.spare = Some(spare);
-        // The published heap includes the spare (the node's memory budget reads it).
-        let (heap, _) = self.heap_and_external();
-        self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
     }
 
     /// Without context reset, the isolate keeps one context for all requests.
@@ -618,6 +612,7 @@ impl Worker {
         if self.isolate.is_none() {
             return;
         }
+        self.prepare_spare_context();
         let busy = !self.state.borrow().requests.is_empty();
         self.stats.set_state(match (self.recycle.is_some(), busy) {
             (true, _) => IsolateState::Draining,
