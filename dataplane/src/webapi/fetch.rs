@@ -71,8 +71,8 @@ pub fn is_private(ip: IpAddr) -> bool {
     }
 }
 
-/// CA certificates trusted besides the public roots (`nano --fetch-ca-cert`).
-static EXTRA_ROOTS: OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> = OnceLock::new();
+/// CA certificates trusted besides the public roots (`nano --fetch-ca-cert`), parsed once.
+static EXTRA_ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
 
 /// Makes https `fetch()` also trust the CA certificates of the PEM file at `path`. Called once,
 /// before serving; answers how many certificates were added, or what is wrong with the file.
@@ -92,15 +92,15 @@ pub fn trust_extra_roots(path: &std::path::Path) -> Result<usize, String> {
     if certificates.is_empty() {
         return Err(problem("it holds no CERTIFICATE block".into()));
     }
-    let mut check = rustls::RootCertStore::empty();
-    for certificate in &certificates {
-        check
-            .add(certificate.clone())
+    let mut extra = rustls::RootCertStore::empty();
+    for certificate in certificates {
+        extra
+            .add(certificate)
             .map_err(|err| problem(format!("a certificate cannot be a root ({err})")))?;
     }
-    let count = certificates.len();
+    let count = extra.len();
     EXTRA_ROOTS
-        .set(certificates)
+        .set(extra)
         .map_err(|_| problem("extra roots were already set".into()))?;
     Ok(count)
 }
@@ -112,9 +112,8 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             let mut roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
             };
-            for certificate in EXTRA_ROOTS.get().into_iter().flatten() {
-                // Each one was checked by `trust_extra_roots`.
-                let _ = roots.add(certificate.clone());
+            if let Some(extra) = EXTRA_ROOTS.get() {
+                roots.roots.extend(extra.roots.iter().cloned());
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let config = rustls::ClientConfig::builder_with_provider(provider)
