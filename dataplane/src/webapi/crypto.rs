@@ -424,13 +424,19 @@ pub fn jwk_from_pkcs8(kind: &str, der: &[u8]) -> Result<JwkParts, CryptoError> {
 pub const MAX_PBKDF2_ITERATIONS: u32 = 100_000;
 pub const MAX_PBKDF2_WORK: u64 = 400_000;
 
-fn hmac_algorithm(hash: &str) -> Result<ring::hkdf::Algorithm, CryptoError> {
-    use ring::hkdf;
+/// ring's HKDF and PBKDF2 algorithms for a Web Crypto hash name.
+fn kdf_algorithms(
+    hash: &str,
+) -> Result<(ring::hkdf::Algorithm, ring::pbkdf2::Algorithm), CryptoError> {
+    use ring::{hkdf, pbkdf2};
     Ok(match hash {
-        "SHA-1" => hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
-        "SHA-256" => hkdf::HKDF_SHA256,
-        "SHA-384" => hkdf::HKDF_SHA384,
-        "SHA-512" => hkdf::HKDF_SHA512,
+        "SHA-1" => (
+            hkdf::HKDF_SHA1_FOR_LEGACY_USE_ONLY,
+            pbkdf2::PBKDF2_HMAC_SHA1,
+        ),
+        "SHA-256" => (hkdf::HKDF_SHA256, pbkdf2::PBKDF2_HMAC_SHA256),
+        "SHA-384" => (hkdf::HKDF_SHA384, pbkdf2::PBKDF2_HMAC_SHA384),
+        "SHA-512" => (hkdf::HKDF_SHA512, pbkdf2::PBKDF2_HMAC_SHA512),
         other => {
             return Err((
                 "NotSupportedError",
@@ -448,14 +454,8 @@ pub fn pbkdf2(
     iterations: u32,
     bytes: usize,
 ) -> Result<Vec<u8>, CryptoError> {
-    use ring::pbkdf2 as p;
-    let block = ring::hkdf::KeyType::len(&hmac_algorithm(hash)?);
-    let algorithm = match hash {
-        "SHA-1" => p::PBKDF2_HMAC_SHA1,
-        "SHA-256" => p::PBKDF2_HMAC_SHA256,
-        "SHA-384" => p::PBKDF2_HMAC_SHA384,
-        _ => p::PBKDF2_HMAC_SHA512,
-    };
+    let (hmac, algorithm) = kdf_algorithms(hash)?;
+    let block = ring::hkdf::KeyType::len(&hmac);
     let work = u64::from(iterations) * bytes.div_ceil(block) as u64;
     if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS || work > MAX_PBKDF2_WORK {
         return Err((
@@ -470,7 +470,7 @@ pub fn pbkdf2(
     }
     let iterations = std::num::NonZeroU32::new(iterations).expect("checked above");
     let mut out = vec![0; bytes];
-    p::derive(algorithm, iterations, salt, password, &mut out);
+    ring::pbkdf2::derive(algorithm, iterations, salt, password, &mut out);
     Ok(out)
 }
 
@@ -488,7 +488,7 @@ pub fn hkdf(
             self.0
         }
     }
-    let algorithm = hmac_algorithm(hash)?;
+    let (algorithm, _) = kdf_algorithms(hash)?;
     let most = 255 * ring::hkdf::KeyType::len(&algorithm);
     if bytes > most {
         return Err(op_error(format!(
