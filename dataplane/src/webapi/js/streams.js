@@ -137,21 +137,30 @@
           if (this._pullAgain) { this._pullAgain = false; this._maybePull(); }
         }, (e) => this._error(e));
     }
+    // After a read took from the queue: close once a requested close has drained it, else refill.
+    _afterTake() {
+      if (this._closeRequested && this._queue.length === 0) this._close();
+      else this._maybePull();
+    }
+    // A read the queue cannot serve yet (`view`: a BYOB read's buffer).
+    _pendingRead(view) {
+      const request = deferred();
+      if (view) request.view = view;
+      this._reader._requests.push(request);
+      this._maybePull();
+      return request.promise;
+    }
     _read() {
       this._disturbed = true;
       if (this._queue.length > 0) {
         const chunk = this._queue.shift();
         this._queueSize -= this._size(chunk);
-        if (this._closeRequested && this._queue.length === 0) this._close();
-        else this._maybePull();
+        this._afterTake();
         return Promise.resolve({ value: chunk, done: false });
       }
       if (this._state === "closed") return Promise.resolve({ value: undefined, done: true });
       if (this._state === "errored") return Promise.reject(this._storedError);
-      const request = deferred();
-      this._reader._requests.push(request);
-      this._maybePull();
-      return request.promise;
+      return this._pendingRead();
     }
     // BYOB: copies queued bytes into `view` (whole elements only); answers how many.
     _takeInto(view) {
@@ -184,16 +193,11 @@
       if (this._state === "errored") return Promise.reject(this._storedError);
       const filled = this._takeInto(view);
       if (filled > 0) {
-        if (this._closeRequested && this._queue.length === 0) this._close();
-        else this._maybePull();
+        this._afterTake();
         return Promise.resolve({ value: viewOf(view, filled), done: false });
       }
       if (this._state === "closed") return Promise.resolve({ value: viewOf(view, 0), done: true });
-      const request = deferred();
-      request.view = view;
-      this._reader._requests.push(request);
-      this._maybePull();
-      return request.promise;
+      return this._pendingRead(view);
     }
     // The controller's byobRequest: the first pending read's buffer (a BYOB reader's own, or
     // one of autoAllocateChunkSize bytes for a default reader), while the queue cannot serve it.
