@@ -73,10 +73,11 @@ fn op_crypto(
     let bytes = |i: i32| bytes_of(args.get(i)).unwrap_or_default();
     enum Out {
         Bytes(Vec<u8>),
-        Pair(Vec<u8>, Vec<u8>),
         Bool(bool),
         /// A key read from a SubjectPublicKeyInfo: its kind, then its parts.
         Key(&'static str, Vec<Vec<u8>>),
+        /// Several byte strings: a generated key pair, an RSA key's (n, e), a private JWK's members.
+        Parts(Vec<Vec<u8>>),
     }
     let string = |scope: &mut v8::HandleScope, i: i32| string_arg(scope, &args, i);
     let result: Result<Out, crypto::CryptoError> = match kind.as_str() {
@@ -88,9 +89,9 @@ fn op_crypto(
             &bytes(4),
         )
         .map(Out::Bytes),
-        "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Pair(a, b)),
+        "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Parts(vec![a, b])),
         "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
-        "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Pair(a, b)),
+        "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Parts(vec![a, b])),
         "p256-sign" => crypto::p256_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "rsa-verify" => {
             let (scheme, hash) = (string(scope, 1), string(scope, 2));
@@ -101,7 +102,9 @@ fn op_crypto(
             let (scheme, hash) = (string(scope, 1), string(scope, 2));
             crypto::rsa_sign(&scheme, &hash, &bytes(4), &bytes(3)).map(Out::Bytes)
         }
-        "rsa-private-public" => crypto::rsa_private_public(&bytes(1)).map(|(n, e)| Out::Pair(n, e)),
+        "rsa-private-public" => {
+            crypto::rsa_private_public(&bytes(1)).map(|(n, e)| Out::Parts(vec![n, e]))
+        }
         "private-check" => {
             crypto::private_key_check(&string(scope, 1), &bytes(2)).map(|()| Out::Bool(true))
         }
@@ -112,15 +115,7 @@ fn op_crypto(
             let parts: Vec<Vec<u8>> = (2..2 + count).map(bytes).collect();
             crypto::pkcs8_from_jwk(&kind, &parts).map(Out::Bytes)
         }
-        "jwk-from-pkcs8" => {
-            let kind = string(scope, 1);
-            let name = match kind.as_str() {
-                "RSA" => "RSA",
-                "P-256" => "P-256",
-                _ => "Ed25519",
-            };
-            crypto::jwk_from_pkcs8(&kind, &bytes(2)).map(|parts| Out::Key(name, parts))
-        }
+        "jwk-from-pkcs8" => crypto::jwk_from_pkcs8(&string(scope, 1), &bytes(2)).map(Out::Parts),
         "pbkdf2" => crypto::pbkdf2(
             &string(scope, 1),
             &bytes(2),
@@ -175,18 +170,11 @@ fn op_crypto(
             let value: v8::Local<v8::Value> = match out {
                 Out::Bytes(b) => uint8_array(scope, b).into(),
                 Out::Bool(b) => v8::Boolean::new(scope, b).into(),
-                Out::Pair(a, b) => {
-                    let a = uint8_array(scope, a).into();
-                    let b = uint8_array(scope, b).into();
-                    v8::Array::new_with_elements(scope, &[a, b]).into()
-                }
                 Out::Key(kind, parts) => {
-                    let mut items = vec![v8::String::new(scope, kind).expect("short").into()];
-                    for part in parts {
-                        items.push(uint8_array(scope, part).into());
-                    }
-                    v8::Array::new_with_elements(scope, &items).into()
+                    let kind = v8::String::new(scope, kind).expect("short").into();
+                    bytes_array(scope, Some(kind), parts)
                 }
+                Out::Parts(parts) => bytes_array(scope, None, parts),
             };
             vec![v8::Boolean::new(scope, true).into(), value]
         }
@@ -200,6 +188,19 @@ fn op_crypto(
     };
     let array = v8::Array::new_with_elements(scope, &items);
     rv.set(array.into());
+}
+
+/// A JS array of Uint8Arrays, after `head` when given.
+fn bytes_array<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    head: Option<v8::Local<'s, v8::Value>>,
+    parts: Vec<Vec<u8>>,
+) -> v8::Local<'s, v8::Value> {
+    let mut items: Vec<v8::Local<v8::Value>> = head.into_iter().collect();
+    for part in parts {
+        items.push(uint8_array(scope, part).into());
+    }
+    v8::Array::new_with_elements(scope, &items).into()
 }
 
 /// Starts a subrequest for the request whose JS runs now; returns its id. Refuses (TypeError)

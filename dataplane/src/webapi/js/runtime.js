@@ -581,12 +581,12 @@
     if (isRsa(name)) {
       const out = { kty: "RSA", n: base64url(secret.n), e: base64url(secret.e) };
       if (key.type === "private") {
-        const [, ...parts] = native("jwk-from-pkcs8", "RSA", secret.pkcs8);
+        const parts = native("jwk-from-pkcs8", "RSA", secret.pkcs8);
         RSA_JWK_PRIVATE.forEach((member, i) => { out[member] = base64url(parts[i + 2]); });
       }
       return Object.assign(out, jwk);
     }
-    const [, d, point] = key.type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, null, secret];
+    const [d, point] = key.type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, secret];
     const out = name === "ECDSA"
       ? { kty: "EC", crv: "P-256", x: base64url(point.subarray(1, 33)), y: base64url(point.subarray(33, 65)) }
       : { kty: "OKP", crv: "Ed25519", x: base64url(point) };
