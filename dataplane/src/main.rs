@@ -119,6 +119,11 @@ const EXIT_CONFIG: u8 = 64;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Apps see UTC, as on Workers, whatever the machine's zone (V8 reads TZ through ICU).
+    // SAFETY: no other thread exists yet, so nothing reads the environment concurrently.
+    unsafe { std::env::set_var("TZ", "UTC") };
+    // Before any other thread starts: V8's memory protection keys then reach every thread.
+    nano_dataplane::isolate::init_v8();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command.unwrap_or(Command::Serve) {

@@ -30,7 +30,8 @@ pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 const INTERNALS_KEY: &str = "nano.internals";
 
-/// Starts V8 once per process.
+/// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
+/// exists (see below); everything that makes an isolate calls it too, as a no-op by then.
 pub fn init_v8() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
@@ -38,11 +39,32 @@ pub fn init_v8() {
         // must have the same read-only layout; a non-extensible read-only snapshot guarantees it
         // for the per-app snapshots made by separate `nano prepare-app` processes.
         v8::V8::set_flags_from_string("--no-extensible-ro-snapshot");
+        // On CPUs with memory protection keys (PKU), V8 guards its code and dispatch tables with
+        // a key that only the initialising thread and the threads it spawns afterwards may use:
+        // an isolate made on a thread that existed before segfaults in `Isolate::new`. Started
+        // from a single-threaded `main`, every thread descends from it and the protection stays
+        // on; started later (unit tests, embedders), V8 is told not to use the keys.
+        if threads_in_process() > 1 {
+            v8::V8::set_flags_from_string("--no-memory-protection-keys");
+        }
+        // Without ICU data, the first Intl call (even `new Intl.DateTimeFormat()`) aborts the
+        // whole process. The data must be the ICU version V8 was built with.
+        v8::icu::set_common_data_74(deno_core_icudata::ICU_DATA)
+            .expect("deno_core_icudata is pinned to the ICU version of the pinned v8 crate");
+        // Workers answer in en-US and UTC whatever the machine is set to (the time zone is
+        // pinned with TZ=UTC in `main`, before any thread starts).
+        v8::icu::set_default_locale("en_US");
         let platform = v8::new_default_platform(0, false).make_shared();
         v8::V8::initialize_platform(platform.clone());
         v8::V8::initialize();
         let _ = PLATFORM.set(platform);
     });
+}
+
+/// How many threads this process runs now (1 where the count cannot be read, which is only off
+/// Linux, where V8 uses no protection keys).
+fn threads_in_process() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(1, |tasks| tasks.count())
 }
 
 static PLATFORM: std::sync::OnceLock<v8::SharedRef<v8::Platform>> = std::sync::OnceLock::new();
