@@ -3,6 +3,7 @@
 
 mod admin;
 mod cli;
+mod compat;
 mod context;
 mod failures;
 mod fetch;

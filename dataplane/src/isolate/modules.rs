@@ -1,6 +1,8 @@
 //! The app's ES module graph: loads the entry and its relative imports from the app's folder,
-//! compiles, links and evaluates them. Imports that leave the folder, bare specifiers and missing
-//! files are refused with the import chain that led to them.
+//! compiles, links and evaluates them. `node:` modules (and their bare Node names) come from the
+//! runtime (`webapi/js/node.js`). Imports that leave the folder, other bare specifiers, Node
+//! modules NANO does not offer and missing files are refused with the import chain that led to
+//! them.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -103,8 +105,17 @@ impl Graph {
             .to_string()
     }
 
-    /// Resolves `specifier` imported by `referrer` to a file inside the app's folder.
+    /// Resolves `specifier` imported by `referrer` to a file inside the app's folder or to a
+    /// runtime module (whose path is its `node:` name).
     fn resolve(&self, referrer: &Path, specifier: &str) -> Result<PathBuf, String> {
+        if let Some(name) = node_builtin(specifier).map_err(|reason| {
+            format!(
+                "import {specifier:?} in {}: {reason}",
+                self.display(referrer)
+            )
+        })? {
+            return Ok(PathBuf::from(format!("node:{name}")));
+        }
         if !(specifier.starts_with("./") || specifier.starts_with("../")) {
             return Err(format!(
                 "import {specifier:?} in {} is not a relative path; only \"./\" and \"../\" imports \
@@ -132,6 +143,138 @@ impl Graph {
         }
         Ok(resolved)
     }
+}
+
+/// The Node modules the runtime offers (`webapi/js/node.js` builds them), importable as `node:x`
+/// and, as in Node, as bare `x`.
+pub const NODE_MODULES: &[&str] = &[
+    "assert",
+    "assert/strict",
+    "async_hooks",
+    "buffer",
+    "crypto",
+    "events",
+    "path",
+    "path/posix",
+    "process",
+    "stream/web",
+    "string_decoder",
+    "timers",
+    "timers/promises",
+    "url",
+    "util",
+    "util/types",
+];
+
+/// Node modules that give access to the machine (files, processes, sockets, servers, the engine):
+/// refused as on Cloudflare Workers.
+const NODE_REFUSED: &[&str] = &[
+    "child_process",
+    "cluster",
+    "dgram",
+    "fs",
+    "fs/promises",
+    "http",
+    "http2",
+    "https",
+    "inspector",
+    "net",
+    "repl",
+    "tls",
+    "tty",
+    "v8",
+    "vm",
+    "worker_threads",
+];
+
+/// Node modules workerd offers that NANO does not have yet.
+const NODE_NOT_YET: &[&str] = &[
+    "console",
+    "constants",
+    "diagnostics_channel",
+    "dns",
+    "module",
+    "os",
+    "perf_hooks",
+    "punycode",
+    "querystring",
+    "readline",
+    "sqlite",
+    "stream",
+    "stream/consumers",
+    "stream/promises",
+    "sys",
+    "test",
+    "trace_events",
+    "zlib",
+];
+
+/// Whether `specifier` names a Node module: `Ok(Some(name))` for one the runtime offers, an
+/// error saying why for one it does not, `Ok(None)` for anything else.
+fn node_builtin(specifier: &str) -> Result<Option<&'static str>, String> {
+    let prefixed = specifier.strip_prefix("node:");
+    let name = prefixed.unwrap_or(specifier);
+    if let Some(found) = NODE_MODULES.iter().find(|m| **m == name) {
+        return Ok(Some(found));
+    }
+    let supported = || {
+        NODE_MODULES
+            .iter()
+            .map(|m| format!("node:{m}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if NODE_REFUSED.contains(&name) || (name.starts_with("fs/") && prefixed.is_some()) {
+        return Err(format!(
+            "the Node module node:{name} is not available: apps have no file system, processes, \
+             raw sockets, servers or engine access (as on Cloudflare Workers); use fetch() for \
+             network calls. Available Node modules: {}",
+            supported()
+        ));
+    }
+    if NODE_NOT_YET.contains(&name) || prefixed.is_some() {
+        return Err(format!(
+            "the Node module node:{name} is not supported by NANO yet. Available Node modules: {}",
+            supported()
+        ));
+    }
+    Ok(None)
+}
+
+/// The module a `node:` import becomes: the runtime's namespace object as its default export and
+/// each of its properties as a named export. The names are read from the runtime itself, so they
+/// cannot drift from what node.js builds; where the runtime is absent (`collect`, which compiles
+/// without evaluating) the module has only its default export.
+fn builtin_wrapper(scope: &mut v8::HandleScope, name: &str) -> String {
+    let literal = serde_json::to_string(name).expect("a string serialises");
+    let probe = format!(
+        "(() => {{ const m = globalThis.__nano_builtin?.({literal}); \
+         return m === undefined ? [] : Object.keys(m); }})()"
+    );
+    let mut exports = Vec::new();
+    if let Some(source) = v8::String::new(scope, &probe)
+        && let Some(script) = v8::Script::compile(scope, source, None)
+        && let Some(keys) = script.run(scope)
+        && let Ok(keys) = v8::Local::<v8::Array>::try_from(keys)
+    {
+        for i in 0..keys.length() {
+            if let Some(key) = keys.get_index(scope, i) {
+                let key = key.to_rust_string_lossy(scope);
+                let identifier = key.chars().enumerate().all(|(i, c)| {
+                    c == '_' || c == '$' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+                });
+                if identifier && key != "default" {
+                    exports.push(key);
+                }
+            }
+        }
+    }
+    let mut source =
+        format!("const m = globalThis.__nano_builtin?.({literal});\nexport default m;\n");
+    if !exports.is_empty() {
+        source.push_str(&format!("export const {{ {} }} = m;\n", exports.join(", ")));
+    }
+    source
 }
 
 /// Every file of an app (ES modules and `.wasm` imports) as (name relative to its folder, bytes).
@@ -233,6 +376,9 @@ fn compile_tree<'s>(
     if let Some(existing) = graph.by_path.get(path) {
         return Ok(v8::Local::new(scope, existing));
     }
+    if let Some(builtin) = path.to_str().and_then(|p| p.strip_prefix("node:")) {
+        return compile_builtin(scope, graph, path, builtin);
+    }
     let name = graph.display(path);
     let via = if chain.is_empty() {
         String::new()
@@ -288,6 +434,29 @@ fn compile_tree<'s>(
     chain.pop();
     // Escape the module handle out of the TryCatch scope.
     Ok(v8::Local::new(tc, graph.by_path[path].clone()))
+}
+
+/// Compiles the module of a `node:` import (no file: it is not part of the app's sources).
+fn compile_builtin<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    graph: &mut Graph,
+    path: &Path,
+    name: &str,
+) -> Result<v8::Local<'s, v8::Module>, AppLoadError> {
+    let source = builtin_wrapper(scope, name);
+    let source = v8::String::new(scope, &source).expect("a builtin wrapper is short");
+    let resource = v8::String::new(scope, &format!("node:{name}")).expect("short string");
+    let origin = super::script_origin(scope, resource.into(), true);
+    let mut source = v8::script_compiler::Source::new(source, Some(&origin));
+    let module = v8::script_compiler::compile_module(scope, &mut source)
+        .ok_or_else(|| AppLoadError(format!("the runtime's node:{name} module did not compile")))?;
+    graph
+        .by_path
+        .insert(path.to_owned(), v8::Global::new(scope, module));
+    graph
+        .path_of
+        .insert(module.get_identity_hash().get(), path.to_owned());
+    Ok(module)
 }
 
 fn resolve_callback<'a>(

@@ -15,6 +15,8 @@ use crate::isolate::host::{self, Reply};
 pub(crate) const RUNTIME_JS: &str = concat!(
     include_str!("js/streams.js"),
     "\n",
+    include_str!("js/node.js"),
+    "\n",
     include_str!("js/runtime.js")
 );
 
@@ -60,6 +62,27 @@ ops! {
     "now" => op_now,
         "fetchStart" => op_fetch_start,
     "crypto" => op_crypto,
+    "asyncContext" => op_async_context,
+    "setAsyncContext" => op_set_async_context,
+}
+
+/// The current async context frame (AsyncLocalStorage's stores): V8 keeps it with every promise
+/// reaction it queues and restores it when the reaction runs.
+fn op_async_context(
+    scope: &mut v8::HandleScope,
+    _args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let frame = scope.get_continuation_preserved_embedder_data();
+    rv.set(frame);
+}
+
+fn op_set_async_context(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    scope.set_continuation_preserved_embedder_data(args.get(0));
 }
 
 /// `crypto.subtle`'s public-key and AEAD work: `op(kind, ...args)` answers `[true, value]` or
@@ -181,9 +204,7 @@ fn op_crypto(
         Err((name, message)) => vec![
             v8::Boolean::new(scope, false).into(),
             v8::String::new(scope, name).expect("short").into(),
-            v8::String::new(scope, &message)
-                .expect("message fits")
-                .into(),
+            message_string(scope, &message).into(),
         ],
     };
     let array = v8::Array::new_with_elements(scope, &items);
@@ -290,6 +311,7 @@ fn op_random_bytes(
 fn digest_of(algorithm: &str, data: &[u8]) -> Option<Vec<u8>> {
     use sha2::Digest;
     Some(match algorithm.to_ascii_uppercase().as_str() {
+        "MD5" => md5::Md5::digest(data).to_vec(),
         "SHA-1" => sha1::Sha1::digest(data).to_vec(),
         "SHA-256" => sha2::Sha256::digest(data).to_vec(),
         "SHA-384" => sha2::Sha384::digest(data).to_vec(),
@@ -372,9 +394,26 @@ fn op_memory_limit(
 }
 
 fn throw_type_error(scope: &mut v8::HandleScope, message: &str) {
-    let message = v8::String::new(scope, message).expect("error message fits in a V8 string");
+    let message = message_string(scope, message);
     let exception = v8::Exception::type_error(scope, message);
     scope.throw_exception(exception);
+}
+
+/// Messages quote what the tenant passed (a URL, an algorithm name), which can be longer than
+/// V8's longest string: cut them to a readable length so making the error can never fail.
+const MESSAGE_MAX_BYTES: usize = 4096;
+
+fn message_string<'s>(scope: &mut v8::HandleScope<'s>, message: &str) -> v8::Local<'s, v8::String> {
+    let mut end = message.len().min(MESSAGE_MAX_BYTES);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < message.len() {
+        format!("{}... ({} bytes in all)", &message[..end], message.len())
+    } else {
+        message.to_owned()
+    };
+    v8::String::new(scope, &cut).expect("a message of at most 4 KiB fits in a V8 string")
 }
 
 fn string_arg(scope: &mut v8::HandleScope, args: &v8::FunctionCallbackArguments, i: i32) -> String {
@@ -602,7 +641,12 @@ fn op_decode_utf8(
     }
 }
 
-fn url_parts<'s>(scope: &mut v8::HandleScope<'s>, url: &url::Url) -> v8::Local<'s, v8::Value> {
+/// The parts of `url` as a JS array, or `None` (with a TypeError thrown) when the serialised
+/// URL is longer than a V8 string can be: percent-encoding can make it grow sixfold.
+fn url_parts<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    url: &url::Url,
+) -> Option<v8::Local<'s, v8::Value>> {
     let port = url.port().map(|p| p.to_string()).unwrap_or_default();
     let parts = [
         url.as_str(),
@@ -617,15 +661,21 @@ fn url_parts<'s>(scope: &mut v8::HandleScope<'s>, url: &url::Url) -> v8::Local<'
         url::quirks::hash(url),
         &url::quirks::origin(url),
     ];
-    let elements: Vec<v8::Local<v8::Value>> = parts
-        .iter()
-        .map(|s| {
-            v8::String::new(scope, s)
-                .expect("url part fits in a V8 string")
-                .into()
-        })
-        .collect();
-    v8::Array::new_with_elements(scope, &elements).into()
+    let mut elements: Vec<v8::Local<v8::Value>> = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(string) = v8::String::new(scope, part) else {
+            throw_type_error(
+                scope,
+                &format!(
+                    "Invalid URL: the URL is {} bytes long once encoded, more than a string can hold",
+                    url.as_str().len()
+                ),
+            );
+            return None;
+        };
+        elements.push(string.into());
+    }
+    Some(v8::Array::new_with_elements(scope, &elements).into())
 }
 
 fn op_url_parse(
@@ -650,8 +700,9 @@ fn op_url_parse(
     };
     match parsed {
         Ok(url) => {
-            let parts = url_parts(scope, &url);
-            rv.set(parts);
+            if let Some(parts) = url_parts(scope, &url) {
+                rv.set(parts);
+            }
         }
         Err(err) => throw_type_error(scope, &format!("Invalid URL {input:?}: {err}")),
     }
@@ -696,6 +747,7 @@ fn op_url_set(
     {
         return throw_type_error(scope, &format!("Invalid URL {value:?}: {err}"));
     }
-    let parts = url_parts(scope, &url);
-    rv.set(parts);
+    if let Some(parts) = url_parts(scope, &url) {
+        rv.set(parts);
+    }
 }

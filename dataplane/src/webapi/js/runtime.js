@@ -6,6 +6,9 @@
 // fireTimer. Nothing here keeps a reference to ops on a global: tenant code cannot reach them.
 (function bootstrap(ops) {
   "use strict";
+  // node.js left its installer here; no app code has run yet, so nothing else has seen it.
+  const installNode = globalThis.__nano_node_install;
+  delete globalThis.__nano_node_install;
 
   const kState = Symbol("nano.state");
   const define = (name, value) =>
@@ -102,7 +105,8 @@
     }
     const ms = Math.max(0, Number(delay) || 0);
     const id = ops.timerStart(ms, repeat);
-    timers.set(id, { callback, args, repeat });
+    // The callback runs in the async context (AsyncLocalStorage) of the code that set it.
+    timers.set(id, { callback, args, repeat, frame: ops.asyncContext() });
     return id;
   }
   function clearTimer(id) {
@@ -112,6 +116,8 @@
   define("setInterval", (cb, delay, ...args) => startTimer(cb, delay, args, true));
   define("clearTimeout", clearTimer);
   define("clearInterval", clearTimer);
+  define("setImmediate", (cb, ...args) => startTimer(cb, 0, args, false));
+  define("clearImmediate", clearTimer);
   define("queueMicrotask", (cb) => {
     if (typeof cb !== "function") throw new TypeError("queueMicrotask expects a function");
     Promise.resolve().then(cb);
@@ -120,10 +126,14 @@
     const timer = timers.get(id);
     if (!timer) return;
     if (!timer.repeat) timers.delete(id);
+    const previous = ops.asyncContext();
+    ops.setAsyncContext(timer.frame);
     try {
       timer.callback(...timer.args);
     } catch (err) {
       console.error("uncaught exception in timer callback:", err);
+    } finally {
+      ops.setAsyncContext(previous);
     }
   }
 
@@ -1342,7 +1352,14 @@
   }
   define("fetch", fetch);
 
-    // ---- .wasm imports ------------------------------------------------------------------------------
+  // ---- Node compatibility (node.js) --------------------------------------------------------------
+  // `import ... from "node:x"` compiles to a module that reads the namespace through
+  // __nano_builtin while the app's modules evaluate (isolate/modules.rs); register() removes it.
+  const node = installNode(ops, define);
+  define("self", globalThis);
+  define("__nano_builtin", (name) => node.modules[name]);
+
+  // ---- .wasm imports ------------------------------------------------------------------------------
   // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,
   // in every context, with a WebAssembly.Module (see isolate/modules.rs).
   const wasmSetters = new Map();
@@ -1385,6 +1402,7 @@
 
   function register(namespace) {
     delete globalThis.__nano_wasm_register;
+    delete globalThis.__nano_builtin;
     const handler = namespace.default;
     if (handler !== undefined && handler !== null && typeof handler.fetch === "function") {
       defaultHandler = handler;
@@ -1470,6 +1488,10 @@
   }
 
   function dispatch(id, method, url, flatHeaders, body, env) {
+    // No async context survives from an earlier request (the frame is the isolate's, not the
+    // context's), and process.env is the app's env, as on workerd.
+    ops.setAsyncContext(undefined);
+    node.setEnv(env);
     const headers = new Headers();
     const list = Headers[kState](headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);

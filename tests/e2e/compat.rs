@@ -1,0 +1,603 @@
+//! Workers fidelity (issue 11): Intl, Node compatibility and the Workers globals, over HTTP
+//! against the real binary. Every expected value is workerd's answer to the same fixture
+//! (tests/fixtures/compat, bundled with esbuild, served by npm `workerd` 1.20261117.1 with
+//! compatibilityDate "2026-11-01" and compatibilityFlags ["nodejs_compat"], env GREETING = "hi").
+
+use nano_tests::{Nano, block_on};
+use serde_json::{Value, json};
+
+fn node() -> Nano {
+    Nano::start(json!({ "apps": [{
+        "hostname": "compat.example",
+        "entrypoint": "compat/app.js",
+        // Unoptimised builds format slowly: CPU is not under test here.
+        "limits": { "workers": 1, "cpu_ms": 5000 },
+        "env": { "GREETING": "hi" }
+    }] }))
+}
+
+fn probe(nano: &Nano, name: &str) -> Value {
+    let reply = block_on(nano.get("compat.example", &format!("/{name}")));
+    assert_eq!(reply.status, 200, "{name}: {}", reply.body);
+    reply.json()
+}
+
+/// Compares the probe's answer with workerd's recorded one (JSON text) member by member, so a
+/// failure names the member that differs.
+fn assert_matches_workerd(nano: &Nano, name: &str, workerd: &str) {
+    let got = probe(nano, name);
+    let want: Value = serde_json::from_str(workerd).expect("the recorded workerd answer is JSON");
+    match (&got, &want) {
+        (Value::Object(got_map), Value::Object(want_map)) => {
+            for (key, value) in want_map {
+                assert_eq!(
+                    got_map.get(key),
+                    Some(value),
+                    "{name}.{key} differs from workerd"
+                );
+            }
+            assert_eq!(got_map.len(), want_map.len(), "{name}: {got}");
+        }
+        _ => assert_eq!(got, want, "{name} differs from workerd"),
+    }
+}
+
+/// Intl: formats, time zones, collation, plural rules, segmentation, supported values and the
+/// locale methods of Date, Number, BigInt and String (workerd answers `false` for Asia/Kolkata in
+/// supportedValuesOf: ICU's canonical id is Asia/Calcutta).
+#[test]
+fn intl_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "intl",
+        r#"{
+            "dtf": "1/15/2024",
+            "ny": "Monday, January 15, 2024 at 8:45:30 AM EST",
+            "kolkata": "19:15",
+            "parts": [
+                {
+                    "type": "month",
+                    "value": "Jan"
+                },
+                {
+                    "type": "literal",
+                    "value": " "
+                },
+                {
+                    "type": "day",
+                    "value": "15"
+                },
+                {
+                    "type": "literal",
+                    "value": ", "
+                },
+                {
+                    "type": "year",
+                    "value": "2024"
+                }
+            ],
+            "resolved": {
+                "locale": "en-US",
+                "calendar": "gregory",
+                "numberingSystem": "latn",
+                "timeZone": "UTC",
+                "year": "numeric",
+                "month": "numeric",
+                "day": "numeric"
+            },
+            "resolvedDe": {
+                "locale": "de-DE",
+                "calendar": "gregory",
+                "numberingSystem": "latn",
+                "timeZone": "Europe/Berlin",
+                "year": "numeric",
+                "month": "numeric",
+                "day": "numeric"
+            },
+            "currency": "$1,234,567.89",
+            "currencyJa": "￥1,234,568",
+            "compact": "1.2M",
+            "unit": "50 km/h",
+            "de": "1.234.567,891",
+            "collator": [
+                "a",
+                "ä",
+                "z",
+                "Z"
+            ],
+            "collatorSv": [
+                "a",
+                "z",
+                "ä"
+            ],
+            "plural": [
+                "other",
+                "one",
+                "other",
+                "other"
+            ],
+            "ordinal": [
+                "one",
+                "two",
+                "few",
+                "other",
+                "other",
+                "two"
+            ],
+            "pluralAr": [
+                "zero",
+                "one",
+                "two",
+                "few",
+                "many",
+                "other"
+            ],
+            "rtf": "yesterday",
+            "rtf2": "dentro de 3 horas",
+            "list": "a, b, and c",
+            "listDe": "a, b oder c",
+            "names": "Germany",
+            "namesLang": "anglais américain",
+            "namesCur": "Euro",
+            "seg": [
+                "Hello",
+                "world"
+            ],
+            "graphemes": [
+                "é",
+                "👨‍👩‍👧"
+            ],
+            "supportedCurrencies": true,
+            "supportedTz": false,
+            "supportedCal": true,
+            "toLocaleString": "1/15/2024, 1:45:30 PM",
+            "toLocaleDateString": "15/01/2024",
+            "toLocaleTimeString": "10:45:30 PM",
+            "dateString": "Mon Jan 15 2024 13:45:30 GMT+0000 (Coordinated Universal Time)",
+            "tzOffset": 0,
+            "num": "1,234,567.891",
+            "numDe": "1.234.567,891",
+            "bigint": "123,456,789,012,345,678,901,234,567,890",
+            "bigintHi": "12,34,567",
+            "normalize": [
+                "Å",
+                2,
+                "fi",
+                3
+            ],
+            "localeCompare": [
+                -1,
+                1,
+                1,
+                0
+            ],
+            "upper": "İSTANBUL",
+            "defaultLocale": "en-US",
+            "tz": "UTC"
+        }"#,
+    );
+}
+
+/// Buffer: encodings, shared memory of subarray, numeric accessors, errors with Node's codes.
+#[test]
+fn buffer_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "buffer",
+        r#"{
+            "imported": true,
+            "isUint8Array": true,
+            "isBuffer": [
+                true,
+                false
+            ],
+            "length": 13,
+            "byteLength": [
+                6,
+                2,
+                2,
+                4
+            ],
+            "hex": "68656c6c6f",
+            "base64": "aGVsbG8/Pg==",
+            "base64url": "aGVsbG8_Pg",
+            "latin1": "68e96c6c6f",
+            "ascii": "hi\u0000",
+            "binary": "hé",
+            "utf16le": "6800e900ac20",
+            "ucs2": "hé",
+            "fromHex": "Hello",
+            "fromBase64": "hello world",
+            "fromBase64url": "hi??>>",
+            "fromArray": "00ff41",
+            "shared": "hA�llo",
+            "concat": "abc",
+            "compare": [
+                -1,
+                1,
+                true
+            ],
+            "indexOf": [
+                3,
+                true,
+                3,
+                11
+            ],
+            "ints": [
+                "efbeaddefffeff00",
+                3735928559,
+                -2,
+                255,
+                61374
+            ],
+            "double": [
+                "400921fb54442d18",
+                3.141592653589793
+            ],
+            "bigint": [
+                "9223372036854775813",
+                "-9223372036854775803"
+            ],
+            "json": {
+                "type": "Buffer",
+                "data": [
+                    104,
+                    105
+                ]
+            },
+            "fill": "ababa",
+            "slice": "def",
+            "write": [
+                5,
+                "0068c3a96c6c"
+            ],
+            "copy": ".xyz",
+            "swap": "02010403",
+            "encodings": [
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                false
+            ],
+            "badEncoding": "TypeError ERR_UNKNOWN_ENCODING",
+            "outOfRange": "RangeError ERR_BUFFER_OUT_OF_BOUNDS",
+            "inspect": "<Buffer 68 69>",
+            "kMaxLength": "number",
+            "atob": "hi"
+        }"#,
+    );
+}
+
+/// EventEmitter: order, once, prepend, error without a listener, events.once.
+#[test]
+fn events_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "events",
+        r#"{
+            "seen": [
+                "first",
+                "on:12",
+                "once",
+                "first",
+                "on:34"
+            ],
+            "emitted": [
+                true,
+                true,
+                false
+            ],
+            "count": 2,
+            "names": [
+                "x"
+            ],
+            "value": 42,
+            "error": "Error",
+            "removed": 0,
+            "maxListeners": 10,
+            "isClass": true,
+            "named": true
+        }"#,
+    );
+}
+
+/// util: format, inspect, promisify, types.
+#[test]
+fn util_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "util",
+        r#"{
+            "format": [
+                "Bob is 42.5 years and 42",
+                "{\"a\":1} [ 1, [length]: 1 ]",
+                "% x extra 3",
+                "1.5",
+                "1 2 three"
+            ],
+            "inspect": [
+                "{ a: 1, b: 'two', c: [ 1, 2, 3 ], d: { e: { f: [Object] } } }",
+                "'str'",
+                "[ 1, 'a', null, undefined ]",
+                "Map(1) { 'k' => 1 }",
+                "Set(1) { 1 }",
+                "[Function: named]",
+                "123n",
+                "Symbol(s)",
+                "'bad'"
+            ],
+            "promisify": "slept 1",
+            "types": [
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                true,
+                true
+            ],
+            "textCodec": "ok",
+            "inherits": true,
+            "deepEqual": [
+                true,
+                false
+            ]
+        }"#,
+    );
+}
+
+/// assert: workerd's legacy methods compare strictly too.
+#[test]
+fn assert_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "assert",
+        r#"{
+            "ok": null,
+            "fails": "AssertionError ERR_ASSERTION",
+            "code": [
+                true,
+                "ERR_ASSERTION",
+                1,
+                2,
+                "strictEqual"
+            ],
+            "deep": null,
+            "deepFails": "AssertionError ERR_ASSERTION",
+            "looseDeep": "AssertionError ERR_ASSERTION",
+            "strict": "AssertionError ERR_ASSERTION",
+            "throws": null,
+            "throwsMissing": "AssertionError ERR_ASSERTION",
+            "message": "custom message",
+            "match": null,
+            "notEqual": "AssertionError ERR_ASSERTION"
+        }"#,
+    );
+}
+
+/// path (POSIX).
+#[test]
+fn path_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "path",
+        r#"{
+            "join": "/a/c/d.txt",
+            "resolve": "/x/z",
+            "normalize": "/a/c",
+            "dirname": "/a/b",
+            "basename": [
+                "c.txt",
+                "c"
+            ],
+            "extname": [
+                ".gz",
+                "",
+                "."
+            ],
+            "relative": "../../d",
+            "isAbsolute": [
+                true,
+                false
+            ],
+            "parse": {
+                "root": "/",
+                "dir": "/home/u",
+                "base": "file.txt",
+                "ext": ".txt",
+                "name": "file"
+            },
+            "format": "/d/n.e",
+            "sep": [
+                "/",
+                ":",
+                true
+            ]
+        }"#,
+    );
+}
+
+/// string_decoder: a split multi-byte character waits for its rest.
+#[test]
+fn string_decoder_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "string_decoder",
+        r#"{
+            "parts": [
+                "",
+                "€",
+                ""
+            ],
+            "hex": "6869",
+            "base64": [
+                "",
+                "aGk="
+            ]
+        }"#,
+    );
+}
+
+/// node:crypto: hashes (md5 included), HMAC, randomBytes, timingSafeEqual, webcrypto.
+#[test]
+fn crypto_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "crypto",
+        r#"{
+            "sha256": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "sha1b64": "qZk+NkcGgWq6PiVxeFDCbJzQ2J0=",
+            "md5": "900150983cd24fb0d6963f7d28e17f72",
+            "hmac": "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8",
+            "random": 16,
+            "randomIsBuffer": true,
+            "uuid": true,
+            "safeEqual": [
+                true,
+                false
+            ],
+            "safeEqualLength": "TypeError",
+            "webcrypto": true,
+            "unknownHash": "Error",
+            "digestBuffer": true
+        }"#,
+    );
+}
+
+/// AsyncLocalStorage across await, timers, nested runs and queueMicrotask.
+#[test]
+fn async_hooks_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "async_hooks",
+        r#"{
+            "seen": [
+                1,
+                1,
+                1,
+                1,
+                2,
+                1,
+                "micro 1",
+                null
+            ],
+            "returned": "store 3",
+            "outside": null
+        }"#,
+    );
+}
+
+/// process: env from the app's env, platform, cwd, global.
+#[test]
+fn process_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "process",
+        r#"{
+            "same": true,
+            "env": "hi",
+            "envTypes": "object",
+            "platform": "linux",
+            "version": true,
+            "versionsNode": "string",
+            "nextTick": "function",
+            "argv": true,
+            "cwd": "/bundle",
+            "global": true,
+            "bufferGlobal": "function",
+            "fromEnv": "string"
+        }"#,
+    );
+}
+
+/// process.nextTick runs after already-queued promise reactions, as on workerd.
+#[test]
+fn next_tick_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "next_tick",
+        r#"[
+            "sync",
+            "promise",
+            "tick 1",
+            "timeout"
+        ]"#,
+    );
+}
+
+/// node:url file URL helpers.
+#[test]
+fn url_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "url",
+        r#"{
+            "toPath": "/tmp/a b.txt",
+            "toUrl": "file:///tmp/a%20b.txt",
+            "sameUrl": true
+        }"#,
+    );
+}
+
+/// The process survives every Intl constructor and locale method across many locales, time zones
+/// and bad options, while a neighbour app keeps answering. Before ICU data was loaded, the first
+/// `Intl.DateTimeFormat` aborted the whole process.
+#[test]
+fn intl_everywhere_never_kills_the_node() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "storm.example", "entrypoint": "intl-storm/app.js",
+          "limits": { "workers": 2, "cpu_ms": 10000, "timeout_secs": 60 } },
+        { "hostname": "neighbour.example", "entrypoint": "hello/app.js", "env": { "NAME": "n" } }
+    ] }));
+    block_on(async {
+        for round in 0..12 {
+            let reply = nano.get("storm.example", &format!("/?round={round}")).await;
+            // workerd answers 407 results for every round of the same fixture.
+            assert_eq!(reply.status, 200, "round {round}: {}", reply.body);
+            assert_eq!(reply.json()["results"], 407, "round {round}");
+            let neighbour = nano.get("neighbour.example", "/").await;
+            assert_eq!(
+                (neighbour.status, neighbour.body.as_str()),
+                (200, "hello from n")
+            );
+        }
+    });
+}
+
+/// Node modules that reach the machine are refused when the app loads, naming the module and
+/// what is available instead; the node serves its other apps.
+#[test]
+fn refused_node_modules_fail_at_load_with_the_module_named() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "fs.example", "entrypoint": "node-refused/app.js" },
+        { "hostname": "bare.example", "entrypoint": "node-bare/app.js" }
+    ] }));
+    block_on(async {
+        let reply = nano.get("fs.example", "/").await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header("x-nano-error"), Some("app-unavailable"));
+        for needle in [
+            "import \\\"node:fs\\\" in app.js",
+            "node:fs is not available",
+            "no file system",
+            "node:buffer",
+        ] {
+            assert!(reply.body.contains(needle), "{needle}: {}", reply.body);
+        }
+        // Bare Node names resolve as in Node (npm packages import them so). workerd's answer:
+        let reply = nano.get("bare.example", "/").await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.json(),
+            json!({ "heard": "hi", "hash": "c22b5f9178342609428d6f51b2c5af4c0bde6a42", "format": "n=1" })
+        );
+    });
+}
