@@ -145,7 +145,7 @@ fn intl_answers_as_on_workerd() {
             ],
             "graphemes": [
                 "é",
-                "👨‍👩‍👧"
+                "👨\u200d👩\u200d👧"
             ],
             "supportedCurrencies": true,
             "supportedTz": false,
@@ -547,6 +547,463 @@ fn url_answers_as_on_workerd() {
     );
 }
 
+/// self, global, the Workers classes, Crypto/SubtleCrypto as classes, every console method.
+#[test]
+fn globals_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "globals",
+        r#"{
+            "self": true,
+            "global": true,
+            "types": [
+                "CustomEvent:function",
+                "MessageChannel:function",
+                "MessagePort:function",
+                "ByteLengthQueuingStrategy:function",
+                "CountQueuingStrategy:function",
+                "CompressionStream:function",
+                "DecompressionStream:function",
+                "URLPattern:function",
+                "Crypto:function",
+                "SubtleCrypto:function",
+                "CryptoKey:function",
+                "setImmediate:function",
+                "clearImmediate:function",
+                "scheduler:object",
+                "Buffer:function",
+                "process:object",
+                "navigator:object"
+            ],
+            "cryptoClasses": [
+                true,
+                true,
+                "TypeError",
+                "TypeError"
+            ],
+            "console": [],
+            "consoleCalls": "no throw"
+        }"#,
+    );
+}
+
+/// CustomEvent (an absent detail is undefined on workerd) and MessageChannel.
+#[test]
+fn messages_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "messages",
+        r#"{
+            "detail": {
+                "n": 1
+            },
+            "customIsEvent": true,
+            "message": [
+                1,
+                true,
+                2
+            ],
+            "back": "back",
+            "unclonable": "DataCloneError"
+        }"#,
+    );
+}
+
+/// setImmediate/clearImmediate, scheduler.wait and the queuing strategies.
+#[test]
+fn timers_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "timers",
+        r#"{
+            "order": [
+                "immediate arg",
+                "timeout"
+            ],
+            "waited": "waited",
+            "bytes": [
+                16,
+                5
+            ],
+            "count": [
+                3,
+                1
+            ],
+            "strategyError": "TypeError"
+        }"#,
+    );
+}
+
+/// Uint8Array base64 and hex (V8's --js-base-64).
+#[test]
+fn base64_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "base64",
+        r#"{
+            "toBase64": [
+                "aGn7/w==",
+                "aGn7_w==",
+                "aGn7/w"
+            ],
+            "toHex": "6869fbff",
+            "fromBase64": [
+                104,
+                105,
+                251,
+                255
+            ],
+            "fromBase64url": [
+                104,
+                105,
+                251,
+                255
+            ],
+            "fromHex": [
+                104,
+                105,
+                251,
+                255
+            ],
+            "badHex": "SyntaxError",
+            "setFromHex": [
+                [
+                    1,
+                    2,
+                    0,
+                    0
+                ],
+                4,
+                2
+            ]
+        }"#,
+    );
+}
+
+/// TextDecoder: every WHATWG label, BOMs, fatal mode and {stream: true}.
+#[test]
+fn decoders_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "decoders",
+        r#"{
+            "utf16le": [
+                "utf-16le",
+                "h€"
+            ],
+            "utf16be": [
+                "utf-16be",
+                "h€"
+            ],
+            "utf16bom": [
+                "utf-16le",
+                "h"
+            ],
+            "windows1252": [
+                "windows-1252",
+                "€éŸ"
+            ],
+            "latin1Alias": [
+                "windows-1252",
+                "€é"
+            ],
+            "asciiAlias": [
+                "windows-1252",
+                "€A"
+            ],
+            "iso8859_2": [
+                "iso-8859-2",
+                "Ąą"
+            ],
+            "iso8859_15": [
+                "iso-8859-15",
+                "€"
+            ],
+            "koi8r": [
+                "koi8-r",
+                "аб"
+            ],
+            "shiftJis": [
+                "shift_jis",
+                "あ日"
+            ],
+            "gbk": [
+                "gbk",
+                "你好"
+            ],
+            "gb18030": [
+                "gb18030",
+                "\u0080"
+            ],
+            "eucKr": [
+                "euc-kr",
+                "한"
+            ],
+            "big5": [
+                "big5",
+                "中"
+            ],
+            "eucJp": [
+                "euc-jp",
+                "あ"
+            ],
+            "labelSpaces": [
+                "utf-8",
+                "A"
+            ],
+            "unknown": "RangeError",
+            "replacement": "RangeError",
+            "fatal": "TypeError",
+            "lossy": [
+                "utf-8",
+                "A�B"
+            ],
+            "bom": [
+                "A",
+                2
+            ],
+            "streamed": [
+                "",
+                "€",
+                ""
+            ],
+            "streamed16": [
+                "",
+                "😀"
+            ]
+        }"#,
+    );
+}
+
+/// CompressionStream and DecompressionStream: gzip, deflate and deflate-raw round trips, Node's
+/// gzip output, corrupt and truncated input.
+#[test]
+fn compression_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "compression",
+        r#"{
+            "roundTrips": {
+                "gzip": [
+                    true,
+                    true
+                ],
+                "deflate": [
+                    true,
+                    true
+                ],
+                "deflate-raw": [
+                    true,
+                    true
+                ]
+            },
+            "fromNode": "hello hello hello hello",
+            "deflateHeader": "789c",
+            "gzipMagic": "1f8b08",
+            "corrupt": "TypeError",
+            "truncated": "TypeError",
+            "badFormat": "TypeError"
+        }"#,
+    );
+}
+
+/// URLPattern: groups, wildcards, base URLs, init objects, ignoreCase.
+#[test]
+fn urlpattern_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "urlpattern",
+        r#"{
+            "test": [
+                true,
+                false
+            ],
+            "groups": {
+                "rest": "a/b",
+                "id": "42"
+            },
+            "input": "/books/42/a/b",
+            "components": [
+                "*",
+                "*",
+                "/books/:id(\\d+)/:rest*",
+                "*"
+            ],
+            "host": {
+                "sub": "api"
+            },
+            "base": [
+                true,
+                false,
+                "/api/:v"
+            ],
+            "init": true,
+            "noMatch": null,
+            "invalid": "TypeError",
+            "wildcard": {
+                "0": "a/b.txt"
+            },
+            "optional": [
+                true,
+                true
+            ],
+            "caseInsensitive": true
+        }"#,
+    );
+}
+
+/// Request.signal and redirect, clones that tee their bodies, and which headers are immutable
+/// (an incoming request's and Response.redirect()'s; not Response.error()'s nor a copy's).
+#[test]
+fn requests_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "requests",
+        r#"{
+            "signal": [
+                true,
+                true,
+                false
+            ],
+            "signalFollows": true,
+            "redirect": [
+                "follow",
+                "manual"
+            ],
+            "requestClone": [
+                "twice",
+                "twice"
+            ],
+            "responseClone": [
+                "tee",
+                "tee"
+            ],
+            "cloneAfterRead": "TypeError",
+            "incomingHeaders": "TypeError",
+            "redirectHeaders": "TypeError",
+            "errorHeaders": null,
+            "newResponseHeaders": null,
+            "fetchedStyle": null
+        }"#,
+    );
+}
+
+/// Response.json of values JSON cannot express answers "undefined", as workerd does.
+#[test]
+fn response_json_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "response_json",
+        r#"{
+            "undefined": [
+                200,
+                "application/json",
+                "undefined"
+            ],
+            "null": [
+                200,
+                "application/json",
+                "null"
+            ],
+            "number": [
+                200,
+                "application/json",
+                "1"
+            ],
+            "fn": [
+                200,
+                "application/json",
+                "undefined"
+            ]
+        }"#,
+    );
+}
+
+/// structuredClone: class instances arrive as plain objects, transfer detaches the source.
+#[test]
+fn structured_clone_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "structured_clone",
+        r#"{
+            "classInstance": [
+                "{\"x\":1}",
+                true,
+                null
+            ],
+            "transfer": [
+                0,
+                8,
+                true
+            ],
+            "transferTwice": null,
+            "func": "DataCloneError",
+            "errorClone": [
+                true,
+                "r"
+            ]
+        }"#,
+    );
+}
+
+/// URLSearchParams.has and delete with a value.
+#[test]
+fn search_params_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "search_params",
+        r#"{
+            "has": [
+                true,
+                false,
+                true
+            ],
+            "afterDelete": "a=2&b=3",
+            "size": 2
+        }"#,
+    );
+}
+
+/// URL parsing edge cases: path encoding, dot segments, IDNA, IPv4 forms, backslashes.
+#[test]
+fn urls_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "urls",
+        r#"{
+            "path": "http://example.com/a%20b/%7Efoo/%C3%BC?q=a%20b#frag%20ment",
+            "dots": "http://example.com/a/d",
+            "idna": "http://xn--bcher-kva.example/",
+            "idnaUpper": "http://example.xn--om-3ia/",
+            "punycode": "http://xn--bcher-kva.example/",
+            "ipv4": "http://127.0.0.1/",
+            "ipv6": "http://[::1]/",
+            "backslash": "http://example.com/a/b",
+            "badHost": "TypeError",
+            "relative": "http://h.com/a/x?y#z",
+            "special": "foo://host/a%20b",
+            "port": "https://h.com/",
+            "canParse": [
+                true,
+                false
+            ],
+            "parse": "null"
+        }"#,
+    );
+}
+
+/// A body stream that yields strings is refused.
+#[test]
+fn stream_strings_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "stream_strings",
+        r#"{
+            "viaResponse": "TypeError"
+        }"#,
+    );
+}
+
 /// The process survives every Intl constructor and locale method across many locales, time zones
 /// and bad options, while a neighbour app keeps answering. Before ICU data was loaded, the first
 /// `Intl.DateTimeFormat` aborted the whole process.
@@ -598,6 +1055,40 @@ fn refused_node_modules_fail_at_load_with_the_module_named() {
         assert_eq!(
             reply.json(),
             json!({ "heard": "hi", "hash": "c22b5f9178342609428d6f51b2c5af4c0bde6a42", "format": "n=1" })
+        );
+    });
+}
+
+/// A decompression bomb whose output the app keeps ends that request at `memory_mb` (bytes made
+/// natively count like any ArrayBuffer), and an isolate cannot open streams without bound; the
+/// worker serves on after both.
+#[test]
+fn compression_bombs_and_stream_floods_end_the_request_not_the_node() {
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "bomb.example", "entrypoint": "codec-bomb/app.js",
+        "limits": { "workers": 1, "cpu_ms": 30000, "memory_mb": 32, "timeout_secs": 60 }
+    }] }));
+    block_on(async {
+        let reply = nano.get("bomb.example", "/bomb").await;
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert_eq!(reply.header("x-nano-error"), Some("memory-limit"));
+        let reply = nano.get("bomb.example", "/many").await;
+        assert_eq!(
+            reply.body,
+            "TypeError after 64: too many open TextDecoder streams and compression streams in this \
+             isolate (at most 64); finish, cancel or drop some first"
+        );
+        // The first request's streams ended with it (context reset): the cap is whole again.
+        let reply = nano.get("bomb.example", "/many").await;
+        assert!(
+            reply.body.starts_with("TypeError after 64"),
+            "{}",
+            reply.body
+        );
+        let reply = nano.get("bomb.example", "/small").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "packed 1 MiB into under 4 KiB")
         );
     });
 }

@@ -168,6 +168,8 @@ pub(crate) struct WorkerState {
     pub hostname: Arc<str>,
     /// The isolate's memory limit in bytes (unbounded while the app snapshot is made).
     pub memory_limit: usize,
+    /// What bytes made by ops are charged to (absent while the app snapshot is made).
+    pub budget: Option<Arc<crate::limits::memory::Budget>>,
     /// `nano_cpu_time_ms` of this app (absent while the app snapshot is made).
     pub cpu_time: Option<prometheus::Histogram>,
     /// Where finished subrequests are reported, and what they may do (absent while the app
@@ -181,6 +183,8 @@ pub(crate) struct WorkerState {
     pub due: DelayQueue<Due>,
     timers: HashMap<u64, Timer>,
     next_timer: u64,
+    /// Streaming text decoders and compression streams of this isolate's JS.
+    pub codecs: crate::webapi::codec::Codecs,
 }
 
 impl WorkerState {
@@ -188,6 +192,7 @@ impl WorkerState {
         Self {
             hostname,
             memory_limit,
+            budget: None,
             cpu_time: None,
             fetch: None,
             requests: HashMap::new(),
@@ -196,6 +201,7 @@ impl WorkerState {
             due: DelayQueue::new(),
             timers: HashMap::new(),
             next_timer: 1,
+            codecs: Default::default(),
         }
     }
 
@@ -366,6 +372,17 @@ impl WorkerState {
             .collect();
         for timer in owned {
             self.cancel_timer(timer);
+        }
+        self.codecs.close_request(id);
+    }
+
+    /// The request that owns what the running JS opens now: with context reset, the request
+    /// (it dies with it); without, none (the isolate's one context keeps it).
+    pub fn owner(&self) -> Option<u64> {
+        if self.shared.is_some() {
+            None
+        } else {
+            self.current_request
         }
     }
 

@@ -38,7 +38,8 @@ pub fn init_v8() {
         // Isolates of one process share V8's read-only heap, so every snapshot they start from
         // must have the same read-only layout; a non-extensible read-only snapshot guarantees it
         // for the per-app snapshots made by separate `nano prepare-app` processes.
-        v8::V8::set_flags_from_string("--no-extensible-ro-snapshot");
+        // --js-base-64: Uint8Array.fromBase64/fromHex and toBase64/toHex, which Workers have.
+        v8::V8::set_flags_from_string("--no-extensible-ro-snapshot --js-base-64");
         // On CPUs with memory protection keys (PKU), V8 guards its code and dispatch tables with
         // a key that only the initialising thread and the threads it spawns afterwards may use:
         // an isolate made on a thread that existed before segfaults in `Isolate::new`. Started

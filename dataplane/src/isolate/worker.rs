@@ -150,6 +150,7 @@ impl Worker {
         let clock = WorkerClock::new(isolate.thread_safe_handle())?;
         budget.arm(clock.tripwire());
         let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
+        worker_state.budget = Some(budget.clone());
         worker_state.cpu_time = crate::metrics::recording()
             .then(|| METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
         worker_state.fetch = Some(host::FetchContext {
@@ -303,7 +304,7 @@ impl Worker {
             let body: v8::Local<v8::Value> = if job.body.is_empty() {
                 v8::null(scope).into()
             } else {
-                webapi::uint8_array(scope, job.body.to_vec()).into()
+                webapi::uncharged_uint8_array(scope, job.body.to_vec()).into()
             };
             let env = v8::Local::new(scope, &js.env);
             let id_value = v8::Number::new(scope, id as f64);

@@ -157,6 +157,47 @@ pub fn allocator(budget: &std::sync::Arc<Budget>) -> v8::UniqueRef<v8::Allocator
     unsafe { v8::new_rust_allocator(raw, &VTABLE) }
 }
 
+/// A backing store for bytes made natively (by an op), charged to `budget` like a buffer from
+/// the counting allocator and released when V8 frees it. `None` when the bytes do not fit the
+/// budget: the limit has then tripped and the request's JS is being ended.
+pub fn charged_backing_store(
+    budget: &std::sync::Arc<Budget>,
+    bytes: Vec<u8>,
+) -> Option<v8::UniqueRef<v8::BackingStore>> {
+    let len = bytes.len();
+    if !budget.reserve(len) {
+        return None;
+    }
+    let data = Box::into_raw(bytes.into_boxed_slice()) as *mut u8;
+    let owner = std::sync::Arc::into_raw(budget.clone());
+    // SAFETY: `data` is a boxed slice of `len` bytes that V8 now owns until it calls
+    // `release_charged` once, which rebuilds the box and drops the Arc leaked for it.
+    Some(unsafe {
+        v8::ArrayBuffer::new_backing_store_from_ptr(
+            data.cast(),
+            len,
+            release_charged,
+            owner as *mut libc::c_void,
+        )
+    })
+}
+
+unsafe extern "C" fn release_charged(
+    data: *mut libc::c_void,
+    len: usize,
+    owner: *mut libc::c_void,
+) {
+    // SAFETY: the pointers come from `charged_backing_store`, and V8 calls this once per store.
+    let (bytes, budget) = unsafe {
+        (
+            Box::from_raw(std::ptr::slice_from_raw_parts_mut(data.cast::<u8>(), len)),
+            std::sync::Arc::from_raw(owner as *const Budget),
+        )
+    };
+    drop(bytes);
+    budget.external.fetch_sub(len, Ordering::AcqRel);
+}
+
 /// Room given to V8 past the limit so it can unwind after the termination request instead of
 /// running out of heap (which is fatal to the whole process). The allocation that hit the limit
 /// may be a single object of up to ~1 GiB (V8's longest string or array), and some builtins (a

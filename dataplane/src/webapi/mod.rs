@@ -4,12 +4,17 @@
 //! Ops find the worker's state through the isolate slot (see `isolate::host`); they never keep V8
 //! handles beyond the call, and every refusal is a JS exception of the standard type.
 
+pub(crate) mod codec;
 mod crypto;
 pub mod fetch;
+mod urlpattern;
+
+use urlpattern::{op_input as op_url_pattern_input, op_parse as op_url_pattern_parse};
 
 use std::time::Duration;
 
 use crate::isolate::host::{self, Reply};
+use crate::limits::memory;
 
 /// The JS glue, evaluated once per app inside the snapshot creator.
 pub(crate) const RUNTIME_JS: &str = concat!(
@@ -64,6 +69,149 @@ ops! {
     "crypto" => op_crypto,
     "asyncContext" => op_async_context,
     "setAsyncContext" => op_set_async_context,
+    "encodingName" => op_encoding_name,
+    "codecOpen" => op_codec_open,
+    "textDecode" => op_text_decode,
+    "compressPush" => op_compress_push,
+    "compressFinish" => op_compress_finish,
+    "codecClose" => op_codec_close,
+    "urlPatternParse" => op_url_pattern_parse,
+    "urlPatternInput" => op_url_pattern_input,
+}
+
+/// `encodingName(label)`: the WHATWG name of a TextDecoder label, or undefined.
+fn op_encoding_name(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let label = string_arg(scope, &args, 0);
+    if let Some(name) = codec::encoding_name(&label)
+        && let Some(name) = v8::String::new(scope, &name)
+    {
+        rv.set(name.into());
+    }
+}
+
+/// `codecOpen(kind, name, flag, flag)`: a streaming text decoder (`"text"`, encoding name,
+/// fatal, ignoreBOM) or a compression stream (`"compress"`/`"decompress"`, format). Answers
+/// the codec's number.
+fn op_codec_open(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let kind = string_arg(scope, &args, 0);
+    let name = string_arg(scope, &args, 1);
+    let codec = match kind.as_str() {
+        "text" => {
+            let fatal = args.get(2).boolean_value(scope);
+            let ignore_bom = args.get(3).boolean_value(scope);
+            codec::text_decoder(&name, fatal, ignore_bom)
+        }
+        _ => codec::compression(&name, kind == "decompress"),
+    };
+    let Some(codec) = codec else {
+        return throw_type_error(
+            scope,
+            &format!("unsupported format {name:?} (gzip, deflate and deflate-raw are supported)"),
+        );
+    };
+    let state = host::state(scope);
+    let opened = {
+        let mut state = state.borrow_mut();
+        let owner = state.owner();
+        state.codecs.open(owner, codec)
+    };
+    match opened {
+        Ok(id) => rv.set_uint32(id),
+        Err(err) => throw_type_error(scope, &err.to_string()),
+    }
+}
+
+/// `textDecode(id, bytes, last)`: the text of `bytes`; `last` ends the decoder.
+fn op_text_decode(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let id = args.get(0).uint32_value(scope).unwrap_or(0);
+    let bytes = bytes_of(args.get(1)).unwrap_or_default();
+    let last = args.get(2).boolean_value(scope);
+    let state = host::state(scope);
+    let decoded = {
+        let mut state = state.borrow_mut();
+        let decoded = state
+            .codecs
+            .get(id)
+            .and_then(|codec| codec.decode(&bytes, last));
+        if last || decoded.is_err() {
+            state.codecs.close(id);
+        }
+        decoded
+    };
+    match decoded {
+        Ok(text) => match v8::String::new(scope, &text) {
+            Some(text) => rv.set(text.into()),
+            None => throw_type_error(
+                scope,
+                "TextDecoder.decode: the text is too long for a string",
+            ),
+        },
+        Err(err) => throw_type_error(scope, &format!("TextDecoder.decode: {err}")),
+    }
+}
+
+/// `compressPush(id, bytes)`: what the compressor or decompressor makes of `bytes`.
+fn op_compress_push(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let id = args.get(0).uint32_value(scope).unwrap_or(0);
+    let bytes = bytes_of(args.get(1)).unwrap_or_default();
+    let state = host::state(scope);
+    let pushed = {
+        let mut state = state.borrow_mut();
+        let pushed = state.codecs.get(id).and_then(|codec| codec.push(&bytes));
+        if pushed.is_err() {
+            state.codecs.close(id);
+        }
+        pushed
+    };
+    match pushed {
+        Ok(out) => rv.set(uint8_array(scope, out).into()),
+        Err(err) => throw_type_error(scope, &err.to_string()),
+    }
+}
+
+/// `compressFinish(id)`: the stream's last bytes; the codec ends.
+fn op_compress_finish(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let id = args.get(0).uint32_value(scope).unwrap_or(0);
+    let state = host::state(scope);
+    let codec = state.borrow_mut().codecs.close(id);
+    let finished = codec
+        .ok_or(codec::CodecError::Closed)
+        .and_then(codec::Codec::finish);
+    match finished {
+        Ok(out) => rv.set(uint8_array(scope, out).into()),
+        Err(err) => throw_type_error(scope, &err.to_string()),
+    }
+}
+
+/// `codecClose(id)`: a cancelled stream or a dropped decoder.
+fn op_codec_close(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let id = args.get(0).uint32_value(scope).unwrap_or(0);
+    let state = host::state(scope);
+    state.borrow_mut().codecs.close(id);
 }
 
 /// The current async context frame (AsyncLocalStorage's stores): V8 keeps it with every promise
@@ -581,13 +729,40 @@ fn bytes_of(value: v8::Local<v8::Value>) -> Option<Vec<u8>> {
     None
 }
 
-/// A Uint8Array that owns `bytes` without copying them again.
+/// A Uint8Array that owns `bytes` without copying them again, charged to the isolate's memory
+/// budget like any ArrayBuffer. Over the budget it is empty, and the memory limit has tripped:
+/// the request's JS ends as soon as the op returns.
 pub(crate) fn uint8_array<'s>(
     scope: &mut v8::HandleScope<'s>,
     bytes: Vec<u8>,
 ) -> v8::Local<'s, v8::Uint8Array> {
-    let len = bytes.len();
-    let store = v8::ArrayBuffer::new_backing_store_from_vec(bytes).make_shared();
+    let budget = scope
+        .get_slot::<host::StateRef>()
+        .and_then(|state| state.borrow().budget.clone());
+    let store = match budget {
+        Some(budget) => memory::charged_backing_store(&budget, bytes)
+            .unwrap_or_else(|| v8::ArrayBuffer::new_backing_store_from_vec(Vec::new())),
+        None => v8::ArrayBuffer::new_backing_store_from_vec(bytes),
+    };
+    array_over(scope, store)
+}
+
+/// A Uint8Array over `bytes`, not charged to the memory budget: for bytes admitted before any
+/// JS runs (a request body, bounded by the front's `max_body_bytes`), where a refusal could not
+/// end the request and would hand the app an empty body instead.
+pub(crate) fn uncharged_uint8_array<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    bytes: Vec<u8>,
+) -> v8::Local<'s, v8::Uint8Array> {
+    array_over(scope, v8::ArrayBuffer::new_backing_store_from_vec(bytes))
+}
+
+fn array_over<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    store: v8::UniqueRef<v8::BackingStore>,
+) -> v8::Local<'s, v8::Uint8Array> {
+    let len = store.byte_length();
+    let store = store.make_shared();
     let buffer = v8::ArrayBuffer::with_backing_store(scope, &store);
     v8::Uint8Array::new(scope, buffer, 0, len).expect("a Uint8Array over a fresh buffer")
 }

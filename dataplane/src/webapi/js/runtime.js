@@ -91,10 +91,68 @@
     return String(value);
   }
   const console = {};
+  // Groups indent what follows by two spaces a level; counters and timers are per context.
+  let groupIndent = "";
+  const print = (level, text) => ops.log(level, groupIndent ? text.replace(/^/gm, groupIndent) : text);
   for (const [name, level] of Object.entries(LEVELS)) {
-    console[name] = (...args) => ops.log(level, args.map((a) => formatValue(a, 0)).join(" "));
+    console[name] = (...args) => print(level, args.map((a) => formatValue(a, 0)).join(" "));
   }
-  console.trace = (...args) => ops.log(0, [...args.map((a) => formatValue(a, 0)), new Error().stack].join(" "));
+  console.trace = (...args) => print(0, ["Trace:", ...args.map((a) => formatValue(a, 0)), new Error().stack.replace(/^Error\n/, "\n")].join(" "));
+  console.dir = (value) => print(1, formatValue(value, 1));
+  console.dirxml = (...args) => console.log(...args);
+  console.assert = (condition, ...args) => {
+    if (condition) return;
+    const [first, ...rest] = args;
+    print(3, ["Assertion failed" + (args.length ? ":" : ""), ...(typeof first === "string" ? [first, ...rest.map((a) => formatValue(a, 0))] : args.map((a) => formatValue(a, 0)))].join(" "));
+  };
+  const counts = new Map();
+  console.count = (label = "default") => {
+    const n = (counts.get(String(label)) ?? 0) + 1;
+    counts.set(String(label), n);
+    print(1, `${label}: ${n}`);
+  };
+  console.countReset = (label = "default") => {
+    if (!counts.has(String(label))) print(2, `Count for '${label}' does not exist`);
+    counts.set(String(label), 0);
+  };
+  const consoleTimers = new Map();
+  const elapsed = (label) => `${label}: ${(ops.now() - consoleTimers.get(label)).toFixed(3)}ms`;
+  console.time = (label = "default") => {
+    label = String(label);
+    if (consoleTimers.has(label)) return print(2, `Label '${label}' already exists for console.time()`);
+    consoleTimers.set(label, ops.now());
+  };
+  console.timeLog = (label = "default", ...data) => {
+    label = String(label);
+    if (!consoleTimers.has(label)) return print(2, `No such label '${label}' for console.timeLog()`);
+    print(1, [elapsed(label), ...data.map((a) => formatValue(a, 0))].join(" "));
+  };
+  console.timeEnd = (label = "default") => {
+    label = String(label);
+    if (!consoleTimers.has(label)) return print(2, `No such label '${label}' for console.timeEnd()`);
+    print(1, elapsed(label));
+    consoleTimers.delete(label);
+  };
+  console.group = (...label) => {
+    if (label.length) console.log(...label);
+    groupIndent += "  ";
+  };
+  console.groupCollapsed = console.group;
+  console.groupEnd = () => { groupIndent = groupIndent.slice(2); };
+  // A table of the rows' columns, drawn as Node draws it.
+  console.table = (data, columns) => {
+    if (data === null || typeof data !== "object") return console.log(data);
+    const rows = data instanceof Map ? [...data.entries()].map(([k, v]) => [String(k), v]) : Object.entries(data);
+    const keys = columns ?? [...new Set(rows.flatMap(([, v]) => (v !== null && typeof v === "object" ? Object.keys(v) : [])))];
+    const hasValues = rows.some(([, v]) => v === null || typeof v !== "object");
+    const header = ["(index)", ...keys, ...(hasValues ? ["Values"] : [])];
+    const cell = (v) => (v === undefined ? "" : formatValue(v, 1));
+    const body = rows.map(([k, v]) => [k, ...keys.map((c) => (v !== null && typeof v === "object" ? cell(v[c]) : "")), ...(hasValues ? [v !== null && typeof v === "object" ? "" : cell(v)] : [])]);
+    const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)) + 2);
+    const line = (l, m, r) => l + widths.map((w) => "─".repeat(w)).join(m) + r;
+    const row = (cells) => "│" + cells.map((c, i) => { const pad = widths[i] - c.length; return " ".repeat(Math.floor(pad / 2)) + c + " ".repeat(Math.ceil(pad / 2)); }).join("│") + "│";
+    print(1, [line("┌", "┬", "┐"), row(header), line("├", "┼", "┤"), ...body.map(row), line("└", "┴", "┘")].join("\n"));
+  };
   define("console", console);
 
   // ---- timers and microtasks -----------------------------------------------------------------
@@ -156,22 +214,36 @@
       return { read, written };
     }
   }
+  // Every WHATWG encoding (encoding_rs, webapi/codec.rs). A one-shot UTF-8 decode takes the
+  // fast path; a streaming decode keeps a native decoder, which holds a split multi-byte
+  // sequence until its rest arrives, until a call without {stream: true} ends it.
   class TextDecoder {
-    #fatal; #ignoreBOM;
+    #encoding; #fatal; #ignoreBOM; #codec = 0;
     constructor(label = "utf-8", options = {}) {
-      const l = String(label).trim().toLowerCase();
-      if (l !== "utf-8" && l !== "utf8" && l !== "unicode-1-1-utf-8") {
-        throw new RangeError(`TextDecoder: encoding "${label}" is not supported (only utf-8)`);
-      }
-      this.#fatal = Boolean(options.fatal);
-      this.#ignoreBOM = Boolean(options.ignoreBOM);
+      const name = ops.encodingName(String(label));
+      if (name === undefined) throw new RangeError(`TextDecoder: the encoding "${label}" is not supported (any WHATWG encoding label is)`);
+      this.#encoding = name;
+      this.#fatal = Boolean(options?.fatal);
+      this.#ignoreBOM = Boolean(options?.ignoreBOM);
     }
-    get encoding() { return "utf-8"; }
+    get encoding() { return this.#encoding; }
     get fatal() { return this.#fatal; }
     get ignoreBOM() { return this.#ignoreBOM; }
-    decode(input) {
-      if (input === undefined) return "";
-      return ops.decodeUtf8(toBytes(input, "TextDecoder.decode"), this.#fatal, this.#ignoreBOM);
+    decode(input = undefined, options = undefined) {
+      const stream = Boolean(options?.stream);
+      const bytes = input === undefined ? new Uint8Array(0) : toBytes(input, "TextDecoder.decode");
+      if (this.#codec === 0) {
+        if (!stream && this.#encoding === "utf-8") return ops.decodeUtf8(bytes, this.#fatal, this.#ignoreBOM);
+        this.#codec = ops.codecOpen("text", this.#encoding, this.#fatal, this.#ignoreBOM);
+      }
+      const codec = this.#codec;
+      if (!stream) this.#codec = 0;
+      try {
+        return ops.textDecode(codec, bytes, !stream);
+      } catch (err) {
+        this.#codec = 0;
+        throw err;
+      }
     }
   }
   define("TextEncoder", TextEncoder);
@@ -252,6 +324,17 @@
     }
   }
   define("Event", Event);
+
+  class CustomEvent extends Event {
+    #detail;
+    constructor(type, init = {}) {
+      super(type, init);
+      // workerd leaves an absent detail undefined (the DOM standard says null).
+      this.#detail = init?.detail;
+    }
+    get detail() { return this.#detail; }
+  }
+  define("CustomEvent", CustomEvent);
   define("EventTarget", EventTarget);
 
   class AbortSignal extends EventTarget {
@@ -336,8 +419,13 @@
 
   // ---- structuredClone ---------------------------------------------------------------------------
   define("structuredClone", (value, options = undefined) => {
-    void options;
     const seen = new Map();
+    // Transferred buffers move (the source is detached); a buffer already detached arrives
+    // empty, as on workerd.
+    for (const buffer of options?.transfer ?? []) {
+      if (!(buffer instanceof ArrayBuffer)) throw new DOMException("structuredClone: only ArrayBuffers can be transferred", "DataCloneError");
+      seen.set(buffer, buffer.detached ? new ArrayBuffer(0) : buffer.transfer());
+    }
     const clone = (v) => {
       if (v === null || (typeof v !== "object" && typeof v !== "function" && typeof v !== "symbol")) return v;
       if (typeof v === "function" || typeof v === "symbol") {
@@ -374,10 +462,8 @@
       } else if (v instanceof Boolean || v instanceof Number || v instanceof String) {
         out = Object(v.valueOf());
       } else {
-        const proto = Object.getPrototypeOf(v);
-        if (proto !== Object.prototype && proto !== null) {
-          throw new DOMException(`structuredClone: ${v.constructor?.name ?? "this object"} could not be cloned`, "DataCloneError");
-        }
+        // Any other object (a class instance too) arrives as a plain object of its own
+        // enumerable properties, as V8's serializer makes it on workerd.
         out = {};
         seen.set(v, out);
         for (const k of Object.keys(v)) out[k] = clone(v[k]);
@@ -388,6 +474,204 @@
     };
     return clone(value);
   });
+
+  // ---- CompressionStream, DecompressionStream -----------------------------------------------------
+  // flate2 behind the codec ops (webapi/codec.rs). Input is fed in slices, so the CPU limit can
+  // end a long stream between them and one slice never inflates past a few MiB natively.
+  const COMPRESSION_FORMATS = ["gzip", "deflate", "deflate-raw"];
+  function codecTransform(kind, format, name) {
+    format = String(format);
+    if (!COMPRESSION_FORMATS.includes(format)) {
+      throw new TypeError(`${name}: the format must be "gzip", "deflate" or "deflate-raw", not ${JSON.stringify(format)}`);
+    }
+    // webapi/codec.rs INFLATE_SLICE bounds what one decompressing call takes.
+    const slice = kind === "decompress" ? 4096 : 65536;
+    let codec = ops.codecOpen(kind, format);
+    return new TransformStream({
+      transform(chunk, controller) {
+        const bytes = toBytes(chunk, `${name}: a chunk`);
+        for (let i = 0; i < bytes.length; i += slice) {
+          const out = ops.compressPush(codec, bytes.subarray(i, i + slice));
+          if (out.length) controller.enqueue(out);
+        }
+      },
+      flush(controller) {
+        const out = ops.compressFinish(codec);
+        codec = 0;
+        if (out.length) controller.enqueue(out);
+      },
+      cancel() {
+        if (codec) ops.codecClose(codec);
+      },
+    });
+  }
+  class CompressionStream {
+    #transform;
+    constructor(format) { this.#transform = codecTransform("compress", format, "CompressionStream"); }
+    get readable() { return this.#transform.readable; }
+    get writable() { return this.#transform.writable; }
+  }
+  class DecompressionStream {
+    #transform;
+    constructor(format) { this.#transform = codecTransform("decompress", format, "DecompressionStream"); }
+    get readable() { return this.#transform.readable; }
+    get writable() { return this.#transform.writable; }
+  }
+  define("CompressionStream", CompressionStream);
+  define("DecompressionStream", DecompressionStream);
+
+  // ---- URLPattern --------------------------------------------------------------------------------
+  // The urlpattern crate turns a pattern into one regular expression per URL component
+  // (webapi/urlpattern.rs); matching runs here, in V8's RegExp, under the request's limits.
+  const URL_COMPONENTS = ["protocol", "username", "password", "hostname", "port", "pathname", "search", "hash"];
+  const patternJson = (input) => {
+    if (typeof input === "string") return JSON.stringify(input);
+    if (input === null || typeof input !== "object") throw new TypeError("URLPattern: the input must be a string or a URLPatternInit object");
+    const init = {};
+    for (const key of [...URL_COMPONENTS, "baseURL"]) if (input[key] !== undefined) init[key] = String(input[key]);
+    return JSON.stringify(init);
+  };
+  class URLPattern {
+    #parts; #regexps = {};
+    constructor(input = {}, baseURL = undefined, options = undefined) {
+      if (baseURL !== null && typeof baseURL === "object") {
+        options = baseURL;
+        baseURL = undefined;
+      }
+      const ignoreCase = Boolean(options?.ignoreCase);
+      this.#parts = JSON.parse(ops.urlPatternParse(patternJson(input), baseURL === undefined ? undefined : String(baseURL), ignoreCase));
+      for (const key of URL_COMPONENTS) {
+        try {
+          this.#regexps[key] = new RegExp(this.#parts[key].regexpString, ignoreCase ? "ui" : "u");
+        } catch (err) {
+          throw new TypeError(`URLPattern: the ${key} pattern is not a valid regular expression (${err.message})`);
+        }
+      }
+    }
+    get hasRegExpGroups() { return this.#parts.hasRegexpGroups; }
+    test(input = {}, baseURL = undefined) { return this.#match(input, baseURL) !== null; }
+    exec(input = {}, baseURL = undefined) { return this.#match(input, baseURL); }
+    #match(input, baseURL) {
+      const found = ops.urlPatternInput(patternJson(input), baseURL === undefined ? undefined : String(baseURL));
+      if (found === undefined) return null;
+      const [values, [given, base]] = JSON.parse(found);
+      const result = { inputs: base === null ? [given] : [given, base] };
+      for (const key of URL_COMPONENTS) {
+        const match = this.#regexps[key].exec(values[key]);
+        if (match === null) return null;
+        const groups = {};
+        this.#parts[key].groupNameList.forEach((name, i) => { groups[name] = match[i + 1]; });
+        result[key] = { input: values[key], groups };
+      }
+      return result;
+    }
+    static {
+      for (const key of URL_COMPONENTS) {
+        Object.defineProperty(URLPattern.prototype, key, {
+          get() { return this.#parts[key].patternString; },
+          configurable: true,
+          enumerable: true,
+        });
+      }
+    }
+  }
+  define("URLPattern", URLPattern);
+
+  // ---- MessageChannel ----------------------------------------------------------------------------
+  // Ports of one isolate: a message is a structured clone, delivered as a microtask once the
+  // receiving port is started (setting onmessage starts it, addEventListener needs start()).
+  class MessageEvent extends Event {
+    #data; #ports;
+    constructor(type, init = {}) {
+      super(type, init);
+      this.#data = init.data;
+      this.#ports = Object.freeze([...(init.ports ?? [])]);
+    }
+    get data() { return this.#data; }
+    get ports() { return this.#ports; }
+    get origin() { return ""; }
+    get lastEventId() { return ""; }
+    get source() { return null; }
+  }
+  class MessagePort extends EventTarget {
+    #other = null; #started = false; #closed = false; #queue = []; #onmessage = null;
+    constructor(key) {
+      super();
+      if (key !== kState) throw new TypeError("Illegal constructor: MessagePort comes from a MessageChannel");
+    }
+    static [kState](a, b) { a.#other = b; b.#other = a; }
+    get onmessage() { return this.#onmessage; }
+    set onmessage(handler) {
+      if (this.#onmessage) this.removeEventListener("message", this.#onmessage);
+      this.#onmessage = typeof handler === "function" ? handler : null;
+      if (this.#onmessage) this.addEventListener("message", this.#onmessage);
+      this.start();
+    }
+    postMessage(message, transfer = undefined) {
+      const data = structuredClone(message, Array.isArray(transfer) ? { transfer } : transfer);
+      const target = this.#other;
+      if (this.#closed || target === null || target.#closed) return;
+      target.#queue.push(data);
+      target.#flush();
+    }
+    start() {
+      if (this.#started) return;
+      this.#started = true;
+      this.#flush();
+    }
+    close() {
+      this.#closed = true;
+      this.#queue.length = 0;
+    }
+    #flush() {
+      if (!this.#started) return;
+      while (this.#queue.length) {
+        const data = this.#queue.shift();
+        Promise.resolve().then(() => { if (!this.#closed) this.dispatchEvent(new MessageEvent("message", { data })); });
+      }
+    }
+  }
+  class MessageChannel {
+    #port1 = new MessagePort(kState); #port2 = new MessagePort(kState);
+    constructor() { MessagePort[kState](this.#port1, this.#port2); }
+    get port1() { return this.#port1; }
+    get port2() { return this.#port2; }
+  }
+  define("MessageEvent", MessageEvent);
+  define("MessagePort", MessagePort);
+  define("MessageChannel", MessageChannel);
+
+  // ---- queuing strategies, scheduler ---------------------------------------------------------------
+  const strategyMark = (init, name) => {
+    if (init === null || typeof init !== "object" || init.highWaterMark === undefined) {
+      throw new TypeError(`${name}: the init argument needs a highWaterMark`);
+    }
+    return Number(init.highWaterMark);
+  };
+  class ByteLengthQueuingStrategy {
+    #highWaterMark;
+    constructor(init) { this.#highWaterMark = strategyMark(init, "ByteLengthQueuingStrategy"); }
+    get highWaterMark() { return this.#highWaterMark; }
+    get size() { return (chunk) => chunk.byteLength; }
+  }
+  class CountQueuingStrategy {
+    #highWaterMark;
+    constructor(init) { this.#highWaterMark = strategyMark(init, "CountQueuingStrategy"); }
+    get highWaterMark() { return this.#highWaterMark; }
+    get size() { return () => 1; }
+  }
+  define("ByteLengthQueuingStrategy", ByteLengthQueuingStrategy);
+  define("CountQueuingStrategy", CountQueuingStrategy);
+  define("scheduler", Object.freeze({
+    wait(ms, options = {}) {
+      const signal = options?.signal;
+      return new Promise((resolve, reject) => {
+        if (signal?.aborted) return reject(signal.reason);
+        const id = setTimeout(resolve, ms);
+        signal?.addEventListener("abort", () => { clearTimeout(id); reject(signal.reason); }, { once: true });
+      });
+    },
+  }));
 
   // ---- performance, navigator --------------------------------------------------------------------
   const performance = {
@@ -800,9 +1084,26 @@
       const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
       return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
     },
-    subtle: Object.freeze(subtle),
   };
-  define("crypto", Object.freeze(crypto));
+  // Crypto and SubtleCrypto are classes, as on Workers; the one instance of each is crypto.
+  class SubtleCrypto {
+    constructor(key) { if (key !== kState) throw new TypeError("Illegal constructor"); }
+  }
+  class Crypto {
+    constructor(key) { if (key !== kState) throw new TypeError("Illegal constructor"); }
+  }
+  const methods = (target, source) => {
+    for (const [name, value] of Object.entries(source)) {
+      Object.defineProperty(target, name, { value, writable: true, configurable: true, enumerable: true });
+    }
+  };
+  methods(SubtleCrypto.prototype, subtle);
+  methods(Crypto.prototype, crypto);
+  const subtleCrypto = Object.freeze(new SubtleCrypto(kState));
+  Object.defineProperty(Crypto.prototype, "subtle", { get: () => subtleCrypto, configurable: true, enumerable: true });
+  define("Crypto", Crypto);
+  define("SubtleCrypto", SubtleCrypto);
+  define("crypto", Object.freeze(new Crypto(kState)));
   define("CryptoKey", CryptoKey);
 
   // ---- URL -----------------------------------------------------------------------------------
@@ -834,10 +1135,19 @@
     static [kState](params, url, search) { params.#url = url; params.#parse(search); }
     #update() { if (this.#url) this.#url[kState].setSearch(this.toString()); }
     append(name, value) { this.#list.push([String(name), String(value)]); this.#update(); }
-    delete(name) { this.#list = this.#list.filter(([k]) => k !== String(name)); this.#update(); }
+    delete(name, value = undefined) {
+      const n = String(name);
+      const v = value === undefined ? undefined : String(value);
+      this.#list = this.#list.filter(([k, val]) => k !== n || (v !== undefined && val !== v));
+      this.#update();
+    }
     get(name) { const e = this.#list.find(([k]) => k === String(name)); return e ? e[1] : null; }
     getAll(name) { return this.#list.filter(([k]) => k === String(name)).map(([, v]) => v); }
-    has(name) { return this.#list.some(([k]) => k === String(name)); }
+    has(name, value = undefined) {
+      const n = String(name);
+      const v = value === undefined ? undefined : String(value);
+      return this.#list.some(([k, val]) => k === n && (v === undefined || val === v));
+    }
     set(name, value) {
       const n = String(name);
       const i = this.#list.findIndex(([k]) => k === n);
@@ -945,6 +1255,7 @@
   }
   class Headers {
     #list = []; // [lower-case name, value] in insertion order
+    #immutable = false;
     constructor(init = undefined) {
       if (init === undefined || init === null) return;
       if (init instanceof Headers) {
@@ -962,8 +1273,12 @@
       }
     }
     static [kState](headers) { return headers.#list; }
-    append(name, value) { this.#list.push([normalizeName(name), normalizeValue(value)]); }
-    delete(name) { const n = normalizeName(name); this.#list = this.#list.filter(([k]) => k !== n); }
+    // The headers of an incoming request, of Response.redirect() and of a fetched response
+    // cannot change, as on workerd (copy them with new Headers(...) or new Request(...)).
+    static freeze(headers) { headers.#immutable = true; return headers; }
+    #mutable() { if (this.#immutable) throw new TypeError("Can't modify immutable headers."); }
+    append(name, value) { this.#mutable(); this.#list.push([normalizeName(name), normalizeValue(value)]); }
+    delete(name) { this.#mutable(); const n = normalizeName(name); this.#list = this.#list.filter(([k]) => k !== n); }
     get(name) {
       const n = normalizeName(name);
       const values = this.#list.filter(([k]) => k === n).map(([, v]) => v);
@@ -972,6 +1287,7 @@
     getSetCookie() { return this.#list.filter(([k]) => k === "set-cookie").map(([, v]) => v); }
     has(name) { const n = normalizeName(name); return this.#list.some(([k]) => k === n); }
     set(name, value) {
+      this.#mutable();
       const n = normalizeName(name);
       const v = normalizeValue(value);
       const i = this.#list.findIndex(([k]) => k === n);
@@ -1154,12 +1470,18 @@
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { bytes: toBytes(body, "body").slice(), type: null };
     return { bytes: encoder.encode(String(body)), type: "text/plain;charset=UTF-8" };
   }
-  // Reads a stream of Uint8Array (or string) chunks to one Uint8Array.
+  // A body stream must yield bytes: workerd refuses strings (encode them, e.g. with a
+  // TextEncoderStream).
+  const bodyChunk = (chunk) => {
+    if (chunk instanceof ArrayBuffer || ArrayBuffer.isView(chunk)) return toBytes(chunk, "body chunk");
+    throw new TypeError("This ReadableStream did not return bytes: a body stream must yield ArrayBuffers or views of them (pipe strings through a TextEncoderStream)");
+  };
+  // Reads a stream of byte chunks to one Uint8Array.
   async function readAll(stream) {
     const chunks = [];
     let length = 0;
     for await (const chunk of stream) {
-      const bytes = typeof chunk === "string" ? encoder.encode(chunk) : toBytes(chunk, "body chunk");
+      const bytes = bodyChunk(chunk);
       chunks.push(bytes);
       length += bytes.length;
     }
@@ -1230,15 +1552,17 @@
       this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "" };
     }
     static json(data, init = {}) {
-      const text = JSON.stringify(data);
-      if (text === undefined) throw new TypeError("Response.json: value cannot be converted to JSON");
+      // workerd answers a value JSON cannot express (undefined, a function) with "undefined".
+      const text = String(JSON.stringify(data));
       const headers = new Headers(init.headers);
       if (!headers.has("content-type")) headers.set("content-type", "application/json");
       return new Response(text, { ...init, headers });
     }
     static redirect(url, status = 302) {
       if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
-      return new Response(null, { status, headers: { location: new URL(url).href } });
+      const response = new Response(null, { status, headers: { location: new URL(url).href } });
+      Headers.freeze(response[kState].headers);
+      return response;
     }
     static error() {
       const r = new Response(null, { status: 200 });
@@ -1274,14 +1598,16 @@
   const NORMALIZED_METHODS = new Map(
     ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].map((m) => [m.toLowerCase(), m]),
   );
+  const REDIRECT_MODES = ["follow", "manual", "error"];
   class Request extends BodyMixin(Object) {
     constructor(input, init = {}) {
       super();
-      let url, method = "GET", headers, bytes = null;
+      let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
       if (input instanceof Request) {
         const s = input[kState];
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
+        signal = s.signal; redirect = s.redirect;
       } else {
         url = new URL(String(input)).href;
         headers = new Headers();
@@ -1298,15 +1624,28 @@
         throw new TypeError(`Request: a ${method} request cannot have a body`);
       }
       if (type && !headers.has("content-type")) headers.set("content-type", type);
-      this[kState] = { url, method, headers, bytes, stream, used: false };
+      if (init.signal !== undefined && init.signal !== null && !(init.signal instanceof AbortSignal)) {
+        throw new TypeError("Request: signal must be an AbortSignal");
+      }
+      signal = init.signal ?? signal ?? new AbortSignal(kState);
+      if (init.redirect !== undefined) redirect = String(init.redirect);
+      if (!REDIRECT_MODES.includes(redirect)) {
+        throw new TypeError(`Request: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
+      }
+      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect };
     }
     get url() { return this[kState].url; }
     get method() { return this[kState].method; }
     get headers() { return this[kState].headers; }
-    get redirect() { return "follow"; }
+    get signal() { return this[kState].signal; }
+    get redirect() { return this[kState].redirect; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");
-      return new Request(this);
+      const s = this[kState];
+      const copy = new Request(this);
+      // A streamed body is teed: both requests can read it whole.
+      if (s.stream) [s.stream, copy[kState].stream] = s.stream.tee();
+      return copy;
     }
   }
   define("Request", Request);
@@ -1315,18 +1654,14 @@
   const pendingFetches = new Map();
   async function fetch(input, init = undefined) {
     const request = input instanceof Request && init === undefined ? input : new Request(input, init);
-    const signal = init?.signal ?? null;
-    signal?.throwIfAborted();
-    const redirect = String(init?.redirect ?? "follow");
-    if (!["follow", "manual", "error"].includes(redirect)) {
-      throw new TypeError(`fetch: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
-    }
+    const { signal, redirect } = request[kState];
+    signal.throwIfAborted();
     const flat = [];
     for (const [k, v] of Headers[kState](request.headers)) flat.push(k, v);
     const id = ops.fetchStart(request.method, request.url, flat, request[kState].bytes, redirect);
     return new Promise((resolve, reject) => {
       pendingFetches.set(id, { resolve, reject });
-      signal?.addEventListener("abort", () => {
+      signal.addEventListener("abort", () => {
         if (pendingFetches.delete(id)) reject(signal.reason);
       }, { once: true });
     });
@@ -1348,6 +1683,7 @@
     response[kState].status = status;
     response[kState].url = url;
     response[kState].redirected = redirected;
+    Headers.freeze(headers);
     pending.resolve(response);
   }
   define("fetch", fetch);
@@ -1473,7 +1809,7 @@
     ops.respondStream(id, s.status, flat);
     try {
       for await (const chunk of s.stream) {
-        const bytes = typeof chunk === "string" ? encoder.encode(chunk) : toBytes(chunk, "response body chunk");
+        const bytes = bodyChunk(chunk);
         if (!ops.streamChunk(id, bytes)) {
           await s.stream.cancel?.().catch(() => {});
           return;
@@ -1496,6 +1832,7 @@
     const list = Headers[kState](headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
     const request = new Request(url, { method, headers });
+    Headers.freeze(request.headers);
     request[kState].bytes = body;
     const waits = [];
     const ctx = new ExecutionContext(waits);
