@@ -1,6 +1,7 @@
-//! Real frameworks, unmodified: Hono and itty-router from the npm registry, bundled by esbuild
-//! into one module each and served by NANO. The packages are installed (npm ci, pinned by
-//! tests/frameworks/package-lock.json) on first use.
+//! Real frameworks and npm packages, unmodified: Hono (with its AsyncLocalStorage-based
+//! contextStorage), itty-router and jwt-simple (CommonJS, Node's crypto and Buffer) from the npm
+//! registry, bundled by esbuild into one module each and served by NANO. The packages are
+//! installed (npm ci, pinned by tests/frameworks/package-lock.json) on first use.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,7 +19,10 @@ fn bundles() -> &'static PathBuf {
     static DIST: OnceLock<PathBuf> = OnceLock::new();
     DIST.get_or_init(|| {
         let dir = frameworks();
-        if !dir.join("node_modules/.bin/esbuild").exists() {
+        let installed = ["node_modules/.bin/esbuild", "node_modules/hono", "node_modules/jwt-simple"]
+            .iter()
+            .all(|path| dir.join(path).exists());
+        if !installed {
             let status = Command::new("npm")
                 .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
                 .current_dir(&dir)
@@ -27,10 +31,22 @@ fn bundles() -> &'static PathBuf {
             assert!(status.success(), "npm ci in {} failed", dir.display());
         }
         let dist = dir.join("dist");
-        for app in ["hono-app", "itty-app"] {
+        // Apps for Node (Node's modules stay imports; CommonJS reaches them through the
+        // createRequire banner esbuild's ESM output needs) and for the browser-like default.
+        const FOR_NODE: &[&str] = &[
+            "--platform=node",
+            "--banner:js=import { createRequire } from \"node:module\"; const require = createRequire(\"/\");",
+        ];
+        for (app, platform) in [
+            ("hono-app", &[][..]),
+            ("itty-app", &[][..]),
+            ("hono-storage-app", FOR_NODE),
+            ("jwt-app", FOR_NODE),
+        ] {
             let status = Command::new(dir.join("node_modules/.bin/esbuild"))
                 .arg(format!("src/{app}.js"))
                 .args(["--bundle", "--format=esm", "--log-level=warning"])
+                .args(platform)
                 .arg(format!("--outfile=dist/{app}.js"))
                 .current_dir(&dir)
                 .status()
@@ -98,4 +114,65 @@ fn itty_router_app_runs_unmodified() {
         assert_eq!(reply.status, 404);
         assert_eq!(reply.json()["error"], "Not Found");
     });
+}
+
+/// Hono's contextStorage() keeps each request's context in an AsyncLocalStorage: requests that
+/// interleave on one isolate (their timers firing in another order than they started) each read
+/// back their own.
+#[test]
+fn hono_context_storage_follows_each_request_across_awaits_and_timers() {
+    let dist = bundles();
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "storage.example",
+        "entrypoint": dist.join("hono-storage-app.js"),
+        // A context lost in a timer throws there and the request never answers: fail fast.
+        "limits": { "workers": 1, "timeout_secs": 5 }
+    }] }));
+    block_on(async {
+        let asks = [("first", 60), ("second", 0), ("third", 30)];
+        let tasks: Vec<_> = asks
+            .iter()
+            .map(|(id, wait)| {
+                let (addr, path) = (nano.addr, format!("/who?id={id}&wait={wait}"));
+                tokio::spawn(async move {
+                    let req = request("GET", "storage.example", &path)
+                        .body(body(""))
+                        .unwrap();
+                    nano_tests::send(addr, req).await
+                })
+            })
+            .collect();
+        for ((id, _), task) in asks.iter().zip(tasks) {
+            let reply = task.await.unwrap();
+            let both = format!("{id}/{id}");
+            assert_eq!(
+                (reply.status, reply.json()),
+                (200, json!({ "id": both })),
+                "{id}"
+            );
+        }
+    });
+}
+
+/// A CommonJS package that needs Node's crypto and Buffer. Expected values are workerd's answers
+/// to the same bundle (npm workerd 1.20261117.1, compatibility date 2026-11-01, nodejs_compat).
+#[test]
+fn jwt_simple_package_runs_unmodified() {
+    let dist = bundles();
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "jwt.example",
+        "entrypoint": dist.join("jwt-app.js"),
+        "env": { "SECRET": "hi" }
+    }] }));
+    let reply = block_on(nano.get("jwt.example", "/"));
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({
+            "token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIiwibmFtZSI6Ilpvw6siLCJhZG1pbiI6dHJ1ZSwiaWF0IjoxNzAwMDAwMDAwfQ.Ld-Jw47jUm_vjegn6lEM24Yzl6LQXFpb3ky7TEXypX4",
+            "decoded": { "sub": "user-42", "name": "Zoë", "admin": true, "iat": 1700000000 },
+            "hs512": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzUxMiJ9.eyJhIjoxfQ.gmY5oZkUWgBDgxWobsNrWjKgZ-w8ziH9Ug2c2B-1j-q_1ZGgkMqOBn3bPvEghZxOZ6pHIzve3mRPdjgW33sZKw",
+            "tampered": "Signature verification failed"
+        })
+    );
 }

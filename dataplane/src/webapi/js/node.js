@@ -1230,5 +1230,30 @@ globalThis.__nano_node_install = (ops, define) => {
       setImmediate: (value) => new Promise((resolve) => setImmediate(() => resolve(value))),
     },
   };
+  // node:module: createRequire gives CommonJS code in a bundle the built-in modules (esbuild's
+  // idiom for ESM output: `const require = createRequire("/")`; workers have no import.meta.url).
+  const builtinName = (name) => String(name).replace(/^node:/, "");
+  const moduleModule = {
+    builtinModules: Object.keys(modules),
+    isBuiltin: (name) => Object.hasOwn(modules, builtinName(name)),
+    createRequire(path) {
+      const text = path instanceof URL ? path.href : path;
+      if (typeof text !== "string" || !(text.startsWith("/") || text.startsWith("file:"))) {
+        throw typeError("ERR_INVALID_ARG_VALUE", `The argument 'path' must be a file URL object, a file URL string, or an absolute path string. Received ${inspect(path)}`);
+      }
+      const require = (name) => {
+        const found = modules[builtinName(name)];
+        if (found === undefined) throw nodeError(Error, "MODULE_NOT_FOUND", `Cannot find module '${name}': only built-in modules can be required (bundle the others)`);
+        return found;
+      };
+      require.resolve = (name) => {
+        if (!moduleModule.isBuiltin(name)) throw nodeError(Error, "MODULE_NOT_FOUND", `Cannot find module '${name}'`);
+        return `node:${builtinName(name)}`;
+      };
+      require.cache = Object.create(null);
+      return require;
+    },
+  };
+  modules.module = moduleModule;
   return { modules, setEnv(env) { Object.assign(processObject.env, env); } };
 };
