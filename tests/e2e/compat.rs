@@ -1092,3 +1092,27 @@ fn compression_bombs_and_stream_floods_end_the_request_not_the_node() {
         );
     });
 }
+
+/// URLs that cannot become a V8 string: an invalid one of V8's longest string length (the error
+/// quoting it was longer still) and one that percent-encoding grows past that length. Both were a
+/// panic inside an op, which aborts the process; both are TypeErrors for that request now. (The
+/// slowest test in the suite: a debug build parses 512 MiB of URL in about 25 s.)
+#[test]
+fn urls_longer_than_a_string_can_be_are_type_errors_not_aborts() {
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "url.example", "entrypoint": "huge-url/app.js",
+        "limits": { "workers": 1, "cpu_ms": 60000, "memory_mb": 2048, "timeout_secs": 120 }
+    }] }));
+    block_on(async {
+        let reply = nano.get("url.example", "/invalid").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "TypeError: Invalid URL \"xxxxxxxxxxxxxxxxxxxxxxxxxxx")
+        );
+        let reply = nano.get("url.example", "/encoded").await;
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, "TypeError: Invalid URL: the URL is 540000009 bytes ")
+        );
+    });
+}

@@ -547,6 +547,15 @@ fn throw_type_error(scope: &mut v8::HandleScope, message: &str) {
     scope.throw_exception(exception);
 }
 
+/// The start of a tenant's value for quoting in a message (a URL can be 512 MiB long).
+fn preview(value: &str) -> std::borrow::Cow<'_, str> {
+    const PREVIEW_CHARS: usize = 200;
+    match value.char_indices().nth(PREVIEW_CHARS) {
+        Some((end, _)) => format!("{}... ({} bytes)", &value[..end], value.len()).into(),
+        None => value.into(),
+    }
+}
+
 /// Messages quote what the tenant passed (a URL, an algorithm name), which can be longer than
 /// V8's longest string: cut them to a readable length so making the error can never fail.
 const MESSAGE_MAX_BYTES: usize = 4096;
@@ -869,7 +878,10 @@ fn op_url_parse(
         Some(base) => match url::Url::parse(base) {
             Ok(base) => base.join(&input),
             Err(err) => {
-                return throw_type_error(scope, &format!("Invalid base URL {base:?}: {err}"));
+                return throw_type_error(
+                    scope,
+                    &format!("Invalid base URL {:?}: {err}", preview(base)),
+                );
             }
         },
     };
@@ -879,7 +891,7 @@ fn op_url_parse(
                 rv.set(parts);
             }
         }
-        Err(err) => throw_type_error(scope, &format!("Invalid URL {input:?}: {err}")),
+        Err(err) => throw_type_error(scope, &format!("Invalid URL {:?}: {err}", preview(&input))),
     }
 }
 
@@ -892,7 +904,7 @@ fn op_url_set(
     let part = string_arg(scope, &args, 1);
     let value = string_arg(scope, &args, 2);
     let Ok(mut url) = url::Url::parse(&href) else {
-        return throw_type_error(scope, &format!("Invalid URL {href:?}"));
+        return throw_type_error(scope, &format!("Invalid URL {:?}", preview(&href)));
     };
     // Setters that fail leave the URL unchanged, as the URL standard says.
     let result = match part.as_str() {
@@ -920,7 +932,7 @@ fn op_url_set(
     if let Err(err) = result
         && part == "href"
     {
-        return throw_type_error(scope, &format!("Invalid URL {value:?}: {err}"));
+        return throw_type_error(scope, &format!("Invalid URL {:?}: {err}", preview(&value)));
     }
     if let Some(parts) = url_parts(scope, &url) {
         rv.set(parts);
