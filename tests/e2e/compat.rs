@@ -680,7 +680,8 @@ fn base64_answers_as_on_workerd() {
     );
 }
 
-/// TextDecoder: every WHATWG label, BOMs, fatal mode and {stream: true}.
+/// TextDecoder: every WHATWG label, BOMs, fatal mode and {stream: true}; TextDecoderStream of
+/// any encoding, a surrogate pair split across chunks.
 #[test]
 fn decoders_answers_as_on_workerd() {
     assert_matches_workerd(
@@ -770,6 +771,10 @@ fn decoders_answers_as_on_workerd() {
             "streamed16": [
                 "",
                 "😀"
+            ],
+            "decoderStream": [
+                "utf-16le",
+                "h😀"
             ]
         }"#,
     );
@@ -1114,5 +1119,22 @@ fn urls_longer_than_a_string_can_be_are_type_errors_not_aborts() {
             (reply.status, reply.body.as_str()),
             (200, "TypeError: Invalid URL: the URL is 540000009 bytes ")
         );
+    });
+}
+
+/// The Node layer is built on first use: an app that reaches Buffer and process only by computed
+/// names (nothing built into its snapshot) gets them in every request, with process.env filled.
+/// workerd answers the same ("6869 n true").
+#[test]
+fn node_globals_built_on_first_use_work_in_every_request() {
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "lazy.example", "entrypoint": "node-lazy/app.js",
+        "limits": { "workers": 1 }, "env": { "NAME": "n" }
+    }] }));
+    block_on(async {
+        for _ in 0..3 {
+            let reply = nano.get("lazy.example", "/").await;
+            assert_eq!((reply.status, reply.body.as_str()), (200, "6869 n true"));
+        }
     });
 }

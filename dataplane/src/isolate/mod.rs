@@ -261,6 +261,7 @@ fn evaluate_app(
 ) -> Result<(String, modules::Sources), AppLoadError> {
     let internals = bootstrap_runtime(scope);
     let (namespace, files) = modules::load_and_evaluate(scope, source)?;
+    materialise_node_globals(scope, &files);
     let namespace = v8::Local::new(scope, namespace);
     let register = get_function(scope, internals, "register");
     let tc = &mut v8::TryCatch::new(scope);
@@ -279,6 +280,27 @@ fn evaluate_app(
     let key = internals_key(tc);
     global.set_private(tc, key, internals.into());
     Ok((handler, files))
+}
+
+/// The Node layer is built on first use, in two tiers (`Buffer`; `process` and the rest), so
+/// that apps without it do not deserialise it with every context. An app whose source names a
+/// tier's global gets that tier built now, into its snapshot, rather than once per request.
+fn materialise_node_globals(scope: &mut v8::HandleScope, files: &modules::Sources) {
+    for global in ["Buffer", "process"] {
+        let named = files.iter().any(|(_, bytes)| {
+            bytes
+                .windows(global.len())
+                .any(|window| window == global.as_bytes())
+        });
+        if !named {
+            continue;
+        }
+        let source =
+            v8::String::new(scope, &format!("void globalThis.{global};")).expect("short string");
+        if let Some(script) = v8::Script::compile(scope, source, None) {
+            let _ = script.run(scope);
+        }
+    }
 }
 
 /// Runs `runtime.js` and returns its internals object.

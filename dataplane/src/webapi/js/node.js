@@ -2,1258 +2,1296 @@
 //
 // Evaluated after streams.js and before runtime.js in the snapshot creator. It only leaves an
 // installer on a temporary global; runtime.js takes it (and deletes the global) before any app
-// code runs, calls it with the native ops, and gets back the `node:` modules by name. The globals
-// it defines (Buffer, process, global) are installed by the installer too.
+// code runs and calls it with the native ops. The layer is built on first use (a `node:`
+// import, or the Buffer/process globals): with context reset every request deserialises the
+// whole context, so an app that never touches Node must not carry it. An app that does has it
+// built into its snapshot (isolate/mod.rs materialises it when the app's source names it).
 //
 // Reference answers: workerd (npm `workerd`, compatibility date 2026-11-01, nodejs_compat); the
 // conformance test tests/e2e/compat.rs records them.
 globalThis.__nano_node_install = (ops, define) => {
   "use strict";
-
-  const nodeError = (Ctor, code, message) => {
-    const err = new Ctor(message);
-    Object.defineProperty(err, "code", { value: code, writable: true, configurable: true, enumerable: true });
-    return err;
+  // Two tiers: Buffer and its encodings (what most code needs), and the rest (which uses them).
+  let core = null;
+  let built = null;
+  let env = {};
+  const buffer = () => (core ??= buildBuffer());
+  const build = () => {
+    if (built === null) {
+      built = buildRest(buffer());
+      Object.assign(built.process.env, env);
+    }
+    return built;
   };
-  const rangeError = (code, message) => nodeError(RangeError, code, message);
-  const typeError = (code, message) => nodeError(TypeError, code, message);
-
-  // ---- encodings -------------------------------------------------------------------------------
-  const ENCODINGS = {
-    utf8: "utf8", "utf-8": "utf8", hex: "hex", base64: "base64", base64url: "base64url",
-    latin1: "latin1", binary: "latin1", ascii: "ascii", utf16le: "utf16le", "utf-16le": "utf16le",
-    ucs2: "utf16le", "ucs-2": "utf16le",
-  };
-  const normalizeEncoding = (encoding) => {
-    if (encoding === undefined || encoding === null) return "utf8";
-    return ENCODINGS[String(encoding).toLowerCase()];
-  };
-  const encodingOf = (encoding) => {
-    const normal = normalizeEncoding(encoding);
-    if (normal === undefined) throw typeError("ERR_UNKNOWN_ENCODING", `Unknown encoding: ${encoding}`);
-    return normal;
-  };
-
-  const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  const B64_VALUE = new Int8Array(128).fill(-1);
-  for (let i = 0; i < 64; i++) B64_VALUE[B64.charCodeAt(i)] = i;
-  B64_VALUE[45] = 62; // '-' of base64url
-  B64_VALUE[95] = 63; // '_' of base64url
-
-  // Long strings are built from byte runs in slices: String.fromCharCode takes its arguments on
-  // the stack.
-  const CHUNK = 0x2000;
-  const fromCodes = (codes) => {
-    let out = "";
-    for (let i = 0; i < codes.length; i += CHUNK) out += String.fromCharCode.apply(null, codes.subarray(i, i + CHUNK));
-    return out;
-  };
-
-  function encodeString(string, encoding) {
-    switch (encoding) {
-      case "utf8": return ops.encodeUtf8(string);
-      case "latin1":
-      case "ascii": {
-        const out = new Uint8Array(string.length);
-        for (let i = 0; i < string.length; i++) out[i] = string.charCodeAt(i);
-        return out;
-      }
-      case "utf16le": {
-        const out = new Uint8Array(string.length * 2);
-        for (let i = 0; i < string.length; i++) {
-          const c = string.charCodeAt(i);
-          out[i * 2] = c & 255;
-          out[i * 2 + 1] = c >> 8;
-        }
-        return out;
-      }
-      case "hex": {
-        const out = new Uint8Array(string.length >>> 1);
-        let n = 0;
-        for (; n < out.length; n++) {
-          const byte = parseInt(string.substr(n * 2, 2), 16);
-          if (Number.isNaN(byte) || !/^[0-9a-fA-F]{2}$/.test(string.substr(n * 2, 2))) break;
-          out[n] = byte;
-        }
-        return out.subarray(0, n);
-      }
-      case "base64":
-      case "base64url": {
-        const out = new Uint8Array(Math.ceil((string.length * 3) / 4));
-        let bits = 0, value = 0, n = 0;
-        for (let i = 0; i < string.length; i++) {
-          const c = string.charCodeAt(i);
-          if (c === 61) break; // '=' ends the data
-          const digit = c < 128 ? B64_VALUE[c] : -1;
-          if (digit < 0) continue; // whitespace and stray characters are skipped, as in Node
-          value = ((value << 6) | digit) & 0xffffff;
-          bits += 6;
-          if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (value >> bits) & 255;
-          }
-        }
-        return out.subarray(0, n);
-      }
-    }
-    throw typeError("ERR_UNKNOWN_ENCODING", `Unknown encoding: ${encoding}`);
-  }
-
-  function decodeBytes(bytes, encoding) {
-    switch (encoding) {
-      case "utf8": return ops.decodeUtf8(bytes, false, true);
-      case "latin1": return fromCodes(bytes);
-      case "ascii": {
-        const codes = new Uint8Array(bytes.length);
-        for (let i = 0; i < bytes.length; i++) codes[i] = bytes[i] & 0x7f;
-        return fromCodes(codes);
-      }
-      case "utf16le": {
-        const codes = new Uint16Array(bytes.length >>> 1);
-        for (let i = 0; i < codes.length; i++) codes[i] = bytes[i * 2] | (bytes[i * 2 + 1] << 8);
-        return fromCodes(codes);
-      }
-      case "hex": {
-        let out = "";
-        for (let i = 0; i < bytes.length; i++) out += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
-        return out;
-      }
-      case "base64":
-      case "base64url": {
-        const alphabet = encoding === "base64" ? B64 : B64.slice(0, 62) + "-_";
-        let out = "";
-        for (let i = 0; i < bytes.length; i += 3) {
-          const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
-          out += alphabet[n >> 18] + alphabet[(n >> 12) & 63];
-          out += i + 1 < bytes.length ? alphabet[(n >> 6) & 63] : encoding === "base64" ? "=" : "";
-          out += i + 2 < bytes.length ? alphabet[n & 63] : encoding === "base64" ? "=" : "";
-        }
-        return out;
-      }
-    }
-    throw typeError("ERR_UNKNOWN_ENCODING", `Unknown encoding: ${encoding}`);
-  }
-
-  // ---- Buffer ----------------------------------------------------------------------------------
-  const kMaxLength = 2 ** 32;
-  const bytesOf = (value, what) => {
-    if (value instanceof Uint8Array) return value;
-    if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-    if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return new Uint8Array(value);
-    throw typeError("ERR_INVALID_ARG_TYPE", `The "${what}" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer`);
-  };
-  const checkSize = (size) => {
-    if (typeof size !== "number") throw typeError("ERR_INVALID_ARG_TYPE", `The "size" argument must be of type number. Received ${typeof size}`);
-    if (!(size >= 0 && size <= kMaxLength)) throw rangeError("ERR_OUT_OF_RANGE", `The value of "size" is out of range. It must be >= 0 && <= ${kMaxLength}. Received ${size}`);
-    return size;
-  };
-
-  class Buffer extends Uint8Array {
-    // `new Buffer(...)` is deprecated in Node but still works; typed-array species calls
-    // (subarray, map, filter) arrive here with (buffer, byteOffset, length).
-    constructor(arg, encodingOrOffset, length) {
-      if (typeof arg === "number") {
-        super(checkSize(arg));
-      } else if (typeof arg === "string" || (arg !== null && typeof arg === "object" && !(arg instanceof ArrayBuffer) && !(arg instanceof SharedArrayBuffer))) {
-        const bytes = typeof arg === "string" ? encodeString(arg, encodingOf(encodingOrOffset)) : Uint8Array.from(arg);
-        super(bytes.length);
-        this.set(bytes);
-      } else {
-        super(arg, encodingOrOffset, length);
-      }
-    }
-    static from(value, encodingOrOffset, length) {
-      if (typeof value === "string") return fromBytes(encodeString(value, encodingOf(encodingOrOffset)));
-      if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) {
-        const offset = encodingOrOffset === undefined ? 0 : Number(encodingOrOffset) >>> 0;
-        if (offset > value.byteLength) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", '"offset" is outside of buffer bounds');
-        const len = length === undefined ? value.byteLength - offset : Number(length) >>> 0;
-        if (offset + len > value.byteLength) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", '"length" is outside of buffer bounds');
-        return new Buffer(value, offset, len);
-      }
-      if (ArrayBuffer.isView(value)) return fromBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice());
-      if (value !== null && typeof value === "object") {
-        if (typeof value.valueOf === "function") {
-          const primitive = value.valueOf();
-          if (primitive !== value && primitive !== null && primitive !== undefined) return Buffer.from(primitive, encodingOrOffset, length);
-        }
-        if (value.type === "Buffer" && Array.isArray(value.data)) return fromBytes(Uint8Array.from(value.data));
-        if (typeof value.length === "number" || Array.isArray(value)) return fromBytes(Uint8Array.from(value));
-        if (typeof value[Symbol.toPrimitive] === "function") return Buffer.from(value[Symbol.toPrimitive]("string"), encodingOrOffset);
-      }
-      throw typeError("ERR_INVALID_ARG_TYPE", "The first argument must be of type string or an instance of Buffer, ArrayBuffer, or Array or an Array-like Object.");
-    }
-    static alloc(size, fill, encoding) {
-      const buffer = new Buffer(checkSize(size));
-      if (fill !== undefined && fill !== 0 && size > 0) buffer.fill(fill, 0, buffer.length, encoding);
-      return buffer;
-    }
-    static allocUnsafe(size) { return new Buffer(checkSize(size)); }
-    static allocUnsafeSlow(size) { return new Buffer(checkSize(size)); }
-    static isBuffer(value) { return value instanceof Buffer; }
-    static isEncoding(encoding) { return typeof encoding === "string" && encoding.length > 0 && normalizeEncoding(encoding) !== undefined; }
-    static byteLength(value, encoding) {
-      if (typeof value !== "string") return bytesOf(value, "string").byteLength;
-      const normal = normalizeEncoding(encoding) ?? "utf8";
-      if (normal === "utf8") return ops.encodeUtf8(value).length;
-      if (normal === "latin1" || normal === "ascii") return value.length;
-      if (normal === "utf16le") return value.length * 2;
-      if (normal === "hex") return value.length >>> 1;
-      let len = value.length;
-      while (len > 0 && value.charCodeAt(len - 1) === 61) len--;
-      return (len * 3) >>> 2;
-    }
-    static concat(list, totalLength) {
-      if (!Array.isArray(list)) throw typeError("ERR_INVALID_ARG_TYPE", 'The "list" argument must be an instance of Array');
-      const total = totalLength === undefined ? list.reduce((n, b) => n + b.length, 0) : checkSize(totalLength);
-      const out = Buffer.alloc(total);
-      let at = 0;
-      for (const item of list) {
-        const bytes = bytesOf(item, "list[i]");
-        if (at >= total) break;
-        out.set(bytes.subarray(0, total - at), at);
-        at += bytes.length;
-      }
-      return out;
-    }
-    static compare(a, b) { return compareBytes(bytesOf(a, "buf1"), bytesOf(b, "buf2")); }
-
-    get parent() { return this.buffer; }
-    get offset() { return this.byteOffset; }
-    toString(encoding, start = 0, end = this.length) {
-      const normal = encodingOf(encoding);
-      start = Math.max(0, Math.trunc(Number(start)) || 0);
-      end = Math.min(this.length, end === undefined ? this.length : Math.trunc(Number(end)) || 0);
-      if (end <= start) return "";
-      return decodeBytes(new Uint8Array(this.buffer, this.byteOffset + start, end - start), normal);
-    }
-    toLocaleString(encoding, start, end) { return this.toString(encoding, start, end); }
-    toJSON() { return { type: "Buffer", data: Array.from(this) }; }
-    equals(other) { return compareBytes(this, bytesOf(other, "otherBuffer")) === 0; }
-    compare(target, targetStart = 0, targetEnd = target.length, sourceStart = 0, sourceEnd = this.length) {
-      const t = bytesOf(target, "target");
-      return compareBytes(this.subarray(sourceStart, sourceEnd), t.subarray(targetStart, targetEnd));
-    }
-    copy(target, targetStart = 0, sourceStart = 0, sourceEnd = this.length) {
-      const t = bytesOf(target, "target");
-      const source = new Uint8Array(this.buffer, this.byteOffset, this.length).subarray(sourceStart, sourceEnd);
-      const count = Math.max(0, Math.min(source.length, t.length - targetStart));
-      t.set(source.subarray(0, count), targetStart);
-      return count;
-    }
-    // Node's slice shares memory, unlike Uint8Array's.
-    slice(start, end) { return this.subarray(start, end); }
-    write(string, offset, length, encoding) {
-      if (typeof offset === "string") { encoding = offset; offset = 0; length = undefined; }
-      else if (typeof length === "string") { encoding = length; length = undefined; }
-      offset = offset === undefined ? 0 : offset >>> 0;
-      if (offset > this.length) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", '"offset" is outside of buffer bounds');
-      const room = this.length - offset;
-      const max = length === undefined ? room : Math.min(room, length >>> 0);
-      const normal = encodingOf(encoding);
-      let bytes = encodeString(String(string), normal);
-      if (bytes.length > max) {
-        bytes = bytes.subarray(0, max);
-        // Only whole UTF-8 characters are written.
-        if (normal === "utf8") {
-          let cut = max;
-          while (cut > 0 && (bytes[cut - 1] & 0xc0) === 0x80) cut--;
-          if (cut > 0 && bytes[cut - 1] >= 0xc0) {
-            const lead = bytes[cut - 1];
-            const size = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-            if (max - (cut - 1) < size) bytes = bytes.subarray(0, cut - 1);
-          }
-        } else if (normal === "utf16le") {
-          bytes = bytes.subarray(0, max & ~1);
-        }
-      }
-      this.set(bytes, offset);
-      return bytes.length;
-    }
-    fill(value, offset = 0, end = this.length, encoding = undefined) {
-      if (typeof offset === "string") { encoding = offset; offset = 0; end = this.length; }
-      else if (typeof end === "string") { encoding = end; end = this.length; }
-      if (typeof value === "number" || typeof value === "boolean") return Uint8Array.prototype.fill.call(this, Number(value) & 255, offset, end);
-      const pattern = typeof value === "string" ? encodeString(value, encodingOf(encoding)) : bytesOf(value, "value");
-      if (pattern.length === 0) {
-        if (typeof value === "string" && value.length > 0) throw typeError("ERR_INVALID_ARG_VALUE", `The argument 'value' is invalid. Received '${value}'`);
-        return Uint8Array.prototype.fill.call(this, 0, offset, end);
-      }
-      for (let i = offset, j = 0; i < end; i++, j = (j + 1) % pattern.length) this[i] = pattern[j];
-      return this;
-    }
-    indexOf(value, byteOffset, encoding) { return search(this, value, byteOffset, encoding, false); }
-    lastIndexOf(value, byteOffset, encoding) { return search(this, value, byteOffset, encoding, true); }
-    includes(value, byteOffset, encoding) { return this.indexOf(value, byteOffset, encoding) !== -1; }
-    swap16() { return swap(this, 2); }
-    swap32() { return swap(this, 4); }
-    swap64() { return swap(this, 8); }
-    readUIntLE(offset, byteLength) { return readVariable(this, offset, byteLength, true, false); }
-    readUIntBE(offset, byteLength) { return readVariable(this, offset, byteLength, false, false); }
-    readIntLE(offset, byteLength) { return readVariable(this, offset, byteLength, true, true); }
-    readIntBE(offset, byteLength) { return readVariable(this, offset, byteLength, false, true); }
-    writeUIntLE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, true); }
-    writeUIntBE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, false); }
-    writeIntLE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, true); }
-    writeIntBE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, false); }
-    [Symbol.for("nodejs.util.inspect.custom")]() {
-      const shown = Array.from(this.subarray(0, 50), (b) => (b < 16 ? "0" : "") + b.toString(16)).join(" ");
-      return `<Buffer${shown ? ` ${shown}` : ""}${this.length > 50 ? ` ... ${this.length - 50} more bytes` : ""}>`;
-    }
-  }
-  const fromBytes = (bytes) => new Buffer(bytes.buffer, bytes.byteOffset, bytes.length);
-  Buffer.poolSize = 8192;
-
-  function compareBytes(a, b) {
-    const n = Math.min(a.length, b.length);
-    for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
-    return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
-  }
-  function search(buffer, value, byteOffset, encoding, last) {
-    if (typeof byteOffset === "string") { encoding = byteOffset; byteOffset = undefined; }
-    let from = byteOffset === undefined ? (last ? buffer.length - 1 : 0) : Math.trunc(Number(byteOffset)) || 0;
-    if (from < 0) from += buffer.length;
-    if (typeof value === "number") value = Uint8Array.of(value & 255);
-    else if (typeof value === "string") value = encodeString(value, encodingOf(encoding));
-    else value = bytesOf(value, "value");
-    const step = last ? -1 : 1;
-    const start = last ? Math.min(from, buffer.length - value.length) : Math.max(from, 0);
-    for (let i = start; last ? i >= 0 : i <= buffer.length - value.length; i += step) {
-      let j = 0;
-      while (j < value.length && buffer[i + j] === value[j]) j++;
-      if (j === value.length) return i;
-    }
-    return -1;
-  }
-  function swap(buffer, size) {
-    if (buffer.length % size !== 0) throw rangeError("ERR_INVALID_BUFFER_SIZE", `Buffer size must be a multiple of ${size * 8}-bits`);
-    for (let i = 0; i < buffer.length; i += size) buffer.subarray(i, i + size).reverse();
-    return buffer;
-  }
-  function checkOffset(buffer, offset, size) {
-    if (offset === undefined) offset = 0;
-    if (typeof offset !== "number") throw typeError("ERR_INVALID_ARG_TYPE", `The "offset" argument must be of type number. Received ${typeof offset}`);
-    if (buffer.length < size) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", "Attempt to access memory outside buffer bounds");
-    if (!Number.isInteger(offset) || offset < 0 || offset > buffer.length - size) {
-      throw rangeError("ERR_OUT_OF_RANGE", `The value of "offset" is out of range. It must be >= 0 and <= ${buffer.length - size}. Received ${offset}`);
-    }
-    return offset;
-  }
-  const view = (buffer) => new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
-  // read/write{U,}Int{8,16,32}{LE,BE}, {Float,Double}{LE,BE}, Big{U,}Int64{LE,BE}, with Node's
-  // lower-case Uint aliases.
-  const ACCESSORS = [
-    ["UInt8", "Uint8", 1], ["Int8", "Int8", 1], ["UInt16", "Uint16", 2], ["Int16", "Int16", 2],
-    ["UInt32", "Uint32", 4], ["Int32", "Int32", 4], ["Float", "Float32", 4], ["Double", "Float64", 8],
-    ["BigUInt64", "BigUint64", 8], ["BigInt64", "BigInt64", 8],
-  ];
-  for (const [name, dataView, size] of ACCESSORS) {
-    for (const endian of size === 1 ? [""] : ["LE", "BE"]) {
-      const little = endian === "LE";
-      const read = function (offset) {
-        return view(this)[`get${dataView}`](checkOffset(this, offset, size), little);
-      };
-      const write = function (value, offset) {
-        const at = checkOffset(this, offset, size);
-        if (dataView.startsWith("Big")) {
-          if (typeof value !== "bigint") throw typeError("ERR_INVALID_ARG_TYPE", `The "value" argument must be of type bigint. Received ${typeof value}`);
-        } else if (!dataView.startsWith("Float")) {
-          const bits = size * 8;
-          const [min, max] = dataView.startsWith("Int") ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
-          value = Number(value);
-          if (value < min || value > max) throw rangeError("ERR_OUT_OF_RANGE", `The value of "value" is out of range. It must be >= ${min} and <= ${max}. Received ${value}`);
-        }
-        view(this)[`set${dataView}`](at, value, little);
-        return at + size;
-      };
-      for (const alias of new Set([name, name.replace("UInt", "Uint")])) {
-        Buffer.prototype[`read${alias}${endian}`] = read;
-        Buffer.prototype[`write${alias}${endian}`] = write;
-      }
-    }
-  }
-  for (const alias of ["readUintLE", "readUintBE", "writeUintLE", "writeUintBE"]) {
-    Buffer.prototype[alias] = Buffer.prototype[alias.replace("Uint", "UInt")];
-  }
-  function readVariable(buffer, offset, byteLength, little, signed) {
-    checkOffset(buffer, offset, byteLength);
-    let value = 0;
-    for (let i = 0; i < byteLength; i++) value += buffer[offset + (little ? i : byteLength - 1 - i)] * 2 ** (8 * i);
-    if (signed && value >= 2 ** (8 * byteLength - 1)) value -= 2 ** (8 * byteLength);
-    return value;
-  }
-  function writeVariable(buffer, value, offset, byteLength, little) {
-    checkOffset(buffer, offset, byteLength);
-    let v = Number(value);
-    if (v < 0) v += 2 ** (8 * byteLength);
-    for (let i = 0; i < byteLength; i++) {
-      buffer[offset + (little ? i : byteLength - 1 - i)] = v % 256;
-      v = Math.floor(v / 256);
-    }
-    return offset + byteLength;
-  }
-  define("Buffer", Buffer);
-
-  const bufferModule = {
-    Buffer, kMaxLength, kStringMaxLength: 2 ** 29 - 24, constants: { MAX_LENGTH: kMaxLength, MAX_STRING_LENGTH: 2 ** 29 - 24 },
-    INSPECT_MAX_BYTES: 50, SlowBuffer: Buffer, Blob, File: globalThis.File,
-    atob: globalThis.atob, btoa: globalThis.btoa,
-    isUtf8: (input) => { try { ops.decodeUtf8(bytesOf(input, "input"), true, true); return true; } catch { return false; } },
-    isAscii: (input) => bytesOf(input, "input").every((b) => b < 128),
-    transcode: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "The buffer.transcode() method is not implemented"); },
-  };
-
-  // ---- util.inspect and format -----------------------------------------------------------------
-  const inspectCustom = Symbol.for("nodejs.util.inspect.custom");
-  const quote = (s) => `'${s.replace(/\\/g, "\\\\").replace(/'/g, "\\'").replace(/\n/g, "\\n")}'`;
-  const keyText = (key) => (typeof key === "symbol" ? `[${key.toString()}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? key : quote(key));
-  function inspect(value, options = {}) {
-    const ctx = {
-      depth: options.depth === undefined ? 2 : options.depth === null ? Infinity : options.depth,
-      showHidden: Boolean(options.showHidden), seen: [], currentDepth: 0, indentation: 0, breakLength: options.breakLength ?? 80,
-    };
-    return formatValue(ctx, value, 0, true);
-  }
-  inspect.custom = inspectCustom;
-  inspect.defaultOptions = { depth: 2, showHidden: false, breakLength: 80 };
-  function formatPrimitive(value, top) {
-    switch (typeof value) {
-      case "string": return top === "format" ? value : quote(value);
-      case "number": return Object.is(value, -0) ? "-0" : String(value);
-      case "bigint": return `${value}n`;
-      case "symbol": return value.toString();
-      case "undefined": return "undefined";
-      default: return String(value);
-    }
-  }
-  function formatValue(ctx, value, depth, top) {
-    if (value === null || (typeof value !== "object" && typeof value !== "function")) return formatPrimitive(value);
-    if (typeof value[inspectCustom] === "function" && value[inspectCustom] !== inspect) {
-      const out = value[inspectCustom](ctx.depth - depth, { ...ctx }, inspect);
-      if (out !== value) return typeof out === "string" ? out : formatValue(ctx, out, depth);
-    }
-    if (ctx.seen.includes(value)) return "[Circular *1]";
-    return formatRaw(ctx, value, depth, top);
-  }
-  function formatRaw(ctx, value, depth, top) {
-    const name = value.constructor?.name ?? "[Object: null prototype]";
-    let braces = ["{", "}"], base = "", entries = [], keys = Object.keys(value);
-    if (typeof value === "function") {
-      const fname = value.name ? `: ${value.name}` : " (anonymous)";
-      base = /^class\s/.test(Function.prototype.toString.call(value)) ? `[class ${value.name || "(anonymous)"}]` : `[Function${fname}]`;
-      if (keys.length === 0) return base;
-    } else if (value instanceof Error) {
-      base = value.stack || `${value.name}: ${value.message}`;
-      keys = keys.filter((k) => k !== "stack" && k !== "message");
-      if (keys.length === 0) return base;
-    } else if (value instanceof Date) {
-      return Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString();
-    } else if (value instanceof RegExp) {
-      return RegExp.prototype.toString.call(value);
-    } else if (value instanceof Promise) {
-      return "Promise { <unknown> }";
-    } else if (value instanceof WeakMap || value instanceof WeakSet) {
-      return `${name} { <items unknown> }`;
-    }
-    if (depth > ctx.depth) return Array.isArray(value) ? "[Array]" : `[${name === "Object" ? "Object" : name}]`;
-    ctx.seen.push(value);
-    ctx.currentDepth = depth;
-    const sub = (v) => formatValue(ctx, v, depth + 1);
-    if (Array.isArray(value)) {
-      braces = ["[", "]"];
-      if (name !== "Array") base = `${name}(${value.length})`;
-      let holes = 0;
-      for (let i = 0; i < value.length; i++) {
-        if (!Object.prototype.hasOwnProperty.call(value, i)) { holes++; continue; }
-        if (holes) { entries.push(`<${holes} empty item${holes > 1 ? "s" : ""}>`); holes = 0; }
-        entries.push(sub(value[i]));
-      }
-      if (holes) entries.push(`<${holes} empty item${holes > 1 ? "s" : ""}>`);
-      keys = keys.filter((k) => !/^\d+$/.test(k));
-      if (ctx.showHidden) entries.push("[length]: " + value.length);
-    } else if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
-      braces = ["[", "]"];
-      base = `${name}(${value.length})`;
-      for (const v of Array.prototype.slice.call(value, 0, 100)) entries.push(formatPrimitive(v));
-      if (value.length > 100) entries.push(`... ${value.length - 100} more items`);
-      keys = keys.filter((k) => !/^\d+$/.test(k));
-    } else if (value instanceof Map) {
-      base = `${name}(${value.size})`;
-      for (const [k, v] of value) entries.push(`${sub(k)} => ${sub(v)}`);
-    } else if (value instanceof Set) {
-      base = `${name}(${value.size})`;
-      for (const v of value) entries.push(sub(v));
-    } else if (value instanceof ArrayBuffer) {
-      base = "ArrayBuffer";
-      const bytes = Array.from(new Uint8Array(value, 0, Math.min(value.byteLength, 50)), (b) => (b < 16 ? "0" : "") + b.toString(16));
-      entries.push(`[Uint8Contents]: <${bytes.join(" ")}${value.byteLength > 50 ? ` ... ${value.byteLength - 50} more bytes` : ""}>`, `byteLength: ${value.byteLength}`);
-    } else if (typeof value !== "function" && !(value instanceof Error) && name !== "Object") {
-      base = Object.getPrototypeOf(value) === null ? "[Object: null prototype]" : name;
-    }
-    for (const key of [...keys, ...Object.getOwnPropertySymbols(value).filter((s) => Object.prototype.propertyIsEnumerable.call(value, s))]) {
-      const desc = Object.getOwnPropertyDescriptor(value, key);
-      const shown = desc.get ? (desc.set ? "[Getter/Setter]" : "[Getter]") : desc.set ? "[Setter]" : sub(desc.value);
-      entries.push(`${keyText(key)}: ${shown}`);
-    }
-    ctx.seen.pop();
-    if (entries.length === 0) {
-      if (braces[0] === "[") return base ? `${base} []` : "[]";
-      return base ? (typeof value === "function" || value instanceof Error ? base : `${base} {}`) : "{}";
-    }
-    // Node's rule (reduceToSingleString, compact = 3): entries stay on one line while the object
-    // holds at most three levels of nesting and the line fits in breakLength.
-    const start = entries.length + ctx.indentation + braces[0].length + base.length + 10;
-    let total = entries.length + start;
-    const fits = total + entries.length <= ctx.breakLength && entries.every((e) => (total += e.length) <= ctx.breakLength);
-    if (ctx.currentDepth - depth < 3 && fits && !entries.some((e) => e.includes("\n"))) {
-      return `${base ? `${base} ` : ""}${braces[0]} ${entries.join(", ")} ${braces[1]}`;
-    }
-    const indent = `\n${" ".repeat(ctx.indentation)}`;
-    return `${base ? `${base} ` : ""}${braces[0]}${indent}  ${entries.join(`,${indent}  `)}${indent}${braces[1]}`;
-  }
-
-  function format(first, ...args) {
-    if (typeof first !== "string") return [first, ...args].map((v) => (typeof v === "string" ? v : inspect(v))).join(" ");
-    let i = 0;
-    let out = first.replace(/%([sdifjoOc%])/g, (match, kind) => {
-      if (kind === "%") return "%";
-      if (i >= args.length) return match;
-      const arg = args[i++];
-      switch (kind) {
-        case "s":
-          if (typeof arg === "bigint") return `${arg}n`;
-          if (typeof arg === "object" && arg !== null) return inspect(arg, { depth: 0 });
-          return String(arg);
-        case "d":
-          return typeof arg === "bigint" ? `${arg}n` : typeof arg === "symbol" ? "NaN" : String(Number(arg));
-        case "i":
-          return typeof arg === "bigint" ? `${arg}n` : typeof arg === "symbol" ? "NaN" : String(parseInt(arg));
-        case "f":
-          return typeof arg === "symbol" ? "NaN" : String(parseFloat(arg));
-        case "j":
-          try { return JSON.stringify(arg); } catch { return "[Circular]"; }
-        case "o":
-          return inspect(arg, { showHidden: true, depth: 4 });
-        case "O":
-          return inspect(arg);
-        case "c":
-          return "";
-      }
-      return match;
-    });
-    for (; i < args.length; i++) out += ` ${typeof args[i] === "string" ? args[i] : inspect(args[i])}`;
-    return out;
-  }
-
-  // ---- deep strict equality (assert, util.isDeepStrictEqual) -----------------------------------
-  function deepEqual(a, b, memo = new Map()) {
-    if (Object.is(a, b)) return true;
-    if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-    if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
-    const tag = Object.prototype.toString.call(a);
-    if (tag !== Object.prototype.toString.call(b)) return false;
-    if (memo.get(a) === b) return true;
-    memo.set(a, b);
-    if (a instanceof Date) return a.getTime() === b.getTime();
-    if (a instanceof RegExp) return String(a) === String(b);
-    if (ArrayBuffer.isView(a)) {
-      if (a.length !== b.length) return false;
-      for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-    }
-    if (a instanceof Map) {
-      if (a.size !== b.size) return false;
-      for (const [k, v] of a) if (!b.has(k) || !deepEqual(v, b.get(k), memo)) return false;
-      return true;
-    }
-    if (a instanceof Set) {
-      if (a.size !== b.size) return false;
-      for (const v of a) if (!b.has(v) && ![...b].some((w) => deepEqual(v, w, memo))) return false;
-      return true;
-    }
-    if (a instanceof Error && (a.message !== b.message || a.name !== b.name)) return false;
-    const ka = Object.keys(a), kb = Object.keys(b);
-    if (ka.length !== kb.length) return false;
-    for (const k of ka) if (!Object.prototype.hasOwnProperty.call(b, k) || !deepEqual(a[k], b[k], memo)) return false;
-    return true;
-  }
-
-  // ---- util ------------------------------------------------------------------------------------
-  const kCustomPromisify = Symbol.for("nodejs.util.promisify.custom");
-  function promisify(original) {
-    if (typeof original !== "function") throw typeError("ERR_INVALID_ARG_TYPE", 'The "original" argument must be of type function');
-    if (original[kCustomPromisify]) return original[kCustomPromisify];
-    function promisified(...args) {
-      return new Promise((resolve, reject) => {
-        Reflect.apply(original, this, [...args, (err, ...values) => (err ? reject(err) : resolve(values[0]))]);
-      });
-    }
-    Object.setPrototypeOf(promisified, Object.getPrototypeOf(original));
-    return Object.defineProperties(promisified, Object.getOwnPropertyDescriptors(original));
-  }
-  promisify.custom = kCustomPromisify;
-  function callbackify(original) {
-    return function (...args) {
-      const callback = args.pop();
-      Reflect.apply(original, this, args).then((value) => queueMicrotask(() => callback(null, value)), (err) => queueMicrotask(() => callback(err)));
-    };
-  }
-  const tagOf = (v) => Object.prototype.toString.call(v).slice(8, -1);
-  const AsyncFunction = (async () => {}).constructor;
-  const GeneratorFunction = function* () {}.constructor;
-  const AsyncGeneratorFunction = async function* () {}.constructor;
-  const TypedArray = Object.getPrototypeOf(Uint8Array);
-  const typedTag = (name) => (v) => ArrayBuffer.isView(v) && v[Symbol.toStringTag] === name;
-  const types = {
-    isPromise: (v) => v instanceof Promise, isDate: (v) => v instanceof Date, isRegExp: (v) => v instanceof RegExp,
-    isMap: (v) => v instanceof Map, isSet: (v) => v instanceof Set, isWeakMap: (v) => v instanceof WeakMap, isWeakSet: (v) => v instanceof WeakSet,
-    isArrayBuffer: (v) => v instanceof ArrayBuffer, isSharedArrayBuffer: (v) => v instanceof SharedArrayBuffer,
-    isAnyArrayBuffer: (v) => v instanceof ArrayBuffer || v instanceof SharedArrayBuffer,
-    isArrayBufferView: (v) => ArrayBuffer.isView(v), isDataView: (v) => v instanceof DataView,
-    isTypedArray: (v) => v instanceof TypedArray,
-    isUint8Array: typedTag("Uint8Array"), isUint8ClampedArray: typedTag("Uint8ClampedArray"), isUint16Array: typedTag("Uint16Array"),
-    isUint32Array: typedTag("Uint32Array"), isInt8Array: typedTag("Int8Array"), isInt16Array: typedTag("Int16Array"),
-    isInt32Array: typedTag("Int32Array"), isFloat32Array: typedTag("Float32Array"), isFloat64Array: typedTag("Float64Array"),
-    isBigInt64Array: typedTag("BigInt64Array"), isBigUint64Array: typedTag("BigUint64Array"),
-    isAsyncFunction: (v) => v instanceof AsyncFunction || v instanceof AsyncGeneratorFunction,
-    isGeneratorFunction: (v) => v instanceof GeneratorFunction || v instanceof AsyncGeneratorFunction,
-    isGeneratorObject: (v) => tagOf(v) === "Generator", isNativeError: (v) => v instanceof Error,
-    isBoxedPrimitive: (v) => v instanceof Number || v instanceof String || v instanceof Boolean || v instanceof BigInt || v instanceof Symbol,
-    isNumberObject: (v) => v instanceof Number, isStringObject: (v) => v instanceof String, isBooleanObject: (v) => v instanceof Boolean,
-    isSymbolObject: (v) => typeof v === "object" && tagOf(v) === "Symbol", isBigIntObject: (v) => typeof v === "object" && tagOf(v) === "BigInt",
-    isMapIterator: (v) => tagOf(v) === "Map Iterator", isSetIterator: (v) => tagOf(v) === "Set Iterator",
-    isProxy: () => false, isExternal: () => false, isModuleNamespaceObject: (v) => tagOf(v) === "Module",
-    isArgumentsObject: (v) => tagOf(v) === "Arguments", isKeyObject: () => false, isCryptoKey: (v) => v instanceof CryptoKey,
-  };
-  const util = {
-    format, formatWithOptions: (options, ...args) => format(...args), inspect, promisify, callbackify, types,
-    isDeepStrictEqual: (a, b) => deepEqual(a, b),
-    inherits(ctor, superCtor) {
-      Object.defineProperty(ctor, "super_", { value: superCtor, writable: true, configurable: true });
-      Object.setPrototypeOf(ctor.prototype, superCtor.prototype);
-    },
-    deprecate(fn, message) {
-      let warned = false;
-      return function (...args) {
-        if (!warned) { warned = true; console.warn(`DeprecationWarning: ${message}`); }
-        return Reflect.apply(fn, this, args);
-      };
-    },
-    debuglog: () => Object.assign(() => {}, { enabled: false }),
-    isArray: Array.isArray,
-    TextEncoder: globalThis.TextEncoder, TextDecoder: globalThis.TextDecoder,
-    toUSVString: (s) => String(s).toWellFormed(),
-    stripVTControlCharacters: (s) => String(s).replace(/\u001b\[[0-9;]*[A-Za-z]/g, ""),
-    aborted: (signal) => new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true }))),
-  };
-
-  // ---- events ----------------------------------------------------------------------------------
-  const kCapture = Symbol("kCapture");
-  function EventEmitter(options) { EventEmitter.init.call(this, options); }
-  EventEmitter.prototype._events = undefined;
-  EventEmitter.prototype._eventsCount = 0;
-  EventEmitter.prototype._maxListeners = undefined;
-  EventEmitter.defaultMaxListeners = 10;
-  EventEmitter.errorMonitor = Symbol("events.errorMonitor");
-  EventEmitter.captureRejectionSymbol = Symbol.for("nodejs.rejection");
-  EventEmitter.init = function (options) {
-    if (this._events === undefined || this._events === Object.getPrototypeOf(this)._events) {
-      this._events = Object.create(null);
-      this._eventsCount = 0;
-    }
-    this._maxListeners = this._maxListeners || undefined;
-    this[kCapture] = Boolean(options?.captureRejections);
-  };
-  const checkListener = (listener) => {
-    if (typeof listener !== "function") throw typeError("ERR_INVALID_ARG_TYPE", `The "listener" argument must be of type function. Received ${listener === null ? "null" : typeof listener}`);
-  };
-  function addListener(target, type, listener, prepend) {
-    checkListener(listener);
-    let events = target._events;
-    if (events === undefined) { events = target._events = Object.create(null); target._eventsCount = 0; }
-    else if (events.newListener !== undefined) {
-      target.emit("newListener", type, listener.listener ?? listener);
-      events = target._events;
-    }
-    const existing = events[type];
-    if (existing === undefined) { events[type] = listener; target._eventsCount++; }
-    else if (typeof existing === "function") events[type] = prepend ? [listener, existing] : [existing, listener];
-    else if (prepend) existing.unshift(listener);
-    else existing.push(listener);
-    return target;
-  }
-  function onceWrapper(...args) {
-    if (!this.fired) {
-      this.target.removeListener(this.type, this.wrapFn);
-      this.fired = true;
-      return Reflect.apply(this.listener, this.target, args);
-    }
-  }
-  function onceWrap(target, type, listener) {
-    const state = { fired: false, wrapFn: undefined, target, type, listener };
-    const wrapped = onceWrapper.bind(state);
-    wrapped.listener = listener;
-    state.wrapFn = wrapped;
-    return wrapped;
-  }
-  Object.assign(EventEmitter.prototype, {
-    setMaxListeners(n) { this._maxListeners = n; return this; },
-    getMaxListeners() { return this._maxListeners ?? EventEmitter.defaultMaxListeners; },
-    emit(type, ...args) {
-      const events = this._events;
-      if (type === "error" && events?.[EventEmitter.errorMonitor] !== undefined) this.emit(EventEmitter.errorMonitor, ...args);
-      const handler = events?.[type];
-      if (handler === undefined) {
-        if (type === "error") {
-          const er = args[0];
-          if (er instanceof Error) throw er;
-          throw nodeError(Error, "ERR_UNHANDLED_ERROR", `Unhandled error. (${inspect(er)})`);
-        }
-        return false;
-      }
-      const listeners = typeof handler === "function" ? [handler] : handler.slice();
-      for (const listener of listeners) {
-        const result = Reflect.apply(listener, this, args);
-        if (this[kCapture] && result instanceof Promise) {
-          result.catch((err) => queueMicrotask(() => {
-            if (typeof this[EventEmitter.captureRejectionSymbol] === "function") this[EventEmitter.captureRejectionSymbol](err, type, ...args);
-            else this.emit("error", err);
-          }));
-        }
-      }
-      return true;
-    },
-    addListener(type, listener) { return addListener(this, type, listener, false); },
-    prependListener(type, listener) { return addListener(this, type, listener, true); },
-    once(type, listener) { checkListener(listener); return this.on(type, onceWrap(this, type, listener)); },
-    prependOnceListener(type, listener) { checkListener(listener); return this.prependListener(type, onceWrap(this, type, listener)); },
-    removeListener(type, listener) {
-      checkListener(listener);
-      const events = this._events;
-      const list = events?.[type];
-      if (list === undefined) return this;
-      if (list === listener || list.listener === listener) {
-        if (--this._eventsCount === 0) this._events = Object.create(null);
-        else delete events[type];
-        if (events.removeListener) this.emit("removeListener", type, list.listener ?? listener);
-      } else if (typeof list !== "function") {
-        const i = list.findLastIndex((l) => l === listener || l.listener === listener);
-        if (i < 0) return this;
-        list.splice(i, 1);
-        if (list.length === 1) events[type] = list[0];
-        if (events.removeListener !== undefined) this.emit("removeListener", type, listener);
-      }
-      return this;
-    },
-    removeAllListeners(type) {
-      if (this._events === undefined) return this;
-      if (arguments.length === 0) { this._events = Object.create(null); this._eventsCount = 0; }
-      else if (this._events[type] !== undefined) {
-        if (--this._eventsCount === 0) this._events = Object.create(null);
-        else delete this._events[type];
-      }
-      return this;
-    },
-    listeners(type) { return this.rawListeners(type).map((l) => l.listener ?? l); },
-    rawListeners(type) {
-      const list = this._events?.[type];
-      return list === undefined ? [] : typeof list === "function" ? [list] : list.slice();
-    },
-    listenerCount(type, listener) {
-      const list = this.rawListeners(type);
-      return listener === undefined ? list.length : list.filter((l) => l === listener || l.listener === listener).length;
-    },
-    eventNames() { return this._eventsCount > 0 ? Reflect.ownKeys(this._events) : []; },
+  // A global that builds the layer when first read, then becomes a plain value.
+  const lazy = (name, make) => Object.defineProperty(globalThis, name, {
+    get() { const value = make(); define(name, value); return value; },
+    set(value) { define(name, value); },
+    configurable: true,
+    enumerable: false,
   });
-  EventEmitter.prototype.on = EventEmitter.prototype.addListener;
-  EventEmitter.prototype.off = EventEmitter.prototype.removeListener;
-  EventEmitter.EventEmitter = EventEmitter;
-  EventEmitter.usingDomains = false;
-  EventEmitter.listenerCount = (emitter, type) => emitter.listenerCount(type);
-  EventEmitter.once = function once(emitter, name, options = {}) {
-    return new Promise((resolve, reject) => {
-      const signal = options.signal;
-      if (signal?.aborted) return reject(signal.reason);
-      const onError = (err) => { emitter.removeListener(name, resolver); reject(err); };
-      const resolver = (...args) => { if (name !== "error") emitter.removeListener("error", onError); resolve(args); };
-      if (typeof emitter.addEventListener === "function" && !(emitter instanceof EventEmitter)) {
-        emitter.addEventListener(name, (...args) => resolve(args), { once: true });
-        return;
-      }
-      emitter.once(name, resolver);
-      if (name !== "error") emitter.once("error", onError);
-      signal?.addEventListener("abort", () => { emitter.removeListener(name, resolver); reject(signal.reason); }, { once: true });
-    });
+  lazy("Buffer", () => buffer().Buffer);
+  lazy("process", () => build().process);
+  define("global", globalThis);
+  return {
+    module: (name) => (name === "buffer" ? buffer().bufferModule : build().modules[name]),
+    setEnv(values) {
+      env = values;
+      if (built !== null) Object.assign(built.process.env, values);
+    },
   };
-  EventEmitter.on = function on(emitter, name) {
-    const queue = [], waiting = [];
-    emitter.on(name, (...args) => (waiting.length ? waiting.shift().resolve({ value: args, done: false }) : queue.push(args)));
-    return {
-      next: () => (queue.length ? Promise.resolve({ value: queue.shift(), done: false }) : new Promise((resolve, reject) => waiting.push({ resolve, reject }))),
-      return: () => Promise.resolve({ value: undefined, done: true }),
-      [Symbol.asyncIterator]() { return this; },
+
+  // Buffer, its encodings and the error helpers (ops comes from the installer).
+  function buildBuffer() {
+
+    const nodeError = (Ctor, code, message) => {
+      const err = new Ctor(message);
+      Object.defineProperty(err, "code", { value: code, writable: true, configurable: true, enumerable: true });
+      return err;
     };
-  };
-  EventEmitter.getEventListeners = (emitter, name) => (typeof emitter.listeners === "function" ? emitter.listeners(name) : []);
-  EventEmitter.setMaxListeners = (n = EventEmitter.defaultMaxListeners, ...targets) => {
-    if (targets.length === 0) EventEmitter.defaultMaxListeners = n;
-    for (const t of targets) t.setMaxListeners?.(n);
-  };
-  EventEmitter.default = EventEmitter;
+    const rangeError = (code, message) => nodeError(RangeError, code, message);
+    const typeError = (code, message) => nodeError(TypeError, code, message);
 
-  // ---- assert ----------------------------------------------------------------------------------
-  class AssertionError extends Error {
-    constructor(options = {}) {
-      const { message, actual, expected, operator } = options;
-      super(message ?? `${inspect(actual)} ${operator} ${inspect(expected)}`);
-      this.generatedMessage = message === undefined;
-      this.code = "ERR_ASSERTION";
-      this.actual = actual;
-      this.expected = expected;
-      this.operator = operator;
-    }
-    get name() { return "AssertionError"; }
-  }
-  const OPERATOR_TEXT = {
-    strictEqual: "Expected values to be strictly equal:", deepStrictEqual: "Expected values to be strictly deep-equal:",
-    deepEqual: "Expected values to be loosely deep-equal:", equal: "Expected values to be loosely equal:",
-    notStrictEqual: 'Expected "actual" to be strictly unequal to:', notDeepStrictEqual: 'Expected "actual" not to be strictly deep-equal to:',
-    notEqual: 'Expected "actual" to be loosely unequal to:', notDeepEqual: 'Expected "actual" not to be loosely deep-equal to:',
-  };
-  function fail(actual, expected, message, operator) {
-    if (message instanceof Error) throw message;
-    const text = message ?? `${OPERATOR_TEXT[operator] ?? operator}\n\n${inspect(actual)} !== ${inspect(expected)}\n`;
-    const err = new AssertionError({ message: text, actual, expected, operator });
-    err.generatedMessage = message === undefined;
-    throw err;
-  }
-  function errorMatches(err, expected) {
-    if (expected === undefined) return true;
-    if (typeof expected === "function") {
-      if (expected.prototype !== undefined && err instanceof expected) return true;
-      if (Error.isPrototypeOf(expected) || expected === Error) return false;
-      return expected.call({}, err) === true;
-    }
-    if (expected instanceof RegExp) return expected.test(String(err));
-    if (typeof expected === "object") return Object.keys(expected).every((k) => (expected[k] instanceof RegExp ? expected[k].test(err[k]) : deepEqual(err[k], expected[k])));
-    return true;
-  }
-  // workerd's node:assert compares strictly in its legacy methods too (equal(1, "1") fails), so
-  // the legacy names are the strict ones here.
-  function makeAssert() {
-    function ok(value, message) {
-      if (!value) fail(value, true, message ?? (arguments.length === 0 ? "No value argument passed to `assert.ok()`" : "The expression evaluated to a falsy value:\n\n  assert.ok(" + inspect(value) + ")\n"), "==");
-    }
-    const assert = function assert(...args) { return ok(...args); };
-    Object.assign(assert, {
-      ok, AssertionError, fail: (message = "Failed") => { if (message instanceof Error) throw message; throw new AssertionError({ message, operator: "fail" }); },
-      strictEqual: (a, b, m) => { if (!Object.is(a, b)) fail(a, b, m, "strictEqual"); },
-      notStrictEqual: (a, b, m) => { if (Object.is(a, b)) fail(a, b, m, "notStrictEqual"); },
-      deepStrictEqual: (a, b, m) => { if (!deepEqual(a, b)) fail(a, b, m, "deepStrictEqual"); },
-      notDeepStrictEqual: (a, b, m) => { if (deepEqual(a, b)) fail(a, b, m, "notDeepStrictEqual"); },
-      throws(fn, expected, message) {
-        if (typeof expected === "string") { message = expected; expected = undefined; }
-        try { fn(); } catch (err) {
-          if (!errorMatches(err, expected)) throw err;
-          return;
-        }
-        fail(undefined, expected, message ?? "Missing expected exception.", "throws");
-      },
-      doesNotThrow(fn, expected, message) {
-        try { fn(); } catch (err) { fail(err, expected, typeof message === "string" ? message : `Got unwanted exception.\nActual message: "${err?.message}"`, "doesNotThrow"); }
-      },
-      async rejects(promiseOrFn, expected, message) {
-        if (typeof expected === "string") { message = expected; expected = undefined; }
-        try { await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn); } catch (err) {
-          if (!errorMatches(err, expected)) throw err;
-          return;
-        }
-        fail(undefined, expected, message ?? "Missing expected rejection.", "rejects");
-      },
-      async doesNotReject(promiseOrFn, expected, message) {
-        try { await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn); } catch (err) { fail(err, expected, typeof message === "string" ? message : "Got unwanted rejection.", "doesNotReject"); }
-      },
-      match(string, regexp, message) { if (!regexp.test(string)) fail(string, regexp, message ?? `The input did not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`, "match"); },
-      doesNotMatch(string, regexp, message) { if (regexp.test(string)) fail(string, regexp, message ?? `The input was expected to not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`, "doesNotMatch"); },
-      ifError(value) { if (value !== null && value !== undefined) throw value instanceof Error ? value : new AssertionError({ message: `ifError got unwanted exception: ${inspect(value)}`, actual: value, operator: "ifError" }); },
-    });
-    return assert;
-  }
-  const assert = makeAssert();
-  assert.equal = assert.strictEqual;
-  assert.notEqual = assert.notStrictEqual;
-  assert.deepEqual = assert.deepStrictEqual;
-  assert.notDeepEqual = assert.notDeepStrictEqual;
-  assert.strict = assert;
+    // ---- encodings -------------------------------------------------------------------------------
+    const ENCODINGS = {
+      utf8: "utf8", "utf-8": "utf8", hex: "hex", base64: "base64", base64url: "base64url",
+      latin1: "latin1", binary: "latin1", ascii: "ascii", utf16le: "utf16le", "utf-16le": "utf16le",
+      ucs2: "utf16le", "ucs-2": "utf16le",
+    };
+    const normalizeEncoding = (encoding) => {
+      if (encoding === undefined || encoding === null) return "utf8";
+      return ENCODINGS[String(encoding).toLowerCase()];
+    };
+    const encodingOf = (encoding) => {
+      const normal = normalizeEncoding(encoding);
+      if (normal === undefined) throw typeError("ERR_UNKNOWN_ENCODING", `Unknown encoding: ${encoding}`);
+      return normal;
+    };
 
-  // ---- path (POSIX) ----------------------------------------------------------------------------
-  const checkPath = (p, what = "path") => {
-    if (typeof p !== "string") throw typeError("ERR_INVALID_ARG_TYPE", `The "${what}" argument must be of type string. Received ${p === null ? "null" : typeof p}`);
-    return p;
-  };
-  function normalizeSegments(p, absolute) {
-    const out = [];
-    for (const seg of p.split("/")) {
-      if (seg === "" || seg === ".") continue;
-      if (seg === "..") {
-        if (out.length && out[out.length - 1] !== "..") out.pop();
-        else if (!absolute) out.push("..");
-      } else out.push(seg);
-    }
-    return out.join("/");
-  }
-  const path = {
-    sep: "/", delimiter: ":",
-    normalize(p) {
-      checkPath(p);
-      if (p === "") return ".";
-      const absolute = p.startsWith("/");
-      const trailing = p.endsWith("/");
-      let out = normalizeSegments(p, absolute);
-      if (out === "" && !absolute) out = ".";
-      if (out !== "" && trailing) out += "/";
-      return (absolute ? "/" : "") + out;
-    },
-    join(...parts) {
-      parts.forEach((p) => checkPath(p));
-      const joined = parts.filter((p) => p !== "").join("/");
-      return joined === "" ? "." : path.normalize(joined);
-    },
-    resolve(...parts) {
-      let resolved = "";
-      for (let i = parts.length - 1; i >= -1 && !resolved.startsWith("/"); i--) {
-        const p = i >= 0 ? checkPath(parts[i], `paths[${i}]`) : "/";
-        if (p !== "") resolved = resolved === "" ? p : `${p}/${resolved}`;
-      }
-      const out = "/" + normalizeSegments(resolved, true);
+    const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const B64_VALUE = new Int8Array(128).fill(-1);
+    for (let i = 0; i < 64; i++) B64_VALUE[B64.charCodeAt(i)] = i;
+    B64_VALUE[45] = 62; // '-' of base64url
+    B64_VALUE[95] = 63; // '_' of base64url
+
+    // Long strings are built from byte runs in slices: String.fromCharCode takes its arguments on
+    // the stack.
+    const CHUNK = 0x2000;
+    const fromCodes = (codes) => {
+      let out = "";
+      for (let i = 0; i < codes.length; i += CHUNK) out += String.fromCharCode.apply(null, codes.subarray(i, i + CHUNK));
       return out;
-    },
-    isAbsolute: (p) => checkPath(p).startsWith("/"),
-    dirname(p) {
-      checkPath(p);
-      if (p === "") return ".";
-      const trimmed = p.replace(/\/+$/, "") || "/";
-      if (trimmed === "/") return "/";
-      const i = trimmed.lastIndexOf("/");
-      if (i < 0) return ".";
-      return trimmed.slice(0, i).replace(/\/+$/, "") || "/";
-    },
-    basename(p, ext) {
-      checkPath(p);
-      const trimmed = p.replace(/\/+$/, "");
-      let base = trimmed.slice(trimmed.lastIndexOf("/") + 1);
-      if (ext !== undefined && base.endsWith(ext) && base !== ext) base = base.slice(0, -ext.length);
-      return base;
-    },
-    extname(p) {
-      const base = path.basename(p);
-      const i = base.lastIndexOf(".");
-      if (i <= 0 || base === "..") return "";
-      return base.slice(i);
-    },
-    relative(from, to) {
-      const a = path.resolve(from).split("/").filter(Boolean);
-      const b = path.resolve(to).split("/").filter(Boolean);
-      let i = 0;
-      while (i < a.length && i < b.length && a[i] === b[i]) i++;
-      return [...a.slice(i).map(() => ".."), ...b.slice(i)].join("/");
-    },
-    parse(p) {
-      checkPath(p);
-      const root = p.startsWith("/") ? "/" : "";
-      const base = path.basename(p);
-      const ext = path.extname(p);
-      let dir = path.dirname(p);
-      if (dir === "." && !p.includes("/")) dir = "";
-      return { root, dir, base, ext, name: ext ? base.slice(0, -ext.length) : base };
-    },
-    format(o) {
-      const dir = o.dir || o.root || "";
-      const base = o.base || `${o.name || ""}${o.ext ? (o.ext.startsWith(".") ? "" : ".") + o.ext : ""}`;
-      return dir ? (dir === o.root ? `${dir}${base}` : `${dir}/${base}`) : base;
-    },
-    toNamespacedPath: (p) => p,
-    matchesGlob: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "path.matchesGlob() is not implemented"); },
-  };
-  path.posix = path;
-  path.win32 = new Proxy({}, { get() { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "path.win32 is not implemented (only POSIX paths are)"); } });
+    };
 
-  // ---- string_decoder --------------------------------------------------------------------------
-  class StringDecoder {
-    #pending = new Uint8Array(0);
-    constructor(encoding) { this.encoding = encodingOf(encoding); }
-    write(chunk) {
-      if (typeof chunk === "string") return chunk;
-      const bytes = new Uint8Array(this.#pending.length + chunk.length);
-      bytes.set(this.#pending);
-      bytes.set(bytesOf(chunk, "buf"), this.#pending.length);
-      const keep = this.#incomplete(bytes);
-      this.#pending = bytes.slice(bytes.length - keep);
-      return decodeBytes(bytes.subarray(0, bytes.length - keep), this.encoding);
-    }
-    end(chunk) {
-      let out = chunk === undefined ? "" : this.write(chunk);
-      if (this.#pending.length) out += decodeBytes(this.#pending, this.encoding === "base64url" || this.encoding === "base64" ? this.encoding : this.encoding === "utf16le" ? "utf16le" : "utf8");
-      this.#pending = new Uint8Array(0);
-      return out;
-    }
-    // How many trailing bytes wait for the rest of their character (or base64 group).
-    #incomplete(bytes) {
-      const n = bytes.length;
-      switch (this.encoding) {
-        case "utf8":
-          for (let back = 1; back <= Math.min(3, n); back++) {
-            const b = bytes[n - back];
-            if ((b & 0xc0) === 0x80) continue;
-            const size = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
-            return size > back ? back : 0;
-          }
-          return 0;
+    function encodeString(string, encoding) {
+      switch (encoding) {
+        case "utf8": return ops.encodeUtf8(string);
+        case "latin1":
+        case "ascii": {
+          const out = new Uint8Array(string.length);
+          for (let i = 0; i < string.length; i++) out[i] = string.charCodeAt(i);
+          return out;
+        }
         case "utf16le": {
-          if (n % 2) return 1;
-          const last = n >= 2 ? bytes[n - 2] | (bytes[n - 1] << 8) : 0;
-          return last >= 0xd800 && last <= 0xdbff ? 2 : 0;
+          const out = new Uint8Array(string.length * 2);
+          for (let i = 0; i < string.length; i++) {
+            const c = string.charCodeAt(i);
+            out[i * 2] = c & 255;
+            out[i * 2 + 1] = c >> 8;
+          }
+          return out;
+        }
+        case "hex": {
+          const out = new Uint8Array(string.length >>> 1);
+          let n = 0;
+          for (; n < out.length; n++) {
+            const byte = parseInt(string.substr(n * 2, 2), 16);
+            if (Number.isNaN(byte) || !/^[0-9a-fA-F]{2}$/.test(string.substr(n * 2, 2))) break;
+            out[n] = byte;
+          }
+          return out.subarray(0, n);
         }
         case "base64":
-        case "base64url":
-          return n % 3;
-        default:
-          return 0;
+        case "base64url": {
+          const out = new Uint8Array(Math.ceil((string.length * 3) / 4));
+          let bits = 0, value = 0, n = 0;
+          for (let i = 0; i < string.length; i++) {
+            const c = string.charCodeAt(i);
+            if (c === 61) break; // '=' ends the data
+            const digit = c < 128 ? B64_VALUE[c] : -1;
+            if (digit < 0) continue; // whitespace and stray characters are skipped, as in Node
+            value = ((value << 6) | digit) & 0xffffff;
+            bits += 6;
+            if (bits >= 8) {
+              bits -= 8;
+              out[n++] = (value >> bits) & 255;
+            }
+          }
+          return out.subarray(0, n);
+        }
+      }
+      throw typeError("ERR_UNKNOWN_ENCODING", `Unknown encoding: ${encoding}`);
+    }
+
+    function decodeBytes(bytes, encoding) {
+      switch (encoding) {
+        case "utf8": return ops.decodeUtf8(bytes, false, true);
+        case "latin1": return fromCodes(bytes);
+        case "ascii": {
+          const codes = new Uint8Array(bytes.length);
+          for (let i = 0; i < bytes.length; i++) codes[i] = bytes[i] & 0x7f;
+          return fromCodes(codes);
+        }
+        case "utf16le": {
+          const codes = new Uint16Array(bytes.length >>> 1);
+          for (let i = 0; i < codes.length; i++) codes[i] = bytes[i * 2] | (bytes[i * 2 + 1] << 8);
+          return fromCodes(codes);
+        }
+        case "hex": {
+          let out = "";
+          for (let i = 0; i < bytes.length; i++) out += (bytes[i] < 16 ? "0" : "") + bytes[i].toString(16);
+          return out;
+        }
+        case "base64":
+        case "base64url": {
+          const alphabet = encoding === "base64" ? B64 : B64.slice(0, 62) + "-_";
+          let out = "";
+          for (let i = 0; i < bytes.length; i += 3) {
+            const n = (bytes[i] << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+            out += alphabet[n >> 18] + alphabet[(n >> 12) & 63];
+            out += i + 1 < bytes.length ? alphabet[(n >> 6) & 63] : encoding === "base64" ? "=" : "";
+            out += i + 2 < bytes.length ? alphabet[n & 63] : encoding === "base64" ? "=" : "";
+          }
+          return out;
+        }
+      }
+      throw typeError("ERR_UNKNOWN_ENCODING", `Unknown encoding: ${encoding}`);
+    }
+
+    // ---- Buffer ----------------------------------------------------------------------------------
+    const kMaxLength = 2 ** 32;
+    const bytesOf = (value, what) => {
+      if (value instanceof Uint8Array) return value;
+      if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+      if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) return new Uint8Array(value);
+      throw typeError("ERR_INVALID_ARG_TYPE", `The "${what}" argument must be an instance of Buffer, TypedArray, DataView or ArrayBuffer`);
+    };
+    const checkSize = (size) => {
+      if (typeof size !== "number") throw typeError("ERR_INVALID_ARG_TYPE", `The "size" argument must be of type number. Received ${typeof size}`);
+      if (!(size >= 0 && size <= kMaxLength)) throw rangeError("ERR_OUT_OF_RANGE", `The value of "size" is out of range. It must be >= 0 && <= ${kMaxLength}. Received ${size}`);
+      return size;
+    };
+
+    class Buffer extends Uint8Array {
+      // `new Buffer(...)` is deprecated in Node but still works; typed-array species calls
+      // (subarray, map, filter) arrive here with (buffer, byteOffset, length).
+      constructor(arg, encodingOrOffset, length) {
+        if (typeof arg === "number") {
+          super(checkSize(arg));
+        } else if (typeof arg === "string" || (arg !== null && typeof arg === "object" && !(arg instanceof ArrayBuffer) && !(arg instanceof SharedArrayBuffer))) {
+          const bytes = typeof arg === "string" ? encodeString(arg, encodingOf(encodingOrOffset)) : Uint8Array.from(arg);
+          super(bytes.length);
+          this.set(bytes);
+        } else {
+          super(arg, encodingOrOffset, length);
+        }
+      }
+      static from(value, encodingOrOffset, length) {
+        if (typeof value === "string") return fromBytes(encodeString(value, encodingOf(encodingOrOffset)));
+        if (value instanceof ArrayBuffer || value instanceof SharedArrayBuffer) {
+          const offset = encodingOrOffset === undefined ? 0 : Number(encodingOrOffset) >>> 0;
+          if (offset > value.byteLength) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", '"offset" is outside of buffer bounds');
+          const len = length === undefined ? value.byteLength - offset : Number(length) >>> 0;
+          if (offset + len > value.byteLength) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", '"length" is outside of buffer bounds');
+          return new Buffer(value, offset, len);
+        }
+        if (ArrayBuffer.isView(value)) return fromBytes(new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice());
+        if (value !== null && typeof value === "object") {
+          if (typeof value.valueOf === "function") {
+            const primitive = value.valueOf();
+            if (primitive !== value && primitive !== null && primitive !== undefined) return Buffer.from(primitive, encodingOrOffset, length);
+          }
+          if (value.type === "Buffer" && Array.isArray(value.data)) return fromBytes(Uint8Array.from(value.data));
+          if (typeof value.length === "number" || Array.isArray(value)) return fromBytes(Uint8Array.from(value));
+          if (typeof value[Symbol.toPrimitive] === "function") return Buffer.from(value[Symbol.toPrimitive]("string"), encodingOrOffset);
+        }
+        throw typeError("ERR_INVALID_ARG_TYPE", "The first argument must be of type string or an instance of Buffer, ArrayBuffer, or Array or an Array-like Object.");
+      }
+      static alloc(size, fill, encoding) {
+        const buffer = new Buffer(checkSize(size));
+        if (fill !== undefined && fill !== 0 && size > 0) buffer.fill(fill, 0, buffer.length, encoding);
+        return buffer;
+      }
+      static allocUnsafe(size) { return new Buffer(checkSize(size)); }
+      static allocUnsafeSlow(size) { return new Buffer(checkSize(size)); }
+      static isBuffer(value) { return value instanceof Buffer; }
+      static isEncoding(encoding) { return typeof encoding === "string" && encoding.length > 0 && normalizeEncoding(encoding) !== undefined; }
+      static byteLength(value, encoding) {
+        if (typeof value !== "string") return bytesOf(value, "string").byteLength;
+        const normal = normalizeEncoding(encoding) ?? "utf8";
+        if (normal === "utf8") return ops.encodeUtf8(value).length;
+        if (normal === "latin1" || normal === "ascii") return value.length;
+        if (normal === "utf16le") return value.length * 2;
+        if (normal === "hex") return value.length >>> 1;
+        let len = value.length;
+        while (len > 0 && value.charCodeAt(len - 1) === 61) len--;
+        return (len * 3) >>> 2;
+      }
+      static concat(list, totalLength) {
+        if (!Array.isArray(list)) throw typeError("ERR_INVALID_ARG_TYPE", 'The "list" argument must be an instance of Array');
+        const total = totalLength === undefined ? list.reduce((n, b) => n + b.length, 0) : checkSize(totalLength);
+        const out = Buffer.alloc(total);
+        let at = 0;
+        for (const item of list) {
+          const bytes = bytesOf(item, "list[i]");
+          if (at >= total) break;
+          out.set(bytes.subarray(0, total - at), at);
+          at += bytes.length;
+        }
+        return out;
+      }
+      static compare(a, b) { return compareBytes(bytesOf(a, "buf1"), bytesOf(b, "buf2")); }
+
+      get parent() { return this.buffer; }
+      get offset() { return this.byteOffset; }
+      toString(encoding, start = 0, end = this.length) {
+        const normal = encodingOf(encoding);
+        start = Math.max(0, Math.trunc(Number(start)) || 0);
+        end = Math.min(this.length, end === undefined ? this.length : Math.trunc(Number(end)) || 0);
+        if (end <= start) return "";
+        return decodeBytes(new Uint8Array(this.buffer, this.byteOffset + start, end - start), normal);
+      }
+      toLocaleString(encoding, start, end) { return this.toString(encoding, start, end); }
+      toJSON() { return { type: "Buffer", data: Array.from(this) }; }
+      equals(other) { return compareBytes(this, bytesOf(other, "otherBuffer")) === 0; }
+      compare(target, targetStart = 0, targetEnd = target.length, sourceStart = 0, sourceEnd = this.length) {
+        const t = bytesOf(target, "target");
+        return compareBytes(this.subarray(sourceStart, sourceEnd), t.subarray(targetStart, targetEnd));
+      }
+      copy(target, targetStart = 0, sourceStart = 0, sourceEnd = this.length) {
+        const t = bytesOf(target, "target");
+        const source = new Uint8Array(this.buffer, this.byteOffset, this.length).subarray(sourceStart, sourceEnd);
+        const count = Math.max(0, Math.min(source.length, t.length - targetStart));
+        t.set(source.subarray(0, count), targetStart);
+        return count;
+      }
+      // Node's slice shares memory, unlike Uint8Array's.
+      slice(start, end) { return this.subarray(start, end); }
+      write(string, offset, length, encoding) {
+        if (typeof offset === "string") { encoding = offset; offset = 0; length = undefined; }
+        else if (typeof length === "string") { encoding = length; length = undefined; }
+        offset = offset === undefined ? 0 : offset >>> 0;
+        if (offset > this.length) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", '"offset" is outside of buffer bounds');
+        const room = this.length - offset;
+        const max = length === undefined ? room : Math.min(room, length >>> 0);
+        const normal = encodingOf(encoding);
+        let bytes = encodeString(String(string), normal);
+        if (bytes.length > max) {
+          bytes = bytes.subarray(0, max);
+          // Only whole UTF-8 characters are written.
+          if (normal === "utf8") {
+            let cut = max;
+            while (cut > 0 && (bytes[cut - 1] & 0xc0) === 0x80) cut--;
+            if (cut > 0 && bytes[cut - 1] >= 0xc0) {
+              const lead = bytes[cut - 1];
+              const size = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+              if (max - (cut - 1) < size) bytes = bytes.subarray(0, cut - 1);
+            }
+          } else if (normal === "utf16le") {
+            bytes = bytes.subarray(0, max & ~1);
+          }
+        }
+        this.set(bytes, offset);
+        return bytes.length;
+      }
+      fill(value, offset = 0, end = this.length, encoding = undefined) {
+        if (typeof offset === "string") { encoding = offset; offset = 0; end = this.length; }
+        else if (typeof end === "string") { encoding = end; end = this.length; }
+        if (typeof value === "number" || typeof value === "boolean") return Uint8Array.prototype.fill.call(this, Number(value) & 255, offset, end);
+        const pattern = typeof value === "string" ? encodeString(value, encodingOf(encoding)) : bytesOf(value, "value");
+        if (pattern.length === 0) {
+          if (typeof value === "string" && value.length > 0) throw typeError("ERR_INVALID_ARG_VALUE", `The argument 'value' is invalid. Received '${value}'`);
+          return Uint8Array.prototype.fill.call(this, 0, offset, end);
+        }
+        for (let i = offset, j = 0; i < end; i++, j = (j + 1) % pattern.length) this[i] = pattern[j];
+        return this;
+      }
+      indexOf(value, byteOffset, encoding) { return search(this, value, byteOffset, encoding, false); }
+      lastIndexOf(value, byteOffset, encoding) { return search(this, value, byteOffset, encoding, true); }
+      includes(value, byteOffset, encoding) { return this.indexOf(value, byteOffset, encoding) !== -1; }
+      swap16() { return swap(this, 2); }
+      swap32() { return swap(this, 4); }
+      swap64() { return swap(this, 8); }
+      readUIntLE(offset, byteLength) { return readVariable(this, offset, byteLength, true, false); }
+      readUIntBE(offset, byteLength) { return readVariable(this, offset, byteLength, false, false); }
+      readIntLE(offset, byteLength) { return readVariable(this, offset, byteLength, true, true); }
+      readIntBE(offset, byteLength) { return readVariable(this, offset, byteLength, false, true); }
+      writeUIntLE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, true); }
+      writeUIntBE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, false); }
+      writeIntLE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, true); }
+      writeIntBE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, false); }
+      [Symbol.for("nodejs.util.inspect.custom")]() {
+        const shown = Array.from(this.subarray(0, 50), (b) => (b < 16 ? "0" : "") + b.toString(16)).join(" ");
+        return `<Buffer${shown ? ` ${shown}` : ""}${this.length > 50 ? ` ... ${this.length - 50} more bytes` : ""}>`;
       }
     }
-  }
+    const fromBytes = (bytes) => new Buffer(bytes.buffer, bytes.byteOffset, bytes.length);
+    Buffer.poolSize = 8192;
 
-  // ---- crypto ----------------------------------------------------------------------------------
-  const HASHES = { sha1: "SHA-1", "sha-1": "SHA-1", sha256: "SHA-256", "sha-256": "SHA-256", sha384: "SHA-384", "sha-384": "SHA-384", sha512: "SHA-512", "sha-512": "SHA-512", md5: "MD5" };
-  const hashOf = (algorithm) => {
-    const name = HASHES[String(algorithm).toLowerCase()];
-    if (!name) throw new Error(`Digest method not supported: ${algorithm} (md5, sha1, sha256, sha384 and sha512 are)`);
-    return name;
-  };
-  const dataOf = (data, encoding) => (typeof data === "string" ? encodeString(data, encodingOf(encoding)) : bytesOf(data, "data"));
-  const digestOut = (bytes, encoding) => {
-    const buffer = fromBytes(bytes);
-    return encoding === undefined || encoding === "buffer" ? buffer : buffer.toString(encoding);
-  };
-  class Hash {
-    #algorithm; #parts = []; #done = false; #key;
-    constructor(algorithm, key) { this.#algorithm = hashOf(algorithm); this.#key = key; }
-    update(data, encoding) {
-      if (this.#done) throw nodeError(Error, "ERR_CRYPTO_HASH_FINALIZED", "Digest already called");
-      this.#parts.push(dataOf(data, encoding).slice());
-      return this;
+    function compareBytes(a, b) {
+      const n = Math.min(a.length, b.length);
+      for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i] < b[i] ? -1 : 1;
+      return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
     }
-    digest(encoding) {
-      if (this.#done) throw nodeError(Error, "ERR_CRYPTO_HASH_FINALIZED", "Digest already called");
-      this.#done = true;
-      const data = Buffer.concat(this.#parts);
-      const out = this.#key === undefined ? ops.digest(this.#algorithm, data) : ops.hmac(this.#algorithm, this.#key, data);
-      return digestOut(out, encoding);
+    function search(buffer, value, byteOffset, encoding, last) {
+      if (typeof byteOffset === "string") { encoding = byteOffset; byteOffset = undefined; }
+      let from = byteOffset === undefined ? (last ? buffer.length - 1 : 0) : Math.trunc(Number(byteOffset)) || 0;
+      if (from < 0) from += buffer.length;
+      if (typeof value === "number") value = Uint8Array.of(value & 255);
+      else if (typeof value === "string") value = encodeString(value, encodingOf(encoding));
+      else value = bytesOf(value, "value");
+      const step = last ? -1 : 1;
+      const start = last ? Math.min(from, buffer.length - value.length) : Math.max(from, 0);
+      for (let i = start; last ? i >= 0 : i <= buffer.length - value.length; i += step) {
+        let j = 0;
+        while (j < value.length && buffer[i + j] === value[j]) j++;
+        if (j === value.length) return i;
+      }
+      return -1;
     }
-    copy() {
-      const copy = new Hash(this.#algorithm, this.#key);
-      for (const part of this.#parts) copy.update(part);
-      return copy;
-    }
-  }
-  const MAX_RANDOM_BYTES = 2 ** 31 - 1;
-  function randomBytes(size, callback) {
-    if (typeof size !== "number" || !(size >= 0 && size <= MAX_RANDOM_BYTES)) throw rangeError("ERR_OUT_OF_RANGE", `The value of "size" is out of range. It must be >= 0 && <= ${MAX_RANDOM_BYTES}. Received ${size}`);
-    const out = Buffer.alloc(size);
-    // getRandomValues fills at most 64 KiB a call.
-    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(size, i + 65536)));
-    if (typeof callback === "function") { queueMicrotask(() => callback(null, out)); return undefined; }
-    return out;
-  }
-  const nodeCrypto = {
-    createHash: (algorithm) => new Hash(algorithm),
-    createHmac: (algorithm, key) => new Hash(algorithm, typeof key === "string" ? ops.encodeUtf8(key) : bytesOf(key, "key").slice()),
-    hash: (algorithm, data, encoding = "hex") => new Hash(algorithm).update(data).digest(encoding),
-    getHashes: () => ["md5", "sha1", "sha256", "sha384", "sha512"],
-    randomBytes, pseudoRandomBytes: randomBytes,
-    randomFillSync(buffer, offset = 0, size = undefined) {
-      const bytes = bytesOf(buffer, "buf");
-      const end = size === undefined ? bytes.length : Math.min(bytes.length, offset + size);
-      for (let i = offset; i < end; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(end, i + 65536)));
+    function swap(buffer, size) {
+      if (buffer.length % size !== 0) throw rangeError("ERR_INVALID_BUFFER_SIZE", `Buffer size must be a multiple of ${size * 8}-bits`);
+      for (let i = 0; i < buffer.length; i += size) buffer.subarray(i, i + size).reverse();
       return buffer;
-    },
-    randomInt(min, max, callback) {
-      if (max === undefined || typeof max === "function") { callback = max; max = min; min = 0; }
-      if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || max <= min) throw rangeError("ERR_OUT_OF_RANGE", `The value of "max" is out of range. It must be greater than the value of "min" (${min}). Received ${max}`);
-      const range = max - min;
-      const words = new Uint32Array(2);
-      crypto.getRandomValues(words);
-      const value = min + Math.floor(((words[0] * 2 ** 21 + (words[1] >>> 11)) / 2 ** 53) * range);
-      if (typeof callback === "function") { queueMicrotask(() => callback(null, value)); return undefined; }
+    }
+    function checkOffset(buffer, offset, size) {
+      if (offset === undefined) offset = 0;
+      if (typeof offset !== "number") throw typeError("ERR_INVALID_ARG_TYPE", `The "offset" argument must be of type number. Received ${typeof offset}`);
+      if (buffer.length < size) throw rangeError("ERR_BUFFER_OUT_OF_BOUNDS", "Attempt to access memory outside buffer bounds");
+      if (!Number.isInteger(offset) || offset < 0 || offset > buffer.length - size) {
+        throw rangeError("ERR_OUT_OF_RANGE", `The value of "offset" is out of range. It must be >= 0 and <= ${buffer.length - size}. Received ${offset}`);
+      }
+      return offset;
+    }
+    const view = (buffer) => new DataView(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+    // read/write{U,}Int{8,16,32}{LE,BE}, {Float,Double}{LE,BE}, Big{U,}Int64{LE,BE}, with Node's
+    // lower-case Uint aliases.
+    const ACCESSORS = [
+      ["UInt8", "Uint8", 1], ["Int8", "Int8", 1], ["UInt16", "Uint16", 2], ["Int16", "Int16", 2],
+      ["UInt32", "Uint32", 4], ["Int32", "Int32", 4], ["Float", "Float32", 4], ["Double", "Float64", 8],
+      ["BigUInt64", "BigUint64", 8], ["BigInt64", "BigInt64", 8],
+    ];
+    for (const [name, dataView, size] of ACCESSORS) {
+      for (const endian of size === 1 ? [""] : ["LE", "BE"]) {
+        const little = endian === "LE";
+        const read = function (offset) {
+          return view(this)[`get${dataView}`](checkOffset(this, offset, size), little);
+        };
+        const write = function (value, offset) {
+          const at = checkOffset(this, offset, size);
+          if (dataView.startsWith("Big")) {
+            if (typeof value !== "bigint") throw typeError("ERR_INVALID_ARG_TYPE", `The "value" argument must be of type bigint. Received ${typeof value}`);
+          } else if (!dataView.startsWith("Float")) {
+            const bits = size * 8;
+            const [min, max] = dataView.startsWith("Int") ? [-(2 ** (bits - 1)), 2 ** (bits - 1) - 1] : [0, 2 ** bits - 1];
+            value = Number(value);
+            if (value < min || value > max) throw rangeError("ERR_OUT_OF_RANGE", `The value of "value" is out of range. It must be >= ${min} and <= ${max}. Received ${value}`);
+          }
+          view(this)[`set${dataView}`](at, value, little);
+          return at + size;
+        };
+        for (const alias of new Set([name, name.replace("UInt", "Uint")])) {
+          Buffer.prototype[`read${alias}${endian}`] = read;
+          Buffer.prototype[`write${alias}${endian}`] = write;
+        }
+      }
+    }
+    for (const alias of ["readUintLE", "readUintBE", "writeUintLE", "writeUintBE"]) {
+      Buffer.prototype[alias] = Buffer.prototype[alias.replace("Uint", "UInt")];
+    }
+    function readVariable(buffer, offset, byteLength, little, signed) {
+      checkOffset(buffer, offset, byteLength);
+      let value = 0;
+      for (let i = 0; i < byteLength; i++) value += buffer[offset + (little ? i : byteLength - 1 - i)] * 2 ** (8 * i);
+      if (signed && value >= 2 ** (8 * byteLength - 1)) value -= 2 ** (8 * byteLength);
       return value;
-    },
-    randomUUID: () => crypto.randomUUID(),
-    getRandomValues: (array) => crypto.getRandomValues(array),
-    timingSafeEqual(a, b) {
-      const x = bytesOf(a, "buf1"), y = bytesOf(b, "buf2");
-      if (x.byteLength !== y.byteLength) throw new TypeError("Input buffers must have the same byte length");
-      let diff = 0;
-      for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
-      return diff === 0;
-    },
-    webcrypto: globalThis.crypto, subtle: globalThis.crypto.subtle,
-    constants: {},
-  };
-  for (const name of ["createCipheriv", "createDecipheriv", "createSign", "createVerify", "generateKeyPairSync", "generateKeyPair", "createPrivateKey", "createPublicKey", "createSecretKey", "pbkdf2Sync", "scryptSync", "createDiffieHellman", "createECDH", "publicEncrypt", "privateDecrypt"]) {
-    nodeCrypto[name] = () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", `crypto.${name}() is not implemented in NANO yet; use crypto.subtle (Web Crypto) instead`); };
+    }
+    function writeVariable(buffer, value, offset, byteLength, little) {
+      checkOffset(buffer, offset, byteLength);
+      let v = Number(value);
+      if (v < 0) v += 2 ** (8 * byteLength);
+      for (let i = 0; i < byteLength; i++) {
+        buffer[offset + (little ? i : byteLength - 1 - i)] = v % 256;
+        v = Math.floor(v / 256);
+      }
+      return offset + byteLength;
+    }
+
+    const bufferModule = {
+      Buffer, kMaxLength, kStringMaxLength: 2 ** 29 - 24, constants: { MAX_LENGTH: kMaxLength, MAX_STRING_LENGTH: 2 ** 29 - 24 },
+      INSPECT_MAX_BYTES: 50, SlowBuffer: Buffer, Blob, File: globalThis.File,
+      atob: globalThis.atob, btoa: globalThis.btoa,
+      isUtf8: (input) => { try { ops.decodeUtf8(bytesOf(input, "input"), true, true); return true; } catch { return false; } },
+      isAscii: (input) => bytesOf(input, "input").every((b) => b < 128),
+      transcode: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "The buffer.transcode() method is not implemented"); },
+    };
+    return { nodeError, rangeError, typeError, bytesOf, encodeString, decodeBytes, encodingOf, fromBytes, Buffer, bufferModule };
   }
 
-  // ---- async_hooks: AsyncLocalStorage ----------------------------------------------------------
-  // The current frame (a Map from storage to store, or undefined) is V8's continuation-preserved
-  // embedder data: V8 captures it with every promise reaction and restores it when the reaction
-  // runs, so it follows `await`; timers capture and restore it themselves (runtime.js).
-  class AsyncLocalStorage {
-    static bind(fn) { return AsyncResource.bind(fn); }
-    static snapshot() { const frame = ops.asyncContext(); return (fn, ...args) => withFrame(frame, fn, args); }
-    run(store, fn, ...args) {
-      const frame = new Map(ops.asyncContext() ?? undefined);
-      frame.set(this, store);
-      return withFrame(frame, fn, args);
+  // Every other module, on top of the first tier.
+  function buildRest(core) {
+    const { nodeError, rangeError, typeError, bytesOf, encodeString, decodeBytes, encodingOf, fromBytes, Buffer, bufferModule } = core;
+
+    // ---- util.inspect and format -----------------------------------------------------------------
+    const inspectCustom = Symbol.for("nodejs.util.inspect.custom");
+    const quote = (s) => `'${s.replace(/\\/g, "\\\\").replace(/'/g, "\\'").replace(/\n/g, "\\n")}'`;
+    const keyText = (key) => (typeof key === "symbol" ? `[${key.toString()}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? key : quote(key));
+    function inspect(value, options = {}) {
+      const ctx = {
+        depth: options.depth === undefined ? 2 : options.depth === null ? Infinity : options.depth,
+        showHidden: Boolean(options.showHidden), seen: [], currentDepth: 0, indentation: 0, breakLength: options.breakLength ?? 80,
+      };
+      return formatValue(ctx, value, 0, true);
     }
-    exit(fn, ...args) {
-      const frame = new Map(ops.asyncContext() ?? undefined);
-      frame.delete(this);
-      return withFrame(frame.size ? frame : undefined, fn, args);
+    inspect.custom = inspectCustom;
+    inspect.defaultOptions = { depth: 2, showHidden: false, breakLength: 80 };
+    function formatPrimitive(value, top) {
+      switch (typeof value) {
+        case "string": return top === "format" ? value : quote(value);
+        case "number": return Object.is(value, -0) ? "-0" : String(value);
+        case "bigint": return `${value}n`;
+        case "symbol": return value.toString();
+        case "undefined": return "undefined";
+        default: return String(value);
+      }
     }
-    enterWith(store) {
-      const frame = new Map(ops.asyncContext() ?? undefined);
-      frame.set(this, store);
+    function formatValue(ctx, value, depth, top) {
+      if (value === null || (typeof value !== "object" && typeof value !== "function")) return formatPrimitive(value);
+      if (typeof value[inspectCustom] === "function" && value[inspectCustom] !== inspect) {
+        const out = value[inspectCustom](ctx.depth - depth, { ...ctx }, inspect);
+        if (out !== value) return typeof out === "string" ? out : formatValue(ctx, out, depth);
+      }
+      if (ctx.seen.includes(value)) return "[Circular *1]";
+      return formatRaw(ctx, value, depth, top);
+    }
+    function formatRaw(ctx, value, depth, top) {
+      const name = value.constructor?.name ?? "[Object: null prototype]";
+      let braces = ["{", "}"], base = "", entries = [], keys = Object.keys(value);
+      if (typeof value === "function") {
+        const fname = value.name ? `: ${value.name}` : " (anonymous)";
+        base = /^class\s/.test(Function.prototype.toString.call(value)) ? `[class ${value.name || "(anonymous)"}]` : `[Function${fname}]`;
+        if (keys.length === 0) return base;
+      } else if (value instanceof Error) {
+        base = value.stack || `${value.name}: ${value.message}`;
+        keys = keys.filter((k) => k !== "stack" && k !== "message");
+        if (keys.length === 0) return base;
+      } else if (value instanceof Date) {
+        return Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString();
+      } else if (value instanceof RegExp) {
+        return RegExp.prototype.toString.call(value);
+      } else if (value instanceof Promise) {
+        return "Promise { <unknown> }";
+      } else if (value instanceof WeakMap || value instanceof WeakSet) {
+        return `${name} { <items unknown> }`;
+      }
+      if (depth > ctx.depth) return Array.isArray(value) ? "[Array]" : `[${name === "Object" ? "Object" : name}]`;
+      ctx.seen.push(value);
+      ctx.currentDepth = depth;
+      const sub = (v) => formatValue(ctx, v, depth + 1);
+      if (Array.isArray(value)) {
+        braces = ["[", "]"];
+        if (name !== "Array") base = `${name}(${value.length})`;
+        let holes = 0;
+        for (let i = 0; i < value.length; i++) {
+          if (!Object.prototype.hasOwnProperty.call(value, i)) { holes++; continue; }
+          if (holes) { entries.push(`<${holes} empty item${holes > 1 ? "s" : ""}>`); holes = 0; }
+          entries.push(sub(value[i]));
+        }
+        if (holes) entries.push(`<${holes} empty item${holes > 1 ? "s" : ""}>`);
+        keys = keys.filter((k) => !/^\d+$/.test(k));
+        if (ctx.showHidden) entries.push("[length]: " + value.length);
+      } else if (ArrayBuffer.isView(value) && !(value instanceof DataView)) {
+        braces = ["[", "]"];
+        base = `${name}(${value.length})`;
+        for (const v of Array.prototype.slice.call(value, 0, 100)) entries.push(formatPrimitive(v));
+        if (value.length > 100) entries.push(`... ${value.length - 100} more items`);
+        keys = keys.filter((k) => !/^\d+$/.test(k));
+      } else if (value instanceof Map) {
+        base = `${name}(${value.size})`;
+        for (const [k, v] of value) entries.push(`${sub(k)} => ${sub(v)}`);
+      } else if (value instanceof Set) {
+        base = `${name}(${value.size})`;
+        for (const v of value) entries.push(sub(v));
+      } else if (value instanceof ArrayBuffer) {
+        base = "ArrayBuffer";
+        const bytes = Array.from(new Uint8Array(value, 0, Math.min(value.byteLength, 50)), (b) => (b < 16 ? "0" : "") + b.toString(16));
+        entries.push(`[Uint8Contents]: <${bytes.join(" ")}${value.byteLength > 50 ? ` ... ${value.byteLength - 50} more bytes` : ""}>`, `byteLength: ${value.byteLength}`);
+      } else if (typeof value !== "function" && !(value instanceof Error) && name !== "Object") {
+        base = Object.getPrototypeOf(value) === null ? "[Object: null prototype]" : name;
+      }
+      for (const key of [...keys, ...Object.getOwnPropertySymbols(value).filter((s) => Object.prototype.propertyIsEnumerable.call(value, s))]) {
+        const desc = Object.getOwnPropertyDescriptor(value, key);
+        const shown = desc.get ? (desc.set ? "[Getter/Setter]" : "[Getter]") : desc.set ? "[Setter]" : sub(desc.value);
+        entries.push(`${keyText(key)}: ${shown}`);
+      }
+      ctx.seen.pop();
+      if (entries.length === 0) {
+        if (braces[0] === "[") return base ? `${base} []` : "[]";
+        return base ? (typeof value === "function" || value instanceof Error ? base : `${base} {}`) : "{}";
+      }
+      // Node's rule (reduceToSingleString, compact = 3): entries stay on one line while the object
+      // holds at most three levels of nesting and the line fits in breakLength.
+      const start = entries.length + ctx.indentation + braces[0].length + base.length + 10;
+      let total = entries.length + start;
+      const fits = total + entries.length <= ctx.breakLength && entries.every((e) => (total += e.length) <= ctx.breakLength);
+      if (ctx.currentDepth - depth < 3 && fits && !entries.some((e) => e.includes("\n"))) {
+        return `${base ? `${base} ` : ""}${braces[0]} ${entries.join(", ")} ${braces[1]}`;
+      }
+      const indent = `\n${" ".repeat(ctx.indentation)}`;
+      return `${base ? `${base} ` : ""}${braces[0]}${indent}  ${entries.join(`,${indent}  `)}${indent}${braces[1]}`;
+    }
+
+    function format(first, ...args) {
+      if (typeof first !== "string") return [first, ...args].map((v) => (typeof v === "string" ? v : inspect(v))).join(" ");
+      let i = 0;
+      let out = first.replace(/%([sdifjoOc%])/g, (match, kind) => {
+        if (kind === "%") return "%";
+        if (i >= args.length) return match;
+        const arg = args[i++];
+        switch (kind) {
+          case "s":
+            if (typeof arg === "bigint") return `${arg}n`;
+            if (typeof arg === "object" && arg !== null) return inspect(arg, { depth: 0 });
+            return String(arg);
+          case "d":
+            return typeof arg === "bigint" ? `${arg}n` : typeof arg === "symbol" ? "NaN" : String(Number(arg));
+          case "i":
+            return typeof arg === "bigint" ? `${arg}n` : typeof arg === "symbol" ? "NaN" : String(parseInt(arg));
+          case "f":
+            return typeof arg === "symbol" ? "NaN" : String(parseFloat(arg));
+          case "j":
+            try { return JSON.stringify(arg); } catch { return "[Circular]"; }
+          case "o":
+            return inspect(arg, { showHidden: true, depth: 4 });
+          case "O":
+            return inspect(arg);
+          case "c":
+            return "";
+        }
+        return match;
+      });
+      for (; i < args.length; i++) out += ` ${typeof args[i] === "string" ? args[i] : inspect(args[i])}`;
+      return out;
+    }
+
+    // ---- deep strict equality (assert, util.isDeepStrictEqual) -----------------------------------
+    function deepEqual(a, b, memo = new Map()) {
+      if (Object.is(a, b)) return true;
+      if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+      if (Object.getPrototypeOf(a) !== Object.getPrototypeOf(b)) return false;
+      const tag = Object.prototype.toString.call(a);
+      if (tag !== Object.prototype.toString.call(b)) return false;
+      if (memo.get(a) === b) return true;
+      memo.set(a, b);
+      if (a instanceof Date) return a.getTime() === b.getTime();
+      if (a instanceof RegExp) return String(a) === String(b);
+      if (ArrayBuffer.isView(a)) {
+        if (a.length !== b.length) return false;
+        for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+      }
+      if (a instanceof Map) {
+        if (a.size !== b.size) return false;
+        for (const [k, v] of a) if (!b.has(k) || !deepEqual(v, b.get(k), memo)) return false;
+        return true;
+      }
+      if (a instanceof Set) {
+        if (a.size !== b.size) return false;
+        for (const v of a) if (!b.has(v) && ![...b].some((w) => deepEqual(v, w, memo))) return false;
+        return true;
+      }
+      if (a instanceof Error && (a.message !== b.message || a.name !== b.name)) return false;
+      const ka = Object.keys(a), kb = Object.keys(b);
+      if (ka.length !== kb.length) return false;
+      for (const k of ka) if (!Object.prototype.hasOwnProperty.call(b, k) || !deepEqual(a[k], b[k], memo)) return false;
+      return true;
+    }
+
+    // ---- util ------------------------------------------------------------------------------------
+    const kCustomPromisify = Symbol.for("nodejs.util.promisify.custom");
+    function promisify(original) {
+      if (typeof original !== "function") throw typeError("ERR_INVALID_ARG_TYPE", 'The "original" argument must be of type function');
+      if (original[kCustomPromisify]) return original[kCustomPromisify];
+      function promisified(...args) {
+        return new Promise((resolve, reject) => {
+          Reflect.apply(original, this, [...args, (err, ...values) => (err ? reject(err) : resolve(values[0]))]);
+        });
+      }
+      Object.setPrototypeOf(promisified, Object.getPrototypeOf(original));
+      return Object.defineProperties(promisified, Object.getOwnPropertyDescriptors(original));
+    }
+    promisify.custom = kCustomPromisify;
+    function callbackify(original) {
+      return function (...args) {
+        const callback = args.pop();
+        Reflect.apply(original, this, args).then((value) => queueMicrotask(() => callback(null, value)), (err) => queueMicrotask(() => callback(err)));
+      };
+    }
+    const tagOf = (v) => Object.prototype.toString.call(v).slice(8, -1);
+    const AsyncFunction = (async () => {}).constructor;
+    const GeneratorFunction = function* () {}.constructor;
+    const AsyncGeneratorFunction = async function* () {}.constructor;
+    const TypedArray = Object.getPrototypeOf(Uint8Array);
+    const typedTag = (name) => (v) => ArrayBuffer.isView(v) && v[Symbol.toStringTag] === name;
+    const types = {
+      isPromise: (v) => v instanceof Promise, isDate: (v) => v instanceof Date, isRegExp: (v) => v instanceof RegExp,
+      isMap: (v) => v instanceof Map, isSet: (v) => v instanceof Set, isWeakMap: (v) => v instanceof WeakMap, isWeakSet: (v) => v instanceof WeakSet,
+      isArrayBuffer: (v) => v instanceof ArrayBuffer, isSharedArrayBuffer: (v) => v instanceof SharedArrayBuffer,
+      isAnyArrayBuffer: (v) => v instanceof ArrayBuffer || v instanceof SharedArrayBuffer,
+      isArrayBufferView: (v) => ArrayBuffer.isView(v), isDataView: (v) => v instanceof DataView,
+      isTypedArray: (v) => v instanceof TypedArray,
+      isUint8Array: typedTag("Uint8Array"), isUint8ClampedArray: typedTag("Uint8ClampedArray"), isUint16Array: typedTag("Uint16Array"),
+      isUint32Array: typedTag("Uint32Array"), isInt8Array: typedTag("Int8Array"), isInt16Array: typedTag("Int16Array"),
+      isInt32Array: typedTag("Int32Array"), isFloat32Array: typedTag("Float32Array"), isFloat64Array: typedTag("Float64Array"),
+      isBigInt64Array: typedTag("BigInt64Array"), isBigUint64Array: typedTag("BigUint64Array"),
+      isAsyncFunction: (v) => v instanceof AsyncFunction || v instanceof AsyncGeneratorFunction,
+      isGeneratorFunction: (v) => v instanceof GeneratorFunction || v instanceof AsyncGeneratorFunction,
+      isGeneratorObject: (v) => tagOf(v) === "Generator", isNativeError: (v) => v instanceof Error,
+      isBoxedPrimitive: (v) => v instanceof Number || v instanceof String || v instanceof Boolean || v instanceof BigInt || v instanceof Symbol,
+      isNumberObject: (v) => v instanceof Number, isStringObject: (v) => v instanceof String, isBooleanObject: (v) => v instanceof Boolean,
+      isSymbolObject: (v) => typeof v === "object" && tagOf(v) === "Symbol", isBigIntObject: (v) => typeof v === "object" && tagOf(v) === "BigInt",
+      isMapIterator: (v) => tagOf(v) === "Map Iterator", isSetIterator: (v) => tagOf(v) === "Set Iterator",
+      isProxy: () => false, isExternal: () => false, isModuleNamespaceObject: (v) => tagOf(v) === "Module",
+      isArgumentsObject: (v) => tagOf(v) === "Arguments", isKeyObject: () => false, isCryptoKey: (v) => v instanceof CryptoKey,
+    };
+    const util = {
+      format, formatWithOptions: (options, ...args) => format(...args), inspect, promisify, callbackify, types,
+      isDeepStrictEqual: (a, b) => deepEqual(a, b),
+      inherits(ctor, superCtor) {
+        Object.defineProperty(ctor, "super_", { value: superCtor, writable: true, configurable: true });
+        Object.setPrototypeOf(ctor.prototype, superCtor.prototype);
+      },
+      deprecate(fn, message) {
+        let warned = false;
+        return function (...args) {
+          if (!warned) { warned = true; console.warn(`DeprecationWarning: ${message}`); }
+          return Reflect.apply(fn, this, args);
+        };
+      },
+      debuglog: () => Object.assign(() => {}, { enabled: false }),
+      isArray: Array.isArray,
+      TextEncoder: globalThis.TextEncoder, TextDecoder: globalThis.TextDecoder,
+      toUSVString: (s) => String(s).toWellFormed(),
+      stripVTControlCharacters: (s) => String(s).replace(/\u001b\[[0-9;]*[A-Za-z]/g, ""),
+      aborted: (signal) => new Promise((resolve) => (signal.aborted ? resolve() : signal.addEventListener("abort", () => resolve(), { once: true }))),
+    };
+
+    // ---- events ----------------------------------------------------------------------------------
+    const kCapture = Symbol("kCapture");
+    function EventEmitter(options) { EventEmitter.init.call(this, options); }
+    EventEmitter.prototype._events = undefined;
+    EventEmitter.prototype._eventsCount = 0;
+    EventEmitter.prototype._maxListeners = undefined;
+    EventEmitter.defaultMaxListeners = 10;
+    EventEmitter.errorMonitor = Symbol("events.errorMonitor");
+    EventEmitter.captureRejectionSymbol = Symbol.for("nodejs.rejection");
+    EventEmitter.init = function (options) {
+      if (this._events === undefined || this._events === Object.getPrototypeOf(this)._events) {
+        this._events = Object.create(null);
+        this._eventsCount = 0;
+      }
+      this._maxListeners = this._maxListeners || undefined;
+      this[kCapture] = Boolean(options?.captureRejections);
+    };
+    const checkListener = (listener) => {
+      if (typeof listener !== "function") throw typeError("ERR_INVALID_ARG_TYPE", `The "listener" argument must be of type function. Received ${listener === null ? "null" : typeof listener}`);
+    };
+    function addListener(target, type, listener, prepend) {
+      checkListener(listener);
+      let events = target._events;
+      if (events === undefined) { events = target._events = Object.create(null); target._eventsCount = 0; }
+      else if (events.newListener !== undefined) {
+        target.emit("newListener", type, listener.listener ?? listener);
+        events = target._events;
+      }
+      const existing = events[type];
+      if (existing === undefined) { events[type] = listener; target._eventsCount++; }
+      else if (typeof existing === "function") events[type] = prepend ? [listener, existing] : [existing, listener];
+      else if (prepend) existing.unshift(listener);
+      else existing.push(listener);
+      return target;
+    }
+    function onceWrapper(...args) {
+      if (!this.fired) {
+        this.target.removeListener(this.type, this.wrapFn);
+        this.fired = true;
+        return Reflect.apply(this.listener, this.target, args);
+      }
+    }
+    function onceWrap(target, type, listener) {
+      const state = { fired: false, wrapFn: undefined, target, type, listener };
+      const wrapped = onceWrapper.bind(state);
+      wrapped.listener = listener;
+      state.wrapFn = wrapped;
+      return wrapped;
+    }
+    Object.assign(EventEmitter.prototype, {
+      setMaxListeners(n) { this._maxListeners = n; return this; },
+      getMaxListeners() { return this._maxListeners ?? EventEmitter.defaultMaxListeners; },
+      emit(type, ...args) {
+        const events = this._events;
+        if (type === "error" && events?.[EventEmitter.errorMonitor] !== undefined) this.emit(EventEmitter.errorMonitor, ...args);
+        const handler = events?.[type];
+        if (handler === undefined) {
+          if (type === "error") {
+            const er = args[0];
+            if (er instanceof Error) throw er;
+            throw nodeError(Error, "ERR_UNHANDLED_ERROR", `Unhandled error. (${inspect(er)})`);
+          }
+          return false;
+        }
+        const listeners = typeof handler === "function" ? [handler] : handler.slice();
+        for (const listener of listeners) {
+          const result = Reflect.apply(listener, this, args);
+          if (this[kCapture] && result instanceof Promise) {
+            result.catch((err) => queueMicrotask(() => {
+              if (typeof this[EventEmitter.captureRejectionSymbol] === "function") this[EventEmitter.captureRejectionSymbol](err, type, ...args);
+              else this.emit("error", err);
+            }));
+          }
+        }
+        return true;
+      },
+      addListener(type, listener) { return addListener(this, type, listener, false); },
+      prependListener(type, listener) { return addListener(this, type, listener, true); },
+      once(type, listener) { checkListener(listener); return this.on(type, onceWrap(this, type, listener)); },
+      prependOnceListener(type, listener) { checkListener(listener); return this.prependListener(type, onceWrap(this, type, listener)); },
+      removeListener(type, listener) {
+        checkListener(listener);
+        const events = this._events;
+        const list = events?.[type];
+        if (list === undefined) return this;
+        if (list === listener || list.listener === listener) {
+          if (--this._eventsCount === 0) this._events = Object.create(null);
+          else delete events[type];
+          if (events.removeListener) this.emit("removeListener", type, list.listener ?? listener);
+        } else if (typeof list !== "function") {
+          const i = list.findLastIndex((l) => l === listener || l.listener === listener);
+          if (i < 0) return this;
+          list.splice(i, 1);
+          if (list.length === 1) events[type] = list[0];
+          if (events.removeListener !== undefined) this.emit("removeListener", type, listener);
+        }
+        return this;
+      },
+      removeAllListeners(type) {
+        if (this._events === undefined) return this;
+        if (arguments.length === 0) { this._events = Object.create(null); this._eventsCount = 0; }
+        else if (this._events[type] !== undefined) {
+          if (--this._eventsCount === 0) this._events = Object.create(null);
+          else delete this._events[type];
+        }
+        return this;
+      },
+      listeners(type) { return this.rawListeners(type).map((l) => l.listener ?? l); },
+      rawListeners(type) {
+        const list = this._events?.[type];
+        return list === undefined ? [] : typeof list === "function" ? [list] : list.slice();
+      },
+      listenerCount(type, listener) {
+        const list = this.rawListeners(type);
+        return listener === undefined ? list.length : list.filter((l) => l === listener || l.listener === listener).length;
+      },
+      eventNames() { return this._eventsCount > 0 ? Reflect.ownKeys(this._events) : []; },
+    });
+    EventEmitter.prototype.on = EventEmitter.prototype.addListener;
+    EventEmitter.prototype.off = EventEmitter.prototype.removeListener;
+    EventEmitter.EventEmitter = EventEmitter;
+    EventEmitter.usingDomains = false;
+    EventEmitter.listenerCount = (emitter, type) => emitter.listenerCount(type);
+    EventEmitter.once = function once(emitter, name, options = {}) {
+      return new Promise((resolve, reject) => {
+        const signal = options.signal;
+        if (signal?.aborted) return reject(signal.reason);
+        const onError = (err) => { emitter.removeListener(name, resolver); reject(err); };
+        const resolver = (...args) => { if (name !== "error") emitter.removeListener("error", onError); resolve(args); };
+        if (typeof emitter.addEventListener === "function" && !(emitter instanceof EventEmitter)) {
+          emitter.addEventListener(name, (...args) => resolve(args), { once: true });
+          return;
+        }
+        emitter.once(name, resolver);
+        if (name !== "error") emitter.once("error", onError);
+        signal?.addEventListener("abort", () => { emitter.removeListener(name, resolver); reject(signal.reason); }, { once: true });
+      });
+    };
+    EventEmitter.on = function on(emitter, name) {
+      const queue = [], waiting = [];
+      emitter.on(name, (...args) => (waiting.length ? waiting.shift().resolve({ value: args, done: false }) : queue.push(args)));
+      return {
+        next: () => (queue.length ? Promise.resolve({ value: queue.shift(), done: false }) : new Promise((resolve, reject) => waiting.push({ resolve, reject }))),
+        return: () => Promise.resolve({ value: undefined, done: true }),
+        [Symbol.asyncIterator]() { return this; },
+      };
+    };
+    EventEmitter.getEventListeners = (emitter, name) => (typeof emitter.listeners === "function" ? emitter.listeners(name) : []);
+    EventEmitter.setMaxListeners = (n = EventEmitter.defaultMaxListeners, ...targets) => {
+      if (targets.length === 0) EventEmitter.defaultMaxListeners = n;
+      for (const t of targets) t.setMaxListeners?.(n);
+    };
+    EventEmitter.default = EventEmitter;
+
+    // ---- assert ----------------------------------------------------------------------------------
+    class AssertionError extends Error {
+      constructor(options = {}) {
+        const { message, actual, expected, operator } = options;
+        super(message ?? `${inspect(actual)} ${operator} ${inspect(expected)}`);
+        this.generatedMessage = message === undefined;
+        this.code = "ERR_ASSERTION";
+        this.actual = actual;
+        this.expected = expected;
+        this.operator = operator;
+      }
+      get name() { return "AssertionError"; }
+    }
+    const OPERATOR_TEXT = {
+      strictEqual: "Expected values to be strictly equal:", deepStrictEqual: "Expected values to be strictly deep-equal:",
+      deepEqual: "Expected values to be loosely deep-equal:", equal: "Expected values to be loosely equal:",
+      notStrictEqual: 'Expected "actual" to be strictly unequal to:', notDeepStrictEqual: 'Expected "actual" not to be strictly deep-equal to:',
+      notEqual: 'Expected "actual" to be loosely unequal to:', notDeepEqual: 'Expected "actual" not to be loosely deep-equal to:',
+    };
+    function fail(actual, expected, message, operator) {
+      if (message instanceof Error) throw message;
+      const text = message ?? `${OPERATOR_TEXT[operator] ?? operator}\n\n${inspect(actual)} !== ${inspect(expected)}\n`;
+      const err = new AssertionError({ message: text, actual, expected, operator });
+      err.generatedMessage = message === undefined;
+      throw err;
+    }
+    function errorMatches(err, expected) {
+      if (expected === undefined) return true;
+      if (typeof expected === "function") {
+        if (expected.prototype !== undefined && err instanceof expected) return true;
+        if (Error.isPrototypeOf(expected) || expected === Error) return false;
+        return expected.call({}, err) === true;
+      }
+      if (expected instanceof RegExp) return expected.test(String(err));
+      if (typeof expected === "object") return Object.keys(expected).every((k) => (expected[k] instanceof RegExp ? expected[k].test(err[k]) : deepEqual(err[k], expected[k])));
+      return true;
+    }
+    // workerd's node:assert compares strictly in its legacy methods too (equal(1, "1") fails), so
+    // the legacy names are the strict ones here.
+    function makeAssert() {
+      function ok(value, message) {
+        if (!value) fail(value, true, message ?? (arguments.length === 0 ? "No value argument passed to `assert.ok()`" : "The expression evaluated to a falsy value:\n\n  assert.ok(" + inspect(value) + ")\n"), "==");
+      }
+      const assert = function assert(...args) { return ok(...args); };
+      Object.assign(assert, {
+        ok, AssertionError, fail: (message = "Failed") => { if (message instanceof Error) throw message; throw new AssertionError({ message, operator: "fail" }); },
+        strictEqual: (a, b, m) => { if (!Object.is(a, b)) fail(a, b, m, "strictEqual"); },
+        notStrictEqual: (a, b, m) => { if (Object.is(a, b)) fail(a, b, m, "notStrictEqual"); },
+        deepStrictEqual: (a, b, m) => { if (!deepEqual(a, b)) fail(a, b, m, "deepStrictEqual"); },
+        notDeepStrictEqual: (a, b, m) => { if (deepEqual(a, b)) fail(a, b, m, "notDeepStrictEqual"); },
+        throws(fn, expected, message) {
+          if (typeof expected === "string") { message = expected; expected = undefined; }
+          try { fn(); } catch (err) {
+            if (!errorMatches(err, expected)) throw err;
+            return;
+          }
+          fail(undefined, expected, message ?? "Missing expected exception.", "throws");
+        },
+        doesNotThrow(fn, expected, message) {
+          try { fn(); } catch (err) { fail(err, expected, typeof message === "string" ? message : `Got unwanted exception.\nActual message: "${err?.message}"`, "doesNotThrow"); }
+        },
+        async rejects(promiseOrFn, expected, message) {
+          if (typeof expected === "string") { message = expected; expected = undefined; }
+          try { await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn); } catch (err) {
+            if (!errorMatches(err, expected)) throw err;
+            return;
+          }
+          fail(undefined, expected, message ?? "Missing expected rejection.", "rejects");
+        },
+        async doesNotReject(promiseOrFn, expected, message) {
+          try { await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn); } catch (err) { fail(err, expected, typeof message === "string" ? message : "Got unwanted rejection.", "doesNotReject"); }
+        },
+        match(string, regexp, message) { if (!regexp.test(string)) fail(string, regexp, message ?? `The input did not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`, "match"); },
+        doesNotMatch(string, regexp, message) { if (regexp.test(string)) fail(string, regexp, message ?? `The input was expected to not match the regular expression ${regexp}. Input:\n\n${inspect(string)}\n`, "doesNotMatch"); },
+        ifError(value) { if (value !== null && value !== undefined) throw value instanceof Error ? value : new AssertionError({ message: `ifError got unwanted exception: ${inspect(value)}`, actual: value, operator: "ifError" }); },
+      });
+      return assert;
+    }
+    const assert = makeAssert();
+    assert.equal = assert.strictEqual;
+    assert.notEqual = assert.notStrictEqual;
+    assert.deepEqual = assert.deepStrictEqual;
+    assert.notDeepEqual = assert.notDeepStrictEqual;
+    assert.strict = assert;
+
+    // ---- path (POSIX) ----------------------------------------------------------------------------
+    const checkPath = (p, what = "path") => {
+      if (typeof p !== "string") throw typeError("ERR_INVALID_ARG_TYPE", `The "${what}" argument must be of type string. Received ${p === null ? "null" : typeof p}`);
+      return p;
+    };
+    function normalizeSegments(p, absolute) {
+      const out = [];
+      for (const seg of p.split("/")) {
+        if (seg === "" || seg === ".") continue;
+        if (seg === "..") {
+          if (out.length && out[out.length - 1] !== "..") out.pop();
+          else if (!absolute) out.push("..");
+        } else out.push(seg);
+      }
+      return out.join("/");
+    }
+    const path = {
+      sep: "/", delimiter: ":",
+      normalize(p) {
+        checkPath(p);
+        if (p === "") return ".";
+        const absolute = p.startsWith("/");
+        const trailing = p.endsWith("/");
+        let out = normalizeSegments(p, absolute);
+        if (out === "" && !absolute) out = ".";
+        if (out !== "" && trailing) out += "/";
+        return (absolute ? "/" : "") + out;
+      },
+      join(...parts) {
+        parts.forEach((p) => checkPath(p));
+        const joined = parts.filter((p) => p !== "").join("/");
+        return joined === "" ? "." : path.normalize(joined);
+      },
+      resolve(...parts) {
+        let resolved = "";
+        for (let i = parts.length - 1; i >= -1 && !resolved.startsWith("/"); i--) {
+          const p = i >= 0 ? checkPath(parts[i], `paths[${i}]`) : "/";
+          if (p !== "") resolved = resolved === "" ? p : `${p}/${resolved}`;
+        }
+        const out = "/" + normalizeSegments(resolved, true);
+        return out;
+      },
+      isAbsolute: (p) => checkPath(p).startsWith("/"),
+      dirname(p) {
+        checkPath(p);
+        if (p === "") return ".";
+        const trimmed = p.replace(/\/+$/, "") || "/";
+        if (trimmed === "/") return "/";
+        const i = trimmed.lastIndexOf("/");
+        if (i < 0) return ".";
+        return trimmed.slice(0, i).replace(/\/+$/, "") || "/";
+      },
+      basename(p, ext) {
+        checkPath(p);
+        const trimmed = p.replace(/\/+$/, "");
+        let base = trimmed.slice(trimmed.lastIndexOf("/") + 1);
+        if (ext !== undefined && base.endsWith(ext) && base !== ext) base = base.slice(0, -ext.length);
+        return base;
+      },
+      extname(p) {
+        const base = path.basename(p);
+        const i = base.lastIndexOf(".");
+        if (i <= 0 || base === "..") return "";
+        return base.slice(i);
+      },
+      relative(from, to) {
+        const a = path.resolve(from).split("/").filter(Boolean);
+        const b = path.resolve(to).split("/").filter(Boolean);
+        let i = 0;
+        while (i < a.length && i < b.length && a[i] === b[i]) i++;
+        return [...a.slice(i).map(() => ".."), ...b.slice(i)].join("/");
+      },
+      parse(p) {
+        checkPath(p);
+        const root = p.startsWith("/") ? "/" : "";
+        const base = path.basename(p);
+        const ext = path.extname(p);
+        let dir = path.dirname(p);
+        if (dir === "." && !p.includes("/")) dir = "";
+        return { root, dir, base, ext, name: ext ? base.slice(0, -ext.length) : base };
+      },
+      format(o) {
+        const dir = o.dir || o.root || "";
+        const base = o.base || `${o.name || ""}${o.ext ? (o.ext.startsWith(".") ? "" : ".") + o.ext : ""}`;
+        return dir ? (dir === o.root ? `${dir}${base}` : `${dir}/${base}`) : base;
+      },
+      toNamespacedPath: (p) => p,
+      matchesGlob: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "path.matchesGlob() is not implemented"); },
+    };
+    path.posix = path;
+    path.win32 = new Proxy({}, { get() { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "path.win32 is not implemented (only POSIX paths are)"); } });
+
+    // ---- string_decoder --------------------------------------------------------------------------
+    class StringDecoder {
+      #pending = new Uint8Array(0);
+      constructor(encoding) { this.encoding = encodingOf(encoding); }
+      write(chunk) {
+        if (typeof chunk === "string") return chunk;
+        const bytes = new Uint8Array(this.#pending.length + chunk.length);
+        bytes.set(this.#pending);
+        bytes.set(bytesOf(chunk, "buf"), this.#pending.length);
+        const keep = this.#incomplete(bytes);
+        this.#pending = bytes.slice(bytes.length - keep);
+        return decodeBytes(bytes.subarray(0, bytes.length - keep), this.encoding);
+      }
+      end(chunk) {
+        let out = chunk === undefined ? "" : this.write(chunk);
+        if (this.#pending.length) out += decodeBytes(this.#pending, this.encoding === "base64url" || this.encoding === "base64" ? this.encoding : this.encoding === "utf16le" ? "utf16le" : "utf8");
+        this.#pending = new Uint8Array(0);
+        return out;
+      }
+      // How many trailing bytes wait for the rest of their character (or base64 group).
+      #incomplete(bytes) {
+        const n = bytes.length;
+        switch (this.encoding) {
+          case "utf8":
+            for (let back = 1; back <= Math.min(3, n); back++) {
+              const b = bytes[n - back];
+              if ((b & 0xc0) === 0x80) continue;
+              const size = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+              return size > back ? back : 0;
+            }
+            return 0;
+          case "utf16le": {
+            if (n % 2) return 1;
+            const last = n >= 2 ? bytes[n - 2] | (bytes[n - 1] << 8) : 0;
+            return last >= 0xd800 && last <= 0xdbff ? 2 : 0;
+          }
+          case "base64":
+          case "base64url":
+            return n % 3;
+          default:
+            return 0;
+        }
+      }
+    }
+
+    // ---- crypto ----------------------------------------------------------------------------------
+    const HASHES = { sha1: "SHA-1", "sha-1": "SHA-1", sha256: "SHA-256", "sha-256": "SHA-256", sha384: "SHA-384", "sha-384": "SHA-384", sha512: "SHA-512", "sha-512": "SHA-512", md5: "MD5" };
+    const hashOf = (algorithm) => {
+      const name = HASHES[String(algorithm).toLowerCase()];
+      if (!name) throw new Error(`Digest method not supported: ${algorithm} (md5, sha1, sha256, sha384 and sha512 are)`);
+      return name;
+    };
+    const dataOf = (data, encoding) => (typeof data === "string" ? encodeString(data, encodingOf(encoding)) : bytesOf(data, "data"));
+    const digestOut = (bytes, encoding) => {
+      const buffer = fromBytes(bytes);
+      return encoding === undefined || encoding === "buffer" ? buffer : buffer.toString(encoding);
+    };
+    class Hash {
+      #algorithm; #parts = []; #done = false; #key;
+      constructor(algorithm, key) { this.#algorithm = hashOf(algorithm); this.#key = key; }
+      update(data, encoding) {
+        if (this.#done) throw nodeError(Error, "ERR_CRYPTO_HASH_FINALIZED", "Digest already called");
+        this.#parts.push(dataOf(data, encoding).slice());
+        return this;
+      }
+      digest(encoding) {
+        if (this.#done) throw nodeError(Error, "ERR_CRYPTO_HASH_FINALIZED", "Digest already called");
+        this.#done = true;
+        const data = Buffer.concat(this.#parts);
+        const out = this.#key === undefined ? ops.digest(this.#algorithm, data) : ops.hmac(this.#algorithm, this.#key, data);
+        return digestOut(out, encoding);
+      }
+      copy() {
+        const copy = new Hash(this.#algorithm, this.#key);
+        for (const part of this.#parts) copy.update(part);
+        return copy;
+      }
+    }
+    const MAX_RANDOM_BYTES = 2 ** 31 - 1;
+    function randomBytes(size, callback) {
+      if (typeof size !== "number" || !(size >= 0 && size <= MAX_RANDOM_BYTES)) throw rangeError("ERR_OUT_OF_RANGE", `The value of "size" is out of range. It must be >= 0 && <= ${MAX_RANDOM_BYTES}. Received ${size}`);
+      const out = Buffer.alloc(size);
+      // getRandomValues fills at most 64 KiB a call.
+      for (let i = 0; i < size; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(size, i + 65536)));
+      if (typeof callback === "function") { queueMicrotask(() => callback(null, out)); return undefined; }
+      return out;
+    }
+    const nodeCrypto = {
+      createHash: (algorithm) => new Hash(algorithm),
+      createHmac: (algorithm, key) => new Hash(algorithm, typeof key === "string" ? ops.encodeUtf8(key) : bytesOf(key, "key").slice()),
+      hash: (algorithm, data, encoding = "hex") => new Hash(algorithm).update(data).digest(encoding),
+      getHashes: () => ["md5", "sha1", "sha256", "sha384", "sha512"],
+      randomBytes, pseudoRandomBytes: randomBytes,
+      randomFillSync(buffer, offset = 0, size = undefined) {
+        const bytes = bytesOf(buffer, "buf");
+        const end = size === undefined ? bytes.length : Math.min(bytes.length, offset + size);
+        for (let i = offset; i < end; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(end, i + 65536)));
+        return buffer;
+      },
+      randomInt(min, max, callback) {
+        if (max === undefined || typeof max === "function") { callback = max; max = min; min = 0; }
+        if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || max <= min) throw rangeError("ERR_OUT_OF_RANGE", `The value of "max" is out of range. It must be greater than the value of "min" (${min}). Received ${max}`);
+        const range = max - min;
+        const words = new Uint32Array(2);
+        crypto.getRandomValues(words);
+        const value = min + Math.floor(((words[0] * 2 ** 21 + (words[1] >>> 11)) / 2 ** 53) * range);
+        if (typeof callback === "function") { queueMicrotask(() => callback(null, value)); return undefined; }
+        return value;
+      },
+      randomUUID: () => crypto.randomUUID(),
+      getRandomValues: (array) => crypto.getRandomValues(array),
+      timingSafeEqual(a, b) {
+        const x = bytesOf(a, "buf1"), y = bytesOf(b, "buf2");
+        if (x.byteLength !== y.byteLength) throw new TypeError("Input buffers must have the same byte length");
+        let diff = 0;
+        for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
+        return diff === 0;
+      },
+      webcrypto: globalThis.crypto, subtle: globalThis.crypto.subtle,
+      constants: {},
+    };
+    for (const name of ["createCipheriv", "createDecipheriv", "createSign", "createVerify", "generateKeyPairSync", "generateKeyPair", "createPrivateKey", "createPublicKey", "createSecretKey", "pbkdf2Sync", "scryptSync", "createDiffieHellman", "createECDH", "publicEncrypt", "privateDecrypt"]) {
+      nodeCrypto[name] = () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", `crypto.${name}() is not implemented in NANO yet; use crypto.subtle (Web Crypto) instead`); };
+    }
+
+    // ---- async_hooks: AsyncLocalStorage ----------------------------------------------------------
+    // The current frame (a Map from storage to store, or undefined) is V8's continuation-preserved
+    // embedder data: V8 captures it with every promise reaction and restores it when the reaction
+    // runs, so it follows `await`; timers capture and restore it themselves (runtime.js).
+    class AsyncLocalStorage {
+      static bind(fn) { return AsyncResource.bind(fn); }
+      static snapshot() { const frame = ops.asyncContext(); return (fn, ...args) => withFrame(frame, fn, args); }
+      run(store, fn, ...args) {
+        const frame = new Map(ops.asyncContext() ?? undefined);
+        frame.set(this, store);
+        return withFrame(frame, fn, args);
+      }
+      exit(fn, ...args) {
+        const frame = new Map(ops.asyncContext() ?? undefined);
+        frame.delete(this);
+        return withFrame(frame.size ? frame : undefined, fn, args);
+      }
+      enterWith(store) {
+        const frame = new Map(ops.asyncContext() ?? undefined);
+        frame.set(this, store);
+        ops.setAsyncContext(frame);
+      }
+      getStore() { return ops.asyncContext()?.get(this); }
+      disable() {
+        const frame = ops.asyncContext();
+        if (frame?.has(this)) {
+          const next = new Map(frame);
+          next.delete(this);
+          ops.setAsyncContext(next);
+        }
+      }
+    }
+    function withFrame(frame, fn, args, self) {
+      const previous = ops.asyncContext();
       ops.setAsyncContext(frame);
-    }
-    getStore() { return ops.asyncContext()?.get(this); }
-    disable() {
-      const frame = ops.asyncContext();
-      if (frame?.has(this)) {
-        const next = new Map(frame);
-        next.delete(this);
-        ops.setAsyncContext(next);
+      try {
+        return Reflect.apply(fn, self, args);
+      } finally {
+        ops.setAsyncContext(previous);
       }
     }
-  }
-  function withFrame(frame, fn, args, self) {
-    const previous = ops.asyncContext();
-    ops.setAsyncContext(frame);
-    try {
-      return Reflect.apply(fn, self, args);
-    } finally {
-      ops.setAsyncContext(previous);
+    class AsyncResource {
+      #frame = ops.asyncContext();
+      constructor(type) { this.type = type; }
+      runInAsyncScope(fn, self, ...args) { return withFrame(this.#frame, fn, args, self); }
+      bind(fn) { const bound = (...args) => this.runInAsyncScope(fn, undefined, ...args); return bound; }
+      emitDestroy() { return this; }
+      asyncId() { return 0; }
+      triggerAsyncId() { return 0; }
+      static bind(fn, type) { return new AsyncResource(type ?? fn.name ?? "bound-anonymous-fn").bind(fn); }
     }
+    const asyncHooks = { AsyncLocalStorage, AsyncResource };
+
+    // ---- process, global, setImmediate -----------------------------------------------------------
+    const processObject = new EventEmitter();
+    Object.assign(processObject, {
+      title: "workerd", argv: ["workerd"], execArgv: [], argv0: "workerd", pid: 1, ppid: 0,
+      version: "v22.14.0", versions: { node: "22.14.0" }, platform: "linux", arch: "x64",
+      env: {}, release: { name: "node" }, features: {}, config: {}, exitCode: undefined,
+      cwd: () => "/bundle", chdir: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "process.chdir() is not supported"); },
+      umask: () => 0o22, uptime: () => ops.now() / 1000,
+      hrtime: Object.assign((previous) => {
+        const now = ops.now();
+        const seconds = Math.floor(now / 1000), nanos = Math.floor((now % 1000) * 1e6);
+        if (!previous) return [seconds, nanos];
+        let [s, n] = [seconds - previous[0], nanos - previous[1]];
+        if (n < 0) { s--; n += 1e9; }
+        return [s, n];
+      }, { bigint: () => BigInt(Math.floor(ops.now() * 1e6)) }),
+      memoryUsage: Object.assign(() => ({ rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 }), { rss: () => 0 }),
+      nextTick(callback, ...args) {
+        if (typeof callback !== "function") throw typeError("ERR_INVALID_ARG_TYPE", 'The "callback" argument must be of type function');
+        queueMicrotask(() => callback(...args));
+      },
+      emitWarning: (warning) => console.warn(typeof warning === "string" ? `Warning: ${warning}` : String(warning)),
+      exit: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "process.exit() is not supported: return a Response instead"); },
+      abort: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "process.abort() is not supported"); },
+      getBuiltinModule: (name) => modules[String(name).replace(/^node:/, "")],
+    });
+
+    // ---- url ---------------------------------------------------------------------------------------
+    const urlModule = {
+      URL, URLSearchParams,
+      fileURLToPath(input) {
+        const url = typeof input === "string" ? new URL(input) : input;
+        if (url.protocol !== "file:") throw typeError("ERR_INVALID_URL_SCHEME", "The URL must be of scheme file");
+        if (url.hostname !== "") throw typeError("ERR_INVALID_FILE_URL_HOST", 'File URL host must be "localhost" or empty on linux');
+        if (/%2f/i.test(url.pathname)) throw typeError("ERR_INVALID_FILE_URL_PATH", "File URL path must not include encoded / characters");
+        return decodeURIComponent(url.pathname);
+      },
+      pathToFileURL(p) {
+        const resolved = path.resolve(checkPath(p));
+        const url = new URL("file://");
+        url.pathname = resolved.replace(/%/g, "%25").replace(/\\/g, "%5C").replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/\t/g, "%09") + (p.endsWith("/") && resolved !== "/" ? "/" : "");
+        return url;
+      },
+      format(input) { return input instanceof URL ? input.href : String(input?.href ?? ""); },
+      domainToASCII: (domain) => { try { return new URL(`http://${domain}`).hostname; } catch { return ""; } },
+      domainToUnicode: (domain) => String(domain),
+    };
+
+    // ---- the module table --------------------------------------------------------------------------
+    const streamModule = {
+      ReadableStream, WritableStream, TransformStream,
+    };
+    const modules = {
+      buffer: bufferModule,
+      events: EventEmitter,
+      util,
+      "util/types": types,
+      assert,
+      "assert/strict": assert.strict,
+      path,
+      "path/posix": path,
+      string_decoder: { StringDecoder },
+      crypto: nodeCrypto,
+      async_hooks: asyncHooks,
+      process: processObject,
+      url: urlModule,
+      "stream/web": streamModule,
+      timers: { setTimeout, clearTimeout, setInterval, clearInterval, setImmediate, clearImmediate },
+      "timers/promises": {
+        setTimeout: (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms)),
+        setImmediate: (value) => new Promise((resolve) => setImmediate(() => resolve(value))),
+      },
+    };
+    // node:module: createRequire gives CommonJS code in a bundle the built-in modules (esbuild's
+    // idiom for ESM output: `const require = createRequire("/")`; workers have no import.meta.url).
+    const builtinName = (name) => String(name).replace(/^node:/, "");
+    const moduleModule = {
+      builtinModules: Object.keys(modules),
+      isBuiltin: (name) => Object.hasOwn(modules, builtinName(name)),
+      createRequire(path) {
+        const text = path instanceof URL ? path.href : path;
+        if (typeof text !== "string" || !(text.startsWith("/") || text.startsWith("file:"))) {
+          throw typeError("ERR_INVALID_ARG_VALUE", `The argument 'path' must be a file URL object, a file URL string, or an absolute path string. Received ${inspect(path)}`);
+        }
+        const require = (name) => {
+          const found = modules[builtinName(name)];
+          if (found === undefined) throw nodeError(Error, "MODULE_NOT_FOUND", `Cannot find module '${name}': only built-in modules can be required (bundle the others)`);
+          return found;
+        };
+        require.resolve = (name) => {
+          if (!moduleModule.isBuiltin(name)) throw nodeError(Error, "MODULE_NOT_FOUND", `Cannot find module '${name}'`);
+          return `node:${builtinName(name)}`;
+        };
+        require.cache = Object.create(null);
+        return require;
+      },
+    };
+    modules.module = moduleModule;
+    return { modules, process: processObject };
   }
-  class AsyncResource {
-    #frame = ops.asyncContext();
-    constructor(type) { this.type = type; }
-    runInAsyncScope(fn, self, ...args) { return withFrame(this.#frame, fn, args, self); }
-    bind(fn) { const bound = (...args) => this.runInAsyncScope(fn, undefined, ...args); return bound; }
-    emitDestroy() { return this; }
-    asyncId() { return 0; }
-    triggerAsyncId() { return 0; }
-    static bind(fn, type) { return new AsyncResource(type ?? fn.name ?? "bound-anonymous-fn").bind(fn); }
-  }
-  const asyncHooks = { AsyncLocalStorage, AsyncResource };
-
-  // ---- process, global, setImmediate -----------------------------------------------------------
-  const processObject = new EventEmitter();
-  Object.assign(processObject, {
-    title: "workerd", argv: ["workerd"], execArgv: [], argv0: "workerd", pid: 1, ppid: 0,
-    version: "v22.14.0", versions: { node: "22.14.0" }, platform: "linux", arch: "x64",
-    env: {}, release: { name: "node" }, features: {}, config: {}, exitCode: undefined,
-    cwd: () => "/bundle", chdir: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "process.chdir() is not supported"); },
-    umask: () => 0o22, uptime: () => ops.now() / 1000,
-    hrtime: Object.assign((previous) => {
-      const now = ops.now();
-      const seconds = Math.floor(now / 1000), nanos = Math.floor((now % 1000) * 1e6);
-      if (!previous) return [seconds, nanos];
-      let [s, n] = [seconds - previous[0], nanos - previous[1]];
-      if (n < 0) { s--; n += 1e9; }
-      return [s, n];
-    }, { bigint: () => BigInt(Math.floor(ops.now() * 1e6)) }),
-    memoryUsage: Object.assign(() => ({ rss: 0, heapTotal: 0, heapUsed: 0, external: 0, arrayBuffers: 0 }), { rss: () => 0 }),
-    nextTick(callback, ...args) {
-      if (typeof callback !== "function") throw typeError("ERR_INVALID_ARG_TYPE", 'The "callback" argument must be of type function');
-      queueMicrotask(() => callback(...args));
-    },
-    emitWarning: (warning) => console.warn(typeof warning === "string" ? `Warning: ${warning}` : String(warning)),
-    exit: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "process.exit() is not supported: return a Response instead"); },
-    abort: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "process.abort() is not supported"); },
-    getBuiltinModule: (name) => modules[String(name).replace(/^node:/, "")],
-  });
-  define("process", processObject);
-  define("global", globalThis);
-
-  // ---- url ---------------------------------------------------------------------------------------
-  const urlModule = {
-    URL, URLSearchParams,
-    fileURLToPath(input) {
-      const url = typeof input === "string" ? new URL(input) : input;
-      if (url.protocol !== "file:") throw typeError("ERR_INVALID_URL_SCHEME", "The URL must be of scheme file");
-      if (url.hostname !== "") throw typeError("ERR_INVALID_FILE_URL_HOST", 'File URL host must be "localhost" or empty on linux');
-      if (/%2f/i.test(url.pathname)) throw typeError("ERR_INVALID_FILE_URL_PATH", "File URL path must not include encoded / characters");
-      return decodeURIComponent(url.pathname);
-    },
-    pathToFileURL(p) {
-      const resolved = path.resolve(checkPath(p));
-      const url = new URL("file://");
-      url.pathname = resolved.replace(/%/g, "%25").replace(/\\/g, "%5C").replace(/\n/g, "%0A").replace(/\r/g, "%0D").replace(/\t/g, "%09") + (p.endsWith("/") && resolved !== "/" ? "/" : "");
-      return url;
-    },
-    format(input) { return input instanceof URL ? input.href : String(input?.href ?? ""); },
-    domainToASCII: (domain) => { try { return new URL(`http://${domain}`).hostname; } catch { return ""; } },
-    domainToUnicode: (domain) => String(domain),
-  };
-
-  // ---- the module table --------------------------------------------------------------------------
-  const streamModule = {
-    ReadableStream, WritableStream, TransformStream,
-  };
-  const modules = {
-    buffer: bufferModule,
-    events: EventEmitter,
-    util,
-    "util/types": types,
-    assert,
-    "assert/strict": assert.strict,
-    path,
-    "path/posix": path,
-    string_decoder: { StringDecoder },
-    crypto: nodeCrypto,
-    async_hooks: asyncHooks,
-    process: processObject,
-    url: urlModule,
-    "stream/web": streamModule,
-    timers: { setTimeout, clearTimeout, setInterval, clearInterval, setImmediate, clearImmediate },
-    "timers/promises": {
-      setTimeout: (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms)),
-      setImmediate: (value) => new Promise((resolve) => setImmediate(() => resolve(value))),
-    },
-  };
-  // node:module: createRequire gives CommonJS code in a bundle the built-in modules (esbuild's
-  // idiom for ESM output: `const require = createRequire("/")`; workers have no import.meta.url).
-  const builtinName = (name) => String(name).replace(/^node:/, "");
-  const moduleModule = {
-    builtinModules: Object.keys(modules),
-    isBuiltin: (name) => Object.hasOwn(modules, builtinName(name)),
-    createRequire(path) {
-      const text = path instanceof URL ? path.href : path;
-      if (typeof text !== "string" || !(text.startsWith("/") || text.startsWith("file:"))) {
-        throw typeError("ERR_INVALID_ARG_VALUE", `The argument 'path' must be a file URL object, a file URL string, or an absolute path string. Received ${inspect(path)}`);
-      }
-      const require = (name) => {
-        const found = modules[builtinName(name)];
-        if (found === undefined) throw nodeError(Error, "MODULE_NOT_FOUND", `Cannot find module '${name}': only built-in modules can be required (bundle the others)`);
-        return found;
-      };
-      require.resolve = (name) => {
-        if (!moduleModule.isBuiltin(name)) throw nodeError(Error, "MODULE_NOT_FOUND", `Cannot find module '${name}'`);
-        return `node:${builtinName(name)}`;
-      };
-      require.cache = Object.create(null);
-      return require;
-    },
-  };
-  modules.module = moduleModule;
-  return { modules, setEnv(env) { Object.assign(processObject.env, env); } };
 };

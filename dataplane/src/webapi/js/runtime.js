@@ -1693,7 +1693,7 @@
   // __nano_builtin while the app's modules evaluate (isolate/modules.rs); register() removes it.
   const node = installNode(ops, define);
   define("self", globalThis);
-  define("__nano_builtin", (name) => node.modules[name]);
+  define("__nano_builtin", (name) => node.module(name));
 
   // ---- .wasm imports ------------------------------------------------------------------------------
   // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,

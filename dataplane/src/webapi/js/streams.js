@@ -496,33 +496,27 @@
     get encoding() { return "utf-8"; }
   }
 
+  // The decoder streams (every encoding TextDecoder knows): a character split across chunks
+  // waits in the decoder for its rest.
   class TextDecoderStream extends TransformStream {
+    #decoder;
     constructor(label = "utf-8", options = {}) {
       const decoder = new TextDecoder(label, options);
-      let pending = new Uint8Array(0);
       super({
         transform(chunk, controller) {
-          const bytes = chunk instanceof Uint8Array ? chunk : new Uint8Array(ArrayBuffer.isView(chunk) ? chunk.buffer : chunk);
-          const all = new Uint8Array(pending.length + bytes.length);
-          all.set(pending);
-          all.set(bytes, pending.length);
-          // Keep an incomplete UTF-8 sequence at the end for the next chunk.
-          let end = all.length;
-          let back = 0;
-          while (back < 3 && end - back - 1 >= 0 && (all[end - back - 1] & 0xc0) === 0x80) back++;
-          const lead = all[end - back - 1];
-          const need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
-          if (end - back - 1 >= 0 && need > back + 1) end = end - back - 1;
-          pending = all.slice(end);
-          const text = decoder.decode(all.subarray(0, end));
+          const text = decoder.decode(chunk, { stream: true });
           if (text) controller.enqueue(text);
         },
         flush(controller) {
-          if (pending.length) controller.enqueue(decoder.decode(pending));
+          const text = decoder.decode();
+          if (text) controller.enqueue(text);
         },
       });
+      this.#decoder = decoder;
     }
-    get encoding() { return "utf-8"; }
+    get encoding() { return this.#decoder.encoding; }
+    get fatal() { return this.#decoder.fatal; }
+    get ignoreBOM() { return this.#decoder.ignoreBOM; }
   }
 
   define("ReadableStream", ReadableStream);

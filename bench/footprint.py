@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""What the runtime costs an app, for two nano binaries in one run (e.g. a change against the
+commit before it): binary size, the app's snapshot size, the process's RSS and the isolate's
+heap after warm-up, and the CPU nano spends per request with context reset on (process CPU time
+over a fixed number of requests, so the client's own cost is not in it).
+
+One hello app, one worker (one isolate), requests on one keep-alive connection. The two binaries
+alternate --rounds times; each figure is the median of its rounds.
+
+Usage: bench/footprint.py --nano NEW --baseline OLD [--requests N] [--rounds R] [--app module.js]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import tempfile
+
+from common import body, free_port, wait
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HELLO = ROOT / "bench" / "apps" / "hello.js"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_bytes(pid):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measure(nano, app, requests):
+    port = free_port()
+    with tempfile.TemporaryDirectory() as work:
+        work = pathlib.Path(work)
+        cache = work / "cache"
+        config = work / "nano.json"
+        config.write_text(json.dumps({
+            "server": {"host": "127.0.0.1", "port": port},
+            "apps": [{"hostname": "bench.local", "entrypoint": str(app), "limits": {"workers": 1}}],
+            "slivers": {"cache_dir": str(cache)},
+        }))
+        proc = subprocess.Popen([nano, "--config", config], stderr=subprocess.DEVNULL,
+                                env={"NANO_LOG": "warn", "PATH": "/usr/bin:/bin"})
+        try:
+            wait(lambda: body(port, "bench.local") is not None, "nano to answer")
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+
+            def get(path="/"):
+                conn.request("GET", path, headers={"Host": "bench.local"})
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 200, response.status
+
+            for _ in range(200):
+                get()
+            before = cpu_seconds(proc.pid)
+            for _ in range(requests):
+                get()
+            cpu_us = (cpu_seconds(proc.pid) - before) / requests * 1e6
+            conn.request("GET", "/_admin/isolates")
+            isolates = json.loads(conn.getresponse().read())
+            heap = sum(i.get("heap_used_bytes", 0) for i in isolates.get("isolates", []))
+            snapshot = sum(f.stat().st_size for f in cache.glob("*.snapshot"))
+            return {"rss": rss_bytes(proc.pid), "heap": heap, "snapshot": snapshot, "cpu_us": cpu_us}
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nano", default=str(ROOT / "target" / "release" / "nano"))
+    parser.add_argument("--baseline", required=True)
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--app", default=str(HELLO))
+    args = parser.parse_args()
+    runs = {"baseline": [], "new": []}
+    for _ in range(args.rounds):
+        for name, binary in (("baseline", args.baseline), ("new", args.nano)):
+            runs[name].append(measure(binary, args.app, args.requests))
+    print("| build | binary MB | snapshot KB | RSS MB | isolate heap KB | CPU µs per reset-on request |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, binary in (("baseline", args.baseline), ("new", args.nano)):
+        med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+        print(f"| {name} | {os.path.getsize(binary) / 1e6:.1f} | {med['snapshot'] / 1e3:.0f} | "
+              f"{med['rss'] / 1e6:.1f} | {med['heap'] / 1e3:.0f} | {med['cpu_us']:.0f} |")
+    print()
+    print("rounds:", json.dumps(runs))
+
+
+if __name__ == "__main__":
+    main()
