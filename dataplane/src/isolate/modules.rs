@@ -98,6 +98,15 @@ impl Graph {
         }
     }
 
+    /// Records a compiled module under its path (for imports) and its identity (for V8's
+    /// resolve callback, which names the referrer only by its module).
+    fn add(&mut self, scope: &mut v8::HandleScope, path: &Path, module: v8::Local<v8::Module>) {
+        self.by_path
+            .insert(path.to_owned(), v8::Global::new(scope, module));
+        self.path_of
+            .insert(module.get_identity_hash().get(), path.to_owned());
+    }
+
     fn display(&self, path: &Path) -> String {
         path.strip_prefix(&self.root)
             .unwrap_or(path)
@@ -415,12 +424,7 @@ fn compile_tree<'s>(
         };
         return Err(AppLoadError(format!("{located}{via}")));
     };
-    graph
-        .by_path
-        .insert(path.to_owned(), v8::Global::new(tc, module));
-    graph
-        .path_of
-        .insert(module.get_identity_hash().get(), path.to_owned());
+    graph.add(tc, path, module);
 
     let requests = module.get_module_requests();
     chain.push(name);
@@ -450,12 +454,7 @@ fn compile_builtin<'s>(
     let mut source = v8::script_compiler::Source::new(source, Some(&origin));
     let module = v8::script_compiler::compile_module(scope, &mut source)
         .ok_or_else(|| AppLoadError(format!("the runtime's node:{name} module did not compile")))?;
-    graph
-        .by_path
-        .insert(path.to_owned(), v8::Global::new(scope, module));
-    graph
-        .path_of
-        .insert(module.get_identity_hash().get(), path.to_owned());
+    graph.add(scope, path, module);
     Ok(module)
 }
 

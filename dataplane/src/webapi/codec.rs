@@ -80,6 +80,20 @@ impl Codecs {
             .ok_or(CodecError::Closed)
     }
 
+    /// Runs `work` on codec `id`; the codec ends when `work` fails or when `ends` says so.
+    pub fn call<T>(
+        &mut self,
+        id: u32,
+        ends: bool,
+        work: impl FnOnce(&mut Codec) -> Result<T, CodecError>,
+    ) -> Result<T, CodecError> {
+        let result = self.get(id).and_then(work);
+        if ends || result.is_err() {
+            self.close(id);
+        }
+        result
+    }
+
     pub fn close(&mut self, id: u32) -> Option<Codec> {
         self.open.remove(&id).map(|(_, codec)| codec)
     }

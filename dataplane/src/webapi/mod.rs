@@ -138,18 +138,10 @@ fn op_text_decode(
     let id = args.get(0).uint32_value(scope).unwrap_or(0);
     let bytes = bytes_of(args.get(1)).unwrap_or_default();
     let last = args.get(2).boolean_value(scope);
-    let state = host::state(scope);
-    let decoded = {
-        let mut state = state.borrow_mut();
-        let decoded = state
-            .codecs
-            .get(id)
-            .and_then(|codec| codec.decode(&bytes, last));
-        if last || decoded.is_err() {
-            state.codecs.close(id);
-        }
-        decoded
-    };
+    let decoded = host::state(scope)
+        .borrow_mut()
+        .codecs
+        .call(id, last, |codec| codec.decode(&bytes, last));
     match decoded {
         Ok(text) => match v8::String::new(scope, &text) {
             Some(text) => rv.set(text.into()),
@@ -170,15 +162,10 @@ fn op_compress_push(
 ) {
     let id = args.get(0).uint32_value(scope).unwrap_or(0);
     let bytes = bytes_of(args.get(1)).unwrap_or_default();
-    let state = host::state(scope);
-    let pushed = {
-        let mut state = state.borrow_mut();
-        let pushed = state.codecs.get(id).and_then(|codec| codec.push(&bytes));
-        if pushed.is_err() {
-            state.codecs.close(id);
-        }
-        pushed
-    };
+    let pushed = host::state(scope)
+        .borrow_mut()
+        .codecs
+        .call(id, false, |codec| codec.push(&bytes));
     match pushed {
         Ok(out) => rv.set(uint8_array(scope, out).into()),
         Err(err) => throw_type_error(scope, &err.to_string()),
