@@ -1009,6 +1009,162 @@ fn stream_strings_answers_as_on_workerd() {
     );
 }
 
+/// node:stream: Readable (from, push, data events, states, setEncoding), Writable (encodings, finish
+/// and close, highWaterMark and drain, errors), Transform, PassThrough, Duplex, pipe, pipeline
+/// (callback and promise), finished.
+#[test]
+fn node_stream_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "node_stream",
+        r#"{
+            "fromIterable": [
+                "a",
+                "b",
+                "c"
+            ],
+            "data": [
+                [
+                    true,
+                    "x0"
+                ],
+                [
+                    true,
+                    "x1"
+                ],
+                [
+                    true,
+                    "x2"
+                ]
+            ],
+            "written": [
+                [
+                    true,
+                    "one",
+                    "buffer"
+                ],
+                [
+                    true,
+                    "two",
+                    "buffer"
+                ],
+                [
+                    true,
+                    "three",
+                    "buffer"
+                ]
+            ],
+            "events": [
+                "finish",
+                "close"
+            ],
+            "piped": [
+                "P",
+                "Q"
+            ],
+            "failed": "boom",
+            "objects": [
+                {
+                    "a": 1
+                },
+                {
+                    "b": 2
+                }
+            ],
+            "viaPipe": [
+                "m",
+                "n"
+            ],
+            "done": "finished",
+            "accepted": [
+                true,
+                false,
+                false
+            ],
+            "drained": "drain",
+            "fromDuplex": [
+                "d"
+            ],
+            "passed": [
+                "pass"
+            ],
+            "errored": [
+                "write failed",
+                true
+            ],
+            "shape": [
+                "function",
+                true,
+                "function",
+                true
+            ],
+            "states": [
+                false,
+                true,
+                true,
+                false,
+                true
+            ],
+            "encoding": [
+                "string",
+                "é"
+            ]
+        }"#,
+    );
+}
+
+/// node:stream edge semantics: paused reads with read(n), flush, object-mode writes, backpressure
+/// over many chunks, leaving an iteration early, write after end, generator sources, premature close.
+#[test]
+fn node_stream_edges_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "node_stream_edges",
+        r#"{
+            "reads": [
+                "ab",
+                "cd",
+                "ef"
+            ],
+            "flushed": [
+                "bodytail"
+            ],
+            "objects": [
+                [
+                    "object",
+                    null
+                ],
+                [
+                    "string",
+                    null
+                ]
+            ],
+            "many": [
+                "1",
+                "2",
+                "3",
+                "4",
+                "5",
+                "6"
+            ],
+            "brokenOut": [
+                3,
+                true
+            ],
+            "afterEnd": "ERR_STREAM_WRITE_AFTER_END",
+            "generated": [
+                "g1",
+                "g2"
+            ],
+            "fromGenerator": [
+                "g1",
+                "g2"
+            ],
+            "premature": "ERR_STREAM_PREMATURE_CLOSE"
+        }"#,
+    );
+}
+
 /// The process survives every Intl constructor and locale method across many locales, time zones
 /// and bad options, while a neighbour app keeps answering. Before ICU data was loaded, the first
 /// `Intl.DateTimeFormat` aborted the whole process.

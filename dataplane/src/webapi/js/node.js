@@ -1221,6 +1221,502 @@ globalThis.__nano_node_install = (ops, define) => {
       getBuiltinModule: (name) => modules[String(name).replace(/^node:/, "")],
     });
 
+    // ---- stream (Node's streams, on EventEmitter) ---------------------------------------------
+    // The classic Node stream classes as most npm code uses them: flowing and paused reads,
+    // push/read, pipe with backpressure, async iteration, writes with highWaterMark and 'drain',
+    // final/finish/close, Duplex, Transform, PassThrough, pipeline and finished. Events that Node
+    // emits on process.nextTick are emitted as microtasks.
+    const tick = (fn, ...args) => queueMicrotask(() => fn(...args));
+    const DEFAULT_HWM = 16 * 1024;
+    const DEFAULT_OBJECT_HWM = 16;
+    const chunkSize = (objectMode, chunk) => (objectMode ? 1 : chunk.length);
+    const toChunk = (chunk, encoding, objectMode) => {
+      if (objectMode) return chunk;
+      if (typeof chunk === "string") return Buffer.from(chunk, encoding);
+      if (chunk instanceof Uint8Array && !(chunk instanceof Buffer)) return fromBytes(chunk);
+      if (chunk instanceof Buffer) return chunk;
+      throw typeError("ERR_INVALID_ARG_TYPE", 'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
+    };
+
+    function Stream(options) { EventEmitter.call(this, options); }
+    Object.setPrototypeOf(Stream.prototype, EventEmitter.prototype);
+    Object.setPrototypeOf(Stream, EventEmitter);
+    Stream.prototype.pipe = function pipe(dest, options) { return Readable.prototype.pipe.call(this, dest, options); };
+
+    function destroyStream(stream, err, cb) {
+      const state = stream._state;
+      if (state.destroyed) { cb?.(err); return stream; }
+      state.destroyed = true;
+      stream._destroy(err ?? null, (error) => {
+        if (error) {
+          state.errored = error;
+          tick(() => { stream.emit("error", error); stream.emit("close"); });
+        } else {
+          tick(() => stream.emit("close"));
+        }
+        cb?.(error);
+      });
+      return stream;
+    }
+
+    class Readable extends Stream {
+      constructor(options = {}) {
+        super(options);
+        const objectMode = Boolean(options.objectMode || options.readableObjectMode);
+        this._state = Object.assign(this._state ?? {}, {
+          objectMode: objectMode,
+          readableObjectMode: objectMode,
+          highWaterMark: options.highWaterMark ?? options.readableHighWaterMark ?? (objectMode ? DEFAULT_OBJECT_HWM : DEFAULT_HWM),
+          buffer: [], length: 0, flowing: null, ended: false, endEmitted: false, reading: false,
+          destroyed: false, errored: null, decoder: null, autoDestroy: options.autoDestroy !== false, flowScheduled: false,
+        });
+        if (options.encoding) this.setEncoding(options.encoding);
+        if (typeof options.read === "function") this._read = options.read;
+        if (typeof options.destroy === "function") this._destroy = options.destroy;
+        this.on("newListener", (event) => {
+          if (event === "data" && this._state.flowing !== false) this.resume();
+          if (event === "readable") tick(() => this._state.length > 0 && this.emit("readable"));
+        });
+      }
+      get readable() { const s = this._state; return !s.destroyed && !s.endEmitted && !s.errored; }
+      get readableEnded() { return this._state.endEmitted; }
+      get readableFlowing() { return this._state.flowing; }
+      get readableLength() { return this._state.length; }
+      get readableObjectMode() { return this._state.readableObjectMode; }
+      get readableHighWaterMark() { return this._state.highWaterMark; }
+      get readableEncoding() { return this._state.decoder?.encoding ?? null; }
+      get destroyed() { return this._state.destroyed; }
+      set destroyed(value) { this._state.destroyed = Boolean(value); }
+      get errored() { return this._state.errored; }
+      _read() { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "The _read() method is not implemented"); }
+      _destroy(err, cb) { cb(err); }
+      destroy(err, cb) { return destroyStream(this, err, cb); }
+      setEncoding(encoding) {
+        const s = this._state;
+        s.decoder = new StringDecoder(encoding);
+        s.buffer = s.buffer.map((c) => (typeof c === "string" ? c : s.decoder.write(c)));
+        return this;
+      }
+      push(chunk, encoding) {
+        const s = this._state;
+        s.reading = false;
+        if (chunk === null) {
+          if (!s.ended) {
+            s.ended = true;
+            if (s.decoder) {
+              const rest = s.decoder.end();
+              if (rest) { s.buffer.push(rest); s.length += chunkSize(s.objectMode, rest); }
+            }
+            this.#schedule();
+          }
+          return false;
+        }
+        if (s.ended) {
+          this.destroy(nodeError(Error, "ERR_STREAM_PUSH_AFTER_EOF", "stream.push() after EOF"));
+          return false;
+        }
+        let value = typeof chunk === "string" && !s.objectMode && s.decoder ? chunk : toChunk(chunk, encoding, s.objectMode);
+        if (s.decoder && typeof value !== "string" && (value instanceof Uint8Array)) value = s.decoder.write(value);
+        if (!s.objectMode && value.length === 0) return s.length < s.highWaterMark;
+        s.buffer.push(value);
+        s.length += chunkSize(s.objectMode, value);
+        if (s.flowing !== true) tick(() => this.emit("readable"));
+        this.#schedule();
+        return s.length < s.highWaterMark;
+      }
+      unshift(chunk) {
+        const s = this._state;
+        const value = toChunk(chunk, undefined, s.objectMode);
+        s.buffer.unshift(value);
+        s.length += chunkSize(s.objectMode, value);
+      }
+      read(n) {
+        const s = this._state;
+        if (s.buffer.length === 0) {
+          this.#pull();
+          this.#maybeEnd();
+          return null;
+        }
+        let out;
+        if (s.objectMode || n === undefined || n >= s.length) {
+          out = s.objectMode ? s.buffer.shift() : typeof s.buffer[0] === "string" ? s.buffer.splice(0).join("") : Buffer.concat(s.buffer.splice(0));
+        } else {
+          const all = typeof s.buffer[0] === "string" ? s.buffer.join("") : Buffer.concat(s.buffer);
+          out = all.slice(0, n);
+          s.buffer = [all.slice(n)];
+        }
+        s.length -= chunkSize(s.objectMode, out);
+        this.#pull();
+        this.#maybeEnd();
+        return out;
+      }
+      // 'end' once the data has all been consumed (by reads or by flowing).
+      #maybeEnd() {
+        const s = this._state;
+        if (!s.ended || s.buffer.length > 0 || s.endEmitted) return;
+        s.endEmitted = true;
+        tick(() => {
+          this.emit("end");
+          const writableDone = !s.writableInitialized || s.writableFinished;
+          if (s.autoDestroy && writableDone) this.destroy();
+        });
+      }
+      // Asks the implementation for more when the buffer is under its high-water mark.
+      #pull() {
+        const s = this._state;
+        if (s.ended || s.reading || s.destroyed || s.length >= s.highWaterMark) return;
+        s.reading = true;
+        try {
+          this._read(s.objectMode ? 1 : s.highWaterMark);
+        } catch (err) {
+          this.destroy(err);
+        }
+      }
+      #schedule() {
+        const s = this._state;
+        if (s.flowScheduled) return;
+        s.flowScheduled = true;
+        tick(() => { s.flowScheduled = false; this.#flow(); });
+      }
+      #flow() {
+        const s = this._state;
+        if (s.destroyed) return;
+        while (s.flowing && s.buffer.length > 0) {
+          const chunk = s.buffer.shift();
+          s.length -= chunkSize(s.objectMode, chunk);
+          this.emit("data", chunk);
+        }
+        if (s.flowing) {
+          this.#maybeEnd();
+          this.#pull();
+        }
+      }
+      resume() {
+        const s = this._state;
+        if (s.flowing !== true) {
+          s.flowing = true;
+          tick(() => this.emit("resume"));
+          this.#pull();
+          this.#schedule();
+        }
+        return this;
+      }
+      pause() {
+        if (this._state.flowing !== false) {
+          this._state.flowing = false;
+          this.emit("pause");
+        }
+        return this;
+      }
+      isPaused() { return this._state.flowing === false; }
+      pipe(dest, options = {}) {
+        const src = this;
+        const ondata = (chunk) => { if (dest.write(chunk) === false) { src.pause(); dest.once("drain", () => src.resume()); } };
+        src.on("data", ondata);
+        if (options.end !== false) src.once("end", () => dest.end());
+        src.once("error", (err) => { if (typeof dest.destroy === "function") dest.destroy(err); });
+        dest.emit("pipe", src);
+        src.resume();
+        return dest;
+      }
+      unpipe() { this.removeAllListeners("data"); this.pause(); return this; }
+      // Iteration reads in paused mode, as Node's does: what is buffered comes out joined.
+      [Symbol.asyncIterator]() {
+        const stream = this;
+        let done = false, failure = null, wake = null;
+        const notify = () => { if (wake) { const w = wake; wake = null; w(); } };
+        stream.on("readable", notify);
+        stream.once("end", () => { done = true; notify(); });
+        stream.once("error", (err) => { failure = err; notify(); });
+        stream.once("close", () => { done = true; notify(); });
+        return {
+          async next() {
+            for (;;) {
+              if (failure) throw failure;
+              const chunk = stream._state.destroyed ? null : stream.read();
+              if (chunk !== null) return { value: chunk, done: false };
+              if (done || stream._state.endEmitted) return { value: undefined, done: true };
+              await new Promise((resolve) => { wake = resolve; });
+            }
+          },
+          async return() { if (!done) stream.destroy(); return { value: undefined, done: true }; },
+          [Symbol.asyncIterator]() { return this; },
+        };
+      }
+      static from(iterable, options = {}) {
+        if (typeof iterable === "string" || iterable instanceof Uint8Array) iterable = [iterable];
+        const iterator = iterable[Symbol.asyncIterator]?.() ?? iterable[Symbol.iterator]();
+        let busy = false;
+        return new Readable({
+          objectMode: true,
+          ...options,
+          read() {
+            if (busy) return;
+            busy = true;
+            Promise.resolve(iterator.next()).then(({ value, done }) => {
+              busy = false;
+              if (done) this.push(null);
+              else if (this.push(value)) this._read();
+            }, (err) => this.destroy(err));
+          },
+          destroy(err, cb) {
+            Promise.resolve(iterator.return?.()).then(() => cb(err), cb);
+          },
+        });
+      }
+    }
+
+    // Writable's methods, shared with Duplex.
+    const writableMethods = {
+      _initWritable(options = {}) {
+        const objectMode = Boolean(options.objectMode || options.writableObjectMode);
+        this._state = Object.assign(this._state ?? {}, {
+          writableInitialized: true,
+          writableObjectMode: objectMode,
+          writableHighWaterMark: options.highWaterMark ?? options.writableHighWaterMark ?? (objectMode ? DEFAULT_OBJECT_HWM : DEFAULT_HWM),
+          decodeStrings: options.decodeStrings !== false,
+          queue: [], writableLength: 0, writing: false, needDrain: false, ending: false,
+          writableFinished: false, finalCalled: false,
+          destroyed: this._state?.destroyed ?? false, errored: this._state?.errored ?? null,
+          autoDestroy: options.autoDestroy !== false,
+        });
+        if (typeof options.write === "function") this._write = options.write;
+        if (typeof options.writev === "function") this._writev = options.writev;
+        if (typeof options.final === "function") this._final = options.final;
+        if (typeof options.destroy === "function") this._destroy = options.destroy;
+      },
+      write(chunk, encoding, cb) {
+        if (typeof encoding === "function") { cb = encoding; encoding = undefined; }
+        const s = this._state;
+        if (s.ending || s.destroyed) {
+          const err = nodeError(Error, s.destroyed ? "ERR_STREAM_DESTROYED" : "ERR_STREAM_WRITE_AFTER_END", s.destroyed ? "Cannot call write after a stream was destroyed" : "write after end");
+          tick(() => { cb?.(err); this.emit("error", err); });
+          return false;
+        }
+        if (chunk === null) throw typeError("ERR_STREAM_NULL_VALUES", "May not write null values to stream");
+        // Object mode passes the encoding it was given (usually none), as Node does.
+        let value = chunk, enc = s.writableObjectMode ? encoding : encoding ?? "utf8";
+        if (!s.writableObjectMode) {
+          if (typeof chunk === "string" && s.decodeStrings) { value = Buffer.from(chunk, encoding); enc = "buffer"; }
+          else if (chunk instanceof Uint8Array) { value = chunk instanceof Buffer ? chunk : fromBytes(chunk); enc = "buffer"; }
+          else if (typeof chunk !== "string") throw typeError("ERR_INVALID_ARG_TYPE", 'The "chunk" argument must be of type string or an instance of Buffer or Uint8Array');
+        }
+        s.writableLength += chunkSize(s.writableObjectMode, value);
+        const ok = s.writableLength < s.writableHighWaterMark;
+        if (!ok) s.needDrain = true;
+        s.queue.push({ value, enc, cb });
+        if (!s.writing) this._nextWrite();
+        return ok;
+      },
+      // Writes what is queued, one at a time. A write that completes synchronously updates the
+      // state at once (only its callback waits for a microtask), as in Node, so the loop goes on
+      // and end() can run _final in the same turn; an asynchronous one continues from onwrite.
+      _nextWrite() {
+        const s = this._state;
+        while (!s.writing && !s.destroyed) {
+          const entry = s.queue.shift();
+          if (entry === undefined) {
+            if (s.needDrain) { s.needDrain = false; tick(() => this.emit("drain")); }
+            if (s.ending) this._finishMaybe();
+            return;
+          }
+          s.writing = true;
+          let sync = true;
+          let completedSync = false;
+          const onwrite = (err) => {
+            s.writing = false;
+            s.writableLength -= chunkSize(s.writableObjectMode, entry.value);
+            if (err) {
+              tick(() => entry.cb?.(err));
+              this.destroy(err);
+              return;
+            }
+            if (sync) {
+              completedSync = true;
+              if (entry.cb) tick(entry.cb, null);
+            } else {
+              entry.cb?.(null);
+              this._nextWrite();
+            }
+          };
+          try {
+            this._write(entry.value, entry.enc, onwrite);
+          } catch (err) {
+            onwrite(err);
+          }
+          sync = false;
+          if (!completedSync) return;
+        }
+      },
+      _write(chunk, encoding, cb) {
+        if (typeof this._writev === "function") return this._writev([{ chunk, encoding }], cb);
+        throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "The _write() method is not implemented");
+      },
+      end(chunk, encoding, cb) {
+        if (typeof chunk === "function") { cb = chunk; chunk = undefined; }
+        else if (typeof encoding === "function") { cb = encoding; encoding = undefined; }
+        const s = this._state;
+        if (chunk !== undefined && chunk !== null) this.write(chunk, encoding);
+        if (typeof cb === "function") {
+          if (s.writableFinished) tick(cb);
+          else this.once("finish", () => cb());
+        }
+        if (!s.ending) {
+          s.ending = true;
+          if (!s.writing && s.queue.length === 0) this._finishMaybe();
+        }
+        return this;
+      },
+      _finishMaybe() {
+        const s = this._state;
+        if (s.finalCalled || s.destroyed) return;
+        s.finalCalled = true;
+        const finish = (err) => {
+          if (err) { this.destroy(err); return; }
+          s.writableFinished = true;
+          tick(() => {
+            this.emit("finish");
+            const readDone = !(this instanceof Readable) || this._state.endEmitted;
+            if (s.autoDestroy && readDone) this.destroy();
+          });
+        };
+        if (typeof this._final === "function") {
+          try { this._final(finish); } catch (err) { finish(err); }
+        } else {
+          finish();
+        }
+      },
+      cork() {},
+      uncork() {},
+      setDefaultEncoding() { return this; },
+    };
+    const writableGetters = {
+      writable() { const s = this._state; return !s.destroyed && !s.ending && !s.errored; },
+      writableEnded() { return this._state.ending; },
+      writableFinished() { return this._state.writableFinished; },
+      writableLength() { return this._state.writableLength; },
+      writableHighWaterMark() { return this._state.writableHighWaterMark; },
+      writableObjectMode() { return this._state.writableObjectMode; },
+      writableNeedDrain() { return this._state.needDrain; },
+    };
+    const mixWritable = (proto) => {
+      for (const [name, fn] of Object.entries(writableMethods)) Object.defineProperty(proto, name, { value: fn, writable: true, configurable: true });
+      for (const [name, get] of Object.entries(writableGetters)) Object.defineProperty(proto, name, { get, configurable: true });
+    };
+
+    class Writable extends Stream {
+      constructor(options = {}) {
+        super(options);
+        this._state = { destroyed: false, errored: null };
+        this._initWritable(options);
+      }
+      get destroyed() { return this._state.destroyed; }
+      set destroyed(value) { this._state.destroyed = Boolean(value); }
+      get errored() { return this._state.errored; }
+      _destroy(err, cb) { cb(err); }
+      destroy(err, cb) { return destroyStream(this, err, cb); }
+    }
+    mixWritable(Writable.prototype);
+
+    class Duplex extends Readable {
+      constructor(options = {}) {
+        super(options);
+        this._initWritable(options);
+        this.allowHalfOpen = options.allowHalfOpen !== false;
+        if (!this.allowHalfOpen) this.once("end", () => this.end());
+      }
+      static from(source) {
+        if (source instanceof Duplex) return source;
+        return Readable.from(source);
+      }
+    }
+    mixWritable(Duplex.prototype);
+
+    class Transform extends Duplex {
+      constructor(options = {}) {
+        super(options);
+        if (typeof options.transform === "function") this._transform = options.transform;
+        if (typeof options.flush === "function") this._flush = options.flush;
+      }
+      _transform() { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "The _transform() method is not implemented"); }
+      _write(chunk, encoding, cb) {
+        this._transform(chunk, encoding, (err, data) => {
+          if (err) return cb(err);
+          if (data !== undefined && data !== null) this.push(data);
+          cb();
+        });
+      }
+      _final(cb) {
+        const done = (err, data) => {
+          if (err) return cb(err);
+          if (data !== undefined && data !== null) this.push(data);
+          this.push(null);
+          cb();
+        };
+        if (typeof this._flush === "function") this._flush(done);
+        else done();
+      }
+      _read() {}
+    }
+
+    class PassThrough extends Transform {
+      _transform(chunk, encoding, cb) { cb(null, chunk); }
+    }
+
+    function finished(stream, options, callback) {
+      if (typeof options === "function") { callback = options; options = {}; }
+      let called = false;
+      const done = (err) => { if (!called) { called = true; cleanup(); callback.call(stream, err); } };
+      const onend = () => done();
+      const onfinish = () => { if (!(stream instanceof Readable) || stream.readableEnded) done(); };
+      const onerror = (err) => done(err);
+      const onclose = () => {
+        const s = stream._state ?? {};
+        const complete = (!(stream instanceof Readable) || s.endEmitted) && (!s.writableInitialized || s.writableFinished);
+        done(complete ? undefined : nodeError(Error, "ERR_STREAM_PREMATURE_CLOSE", "Premature close"));
+      };
+      const cleanup = () => {
+        stream.removeListener("end", onend);
+        stream.removeListener("finish", onfinish);
+        stream.removeListener("error", onerror);
+        stream.removeListener("close", onclose);
+      };
+      stream.on("end", onend);
+      stream.on("finish", onfinish);
+      stream.on("error", onerror);
+      stream.on("close", onclose);
+      return cleanup;
+    }
+
+    function pipeline(...streams) {
+      const callback = typeof streams[streams.length - 1] === "function" ? streams.pop() : null;
+      if (streams.length === 1 && Array.isArray(streams[0])) streams = streams[0];
+      if (streams.length < 2) throw typeError("ERR_MISSING_ARGS", 'The "streams" argument must be specified');
+      streams = streams.map((s, i) => (i === 0 && !(s instanceof Stream) && (s?.[Symbol.asyncIterator] || s?.[Symbol.iterator]) ? Readable.from(s) : s));
+      let settled = false;
+      const settle = (err) => {
+        if (settled) return;
+        settled = true;
+        if (err) for (const s of streams) if (!s.destroyed) s.destroy(err);
+        callback?.(err);
+      };
+      for (const s of streams) s.on("error", settle);
+      for (let i = 0; i < streams.length - 1; i++) streams[i].pipe(streams[i + 1]);
+      finished(streams[streams.length - 1], (err) => settle(err));
+      return streams[streams.length - 1];
+    }
+
+    const streamPromises = {
+      pipeline: (...streams) => new Promise((resolve, reject) => pipeline(...streams, (err) => (err ? reject(err) : resolve()))),
+      finished: (stream, options) => new Promise((resolve, reject) => finished(stream, options ?? {}, (err) => (err ? reject(err) : resolve()))),
+    };
+    Object.assign(Stream, {
+      Stream, Readable, Writable, Duplex, Transform, PassThrough, pipeline, finished, promises: streamPromises,
+      isReadable: (s) => s instanceof Readable && s.readable,
+      isErrored: (s) => Boolean(s?._state?.errored),
+      getDefaultHighWaterMark: (objectMode) => (objectMode ? DEFAULT_OBJECT_HWM : DEFAULT_HWM),
+    });
+
     // ---- url ---------------------------------------------------------------------------------------
     const urlModule = {
       URL, URLSearchParams,
@@ -1261,6 +1757,8 @@ globalThis.__nano_node_install = (ops, define) => {
       process: processObject,
       url: urlModule,
       "stream/web": streamModule,
+      stream: Stream,
+      "stream/promises": streamPromises,
       timers: { setTimeout, clearTimeout, setInterval, clearInterval, setImmediate, clearImmediate },
       "timers/promises": {
         setTimeout: (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms)),
