@@ -1294,3 +1294,24 @@ fn node_globals_built_on_first_use_work_in_every_request() {
         }
     });
 }
+
+/// console formats its arguments as util.format does: workerd's own output for the same app
+/// (tests/fixtures/console-format), line by line.
+#[test]
+fn console_output_is_formatted_as_on_workerd() {
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "log.example", "entrypoint": "console-format/app.js", "limits": { "workers": 1 }
+    }] }));
+    let reply = block_on(nano.get("log.example", "/"));
+    assert_eq!((reply.status, reply.body.as_str()), (200, "ok"));
+    for line in [
+        "{ a: 1, b: 'two', c: [ 1, 2, 3 ], d: { e: { f: [Object] } } }",
+        "text 42 true null undefined [ 1, 'a' ] Map(1) { 'k' => 1 }",
+        "x is 5 { extra: 1 }",
+        "bad Symbol(s) 10n [Function (anonymous)]",
+        "warned { w: 1 }",
+    ] {
+        let logged = format!("nano::console: {line} hostname=log.example");
+        nano.log.wait_for(line, |text| text.contains(&logged));
+    }
+}

@@ -65,45 +65,27 @@
   }
 
   // ---- console -------------------------------------------------------------------------------
+  // Arguments are formatted as Node's util.format does, as on workerd (`%s`/`%d`/`%o`
+  // substitution, util.inspect's layout for objects). Plain strings take a fast path; anything
+  // else builds the Node layer's small inspect tier (node.js) on first use.
   const LEVELS = { debug: 0, log: 1, info: 1, warn: 2, error: 3 };
-  function formatValue(value, depth) {
-    if (typeof value === "string") return depth === 0 ? value : JSON.stringify(value);
-    if (value instanceof Error) return value.stack || `${value.name}: ${value.message}`;
-    if (typeof value === "function") return `[Function ${value.name || "anonymous"}]`;
-    if (typeof value === "bigint") return `${value}n`;
-    if (typeof value === "symbol") return value.toString();
-    if (value === undefined) return "undefined";
-    if (value !== null && typeof value === "object") {
-      try {
-        const seen = new WeakSet();
-        return JSON.stringify(value, (k, v) => {
-          if (typeof v === "bigint") return `${v}n`;
-          if (v !== null && typeof v === "object") {
-            if (seen.has(v)) return "[Circular]";
-            seen.add(v);
-          }
-          return v;
-        });
-      } catch {
-        return Object.prototype.toString.call(value);
-      }
-    }
-    return String(value);
-  }
+  const formatArgs = (args) => {
+    if (args.every((a) => typeof a === "string") && !(args.length > 0 && args[0].includes("%"))) return args.join(" ");
+    return node.format(...args);
+  };
   const console = {};
   // Groups indent what follows by two spaces a level; counters and timers are per context.
   let groupIndent = "";
   const print = (level, text) => ops.log(level, groupIndent ? text.replace(/^/gm, groupIndent) : text);
   for (const [name, level] of Object.entries(LEVELS)) {
-    console[name] = (...args) => print(level, args.map((a) => formatValue(a, 0)).join(" "));
+    console[name] = (...args) => print(level, formatArgs(args));
   }
-  console.trace = (...args) => print(0, ["Trace:", ...args.map((a) => formatValue(a, 0)), new Error().stack.replace(/^Error\n/, "\n")].join(" "));
-  console.dir = (value) => print(1, formatValue(value, 1));
+  console.trace = (...args) => print(0, `Trace: ${formatArgs(args)}${new Error().stack.replace(/^Error\n/, "\n")}`);
+  console.dir = (value, options) => print(1, typeof value === "string" ? `'${value}'` : node.inspect(value, options));
   console.dirxml = (...args) => console.log(...args);
   console.assert = (condition, ...args) => {
     if (condition) return;
-    const [first, ...rest] = args;
-    print(3, ["Assertion failed" + (args.length ? ":" : ""), ...(typeof first === "string" ? [first, ...rest.map((a) => formatValue(a, 0))] : args.map((a) => formatValue(a, 0)))].join(" "));
+    print(3, args.length ? `Assertion failed: ${formatArgs(args)}` : "Assertion failed");
   };
   const counts = new Map();
   console.count = (label = "default") => {
@@ -125,7 +107,7 @@
   console.timeLog = (label = "default", ...data) => {
     label = String(label);
     if (!consoleTimers.has(label)) return print(2, `No such label '${label}' for console.timeLog()`);
-    print(1, [elapsed(label), ...data.map((a) => formatValue(a, 0))].join(" "));
+    print(1, [elapsed(label), ...(data.length ? [formatArgs(data)] : [])].join(" "));
   };
   console.timeEnd = (label = "default") => {
     label = String(label);
@@ -146,7 +128,7 @@
     const keys = columns ?? [...new Set(rows.flatMap(([, v]) => (v !== null && typeof v === "object" ? Object.keys(v) : [])))];
     const hasValues = rows.some(([, v]) => v === null || typeof v !== "object");
     const header = ["(index)", ...keys, ...(hasValues ? ["Values"] : [])];
-    const cell = (v) => (v === undefined ? "" : formatValue(v, 1));
+    const cell = (v) => (v === undefined ? "" : node.inspect(v));
     const body = rows.map(([k, v]) => [k, ...keys.map((c) => (v !== null && typeof v === "object" ? cell(v[c]) : "")), ...(hasValues ? [v !== null && typeof v === "object" ? "" : cell(v)] : [])]);
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)) + 2);
     const line = (l, m, r) => l + widths.map((w) => "─".repeat(w)).join(m) + r;
