@@ -1165,6 +1165,92 @@ fn node_stream_edges_answers_as_on_workerd() {
     );
 }
 
+/// zlib (sync, callback and stream forms, Node's own gzip output, crc32), querystring,
+/// stream/consumers, diagnostics_channel (workerd's channels have no `name`), perf_hooks, console.
+#[test]
+fn more_modules_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "more_modules",
+        r#"{
+            "roundTrips": {
+                "gzipSync": [
+                    true,
+                    true,
+                    true
+                ],
+                "deflateSync": [
+                    true,
+                    true,
+                    true
+                ],
+                "deflateRawSync": [
+                    true,
+                    true,
+                    true
+                ]
+            },
+            "fromNode": "hello hello hello hello",
+            "unzip": "z",
+            "gunzipAsync": "hello hello hello hello",
+            "streamed": true,
+            "corrupt": "Error",
+            "crc32": [
+                907060870,
+                222957957
+            ],
+            "constants": [
+                9,
+                0
+            ],
+            "qsParse": {
+                "a": [
+                    "1",
+                    "3"
+                ],
+                "b": "2",
+                "c": " x y",
+                "d": "",
+                "e": ""
+            },
+            "qsStringify": "a=1&a=2&b=x%20y&c=%C3%BC%26&d=true&e=&f=",
+            "qsCustom": "a:1;b:2",
+            "qsEscape": [
+                "a%20b%26c%2F%C3%BC",
+                "a b%zz+c"
+            ],
+            "consumers": [
+                "ab",
+                {
+                    "x": 1
+                },
+                "bu",
+                2
+            ],
+            "channels": [
+                false,
+                [
+                    [
+                        1,
+                        "nano:test"
+                    ]
+                ],
+                false,
+                false,
+                null
+            ],
+            "perf": [
+                "number",
+                true
+            ],
+            "console": [
+                true,
+                "function"
+            ]
+        }"#,
+    );
+}
+
 /// The process survives every Intl constructor and locale method across many locales, time zones
 /// and bad options, while a neighbour app keeps answering. Before ICU data was loaded, the first
 /// `Intl.DateTimeFormat` aborted the whole process.
@@ -1230,9 +1316,11 @@ fn compression_bombs_and_stream_floods_end_the_request_not_the_node() {
         "limits": { "workers": 1, "cpu_ms": 30000, "memory_mb": 32, "timeout_secs": 60 }
     }] }));
     block_on(async {
-        let reply = nano.get("bomb.example", "/bomb").await;
-        assert_eq!(reply.status, 503, "{}", reply.body);
-        assert_eq!(reply.header("x-nano-error"), Some("memory-limit"));
+        for path in ["/bomb", "/zlib-bomb"] {
+            let reply = nano.get("bomb.example", path).await;
+            assert_eq!(reply.status, 503, "{path}: {}", reply.body);
+            assert_eq!(reply.header("x-nano-error"), Some("memory-limit"), "{path}");
+        }
         let reply = nano.get("bomb.example", "/many").await;
         assert_eq!(
             reply.body,

@@ -161,13 +161,18 @@ pub const NODE_MODULES: &[&str] = &[
     "assert/strict",
     "async_hooks",
     "buffer",
+    "console",
     "crypto",
+    "diagnostics_channel",
     "events",
     "module",
     "path",
     "path/posix",
+    "perf_hooks",
     "process",
+    "querystring",
     "stream",
+    "stream/consumers",
     "stream/promises",
     "stream/web",
     "string_decoder",
@@ -176,6 +181,7 @@ pub const NODE_MODULES: &[&str] = &[
     "url",
     "util",
     "util/types",
+    "zlib",
 ];
 
 /// Node modules that give access to the machine (files, processes, sockets, servers, the engine):
@@ -201,21 +207,15 @@ const NODE_REFUSED: &[&str] = &[
 
 /// Node modules workerd offers that NANO does not have yet.
 const NODE_NOT_YET: &[&str] = &[
-    "console",
     "constants",
-    "diagnostics_channel",
     "dns",
     "os",
-    "perf_hooks",
     "punycode",
-    "querystring",
     "readline",
     "sqlite",
-    "stream/consumers",
     "sys",
     "test",
     "trace_events",
-    "zlib",
 ];
 
 /// Whether `specifier` names a Node module: `Ok(Some(name))` for one the runtime offers, an

@@ -1729,6 +1729,231 @@ globalThis.__nano_node_install = (ops, define) => {
       getDefaultHighWaterMark: (objectMode) => (objectMode ? DEFAULT_OBJECT_HWM : DEFAULT_HWM),
     });
 
+    // ---- zlib (over the codec ops of CompressionStream: flate2) ------------------------------
+    // gzip, deflate and raw deflate, sync, callback and stream forms; unzip detects gzip. The
+    // compression level and window options are accepted and ignored (flate2's default level);
+    // brotli is not there yet.
+    const ZLIB_FORMATS = {
+      gzip: ["compress", "gzip"], gunzip: ["decompress", "gzip"],
+      deflate: ["compress", "deflate"], inflate: ["decompress", "deflate"],
+      deflateRaw: ["compress", "deflate-raw"], inflateRaw: ["decompress", "deflate-raw"],
+    };
+    const zlibInput = (input) => (typeof input === "string" ? encodeString(input, "utf8") : bytesOf(input, "buffer"));
+    // A codec failure is a plain Error here, as on workerd.
+    const zlibError = (err) => (err instanceof TypeError ? new Error(err.message) : err);
+    const formatFor = (name, bytes) => (name === "unzip" ? (bytes[0] === 0x1f && bytes[1] === 0x8b ? "gunzip" : "inflate") : name);
+    const codecSlice = (kind) => (kind === "decompress" ? 4096 : 65536);
+    function zlibSync(name, input) {
+      const bytes = zlibInput(input);
+      const [kind, format] = ZLIB_FORMATS[formatFor(name, bytes)];
+      const codec = ops.codecOpen(kind, format);
+      const parts = [];
+      try {
+        for (let i = 0; i < bytes.length; i += codecSlice(kind)) parts.push(ops.compressPush(codec, bytes.subarray(i, i + codecSlice(kind))));
+        parts.push(ops.compressFinish(codec));
+      } catch (err) {
+        ops.codecClose(codec);
+        throw zlibError(err);
+      }
+      return Buffer.concat(parts);
+    }
+    class ZlibStream extends Transform {
+      #name; #codec = 0; #slice = 0;
+      constructor(name, options = {}) {
+        super(options);
+        this.#name = name;
+      }
+      _transform(chunk, encoding, cb) {
+        try {
+          const bytes = zlibInput(chunk);
+          if (this.#codec === 0) {
+            const [kind, format] = ZLIB_FORMATS[formatFor(this.#name, bytes)];
+            this.#codec = ops.codecOpen(kind, format);
+            this.#slice = codecSlice(kind);
+          }
+          for (let i = 0; i < bytes.length; i += this.#slice) {
+            const out = ops.compressPush(this.#codec, bytes.subarray(i, i + this.#slice));
+            if (out.length) this.push(fromBytes(out));
+          }
+          cb();
+        } catch (err) {
+          this.#codec = 0;
+          cb(zlibError(err));
+        }
+      }
+      _flush(cb) {
+        try {
+          if (this.#codec === 0) this.#codec = ops.codecOpen(...ZLIB_FORMATS[formatFor(this.#name, new Uint8Array(0))]);
+          const out = ops.compressFinish(this.#codec);
+          this.#codec = 0;
+          if (out.length) this.push(fromBytes(out));
+          cb();
+        } catch (err) {
+          cb(zlibError(err));
+        }
+      }
+      _destroy(err, cb) {
+        if (this.#codec !== 0) ops.codecClose(this.#codec);
+        this.#codec = 0;
+        cb(err);
+      }
+    }
+    const CRC_TABLE = new Int32Array(256).map((_, n) => {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      return c;
+    });
+    const zlibModule = {
+      constants: {
+        Z_NO_FLUSH: 0, Z_PARTIAL_FLUSH: 1, Z_SYNC_FLUSH: 2, Z_FULL_FLUSH: 3, Z_FINISH: 4, Z_BLOCK: 5,
+        Z_OK: 0, Z_STREAM_END: 1, Z_NEED_DICT: 2, Z_ERRNO: -1, Z_STREAM_ERROR: -2, Z_DATA_ERROR: -3,
+        Z_MEM_ERROR: -4, Z_BUF_ERROR: -5, Z_VERSION_ERROR: -6, Z_NO_COMPRESSION: 0, Z_BEST_SPEED: 1,
+        Z_BEST_COMPRESSION: 9, Z_DEFAULT_COMPRESSION: -1, Z_FILTERED: 1, Z_HUFFMAN_ONLY: 2, Z_RLE: 3,
+        Z_FIXED: 4, Z_DEFAULT_STRATEGY: 0,
+      },
+      crc32(data, value = 0) {
+        const bytes = zlibInput(data);
+        let crc = ~value;
+        for (let i = 0; i < bytes.length; i++) crc = CRC_TABLE[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+        return ~crc >>> 0;
+      },
+    };
+    for (const name of [...Object.keys(ZLIB_FORMATS), "unzip"]) {
+      const Name = name[0].toUpperCase() + name.slice(1);
+      zlibModule[`${name}Sync`] = (input) => zlibSync(name, input);
+      zlibModule[name] = (input, options, callback) => {
+        if (typeof options === "function") callback = options;
+        queueMicrotask(() => {
+          let result;
+          try { result = zlibSync(name, input); } catch (err) { callback(err); return; }
+          callback(null, result);
+        });
+      };
+      zlibModule[`create${Name}`] = (options) => new ZlibStream(name, options);
+    }
+    for (const name of ["brotliCompressSync", "brotliDecompressSync", "brotliCompress", "brotliDecompress", "createBrotliCompress", "createBrotliDecompress"]) {
+      zlibModule[name] = () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", `zlib.${name}() is not implemented in NANO yet (gzip and deflate are)`); };
+    }
+
+    // ---- querystring -------------------------------------------------------------------------
+    // Invalid percent escapes stay as they are (Node's unescapeBuffer).
+    function unescapeBuffer(s) {
+      const out = [];
+      const text = encodeString(String(s), "utf8");
+      for (let i = 0; i < text.length; i++) {
+        const hex = text[i] === 0x25 && i + 2 < text.length ? String.fromCharCode(text[i + 1], text[i + 2]) : "";
+        if (/^[0-9a-fA-F]{2}$/.test(hex)) {
+          out.push(parseInt(hex, 16));
+          i += 2;
+        } else {
+          out.push(text[i]);
+        }
+      }
+      return Buffer.from(out);
+    }
+    const qsUnescape = (s) => {
+      try { return decodeURIComponent(s); } catch { return unescapeBuffer(s).toString(); }
+    };
+    const qsPrimitive = (v) => {
+      if (typeof v === "string") return v;
+      if (typeof v === "number") return Number.isFinite(v) ? String(v) : "";
+      if (typeof v === "bigint") return String(v);
+      if (typeof v === "boolean") return v ? "true" : "false";
+      return "";
+    };
+    const querystringModule = {
+      escape: (s) => encodeURIComponent(String(s)),
+      unescape: qsUnescape,
+      unescapeBuffer,
+      parse(text, sep = "&", eq = "=", options = {}) {
+        const out = Object.create(null);
+        if (typeof text !== "string" || text.length === 0) return out;
+        const decode = options.decodeURIComponent ?? qsUnescape;
+        const maxKeys = options.maxKeys ?? 1000;
+        let parts = text.split(sep);
+        if (maxKeys > 0) parts = parts.slice(0, maxKeys);
+        for (const part of parts) {
+          if (part === "") continue;
+          const at = part.indexOf(eq);
+          const rawKey = at >= 0 ? part.slice(0, at) : part;
+          const rawValue = at >= 0 ? part.slice(at + eq.length) : "";
+          const key = decode(rawKey.replace(/\+/g, " "));
+          const value = decode(rawValue.replace(/\+/g, " "));
+          if (!(key in out)) out[key] = value;
+          else if (Array.isArray(out[key])) out[key].push(value);
+          else out[key] = [out[key], value];
+        }
+        return out;
+      },
+      stringify(object, sep = "&", eq = "=", options = {}) {
+        if (object === null || typeof object !== "object") return "";
+        const encode = options.encodeURIComponent ?? querystringModule.escape;
+        const pairs = [];
+        for (const key of Object.keys(object)) {
+          const value = object[key];
+          const name = encode(qsPrimitive(key));
+          if (Array.isArray(value)) for (const item of value) pairs.push(`${name}${eq}${encode(qsPrimitive(item))}`);
+          else pairs.push(`${name}${eq}${encode(qsPrimitive(value))}`);
+        }
+        return pairs.join(sep);
+      },
+    };
+    querystringModule.decode = querystringModule.parse;
+    querystringModule.encode = querystringModule.stringify;
+
+    // ---- stream/consumers ----------------------------------------------------------------------
+    const consumeBytes = async (stream) => {
+      const parts = [];
+      for await (const chunk of stream) parts.push(typeof chunk === "string" ? encodeString(chunk, "utf8") : bytesOf(chunk, "chunk"));
+      return Buffer.concat(parts);
+    };
+    const consumeText = async (stream) => {
+      const decoder = new TextDecoder();
+      let out = "";
+      for await (const chunk of stream) out += typeof chunk === "string" ? chunk : decoder.decode(bytesOf(chunk, "chunk"), { stream: true });
+      return out + decoder.decode();
+    };
+    const consumersModule = {
+      buffer: consumeBytes,
+      text: consumeText,
+      json: async (stream) => JSON.parse(await consumeText(stream)),
+      arrayBuffer: async (stream) => {
+        const bytes = await consumeBytes(stream);
+        return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+      },
+      blob: async (stream) => new Blob([await consumeBytes(stream)]),
+    };
+
+    // ---- diagnostics_channel -------------------------------------------------------------------
+    class Channel {
+      #name; #subscribers = [];
+      constructor(name) { this.#name = name; }
+      get hasSubscribers() { return this.#subscribers.length > 0; }
+      subscribe(subscriber) { this.#subscribers.push(subscriber); }
+      unsubscribe(subscriber) {
+        const at = this.#subscribers.indexOf(subscriber);
+        if (at < 0) return false;
+        this.#subscribers.splice(at, 1);
+        return true;
+      }
+      publish(message) { for (const subscriber of [...this.#subscribers]) subscriber(message, this.#name); }
+      runStores(data, fn, thisArg, ...args) {
+        this.publish(data);
+        return Reflect.apply(fn, thisArg, args);
+      }
+    }
+    const channels = new Map();
+    const channel = (name) => {
+      if (!channels.has(name)) channels.set(name, new Channel(name));
+      return channels.get(name);
+    };
+    const diagnosticsModule = {
+      Channel, channel,
+      hasSubscribers: (name) => channels.get(name)?.hasSubscribers ?? false,
+      subscribe: (name, subscriber) => channel(name).subscribe(subscriber),
+      unsubscribe: (name, subscriber) => channels.get(name)?.unsubscribe(subscriber) ?? false,
+    };
+
     // ---- url ---------------------------------------------------------------------------------------
     const urlModule = {
       URL, URLSearchParams,
@@ -1771,6 +1996,12 @@ globalThis.__nano_node_install = (ops, define) => {
       "stream/web": streamModule,
       stream: Stream,
       "stream/promises": streamPromises,
+      "stream/consumers": consumersModule,
+      zlib: zlibModule,
+      querystring: querystringModule,
+      diagnostics_channel: diagnosticsModule,
+      perf_hooks: { performance: globalThis.performance },
+      console: { ...globalThis.console, Console: function Console() { return globalThis.console; } },
       timers: { setTimeout, clearTimeout, setInterval, clearInterval, setImmediate, clearImmediate },
       "timers/promises": {
         setTimeout: (ms, value) => new Promise((resolve) => setTimeout(() => resolve(value), ms)),
