@@ -472,7 +472,8 @@ fn crypto_answers_as_on_workerd() {
     );
 }
 
-/// AsyncLocalStorage across await, timers, nested runs and queueMicrotask.
+/// AsyncLocalStorage across await, timers, nested runs, queueMicrotask and a fetch() that settles
+/// asynchronously.
 #[test]
 fn async_hooks_answers_as_on_workerd() {
     assert_matches_workerd(
@@ -487,6 +488,7 @@ fn async_hooks_answers_as_on_workerd() {
                 2,
                 1,
                 "micro 1",
+                "failed 1",
                 null
             ],
             "returned": "store 3",
