@@ -1368,9 +1368,9 @@ fn urls_longer_than_a_string_can_be_are_type_errors_not_aborts() {
     });
 }
 
-/// The Node layer is built on first use: an app that reaches Buffer and process only by computed
-/// names (nothing built into its snapshot) gets them in every request, with process.env filled.
-/// workerd answers the same ("6869 n true").
+/// The Node layer and the rarer Web globals are compiled on first use: an app that reaches
+/// Buffer, process, URLPattern and MessageChannel only by computed names (nothing built into its
+/// snapshot) gets them in every request, with process.env filled. workerd answers the same.
 #[test]
 fn node_globals_built_on_first_use_work_in_every_request() {
     let nano = Nano::start(json!({ "apps": [{
@@ -1380,7 +1380,10 @@ fn node_globals_built_on_first_use_work_in_every_request() {
     block_on(async {
         for _ in 0..3 {
             let reply = nano.get("lazy.example", "/").await;
-            assert_eq!((reply.status, reply.body.as_str()), (200, "6869 n true"));
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (200, "6869 n true 7 true")
+            );
         }
     });
 }

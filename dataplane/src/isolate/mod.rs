@@ -261,7 +261,7 @@ fn evaluate_app(
 ) -> Result<(String, modules::Sources), AppLoadError> {
     let internals = bootstrap_runtime(scope);
     let (namespace, files) = modules::load_and_evaluate(scope, source)?;
-    materialise_node_globals(scope, &files);
+    materialise_lazy_globals(scope, &files);
     let namespace = v8::Local::new(scope, namespace);
     let register = get_function(scope, internals, "register");
     let tc = &mut v8::TryCatch::new(scope);
@@ -282,11 +282,25 @@ fn evaluate_app(
     Ok((handler, files))
 }
 
-/// The Node layer is built on first use, in two tiers (`Buffer`; `process` and the rest), so
-/// that apps without it do not deserialise it with every context. An app whose source names a
-/// tier's global gets that tier built now, into its snapshot, rather than once per request.
-fn materialise_node_globals(scope: &mut v8::HandleScope, files: &modules::Sources) {
-    for global in ["Buffer", "process"] {
+/// Globals whose code the runtime compiles on first read (webapi's lazy scripts), so that apps
+/// without them do not deserialise it with every context.
+const LAZY_GLOBALS: &[&str] = &[
+    "Buffer",
+    "process",
+    "CompressionStream",
+    "DecompressionStream",
+    "URLPattern",
+    "MessageChannel",
+    "MessagePort",
+    "MessageEvent",
+    "ByteLengthQueuingStrategy",
+    "CountQueuingStrategy",
+];
+
+/// An app whose source names a lazy global gets it made now, into its snapshot, rather than
+/// once per request.
+fn materialise_lazy_globals(scope: &mut v8::HandleScope, files: &modules::Sources) {
+    for global in LAZY_GLOBALS {
         let named = files.iter().any(|(_, bytes)| {
             bytes
                 .windows(global.len())

@@ -20,10 +20,18 @@ use crate::limits::memory;
 pub(crate) const RUNTIME_JS: &str = concat!(
     include_str!("js/streams.js"),
     "\n",
-    include_str!("js/node.js"),
-    "\n",
     include_str!("js/runtime.js")
 );
+
+/// Runtime JS compiled into a context only when the context first needs it (`lazyScript` op):
+/// the Node layer's tiers and the rarely used Web globals. With context reset every request
+/// deserialises its whole context, so code an app does not use must not be in it.
+const LAZY_SCRIPTS: &[(&str, &str)] = &[
+    ("inspect", include_str!("js/node/inspect.js")),
+    ("buffer", include_str!("js/node/buffer.js")),
+    ("rest", include_str!("js/node/rest.js")),
+    ("extras", include_str!("js/extras.js")),
+];
 
 macro_rules! ops {
     ($($name:literal => $func:ident),* $(,)?) => {
@@ -67,6 +75,7 @@ ops! {
     "now" => op_now,
         "fetchStart" => op_fetch_start,
     "crypto" => op_crypto,
+    "lazyScript" => op_lazy_script,
     "asyncContext" => op_async_context,
     "setAsyncContext" => op_set_async_context,
     "encodingName" => op_encoding_name,
@@ -199,6 +208,31 @@ fn op_codec_close(
     let id = args.get(0).uint32_value(scope).unwrap_or(0);
     let state = host::state(scope);
     state.borrow_mut().codecs.close(id);
+}
+
+/// `lazyScript(name)`: compiles and runs one of the [`LAZY_SCRIPTS`] in the current context;
+/// answers the function that builds what it holds.
+fn op_lazy_script(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let name = string_arg(scope, &args, 0);
+    let Some((_, code)) = LAZY_SCRIPTS.iter().find(|(script, _)| *script == name) else {
+        return throw_type_error(scope, &format!("no runtime script named {name:?}"));
+    };
+    // Compiling and running fail only if the request's JS is being terminated (a limit hit
+    // meanwhile): the termination then propagates by itself.
+    let Some(source) = v8::String::new(scope, code) else {
+        return;
+    };
+    let resource = v8::String::new(scope, &format!("nano:{name}.js")).expect("short string");
+    let origin = crate::isolate::script_origin(scope, resource.into(), false);
+    if let Some(script) = v8::Script::compile(scope, source, Some(&origin))
+        && let Some(built) = script.run(scope)
+    {
+        rv.set(built);
+    }
 }
 
 /// The current async context frame (AsyncLocalStorage's stores): V8 keeps it with every promise

@@ -6,13 +6,17 @@
 // fireTimer. Nothing here keeps a reference to ops on a global: tenant code cannot reach them.
 (function bootstrap(ops) {
   "use strict";
-  // node.js left its installer here; no app code has run yet, so nothing else has seen it.
-  const installNode = globalThis.__nano_node_install;
-  delete globalThis.__nano_node_install;
 
   const kState = Symbol("nano.state");
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
+  // A global made on first read (its code compiled then: see lazyScript), then a plain value.
+  const lazyGlobal = (name, make) => Object.defineProperty(globalThis, name, {
+    get() { const value = make(); define(name, value); return value; },
+    set(value) { define(name, value); },
+    configurable: true,
+    enumerable: false,
+  });
 
   // ---- builtins that cannot be interrupted ------------------------------------------------------
   // Array.prototype.fill over a huge range runs in C++ without interrupt checks, so neither the
@@ -71,7 +75,7 @@
   const LEVELS = { debug: 0, log: 1, info: 1, warn: 2, error: 3 };
   const formatArgs = (args) => {
     if (args.every((a) => typeof a === "string") && !(args.length > 0 && args[0].includes("%"))) return args.join(" ");
-    return node.format(...args);
+    return node().format(...args);
   };
   const console = {};
   // Groups indent what follows by two spaces a level; counters and timers are per context.
@@ -81,7 +85,7 @@
     console[name] = (...args) => print(level, formatArgs(args));
   }
   console.trace = (...args) => print(0, `Trace: ${formatArgs(args)}${new Error().stack.replace(/^Error\n/, "\n")}`);
-  console.dir = (value, options) => print(1, typeof value === "string" ? `'${value}'` : node.inspect(value, options));
+  console.dir = (value, options) => print(1, typeof value === "string" ? `'${value}'` : node().inspect(value, options));
   console.dirxml = (...args) => console.log(...args);
   console.assert = (condition, ...args) => {
     if (condition) return;
@@ -128,7 +132,7 @@
     const keys = columns ?? [...new Set(rows.flatMap(([, v]) => (v !== null && typeof v === "object" ? Object.keys(v) : [])))];
     const hasValues = rows.some(([, v]) => v === null || typeof v !== "object");
     const header = ["(index)", ...keys, ...(hasValues ? ["Values"] : [])];
-    const cell = (v) => (v === undefined ? "" : node.inspect(v));
+    const cell = (v) => (v === undefined ? "" : node().inspect(v));
     const body = rows.map(([k, v]) => [k, ...keys.map((c) => (v !== null && typeof v === "object" ? cell(v[c]) : "")), ...(hasValues ? [v !== null && typeof v === "object" ? "" : cell(v)] : [])]);
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)) + 2);
     const line = (l, m, r) => l + widths.map((w) => "─".repeat(w)).join(m) + r;
@@ -457,193 +461,18 @@
     return clone(value);
   });
 
-  // ---- CompressionStream, DecompressionStream -----------------------------------------------------
-  // flate2 behind the codec ops (webapi/codec.rs). Input is fed in slices, so the CPU limit can
-  // end a long stream between them and one slice never inflates past a few MiB natively.
-  const COMPRESSION_FORMATS = ["gzip", "deflate", "deflate-raw"];
-  function codecTransform(kind, format, name) {
-    format = String(format);
-    if (!COMPRESSION_FORMATS.includes(format)) {
-      throw new TypeError(`${name}: the format must be "gzip", "deflate" or "deflate-raw", not ${JSON.stringify(format)}`);
-    }
-    // webapi/codec.rs INFLATE_SLICE bounds what one decompressing call takes.
-    const slice = kind === "decompress" ? 4096 : 65536;
-    let codec = ops.codecOpen(kind, format);
-    return new TransformStream({
-      transform(chunk, controller) {
-        const bytes = toBytes(chunk, `${name}: a chunk`);
-        for (let i = 0; i < bytes.length; i += slice) {
-          const out = ops.compressPush(codec, bytes.subarray(i, i + slice));
-          if (out.length) controller.enqueue(out);
-        }
-      },
-      flush(controller) {
-        const out = ops.compressFinish(codec);
-        codec = 0;
-        if (out.length) controller.enqueue(out);
-      },
-      cancel() {
-        if (codec) ops.codecClose(codec);
-      },
-    });
+  // ---- globals compiled on first use ---------------------------------------------------------
+  // Compression streams, URLPattern, MessageChannel and the queuing strategies live in
+  // js/extras.js, compiled into a context only when the context first reads one of them (the
+  // lazyScript op): a reset-on request deserialises its whole context, so what an app does not
+  // use must not be in it. An app whose source names one gets them in its snapshot instead.
+  let extras = null;
+  const extra = (name) => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes }))[name];
+  for (const name of ["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
+    "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"]) {
+    lazyGlobal(name, () => extra(name));
   }
-  class CompressionStream {
-    #transform;
-    constructor(format) { this.#transform = codecTransform("compress", format, "CompressionStream"); }
-    get readable() { return this.#transform.readable; }
-    get writable() { return this.#transform.writable; }
-  }
-  class DecompressionStream {
-    #transform;
-    constructor(format) { this.#transform = codecTransform("decompress", format, "DecompressionStream"); }
-    get readable() { return this.#transform.readable; }
-    get writable() { return this.#transform.writable; }
-  }
-  define("CompressionStream", CompressionStream);
-  define("DecompressionStream", DecompressionStream);
 
-  // ---- URLPattern --------------------------------------------------------------------------------
-  // The urlpattern crate turns a pattern into one regular expression per URL component
-  // (webapi/urlpattern.rs); matching runs here, in V8's RegExp, under the request's limits.
-  const URL_COMPONENTS = ["protocol", "username", "password", "hostname", "port", "pathname", "search", "hash"];
-  const patternJson = (input) => {
-    if (typeof input === "string") return JSON.stringify(input);
-    if (input === null || typeof input !== "object") throw new TypeError("URLPattern: the input must be a string or a URLPatternInit object");
-    const init = {};
-    for (const key of [...URL_COMPONENTS, "baseURL"]) if (input[key] !== undefined) init[key] = String(input[key]);
-    return JSON.stringify(init);
-  };
-  class URLPattern {
-    #parts; #regexps = {};
-    constructor(input = {}, baseURL = undefined, options = undefined) {
-      if (baseURL !== null && typeof baseURL === "object") {
-        options = baseURL;
-        baseURL = undefined;
-      }
-      const ignoreCase = Boolean(options?.ignoreCase);
-      this.#parts = JSON.parse(ops.urlPatternParse(patternJson(input), baseURL === undefined ? undefined : String(baseURL), ignoreCase));
-      for (const key of URL_COMPONENTS) {
-        try {
-          this.#regexps[key] = new RegExp(this.#parts[key].regexpString, ignoreCase ? "ui" : "u");
-        } catch (err) {
-          throw new TypeError(`URLPattern: the ${key} pattern is not a valid regular expression (${err.message})`);
-        }
-      }
-    }
-    get hasRegExpGroups() { return this.#parts.hasRegexpGroups; }
-    test(input = {}, baseURL = undefined) { return this.#match(input, baseURL) !== null; }
-    exec(input = {}, baseURL = undefined) { return this.#match(input, baseURL); }
-    #match(input, baseURL) {
-      const found = ops.urlPatternInput(patternJson(input), baseURL === undefined ? undefined : String(baseURL));
-      if (found === undefined) return null;
-      const [values, [given, base]] = JSON.parse(found);
-      const result = { inputs: base === null ? [given] : [given, base] };
-      for (const key of URL_COMPONENTS) {
-        const match = this.#regexps[key].exec(values[key]);
-        if (match === null) return null;
-        const groups = {};
-        this.#parts[key].groupNameList.forEach((name, i) => { groups[name] = match[i + 1]; });
-        result[key] = { input: values[key], groups };
-      }
-      return result;
-    }
-    static {
-      for (const key of URL_COMPONENTS) {
-        Object.defineProperty(URLPattern.prototype, key, {
-          get() { return this.#parts[key].patternString; },
-          configurable: true,
-          enumerable: true,
-        });
-      }
-    }
-  }
-  define("URLPattern", URLPattern);
-
-  // ---- MessageChannel ----------------------------------------------------------------------------
-  // Ports of one isolate: a message is a structured clone, delivered as a microtask once the
-  // receiving port is started (setting onmessage starts it, addEventListener needs start()).
-  class MessageEvent extends Event {
-    #data; #ports;
-    constructor(type, init = {}) {
-      super(type, init);
-      this.#data = init.data;
-      this.#ports = Object.freeze([...(init.ports ?? [])]);
-    }
-    get data() { return this.#data; }
-    get ports() { return this.#ports; }
-    get origin() { return ""; }
-    get lastEventId() { return ""; }
-    get source() { return null; }
-  }
-  class MessagePort extends EventTarget {
-    #other = null; #started = false; #closed = false; #queue = []; #onmessage = null;
-    constructor(key) {
-      super();
-      if (key !== kState) throw new TypeError("Illegal constructor: MessagePort comes from a MessageChannel");
-    }
-    static [kState](a, b) { a.#other = b; b.#other = a; }
-    get onmessage() { return this.#onmessage; }
-    set onmessage(handler) {
-      if (this.#onmessage) this.removeEventListener("message", this.#onmessage);
-      this.#onmessage = typeof handler === "function" ? handler : null;
-      if (this.#onmessage) this.addEventListener("message", this.#onmessage);
-      this.start();
-    }
-    postMessage(message, transfer = undefined) {
-      const data = structuredClone(message, Array.isArray(transfer) ? { transfer } : transfer);
-      const target = this.#other;
-      if (this.#closed || target === null || target.#closed) return;
-      target.#queue.push(data);
-      target.#flush();
-    }
-    start() {
-      if (this.#started) return;
-      this.#started = true;
-      this.#flush();
-    }
-    close() {
-      this.#closed = true;
-      this.#queue.length = 0;
-    }
-    #flush() {
-      if (!this.#started) return;
-      while (this.#queue.length) {
-        const data = this.#queue.shift();
-        Promise.resolve().then(() => { if (!this.#closed) this.dispatchEvent(new MessageEvent("message", { data })); });
-      }
-    }
-  }
-  class MessageChannel {
-    #port1 = new MessagePort(kState); #port2 = new MessagePort(kState);
-    constructor() { MessagePort[kState](this.#port1, this.#port2); }
-    get port1() { return this.#port1; }
-    get port2() { return this.#port2; }
-  }
-  define("MessageEvent", MessageEvent);
-  define("MessagePort", MessagePort);
-  define("MessageChannel", MessageChannel);
-
-  // ---- queuing strategies, scheduler ---------------------------------------------------------------
-  const strategyMark = (init, name) => {
-    if (init === null || typeof init !== "object" || init.highWaterMark === undefined) {
-      throw new TypeError(`${name}: the init argument needs a highWaterMark`);
-    }
-    return Number(init.highWaterMark);
-  };
-  class ByteLengthQueuingStrategy {
-    #highWaterMark;
-    constructor(init) { this.#highWaterMark = strategyMark(init, "ByteLengthQueuingStrategy"); }
-    get highWaterMark() { return this.#highWaterMark; }
-    get size() { return (chunk) => chunk.byteLength; }
-  }
-  class CountQueuingStrategy {
-    #highWaterMark;
-    constructor(init) { this.#highWaterMark = strategyMark(init, "CountQueuingStrategy"); }
-    get highWaterMark() { return this.#highWaterMark; }
-    get size() { return () => 1; }
-  }
-  define("ByteLengthQueuingStrategy", ByteLengthQueuingStrategy);
-  define("CountQueuingStrategy", CountQueuingStrategy);
   define("scheduler", Object.freeze({
     wait(ms, options = {}) {
       const signal = options?.signal;
@@ -1673,9 +1502,29 @@
   // ---- Node compatibility (node.js) --------------------------------------------------------------
   // `import ... from "node:x"` compiles to a module that reads the namespace through
   // __nano_builtin while the app's modules evaluate (isolate/modules.rs); register() removes it.
-  const node = installNode(ops, define);
+  // The layer is three scripts (webapi/js/node/), each compiled into a context only when the
+  // context first needs it (the lazyScript op): a reset-on request deserialises its whole context,
+  // so code an app does not use must not be in it. inspect (console formats with it), buffer,
+  // and the rest (process and the node: modules), which builds on the other two.
+  const tiers = {};
+  let requestEnv = {};
+  const tier = (name, ...args) => (tiers[name] ??= ops.lazyScript(name)(...args));
+  const inspection = () => tier("inspect");
+  const bufferTier = () => tier("buffer", ops);
+  const restTier = () => {
+    if (tiers.rest === undefined) Object.assign(tier("rest", ops, bufferTier(), inspection()).process.env, requestEnv);
+    return tiers.rest;
+  };
+  const node = () => ({
+    module: (name) => (name === "buffer" ? bufferTier().bufferModule : restTier().modules[name]),
+    format: (...args) => inspection().format(...args),
+    inspect: (value, options) => inspection().inspect(value, options),
+  });
+  lazyGlobal("Buffer", () => bufferTier().Buffer);
+  lazyGlobal("process", () => restTier().process);
+  define("global", globalThis);
   define("self", globalThis);
-  define("__nano_builtin", (name) => node.module(name));
+  define("__nano_builtin", (name) => node().module(name));
 
   // ---- .wasm imports ------------------------------------------------------------------------------
   // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,
@@ -1809,7 +1658,8 @@
     // No async context survives from an earlier request (the frame is the isolate's, not the
     // context's), and process.env is the app's env, as on workerd.
     ops.setAsyncContext(undefined);
-    node.setEnv(env);
+    requestEnv = env;
+    if (tiers.rest !== undefined) Object.assign(tiers.rest.process.env, env);
     const headers = new Headers();
     const list = Headers[kState](headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
