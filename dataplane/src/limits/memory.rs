@@ -98,13 +98,18 @@ impl Budget {
     fn reserve(&self, len: usize) -> bool {
         let before = self.external.fetch_add(len, Ordering::AcqRel);
         if before.saturating_add(len) > self.limit {
-            self.external.fetch_sub(len, Ordering::AcqRel);
+            self.release(len);
             self.exceeded(before.saturating_add(len));
             return false;
         }
         self.peak_external
             .fetch_max(before + len, Ordering::Relaxed);
         true
+    }
+
+    /// Gives back `len` bytes reserved with [`Budget::reserve`].
+    fn release(&self, len: usize) {
+        self.external.fetch_sub(len, Ordering::AcqRel);
     }
 }
 
@@ -115,7 +120,7 @@ unsafe extern "C" fn allocate(budget: &Budget, len: usize) -> *mut libc::c_void 
     // SAFETY: calloc with a non-overflowing size; null is handled by V8 as a failed allocation.
     let ptr = unsafe { libc::calloc(len.max(1), 1) };
     if ptr.is_null() {
-        budget.external.fetch_sub(len, Ordering::AcqRel);
+        budget.release(len);
     }
     ptr
 }
@@ -127,13 +132,13 @@ unsafe extern "C" fn allocate_uninitialized(budget: &Budget, len: usize) -> *mut
     // SAFETY: as above; V8 initialises the memory itself.
     let ptr = unsafe { libc::malloc(len.max(1)) };
     if ptr.is_null() {
-        budget.external.fetch_sub(len, Ordering::AcqRel);
+        budget.release(len);
     }
     ptr
 }
 
 unsafe extern "C" fn free(budget: &Budget, data: *mut libc::c_void, len: usize) {
-    budget.external.fetch_sub(len, Ordering::AcqRel);
+    budget.release(len);
     // SAFETY: `data` came from calloc/malloc above (V8 frees only what this allocator gave).
     unsafe { libc::free(data) };
 }
@@ -195,7 +200,7 @@ unsafe extern "C" fn release_charged(
         )
     };
     drop(bytes);
-    budget.external.fetch_sub(len, Ordering::AcqRel);
+    budget.release(len);
 }
 
 /// Room given to V8 past the limit so it can unwind after the termination request instead of
@@ -252,7 +257,7 @@ mod tests {
         assert!(!budget.reserve(MIB), "over the limit");
         assert_eq!(budget.external(), MIB / 2, "a refusal reserves nothing");
         assert_eq!(budget.refused.load(Ordering::Relaxed), MIB / 2 + MIB);
-        budget.external.fetch_sub(MIB / 2, Ordering::AcqRel);
+        budget.release(MIB / 2);
         assert!(budget.reserve(MIB));
     }
 }

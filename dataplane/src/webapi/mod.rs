@@ -570,28 +570,26 @@ fn throw_type_error(scope: &mut v8::HandleScope, message: &str) {
 
 /// The start of a tenant's value for quoting in a message (a URL can be 512 MiB long).
 fn preview(value: &str) -> std::borrow::Cow<'_, str> {
-    const PREVIEW_CHARS: usize = 200;
-    match value.char_indices().nth(PREVIEW_CHARS) {
-        Some((end, _)) => format!("{}... ({} bytes)", &value[..end], value.len()).into(),
-        None => value.into(),
-    }
+    truncated(value, 200)
 }
 
 /// Messages quote what the tenant passed (a URL, an algorithm name), which can be longer than
 /// V8's longest string: cut them to a readable length so making the error can never fail.
-const MESSAGE_MAX_BYTES: usize = 4096;
-
 fn message_string<'s>(scope: &mut v8::HandleScope<'s>, message: &str) -> v8::Local<'s, v8::String> {
-    let mut end = message.len().min(MESSAGE_MAX_BYTES);
-    while !message.is_char_boundary(end) {
+    v8::String::new(scope, &truncated(message, 4096))
+        .expect("a message of at most 4 KiB fits in a V8 string")
+}
+
+/// `text` cut to at most `max_bytes` (at a character boundary), saying how long it was.
+fn truncated(text: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max_bytes {
+        return text.into();
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let cut = if end < message.len() {
-        format!("{}... ({} bytes in all)", &message[..end], message.len())
-    } else {
-        message.to_owned()
-    };
-    v8::String::new(scope, &cut).expect("a message of at most 4 KiB fits in a V8 string")
+    format!("{}... ({} bytes in all)", &text[..end], text.len()).into()
 }
 
 fn string_arg(scope: &mut v8::HandleScope, args: &v8::FunctionCallbackArguments, i: i32) -> String {
