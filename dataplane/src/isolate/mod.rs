@@ -261,7 +261,7 @@ fn evaluate_app(
 ) -> Result<(String, modules::Sources), AppLoadError> {
     let internals = bootstrap_runtime(scope);
     let (namespace, files) = modules::load_and_evaluate(scope, source)?;
-    materialise_lazy_globals(scope, &files);
+    materialise_lazy_globals(scope, internals, &files);
     let namespace = v8::Local::new(scope, namespace);
     let register = get_function(scope, internals, "register");
     let tc = &mut v8::TryCatch::new(scope);
@@ -282,37 +282,34 @@ fn evaluate_app(
     Ok((handler, files))
 }
 
-/// Globals whose code the runtime compiles on first read (webapi's lazy scripts), so that apps
-/// without them do not deserialise it with every context.
-const LAZY_GLOBALS: &[&str] = &[
-    "Buffer",
-    "process",
-    "CompressionStream",
-    "DecompressionStream",
-    "URLPattern",
-    "MessageChannel",
-    "MessagePort",
-    "MessageEvent",
-    "ByteLengthQueuingStrategy",
-    "CountQueuingStrategy",
-];
-
-/// An app whose source names a lazy global gets it made now, into its snapshot, rather than
-/// once per request.
-fn materialise_lazy_globals(scope: &mut v8::HandleScope, files: &modules::Sources) {
-    for global in LAZY_GLOBALS {
-        let named = files.iter().any(|(_, bytes)| {
-            bytes
-                .windows(global.len())
-                .any(|window| window == global.as_bytes())
-        });
-        if !named {
+/// The runtime makes some globals on first read, so that apps without them do not deserialise
+/// their code with every context (webapi's lazy scripts). An app whose source names one gets it
+/// made now, into its snapshot, rather than once per request.
+fn materialise_lazy_globals(
+    scope: &mut v8::HandleScope,
+    internals: v8::Local<v8::Object>,
+    files: &modules::Sources,
+) {
+    let key = v8::String::new(scope, "lazyGlobals").expect("short string");
+    let Some(names) = internals
+        .get(scope, key.into())
+        .and_then(|names| v8::Local::<v8::Array>::try_from(names).ok())
+    else {
+        return;
+    };
+    let global = scope.get_current_context().global(scope);
+    let tc = &mut v8::TryCatch::new(scope);
+    for i in 0..names.length() {
+        let Some(name) = names.get_index(tc, i) else {
             continue;
-        }
-        let source =
-            v8::String::new(scope, &format!("void globalThis.{global};")).expect("short string");
-        if let Some(script) = v8::Script::compile(scope, source, None) {
-            let _ = script.run(scope);
+        };
+        let text = name.to_rust_string_lossy(tc);
+        let named = files
+            .iter()
+            .any(|(_, bytes)| bytes.windows(text.len()).any(|w| w == text.as_bytes()));
+        if named {
+            // Reading it runs the getter that makes it.
+            let _ = global.get(tc, name);
         }
     }
 }

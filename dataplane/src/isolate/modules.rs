@@ -1,6 +1,6 @@
 //! The app's ES module graph: loads the entry and its relative imports from the app's folder,
 //! compiles, links and evaluates them. `node:` modules (and their bare Node names) come from the
-//! runtime (`webapi/js/node.js`). Imports that leave the folder, other bare specifiers, Node
+//! runtime (`webapi/js/node/`). Imports that leave the folder, other bare specifiers, Node
 //! modules NANO does not offer and missing files are refused with the import chain that led to
 //! them.
 
@@ -154,7 +154,7 @@ impl Graph {
     }
 }
 
-/// The Node modules the runtime offers (`webapi/js/node.js` builds them), importable as `node:x`
+/// The Node modules the runtime offers (`webapi/js/node/` builds them), importable as `node:x`
 /// and, as in Node, as bare `x`.
 pub const NODE_MODULES: &[&str] = &[
     "assert",
@@ -252,7 +252,7 @@ fn node_builtin(specifier: &str) -> Result<Option<&'static str>, String> {
 
 /// The module a `node:` import becomes: the runtime's namespace object as its default export and
 /// each of its properties as a named export. The names are read from the runtime itself, so they
-/// cannot drift from what node.js builds; where the runtime is absent (`collect`, which compiles
+/// cannot drift from what the runtime builds; where the runtime is absent (`collect`, which compiles
 /// without evaluating) the module has only its default export.
 fn builtin_wrapper(scope: &mut v8::HandleScope, name: &str) -> String {
     let literal = serde_json::to_string(name).expect("a string serialises");

@@ -11,12 +11,17 @@
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
   // A global made on first read (its code compiled then: see lazyScript), then a plain value.
-  const lazyGlobal = (name, make) => Object.defineProperty(globalThis, name, {
-    get() { const value = make(); define(name, value); return value; },
-    set(value) { define(name, value); },
-    configurable: true,
-    enumerable: false,
-  });
+  // The names go to the snapshot creator, which makes those an app's source names in advance.
+  const lazyGlobals = [];
+  const lazyGlobal = (name, make) => {
+    lazyGlobals.push(name);
+    Object.defineProperty(globalThis, name, {
+      get() { const value = make(); define(name, value); return value; },
+      set(value) { define(name, value); },
+      configurable: true,
+      enumerable: false,
+    });
+  };
 
   // ---- builtins that cannot be interrupted ------------------------------------------------------
   // Array.prototype.fill over a huge range runs in C++ without interrupt checks, so neither the
@@ -71,11 +76,11 @@
   // ---- console -------------------------------------------------------------------------------
   // Arguments are formatted as Node's util.format does, as on workerd (`%s`/`%d`/`%o`
   // substitution, util.inspect's layout for objects). Plain strings take a fast path; anything
-  // else builds the Node layer's small inspect tier (node.js) on first use.
+  // else builds the Node layer's small inspect tier (js/node/inspect.js) on first use.
   const LEVELS = { debug: 0, log: 1, info: 1, warn: 2, error: 3 };
   const formatArgs = (args) => {
     if (args.every((a) => typeof a === "string") && !(args.length > 0 && args[0].includes("%"))) return args.join(" ");
-    return node().format(...args);
+    return node.format(...args);
   };
   const console = {};
   // Groups indent what follows by two spaces a level; counters and timers are per context.
@@ -85,7 +90,7 @@
     console[name] = (...args) => print(level, formatArgs(args));
   }
   console.trace = (...args) => print(0, `Trace: ${formatArgs(args)}${new Error().stack.replace(/^Error\n/, "\n")}`);
-  console.dir = (value, options) => print(1, typeof value === "string" ? `'${value}'` : node().inspect(value, options));
+  console.dir = (value, options) => print(1, typeof value === "string" ? `'${value}'` : node.inspect(value, options));
   console.dirxml = (...args) => console.log(...args);
   console.assert = (condition, ...args) => {
     if (condition) return;
@@ -132,7 +137,7 @@
     const keys = columns ?? [...new Set(rows.flatMap(([, v]) => (v !== null && typeof v === "object" ? Object.keys(v) : [])))];
     const hasValues = rows.some(([, v]) => v === null || typeof v !== "object");
     const header = ["(index)", ...keys, ...(hasValues ? ["Values"] : [])];
-    const cell = (v) => (v === undefined ? "" : node().inspect(v));
+    const cell = (v) => (v === undefined ? "" : node.inspect(v));
     const body = rows.map(([k, v]) => [k, ...keys.map((c) => (v !== null && typeof v === "object" ? cell(v[c]) : "")), ...(hasValues ? [v !== null && typeof v === "object" ? "" : cell(v)] : [])]);
     const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)) + 2);
     const line = (l, m, r) => l + widths.map((w) => "─".repeat(w)).join(m) + r;
@@ -946,19 +951,20 @@
     static [kState](params, url, search) { params.#url = url; params.#parse(search); }
     #update() { if (this.#url) this.#url[kState].setSearch(this.toString()); }
     append(name, value) { this.#list.push([String(name), String(value)]); this.#update(); }
-    delete(name, value = undefined) {
+    // An entry of `name` (and of `value`, when given): has() and delete() take both.
+    static #matches(name, value) {
       const n = String(name);
       const v = value === undefined ? undefined : String(value);
-      this.#list = this.#list.filter(([k, val]) => k !== n || (v !== undefined && val !== v));
+      return ([k, val]) => k === n && (v === undefined || val === v);
+    }
+    delete(name, value = undefined) {
+      const matches = URLSearchParams.#matches(name, value);
+      this.#list = this.#list.filter((entry) => !matches(entry));
       this.#update();
     }
     get(name) { const e = this.#list.find(([k]) => k === String(name)); return e ? e[1] : null; }
     getAll(name) { return this.#list.filter(([k]) => k === String(name)).map(([, v]) => v); }
-    has(name, value = undefined) {
-      const n = String(name);
-      const v = value === undefined ? undefined : String(value);
-      return this.#list.some(([k, val]) => k === n && (v === undefined || val === v));
-    }
+    has(name, value = undefined) { return this.#list.some(URLSearchParams.#matches(name, value)); }
     set(name, value) {
       const n = String(name);
       const i = this.#list.findIndex(([k]) => k === n);
@@ -1499,7 +1505,7 @@
   }
   define("fetch", fetch);
 
-  // ---- Node compatibility (node.js) --------------------------------------------------------------
+  // ---- Node compatibility (js/node/) -------------------------------------------------------------
   // `import ... from "node:x"` compiles to a module that reads the namespace through
   // __nano_builtin while the app's modules evaluate (isolate/modules.rs); register() removes it.
   // The layer is three scripts (webapi/js/node/), each compiled into a context only when the
@@ -1515,16 +1521,16 @@
     if (tiers.rest === undefined) Object.assign(tier("rest", ops, bufferTier(), inspection()).process.env, requestEnv);
     return tiers.rest;
   };
-  const node = () => ({
+  const node = {
     module: (name) => (name === "buffer" ? bufferTier().bufferModule : restTier().modules[name]),
     format: (...args) => inspection().format(...args),
     inspect: (value, options) => inspection().inspect(value, options),
-  });
+  };
   lazyGlobal("Buffer", () => bufferTier().Buffer);
   lazyGlobal("process", () => restTier().process);
   define("global", globalThis);
   define("self", globalThis);
-  define("__nano_builtin", (name) => node().module(name));
+  define("__nano_builtin", (name) => node.module(name));
 
   // ---- .wasm imports ------------------------------------------------------------------------------
   // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,
@@ -1679,5 +1685,5 @@
       .finally(() => ops.done(id));
   }
 
-  return { register, dispatch, fireTimer, fetchDone, setWasm };
+  return { register, dispatch, fireTimer, fetchDone, setWasm, lazyGlobals };
 });
