@@ -246,6 +246,19 @@
     if (input instanceof ArrayBuffer) return new Uint8Array(input);
     throw new TypeError(`${what}: expected an ArrayBuffer or a view of one`);
   }
+  // Feeds `bytes` to a compression codec (webapi/codec.rs) in slices, so the CPU limit can step
+  // in between calls and a decompressing call stays within codec.rs's INFLATE_SLICE; answers
+  // what came out. CompressionStream (extras.js) and node:zlib (node/rest.js) both use it.
+  const feedCodec = (codec, kind, bytes) => {
+    const slice = kind === "decompress" ? 4096 : 65536;
+    const out = [];
+    for (let i = 0; i < bytes.length; i += slice) {
+      const part = ops.compressPush(codec, bytes.subarray(i, i + slice));
+      if (part.length) out.push(part);
+    }
+    return out;
+  };
+
 
   // ---- DOMException, events, abort --------------------------------------------------------------
   const DOM_CODES = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
@@ -472,7 +485,7 @@
   // lazyScript op): a reset-on request deserialises its whole context, so what an app does not
   // use must not be in it. An app whose source names one gets them in its snapshot instead.
   let extras = null;
-  const extra = (name) => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes }))[name];
+  const extra = (name) => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec }))[name];
   for (const name of ["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
     "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"]) {
     lazyGlobal(name, () => extra(name));
@@ -1518,7 +1531,7 @@
   const inspection = () => tier("inspect");
   const bufferTier = () => tier("buffer", ops);
   const restTier = () => {
-    if (tiers.rest === undefined) Object.assign(tier("rest", ops, bufferTier(), inspection()).process.env, requestEnv);
+    if (tiers.rest === undefined) Object.assign(tier("rest", ops, bufferTier(), inspection(), { feedCodec }).process.env, requestEnv);
     return tiers.rest;
   };
   const node = {

@@ -6,10 +6,11 @@
 //
 // Reference answers: workerd (npm `workerd`, compatibility date 2026-11-01, nodejs_compat); the
 // conformance test tests/e2e/compat.rs records them.
-(function restTier(ops, core, inspection) {
+(function restTier(ops, core, inspection, helpers) {
   "use strict";
   const { nodeError, rangeError, typeError, bytesOf, encodeString, decodeBytes, encodingOf, fromBytes, Buffer, bufferModule } = core;
   const { inspect, format } = inspection;
+  const { feedCodec } = helpers;
 
   // ---- deep strict equality (assert, util.isDeepStrictEqual) -----------------------------------
   function deepEqual(a, b, memo = new Map()) {
@@ -522,11 +523,14 @@
     }
   }
   const MAX_RANDOM_BYTES = 2 ** 31 - 1;
+  // getRandomValues fills at most 64 KiB a call.
+  const fillRandom = (bytes) => {
+    for (let i = 0; i < bytes.length; i += 65536) crypto.getRandomValues(bytes.subarray(i, i + 65536));
+  };
   function randomBytes(size, callback) {
     if (typeof size !== "number" || !(size >= 0 && size <= MAX_RANDOM_BYTES)) throw rangeError("ERR_OUT_OF_RANGE", `The value of "size" is out of range. It must be >= 0 && <= ${MAX_RANDOM_BYTES}. Received ${size}`);
     const out = Buffer.alloc(size);
-    // getRandomValues fills at most 64 KiB a call.
-    for (let i = 0; i < size; i += 65536) crypto.getRandomValues(out.subarray(i, Math.min(size, i + 65536)));
+    fillRandom(out);
     if (typeof callback === "function") { queueMicrotask(() => callback(null, out)); return undefined; }
     return out;
   }
@@ -539,7 +543,7 @@
     randomFillSync(buffer, offset = 0, size = undefined) {
       const bytes = bytesOf(buffer, "buf");
       const end = size === undefined ? bytes.length : Math.min(bytes.length, offset + size);
-      for (let i = offset; i < end; i += 65536) crypto.getRandomValues(bytes.subarray(i, Math.min(end, i + 65536)));
+      fillRandom(bytes.subarray(offset, end));
       return buffer;
     },
     randomInt(min, max, callback) {
@@ -1157,15 +1161,13 @@
   // A codec failure is a plain Error here, as on workerd.
   const zlibError = (err) => (err instanceof TypeError ? new Error(err.message) : err);
   const formatFor = (name, bytes) => (name === "unzip" ? (bytes[0] === 0x1f && bytes[1] === 0x8b ? "gunzip" : "inflate") : name);
-  const codecSlice = (kind) => (kind === "decompress" ? 4096 : 65536);
   function zlibSync(name, input) {
     const bytes = zlibInput(input);
     const [kind, format] = ZLIB_FORMATS[formatFor(name, bytes)];
     const codec = ops.codecOpen(kind, format);
     const parts = [];
     try {
-      for (let i = 0; i < bytes.length; i += codecSlice(kind)) parts.push(ops.compressPush(codec, bytes.subarray(i, i + codecSlice(kind))));
-      parts.push(ops.compressFinish(codec));
+      parts.push(...feedCodec(codec, kind, bytes), ops.compressFinish(codec));
     } catch (err) {
       ops.codecClose(codec);
       throw zlibError(err);
@@ -1173,7 +1175,7 @@
     return Buffer.concat(parts);
   }
   class ZlibStream extends Transform {
-    #name; #codec = 0; #slice = 0;
+    #name; #codec = 0; #kind = "";
     constructor(name, options = {}) {
       super(options);
       this.#name = name;
@@ -1184,12 +1186,9 @@
         if (this.#codec === 0) {
           const [kind, format] = ZLIB_FORMATS[formatFor(this.#name, bytes)];
           this.#codec = ops.codecOpen(kind, format);
-          this.#slice = codecSlice(kind);
+          this.#kind = kind;
         }
-        for (let i = 0; i < bytes.length; i += this.#slice) {
-          const out = ops.compressPush(this.#codec, bytes.subarray(i, i + this.#slice));
-          if (out.length) this.push(fromBytes(out));
-        }
+        for (const out of feedCodec(this.#codec, this.#kind, bytes)) this.push(fromBytes(out));
         cb();
       } catch (err) {
         this.#codec = 0;
