@@ -32,6 +32,9 @@ use crate::router::{Router, Routing};
 /// With `config_path`, the config and the apps' files are watched and reloaded on change (and
 /// on SIGHUP). With `fleet`, the node also serves the control plane's apps (starting from the
 /// last good state it kept) and follows the control plane's revisions.
+/// Time given to idle workers to stop even when the grace period is spent.
+const WORKER_STOP_MIN: Duration = Duration::from_millis(500);
+
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,
@@ -78,13 +81,17 @@ pub async fn run(
     }
     if let Some(admin) = admin_listener {
         // The admin listener outlives the tenant drain, so probes see readiness turn 503.
-        tasks.push(tokio::spawn(http::serve(
-            admin,
-            front.clone(),
-            http::Surface::AdminOnly,
-            helpers.clone(),
-            Duration::ZERO,
-        )));
+        let (front, helpers) = (front.clone(), helpers.clone());
+        tasks.push(tokio::spawn(async move {
+            http::serve(
+                admin,
+                front,
+                http::Surface::AdminOnly,
+                helpers,
+                Duration::ZERO,
+            )
+            .await;
+        }));
     }
     if let Some(memory_mb) = config.node.memory_mb {
         let limit = u64::from(memory_mb) * 1024 * 1024;
@@ -137,16 +144,18 @@ pub async fn run(
     let surface = http::Surface::Tenants {
         admin_here: front.admin.is_some() && config.admin.listen.is_none(),
     };
-    http::serve(listener, front.clone(), surface, shutdown, grace).await;
+    let stopped = http::serve(listener, front.clone(), surface, shutdown, grace).await;
     helpers.cancel();
     for task in tasks {
         let _ = task.await;
     }
     drop(front);
 
-    // Connections are closed; stop the workers (they finish any waitUntil work they hold).
+    // Connections are closed; stop the workers (they finish any waitUntil work they hold), within
+    // what is left of the grace period: a worker stuck in code V8 cannot interrupt is left behind
+    // (the process exit ends it).
     let router = routing.swap(Arc::new(Router::default()));
-    tokio::task::spawn_blocking(move || match Arc::try_unwrap(router) {
+    let stopping = tokio::task::spawn_blocking(move || match Arc::try_unwrap(router) {
         Ok(router) => {
             for route in router.into_routes() {
                 match Arc::try_unwrap(route) {
@@ -158,8 +167,16 @@ pub async fn run(
         Err(_) => {
             tracing::warn!("requests still running after the grace period; not waiting for them")
         }
-    })
-    .await
-    .expect("stopping workers does not panic");
+    });
+    let left = grace.saturating_sub(stopped.elapsed());
+    if tokio::time::timeout(left.max(WORKER_STOP_MIN), stopping)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "workers still busy after the grace period (stuck in code that cannot be interrupted); exiting without them"
+        );
+    }
     tracing::info!("stopped");
 }

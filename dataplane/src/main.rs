@@ -340,7 +340,7 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let addr = format!("{}:{}", config.server.host, config.server.port);
         let listener = match tokio::net::TcpListener::bind(&addr).await {
             Ok(listener) => listener,
@@ -378,7 +378,11 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
         };
         nano_dataplane::run(config, config_path, fleet, preparer, listener, admin_listener, shutdown).await;
         ExitCode::SUCCESS
-    })
+    });
+    // A worker stuck in code V8 cannot interrupt must not hold the exit (dropping a runtime
+    // waits for its blocking tasks).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 /// Loads the given config, or the embedded example (written to a private temporary folder so its

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::router::Router;
@@ -39,6 +39,9 @@ pub struct Metrics {
     pub terminations: IntCounterVec,
     pub evictions: IntCounterVec,
     pub queue_rejections: IntCounterVec,
+    /// Workers taken out of their pool while stuck in JS the limits cannot interrupt, whose
+    /// threads have not yet exited.
+    pub stuck_workers: IntGaugeVec,
     /// Fleet mode: 1 while the control plane's config stream is up.
     pub fleet_connected: IntGauge,
     /// Fleet mode: the config revision this node has activated.
@@ -116,6 +119,17 @@ impl Metrics {
             "Requests refused with 503 because every request slot of the app was taken.",
             &["hostname"],
         );
+        let stuck_workers = IntGaugeVec::new(
+            Opts::new(
+                "nano_stuck_workers",
+                "Workers replaced because their JS did not stop at the wall-clock limit (stuck in a builtin V8 cannot interrupt), whose threads still run.",
+            ),
+            &["hostname"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stuck_workers.clone()))
+            .expect("metric registered once");
         let fleet_gauge = |name: &str, help: &str| {
             let gauge = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -160,6 +174,7 @@ impl Metrics {
             terminations,
             evictions,
             queue_rejections,
+            stuck_workers,
             fleet_connected,
             fleet_revision,
             fleet_activations,

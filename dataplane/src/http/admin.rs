@@ -74,7 +74,14 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
                 .router
                 .load()
                 .routes()
-                .flat_map(|route| route.pool.stats().map(|s| s.to_json()).collect::<Vec<_>>())
+                .flat_map(|route| {
+                    route
+                        .pool
+                        .stats()
+                        .iter()
+                        .map(|s| s.to_json())
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             json(StatusCode::OK, serde_json::json!({ "isolates": isolates }))
         }

@@ -46,7 +46,6 @@ pub struct Front {
     pub header_timeout: Duration,
 }
 
-/// Serves `listener` until `shutdown` fires, then waits up to `grace` for open requests.
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Surface {
@@ -57,13 +56,14 @@ pub enum Surface {
 }
 
 /// Serves `listener` until `shutdown` fires, then waits up to `grace` for open requests.
+/// Returns when it stopped accepting, from which the rest of the shutdown counts its grace.
 pub async fn serve(
     listener: TcpListener,
     front: Arc<Front>,
     surface: Surface,
     shutdown: CancellationToken,
     grace: Duration,
-) {
+) -> Instant {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -105,6 +105,7 @@ pub async fn serve(
         });
     }
     drop(listener);
+    let stopped = Instant::now();
     front
         .draining
         .store(true, std::sync::atomic::Ordering::Release);
@@ -116,6 +117,7 @@ pub async fn serve(
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
+    stopped
 }
 
 async fn handle(
@@ -321,6 +323,9 @@ async fn run(
             }));
         }
         Err(_) => {
+            // The worker did not answer at its own deadline: if it is stuck inside JS, the pool
+            // replaces it so the app keeps serving.
+            route.pool.replace_if_stuck(worker, route.timeout);
             return Err(failed(Failure::Limit {
                 kind: LimitKind::Wall,
                 limit: route.timeout,
@@ -347,8 +352,9 @@ async fn run(
     }
 }
 
-/// How long past `timeout_secs` the front waits for a worker before answering 504 itself.
-const BACKSTOP: Duration = Duration::from_secs(2);
+/// How long past `timeout_secs` the front waits for a worker before answering 504 itself (a
+/// worker answers at its deadline unless it is stuck in JS that cannot be interrupted).
+const BACKSTOP: Duration = Duration::from_millis(250);
 
 struct CancelOnDrop {
     route: Arc<Route>,

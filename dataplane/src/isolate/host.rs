@@ -159,7 +159,7 @@ pub(crate) enum Due {
 struct Timer {
     key: delay_queue::Key,
     js: Rc<JsContext>,
-    /// With context reset a timer belongs to its request and dies with it.
+    /// The request that set it; the timer dies with it.
     request: Option<u64>,
     interval: Option<Duration>,
 }
@@ -183,6 +183,8 @@ pub(crate) struct WorkerState {
     pub due: DelayQueue<Due>,
     timers: HashMap<u64, Timer>,
     next_timer: u64,
+    /// Timers of the shared context cancelled because their request ended (`timersEnded` op).
+    pub ended_timers: Vec<u64>,
     /// Streaming text decoders and compression streams of this isolate's JS.
     pub codecs: crate::webapi::codec::Codecs,
 }
@@ -201,6 +203,7 @@ impl WorkerState {
             due: DelayQueue::new(),
             timers: HashMap::new(),
             next_timer: 1,
+            ended_timers: Vec::new(),
             codecs: Default::default(),
         }
     }
@@ -372,6 +375,9 @@ impl WorkerState {
             .collect();
         for timer in owned {
             self.cancel_timer(timer);
+            if self.shared.is_some() {
+                self.ended_timers.push(timer);
+            }
         }
         self.codecs.close_request(id);
     }
@@ -438,23 +444,21 @@ impl WorkerState {
 /// `setInterval(f, 0)` still yields to other work.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
-/// Starts a timer for the JS running now. Timers set while no request runs (at module
-/// evaluation, inside the snapshot) never fire: there is no request for them to belong to.
+/// Starts a timer for the JS running now. A timer belongs to the request whose JS set it and is
+/// cancelled when that request ends (its response sent and its `waitUntil` work settled), with
+/// or without context reset, as on Workers: no tenant JS runs outside a request's budgets.
+/// Timers set while no request runs (at module evaluation, inside the snapshot) never fire.
 pub(crate) fn start_timer(scope: &mut v8::HandleScope, delay: Duration, repeat: bool) -> u64 {
     let state = state(scope);
     let mut state = state.borrow_mut();
     let id = state.next_timer;
     state.next_timer += 1;
-    let owner = state.current_request;
-    let js = match (&state.shared, owner) {
-        (Some(shared), _) => Some((shared.clone(), None)),
-        (None, Some(request)) => state
-            .requests
-            .get(&request)
-            .map(|inflight| (inflight.js.clone(), Some(request))),
-        (None, None) => None,
-    };
-    let Some((js, request)) = js else {
+    let owner = state.current_request.and_then(|request| {
+        let inflight = state.requests.get(&request)?;
+        let js = state.shared.clone().unwrap_or_else(|| inflight.js.clone());
+        Some((js, request))
+    });
+    let Some((js, request)) = owner else {
         tracing::warn!(hostname = %state.hostname, "a timer set outside a request never fires");
         return id;
     };
@@ -465,7 +469,7 @@ pub(crate) fn start_timer(scope: &mut v8::HandleScope, delay: Duration, repeat: 
         Timer {
             key,
             js,
-            request,
+            request: Some(request),
             interval,
         },
     );

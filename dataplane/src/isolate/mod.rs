@@ -325,12 +325,20 @@ fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::O
         v8::Local::<v8::Function>::try_from(bootstrap).expect("runtime.js yields a function");
     let ops = webapi::ops_object(scope);
     let undefined = v8::undefined(scope).into();
-    let internals = bootstrap
-        .call(scope, undefined, &[ops.into()])
-        .expect("runtime bootstrap runs");
+    let tc = &mut v8::TryCatch::new(scope);
+    let Some(internals) = bootstrap.call(tc, undefined, &[ops.into()]) else {
+        let error = tc
+            .exception()
+            .map_or_else(String::new, |e| e.to_rust_string_lossy(tc));
+        let stack = tc
+            .stack_trace()
+            .map_or_else(String::new, |s| s.to_rust_string_lossy(tc));
+        panic!("the runtime's bootstrap threw (a bug in runtime.js): {error}\n{stack}");
+    };
+    let internals = internals
+        .to_object(tc)
+        .expect("bootstrap returns the internals object");
     internals
-        .to_object(scope)
-        .expect("bootstrap returns the internals object")
 }
 
 pub(crate) fn script_origin<'s>(

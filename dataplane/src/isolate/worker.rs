@@ -132,6 +132,13 @@ pub(crate) fn run_worker(
     });
 
     worker.state.borrow_mut().clear();
+    if worker.stats.stuck.load(Ordering::Acquire) {
+        METRICS
+            .stuck_workers
+            .with_label_values(&[&worker.image.hostname])
+            .dec();
+        tracing::warn!("a worker replaced while stuck has finished and exits");
+    }
     tracing::debug!("worker stopped");
 }
 
@@ -339,10 +346,9 @@ impl Worker {
             let undefined = v8::undefined(scope).into();
             fire.call(scope, undefined, &[id.into()]);
         };
-        match request {
-            Some(request) => self.run_js(request, &js, run),
-            // Without context reset, a timer outlives requests: it runs under a budget of its own.
-            None => self.run_js(0, &js, run),
+        // Every timer belongs to the request that set it and is cancelled when that request ends.
+        if let Some(request) = request {
+            self.run_js(request, &js, run);
         }
     }
 
@@ -372,6 +378,7 @@ impl Worker {
             }
         };
         self.state.borrow_mut().current_request = Some(request);
+        self.stats.in_js_since_ms.store(now_ms(), Ordering::Release);
         self.clock.enter(cpu_left, wall_left);
         let runtime_fault = {
             let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
@@ -388,6 +395,7 @@ impl Worker {
             }
         };
         let spent = self.clock.exit();
+        self.stats.in_js_since_ms.store(0, Ordering::Release);
         self.state.borrow_mut().current_request = None;
         let mut state = self.state.borrow_mut();
         match state.requests.get_mut(&request) {
@@ -472,13 +480,37 @@ impl Worker {
 
     /// Runs V8's pending foreground tasks; if any ran, drains the microtasks they may have queued
     /// for each request in flight, under that request's budgets.
+    ///
+    /// A task can run tenant JS itself (a FinalizationRegistry callback, a WebAssembly start
+    /// function reached through an asynchronous step), so the tasks run under the tightest
+    /// budget left among the requests in flight, and the CPU they use is charged to each of
+    /// them. If a limit ends a task, no request can be singled out: every request in flight on
+    /// this worker ends with that limit (they are the same app's).
     fn pump_platform(&mut self) {
-        let Some(isolate) = self.isolate.as_mut() else {
-            return;
-        };
-        if !super::pump_platform(isolate) {
+        if self.isolate.is_none() {
             return;
         }
+        let now = Instant::now();
+        let (cpu_left, wall_left) = {
+            let state = self.state.borrow();
+            state.requests.values().fold(
+                (
+                    self.cpu_budget,
+                    Duration::from_secs(self.image.limits.timeout_secs.into()),
+                ),
+                |(cpu, wall), r| {
+                    (
+                        cpu.min(self.cpu_budget.saturating_sub(r.cpu_used)),
+                        wall.min(r.deadline_at.saturating_duration_since(now)),
+                    )
+                },
+            )
+        };
+        self.stats.in_js_since_ms.store(now_ms(), Ordering::Release);
+        self.clock.enter(cpu_left, wall_left);
+        let ran = super::pump_platform(self.isolate());
+        let spent = self.clock.exit();
+        self.stats.in_js_since_ms.store(0, Ordering::Release);
         let in_flight: Vec<(u64, Rc<JsContext>)> = self
             .state
             .borrow()
@@ -486,6 +518,30 @@ impl Worker {
             .iter()
             .map(|(id, r)| (*id, r.js.clone()))
             .collect();
+        for request in self.state.borrow_mut().requests.values_mut() {
+            request.cpu_used += spent.cpu;
+        }
+        let terminated = spent.tripped.or_else(|| {
+            self.isolate()
+                .is_execution_terminating()
+                .then_some(LimitKind::Cpu)
+        });
+        if let Some(kind) = terminated {
+            self.isolate().cancel_terminate_execution();
+            tracing::warn!(
+                hostname = %self.image.hostname, limit = %kind.label(), requests = in_flight.len(),
+                "JS run by a V8 task (a finalizer or an asynchronous WebAssembly step) went past the limits; ending the requests in flight"
+            );
+            for (id, js) in in_flight {
+                if self.state.borrow().requests.contains_key(&id) {
+                    self.after_termination(id, &js, kind);
+                }
+            }
+            return;
+        }
+        if !ran {
+            return;
+        }
         for (id, js) in in_flight {
             if self.state.borrow().requests.contains_key(&id) {
                 self.run_js(id, &js, |_| {});

@@ -52,9 +52,9 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
             _ = stop.cancelled() => return,
         }
         let router = routing.load_full();
-        let mut workers: Vec<(&Arc<crate::router::Route>, usize, &Arc<WorkerStats>)> = Vec::new();
+        let mut workers: Vec<(&Arc<crate::router::Route>, usize, Arc<WorkerStats>)> = Vec::new();
         for route in router.routes() {
-            for (index, stats) in route.pool.stats().enumerate() {
+            for (index, stats) in route.pool.stats().into_iter().enumerate() {
                 if stats.is_live() {
                     workers.push((route, index, stats));
                 }
@@ -71,13 +71,13 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
             })
             .collect();
         for i in choose(&candidates, limit_bytes) {
-            let (route, index, stats) = workers[i];
+            let (route, index, stats) = &workers[i];
             tracing::info!(
                 hostname = %stats.hostname, isolate = %stats.isolate_id(),
                 memory_bytes = candidates[i].memory, limit_bytes,
                 "node memory budget exceeded; evicting an idle isolate"
             );
-            route.pool.evict(index);
+            route.pool.evict(*index);
         }
     }
 }

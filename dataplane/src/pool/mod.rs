@@ -2,9 +2,11 @@
 //! of request slots. Dispatch goes to the least-busy worker; when every slot of the app is taken
 //! the request is refused at once. Knows nothing about V8 beyond starting `isolate::run_worker`.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -125,11 +127,36 @@ struct Worker {
     stats: Arc<WorkerStats>,
 }
 
+impl Worker {
+    /// Starts worker thread `index` serving `image`.
+    fn start(image: &Arc<AppImage>, index: usize) -> (Self, std::thread::JoinHandle<()>) {
+        // Slots bound the queue, so the channel itself need not.
+        let (jobs, rx) = mpsc::unbounded_channel();
+        let load = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(WorkerStats::new(
+            image.hostname.clone(),
+            index,
+            load.clone(),
+            !image.context_reset,
+        ));
+        let (image, worker_stats) = (image.clone(), stats.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("nano-worker-{}-{index}", image.hostname))
+            .stack_size(isolate::WORKER_STACK_BYTES)
+            .spawn(move || isolate::run_worker(image, worker_stats, rx))
+            .expect("the OS can start a worker thread");
+        (Self { jobs, load, stats }, thread)
+    }
+}
+
 /// The running workers of one app, or why it has none.
 pub struct AppPool {
     hostname: Arc<str>,
-    workers: Vec<Worker>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    image: Option<Arc<AppImage>>,
+    /// A worker found stuck is swapped for a fresh one in its place.
+    workers: Vec<ArcSwap<Worker>>,
+    /// The threads to join at shutdown, by worker index (a stuck worker's thread is let go).
+    threads: Mutex<Vec<Option<std::thread::JoinHandle<()>>>>,
     slots_per_worker: usize,
     failure: Option<String>,
 }
@@ -137,44 +164,75 @@ pub struct AppPool {
 impl AppPool {
     /// Starts `workers` threads serving `image`.
     pub fn start(image: Arc<AppImage>, workers: usize, slots_per_worker: usize) -> Self {
-        let mut pool = Self {
+        let (workers, threads): (Vec<_>, Vec<_>) = (0..workers)
+            .map(|index| {
+                let (worker, thread) = Worker::start(&image, index);
+                (ArcSwap::from_pointee(worker), Some(thread))
+            })
+            .unzip();
+        Self {
             hostname: image.hostname.clone(),
-            workers: Vec::with_capacity(workers),
-            threads: Vec::with_capacity(workers),
+            image: Some(image),
+            workers,
+            threads: Mutex::new(threads),
             slots_per_worker,
             failure: None,
-        };
-        for index in 0..workers {
-            // Slots bound the queue, so the channel itself need not.
-            let (jobs, rx) = mpsc::unbounded_channel();
-            let load = Arc::new(AtomicUsize::new(0));
-            let stats = Arc::new(WorkerStats::new(
-                image.hostname.clone(),
-                index,
-                load.clone(),
-                !image.context_reset,
-            ));
-            let (image, worker_stats) = (image.clone(), stats.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("nano-worker-{}-{index}", image.hostname))
-                .stack_size(isolate::WORKER_STACK_BYTES)
-                .spawn(move || isolate::run_worker(image, worker_stats, rx))
-                .expect("the OS can start a worker thread");
-            pool.workers.push(Worker { jobs, load, stats });
-            pool.threads.push(thread);
         }
-        pool
     }
 
     /// A pool for an app that could not be loaded: every request is refused with the reason.
     pub fn failed(hostname: Arc<str>, reason: String) -> Self {
         Self {
             hostname,
+            image: None,
             workers: Vec::new(),
-            threads: Vec::new(),
+            threads: Mutex::new(Vec::new()),
             slots_per_worker: 0,
             failure: Some(reason),
         }
+    }
+
+    /// Called when a request to worker `index` got no answer within the app's wall-clock limit
+    /// (plus the front's backstop). If the worker has been inside one stretch of JS for longer
+    /// than that, the termination V8 was asked for has not landed: the JS is stuck in a builtin
+    /// that never checks for it. The worker is taken out of the pool and a fresh one starts in
+    /// its place at once, so the app keeps its capacity; the stuck thread exits when that code
+    /// returns. Returns whether the worker was replaced.
+    pub fn replace_if_stuck(&self, index: usize, limit: Duration) -> bool {
+        let (Some(image), Some(slot)) = (&self.image, self.workers.get(index)) else {
+            return false;
+        };
+        let current = slot.load_full();
+        let since = current.stats.in_js_since_ms.load(Ordering::Acquire);
+        let inside = Duration::from_millis(stats::now_ms().saturating_sub(since));
+        if since == 0 || inside <= limit || current.stats.stuck.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let (fresh, thread) = Worker::start(image, index);
+        fresh.stats.generation.store(
+            current.stats.generation.load(Ordering::Acquire),
+            Ordering::Release,
+        );
+        slot.store(Arc::new(fresh));
+        if let Some(old) = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(index)
+            .and_then(|t| t.replace(thread))
+        {
+            drop(old); // detached: it exits when the stuck JS returns
+        }
+        crate::metrics::METRICS
+            .stuck_workers
+            .with_label_values(&[&self.hostname])
+            .inc();
+        tracing::error!(
+            hostname = %self.hostname, worker = index, in_js_ms = inside.as_millis() as u64,
+            limit_ms = limit.as_millis() as u64,
+            "worker stuck in JS that cannot be interrupted; started a replacement"
+        );
+        true
     }
 
     pub fn hostname(&self) -> &str {
@@ -191,6 +249,7 @@ impl AppPool {
         let (index, worker) = self
             .workers
             .iter()
+            .map(ArcSwap::load)
             .enumerate()
             .min_by_key(|(_, w)| w.load.load(Ordering::Acquire))
             .ok_or_else(|| PoolError::Unavailable {
@@ -208,6 +267,7 @@ impl AppPool {
     /// Hands a job (holding a slot from [`AppPool::reserve`]) to its worker.
     pub fn submit(&self, worker: usize, job: Job) -> Result<(), PoolError> {
         self.workers[worker]
+            .load()
             .jobs
             .send(Command::Run(job))
             .map_err(|_| PoolError::Unavailable {
@@ -217,17 +277,20 @@ impl AppPool {
 
     /// Tells the worker that the client of request `id` went away.
     pub fn cancel(&self, worker: usize, id: u64) {
-        let _ = self.workers[worker].jobs.send(Command::Cancel(id));
+        let _ = self.workers[worker].load().jobs.send(Command::Cancel(id));
     }
 
     /// Asks worker `index` to dispose its isolate if it is idle.
     pub fn evict(&self, index: usize) {
-        let _ = self.workers[index].jobs.send(Command::Evict);
+        let _ = self.workers[index].load().jobs.send(Command::Evict);
     }
 
     /// The published stats of every worker.
-    pub fn stats(&self) -> impl Iterator<Item = &Arc<WorkerStats>> {
-        self.workers.iter().map(|w| &w.stats)
+    pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
+        self.workers
+            .iter()
+            .map(|w| w.load().stats.clone())
+            .collect()
     }
 
     /// Whether the app has settled: at least one worker can serve, or it failed to load (and
@@ -237,7 +300,7 @@ impl AppPool {
             || self
                 .workers
                 .iter()
-                .any(|w| w.stats.state() != IsolateState::Starting)
+                .any(|w| w.load().stats.state() != IsolateState::Starting)
     }
 
     /// Why the app failed to load, if it did.
@@ -249,14 +312,15 @@ impl AppPool {
     pub fn in_flight(&self) -> usize {
         self.workers
             .iter()
-            .map(|w| w.load.load(Ordering::Acquire))
+            .map(|w| w.load().load.load(Ordering::Acquire))
             .sum()
     }
 
     /// Stops accepting jobs and waits for the workers to finish what they hold.
     pub fn shutdown(mut self) {
         self.workers.clear();
-        for thread in self.threads.drain(..) {
+        let threads = std::mem::take(self.threads.get_mut().unwrap_or_else(|p| p.into_inner()));
+        for thread in threads.into_iter().flatten() {
             if thread.join().is_err() {
                 tracing::error!(hostname = %self.hostname, "a worker thread panicked");
             }
@@ -289,7 +353,8 @@ mod tests {
             receivers.push(rx);
             let load = Arc::new(AtomicUsize::new(0));
             let stats = Arc::new(WorkerStats::new("t".into(), 0, load.clone(), false));
-            pool.workers.push(Worker { jobs, load, stats });
+            pool.workers
+                .push(ArcSwap::from_pointee(Worker { jobs, load, stats }));
         }
         (pool, receivers)
     }

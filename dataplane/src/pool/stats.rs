@@ -2,7 +2,7 @@
 //! collector and the node-wide memory budget without touching the worker thread.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The life-cycle state of a worker's isolate.
@@ -65,6 +65,11 @@ pub struct WorkerStats {
     pub last_used_ms: AtomicU64,
     /// Whether the app keeps state in its isolate (no context reset): evicted last.
     pub stateful: bool,
+    /// When the worker entered the JS it runs now (ms since the epoch; 0 while outside JS).
+    pub in_js_since_ms: AtomicU64,
+    /// Set when the pool gave up on this worker (stuck in code the limits cannot interrupt)
+    /// and started a replacement; the thread exits once that code returns.
+    pub stuck: AtomicBool,
 }
 
 impl WorkerStats {
@@ -84,6 +89,8 @@ impl WorkerStats {
             created_ms: AtomicU64::new(0),
             last_used_ms: AtomicU64::new(0),
             stateful,
+            in_js_since_ms: AtomicU64::new(0),
+            stuck: AtomicBool::new(false),
         }
     }
 

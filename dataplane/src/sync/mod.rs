@@ -304,7 +304,7 @@ impl Member {
                     && let Some(route) = routing.load().route(&evict.hostname)
                 {
                     tracing::info!(hostname = %evict.hostname, "evicting isolates on the control plane's command");
-                    for index in 0..route.pool.stats().count() {
+                    for index in 0..route.pool.stats().len() {
                         route.pool.evict(index);
                     }
                 }

@@ -31,6 +31,7 @@ const LAZY_SCRIPTS: &[(&str, &str)] = &[
     ("buffer", include_str!("js/node/buffer.js")),
     ("rest", include_str!("js/node/rest.js")),
     ("extras", include_str!("js/extras.js")),
+    ("guards", include_str!("js/guards.js")),
 ];
 
 macro_rules! ops {
@@ -58,6 +59,7 @@ ops! {
     "log" => op_log,
     "timerStart" => op_timer_start,
     "timerCancel" => op_timer_cancel,
+    "timersEnded" => op_timers_ended,
         "respond" => op_respond,
     "respondStream" => op_respond_stream,
     "streamChunk" => op_stream_chunk,
@@ -637,6 +639,21 @@ fn op_timer_cancel(
 ) {
     let id = args.get(0).integer_value(scope).unwrap_or(0) as u64;
     host::state(scope).borrow_mut().cancel_timer(id);
+}
+
+/// `timersEnded()`: the ids of timers cancelled natively because their request ended, since
+/// the last call (so the shared context of a reset-off app can forget their callbacks).
+fn op_timers_ended(
+    scope: &mut v8::HandleScope,
+    _args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let ended = std::mem::take(&mut host::state(scope).borrow_mut().ended_timers);
+    let ids: Vec<v8::Local<v8::Value>> = ended
+        .into_iter()
+        .map(|id| v8::Number::new(scope, id as f64).into())
+        .collect();
+    rv.set(v8::Array::new_with_elements(scope, &ids).into());
 }
 
 fn op_respond(

@@ -24,31 +24,88 @@
   };
 
   // ---- builtins that cannot be interrupted ------------------------------------------------------
-  // Array.prototype.fill over a huge range runs in C++ without interrupt checks, so neither the
-  // CPU nor the memory limit can end it, and on a sparse array (`new Array(1e9).fill(0)`) V8
-  // aborts the whole process ("invalid table size"). Past a million elements, fill in JS, where
-  // the limits reach it. Smaller ranges keep the native speed.
+  // V8's Array builtins loop over `length` in C++ without checking for termination: on a holey
+  // array or an array-like of length 2**31 (`Array.prototype.indexOf.call({length: 2**40}, 1)`,
+  // `Array.from({length: 2**31})`) neither limit can end them, the worker is pinned for hours, and
+  // some grow V8 tables until the process aborts. Past GUARD_LENGTH elements (more than a real
+  // array's elements fit in the largest memory limit) each runs in JS instead (js/guards.js,
+  // compiled on first use), where the limits reach every iteration; below it, natively.
   {
-    const nativeFill = Array.prototype.fill;
-    const clamp = (relative, len, fallback) => {
-      if (relative === undefined) return fallback;
-      const n = Math.trunc(Number(relative)) || 0;
-      return n < 0 ? Math.max(len + n, 0) : Math.min(n, len);
+    const GUARD_LENGTH = 2 ** 25;
+    let slow;
+    const guarded = (name, native, run) => {
+      const guard = {
+        [name](...args) {
+          const o = Object(this);
+          const len = Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+          if (len <= GUARD_LENGTH) return Reflect.apply(native, this, args);
+          slow ??= ops.lazyScript("guards")();
+          return run(o, len, args);
+        },
+      }[name];
+      Object.defineProperty(guard, "length", { value: native.length });
+      return guard;
     };
-    Object.defineProperty(Array.prototype, "fill", {
-      value: function fill(value) {
-        const o = Object(this);
-        const len = Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
-        let k = clamp(arguments[1], len, 0);
-        const final = clamp(arguments[2], len, len);
-        if (final - k <= 1 << 20) return Reflect.apply(nativeFill, this, arguments);
-        for (; k < final; k++) o[k] = value;
-        return o;
-      },
+    const proto = Array.prototype;
+    const nativeSort = proto.sort;
+    for (const name of [
+      "indexOf", "lastIndexOf", "includes", "forEach", "some", "every", "find", "findIndex", "findLast",
+      "findLastIndex", "reduce", "reduceRight", "map", "filter", "join", "toLocaleString", "reverse",
+      "copyWithin", "fill", "slice", "splice", "unshift", "shift", "sort", "toSorted", "toReversed",
+      "toSpliced", "with", "flat", "flatMap",
+    ]) {
+      const native = proto[name];
+      Object.defineProperty(proto, name, {
+        value: guarded(name, native, (o, len, args) => slow[name](o, len, args, nativeSort)),
+        writable: true,
+        configurable: true,
+        enumerable: false,
+      });
+    }
+    // Spreadable arguments count too: `[].concat({ length: 2**31, [Symbol.isConcatSpreadable]: true })`.
+    const nativeConcat = proto.concat;
+    const spreadLength = (v) => {
+      if (v === null || typeof v !== "object") return 0;
+      const s = v[Symbol.isConcatSpreadable];
+      if (s !== undefined ? !s : !Array.isArray(v)) return 0;
+      return Math.min(Math.max(Math.trunc(Number(v.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+    };
+    Object.defineProperty(proto, "concat", {
+      value: {
+        concat(...args) {
+          let total = spreadLength(Object(this));
+          for (const arg of args) total += spreadLength(arg);
+          if (total <= GUARD_LENGTH) return Reflect.apply(nativeConcat, this, args);
+          slow ??= ops.lazyScript("guards")();
+          return slow.concat(Object(this), 0, args);
+        },
+      }.concat,
       writable: true,
       configurable: true,
       enumerable: false,
     });
+    Object.defineProperty(proto.concat, "length", { value: 1 });
+    // Array.from on an array-like without an iterator.
+    const nativeFrom = Array.from;
+    Object.defineProperty(Array, "from", {
+      value: {
+        from(items, ...rest) {
+          if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) {
+            const o = Object(items);
+            const len = Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+            if (len > GUARD_LENGTH) {
+              slow ??= ops.lazyScript("guards")();
+              return slow.from(o, len, rest, this);
+            }
+          }
+          return Reflect.apply(nativeFrom, this, [items, ...rest]);
+        },
+      }.from,
+      writable: true,
+      configurable: true,
+      enumerable: false,
+    });
+    Object.defineProperty(Array.from, "length", { value: 1 });
   }
 
   // JSON.parse neither checks for termination nor keeps memory in check while it runs (on a
@@ -1545,6 +1602,32 @@
   define("self", globalThis);
   define("__nano_builtin", (name) => node.module(name));
 
+  // ---- WebAssembly.instantiate -----------------------------------------------------------------
+  // V8 instantiates asynchronously inside one of its own tasks, where a module's start function
+  // would run outside any request's CPU budget. Compile asynchronously (V8's background threads),
+  // then instantiate in a promise reaction: the start function runs in the request's microtasks,
+  // under its limits. V8 adds the WebAssembly global to each context after the snapshot, so the
+  // first request in a context installs this.
+  let wasmGuarded = false;
+  function guardWasm() {
+    wasmGuarded = true;
+    const W = globalThis.WebAssembly;
+    if (W === undefined) return;
+    const nativeCompile = W.compile;
+    Object.defineProperty(W, "instantiate", {
+      value: {
+        instantiate(source, imports) {
+          if (source instanceof W.Module) return Promise.resolve().then(() => new W.Instance(source, imports));
+          return nativeCompile(source).then((module) => ({ module, instance: new W.Instance(module, imports) }));
+        },
+      }.instantiate,
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
+    Object.defineProperty(W.instantiate, "length", { value: 1 });
+  }
+
   // ---- .wasm imports ------------------------------------------------------------------------------
   // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,
   // in every context, with a WebAssembly.Module (see isolate/modules.rs).
@@ -1677,6 +1760,9 @@
     // No async context survives from an earlier request (the frame is the isolate's, not the
     // context's), and process.env is the app's env, as on workerd.
     ops.setAsyncContext(undefined);
+    if (!wasmGuarded) guardWasm();
+    // Without context reset: forget the timers that ended with earlier requests.
+    for (const ended of ops.timersEnded()) timers.delete(ended);
     requestEnv = env;
     if (tiers.rest !== undefined) Object.assign(tiers.rest.process.env, env);
     const headers = new Headers();
