@@ -127,6 +127,26 @@ pub struct Server {
     #[serde(default = "defaults::max_body_bytes")]
     #[schemars(range(min = 0, max = 1_073_741_824u64))]
     pub max_body_bytes: u64,
+    /// Time a client has to send a request's whole body once its headers are in; past it the
+    /// request gets 408 (slow uploads cannot hold the node's memory or an app's slots).
+    #[serde(default = "defaults::body_timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub body_timeout_secs: u64,
+    /// Request bodies the whole node holds in memory at once, in bytes; a request whose body
+    /// would go past it gets 503 (`x-nano-error: node-busy`). At least `max_body_bytes`.
+    #[serde(default = "defaults::max_buffered_body_bytes")]
+    #[schemars(range(min = 0, max = 68_719_476_736u64))]
+    pub max_buffered_body_bytes: u64,
+    /// A connection with no request in flight and nothing sent for this long is closed (also
+    /// before its first request).
+    #[serde(default = "defaults::idle_timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub idle_timeout_secs: u64,
+    /// Open client connections the node keeps; at the cap the longest-idle connection is closed
+    /// for a new one, and with none idle the new one is refused.
+    #[serde(default = "defaults::max_connections")]
+    #[schemars(range(min = 16, max = 1_000_000))]
+    pub max_connections: u32,
 }
 
 impl Default for Server {
@@ -137,6 +157,10 @@ impl Default for Server {
             shutdown_grace_secs: defaults::shutdown_grace_secs(),
             header_timeout_secs: defaults::header_timeout_secs(),
             max_body_bytes: defaults::max_body_bytes(),
+            body_timeout_secs: defaults::body_timeout_secs(),
+            max_buffered_body_bytes: defaults::max_buffered_body_bytes(),
+            idle_timeout_secs: defaults::idle_timeout_secs(),
+            max_connections: defaults::max_connections(),
         }
     }
 }
@@ -285,6 +309,18 @@ pub mod defaults {
     }
     pub fn max_body_bytes() -> u64 {
         100 * 1024 * 1024
+    }
+    pub fn body_timeout_secs() -> u64 {
+        30
+    }
+    pub fn max_buffered_body_bytes() -> u64 {
+        512 * 1024 * 1024
+    }
+    pub fn idle_timeout_secs() -> u64 {
+        60
+    }
+    pub fn max_connections() -> u32 {
+        10_000
     }
     pub fn context_reset() -> bool {
         true
@@ -436,6 +472,16 @@ impl Config {
     /// Checks the schema cannot express. Returns every problem found.
     pub fn validate(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
+        if self.server.max_buffered_body_bytes < self.server.max_body_bytes {
+            problems.push(Problem {
+                path: "server.max_buffered_body_bytes".into(),
+                message: format!(
+                    "{} is less than server.max_body_bytes ({}): the node could never hold one \
+                     request of the largest size it accepts; raise it or lower max_body_bytes",
+                    self.server.max_buffered_body_bytes, self.server.max_body_bytes
+                ),
+            });
+        }
         let mut seen: BTreeMap<String, usize> = BTreeMap::new();
         for (i, app) in self.apps.iter().enumerate() {
             let path = |field: &str| format!("apps[{i}].{field}");

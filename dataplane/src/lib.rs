@@ -68,6 +68,10 @@ pub async fn run(
         started: Instant::now(),
         max_body_bytes: config.server.max_body_bytes,
         header_timeout: Duration::from_secs(config.server.header_timeout_secs),
+        body_timeout: Duration::from_secs(config.server.body_timeout_secs),
+        idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
+        max_connections: config.server.max_connections as usize,
+        bodies: http::conns::BodyBudget::new(config.server.max_buffered_body_bytes),
     });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
 

@@ -329,6 +329,7 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .thread_name("nano-http")
         .enable_all()
@@ -383,6 +384,25 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
     // waits for its blocking tasks).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// Raises the soft limit of open files to the hard limit: the node holds a socket per client
+/// connection (bounded by `server.max_connections`), and the inherited soft limit is often 1024.
+fn raise_open_files_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            let wanted = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(soft = limit.rlim_cur, "cannot raise the open files limit");
+            }
+        }
+    }
 }
 
 /// Loads the given config, or the embedded example (written to a private temporary folder so its

@@ -30,7 +30,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         }
         .into_response();
     }
-    if let Some(host) = request_host(req)
+    if let Ok(Some(host)) = request_host(req)
         && front.router.load().route(&host).is_some()
     {
         return Refusal::NotFound {

@@ -3,6 +3,7 @@
 //! in-flight requests finish within the grace period.
 
 pub mod admin;
+pub mod conns;
 pub mod rescue;
 
 use std::convert::Infallible;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -44,6 +45,11 @@ pub struct Front {
     pub started: Instant,
     pub max_body_bytes: u64,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    /// Request bodies held across the node.
+    pub bodies: Arc<conns::BodyBudget>,
 }
 
 /// What a listener serves.
@@ -77,6 +83,8 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_H2_STREAMS)
         .max_header_list_size(MAX_HEADER_BYTES as u32);
+    let conns = conns::Conns::new(front.max_connections);
+    let mut refused_logged: Option<Instant> = None;
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -90,18 +98,47 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some(registered) = conns.open() else {
+            // At the cap with every connection busy: refuse this one (logged at most once a
+            // second).
+            drop(stream);
+            if refused_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                refused_logged = Some(Instant::now());
+                tracing::warn!(
+                    max_connections = front.max_connections,
+                    open = conns.len(),
+                    "at server.max_connections with none idle; refusing new connections"
+                );
+            }
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let front = front.clone();
+        let (front, conn) = (front.clone(), registered.conn.clone());
+        let (first, idle) = (front.header_timeout, front.idle_timeout);
         let service = service_fn(move |req| {
             let front = front.clone();
-            async move { Ok::<_, Infallible>(handle(&front, req, peer, surface).await) }
+            let in_flight = conn.request();
+            async move {
+                let response = handle(&front, req, peer, surface).await;
+                drop(in_flight);
+                Ok::<_, Infallible>(response)
+            }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let io = conns::Tracked::new(stream, registered.conn.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
+            // A connection with nothing in flight is closed once idle past its timeout (which
+            // runs from accept), or at once when a newer connection needs its place.
+            tokio::select! {
+                result = conn => if let Err(err) = result {
+                    tracing::debug!(%peer, error = %err, "connection ended with an error");
+                },
+                _ = registered.conn.closing(first, idle) => {
+                    tracing::debug!(%peer, "closing an idle connection");
+                }
             }
+            drop(registered);
         });
     }
     drop(listener);
@@ -198,13 +235,73 @@ fn check_target(req: &Request<Incoming>) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The request's `Host` (or HTTP/2 authority).
-pub(crate) fn request_host<B>(req: &Request<B>) -> Option<String> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+/// The request's host: the authority of an absolute-form target or HTTP/2's `:authority` if
+/// there is one (RFC 9112 section 3.2.2), else the one `Host` header. `Ok(None)` when there is
+/// neither; an error when there is more than one `Host`, or the host is not `host[:port]`.
+pub(crate) fn request_host<B>(req: &Request<B>) -> Result<Option<String>, Refusal> {
+    let bad = |reason: &str| Refusal::BadHost {
+        reason: reason.to_owned(),
+    };
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(bad("the request has more than one Host header"));
+    }
+    let host = match req.uri().authority() {
+        Some(authority) => authority.as_str().to_owned(),
+        None => match header {
+            Some(value) => value
+                .to_str()
+                .map_err(|_| bad("the Host header is not ASCII"))?
+                .to_owned(),
+            None => return Ok(None),
+        },
+    };
+    check_host(&host).map_err(bad)?;
+    Ok(Some(host))
+}
+
+/// Whether `host` is `name[:port]` or `[ipv6][:port]`: nothing else (no user info, path, query
+/// or spaces), so the app's URL is made of exactly what routed the request.
+fn check_host(host: &str) -> Result<(), &'static str> {
+    if host.is_empty() {
+        return Err("it is empty");
+    }
+    let port = if let Some(rest) = host.strip_prefix('[') {
+        let (literal, after) = rest
+            .split_once(']')
+            .ok_or("an IPv6 literal lacks its ']'")?;
+        if literal.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err("the IPv6 literal is not valid");
+        }
+        match after {
+            "" => None,
+            _ => Some(
+                after
+                    .strip_prefix(':')
+                    .ok_or("something follows the IPv6 literal")?,
+            ),
+        }
+    } else {
+        let (name, port) = match host.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        };
+        let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if name.is_empty() || !name.chars().all(valid) {
+            return Err("the name may only hold letters, digits, '.', '-' and '_'");
+        }
+        port
+    };
+    if let Some(port) = port
+        && (port.is_empty()
+            || port.len() > 5
+            || !port.bytes().all(|b| b.is_ascii_digit())
+            || port.parse::<u32>().map_or(true, |p| p > 65535))
+    {
+        return Err("the port is not a number from 0 to 65535");
+    }
+    Ok(())
 }
 
 /// Routes and runs a request; the `String` is the metrics label (the app's hostname, or
@@ -215,7 +312,13 @@ async fn route_and_run(
 ) -> Result<(String, Response<Body>), (String, Refusal)> {
     let unknown = |refusal| (UNKNOWN_HOST.to_owned(), refusal);
     check_target(&req).map_err(unknown)?;
+    if req.method() == http::Method::CONNECT {
+        return Err(unknown(Refusal::MethodNotAllowed {
+            method: "CONNECT".into(),
+        }));
+    }
     let host = request_host(&req)
+        .map_err(unknown)?
         .ok_or(Refusal::MissingHost)
         .map_err(unknown)?;
     let route = front.router.load().route(&host).cloned();
@@ -249,39 +352,56 @@ async fn run(
             limit: front.max_body_bytes,
         });
     }
-    // Take the slot before reading the body so a full app refuses at once.
+    // A full app refuses at once, before the body is read; the slot itself is taken only once
+    // the body is in, so a slow upload never holds one.
+    route.pool.has_room().map_err(|error| Refusal::Pool {
+        hostname: hostname.clone(),
+        error,
+    })?;
+    let (parts, body) = req.into_parts();
+    let mut charge = front.bodies.charge();
+    if let Some(declared) = declared
+        && !charge.grow_to(declared)
+    {
+        return Err(Refusal::NodeBusy {
+            limit: front.bodies.limit(),
+        });
+    }
+    let body = match tokio::time::timeout(
+        front.body_timeout,
+        read_body(body, front.max_body_bytes, &mut charge, &front.bodies),
+    )
+    .await
+    {
+        Ok(body) => body?,
+        Err(_) => {
+            return Err(Refusal::BodyTimeout {
+                secs: front.body_timeout.as_secs(),
+            });
+        }
+    };
     let (worker, slot) = route.pool.reserve().map_err(|error| Refusal::Pool {
         hostname: hostname.clone(),
         error,
     })?;
 
-    let (parts, body) = req.into_parts();
-    let limit = usize::try_from(front.max_body_bytes).unwrap_or(usize::MAX);
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => {
-            return Err(Refusal::BodyTooLarge {
-                limit: front.max_body_bytes,
-            });
-        }
-        Err(err) => {
-            return Err(Refusal::BadBody {
-                reason: err.to_string(),
-            });
-        }
-    };
-
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("http://{host}{path}");
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
+    // The app's `Host` is the host that routed the request (an absolute-form target's or
+    // HTTP/2's authority wins over a `Host` header, and HTTP/2 sends none).
+    let headers = std::iter::once(("host".to_owned(), host.clone()))
+        .chain(
+            parts
+                .headers
+                .iter()
+                .filter(|(name, _)| *name != header::HOST)
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                }),
+        )
         .collect();
     let (reply, outcome) = oneshot::channel();
     let id = crate::pool::next_request_id();
@@ -350,6 +470,35 @@ async fn run(
         }
         Outcome::Failed(failure) => Err(failed(failure)),
     }
+}
+
+/// Reads a request body of at most `limit` bytes, counting it against the node's budget.
+async fn read_body(
+    mut body: Incoming,
+    limit: u64,
+    charge: &mut conns::BodyCharge,
+    budget: &conns::BodyBudget,
+) -> Result<bytes::Bytes, Refusal> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| Refusal::BadBody {
+            reason: err.to_string(),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        let total = (buffer.len() + data.len()) as u64;
+        if total > limit {
+            return Err(Refusal::BodyTooLarge { limit });
+        }
+        if !charge.grow_to(total) {
+            return Err(Refusal::NodeBusy {
+                limit: budget.limit(),
+            });
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
 }
 
 /// How long past `timeout_secs` the front waits for a worker before answering 504 itself (a

@@ -44,16 +44,51 @@ impl hyper::body::Body for ChannelBody {
 /// Why the runtime answers instead of the app.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    UnknownHost { host: String },
-    NotFound { what: String },
+    UnknownHost {
+        host: String,
+    },
+    NotFound {
+        what: String,
+    },
     Unauthorized,
     MissingHost,
-    UriTooLong { limit: usize },
-    BodyTooLarge { limit: u64 },
-    BadBody { reason: String },
-    Pool { hostname: String, error: PoolError },
-    Failed { hostname: String, failure: Failure },
-    BadAppResponse { hostname: String, reason: String },
+    /// A `Host` (or authority) that is not `host[:port]`, or more than one.
+    BadHost {
+        reason: String,
+    },
+    /// `CONNECT`: NANO is not a proxy.
+    MethodNotAllowed {
+        method: String,
+    },
+    UriTooLong {
+        limit: usize,
+    },
+    BodyTooLarge {
+        limit: u64,
+    },
+    BadBody {
+        reason: String,
+    },
+    /// The body did not arrive within `server.body_timeout_secs`.
+    BodyTimeout {
+        secs: u64,
+    },
+    /// The node already holds `server.max_buffered_body_bytes` of request bodies.
+    NodeBusy {
+        limit: u64,
+    },
+    Pool {
+        hostname: String,
+        error: PoolError,
+    },
+    Failed {
+        hostname: String,
+        failure: Failure,
+    },
+    BadAppResponse {
+        hostname: String,
+        reason: String,
+    },
 }
 
 impl Refusal {
@@ -64,9 +99,13 @@ impl Refusal {
             Refusal::NotFound { .. } => "not-found",
             Refusal::Unauthorized => "unauthorized",
             Refusal::MissingHost => "missing-host",
+            Refusal::BadHost { .. } => "bad-host",
+            Refusal::MethodNotAllowed { .. } => "method-not-allowed",
             Refusal::UriTooLong { .. } => "uri-too-long",
             Refusal::BodyTooLarge { .. } => "body-too-large",
             Refusal::BadBody { .. } => "bad-request-body",
+            Refusal::BodyTimeout { .. } => "body-timeout",
+            Refusal::NodeBusy { .. } => "node-busy",
             Refusal::Pool {
                 error: PoolError::Full { .. },
                 ..
@@ -102,10 +141,14 @@ impl Refusal {
         match self {
             Refusal::UnknownHost { .. } | Refusal::NotFound { .. } => StatusCode::NOT_FOUND,
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-            Refusal::MissingHost | Refusal::BadBody { .. } => StatusCode::BAD_REQUEST,
+            Refusal::MissingHost | Refusal::BadHost { .. } | Refusal::BadBody { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Refusal::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Refusal::Pool { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Refusal::Pool { .. } | Refusal::NodeBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Failed { failure, .. } => match failure {
                 Failure::Limit {
                     kind: LimitKind::Wall,
@@ -138,6 +181,20 @@ impl Refusal {
                 format!("the request body is larger than the limit of {limit} bytes; send less")
             }
             Refusal::BadBody { reason } => format!("the request body could not be read: {reason}"),
+            Refusal::BadHost { reason } => {
+                format!("the request's Host is not valid: {reason}; send one host[:port]")
+            }
+            Refusal::MethodNotAllowed { method } => {
+                format!("{method} is not served: NANO is not a proxy; send GET, POST and the like")
+            }
+            Refusal::BodyTimeout { secs } => format!(
+                "the request body did not arrive within {secs} s (server.body_timeout_secs); \
+                 send it faster or in a smaller request"
+            ),
+            Refusal::NodeBusy { limit } => format!(
+                "the node already holds {limit} bytes of request bodies \
+                 (server.max_buffered_body_bytes); retry after a moment"
+            ),
             Refusal::Pool {
                 hostname,
                 error: PoolError::Full { slots },
@@ -250,7 +307,7 @@ impl Refusal {
             Refusal::Pool {
                 error: PoolError::Full { .. },
                 ..
-            }
+            } | Refusal::NodeBusy { .. }
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

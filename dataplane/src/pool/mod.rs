@@ -264,6 +264,31 @@ impl AppPool {
         Ok((index, SlotGuard(worker.load.clone())))
     }
 
+    /// Whether a slot is free now (without taking one): a full app refuses before a request's
+    /// body is read.
+    pub fn has_room(&self) -> Result<(), PoolError> {
+        if let Some(reason) = &self.failure {
+            return Err(PoolError::Unavailable {
+                reason: reason.clone(),
+            });
+        }
+        let room = self
+            .workers
+            .iter()
+            .any(|w| w.load().load.load(Ordering::Acquire) < self.slots_per_worker);
+        if self.workers.is_empty() {
+            return Err(PoolError::Unavailable {
+                reason: "the app has no workers".into(),
+            });
+        }
+        if !room {
+            return Err(PoolError::Full {
+                slots: self.slots_per_worker * self.workers.len(),
+            });
+        }
+        Ok(())
+    }
+
     /// Hands a job (holding a slot from [`AppPool::reserve`]) to its worker.
     pub fn submit(&self, worker: usize, job: Job) -> Result<(), PoolError> {
         self.workers[worker]
