@@ -10,6 +10,7 @@ mod fetch;
 mod fleet;
 mod frameworks;
 mod front;
+mod hostile;
 mod lifecycle;
 mod limits;
 mod pool;
