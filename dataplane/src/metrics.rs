@@ -42,6 +42,7 @@ pub struct Metrics {
     /// Workers taken out of their pool while stuck in JS the limits cannot interrupt, whose
     /// threads have not yet exited.
     pub stuck_workers: IntGaugeVec,
+    pub console_dropped: IntCounterVec,
     /// Fleet mode: 1 while the control plane's config stream is up.
     pub fleet_connected: IntGauge,
     /// Fleet mode: the config revision this node has activated.
@@ -130,6 +131,12 @@ impl Metrics {
         registry
             .register(Box::new(stuck_workers.clone()))
             .expect("metric registered once");
+        let console_dropped = counter(
+            &registry,
+            "nano_console_dropped_total",
+            "console lines an app wrote past the per-request or per-worker log caps, dropped.",
+            &["hostname"],
+        );
         let fleet_gauge = |name: &str, help: &str| {
             let gauge = IntGauge::new(name, help).expect("valid metric");
             registry
@@ -175,6 +182,7 @@ impl Metrics {
             evictions,
             queue_rejections,
             stuck_workers,
+            console_dropped,
             fleet_connected,
             fleet_revision,
             fleet_activations,

@@ -142,6 +142,11 @@ pub(crate) struct Inflight {
     pub cpu_used: Duration,
     /// Subrequests made so far.
     pub subrequests: u32,
+    /// With context reset: the WebAssembly memories its JS made (they go with its context).
+    wasm_memories: WasmMemories,
+    /// Console bytes written, and lines dropped past the caps.
+    log_bytes: usize,
+    log_dropped: u64,
     /// Where a streamed response's chunks go.
     body: Option<tokio::sync::mpsc::UnboundedSender<Result<bytes::Bytes, String>>>,
     /// Cancels the request's subrequests when it ends.
@@ -187,7 +192,64 @@ pub(crate) struct WorkerState {
     pub ended_timers: Vec<u64>,
     /// Streaming text decoders and compression streams of this isolate's JS.
     pub codecs: crate::webapi::codec::Codecs,
+    /// Without context reset: the WebAssembly memories of the shared context that V8 has not
+    /// collected (a FinalizationRegistry reports them); with it, each request counts its own.
+    wasm_memories: WasmMemories,
+    /// Console bytes this worker may still write now (refilled at `LOG_BYTES_PER_SEC`).
+    log_tokens: f64,
+    log_refilled: std::time::Instant,
 }
+
+/// WebAssembly memories one isolate may hold at once.
+pub const WASM_MEMORIES_PER_ISOLATE: usize = 256;
+/// WebAssembly memories the whole node may hold at once. Each one reserves a large stretch of
+/// address space in two or three mappings; the kernel allows about 65 000 mappings a process
+/// (`vm.max_map_count`), past which V8 aborts the process. This keeps far from it.
+pub const WASM_MEMORIES_PER_NODE: usize = 8192;
+
+static NODE_WASM_MEMORIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The WebAssembly memories of one isolate, counted against the isolate's and the node's bounds.
+#[derive(Default)]
+pub struct WasmMemories {
+    open: usize,
+}
+
+impl WasmMemories {
+    /// Counts a new memory; false (nothing counted) past either bound.
+    pub fn open(&mut self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.open >= WASM_MEMORIES_PER_ISOLATE {
+            return false;
+        }
+        if NODE_WASM_MEMORIES.fetch_add(1, Ordering::AcqRel) >= WASM_MEMORIES_PER_NODE {
+            NODE_WASM_MEMORIES.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        self.open += 1;
+        true
+    }
+
+    /// A memory was collected.
+    pub fn close(&mut self) {
+        if self.open > 0 {
+            self.open -= 1;
+            NODE_WASM_MEMORIES.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for WasmMemories {
+    /// The isolate is going away with every memory it still holds.
+    fn drop(&mut self) {
+        NODE_WASM_MEMORIES.fetch_sub(self.open, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Console output one request may write; past it lines are dropped (and counted).
+pub const LOG_BYTES_PER_REQUEST: usize = 256 * 1024;
+/// Console output one worker may write per second (and in one burst).
+pub const LOG_BYTES_PER_SEC: f64 = 1024.0 * 1024.0;
 
 impl WorkerState {
     pub fn new(hostname: Arc<str>, memory_limit: usize) -> Self {
@@ -205,7 +267,62 @@ impl WorkerState {
             next_timer: 1,
             ended_timers: Vec::new(),
             codecs: Default::default(),
+            wasm_memories: WasmMemories::default(),
+            log_tokens: LOG_BYTES_PER_SEC,
+            log_refilled: std::time::Instant::now(),
         }
+    }
+
+    /// Counts a WebAssembly memory the running JS makes; false past the bounds.
+    pub fn open_wasm_memory(&mut self) -> bool {
+        match self.current_request {
+            Some(id) if self.shared.is_none() && self.requests.contains_key(&id) => {
+                // The isolate's bound applies to what its requests hold together.
+                let held: usize = self.requests.values().map(|r| r.wasm_memories.open).sum();
+                held < WASM_MEMORIES_PER_ISOLATE
+                    && self
+                        .requests
+                        .get_mut(&id)
+                        .is_some_and(|r| r.wasm_memories.open())
+            }
+            _ => self.wasm_memories.open(),
+        }
+    }
+
+    /// A memory of the shared context was collected (with context reset, a request's memories
+    /// are released when it ends, with its context).
+    pub fn close_wasm_memory(&mut self) {
+        if self.shared.is_some() {
+            self.wasm_memories.close();
+        }
+    }
+
+    /// Whether a console line of `len` bytes may be written now: within what the running request
+    /// may log and what this worker may log per second. A dropped line is counted, and reported
+    /// when its request ends.
+    pub fn admit_log(&mut self, len: usize) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.log_refilled).as_secs_f64() * LOG_BYTES_PER_SEC;
+        self.log_tokens = (self.log_tokens + refill).min(LOG_BYTES_PER_SEC);
+        self.log_refilled = now;
+        let request = self
+            .current_request
+            .and_then(|id| self.requests.get_mut(&id));
+        let within_request = request
+            .as_ref()
+            .is_none_or(|r| r.log_bytes + len <= LOG_BYTES_PER_REQUEST);
+        let admitted = within_request && self.log_tokens >= len as f64;
+        if let Some(request) = request {
+            if admitted {
+                request.log_bytes += len;
+            } else {
+                request.log_dropped += 1;
+            }
+        }
+        if admitted {
+            self.log_tokens -= len as f64;
+        }
+        admitted
     }
 
     /// Registers a job; the caller then runs its JS.
@@ -223,6 +340,9 @@ impl WorkerState {
             started: now,
             cpu_used: Duration::ZERO,
             subrequests: 0,
+            wasm_memories: WasmMemories::default(),
+            log_bytes: 0,
+            log_dropped: 0,
             body: None,
             cancel: tokio_util::sync::CancellationToken::new(),
             _slot: job.slot,
@@ -358,6 +478,17 @@ impl WorkerState {
             ));
         }
         self.due.try_remove(&inflight.deadline);
+        if inflight.log_dropped > 0 {
+            crate::metrics::METRICS
+                .console_dropped
+                .with_label_values(&[&self.hostname])
+                .inc_by(inflight.log_dropped);
+            tracing::warn!(
+                hostname = %self.hostname, path = %inflight.path, dropped_lines = inflight.log_dropped,
+                "console output dropped: over {} KiB for the request or {} KiB/s for the worker",
+                LOG_BYTES_PER_REQUEST / 1024, LOG_BYTES_PER_SEC as usize / 1024
+            );
+        }
         // A request that ends inside its own JS is measured by the worker when that JS returns.
         if self.current_request != Some(id)
             && let Some(histogram) = &self.cpu_time

@@ -50,10 +50,28 @@ impl AppSource {
         }
     }
 
-    /// The bytes of the file at `path` (inside `root`).
+    /// The bytes of the file at `path` (inside `root`). In a folder, the file's real path (after
+    /// symbolic links) must be inside the folder's real path too: a link in the app's folder
+    /// cannot bring in a file from elsewhere (for slivers, which are packed from folders this
+    /// way, as well).
     pub fn read(&self, root: &Path, path: &Path) -> std::io::Result<Vec<u8>> {
         match self {
-            AppSource::Dir(_) => std::fs::read(path),
+            AppSource::Dir(_) => {
+                let real = std::fs::canonicalize(path)?;
+                let real_root = std::fs::canonicalize(root)?;
+                if !real.starts_with(&real_root) {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        format!(
+                            "it is a symbolic link to {}, outside the app's folder {}; copy the \
+                             file into the folder instead",
+                            real.display(),
+                            real_root.display()
+                        ),
+                    ));
+                }
+                std::fs::read(real)
+            }
             AppSource::Sliver(sliver) => {
                 let name = path
                     .strip_prefix(root)

@@ -71,6 +71,7 @@ ops! {
     "urlParse" => op_url_parse,
     "urlSet" => op_url_set,
     "memoryLimit" => op_memory_limit,
+    "wasmMemories" => op_wasm_memories,
     "randomBytes" => op_random_bytes,
     "digest" => op_digest,
     "hmac" => op_hmac,
@@ -264,6 +265,9 @@ fn op_crypto(
     mut rv: v8::ReturnValue,
 ) {
     let kind = string_arg(scope, &args, 0);
+    if kind.ends_with("-generate") && refuse_outside_a_request(scope, "generating a key") {
+        return;
+    }
     let bytes = |i: i32| bytes_of(args.get(i)).unwrap_or_default();
     enum Out {
         Bytes(Vec<u8>),
@@ -466,6 +470,9 @@ fn op_random_bytes(
     args: v8::FunctionCallbackArguments,
     mut rv: v8::ReturnValue,
 ) {
+    if refuse_outside_a_request(scope, "generating random values (crypto)") {
+        return;
+    }
     let len = args.get(0).uint32_value(scope).unwrap_or(0) as usize;
     let mut bytes = vec![0u8; len];
     if let Err(err) = getrandom::fill(&mut bytes) {
@@ -564,6 +571,44 @@ fn op_memory_limit(
     rv.set_double(limit as f64);
 }
 
+/// `wasmMemories(delta)`: +1 asks to open a WebAssembly memory (false past the bounds: see
+/// `host::WasmMemories`), -1 reports one collected.
+fn op_wasm_memories(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let delta = args.get(0).int32_value(scope).unwrap_or(0);
+    let state = host::state(scope);
+    let mut state = state.borrow_mut();
+    rv.set_bool(if delta > 0 {
+        state.open_wasm_memory()
+    } else {
+        state.close_wasm_memory();
+        true
+    });
+}
+
+/// Random values made at module top level would be frozen into the app's snapshot: the same in
+/// every isolate and after every restart (a "secret" made there is a constant of the deployment).
+/// As on Workers, they are refused outside a handler. Returns true (with the error thrown) then.
+fn refuse_outside_a_request(scope: &mut v8::HandleScope, what: &str) -> bool {
+    if host::state(scope).borrow().current_request.is_some() {
+        return false;
+    }
+    let message = message_string(
+        scope,
+        &format!(
+            "Disallowed operation called within global scope: {what}. Generating random values \
+             (and setting timers, fetch()) is not allowed at the top level of a module, whose \
+             result is shared by every isolate of the app; do it inside the fetch handler"
+        ),
+    );
+    let exception = v8::Exception::error(scope, message);
+    scope.throw_exception(exception);
+    true
+}
+
 fn throw_type_error(scope: &mut v8::HandleScope, message: &str) {
     let message = message_string(scope, message);
     let exception = v8::Exception::type_error(scope, message);
@@ -606,7 +651,10 @@ fn op_log(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv:
     let level = args.get(0).int32_value(scope).unwrap_or(1);
     let message = string_arg(scope, &args, 1);
     let state = host::state(scope);
-    let state = state.borrow();
+    let mut state = state.borrow_mut();
+    if !state.admit_log(message.len()) {
+        return;
+    }
     let hostname = &*state.hostname;
     match level {
         0 => tracing::debug!(target: "nano::console", hostname = %hostname, "{message}"),

@@ -142,7 +142,11 @@
   const console = {};
   // Groups indent what follows by two spaces a level; counters and timers are per context.
   let groupIndent = "";
-  const print = (level, text) => ops.log(level, groupIndent ? text.replace(/^/gm, groupIndent) : text);
+  // One line is cut at MAX_LINE characters before it leaves JS (the node also caps what a request
+  // and an app may log: see op_log).
+  const MAX_LINE = 16 * 1024;
+  const cut = (text, max) => (text.length > max ? `${text.slice(0, max)}… [${text.length - max} more characters cut]` : text);
+  const print = (level, text) => ops.log(level, cut(groupIndent ? text.replace(/^/gm, groupIndent) : text, MAX_LINE));
   for (const [name, level] of Object.entries(LEVELS)) {
     console[name] = (...args) => print(level, formatArgs(args));
   }
@@ -840,7 +844,15 @@
       }
       if (name === "HMAC") {
         const hash = hashName(algorithm.hash);
-        const bytes = ops.randomBytes(hash === "SHA-512" || hash === "SHA-384" ? 128 : 64);
+        let size = hash === "SHA-512" || hash === "SHA-384" ? 128 : 64;
+        if (algorithm.length !== undefined) {
+          const bits = Number(algorithm.length);
+          if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0 || bits > 65536) {
+            throw new DOMException(`crypto.subtle.generateKey: an HMAC key length must be a multiple of 8 bits from 8 to 65536, not ${String(algorithm.length)}`, "OperationError");
+          }
+          size = bits / 8;
+        }
+        const bytes = ops.randomBytes(size);
         return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, [...usages], bytes);
       }
       const [pkcs8, publicRaw] = native(name === "Ed25519" ? "ed25519-generate" : "p256-generate");
@@ -1626,6 +1638,65 @@
       enumerable: true,
     });
     Object.defineProperty(W.instantiate, "length", { value: 1 });
+
+    // WebAssembly memory lives outside the heap: no memory may be larger than the isolate's
+    // memory limit (limits.memory_mb), neither made so nor grown so from JS (its maximum is
+    // capped there), and their number is bounded per isolate and per node (each one reserves
+    // address space; too many abort the process). Refusals are RangeErrors, at once.
+    const PAGE = 65536;
+    const NativeMemory = W.Memory;
+    const nativeGrow = NativeMemory.prototype.grow;
+    const limitPages = () => Math.floor(ops.memoryLimit() / PAGE);
+    const collected = new FinalizationRegistry(() => ops.wasmMemories(-1));
+    const pages = (value, what) => {
+      const n = Number(value);
+      if (!Number.isFinite(n) || n < 0) return value; // the native constructor says what is wrong
+      if (n > limitPages()) {
+        throw new RangeError(`WebAssembly.Memory: ${what} of ${n} pages (${n * PAGE} bytes) is more than the isolate's memory limit allows (${limitPages()} pages, limits.memory_mb)`);
+      }
+      return n;
+    };
+    function Memory(descriptor) {
+      if (new.target === undefined) throw new TypeError("WebAssembly.Memory must be invoked with 'new'");
+      if (descriptor === null || typeof descriptor !== "object") return Reflect.construct(NativeMemory, [descriptor], new.target);
+      const capped = { ...descriptor };
+      capped.initial = pages(descriptor.initial, "an initial size");
+      // A larger maximum (emscripten declares 4 GiB) is lowered to the limit: growing past it fails.
+      const maximum = Number(descriptor.maximum);
+      capped.maximum = descriptor.maximum === undefined || !(maximum >= 0) ? descriptor.maximum ?? limitPages() : Math.min(maximum, limitPages());
+      if (!ops.wasmMemories(1)) {
+        throw new RangeError("WebAssembly.Memory: too many WebAssembly memories are open in this isolate or on this node; drop references to ones no longer used");
+      }
+      let memory;
+      try {
+        memory = Reflect.construct(NativeMemory, [capped], new.target);
+      } catch (err) {
+        ops.wasmMemories(-1);
+        throw err;
+      }
+      collected.register(memory, 0);
+      return memory;
+    }
+    Memory.prototype = NativeMemory.prototype;
+    Object.defineProperty(NativeMemory.prototype, "constructor", { value: Memory, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(W, "Memory", { value: Memory, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(NativeMemory.prototype, "grow", {
+      value: {
+        grow(delta) {
+          const add = Number(delta);
+          if (Number.isFinite(add) && add > 0) {
+            const now = this.buffer.byteLength / PAGE;
+            if (now + add > limitPages()) {
+              throw new RangeError(`WebAssembly.Memory.grow: ${now + add} pages (${(now + add) * PAGE} bytes) is more than the isolate's memory limit allows (${limitPages()} pages, limits.memory_mb)`);
+            }
+          }
+          return Reflect.apply(nativeGrow, this, [delta]);
+        },
+      }.grow,
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
   }
 
   // ---- .wasm imports ------------------------------------------------------------------------------
@@ -1686,11 +1757,13 @@
     );
   }
 
+  // An exception's message and stack go into a response and the log: cut to a few KiB first (an
+  // app can throw a 50 MiB message).
   function describeError(err) {
-    if (err instanceof Error) return [`${err.name}: ${err.message}`, err.stack || ""];
+    if (err instanceof Error) return [cut(`${err.name}: ${cut(String(err.message), 4096)}`, 4096), cut(String(err.stack || ""), 16384)];
     let text;
     try { text = typeof err === "object" ? JSON.stringify(err) : String(err); } catch { text = String(err); }
-    return [`uncaught ${typeof err}: ${text}`, ""];
+    return [cut(`uncaught ${typeof err}: ${cut(String(text), 4096)}`, 4096), ""];
   }
   function typeName(v) {
     if (v === null) return "null";
@@ -1739,12 +1812,22 @@
       ops.fail(id, "bad-response", "the response body stream was already read", "");
       return;
     }
+    // The head goes out with the first chunk: a stream that fails before it is a 500, not a
+    // 200 with a broken body.
+    const reader = s.stream.getReader();
+    let next;
+    try {
+      next = await reader.read();
+    } catch (err) {
+      const [message, stack] = describeError(err);
+      ops.fail(id, "handler-exception", `the response stream failed before its first byte: ${message}`, stack);
+      return;
+    }
     ops.respondStream(id, s.status, flat);
     try {
-      for await (const chunk of s.stream) {
-        const bytes = bodyChunk(chunk);
-        if (!ops.streamChunk(id, bytes)) {
-          await s.stream.cancel?.().catch(() => {});
+      for (; !next.done; next = await reader.read()) {
+        if (!ops.streamChunk(id, bodyChunk(next.value))) {
+          await reader.cancel().catch(() => {});
           return;
         }
       }
