@@ -137,7 +137,28 @@ fn main() -> ExitCode {
         }
         Command::Check => match load(cli.config.as_deref()) {
             Ok((config, _)) => {
-                println!("config is valid: {} app(s)", config.apps.len());
+                // Every app is opened and compiled as serving would (slivers verified).
+                let problems: Vec<String> = config
+                    .apps
+                    .iter()
+                    .filter_map(|app| {
+                        nano_dataplane::isolate::check_app(app)
+                            .err()
+                            .map(|err| format!("  - {}: {err}", app.hostname))
+                    })
+                    .collect();
+                if !problems.is_empty() {
+                    eprintln!(
+                        "config has {} app(s) that cannot be served:\n{}",
+                        problems.len(),
+                        problems.join("\n")
+                    );
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+                println!(
+                    "config is valid: {} app(s), each opened and compiled",
+                    config.apps.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(err) => {

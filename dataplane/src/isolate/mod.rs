@@ -248,6 +248,18 @@ pub fn collect_modules(entrypoint: &Path) -> Result<modules::ModuleFiles, AppLoa
     modules::collect(scope, &AppSource::Dir(entrypoint.to_owned()))
 }
 
+/// Opens an app as serving would (a sliver is read and verified), and compiles and links every
+/// module it imports, without running any. For `nano check`.
+pub fn check_app(app: &nano_config::App) -> Result<(), AppLoadError> {
+    let source = Preparer::source_of(app)?;
+    init_v8();
+    let isolate = &mut v8::Isolate::new(Default::default());
+    let scope = &mut v8::HandleScope::new(isolate);
+    let context = v8::Context::new(scope, Default::default());
+    let scope = &mut v8::ContextScope::new(scope, context);
+    modules::collect(scope, &source).map(|_| ())
+}
+
 /// The V8 version this binary runs, as recorded in slivers and cache keys.
 pub fn engine_version() -> String {
     format!("v8 {}", v8::V8::get_version())

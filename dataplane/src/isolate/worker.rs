@@ -165,6 +165,7 @@ impl Worker {
             policy: crate::webapi::fetch::Policy {
                 allow_private_networks: image.fetch.allow_private_networks,
                 max_response_bytes: image.fetch.max_response_bytes,
+                budget: Some(budget.clone()),
             },
             max_subrequests: image.fetch.max_subrequests,
             next_id: 0,

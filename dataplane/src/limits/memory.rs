@@ -107,9 +107,45 @@ impl Budget {
         true
     }
 
+    /// Holds `len` bytes made outside V8 on the isolate's behalf (a subrequest's body while it
+    /// is read), or `None` when they do not fit; unlike an allocation by JS, a refusal does not
+    /// end the JS (the caller fails the operation with its own message).
+    pub fn hold(self: &std::sync::Arc<Self>, len: usize) -> Option<Held> {
+        let mut held = Held {
+            budget: self.clone(),
+            len: 0,
+        };
+        held.grow(len).then_some(held)
+    }
+
     /// Gives back `len` bytes reserved with [`Budget::reserve`].
     fn release(&self, len: usize) {
         self.external.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
+/// Bytes counted in an isolate's budget until dropped (see [`Budget::hold`]).
+pub struct Held {
+    budget: std::sync::Arc<Budget>,
+    len: usize,
+}
+
+impl Held {
+    /// Holds `more` bytes too; false (nothing more held) when they do not fit.
+    pub fn grow(&mut self, more: usize) -> bool {
+        let before = self.budget.external.fetch_add(more, Ordering::AcqRel);
+        if before.saturating_add(more) > self.budget.limit {
+            self.budget.release(more);
+            return false;
+        }
+        self.len += more;
+        true
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.budget.release(self.len);
     }
 }
 

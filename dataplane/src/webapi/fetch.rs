@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 /// A subrequest as JS described it.
@@ -33,10 +33,13 @@ pub struct FetchResponse {
 }
 
 /// What an app's subrequests may do (`apps[].fetch`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Policy {
     pub allow_private_networks: bool,
     pub max_response_bytes: u64,
+    /// The isolate's memory budget: response bodies count in it while they are read (they are
+    /// outside V8 until handed to the JS), so a fan-out of subrequests cannot exceed memory_mb.
+    pub budget: Option<std::sync::Arc<crate::limits::memory::Budget>>,
 }
 
 const MAX_REDIRECTS: usize = 20;
@@ -279,21 +282,37 @@ async fn exchange(request: &FetchRequest, policy: &Policy) -> Result<FetchRespon
         })
         .collect();
     let limit = usize::try_from(policy.max_response_bytes).unwrap_or(usize::MAX);
-    let body = Limited::new(response.into_body(), limit).collect().await.map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            format!(
+    let mut held = policy.budget.as_ref().and_then(|budget| budget.hold(0));
+    let mut body = Vec::new();
+    let mut incoming = response.into_body();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| format!("fetch {url}: reading the response failed: {e}"))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if body.len() + data.len() > limit {
+            return Err(format!(
                 "fetch {url}: the response body is larger than {} bytes (apps[].fetch.max_response_bytes)",
                 policy.max_response_bytes
-            )
-        } else {
-            format!("fetch {url}: reading the response failed: {e}")
+            ));
         }
-    })?;
+        if let Some(held) = &mut held
+            && !held.grow(data.len())
+        {
+            return Err(format!(
+                "fetch {url}: the response body would take the isolate past its memory limit \
+                 (limits.memory_mb), with what the app already holds; read less at once"
+            ));
+        }
+        body.extend_from_slice(&data);
+    }
+    // Released as the bytes are handed to the JS, where they are charged again.
+    drop(held);
     Ok(FetchResponse {
         status: status.as_u16(),
         status_text: status.canonical_reason().unwrap_or("").to_owned(),
         headers,
-        body: body.to_bytes().to_vec(),
+        body,
         url: url.to_string(),
         redirected: false,
     })
