@@ -459,3 +459,169 @@ fn buffered_request_bodies_are_bounded_across_the_node() {
         }
     });
 }
+
+/// WebAssembly memory beyond the isolate's memory limit is refused when it is made or grown
+/// (before: a 4 GiB memory answered 200), and their number is bounded per isolate.
+#[test]
+fn webassembly_memory_is_bounded_by_the_isolate_limit() {
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "wasm.example", "entrypoint": "hostile/app.js", "context_reset": false,
+        "limits": { "workers": 1, "memory_mb": 64 }
+    }]}));
+    block_on(async {
+        let made = nano.get("wasm.example", "/wasm-memory-4g").await.body;
+        assert!(
+            made.starts_with("RangeError: WebAssembly.Memory: an initial size of 65536 pages"),
+            "{made}"
+        );
+        assert!(made.contains("limits.memory_mb"), "{made}");
+        let grown = nano.get("wasm.example", "/wasm-memory-grow").await.body;
+        assert!(
+            grown.starts_with("RangeError: WebAssembly.Memory.grow"),
+            "{grown}"
+        );
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            answers.push(nano.get("wasm.example", "/wasm-memories").await.body);
+        }
+        assert_eq!(
+            answers[..2],
+            ["returned 100", "returned 200"],
+            "{answers:?}"
+        );
+        assert!(
+            answers[2].starts_with("RangeError: WebAssembly.Memory: too many"),
+            "{answers:?}"
+        );
+        assert_eq!(nano.get("wasm.example", "/").await.body, "ok hostile");
+    });
+}
+
+/// A 50 MiB exception message and a console flood: the response and the log get a few KiB, the
+/// rest is cut and counted (before: a 52 MB response, 100 MiB of log).
+#[test]
+fn huge_messages_and_console_floods_are_cut() {
+    let nano = Nano::start(json!({ "apps": [
+        app("loud.example", json!({ "workers": 1, "cpu_ms": 5000 })),
+    ]}));
+    block_on(async {
+        let reply = nano.get("loud.example", "/huge-throw").await;
+        assert_eq!(reply.header("x-nano-error"), Some("handler-exception"));
+        assert!(reply.body.len() < 16 * 1024, "{} bytes", reply.body.len());
+        assert!(
+            reply.body.contains("more characters cut"),
+            "{}",
+            &reply.body[..200]
+        );
+        let reply = nano.get("loud.example", "/log-flood").await;
+        assert_eq!(reply.body, "logged");
+        nano.log.wait_for("the dropped lines", |t| {
+            t.contains("console output dropped")
+        });
+        let metrics = nano.get("127.0.0.1", "/_admin/metrics").await.body;
+        assert!(
+            metrics.contains("nano_console_dropped_total{hostname=\"loud.example\"}"),
+            "{metrics}"
+        );
+    });
+    // 64 lines of 1 MiB: each cut to 16 KiB, and the request's 256 KiB cap drops the rest.
+    assert!(
+        nano.log.text().len() < 1024 * 1024,
+        "{} bytes of log",
+        nano.log.text().len()
+    );
+}
+
+/// Random values at module top level are refused (they would be one constant for every isolate
+/// and restart); in a handler they work. HMAC key lengths are validated; a stream that fails
+/// before its first byte is a 500, not a 200.
+#[test]
+fn top_level_randomness_and_smaller_findings() {
+    let nano = Nano::start(json!({ "apps": [app("misc.example", json!({}))] }));
+    block_on(async {
+        let top = nano.get("misc.example", "/top-level-random").await.body;
+        assert!(
+            top.starts_with("refused: Disallowed operation called within global scope"),
+            "{top}"
+        );
+        let a = nano.get("misc.example", "/random-in-handler").await.body;
+        let b = nano.get("misc.example", "/random-in-handler").await.body;
+        assert!(a.len() == 36 && a != b, "{a} {b}");
+        let hmac = nano.get("misc.example", "/hmac-length").await.body;
+        assert!(
+            hmac.starts_with("OperationError: crypto.subtle.generateKey: an HMAC key length"),
+            "{hmac}"
+        );
+        let stream = nano.get("misc.example", "/stream-fails-first").await;
+        assert_eq!(
+            (stream.status, stream.header("x-nano-error")),
+            (500, Some("handler-exception"))
+        );
+        assert!(stream.body.contains("no first chunk"), "{}", stream.body);
+    });
+}
+
+/// An import through a symbolic link that points outside the app's folder is refused, by the
+/// server and by `nano check` (before: the outside file was loaded); `nano check` also verifies
+/// slivers (before: a flipped byte passed).
+#[test]
+fn symlinks_out_of_the_app_folder_and_corrupt_slivers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    std::fs::create_dir(&app).unwrap();
+    std::fs::write(
+        app.join("app.js"),
+        "import secret from './link.js'; export default { fetch() { return new Response(String(secret)); } };",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("outside.js"), "export default 'outside';").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.js"), app.join("link.js")).unwrap();
+    let hello = nano_tests::fixtures().join("hello/app.js");
+    let sliver = dir.path().join("hello.sliver");
+    let built = nano_tests::run_nano(&[
+        "sliver",
+        "build",
+        hello.to_str().unwrap(),
+        "-o",
+        sliver.to_str().unwrap(),
+    ]);
+    assert!(built.status.success(), "{built:?}");
+    let mut bytes = std::fs::read(&sliver).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0xff;
+    std::fs::write(&sliver, bytes).unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({ "apps": [
+            { "hostname": "link.example", "entrypoint": app.join("app.js") },
+            { "hostname": "flipped.example", "sliver": sliver },
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    let check = nano_tests::run_nano(&["check", "--config", config.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("link.example") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("flipped.example") && stderr.contains("corrupted"),
+        "{stderr}"
+    );
+
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "link.example", "entrypoint": app.join("app.js").to_str().unwrap() },
+    ]}));
+    block_on(async {
+        let reply = nano.get("link.example", "/").await;
+        assert_eq!(reply.status, 503, "{}", reply.body);
+        assert!(
+            reply.body.contains("outside the app's folder"),
+            "{}",
+            reply.body
+        );
+    });
+}
