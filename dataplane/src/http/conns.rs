@@ -130,7 +130,8 @@ impl Conns {
         })
     }
 
-    pub fn len(&self) -> usize {
+    /// How many connections are open.
+    pub fn open_count(&self) -> usize {
         self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }

@@ -106,7 +106,7 @@ pub async fn serve(
                 refused_logged = Some(Instant::now());
                 tracing::warn!(
                     max_connections = front.max_connections,
-                    open = conns.len(),
+                    open = conns.open_count(),
                     "at server.max_connections with none idle; refusing new connections"
                 );
             }

@@ -347,10 +347,9 @@ fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::O
             .map_or_else(String::new, |s| s.to_rust_string_lossy(tc));
         panic!("the runtime's bootstrap threw (a bug in runtime.js): {error}\n{stack}");
     };
-    let internals = internals
-        .to_object(tc)
-        .expect("bootstrap returns the internals object");
     internals
+        .to_object(tc)
+        .expect("bootstrap returns the internals object")
 }
 
 pub(crate) fn script_origin<'s>(
