@@ -625,3 +625,78 @@ fn symlinks_out_of_the_app_folder_and_corrupt_slivers_are_refused() {
         );
     });
 }
+
+/// A client that never reads a streamed response: the app's stream is pulled only as far as the
+/// bounded channel (and the socket's buffers) take, then waits (before: the node buffered without
+/// limit, outside memory_mb).
+#[test]
+fn a_client_that_never_reads_holds_back_the_stream() {
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "hose.example", "entrypoint": "hostile/app.js", "context_reset": false,
+        "limits": { "workers": 1, "timeout_secs": 120 }
+    }]}));
+    let mut reader = TcpStream::connect(nano.addr).unwrap();
+    reader
+        .write_all(b"GET /firehose HTTP/1.1\r\nHost: hose.example\r\n\r\n")
+        .unwrap();
+    // Never read: wait until the app stops being pulled, then check how far it got.
+    block_on(async {
+        let pulled = || async {
+            nano.get("hose.example", "/pulled")
+                .await
+                .body
+                .parse::<u64>()
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let mut last = pulled().await;
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = pulled().await;
+            assert!(
+                now < 1000,
+                "{now} chunks of 64 KiB pulled for a client that reads nothing"
+            );
+            if now == last && now > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stream never stopped: {now}"
+            );
+            last = now;
+        }
+    });
+    // Reading resumes the stream.
+    let before: u64 = block_on(async {
+        nano.get("hose.example", "/pulled")
+            .await
+            .body
+            .parse()
+            .unwrap()
+    });
+    let mut buf = vec![0; 1 << 20];
+    let mut read = 0;
+    while read < 8 << 20 {
+        read += reader.read(&mut buf).unwrap();
+    }
+    block_on(async {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let now: u64 = nano
+                .get("hose.example", "/pulled")
+                .await
+                .body
+                .parse()
+                .unwrap();
+            if now > before {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reading did not resume the stream"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+}

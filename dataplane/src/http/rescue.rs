@@ -20,8 +20,9 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
     http_body_util::Either::Left(Full::new(bytes.into()))
 }
 
-/// A body whose chunks arrive from a worker; an `Err` chunk aborts the response.
-pub struct ChannelBody(pub tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>);
+/// A body whose chunks arrive from a worker; an `Err` chunk (or the channel closing after the
+/// worker flagged a failure) aborts the response.
+pub struct ChannelBody(pub crate::pool::StreamBody);
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
@@ -31,12 +32,16 @@ impl hyper::body::Body for ChannelBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
-        self.0.poll_recv(cx).map(|chunk| {
-            chunk.map(|chunk| {
+        self.0.chunks.poll_recv(cx).map(|chunk| match chunk {
+            Some(chunk) => Some(
                 chunk
                     .map(hyper::body::Frame::data)
-                    .map_err(std::io::Error::other)
-            })
+                    .map_err(std::io::Error::other),
+            ),
+            None if self.0.failed.load(std::sync::atomic::Ordering::Acquire) => Some(Err(
+                std::io::Error::other("the response stream ended before it was complete"),
+            )),
+            None => None,
         })
     }
 }

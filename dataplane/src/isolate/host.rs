@@ -93,6 +93,31 @@ impl Drop for JsContext {
     }
 }
 
+/// The app's end of a streamed body.
+struct StreamSender {
+    chunks: tokio::sync::mpsc::Sender<Result<bytes::Bytes, String>>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StreamSender {
+    /// Ends the body with an error: in the channel if it has room, else through the flag the
+    /// HTTP side reads when the channel closes.
+    fn fail(self, error: String) {
+        if self.chunks.try_send(Err(error)).is_err() {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+/// What became of a chunk of a streamed response.
+pub(crate) enum StreamSend {
+    Sent,
+    /// Queued behind a full channel: the JS waits for this ticket (see `stream_chunk`).
+    Wait(u64),
+    Gone,
+}
+
 /// A subrequest that finished (or failed).
 pub(crate) struct FetchDone {
     pub request: u64,
@@ -148,7 +173,7 @@ pub(crate) struct Inflight {
     log_bytes: usize,
     log_dropped: u64,
     /// Where a streamed response's chunks go.
-    body: Option<tokio::sync::mpsc::UnboundedSender<Result<bytes::Bytes, String>>>,
+    body: Option<StreamSender>,
     /// Cancels the request's subrequests when it ends.
     pub cancel: tokio_util::sync::CancellationToken,
     _slot: SlotGuard,
@@ -375,12 +400,19 @@ impl WorkerState {
                 body: crate::pool::ResponseBody::Full(body.into()),
             },
             Reply::StreamStart { status, headers } => {
-                let (chunks, receiver) = tokio::sync::mpsc::unbounded_channel();
-                inflight.body = Some(chunks);
+                let (chunks, receiver) = tokio::sync::mpsc::channel(crate::pool::STREAM_CHUNKS);
+                let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                inflight.body = Some(StreamSender {
+                    chunks,
+                    failed: failed.clone(),
+                });
                 Outcome::Response {
                     status,
                     headers,
-                    body: crate::pool::ResponseBody::Stream(receiver),
+                    body: crate::pool::ResponseBody::Stream(crate::pool::StreamBody {
+                        chunks: receiver,
+                        failed,
+                    }),
                 }
             }
             Reply::Exception { message, stack } => {
@@ -402,19 +434,44 @@ impl WorkerState {
         let _ = sender.send(outcome);
     }
 
-    /// A chunk of a streamed response. False if the client is gone (the request is dropped).
-    pub fn stream_chunk(&mut self, id: u64, chunk: Vec<u8>) -> bool {
+    /// A chunk of a streamed response. With room in the channel it is sent now; when the client
+    /// reads slower than the app writes, a local task waits for room, sends it, and reports
+    /// through the subrequest channel under the returned ticket (the JS waits on it, as on a
+    /// fetch). `Gone` if the client went away (the request is dropped).
+    pub fn stream_chunk(&mut self, id: u64, chunk: Vec<u8>) -> StreamSend {
+        use tokio::sync::mpsc::error::TrySendError;
         let Some(inflight) = self.requests.get_mut(&id) else {
-            return false;
+            return StreamSend::Gone;
         };
         let Some(body) = &inflight.body else {
-            return false;
+            return StreamSend::Gone;
         };
-        if body.send(Ok(chunk.into())).is_err() {
-            self.cancel(id);
-            return false;
-        }
-        true
+        let chunk = match body.chunks.try_send(Ok(chunk.into())) {
+            Ok(()) => return StreamSend::Sent,
+            Err(TrySendError::Closed(_)) => {
+                self.cancel(id);
+                return StreamSend::Gone;
+            }
+            Err(TrySendError::Full(chunk)) => chunk,
+        };
+        let (body, cancel) = (body.chunks.clone(), inflight.cancel.clone());
+        let Some(fetch) = &mut self.fetch else {
+            return StreamSend::Gone;
+        };
+        fetch.next_id += 1;
+        let (ticket, done) = (fetch.next_id, fetch.done.clone());
+        tokio::task::spawn_local(async move {
+            tokio::select! {
+                sent = body.send(chunk) => if sent.is_err() { return },
+                _ = cancel.cancelled() => return,
+            }
+            let _ = done.send(FetchDone {
+                request: id,
+                fetch: ticket,
+                result: Err(String::new()),
+            });
+        });
+        StreamSend::Wait(ticket)
     }
 
     /// The streamed response is complete (or failed with `error`).
@@ -422,7 +479,7 @@ impl WorkerState {
         if let Some(body) = self.requests.get_mut(&id).and_then(|r| r.body.take())
             && let Some(error) = error
         {
-            let _ = body.send(Err(error));
+            body.fail(error);
         }
     }
 
@@ -473,9 +530,7 @@ impl WorkerState {
         };
         inflight.cancel.cancel();
         if let Some(body) = inflight.body.take() {
-            let _ = body.send(Err(
-                "the response stream ended before it was complete".into()
-            ));
+            body.fail("the response stream ended before it was complete".into());
         }
         self.due.try_remove(&inflight.deadline);
         if inflight.log_dropped > 0 {

@@ -73,8 +73,22 @@ pub enum Outcome {
 pub enum ResponseBody {
     Full(Bytes),
     /// Chunks as the app's stream produces them; an `Err` aborts the response.
-    Stream(tokio::sync::mpsc::UnboundedReceiver<Result<Bytes, String>>),
+    Stream(StreamBody),
 }
+
+/// A streamed body: chunks through a bounded channel ([`STREAM_CHUNKS`]; the app's stream waits
+/// while it is full), an `Err` chunk aborting it. `failed` is set when the stream broke while the
+/// channel had no room for the error: the end of the channel is then an error, not the end of
+/// the body.
+#[derive(Debug)]
+pub struct StreamBody {
+    pub chunks: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    pub failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Chunks of a streamed response buffered between the app and the client; past them the app's
+/// stream waits until the client reads (a client that never reads holds at most this much).
+pub const STREAM_CHUNKS: usize = 8;
 
 /// Why a request produced no response of the app's own. Mapped to HTTP in `http::rescue`.
 #[derive(Debug, Clone, PartialEq, Eq)]

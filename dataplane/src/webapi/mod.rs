@@ -770,8 +770,12 @@ fn op_stream_chunk(
 ) {
     let id = request_id(scope, &args);
     let chunk = bytes_of(args.get(1)).unwrap_or_default();
-    let delivered = host::state(scope).borrow_mut().stream_chunk(id, chunk);
-    rv.set_bool(delivered);
+    let sent = host::state(scope).borrow_mut().stream_chunk(id, chunk);
+    rv.set_double(match sent {
+        host::StreamSend::Sent => 0.0,
+        host::StreamSend::Wait(ticket) => ticket as f64,
+        host::StreamSend::Gone => -1.0,
+    });
 }
 
 fn op_stream_end(

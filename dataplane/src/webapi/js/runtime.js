@@ -1680,6 +1680,41 @@
     Memory.prototype = NativeMemory.prototype;
     Object.defineProperty(NativeMemory.prototype, "constructor", { value: Memory, writable: true, configurable: true, enumerable: false });
     Object.defineProperty(W, "Memory", { value: Memory, writable: true, configurable: true, enumerable: false });
+    // A table's entries take at least 8 bytes each, outside what V8 counts as heap use until it
+    // has filled them: bounded the same way.
+    const NativeTable = W.Table;
+    const nativeTableGrow = NativeTable.prototype.grow;
+    const tableLimit = () => Math.floor(ops.memoryLimit() / 8);
+    const entries = (value, what) => {
+      const n = Number(value);
+      if (Number.isFinite(n) && n > tableLimit()) {
+        throw new RangeError(`WebAssembly.Table: ${what} of ${n} entries is more than the isolate's memory limit allows (${tableLimit()} entries of 8 bytes, limits.memory_mb)`);
+      }
+      return value;
+    };
+    function Table(descriptor, ...rest) {
+      if (new.target === undefined) throw new TypeError("WebAssembly.Table must be invoked with 'new'");
+      if (descriptor === null || typeof descriptor !== "object") return Reflect.construct(NativeTable, [descriptor, ...rest], new.target);
+      const capped = { ...descriptor, initial: entries(descriptor.initial, "an initial size") };
+      const maximum = Number(descriptor.maximum);
+      capped.maximum = descriptor.maximum === undefined || !(maximum >= 0) ? descriptor.maximum ?? tableLimit() : Math.min(maximum, tableLimit());
+      return Reflect.construct(NativeTable, [capped, ...rest], new.target);
+    }
+    Table.prototype = NativeTable.prototype;
+    Object.defineProperty(NativeTable.prototype, "constructor", { value: Table, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(W, "Table", { value: Table, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(NativeTable.prototype, "grow", {
+      value: {
+        grow(delta, ...rest) {
+          const add = Number(delta);
+          if (Number.isFinite(add) && add > 0) entries(this.length + add, "growing to a size");
+          return Reflect.apply(nativeTableGrow, this, [delta, ...rest]);
+        },
+      }.grow,
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
     Object.defineProperty(NativeMemory.prototype, "grow", {
       value: {
         grow(delta) {
@@ -1826,10 +1861,14 @@
     ops.respondStream(id, s.status, flat);
     try {
       for (; !next.done; next = await reader.read()) {
-        if (!ops.streamChunk(id, bodyChunk(next.value))) {
+        // 0: sent; a ticket: queued behind a full channel (the client reads slower than this
+        // stream writes), so wait until it is sent before pulling more; -1: the client is gone.
+        const sent = ops.streamChunk(id, bodyChunk(next.value));
+        if (sent < 0) {
           await reader.cancel().catch(() => {});
           return;
         }
+        if (sent > 0) await new Promise((resolve) => pendingFetches.set(sent, { resolve, reject: resolve }));
       }
       ops.streamEnd(id, null);
     } catch (err) {
