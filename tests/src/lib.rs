@@ -135,6 +135,20 @@ impl Nano {
             .or_insert(serde_json::json!({}));
         server["host"] = "127.0.0.1".into();
         server["port"] = 0.into();
+        // Each node gets its own snapshot cache, so no test sees another's (or another build's).
+        let slivers = config
+            .as_object_mut()
+            .unwrap()
+            .entry("slivers")
+            .or_insert(serde_json::json!({}));
+        if slivers.get("cache_dir").is_none() {
+            slivers["cache_dir"] = dir
+                .path()
+                .join("snapshots")
+                .to_string_lossy()
+                .into_owned()
+                .into();
+        }
         // `config["apps"]` would insert a null when absent.
         if let Some(apps) = config.get_mut("apps").and_then(|a| a.as_array_mut()) {
             for app in apps {
