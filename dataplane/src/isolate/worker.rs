@@ -410,14 +410,7 @@ impl Worker {
             None => {}
         }
         drop(state);
-        let terminated = spent.tripped.or_else(|| {
-            // Ended by V8 without a recorded reason (should not happen): treat it as CPU.
-            self.isolate()
-                .is_execution_terminating()
-                .then_some(LimitKind::Cpu)
-        });
-        if let Some(kind) = terminated {
-            self.isolate().cancel_terminate_execution();
+        if let Some(kind) = self.termination(spent) {
             self.after_termination(request, js, kind);
         } else if let Some(message) = runtime_fault {
             tracing::error!(hostname = %self.image.hostname, error = %message, "runtime fault");
@@ -429,6 +422,19 @@ impl Worker {
                 },
             );
         }
+    }
+
+    /// Which limit ended the stretch of JS that used `spent`, if one did; the termination is then
+    /// cancelled so JS can run again.
+    fn termination(&mut self, spent: crate::limits::cpu::Spent) -> Option<LimitKind> {
+        let kind = spent.tripped.or_else(|| {
+            // Ended by V8 without a recorded reason (should not happen): treat it as CPU.
+            self.isolate()
+                .is_execution_terminating()
+                .then_some(LimitKind::Cpu)
+        })?;
+        self.isolate().cancel_terminate_execution();
+        Some(kind)
     }
 
     /// A subrequest finished: hand the result to the JS of its request.
@@ -522,13 +528,7 @@ impl Worker {
         for request in self.state.borrow_mut().requests.values_mut() {
             request.cpu_used += spent.cpu;
         }
-        let terminated = spent.tripped.or_else(|| {
-            self.isolate()
-                .is_execution_terminating()
-                .then_some(LimitKind::Cpu)
-        });
-        if let Some(kind) = terminated {
-            self.isolate().cancel_terminate_execution();
+        if let Some(kind) = self.termination(spent) {
             tracing::warn!(
                 hostname = %self.image.hostname, limit = %kind.label(), requests = in_flight.len(),
                 "JS run by a V8 task (a finalizer or an asynchronous WebAssembly step) went past the limits; ending the requests in flight"

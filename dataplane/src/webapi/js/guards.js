@@ -43,6 +43,14 @@
     return s !== undefined ? Boolean(s) : Array.isArray(v);
   };
   const lengthOf = (o) => Math.min(Math.max(toInt(o.length), 0), MAX_LENGTH);
+  // splice/toSpliced(start, deleteCount, ...items): [start, how many go, the items].
+  const spliceArgs = (args, len) => {
+    const start = clamp(args[0], len, 0);
+    let count = 0;
+    if (args.length === 1) count = len - start;
+    else if (args.length > 1) count = Math.min(Math.max(toInt(args[1]), 0), len - start);
+    return [start, count, args.slice(2)];
+  };
 
   function flatten(target, source, len, depth, mapper, thisArg) {
     for (let k = 0; k < len; k++) {
@@ -219,11 +227,7 @@
       return a;
     },
     splice(o, len, args) {
-      const start = clamp(args[0], len, 0);
-      let deleteCount = 0;
-      if (args.length === 1) deleteCount = len - start;
-      else if (args.length > 1) deleteCount = Math.min(Math.max(toInt(args[1]), 0), len - start);
-      const items = args.slice(2);
+      const [start, deleteCount, items] = spliceArgs(args, len);
       if (len + items.length - deleteCount > MAX_LENGTH) throw new TypeError("Array.prototype.splice: the result is too long");
       const removed = new Array(deleteCount);
       for (let k = 0; k < deleteCount; k++) if (start + k in o) removed[k] = o[start + k];
@@ -286,11 +290,7 @@
       return a;
     },
     toSpliced(o, len, args) {
-      const start = clamp(args[0], len, 0);
-      let skip = 0;
-      if (args.length === 1) skip = len - start;
-      else if (args.length > 1) skip = Math.min(Math.max(toInt(args[1]), 0), len - start);
-      const items = args.slice(2);
+      const [start, skip, items] = spliceArgs(args, len);
       const a = new Array(len + items.length - skip);
       let n = 0;
       for (let k = 0; k < start; k++) a[n++] = o[k];

@@ -33,18 +33,14 @@
   {
     const GUARD_LENGTH = 2 ** 25;
     let slow;
-    const guarded = (name, native, run) => {
-      const guard = {
-        [name](...args) {
-          const o = Object(this);
-          const len = Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
-          if (len <= GUARD_LENGTH) return Reflect.apply(native, this, args);
-          slow ??= ops.lazyScript("guards")();
-          return run(o, len, args);
-        },
-      }[name];
-      Object.defineProperty(guard, "length", { value: native.length });
-      return guard;
+    const guards = () => (slow ??= ops.lazyScript("guards")());
+    const lengthOf = (o) => Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+    // Puts the method `name` of `methods` (shorthand: named, not a constructor) in place of
+    // `holder[name]`, with the builtin's `length`.
+    const replace = (holder, name, length, methods) => {
+      const method = methods[name];
+      Object.defineProperty(method, "length", { value: length });
+      Object.defineProperty(holder, name, { value: method, writable: true, configurable: true, enumerable: false });
     };
     const proto = Array.prototype;
     const nativeSort = proto.sort;
@@ -55,11 +51,13 @@
       "toSpliced", "with", "flat", "flatMap",
     ]) {
       const native = proto[name];
-      Object.defineProperty(proto, name, {
-        value: guarded(name, native, (o, len, args) => slow[name](o, len, args, nativeSort)),
-        writable: true,
-        configurable: true,
-        enumerable: false,
+      replace(proto, name, native.length, {
+        [name](...args) {
+          const o = Object(this);
+          const len = lengthOf(o);
+          if (len <= GUARD_LENGTH) return Reflect.apply(native, this, args);
+          return guards()[name](o, len, args, nativeSort);
+        },
       });
     }
     // Spreadable arguments count too: `[].concat({ length: 2**31, [Symbol.isConcatSpreadable]: true })`.
@@ -67,45 +65,28 @@
     const spreadLength = (v) => {
       if (v === null || typeof v !== "object") return 0;
       const s = v[Symbol.isConcatSpreadable];
-      if (s !== undefined ? !s : !Array.isArray(v)) return 0;
-      return Math.min(Math.max(Math.trunc(Number(v.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+      return (s !== undefined ? s : Array.isArray(v)) ? lengthOf(v) : 0;
     };
-    Object.defineProperty(proto, "concat", {
-      value: {
-        concat(...args) {
-          let total = spreadLength(Object(this));
-          for (const arg of args) total += spreadLength(arg);
-          if (total <= GUARD_LENGTH) return Reflect.apply(nativeConcat, this, args);
-          slow ??= ops.lazyScript("guards")();
-          return slow.concat(Object(this), 0, args);
-        },
-      }.concat,
-      writable: true,
-      configurable: true,
-      enumerable: false,
+    replace(proto, "concat", 1, {
+      concat(...args) {
+        let total = spreadLength(Object(this));
+        for (const arg of args) total += spreadLength(arg);
+        if (total <= GUARD_LENGTH) return Reflect.apply(nativeConcat, this, args);
+        return guards().concat(Object(this), 0, args);
+      },
     });
-    Object.defineProperty(proto.concat, "length", { value: 1 });
     // Array.from on an array-like without an iterator.
     const nativeFrom = Array.from;
-    Object.defineProperty(Array, "from", {
-      value: {
-        from(items, ...rest) {
-          if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) {
-            const o = Object(items);
-            const len = Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
-            if (len > GUARD_LENGTH) {
-              slow ??= ops.lazyScript("guards")();
-              return slow.from(o, len, rest, this);
-            }
-          }
-          return Reflect.apply(nativeFrom, this, [items, ...rest]);
-        },
-      }.from,
-      writable: true,
-      configurable: true,
-      enumerable: false,
+    replace(Array, "from", 1, {
+      from(items, ...rest) {
+        if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) {
+          const o = Object(items);
+          const len = lengthOf(o);
+          if (len > GUARD_LENGTH) return guards().from(o, len, rest, this);
+        }
+        return Reflect.apply(nativeFrom, this, [items, ...rest]);
+      },
     });
-    Object.defineProperty(Array.from, "length", { value: 1 });
   }
 
   // JSON.parse neither checks for termination nor keeps memory in check while it runs (on a
