@@ -136,10 +136,10 @@ fn https_subrequests_trust_the_public_roots_and_the_operators_ca() {
     // A file that is not PEM certificates stops the node before it serves, saying why.
     let junk = dir.path().join("junk.pem");
     std::fs::write(&junk, "not a certificate").unwrap();
-    let out = std::process::Command::new(nano_tests::binary("nano"))
-        .args(["--fetch-ca-cert", junk.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = nano_tests::output_within(
+        std::process::Command::new(nano_tests::binary("nano"))
+            .args(["--fetch-ca-cert", junk.to_str().unwrap()]),
+    );
     assert_eq!(out.status.code(), Some(64), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

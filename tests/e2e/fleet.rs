@@ -457,18 +457,18 @@ fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
     });
 
     // A second control plane on the same data dir fails fast and says why.
-    let out = std::process::Command::new(nano_tests::binary("nano-controlplane"))
-        .args(["--data-dir", cp.data_dir.to_str().unwrap()])
-        .args([
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ])
-        .env("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN)
-        .env("NANO_NODE_TOKEN", NODE_TOKEN)
-        .output()
-        .unwrap();
+    let out = nano_tests::output_within(
+        std::process::Command::new(nano_tests::binary("nano-controlplane"))
+            .args(["--data-dir", cp.data_dir.to_str().unwrap()])
+            .args([
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
+            .env("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN)
+            .env("NANO_NODE_TOKEN", NODE_TOKEN),
+    );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

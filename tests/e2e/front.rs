@@ -75,11 +75,18 @@ fn slowloris_connection_is_closed_after_the_header_timeout() {
     stream
         .write_all(b"GET / HTTP/1.1\r\nHost: echo.example\r\nX-Slow: ")
         .unwrap();
-    // Never finish the headers: the server must hang up on its own.
+    // Never finish the headers: the server must hang up on its own, and not before
+    // header_timeout_secs (1 s here; a read that outlasts PATIENCE fails as a timeout).
+    let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let closed = stream.read_to_end(&mut buf);
     assert!(
-        closed.is_ok() || closed.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset)
+        closed.is_ok() || closed.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the half-sent request was not closed by the server"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "closed before header_timeout_secs"
     );
     // The node still serves others.
     let reply = block_on(nano.get("echo.example", "/"));

@@ -60,7 +60,7 @@ fn pipes_transforms_tee_and_request_streams() {
         let reply = nano.get("s.example", "/tee").await;
         assert_eq!(
             reply.json(),
-            json!({ "left": [1, 2, 3], "right": [10, 20, 30], "decoded": "✓", "written": ["x", "y"], "locked": true })
+            json!({ "left": [1, 2, 3], "right": [10, 20, 30], "decoded": "✓", "written": ["x", "y"], "locked": [true, false] })
         );
 
         let req = request("POST", "s.example", "/echo-stream")
