@@ -48,7 +48,12 @@ pub fn binary(name: &str) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the workspace");
-    if let (Some(built), Some((source, changed))) = (built, newest_source(root))
+    let crates: &[&str] = match name {
+        "nano-controlplane" => &["controlplane", "config", "sliver", "proto"],
+        "nanoctl" => &["cli", "dataplane", "config", "sliver", "proto"],
+        _ => &["dataplane", "config", "sliver", "proto"],
+    };
+    if let (Some(built), Some((source, changed))) = (built, newest_source(root, crates))
         && changed > built
     {
         panic!(
@@ -60,8 +65,8 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// The most recently modified source file the binaries are built from.
-fn newest_source(root: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
+/// The most recently modified source file of the workspace crates `crates`.
+fn newest_source(root: &Path, crates: &[&str]) -> Option<(PathBuf, std::time::SystemTime)> {
     fn walk(dir: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -70,25 +75,29 @@ fn newest_source(root: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
             let path = entry.path();
             if path.is_dir() {
                 walk(&path, newest);
-            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified())
-                && newest.as_ref().is_none_or(|(_, t)| modified > *t)
-            {
-                *newest = Some((path, modified));
+            } else {
+                walk_file(&path, newest);
             }
         }
     }
-    let mut newest = None;
-    for crate_dir in [
-        "dataplane",
-        "controlplane",
-        "cli",
-        "config",
-        "sliver",
-        "proto",
-    ] {
-        walk(&root.join(crate_dir).join("src"), &mut newest);
+    fn walk_file(path: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
+        if let Ok(modified) = std::fs::metadata(path).and_then(|m| m.modified())
+            && newest.as_ref().is_none_or(|(_, t)| modified > *t)
+        {
+            *newest = Some((path.to_owned(), modified));
+        }
     }
-    walk(&root.join("proto"), &mut newest);
+    let mut newest = None;
+    for crate_dir in crates {
+        for part in ["src", "build.rs", "nano"] {
+            let path = root.join(crate_dir).join(part);
+            if path.is_file() {
+                walk_file(&path, &mut newest);
+            } else {
+                walk(&path, &mut newest);
+            }
+        }
+    }
     newest
 }
 
