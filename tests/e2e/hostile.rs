@@ -480,6 +480,15 @@ fn webassembly_memory_is_bounded_by_the_isolate_limit() {
             grown.starts_with("RangeError: WebAssembly.Memory.grow"),
             "{grown}"
         );
+        // A module's own memory is capped too: growing it from inside fails (-1), and a module
+        // whose memory starts over the limit is refused.
+        let inside = nano.get("wasm.example", "/wasm-grow-inside").await.body;
+        assert_eq!(inside, "grow: -1, before: 65536, after: 65536");
+        let big = nano.get("wasm.example", "/wasm-big-module").await.body;
+        assert!(
+            big.starts_with("RangeError: WebAssembly: the module defines a memory of 2000 pages"),
+            "{big}"
+        );
         let mut answers = Vec::new();
         for _ in 0..3 {
             answers.push(nano.get("wasm.example", "/wasm-memories").await.body);
@@ -492,6 +501,12 @@ fn webassembly_memory_is_bounded_by_the_isolate_limit() {
         assert!(
             answers[2].starts_with("RangeError: WebAssembly.Memory: too many"),
             "{answers:?}"
+        );
+        // A module's own memory counts too, once per instance.
+        let instance = nano.get("wasm.example", "/wasm-instance").await.body;
+        assert!(
+            instance.starts_with("RangeError: WebAssembly.Instance: too many"),
+            "{instance}"
         );
         assert_eq!(nano.get("wasm.example", "/").await.body, "ok hostile");
     });

@@ -122,6 +122,14 @@ impl AppImage {
                 .map_err(|err| AppLoadError(format!("cannot read {name}: {err}")))?;
             nano_sliver::check_wasm_header(&bytes)
                 .map_err(|reason| AppLoadError(format!("{name}: {reason}")))?;
+            // Its memories are capped at the app's memory limit, as for modules made in JS.
+            let limit = u64::from(app.limits.memory_mb) * crate::limits::memory::MIB as u64;
+            let bytes = match crate::webapi::wasm_limits::cap_memories(&bytes, limit)
+                .map_err(|reason| AppLoadError(format!("{name}: {reason}")))?
+            {
+                crate::webapi::wasm_limits::Capped::Rewritten(capped, _) => capped,
+                crate::webapi::wasm_limits::Capped::Unchanged => bytes,
+            };
             wasm.push((
                 name.clone(),
                 nano_sliver::sha256_hex(&bytes),

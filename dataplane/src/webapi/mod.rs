@@ -8,6 +8,7 @@ pub(crate) mod codec;
 mod crypto;
 pub mod fetch;
 mod urlpattern;
+pub(crate) mod wasm_limits;
 
 use urlpattern::{op_input as op_url_pattern_input, op_parse as op_url_pattern_parse};
 
@@ -72,6 +73,7 @@ ops! {
     "urlSet" => op_url_set,
     "memoryLimit" => op_memory_limit,
     "wasmMemories" => op_wasm_memories,
+    "wasmCap" => op_wasm_cap,
     "randomBytes" => op_random_bytes,
     "digest" => op_digest,
     "hmac" => op_hmac,
@@ -587,6 +589,36 @@ fn op_wasm_memories(
         state.close_wasm_memory();
         true
     });
+}
+
+/// `wasmCap(bytes)`: `[bytes, memories]`, the module's bytes with the memories it defines capped
+/// at the isolate's memory limit (see `wasm_limits`; the same bytes when it defines none) and how
+/// many it defines; a RangeError when a memory starts over the limit.
+fn op_wasm_cap(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    let Some(bytes) = bytes_of(args.get(0)) else {
+        rv.set(args.get(0));
+        return;
+    };
+    let limit = host::state(scope).borrow().memory_limit as u64;
+    let (module, defined): (v8::Local<v8::Value>, u32) =
+        match wasm_limits::cap_memories(&bytes, limit) {
+            Ok(wasm_limits::Capped::Unchanged) => (args.get(0), 0),
+            Ok(wasm_limits::Capped::Rewritten(capped, defined)) => {
+                (uint8_array(scope, capped).into(), defined)
+            }
+            Err(message) => {
+                let message = message_string(scope, &format!("WebAssembly: {message}"));
+                let exception = v8::Exception::range_error(scope, message);
+                scope.throw_exception(exception);
+                return;
+            }
+        };
+    let defined = v8::Integer::new_from_unsigned(scope, defined).into();
+    rv.set(v8::Array::new_with_elements(scope, &[module, defined]).into());
 }
 
 /// Random values made at module top level would be frozen into the app's snapshot: the same in

@@ -1606,12 +1606,71 @@
     wasmGuarded = true;
     const W = globalThis.WebAssembly;
     if (W === undefined) return;
+    // Every module's own memories are capped at the isolate's memory limit before V8 compiles
+    // it (webapi/wasm_limits.rs): growing one past it fails, also from inside the module.
     const nativeCompile = W.compile;
+    const NativeModule = W.Module;
+    // Modules that define memories, and how many: each instance counts them against the
+    // isolate's and the node's bounds, like a WebAssembly.Memory made in JS.
+    const definedMemories = new WeakMap();
+    const remember = (module, count) => {
+      if (count > 0) definedMemories.set(module, count);
+      return module;
+    };
+    const compile = (bytes) => {
+      try {
+        const [capped, count] = ops.wasmCap(bytes);
+        return nativeCompile(capped).then((module) => remember(module, count));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+    Object.defineProperty(W, "compile", {
+      value: { compile(bytes) { return compile(bytes); } }.compile,
+      writable: true,
+      configurable: true,
+      enumerable: true,
+    });
+    function Module(bytes) {
+      if (new.target === undefined) throw new TypeError("WebAssembly.Module must be invoked with 'new'");
+      const [capped, count] = ops.wasmCap(bytes);
+      return remember(Reflect.construct(NativeModule, [capped], new.target), count);
+    }
+    const NativeInstance = W.Instance;
+    const instances = new FinalizationRegistry((count) => {
+      for (let i = 0; i < count; i++) ops.wasmMemories(-1);
+    });
+    function Instance(module, imports) {
+      if (new.target === undefined) throw new TypeError("WebAssembly.Instance must be invoked with 'new'");
+      const count = definedMemories.get(module) ?? 0;
+      for (let i = 0; i < count; i++) {
+        if (!ops.wasmMemories(1)) {
+          while (i-- > 0) ops.wasmMemories(-1);
+          throw new RangeError("WebAssembly.Instance: too many WebAssembly memories are open in this isolate or on this node; drop references to instances no longer used");
+        }
+      }
+      let instance;
+      try {
+        instance = Reflect.construct(NativeInstance, [module, imports], new.target);
+      } catch (err) {
+        for (let i = 0; i < count; i++) ops.wasmMemories(-1);
+        throw err;
+      }
+      if (count > 0) instances.register(instance, count);
+      return instance;
+    }
+    Instance.prototype = NativeInstance.prototype;
+    Object.defineProperty(NativeInstance.prototype, "constructor", { value: Instance, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(W, "Instance", { value: Instance, writable: true, configurable: true, enumerable: false });
+    for (const name of ["exports", "imports", "customSections"]) Module[name] = NativeModule[name];
+    Module.prototype = NativeModule.prototype;
+    Object.defineProperty(NativeModule.prototype, "constructor", { value: Module, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(W, "Module", { value: Module, writable: true, configurable: true, enumerable: false });
     Object.defineProperty(W, "instantiate", {
       value: {
         instantiate(source, imports) {
-          if (source instanceof W.Module) return Promise.resolve().then(() => new W.Instance(source, imports));
-          return nativeCompile(source).then((module) => ({ module, instance: new W.Instance(module, imports) }));
+          if (source instanceof NativeModule) return Promise.resolve().then(() => new W.Instance(source, imports));
+          return compile(source).then((module) => ({ module, instance: new W.Instance(module, imports) }));
         },
       }.instantiate,
       writable: true,
