@@ -1102,3 +1102,46 @@ fn multi_module_wasm_and_prebuilt_apps_travel_with_their_limits() {
         assert_eq!(a.get("spin.test", "/").await.body, "ok cpu-spin");
     });
 }
+
+/// A flood of unauthenticated calls (1 000 on their own connections, 1 000 on one channel, all
+/// at once) is refused with UNAUTHENTICATED, none left to run into its deadline.
+#[test]
+fn an_unauthenticated_flood_is_refused_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    block_on(async {
+        let shared = tonic::transport::Endpoint::from_shared(cp.url())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..2000)
+            .map(|i| {
+                let (url, shared) = (cp.url(), shared.clone());
+                tokio::spawn(async move {
+                    let channel = if i % 2 == 0 {
+                        shared
+                    } else {
+                        tonic::transport::Endpoint::from_shared(url)
+                            .unwrap()
+                            .connect()
+                            .await
+                            .unwrap()
+                    };
+                    let mut req = Request::new(ListAppsRequest {});
+                    req.set_timeout(Duration::from_secs(30));
+                    ControlClient::new(channel).list_apps(req).await.map(|_| ())
+                })
+            })
+            .collect();
+        let mut codes = std::collections::BTreeMap::new();
+        for task in tasks {
+            let code = task
+                .await
+                .unwrap()
+                .map_or_else(|e| e.code(), |()| tonic::Code::Ok);
+            *codes.entry(format!("{code:?}")).or_insert(0) += 1;
+        }
+        assert_eq!(codes.get("Unauthenticated"), Some(&2000), "{codes:?}");
+    });
+}
