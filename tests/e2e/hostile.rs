@@ -502,6 +502,12 @@ fn webassembly_memory_is_bounded_by_the_isolate_limit() {
             answers[2].starts_with("RangeError: WebAssembly.Memory: too many"),
             "{answers:?}"
         );
+        // Tables are bounded the same way (10 M entries in a 64 MiB isolate).
+        let table = nano.get("wasm.example", "/wasm-table").await.body;
+        assert!(
+            table.starts_with("RangeError: WebAssembly.Table: an initial size of 10000000 entries"),
+            "{table}"
+        );
         // A module's own memory counts too, once per instance.
         let instance = nano.get("wasm.example", "/wasm-instance").await.body;
         assert!(
