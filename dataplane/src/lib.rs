@@ -27,14 +27,14 @@ use tokio_util::sync::CancellationToken;
 use crate::isolate::Preparer;
 use crate::router::{Router, Routing};
 
+/// Time given to idle workers to stop even when the grace period is spent.
+const WORKER_STOP_MIN: Duration = Duration::from_millis(500);
+
 /// Serves `config` on `listener` (and the admin surface on `admin_listener`, when
 /// `admin.listen` is set) until `shutdown` is cancelled, then drains and stops the workers.
 /// With `config_path`, the config and the apps' files are watched and reloaded on change (and
 /// on SIGHUP). With `fleet`, the node also serves the control plane's apps (starting from the
 /// last good state it kept) and follows the control plane's revisions.
-/// Time given to idle workers to stop even when the grace period is spent.
-const WORKER_STOP_MIN: Duration = Duration::from_millis(500);
-
 pub async fn run(
     config: Config,
     config_path: Option<PathBuf>,

@@ -231,10 +231,6 @@ impl BodyBudget {
         })
     }
 
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     /// An empty charge that grows as a body arrives.
     pub fn charge(self: &Arc<Self>) -> BodyCharge {
         BodyCharge {
@@ -251,6 +247,11 @@ pub struct BodyCharge {
 }
 
 impl BodyCharge {
+    /// The node's limit this charge counts against.
+    pub fn limit(&self) -> u64 {
+        self.budget.limit
+    }
+
     /// Grows the charge to `total` bytes; false (nothing taken) if the node has no room.
     pub fn grow_to(&mut self, total: u64) -> bool {
         let more = total.saturating_sub(self.held);

@@ -364,12 +364,12 @@ async fn run(
         && !charge.grow_to(declared)
     {
         return Err(Refusal::NodeBusy {
-            limit: front.bodies.limit(),
+            limit: charge.limit(),
         });
     }
     let body = match tokio::time::timeout(
         front.body_timeout,
-        read_body(body, front.max_body_bytes, &mut charge, &front.bodies),
+        read_body(body, front.max_body_bytes, &mut charge),
     )
     .await
     {
@@ -477,7 +477,6 @@ async fn read_body(
     mut body: Incoming,
     limit: u64,
     charge: &mut conns::BodyCharge,
-    budget: &conns::BodyBudget,
 ) -> Result<bytes::Bytes, Refusal> {
     let mut buffer = bytes::BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -493,7 +492,7 @@ async fn read_body(
         }
         if !charge.grow_to(total) {
             return Err(Refusal::NodeBusy {
-                limit: budget.limit(),
+                limit: charge.limit(),
             });
         }
         buffer.extend_from_slice(&data);

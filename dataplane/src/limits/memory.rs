@@ -94,17 +94,26 @@ impl Budget {
         }
     }
 
+    /// Reserves `len` external bytes if they fit; if not, reserves nothing and returns the total
+    /// that was asked for.
+    fn try_reserve(&self, len: usize) -> Result<(), usize> {
+        let total = self
+            .external
+            .fetch_add(len, Ordering::AcqRel)
+            .saturating_add(len);
+        if total > self.limit {
+            self.release(len);
+            return Err(total);
+        }
+        self.peak_external.fetch_max(total, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Reserves `len` external bytes; false (and the JS is ended) when over budget.
     fn reserve(&self, len: usize) -> bool {
-        let before = self.external.fetch_add(len, Ordering::AcqRel);
-        if before.saturating_add(len) > self.limit {
-            self.release(len);
-            self.exceeded(before.saturating_add(len));
-            return false;
-        }
-        self.peak_external
-            .fetch_max(before + len, Ordering::Relaxed);
-        true
+        self.try_reserve(len)
+            .map_err(|total| self.exceeded(total))
+            .is_ok()
     }
 
     /// Holds `len` bytes made outside V8 on the isolate's behalf (a subrequest's body while it
@@ -133,13 +142,11 @@ pub struct Held {
 impl Held {
     /// Holds `more` bytes too; false (nothing more held) when they do not fit.
     pub fn grow(&mut self, more: usize) -> bool {
-        let before = self.budget.external.fetch_add(more, Ordering::AcqRel);
-        if before.saturating_add(more) > self.budget.limit {
-            self.budget.release(more);
-            return false;
+        let fits = self.budget.try_reserve(more).is_ok();
+        if fits {
+            self.len += more;
         }
-        self.len += more;
-        true
+        fits
     }
 }
 

@@ -255,25 +255,10 @@ impl AppPool {
 
     /// Takes a slot on the least-busy worker, or refuses at once.
     pub fn reserve(&self) -> Result<(usize, SlotGuard), PoolError> {
-        if let Some(reason) = &self.failure {
-            return Err(PoolError::Unavailable {
-                reason: reason.clone(),
-            });
-        }
-        let (index, worker) = self
-            .workers
-            .iter()
-            .map(ArcSwap::load)
-            .enumerate()
-            .min_by_key(|(_, w)| w.load.load(Ordering::Acquire))
-            .ok_or_else(|| PoolError::Unavailable {
-                reason: "the app has no workers".into(),
-            })?;
+        let (index, worker) = self.least_busy()?;
         if worker.load.fetch_add(1, Ordering::AcqRel) >= self.slots_per_worker {
             worker.load.fetch_sub(1, Ordering::AcqRel);
-            return Err(PoolError::Full {
-                slots: self.slots_per_worker * self.workers.len(),
-            });
+            return Err(self.full());
         }
         Ok((index, SlotGuard(worker.load.clone())))
     }
@@ -281,26 +266,34 @@ impl AppPool {
     /// Whether a slot is free now (without taking one): a full app refuses before a request's
     /// body is read.
     pub fn has_room(&self) -> Result<(), PoolError> {
+        let (_, worker) = self.least_busy()?;
+        if worker.load.load(Ordering::Acquire) >= self.slots_per_worker {
+            return Err(self.full());
+        }
+        Ok(())
+    }
+
+    /// The worker holding the fewest requests, or why the app has none to offer.
+    fn least_busy(&self) -> Result<(usize, arc_swap::Guard<Arc<Worker>>), PoolError> {
         if let Some(reason) = &self.failure {
             return Err(PoolError::Unavailable {
                 reason: reason.clone(),
             });
         }
-        let room = self
-            .workers
+        self.workers
             .iter()
-            .any(|w| w.load().load.load(Ordering::Acquire) < self.slots_per_worker);
-        if self.workers.is_empty() {
-            return Err(PoolError::Unavailable {
+            .map(ArcSwap::load)
+            .enumerate()
+            .min_by_key(|(_, w)| w.load.load(Ordering::Acquire))
+            .ok_or_else(|| PoolError::Unavailable {
                 reason: "the app has no workers".into(),
-            });
+            })
+    }
+
+    fn full(&self) -> PoolError {
+        PoolError::Full {
+            slots: self.slots_per_worker * self.workers.len(),
         }
-        if !room {
-            return Err(PoolError::Full {
-                slots: self.slots_per_worker * self.workers.len(),
-            });
-        }
-        Ok(())
     }
 
     /// Hands a job (holding a slot from [`AppPool::reserve`]) to its worker.
