@@ -872,19 +872,73 @@ mod tests {
         );
     }
 
+    /// Every key of the config types (walked through the generated schema, so a new field is
+    /// in it at once): described, unknown keys refused beside it, and named in the README's
+    /// config reference.
     #[test]
     fn schema_describes_every_key() {
-        let schema = json_schema().to_string();
-        for key in [
-            "server",
-            "apps",
-            "slivers",
-            "cpu_ms",
-            "memory_mb",
-            "context_reset",
-            "env",
-        ] {
-            assert!(schema.contains(key), "{key}");
+        let schema = json_schema();
+        let readme = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .expect("the README is beside the workspace");
+        let mut keys = Vec::new();
+        let mut problems = Vec::new();
+        walk_schema(&schema, &schema, "", &mut keys, &mut problems);
+        for key in &keys {
+            if !readme.contains(&format!("`{key}`")) {
+                problems.push(format!("{key}: not in the README's config reference"));
+            }
+        }
+        // The walk reaches the leaves, not only the sections.
+        for key in ["server.port", "apps[].limits.cpu_ms", "apps[].fetch.max_subrequests"] {
+            assert!(keys.iter().any(|k| k == key), "the walk missed {key}: {keys:?}");
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// Follows `$ref`, `anyOf` (an `Option`) and `items` (a list) down to object schemas, and
+    /// lists every property's path (`apps[].limits.cpu_ms`), checking each object on the way.
+    fn walk_schema(
+        root: &Value,
+        node: &Value,
+        path: &str,
+        keys: &mut Vec<String>,
+        problems: &mut Vec<String>,
+    ) {
+        if let Some(target) = node.get("$ref").and_then(Value::as_str) {
+            let target = root
+                .pointer(target.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("{path}: dangling {target}"));
+            return walk_schema(root, target, path, keys, problems);
+        }
+        for branch in node.get("anyOf").and_then(Value::as_array).into_iter().flatten() {
+            walk_schema(root, branch, path, keys, problems);
+        }
+        if let Some(items) = node.get("items") {
+            walk_schema(root, items, &format!("{path}[]"), keys, problems);
+        }
+        let Some(properties) = node.get("properties").and_then(Value::as_object) else {
+            return;
+        };
+        if node.get("additionalProperties") != Some(&Value::Bool(false)) {
+            problems.push(format!("{path}: unknown keys are not refused"));
+        }
+        for (name, property) in properties {
+            let key = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            let described = property
+                .get("description")
+                .and_then(Value::as_str)
+                .is_some_and(|d| !d.trim().is_empty());
+            if !described {
+                problems.push(format!("{key}: no description"));
+            }
+            let before = keys.len();
+            walk_schema(root, property, &key, keys, problems);
+            // Sections (objects, lists of objects) are named by their keys; leaves by their own.
+            if keys.len() == before {
+                keys.push(key);
+            }
         }
     }
 }
