@@ -35,57 +35,82 @@
     let slow;
     const guards = () => (slow ??= ops.lazyScript("guards")());
     const lengthOf = (o) => Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
-    // Puts the method `name` of `methods` (shorthand: named, not a constructor) in place of
-    // `holder[name]`, with the builtin's `length`.
-    const replace = (holder, name, length, methods) => {
-      const method = methods[name];
-      Object.defineProperty(method, "length", { value: length });
-      Object.defineProperty(holder, name, { value: method, writable: true, configurable: true, enumerable: false });
-    };
     const proto = Array.prototype;
     const nativeSort = proto.sort;
-    for (const name of [
-      "indexOf", "lastIndexOf", "includes", "forEach", "some", "every", "find", "findIndex", "findLast",
-      "findLastIndex", "reduce", "reduceRight", "map", "filter", "join", "toLocaleString", "reverse",
-      "copyWithin", "fill", "slice", "splice", "unshift", "shift", "sort", "toSorted", "toReversed",
-      "toSpliced", "with", "flat", "flatMap",
-    ]) {
-      const native = proto[name];
-      replace(proto, name, native.length, {
-        [name](...args) {
-          const o = Object(this);
-          const len = lengthOf(o);
-          if (len <= GUARD_LENGTH) return Reflect.apply(native, this, args);
-          return guards()[name](o, len, args, nativeSort);
-        },
-      });
-    }
+    const natives = { __proto__: null };
+    const guarded = (self, name, args) => {
+      const o = Object(self);
+      const len = lengthOf(o);
+      if (len <= GUARD_LENGTH) return Reflect.apply(natives[name], self, args);
+      return guards()[name](o, len, [...args], nativeSort);
+    };
     // Spreadable arguments count too: `[].concat({ length: 2**31, [Symbol.isConcatSpreadable]: true })`.
-    const nativeConcat = proto.concat;
     const spreadLength = (v) => {
       if (v === null || typeof v !== "object") return 0;
       const s = v[Symbol.isConcatSpreadable];
       return (s !== undefined ? s : Array.isArray(v)) ? lengthOf(v) : 0;
     };
-    replace(proto, "concat", 1, {
-      concat(...args) {
+    // Written out one by one, not made in a loop: each context deserialises these (with context
+    // reset, every request), and functions whose name and `length` come from their source share
+    // everything but their closure. Parameters before `...rest` make each builtin's `length`.
+    const methods = {
+      indexOf(a, ...r) { return guarded(this, "indexOf", arguments); },
+      lastIndexOf(a, ...r) { return guarded(this, "lastIndexOf", arguments); },
+      includes(a, ...r) { return guarded(this, "includes", arguments); },
+      forEach(a, ...r) { return guarded(this, "forEach", arguments); },
+      some(a, ...r) { return guarded(this, "some", arguments); },
+      every(a, ...r) { return guarded(this, "every", arguments); },
+      find(a, ...r) { return guarded(this, "find", arguments); },
+      findIndex(a, ...r) { return guarded(this, "findIndex", arguments); },
+      findLast(a, ...r) { return guarded(this, "findLast", arguments); },
+      findLastIndex(a, ...r) { return guarded(this, "findLastIndex", arguments); },
+      reduce(a, ...r) { return guarded(this, "reduce", arguments); },
+      reduceRight(a, ...r) { return guarded(this, "reduceRight", arguments); },
+      map(a, ...r) { return guarded(this, "map", arguments); },
+      filter(a, ...r) { return guarded(this, "filter", arguments); },
+      join(a, ...r) { return guarded(this, "join", arguments); },
+      toLocaleString(...r) { return guarded(this, "toLocaleString", arguments); },
+      reverse(...r) { return guarded(this, "reverse", arguments); },
+      copyWithin(a, b, ...r) { return guarded(this, "copyWithin", arguments); },
+      fill(a, ...r) { return guarded(this, "fill", arguments); },
+      slice(a, b, ...r) { return guarded(this, "slice", arguments); },
+      splice(a, b, ...r) { return guarded(this, "splice", arguments); },
+      unshift(a, ...r) { return guarded(this, "unshift", arguments); },
+      shift(...r) { return guarded(this, "shift", arguments); },
+      sort(a, ...r) { return guarded(this, "sort", arguments); },
+      toSorted(a, ...r) { return guarded(this, "toSorted", arguments); },
+      toReversed(...r) { return guarded(this, "toReversed", arguments); },
+      toSpliced(a, b, ...r) { return guarded(this, "toSpliced", arguments); },
+      with(a, b, ...r) { return guarded(this, "with", arguments); },
+      flat(...r) { return guarded(this, "flat", arguments); },
+      flatMap(a, ...r) { return guarded(this, "flatMap", arguments); },
+      concat(a, ...r) {
         let total = spreadLength(Object(this));
-        for (const arg of args) total += spreadLength(arg);
-        if (total <= GUARD_LENGTH) return Reflect.apply(nativeConcat, this, args);
-        return guards().concat(Object(this), 0, args);
+        for (let i = 0; i < arguments.length; i++) total += spreadLength(arguments[i]);
+        if (total <= GUARD_LENGTH) return Reflect.apply(natives.concat, this, arguments);
+        return guards().concat(Object(this), 0, [...arguments]);
       },
-    });
+    };
+    for (const name in methods) {
+      natives[name] = proto[name];
+      Object.defineProperty(proto, name, { value: methods[name], writable: true, configurable: true, enumerable: false });
+    }
     // Array.from on an array-like without an iterator.
     const nativeFrom = Array.from;
-    replace(Array, "from", 1, {
-      from(items, ...rest) {
-        if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) {
-          const o = Object(items);
-          const len = lengthOf(o);
-          if (len > GUARD_LENGTH) return guards().from(o, len, rest, this);
-        }
-        return Reflect.apply(nativeFrom, this, [items, ...rest]);
-      },
+    Object.defineProperty(Array, "from", {
+      value: {
+        from(items, ...rest) {
+          if (items !== null && items !== undefined && items[Symbol.iterator] === undefined) {
+            const o = Object(items);
+            const len = lengthOf(o);
+            if (len > GUARD_LENGTH) return guards().from(o, len, rest, this);
+          }
+          return Reflect.apply(nativeFrom, this, [items, ...rest]);
+        },
+      }.from,
+      writable: true,
+      configurable: true,
+      enumerable: false,
     });
   }
 
@@ -1600,12 +1625,26 @@
   // would run outside any request's CPU budget. Compile asynchronously (V8's background threads),
   // then instantiate in a promise reaction: the start function runs in the request's microtasks,
   // under its limits. V8 adds the WebAssembly global to each context after the snapshot, so the
-  // first request in a context installs this.
-  let wasmGuarded = false;
-  function guardWasm() {
-    wasmGuarded = true;
+  // first request in a context puts an accessor in its place, which installs these wrappers on
+  // first use: with context reset most requests never touch WebAssembly, and pay one property
+  // definition instead of the wrappers.
+  let wasmState = 0; // 0: not yet seen in this context, 1: guarded on first use, 2: guarded
+  function guardWasmOnFirstUse() {
+    wasmState = 1;
     const W = globalThis.WebAssembly;
     if (W === undefined) return;
+    const ready = () => {
+      if (wasmState !== 2) guardWasm(W);
+    };
+    Object.defineProperty(globalThis, "WebAssembly", {
+      get() { ready(); define("WebAssembly", W); return W; },
+      set(value) { ready(); define("WebAssembly", value); },
+      configurable: true,
+      enumerable: false,
+    });
+  }
+  function guardWasm(W) {
+    wasmState = 2;
     // Every module's own memories are capped at the isolate's memory limit before V8 compiles
     // it (webapi/wasm_limits.rs): growing one past it fails, also from inside the module.
     const nativeCompile = W.compile;
@@ -1780,6 +1819,9 @@
   const wasmSetters = new Map();
   define("__nano_wasm_register", (name, setter) => wasmSetters.set(name, setter));
   function setWasm(name, module) {
+    // The module's `constructor` must already be the guarded one.
+    if (wasmState === 0) guardWasmOnFirstUse();
+    void globalThis.WebAssembly;
     wasmSetters.get(name)?.(module);
   }
 
@@ -1922,7 +1964,7 @@
     // No async context survives from an earlier request (the frame is the isolate's, not the
     // context's), and process.env is the app's env, as on workerd.
     ops.setAsyncContext(undefined);
-    if (!wasmGuarded) guardWasm();
+    if (wasmState === 0) guardWasmOnFirstUse();
     // Without context reset: forget the timers that ended with earlier requests.
     for (const ended of ops.timersEnded()) timers.delete(ended);
     requestEnv = env;
