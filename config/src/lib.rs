@@ -878,10 +878,9 @@ mod tests {
     #[test]
     fn schema_describes_every_key() {
         let schema = json_schema();
-        let readme = std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
-        )
-        .expect("the README is beside the workspace");
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+                .expect("the README is beside the workspace");
         let mut keys = Vec::new();
         let mut problems = Vec::new();
         walk_schema(&schema, &schema, "", &mut keys, &mut problems);
@@ -891,8 +890,15 @@ mod tests {
             }
         }
         // The walk reaches the leaves, not only the sections.
-        for key in ["server.port", "apps[].limits.cpu_ms", "apps[].fetch.max_subrequests"] {
-            assert!(keys.iter().any(|k| k == key), "the walk missed {key}: {keys:?}");
+        for key in [
+            "server.port",
+            "apps[].limits.cpu_ms",
+            "apps[].fetch.max_subrequests",
+        ] {
+            assert!(
+                keys.iter().any(|k| k == key),
+                "the walk missed {key}: {keys:?}"
+            );
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
     }
@@ -912,7 +918,12 @@ mod tests {
                 .unwrap_or_else(|| panic!("{path}: dangling {target}"));
             return walk_schema(root, target, path, keys, problems);
         }
-        for branch in node.get("anyOf").and_then(Value::as_array).into_iter().flatten() {
+        for branch in node
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             walk_schema(root, branch, path, keys, problems);
         }
         if let Some(items) = node.get("items") {
@@ -925,7 +936,11 @@ mod tests {
             problems.push(format!("{path}: unknown keys are not refused"));
         }
         for (name, property) in properties {
-            let key = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            let key = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
             let described = property
                 .get("description")
                 .and_then(Value::as_str)
