@@ -189,12 +189,29 @@ fn apps_are_added_and_removed_and_unchanged_ones_stay_warm() {
 #[test]
 fn sighup_reloads() {
     let site = site();
+    // A change the file watch cannot see: `a/version.js` rewritten in place through a hard link
+    // in an unwatched folder (inotify reports a write to the folder it went through). Only a
+    // SIGHUP can make the node read it.
+    let elsewhere = site.root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::hard_link(site.root.join("a/version.js"), elsewhere.join("version.js")).unwrap();
     block_on(async {
         wait_for_body(&site.nano, "a.example", "v0").await;
+        std::fs::write(elsewhere.join("version.js"), "export const VERSION = \"v1\";\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(site.root.join("a/version.js")).unwrap(),
+            "export const VERSION = \"v1\";\n",
+            "the link is one file"
+        );
         site.nano.signal(libc::SIGHUP);
         site.nano.log.wait_for("the SIGHUP reload", |t| {
             t.contains("trigger=SIGHUP") && t.contains("config reloaded")
         });
-        wait_for_body(&site.nano, "a.example", "v0").await;
+        wait_for_body(&site.nano, "a.example", "v1").await;
     });
+    let log = site.nano.log.text();
+    assert!(
+        !log.contains("trigger=file change"),
+        "the watch saw the change, so this test does not show what SIGHUP does: {log}"
+    );
 }
