@@ -243,3 +243,36 @@ fn h2c_prior_knowledge_is_served() {
         assert_eq!(echoed["url"], "http://echo.example/h2");
     });
 }
+
+/// The README's refusals for requests the front cannot route or read: no `Host` (HTTP/1.0 may
+/// omit it) is 400 `missing-host`; a body whose framing breaks is 400 `bad-request-body`.
+#[test]
+fn requests_without_a_host_or_with_broken_bodies_are_refused_with_their_codes() {
+    let nano = node();
+    let response = raw(&nano, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert!(
+        response.contains("x-nano-error: missing-host"),
+        "{response}"
+    );
+
+    // A chunk size that is not hexadecimal, after a good chunk.
+    let response = raw(
+        &nano,
+        b"POST / HTTP/1.1\r\nHost: echo.example\r\nTransfer-Encoding: chunked\r\n\r\n\
+          3\r\nabc\r\nzz\r\nnot a chunk\r\n0\r\n\r\n",
+    );
+    assert_eq!(status_of(&response), 400, "{response}");
+    assert!(
+        response.contains("x-nano-error: bad-request-body"),
+        "{response}"
+    );
+    // The same body, framed right, reaches the app.
+    let response = raw(
+        &nano,
+        b"POST / HTTP/1.1\r\nHost: echo.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          3\r\nabc\r\n0\r\n\r\n",
+    );
+    assert_eq!(status_of(&response), 201, "{response}");
+    assert!(response.contains("\"body\":\"abc\""), "{response}");
+}

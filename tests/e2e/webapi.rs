@@ -138,6 +138,13 @@ fn web_platform_conformance() {
                 "trimmed": "x y", "badValues": ["TypeError", "TypeError", "TypeError"],
                 "methods": ["GET", "PATCH", "OPTIONS", "custom", "poſt"] })
     );
+    // Checked against workerd 2026-11-17 (compat date 2026-11-01): the same probe, same answer.
+    assert_eq!(
+        probe(&nano, "forms"),
+        json!({ "size": 4, "type": "text/plain", "text": "abcd", "slice": "bc", "names": ["nano", "again"],
+                "file": [true, "notes.txt", "text/plain", "file body"], "multipart": true,
+                "urlencoded": [["a", "1"], ["b", "two words"]], "blobBody": "abcd" })
+    );
     assert_eq!(
         probe(&nano, "events"),
         json!({ "seen": ["ping"], "perf": "number", "ua": true, "micro": "ran" })

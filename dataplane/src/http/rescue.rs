@@ -384,6 +384,9 @@ mod tests {
                 500,
                 "handler-exception",
             ),
+            // Not reachable from a tenant's code today (a promise that never settles ends at
+            // timeout_secs): the answer if the request's work ends with no response.
+            (failed(Failure::NoResponse), 500, "no-response"),
         ];
         for (refusal, status, code) in cases {
             let full = matches!(refusal, Refusal::Pool { .. });

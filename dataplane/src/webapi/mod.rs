@@ -722,13 +722,17 @@ fn op_timer_cancel(
 }
 
 /// `timersEnded()`: the ids of timers cancelled natively because their request ended, since
-/// the last call (so the shared context of a reset-off app can forget their callbacks).
+/// the last call (so the shared context of a reset-off app can forget their callbacks), or
+/// `undefined` when there are none.
 fn op_timers_ended(
     scope: &mut v8::HandleScope,
     _args: v8::FunctionCallbackArguments,
     mut rv: v8::ReturnValue,
 ) {
     let ended = std::mem::take(&mut host::state(scope).borrow_mut().ended_timers);
+    if ended.is_empty() {
+        return; // undefined: nothing to forget (always so with context reset)
+    }
     let ids: Vec<v8::Local<v8::Value>> = ended
         .into_iter()
         .map(|id| v8::Number::new(scope, id as f64).into())

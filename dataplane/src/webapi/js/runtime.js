@@ -34,14 +34,23 @@
     const GUARD_LENGTH = 2 ** 25;
     let slow;
     const guards = () => (slow ??= ops.lazyScript("guards")());
-    const lengthOf = (o) => Math.min(Math.max(Math.trunc(Number(o.length)) || 0, 0), Number.MAX_SAFE_INTEGER);
+    // Captured, not looked up: with context reset these run without type feedback every request.
+    const { apply } = Reflect;
+    const { floor } = Math;
+    const toObject = Object;
+    // ToLength: NaN and negatives are 0, at most 2**53 - 1 (`+` throws on a BigInt or Symbol,
+    // as the builtins do).
+    const lengthOf = (o) => {
+      const n = +o.length;
+      return n > 0 ? (n < 2 ** 53 - 1 ? floor(n) : 2 ** 53 - 1) : 0;
+    };
     const proto = Array.prototype;
     const nativeSort = proto.sort;
     const natives = { __proto__: null };
     const guarded = (self, name, args) => {
-      const o = Object(self);
+      const o = toObject(self);
       const len = lengthOf(o);
-      if (len <= GUARD_LENGTH) return Reflect.apply(natives[name], self, args);
+      if (len <= GUARD_LENGTH) return apply(natives[name], self, args);
       return guards()[name](o, len, [...args], nativeSort);
     };
     // Spreadable arguments count too: `[].concat({ length: 2**31, [Symbol.isConcatSpreadable]: true })`.
@@ -52,43 +61,43 @@
     };
     // Written out one by one, not made in a loop: each context deserialises these (with context
     // reset, every request), and functions whose name and `length` come from their source share
-    // everything but their closure. Parameters before `...rest` make each builtin's `length`.
+    // everything but their closure. Their parameters make each builtin's `length`.
     const methods = {
-      indexOf(a, ...r) { return guarded(this, "indexOf", arguments); },
-      lastIndexOf(a, ...r) { return guarded(this, "lastIndexOf", arguments); },
-      includes(a, ...r) { return guarded(this, "includes", arguments); },
-      forEach(a, ...r) { return guarded(this, "forEach", arguments); },
-      some(a, ...r) { return guarded(this, "some", arguments); },
-      every(a, ...r) { return guarded(this, "every", arguments); },
-      find(a, ...r) { return guarded(this, "find", arguments); },
-      findIndex(a, ...r) { return guarded(this, "findIndex", arguments); },
-      findLast(a, ...r) { return guarded(this, "findLast", arguments); },
-      findLastIndex(a, ...r) { return guarded(this, "findLastIndex", arguments); },
-      reduce(a, ...r) { return guarded(this, "reduce", arguments); },
-      reduceRight(a, ...r) { return guarded(this, "reduceRight", arguments); },
-      map(a, ...r) { return guarded(this, "map", arguments); },
-      filter(a, ...r) { return guarded(this, "filter", arguments); },
-      join(a, ...r) { return guarded(this, "join", arguments); },
-      toLocaleString(...r) { return guarded(this, "toLocaleString", arguments); },
-      reverse(...r) { return guarded(this, "reverse", arguments); },
-      copyWithin(a, b, ...r) { return guarded(this, "copyWithin", arguments); },
-      fill(a, ...r) { return guarded(this, "fill", arguments); },
-      slice(a, b, ...r) { return guarded(this, "slice", arguments); },
-      splice(a, b, ...r) { return guarded(this, "splice", arguments); },
-      unshift(a, ...r) { return guarded(this, "unshift", arguments); },
-      shift(...r) { return guarded(this, "shift", arguments); },
-      sort(a, ...r) { return guarded(this, "sort", arguments); },
-      toSorted(a, ...r) { return guarded(this, "toSorted", arguments); },
-      toReversed(...r) { return guarded(this, "toReversed", arguments); },
-      toSpliced(a, b, ...r) { return guarded(this, "toSpliced", arguments); },
-      with(a, b, ...r) { return guarded(this, "with", arguments); },
-      flat(...r) { return guarded(this, "flat", arguments); },
-      flatMap(a, ...r) { return guarded(this, "flatMap", arguments); },
-      concat(a, ...r) {
-        let total = spreadLength(Object(this));
+      indexOf(a) { return guarded(this, "indexOf", arguments); },
+      lastIndexOf(a) { return guarded(this, "lastIndexOf", arguments); },
+      includes(a) { return guarded(this, "includes", arguments); },
+      forEach(a) { return guarded(this, "forEach", arguments); },
+      some(a) { return guarded(this, "some", arguments); },
+      every(a) { return guarded(this, "every", arguments); },
+      find(a) { return guarded(this, "find", arguments); },
+      findIndex(a) { return guarded(this, "findIndex", arguments); },
+      findLast(a) { return guarded(this, "findLast", arguments); },
+      findLastIndex(a) { return guarded(this, "findLastIndex", arguments); },
+      reduce(a) { return guarded(this, "reduce", arguments); },
+      reduceRight(a) { return guarded(this, "reduceRight", arguments); },
+      map(a) { return guarded(this, "map", arguments); },
+      filter(a) { return guarded(this, "filter", arguments); },
+      join(a) { return guarded(this, "join", arguments); },
+      toLocaleString() { return guarded(this, "toLocaleString", arguments); },
+      reverse() { return guarded(this, "reverse", arguments); },
+      copyWithin(a, b) { return guarded(this, "copyWithin", arguments); },
+      fill(a) { return guarded(this, "fill", arguments); },
+      slice(a, b) { return guarded(this, "slice", arguments); },
+      splice(a, b) { return guarded(this, "splice", arguments); },
+      unshift(a) { return guarded(this, "unshift", arguments); },
+      shift() { return guarded(this, "shift", arguments); },
+      sort(a) { return guarded(this, "sort", arguments); },
+      toSorted(a) { return guarded(this, "toSorted", arguments); },
+      toReversed() { return guarded(this, "toReversed", arguments); },
+      toSpliced(a, b) { return guarded(this, "toSpliced", arguments); },
+      with(a, b) { return guarded(this, "with", arguments); },
+      flat() { return guarded(this, "flat", arguments); },
+      flatMap(a) { return guarded(this, "flatMap", arguments); },
+      concat(a) {
+        let total = spreadLength(toObject(this));
         for (let i = 0; i < arguments.length; i++) total += spreadLength(arguments[i]);
-        if (total <= GUARD_LENGTH) return Reflect.apply(natives.concat, this, arguments);
-        return guards().concat(Object(this), 0, [...arguments]);
+        if (total <= GUARD_LENGTH) return apply(natives.concat, this, arguments);
+        return guards().concat(toObject(this), 0, [...arguments]);
       },
     };
     for (const name in methods) {
@@ -1629,19 +1638,28 @@
   // first use: with context reset most requests never touch WebAssembly, and pay one property
   // definition instead of the wrappers.
   let wasmState = 0; // 0: not yet seen in this context, 1: guarded on first use, 2: guarded
+  let nativeWasm;
+  const guardedWasm = () => {
+    if (wasmState !== 2) guardWasm(nativeWasm);
+    return nativeWasm;
+  };
+  // One descriptor for every context's first request: installing it makes no closures.
+  const wasmOnFirstUse = {
+    get() {
+      define("WebAssembly", guardedWasm());
+      return nativeWasm;
+    },
+    set(value) {
+      guardedWasm();
+      define("WebAssembly", value);
+    },
+    configurable: true,
+    enumerable: false,
+  };
   function guardWasmOnFirstUse() {
     wasmState = 1;
-    const W = globalThis.WebAssembly;
-    if (W === undefined) return;
-    const ready = () => {
-      if (wasmState !== 2) guardWasm(W);
-    };
-    Object.defineProperty(globalThis, "WebAssembly", {
-      get() { ready(); define("WebAssembly", W); return W; },
-      set(value) { ready(); define("WebAssembly", value); },
-      configurable: true,
-      enumerable: false,
-    });
+    nativeWasm = globalThis.WebAssembly;
+    if (nativeWasm !== undefined) Object.defineProperty(globalThis, "WebAssembly", wasmOnFirstUse);
   }
   function guardWasm(W) {
     wasmState = 2;
@@ -1966,7 +1984,8 @@
     ops.setAsyncContext(undefined);
     if (wasmState === 0) guardWasmOnFirstUse();
     // Without context reset: forget the timers that ended with earlier requests.
-    for (const ended of ops.timersEnded()) timers.delete(ended);
+    const ended = ops.timersEnded();
+    if (ended !== undefined) for (const id of ended) timers.delete(id);
     requestEnv = env;
     if (tiers.rest !== undefined) Object.assign(tiers.rest.process.env, env);
     const headers = new Headers();
