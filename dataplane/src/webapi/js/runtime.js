@@ -46,11 +46,16 @@
     };
     const proto = Array.prototype;
     const nativeSort = proto.sort;
-    const natives = { __proto__: null };
-    const guarded = (self, name, args) => {
+    // The builtins, by their own names: inside each wrapper below, `indexOf` is the native one.
+    const {
+      indexOf, lastIndexOf, includes, forEach, some, every, find, findIndex, findLast, findLastIndex,
+      reduce, reduceRight, map, filter, join, toLocaleString, reverse, copyWithin, fill, slice, splice,
+      unshift, shift, sort, toSorted, toReversed, toSpliced, with: with_, flat, flatMap, concat,
+    } = proto;
+    const guarded = (self, name, native, args) => {
       const o = toObject(self);
       const len = lengthOf(o);
-      if (len <= GUARD_LENGTH) return apply(natives[name], self, args);
+      if (len <= GUARD_LENGTH) return apply(native, self, args);
       return guards()[name](o, len, [...args], nativeSort);
     };
     // Spreadable arguments count too: `[].concat({ length: 2**31, [Symbol.isConcatSpreadable]: true })`.
@@ -63,45 +68,44 @@
     // reset, every request), and functions whose name and `length` come from their source share
     // everything but their closure. Their parameters make each builtin's `length`.
     const methods = {
-      indexOf(a) { return guarded(this, "indexOf", arguments); },
-      lastIndexOf(a) { return guarded(this, "lastIndexOf", arguments); },
-      includes(a) { return guarded(this, "includes", arguments); },
-      forEach(a) { return guarded(this, "forEach", arguments); },
-      some(a) { return guarded(this, "some", arguments); },
-      every(a) { return guarded(this, "every", arguments); },
-      find(a) { return guarded(this, "find", arguments); },
-      findIndex(a) { return guarded(this, "findIndex", arguments); },
-      findLast(a) { return guarded(this, "findLast", arguments); },
-      findLastIndex(a) { return guarded(this, "findLastIndex", arguments); },
-      reduce(a) { return guarded(this, "reduce", arguments); },
-      reduceRight(a) { return guarded(this, "reduceRight", arguments); },
-      map(a) { return guarded(this, "map", arguments); },
-      filter(a) { return guarded(this, "filter", arguments); },
-      join(a) { return guarded(this, "join", arguments); },
-      toLocaleString() { return guarded(this, "toLocaleString", arguments); },
-      reverse() { return guarded(this, "reverse", arguments); },
-      copyWithin(a, b) { return guarded(this, "copyWithin", arguments); },
-      fill(a) { return guarded(this, "fill", arguments); },
-      slice(a, b) { return guarded(this, "slice", arguments); },
-      splice(a, b) { return guarded(this, "splice", arguments); },
-      unshift(a) { return guarded(this, "unshift", arguments); },
-      shift() { return guarded(this, "shift", arguments); },
-      sort(a) { return guarded(this, "sort", arguments); },
-      toSorted(a) { return guarded(this, "toSorted", arguments); },
-      toReversed() { return guarded(this, "toReversed", arguments); },
-      toSpliced(a, b) { return guarded(this, "toSpliced", arguments); },
-      with(a, b) { return guarded(this, "with", arguments); },
-      flat() { return guarded(this, "flat", arguments); },
-      flatMap(a) { return guarded(this, "flatMap", arguments); },
+      indexOf(a) { return guarded(this, "indexOf", indexOf, arguments); },
+      lastIndexOf(a) { return guarded(this, "lastIndexOf", lastIndexOf, arguments); },
+      includes(a) { return guarded(this, "includes", includes, arguments); },
+      forEach(a) { return guarded(this, "forEach", forEach, arguments); },
+      some(a) { return guarded(this, "some", some, arguments); },
+      every(a) { return guarded(this, "every", every, arguments); },
+      find(a) { return guarded(this, "find", find, arguments); },
+      findIndex(a) { return guarded(this, "findIndex", findIndex, arguments); },
+      findLast(a) { return guarded(this, "findLast", findLast, arguments); },
+      findLastIndex(a) { return guarded(this, "findLastIndex", findLastIndex, arguments); },
+      reduce(a) { return guarded(this, "reduce", reduce, arguments); },
+      reduceRight(a) { return guarded(this, "reduceRight", reduceRight, arguments); },
+      map(a) { return guarded(this, "map", map, arguments); },
+      filter(a) { return guarded(this, "filter", filter, arguments); },
+      join(a) { return guarded(this, "join", join, arguments); },
+      toLocaleString() { return guarded(this, "toLocaleString", toLocaleString, arguments); },
+      reverse() { return guarded(this, "reverse", reverse, arguments); },
+      copyWithin(a, b) { return guarded(this, "copyWithin", copyWithin, arguments); },
+      fill(a) { return guarded(this, "fill", fill, arguments); },
+      slice(a, b) { return guarded(this, "slice", slice, arguments); },
+      splice(a, b) { return guarded(this, "splice", splice, arguments); },
+      unshift(a) { return guarded(this, "unshift", unshift, arguments); },
+      shift() { return guarded(this, "shift", shift, arguments); },
+      sort(a) { return guarded(this, "sort", sort, arguments); },
+      toSorted(a) { return guarded(this, "toSorted", toSorted, arguments); },
+      toReversed() { return guarded(this, "toReversed", toReversed, arguments); },
+      toSpliced(a, b) { return guarded(this, "toSpliced", toSpliced, arguments); },
+      with(a, b) { return guarded(this, "with", with_, arguments); },
+      flat() { return guarded(this, "flat", flat, arguments); },
+      flatMap(a) { return guarded(this, "flatMap", flatMap, arguments); },
       concat(a) {
         let total = spreadLength(toObject(this));
         for (let i = 0; i < arguments.length; i++) total += spreadLength(arguments[i]);
-        if (total <= GUARD_LENGTH) return apply(natives.concat, this, arguments);
+        if (total <= GUARD_LENGTH) return apply(concat, this, arguments);
         return guards().concat(toObject(this), 0, [...arguments]);
       },
     };
     for (const name in methods) {
-      natives[name] = proto[name];
       Object.defineProperty(proto, name, { value: methods[name], writable: true, configurable: true, enumerable: false });
     }
     // Array.from on an array-like without an iterator.
