@@ -253,6 +253,13 @@ impl Nano {
         wait_exit(&mut child, &self.log)
     }
 
+    /// Waits for the process to exit by itself (after a signal sent with [`Nano::signal`]),
+    /// failing with the log if it does not within `PATIENCE`.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("still running");
+        wait_exit(&mut child, &self.log)
+    }
+
     /// A GET with the given Host.
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         self.send(
