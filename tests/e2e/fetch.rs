@@ -225,6 +225,21 @@ fn subrequests_work_and_are_guarded() {
             "{err}"
         );
 
+        // A hostname is checked by what it resolves to: localhost is loopback.
+        let reply = get(
+            "guarded.example",
+            format!("/get?url=http://localhost:{}/json", up.port()),
+        )
+        .await;
+        assert_eq!(reply.status, 502);
+        let message = reply.json()["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("localhost resolves to a non-public address"),
+            "{message}"
+        );
+        // (Redirects to private addresses: webapi::fetch's unit test, which needs a "public"
+        // address on this machine.)
+
         let reply = get("open.example", "/get?url=ftp://example.com/".into()).await;
         assert!(
             reply.json()["message"]

@@ -166,6 +166,7 @@ impl Worker {
                 allow_private_networks: image.fetch.allow_private_networks,
                 max_response_bytes: image.fetch.max_response_bytes,
                 budget: Some(budget.clone()),
+                non_public: crate::webapi::fetch::is_private,
             },
             max_subrequests: image.fetch.max_subrequests,
             next_id: 0,

@@ -40,6 +40,9 @@ pub struct Policy {
     /// The isolate's memory budget: response bodies count in it while they are read (they are
     /// outside V8 until handed to the JS), so a fan-out of subrequests cannot exceed memory_mb.
     pub budget: Option<std::sync::Arc<crate::limits::memory::Budget>>,
+    /// Which addresses count as non-public: [`is_private`] (a test names its own, to have a
+    /// "public" address on this machine).
+    pub non_public: fn(IpAddr) -> bool,
 }
 
 const MAX_REDIRECTS: usize = 20;
@@ -212,7 +215,7 @@ async fn exchange(request: &FetchRequest, policy: &Policy) -> Result<FetchRespon
     let allowed: Vec<SocketAddr> = addrs
         .iter()
         .copied()
-        .filter(|a| policy.allow_private_networks || !is_private(a.ip()))
+        .filter(|a| policy.allow_private_networks || !(policy.non_public)(a.ip()))
         .collect();
     let Some(addr) = allowed.first().copied() else {
         let ip = addrs
@@ -341,6 +344,101 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers every request on `ip` with `response`; counts the requests it saw.
+    async fn server(
+        ip: &str,
+        response: impl Fn(SocketAddr) -> String + Send + 'static,
+    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut head = Vec::new();
+                let mut buf = [0; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response(addr).as_bytes()).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    fn get(url: String) -> FetchRequest {
+        FetchRequest {
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+            body: None,
+            redirect: "follow".into(),
+        }
+    }
+
+    /// Every hop of a redirect chain is checked: a "public" server (127.0.0.2 here) that
+    /// redirects to a private one (127.0.0.1) gets the subrequest refused before it connects.
+    #[test]
+    fn redirects_to_private_addresses_are_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Subrequests run their connections on the worker's LocalSet.
+        tokio::task::LocalSet::new().block_on(&runtime, async {
+            let (private, private_seen) = server("127.0.0.1", |_| {
+                "HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret".into()
+            })
+            .await;
+            let (public, _) = server("127.0.0.2", move |_| {
+                format!(
+                    "HTTP/1.1 302 Found\r\nlocation: http://{private}/\r\ncontent-length: 0\r\n\r\n"
+                )
+            })
+            .await;
+            let (public_ok, _) = server("127.0.0.2", |_| {
+                "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".into()
+            })
+            .await;
+            let policy = Policy {
+                allow_private_networks: false,
+                max_response_bytes: 1024,
+                budget: None,
+                non_public: |ip| ip == IpAddr::from([127, 0, 0, 1]),
+            };
+            // The "public" server itself is reachable.
+            let ok = perform(get(format!("http://{public_ok}/")), &policy)
+                .await
+                .unwrap();
+            assert_eq!((ok.status, ok.body.as_slice()), (200, &b"ok"[..]));
+            // Its redirect to the private one is not followed.
+            let err = perform(get(format!("http://{public}/")), &policy)
+                .await
+                .unwrap_err();
+            assert!(err.contains("non-public address (127.0.0.1)"), "{err}");
+            assert_eq!(
+                private_seen.load(std::sync::atomic::Ordering::SeqCst),
+                0,
+                "the private server was reached"
+            );
+            // With private networks allowed the same chain ends at the private server.
+            let open = Policy {
+                allow_private_networks: true,
+                ..policy
+            };
+            let followed = perform(get(format!("http://{public}/")), &open)
+                .await
+                .unwrap();
+            assert_eq!(followed.body, b"secret");
+            assert!(followed.redirected);
+        });
+    }
 
     #[test]
     fn private_addresses_are_recognised() {
