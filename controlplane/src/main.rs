@@ -48,7 +48,15 @@ enum LogFormat {
 const EXIT_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad flags exit {EXIT_USAGE} like a bad config (clap's own code is 2); help and version 0.
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        let _ = err.print();
+        std::process::exit(if err.use_stderr() {
+            i32::from(EXIT_USAGE)
+        } else {
+            0
+        });
+    });
     let filter = tracing_subscriber::EnvFilter::try_from_env("NANO_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

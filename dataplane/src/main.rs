@@ -124,7 +124,15 @@ fn main() -> ExitCode {
     unsafe { std::env::set_var("TZ", "UTC") };
     // Before any other thread starts: V8's memory protection keys then reach every thread.
     nano_dataplane::isolate::init_v8();
-    let cli = Cli::parse();
+    // Bad flags exit {EXIT_CONFIG} like a bad config (clap's own code is 2); help and version 0.
+    let cli = Cli::try_parse().unwrap_or_else(|err| {
+        let _ = err.print();
+        std::process::exit(if err.use_stderr() {
+            i32::from(EXIT_CONFIG)
+        } else {
+            0
+        });
+    });
     init_tracing(cli.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Config {
