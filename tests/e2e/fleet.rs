@@ -1145,3 +1145,119 @@ fn an_unauthenticated_flood_is_refused_quickly() {
         assert_eq!(codes.get("Unauthenticated"), Some(&2000), "{codes:?}");
     });
 }
+
+/// The deploy and rollback flags of the `nanoctl` reference, each checked by what the fleet does:
+/// `rollback --to N`, `--no-rollback`, `--no-wait`, `--wait-timeout-secs`, and `--name` to take
+/// over a hostname on purpose.
+#[test]
+fn nanoctl_deploy_and_rollback_flags_do_what_the_reference_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let host = "flags.fleet.test";
+    let current = || {
+        cp.nanoctl_json(&["get", host])["app"]["version"]
+            .as_u64()
+            .unwrap()
+    };
+    let serves = |want: &str| {
+        block_on(async {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let reply = a.get(host, "/").await;
+                if reply.status == 200 && reply.body == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never served {want:?}: {reply:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    for (n, text) in [(1, "one"), (2, "two"), (3, "three")] {
+        let out = ok(&cp.nanoctl(&[
+            "deploy",
+            &app(dir.path(), &format!("{text}.js"), text),
+            "--hostname",
+            host,
+        ]));
+        assert!(
+            out.contains(&format!("version {n} serves on node-a")),
+            "{out}"
+        );
+    }
+
+    // rollback --to: any kept version, not only the one before.
+    let out = ok(&cp.nanoctl(&["rollback", host, "--to", "1"]));
+    assert!(out.contains("version 1 serves on node-a"), "{out}");
+    assert_eq!(current(), 1);
+    serves("one");
+
+    // --no-rollback: a version that fails on the node stays current (the node keeps serving
+    // what it had); without the flag nanoctl would have made version 1 current again.
+    let failing = dir.path().join("failing.js");
+    std::fs::write(&failing, "export default { nothing: true };\n").unwrap();
+    let err = refused(&cp.nanoctl(&[
+        "deploy",
+        failing.to_str().unwrap(),
+        "--hostname",
+        host,
+        "--no-rollback",
+    ]));
+    assert!(
+        err.contains("failed on node node-a") && !err.contains("rolled back"),
+        "{err}"
+    );
+    assert_eq!(current(), 4, "the failed version stays current");
+    serves("one");
+    ok(&cp.nanoctl(&["rollback", host, "--to", "3"]));
+    serves("three");
+
+    // --no-wait: returns once the control plane has it; the node takes it afterwards.
+    let out = ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "five.js", "five"),
+        "--hostname",
+        host,
+        "--no-wait",
+    ]));
+    assert!(
+        out.contains("deployed") && !out.contains("serves on"),
+        "{out}"
+    );
+    serves("five");
+
+    // --wait-timeout-secs: a node that never answers (stopped, still connected) makes the wait
+    // give up after that long, naming the node; once it runs again it catches up.
+    a.signal(libc::SIGSTOP);
+    let err = refused(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "six.js", "six"),
+        "--hostname",
+        host,
+        "--wait-timeout-secs",
+        "1",
+    ]));
+    a.signal(libc::SIGCONT);
+    assert!(
+        err.contains("after 1 s") && err.contains("still pending on node-a"),
+        "{err}"
+    );
+    serves("six");
+
+    // --name: another folder's app may take the hostname only by naming its owner.
+    let owner = cp.nanoctl_json(&["get", host])["app"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = dir.path().join("other-team");
+    std::fs::create_dir(&other).unwrap();
+    let theirs = app(&other, "theirs.js", "replaced");
+    refused(&cp.nanoctl(&["deploy", &theirs, "--hostname", host]));
+    let out = ok(&cp.nanoctl(&["deploy", &theirs, "--hostname", host, "--name", &owner]));
+    assert!(out.contains("serves on node-a"), "{out}");
+    serves("replaced");
+}
