@@ -23,6 +23,10 @@ struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where tenant traffic is served, HOST:PORT (port 0 picks a free one); overrides
+    /// server.host and server.port.
+    #[arg(long, global = true, env = "NANO_LISTEN")]
+    listen: Option<String>,
     #[command(flatten)]
     fleet: FleetFlags,
     /// PEM file of CA certificates that apps' https `fetch()` trusts besides the public roots
@@ -186,7 +190,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            serve(cli.config.as_deref(), cli.fleet)
+            serve(cli.config.as_deref(), cli.listen.as_deref(), cli.fleet)
         }
         Command::PrepareApp {
             hostname,
@@ -321,7 +325,7 @@ fn machine_hostname() -> String {
     if name.is_empty() { "node".into() } else { name }
 }
 
-fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
+fn serve(path: Option<&Path>, listen: Option<&str>, flags: FleetFlags) -> ExitCode {
     // Only a config the operator gave is watched for changes (not the embedded example).
     let config_path = path.map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
     // A fleet member without a config file serves only the fleet's apps.
@@ -333,7 +337,7 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
         // The same absolute path as reloads, so the first reload compares like with like.
         load(config_path.as_deref())
     };
-    let (config, _embedded_dir) = match loaded {
+    let (mut config, _embedded_dir) = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
             tracing::error!("{err}");
@@ -341,6 +345,23 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(listen) = listen {
+        match listen
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        {
+            Some((host, port)) if !host.is_empty() => {
+                config.server.host = host.trim_start_matches('[').trim_end_matches(']').into();
+                config.server.port = port;
+            }
+            _ => {
+                eprintln!(
+                    "--listen / NANO_LISTEN must be HOST:PORT (e.g. 0.0.0.0:8080 or [::]:8080), not {listen:?}"
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
     let fleet = match fleet_options(&config, flags) {
         Ok(None) => None,
         Ok(Some(options)) => {
@@ -372,11 +393,13 @@ fn serve(path: Option<&Path>, flags: FleetFlags) -> ExitCode {
     };
     let code = runtime.block_on(async move {
         let addr = format!("{}:{}", config.server.host, config.server.port);
-        let listener = match tokio::net::TcpListener::bind(&addr).await {
+        // (host, port), so an IPv6 host like "::" needs no brackets.
+        let bound = tokio::net::TcpListener::bind((config.server.host.as_str(), config.server.port));
+        let listener = match bound.await {
             Ok(listener) => listener,
             Err(err) => {
                 tracing::error!(%addr, error = %err, "cannot bind the listener");
-                eprintln!("cannot listen on {addr}: {err} (change server.host/server.port)");
+                eprintln!("cannot listen on {addr}: {err} (change server.host/server.port or --listen)");
                 return ExitCode::FAILURE;
             }
         };

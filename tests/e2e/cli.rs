@@ -78,6 +78,9 @@ fn serve_with_a_bad_config_exits_64() {
     let out = run_nano(&["--config", path.to_str().unwrap(), "--bogus"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'--bogus'"));
+    let out = run_nano(&["--listen", "8080"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be HOST:PORT"));
 }
 
 #[test]

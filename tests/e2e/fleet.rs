@@ -1261,3 +1261,82 @@ fn nanoctl_deploy_and_rollback_flags_do_what_the_reference_says() {
     assert!(out.contains("serves on node-a"), "{out}");
     serves("replaced");
 }
+
+/// A member set up by flags alone, and one by environment alone (as a container would be):
+/// without `--config` each serves only the fleet's apps (not the embedded example), under the
+/// node id it was given.
+#[test]
+fn members_configured_by_flags_or_environment_serve_only_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let host = "only.fleet.test";
+    // Deployed before any node is there: nothing to wait for.
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "only.js", "from the fleet"),
+        "--hostname",
+        host,
+    ]));
+    let by_flags = Nano::start_args(
+        &[
+            "--control-plane",
+            &cp.url(),
+            "--node-id",
+            "by-flags",
+            "--token",
+            NODE_TOKEN,
+            "--cache-dir",
+            dir.path().join("flags-cache").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let cache = dir.path().join("env-cache");
+    let url = cp.url();
+    let by_env = Nano::start_args(
+        &[],
+        &[
+            ("NANO_CONTROL_PLANE", url.as_str()),
+            ("NANO_NODE_ID", "by-env"),
+            ("NANO_NODE_TOKEN", NODE_TOKEN),
+            ("NANO_CACHE_DIR", cache.to_str().unwrap()),
+            ("NANO_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    cp.wait_for_nodes(2);
+    let nodes = cp.nanoctl_json(&["nodes"]);
+    let mut ids: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["by-env", "by-flags"], "{nodes}");
+    block_on(async {
+        for node in [&by_flags, &by_env] {
+            let deadline = Instant::now() + PATIENCE;
+            loop {
+                let reply = node.get(host, "/").await;
+                if reply.status == 200 {
+                    assert_eq!(reply.body, "from the fleet");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{reply:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // The embedded example's app (hostname localhost) is not there.
+            let reply = node.get("localhost", "/").await;
+            assert_eq!(reply.status, 404, "{}", reply.body);
+            assert_eq!(reply.header("x-nano-error"), Some("unknown-host"));
+        }
+    });
+    for node in [&by_flags, &by_env] {
+        assert!(
+            node.log.text().contains("fleet mode") && !node.log.text().contains("embedded example"),
+            "{}",
+            node.log.text()
+        );
+    }
+}

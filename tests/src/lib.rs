@@ -226,6 +226,21 @@ impl Nano {
         Self::start_with_args(&["--config", config.to_str().unwrap()], dir)
     }
 
+    /// Starts `nano` with exactly these arguments and environment (no config written); it must
+    /// log the address it listens on.
+    pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut env = env.to_vec();
+        env.push(("NANO_LOG", "info,nano_dataplane=debug"));
+        let (child, log) = spawn_logged("nano", args, &env);
+        let addr = log_addr(&log, "addr");
+        Self {
+            child: Some(child),
+            addr,
+            log,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     /// Sends a signal to the process.
     pub fn signal(&self, signal: i32) {
         let child = self.child.as_ref().expect("still running");
