@@ -1340,3 +1340,87 @@ fn members_configured_by_flags_or_environment_serve_only_the_fleet() {
         );
     }
 }
+
+/// A request in flight when a node switches versions finishes on the old one: a streamed
+/// response of 64 MiB, far more than the socket and the stream's channel buffer, that the client
+/// starts reading before the switch and finishes after the new version answers. Every byte
+/// comes from the old version's isolate.
+#[test]
+fn a_streamed_response_in_flight_finishes_on_the_old_version_across_a_switch() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const CHUNKS: usize = 1024;
+    const CHUNK: usize = 64 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let host = "stream.fleet.test";
+    let streaming = |version: &str| {
+        let path = dir.path().join(format!("{version}.js"));
+        std::fs::write(
+            &path,
+            format!(
+                "const V = {version:?};\n\
+                 export default {{ fetch(request) {{\n\
+                   if (new URL(request.url).pathname !== '/stream') return new Response(V);\n\
+                   const chunk = new TextEncoder().encode(V.padEnd({CHUNK}, '.'));\n\
+                   let n = 0;\n\
+                   return new Response(new ReadableStream({{ pull(c) {{ if (n++ < {CHUNKS}) c.enqueue(chunk.slice()); else c.close(); }} }}, {{ highWaterMark: 0 }}));\n\
+                 }} }};\n"
+            ),
+        )
+        .unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    // 64 MiB through JS takes more than the default 50 ms of CPU in a debug build.
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &streaming("old"),
+        "--hostname",
+        host,
+        "--cpu-ms",
+        "60000",
+    ]));
+    block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(a.addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET /stream HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut received = Vec::new();
+        let mut buf = vec![0; 64 * 1024];
+        // The head, then the first chunk (after its size line).
+        while !String::from_utf8_lossy(&received)
+            .split_once("\r\n\r\n")
+            .is_some_and(|(_, body)| body.contains("old"))
+        {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&buf[..n]);
+        }
+
+        let out = ok(&nanoctl_async(&cp, &["deploy", &streaming("new"), "--hostname", host]).await);
+        assert!(out.contains("version 2 serves on node-a"), "{out}");
+        assert_eq!(a.get(host, "/").await.body, "new");
+
+        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut received))
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        let text = String::from_utf8_lossy(&received);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        // Chunked framing aside, every chunk of the body is the old version's.
+        assert_eq!(body.matches("old").count(), CHUNKS, "{head}");
+        assert!(!body.contains("new"), "a chunk came from the new version");
+    });
+}

@@ -32,7 +32,8 @@ fn apps(root: &Path, names: &[&str]) -> Value {
     let apps: Vec<Value> = names
         .iter()
         .map(|name| match *name {
-            "a" => json!({ "hostname": "a.example", "entrypoint": root.join("a/app.js"), "limits": { "workers": 2 } }),
+            "a" => json!({ "hostname": "a.example", "entrypoint": root.join("a/app.js"), "limits": { "workers": 2 },
+                           "fetch": { "allow_private_networks": true } }),
             other => json!({ "hostname": format!("{other}.example"), "entrypoint": fixtures().join("hello/app.js"),
                              "env": { "NAME": other }, "limits": { "workers": 1 } }),
         })
@@ -233,4 +234,41 @@ fn sighup_reloads() {
         !log.contains("trigger=file change"),
         "the watch saw the change, so this test does not show what SIGHUP does: {log}"
     );
+}
+
+/// A request in flight when its app is reloaded finishes on the version it started on, while new
+/// requests already get the new one. It is held by a subrequest to an upstream the test
+/// releases only after the new version answers.
+#[test]
+fn a_request_in_flight_finishes_on_the_old_version() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let site = site();
+    block_on(async {
+        wait_for_body(&site.nano, "a.example", "v0").await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let req =
+                nano_tests::request("GET", "a.example", &format!("/?hold=http://{upstream}/"))
+                    .body(nano_tests::body(""))
+                    .unwrap();
+            nano_tests::send(site.nano.addr, req).await
+        });
+        let (mut stream, _) = tokio::time::timeout(PATIENCE, listener.accept())
+            .await
+            .expect("the subrequest arrived")
+            .unwrap();
+        let mut buf = [0; 1024];
+        let _ = stream.read(&mut buf).await.unwrap();
+
+        write_version(&site.root, "v1");
+        wait_for_body(&site.nano, "a.example", "v1").await;
+
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = tokio::time::timeout(PATIENCE, held).await.unwrap().unwrap();
+        assert_eq!((reply.status, reply.body.as_str()), (200, "v0"));
+    });
 }
