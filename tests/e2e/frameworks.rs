@@ -1,65 +1,34 @@
 //! Real frameworks and npm packages, unmodified: Hono (with its AsyncLocalStorage-based
 //! contextStorage), itty-router and jwt-simple (CommonJS, Node's crypto and Buffer) from the npm
-//! registry, bundled by esbuild into one module each and served by NANO. The packages are
-//! installed (npm ci, pinned by tests/frameworks/package-lock.json) on first use.
+//! registry, bundled by esbuild into one module each and served by NANO. The bundles are
+//! committed (tests/frameworks/dist, made by tests/frameworks/bundle.sh from the packages pinned
+//! by package-lock.json), so these tests need neither npm nor the network.
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 
 use nano_tests::{Nano, block_on, body, request};
 use serde_json::json;
 
-fn frameworks() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("frameworks")
-}
-
-/// Installs the packages once and bundles both apps into tests/frameworks/dist.
-fn bundles() -> &'static PathBuf {
-    static DIST: OnceLock<PathBuf> = OnceLock::new();
-    DIST.get_or_init(|| {
-        let dir = frameworks();
-        let installed = ["node_modules/.bin/esbuild", "node_modules/hono", "node_modules/jwt-simple"]
-            .iter()
-            .all(|path| dir.join(path).exists());
-        if !installed {
-            let status = Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
-                .current_dir(&dir)
-                .status()
-                .expect("npm runs (Node.js is needed for the framework tests)");
-            assert!(status.success(), "npm ci in {} failed", dir.display());
-        }
-        let dist = dir.join("dist");
-        // Apps for Node (Node's modules stay imports; CommonJS reaches them through the
-        // createRequire banner esbuild's ESM output needs) and for the browser-like default.
-        const FOR_NODE: &[&str] = &[
-            "--platform=node",
-            "--banner:js=import { createRequire } from \"node:module\"; const require = createRequire(\"/\");",
-        ];
-        for (app, platform) in [
-            ("hono-app", &[][..]),
-            ("itty-app", &[][..]),
-            ("hono-storage-app", FOR_NODE),
-            ("jwt-app", FOR_NODE),
-        ] {
-            let status = Command::new(dir.join("node_modules/.bin/esbuild"))
-                .arg(format!("src/{app}.js"))
-                .args(["--bundle", "--format=esm", "--log-level=warning"])
-                .args(platform)
-                .arg(format!("--outfile=dist/{app}.js"))
-                .current_dir(&dir)
-                .status()
-                .expect("esbuild runs");
-            assert!(status.success(), "bundling {app} failed");
-        }
-        dist
-    })
+/// The committed bundles, after checking that they were made from the current lockfile and
+/// sources (dist/SOURCES.sha256): a change to either without running bundle.sh fails here.
+fn bundles() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("frameworks");
+    let recorded = std::fs::read_to_string(dir.join("dist/SOURCES.sha256"))
+        .expect("tests/frameworks/dist/SOURCES.sha256 (run tests/frameworks/bundle.sh)");
+    for line in recorded.lines() {
+        let (hash, file) = line.split_once("  ").expect("sha256sum format");
+        let now = nano_sliver::sha256_hex(&std::fs::read(dir.join(file)).unwrap());
+        assert_eq!(
+            now, hash,
+            "tests/frameworks/{file} changed since the bundles were made: run tests/frameworks/bundle.sh and commit dist/"
+        );
+    }
+    dir.join("dist")
 }
 
 #[test]
 fn hono_app_runs_unmodified() {
-    let dist = bundles();
+    let dist = &bundles();
     let nano = Nano::start(
         json!({ "apps": [{ "hostname": "hono.example", "entrypoint": dist.join("hono-app.js") }] }),
     );
@@ -98,7 +67,7 @@ fn hono_app_runs_unmodified() {
 
 #[test]
 fn itty_router_app_runs_unmodified() {
-    let dist = bundles();
+    let dist = &bundles();
     let nano = Nano::start(
         json!({ "apps": [{ "hostname": "itty.example", "entrypoint": dist.join("itty-app.js") }] }),
     );
@@ -121,7 +90,7 @@ fn itty_router_app_runs_unmodified() {
 /// back their own.
 #[test]
 fn hono_context_storage_follows_each_request_across_awaits_and_timers() {
-    let dist = bundles();
+    let dist = &bundles();
     let nano = Nano::start(json!({ "apps": [{
         "hostname": "storage.example",
         "entrypoint": dist.join("hono-storage-app.js"),
@@ -158,7 +127,7 @@ fn hono_context_storage_follows_each_request_across_awaits_and_timers() {
 /// to the same bundle (npm workerd 1.20261117.1, compatibility date 2026-11-01, nodejs_compat).
 #[test]
 fn jwt_simple_package_runs_unmodified() {
-    let dist = bundles();
+    let dist = &bundles();
     let nano = Nano::start(json!({ "apps": [{
         "hostname": "jwt.example",
         "entrypoint": dist.join("jwt-app.js"),
