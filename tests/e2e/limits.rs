@@ -248,3 +248,21 @@ fn an_isolate_over_95_percent_ends_the_requests_in_flight() {
         t.contains("memory emergency") && t.contains("in_flight=1")
     });
 }
+
+/// The wall clock ends JS that spins as well as JS that waits: with a CPU budget far above it,
+/// a spinning request gets 504 `timeout` (CPU time cannot outrun wall time on one thread).
+#[test]
+fn the_wall_clock_ends_spinning_js_with_504() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "spin.example", "entrypoint": "cpu-spin/app.js",
+          "limits": { "workers": 1, "cpu_ms": 60000, "timeout_secs": 1 } }
+    ]}));
+    block_on(async {
+        let reply = nano.get("spin.example", "/bomb").await;
+        assert_eq!(reply.status, 504, "{}", reply.body);
+        assert_eq!(reply.header("x-nano-error"), Some("timeout"));
+        assert_eq!(reply.json()["limit"], "1s", "{}", reply.body);
+        let again = nano.get("spin.example", "/").await;
+        assert_eq!((again.status, again.body.as_str()), (200, "ok cpu-spin"));
+    });
+}
