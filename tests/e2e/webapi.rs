@@ -150,3 +150,22 @@ fn web_platform_conformance() {
         json!({ "seen": ["ping"], "perf": "number", "ua": true, "micro": "ran" })
     );
 }
+
+/// Web Crypto is compiled into a context on first use when the app's source does not name it
+/// (its snapshot then lacks it): each request's fresh context builds it again and gets the same
+/// answers as workerd (2026-11-17, compat date 2026-11-01) gives to the same module.
+#[test]
+fn web_crypto_built_on_first_use_answers_in_every_request() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "lazy.example", "entrypoint": "lazy-crypto/app.js", "limits": { "workers": 1 } }
+    ]}));
+    for _ in 0..3 {
+        let reply = block_on(nano.get("lazy.example", "/"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.json(),
+            json!({ "same": true, "proto": true, "key": true,
+                    "accessor": ["function", true, true], "sig": [182, 0, 144, 227] })
+        );
+    }
+}

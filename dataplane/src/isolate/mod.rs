@@ -328,8 +328,18 @@ fn materialise_lazy_globals(
             .iter()
             .any(|(_, bytes)| bytes.windows(text.len()).any(|w| w == text.as_bytes()));
         if named {
-            // Reading it runs the getter that makes it.
-            let _ = global.get(tc, name);
+            // Reading it runs the getter that makes it (a dotted name, property by property).
+            let mut holder: v8::Local<v8::Value> = global.into();
+            for part in text.split('.') {
+                let (Some(object), Some(key)) = (holder.to_object(tc), v8::String::new(tc, part))
+                else {
+                    break;
+                };
+                match object.get(tc, key.into()) {
+                    Some(value) => holder = value,
+                    None => break,
+                }
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ const LAZY_SCRIPTS: &[(&str, &str)] = &[
     ("rest", include_str!("js/node/rest.js")),
     ("extras", include_str!("js/extras.js")),
     ("guards", include_str!("js/guards.js")),
+    ("subtle", include_str!("js/subtle.js")),
 ];
 
 macro_rules! ops {
