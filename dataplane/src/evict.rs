@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{IsolateState, WorkerStats};
+use crate::job::{IsolateState, WorkerStats};
 use crate::router::Routing;
 
 /// How often the budget is checked.

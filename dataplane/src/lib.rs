@@ -2,8 +2,10 @@
 //! cancellation token fires. `main.rs` only parses flags and maps errors to exit codes, so tests
 //! and benchmarks can run a whole data plane in-process on port 0.
 
+pub mod evict;
 pub mod http;
 pub mod isolate;
+pub mod job;
 pub mod limits;
 pub mod metrics;
 pub mod pool;
@@ -12,6 +14,9 @@ pub mod router;
 pub mod slivers;
 pub mod sync;
 mod webapi;
+
+#[cfg(test)]
+mod tidy;
 
 pub use webapi::fetch::trust_extra_roots as trust_fetch_roots;
 
@@ -99,7 +104,7 @@ pub async fn run(
     }
     if let Some(memory_mb) = config.node.memory_mb {
         let limit = u64::from(memory_mb) * 1024 * 1024;
-        tasks.push(tokio::spawn(pool::evict::enforce(
+        tasks.push(tokio::spawn(evict::enforce(
             routing.clone(),
             limit,
             helpers.clone(),

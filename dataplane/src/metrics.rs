@@ -3,8 +3,8 @@
 //! are not stored: they are read from the workers' published stats at scrape time, so they
 //! disappear with their isolate.
 
-use std::sync::LazyLock;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
@@ -13,7 +13,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::router::Router;
+use crate::job::WorkerStats;
 
 /// The `hostname` label of requests whose Host matches no app.
 pub const UNKNOWN_HOST: &str = "_unknown";
@@ -189,10 +189,14 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric, plus the per-isolate series of `router`.
-    pub fn render(&self, router: &Router) -> String {
+    /// The Prometheus text exposition of every metric, plus the per-isolate series of `apps`
+    /// (each app's hostname and its workers' stats).
+    pub fn render<'a>(
+        &self,
+        apps: impl IntoIterator<Item = (&'a str, Vec<Arc<WorkerStats>>)>,
+    ) -> String {
         let mut families = self.registry.gather();
-        families.extend(IsolateCollector { router }.collect());
+        families.extend(IsolateCollector::collect(apps));
         // The text encoder refuses families without samples (a vec with no labels set yet).
         families.retain(|family| !family.get_metric().is_empty());
         families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -205,12 +209,12 @@ impl Metrics {
 }
 
 /// Per-isolate gauges, built from the workers' stats at scrape time.
-struct IsolateCollector<'a> {
-    router: &'a Router,
-}
+struct IsolateCollector;
 
-impl IsolateCollector<'_> {
-    fn collect(&self) -> Vec<MetricFamily> {
+impl IsolateCollector {
+    fn collect<'a>(
+        apps: impl IntoIterator<Item = (&'a str, Vec<Arc<WorkerStats>>)>,
+    ) -> Vec<MetricFamily> {
         let memory = GaugeVec::new(
             Opts::new(
                 "nano_memory_bytes",
@@ -232,10 +236,9 @@ impl IsolateCollector<'_> {
             &["hostname"],
         )
         .expect("valid metric");
-        for route in self.router.routes() {
-            let hostname = route.pool.hostname();
+        for (hostname, workers) in apps {
             let mut live = 0;
-            for stats in route.pool.stats() {
+            for stats in workers {
                 if !stats.is_live() {
                     continue;
                 }

@@ -61,7 +61,12 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         }
         "/_admin/ready" => ready(front),
         "/_admin/metrics" => {
-            let text = METRICS.render(&front.router.load());
+            let router = front.router.load();
+            let text = METRICS.render(
+                router
+                    .routes()
+                    .map(|route| (route.pool.hostname(), route.pool.stats())),
+            );
             let mut response = Response::new(super::rescue::full(text));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

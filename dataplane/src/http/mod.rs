@@ -24,9 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::job::{Failure, Job, Outcome, ResponseBody};
 use crate::limits::cpu::LimitKind;
 use crate::metrics::{METRICS, UNKNOWN_HOST};
-use crate::pool::{Failure, Job, Outcome, ResponseBody};
 use crate::router::{Route, Routing};
 use rescue::{Body, Refusal};
 
@@ -404,7 +404,7 @@ async fn run(
         )
         .collect();
     let (reply, outcome) = oneshot::channel();
-    let id = crate::pool::next_request_id();
+    let id = crate::job::next_request_id();
     let job = Job {
         id,
         method: parts.method.as_str().to_owned(),

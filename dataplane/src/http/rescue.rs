@@ -8,9 +8,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 
+use crate::job::Failure;
 use crate::limits::cpu::LimitKind;
 use crate::limits::memory::MIB;
-use crate::pool::{Failure, PoolError};
+use crate::pool::PoolError;
 
 /// Every response body: whole bytes, or chunks streamed from a worker.
 pub type Body = http_body_util::Either<Full<Bytes>, ChannelBody>;
@@ -22,7 +23,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 
 /// A body whose chunks arrive from a worker; an `Err` chunk (or the channel closing after the
 /// worker flagged a failure) aborts the response.
-pub struct ChannelBody(pub crate::pool::StreamBody);
+pub struct ChannelBody(pub crate::job::StreamBody);
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;

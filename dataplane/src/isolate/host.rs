@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio_util::time::{DelayQueue, delay_queue};
 
+use crate::job::{Failure, Job, Outcome, SlotGuard};
 use crate::limits::cpu::LimitKind;
-use crate::pool::{Failure, Job, Outcome, SlotGuard};
 
 pub(crate) type StateRef = Rc<RefCell<WorkerState>>;
 
@@ -397,10 +397,10 @@ impl WorkerState {
             } => Outcome::Response {
                 status,
                 headers,
-                body: crate::pool::ResponseBody::Full(body.into()),
+                body: crate::job::ResponseBody::Full(body.into()),
             },
             Reply::StreamStart { status, headers } => {
-                let (chunks, receiver) = tokio::sync::mpsc::channel(crate::pool::STREAM_CHUNKS);
+                let (chunks, receiver) = tokio::sync::mpsc::channel(crate::job::STREAM_CHUNKS);
                 let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 inflight.body = Some(StreamSender {
                     chunks,
@@ -409,7 +409,7 @@ impl WorkerState {
                 Outcome::Response {
                     status,
                     headers,
-                    body: crate::pool::ResponseBody::Stream(crate::pool::StreamBody {
+                    body: crate::job::ResponseBody::Stream(crate::job::StreamBody {
                         chunks: receiver,
                         failed,
                     }),

@@ -19,11 +19,11 @@ use tokio::sync::mpsc;
 
 use super::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
 use super::{AppImage, get_function, internals_key};
+use crate::job::stats::now_ms;
+use crate::job::{Command, Failure, IsolateState, Job, WorkerStats};
 use crate::limits::cpu::{LimitKind, WorkerClock};
 use crate::limits::memory::{Budget, Pressure};
 use crate::metrics::METRICS;
-use crate::pool::stats::now_ms;
-use crate::pool::{Command, Failure, IsolateState, Job, WorkerStats};
 use crate::webapi;
 
 const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";

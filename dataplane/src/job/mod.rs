@@ -1,0 +1,131 @@
+//! What passes between the HTTP front, an app's pool and a worker thread: a request ([`Job`]),
+//! what became of it ([`Outcome`], [`Failure`]), the slot it holds, and the stats each worker
+//! publishes. Below both `pool` and `isolate`, so neither imports the other's internals.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use crate::limits::cpu::LimitKind;
+
+pub mod stats;
+
+pub use stats::{IsolateState, WorkerStats};
+
+/// One HTTP request handed to a worker.
+pub struct Job {
+    /// Unique in the process; names the request in a later [`Command::Cancel`].
+    pub id: u64,
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub reply: oneshot::Sender<Outcome>,
+    pub slot: SlotGuard,
+}
+
+impl Job {
+    /// The path part of the URL, for logs.
+    pub fn path(&self) -> &str {
+        let after_scheme = self
+            .url
+            .split_once("://")
+            .map_or(&*self.url, |(_, rest)| rest);
+        after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+    }
+}
+
+/// What a worker is told to do.
+pub enum Command {
+    Run(Job),
+    /// The client went away before the response: drop the request.
+    Cancel(u64),
+    /// Dispose the isolate if it is idle (node memory budget); it is recreated on demand.
+    Evict,
+}
+
+/// A process-wide request id.
+pub fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What became of a request.
+#[derive(Debug)]
+pub enum Outcome {
+    Response {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: ResponseBody,
+    },
+    Failed(Failure),
+}
+
+/// The body of an app's response.
+#[derive(Debug)]
+pub enum ResponseBody {
+    Full(Bytes),
+    /// Chunks as the app's stream produces them; an `Err` aborts the response.
+    Stream(StreamBody),
+}
+
+/// A streamed body: chunks through a bounded channel ([`STREAM_CHUNKS`]; the app's stream waits
+/// while it is full), an `Err` chunk aborting it. `failed` is set when the stream broke while the
+/// channel had no room for the error: the end of the channel is then an error, not the end of
+/// the body.
+#[derive(Debug)]
+pub struct StreamBody {
+    pub chunks: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    pub failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Chunks of a streamed response buffered between the app and the client; past them the app's
+/// stream waits until the client reads (a client that never reads holds at most this much).
+pub const STREAM_CHUNKS: usize = 8;
+
+/// Why a request produced no response of the app's own. Mapped to HTTP in `http::rescue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    HandlerException {
+        message: String,
+    },
+    BadResponse {
+        message: String,
+    },
+    NoResponse,
+    /// A limit ended the request: CPU, memory or wall clock.
+    Limit {
+        kind: LimitKind,
+        limit: Duration,
+        used: Duration,
+    },
+    /// A memory limit, in bytes.
+    Memory {
+        limit: usize,
+        used: usize,
+    },
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// Holds one of a worker's slots; released on drop, whatever happens to the request.
+#[derive(Debug)]
+pub struct SlotGuard(Arc<AtomicUsize>);
+
+impl SlotGuard {
+    /// Takes over one slot already counted in `load` (the pool counted it when it reserved it).
+    pub fn holding(load: Arc<AtomicUsize>) -> Self {
+        Self(load)
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
