@@ -135,13 +135,16 @@ fn main() -> ExitCode {
         };
         let shutdown = CancellationToken::new();
         {
+            // Installed before the listeners are announced: a signal from then on is a graceful
+            // shutdown, never the default kill.
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                use tokio::signal::unix::{SignalKind, signal};
-                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
                 tokio::select! {
                     _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = int.recv() => {}
                 }
                 tracing::info!("shutting down");
                 shutdown.cancel();

@@ -414,7 +414,7 @@ fn serve(path: Option<&Path>, listen: Option<&str>, flags: FleetFlags) -> ExitCo
             _ => None,
         };
         let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
+        tokio::spawn(shutdown_on_signal(shutdown.clone()));
         let cache_dir = config.slivers.enabled.then(|| {
             config.slivers.cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nano-cache"))
         });
@@ -500,16 +500,20 @@ mod tempfile_guard {
     }
 }
 
-async fn wait_for_signal(shutdown: CancellationToken) {
+/// Installs the SIGTERM and SIGINT handlers now, before the node says it listens (a signal from
+/// then on is a graceful shutdown, never the default kill), and returns what waits for one.
+fn shutdown_on_signal(shutdown: CancellationToken) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    tracing::info!(signal = %name, "shutting down");
-    shutdown.cancel();
+    async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = %name, "shutting down");
+        shutdown.cancel();
+    }
 }
 
 fn init_tracing(format: LogFormat) {
