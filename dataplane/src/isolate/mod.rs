@@ -6,7 +6,6 @@
 //! start-up snapshot of every isolate of the app. A context reset is then only
 //! `v8::Context::new` on that snapshot.
 
-pub(crate) mod host;
 mod modules;
 pub mod prepare;
 mod worker;
@@ -23,7 +22,7 @@ use std::sync::{Arc, Once};
 
 use crate::limits::memory::{self, Budget};
 use crate::webapi;
-use host::{StateRef, WorkerState};
+use webapi::host::{StateRef, WorkerState};
 
 /// Stack of a worker thread; V8's own stack limit (about 1 MiB) fits well inside.
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
@@ -348,7 +347,7 @@ fn materialise_lazy_globals(
 fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Object> {
     let source = v8::String::new(scope, webapi::RUNTIME_JS).expect("runtime.js fits in a string");
     let name = v8::String::new(scope, "nano:runtime.js").expect("short string");
-    let origin = script_origin(scope, name.into(), false);
+    let origin = webapi::script_origin(scope, name.into(), false);
     let script = v8::Script::compile(scope, source, Some(&origin)).expect("runtime.js compiles");
     let bootstrap = script.run(scope).expect("runtime.js evaluates");
     let bootstrap =
@@ -368,16 +367,6 @@ fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::O
     internals
         .to_object(tc)
         .expect("bootstrap returns the internals object")
-}
-
-pub(crate) fn script_origin<'s>(
-    scope: &mut v8::HandleScope<'s>,
-    name: v8::Local<'s, v8::Value>,
-    is_module: bool,
-) -> v8::ScriptOrigin<'s> {
-    v8::ScriptOrigin::new(
-        scope, name, 0, 0, false, 0, None, false, false, is_module, None,
-    )
 }
 
 fn internals_key<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Private> {

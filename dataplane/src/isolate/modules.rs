@@ -428,7 +428,7 @@ fn compile_tree<'s>(
     let source = v8::String::new(scope, &source)
         .ok_or_else(|| AppLoadError(format!("module {name} is too large")))?;
     let resource = v8::String::new(scope, &name).expect("file name fits in a string");
-    let origin = super::script_origin(scope, resource.into(), true);
+    let origin = crate::webapi::script_origin(scope, resource.into(), true);
     let mut source = v8::script_compiler::Source::new(source, Some(&origin));
     let tc = &mut v8::TryCatch::new(scope);
     let Some(module) = v8::script_compiler::compile_module(tc, &mut source) else {
@@ -468,7 +468,7 @@ fn compile_builtin<'s>(
     let source = builtin_wrapper(scope, name);
     let source = v8::String::new(scope, &source).expect("a builtin wrapper is short");
     let resource = v8::String::new(scope, &format!("node:{name}")).expect("short string");
-    let origin = super::script_origin(scope, resource.into(), true);
+    let origin = crate::webapi::script_origin(scope, resource.into(), true);
     let mut source = v8::script_compiler::Source::new(source, Some(&origin));
     let module = v8::script_compiler::compile_module(scope, &mut source)
         .ok_or_else(|| AppLoadError(format!("the runtime's node:{name} module did not compile")))?;

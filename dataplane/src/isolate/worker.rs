@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
 use super::{AppImage, get_function, internals_key};
 use crate::job::stats::now_ms;
 use crate::job::{Command, Failure, IsolateState, Job, WorkerStats};
@@ -25,6 +24,7 @@ use crate::limits::cpu::{LimitKind, WorkerClock};
 use crate::limits::memory::{Budget, Pressure};
 use crate::metrics::METRICS;
 use crate::webapi;
+use crate::webapi::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
 
 const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
 

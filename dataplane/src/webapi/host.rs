@@ -1,5 +1,6 @@
-//! The state a worker keeps beside its isolate: requests in flight, timers and deadlines, and
-//! the JS contexts they run in. Ops reach it through the isolate slot; the worker loop owns it.
+//! The state a worker keeps beside its isolate, which the ops work on: requests in flight,
+//! timers and deadlines, and the JS contexts they run in. Ops reach it through the isolate slot;
+//! the worker loop (`isolate::worker`) owns and drives it.
 //!
 //! Borrow rule: a `RefCell` borrow of [`WorkerState`] is never held while V8 runs JS, because
 //! JS calls back into ops that borrow it again.
@@ -122,13 +123,13 @@ pub(crate) enum StreamSend {
 pub(crate) struct FetchDone {
     pub request: u64,
     pub fetch: u64,
-    pub result: Result<crate::webapi::fetch::FetchResponse, String>,
+    pub result: Result<super::fetch::FetchResponse, String>,
 }
 
 /// The worker's side of `fetch()`.
 pub(crate) struct FetchContext {
     pub done: tokio::sync::mpsc::UnboundedSender<FetchDone>,
-    pub policy: crate::webapi::fetch::Policy,
+    pub policy: super::fetch::Policy,
     pub max_subrequests: u32,
     pub next_id: u64,
 }
@@ -216,7 +217,7 @@ pub(crate) struct WorkerState {
     /// Timers of the shared context cancelled because their request ended (`timersEnded` op).
     pub ended_timers: Vec<u64>,
     /// Streaming text decoders and compression streams of this isolate's JS.
-    pub codecs: crate::webapi::codec::Codecs,
+    pub codecs: super::codec::Codecs,
     /// Without context reset: the WebAssembly memories of the shared context that V8 has not
     /// collected (a FinalizationRegistry reports them); with it, each request counts its own.
     wasm_memories: WasmMemories,

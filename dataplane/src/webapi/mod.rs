@@ -1,12 +1,14 @@
 //! The Rust half of the Web APIs: the native "ops" that `js/runtime.js` calls, and the list of
 //! external references V8 needs to put them in (and restore them from) a snapshot.
 //!
-//! Ops find the worker's state through the isolate slot (see `isolate::host`); they never keep V8
-//! handles beyond the call, and every refusal is a JS exception of the standard type.
+//! Ops find the worker's state through the isolate slot (`host`: the state they work on, which
+//! the worker loop in `isolate` drives); they never keep V8 handles beyond the call, and every
+//! refusal is a JS exception of the standard type.
 
 pub(crate) mod codec;
 mod crypto;
 pub mod fetch;
+pub(crate) mod host;
 mod urlpattern;
 pub(crate) mod wasm_limits;
 
@@ -14,8 +16,8 @@ use urlpattern::{op_input as op_url_pattern_input, op_parse as op_url_pattern_pa
 
 use std::time::Duration;
 
-use crate::isolate::host::{self, Reply};
 use crate::limits::memory;
+use host::Reply;
 
 /// The JS glue, evaluated once per app inside the snapshot creator.
 pub(crate) const RUNTIME_JS: &str = concat!(
@@ -216,6 +218,17 @@ fn op_codec_close(
     state.borrow_mut().codecs.close(id);
 }
 
+/// The origin of a script or module named `name` (the runtime's, a lazy script's, an app's).
+pub(crate) fn script_origin<'s>(
+    scope: &mut v8::HandleScope<'s>,
+    name: v8::Local<'s, v8::Value>,
+    is_module: bool,
+) -> v8::ScriptOrigin<'s> {
+    v8::ScriptOrigin::new(
+        scope, name, 0, 0, false, 0, None, false, false, is_module, None,
+    )
+}
+
 /// `lazyScript(name)`: compiles and runs one of the [`LAZY_SCRIPTS`] in the current context;
 /// answers the function that builds what it holds.
 fn op_lazy_script(
@@ -233,7 +246,7 @@ fn op_lazy_script(
         return;
     };
     let resource = v8::String::new(scope, &format!("nano:{name}.js")).expect("short string");
-    let origin = crate::isolate::script_origin(scope, resource.into(), false);
+    let origin = script_origin(scope, resource.into(), false);
     if let Some(script) = v8::Script::compile(scope, source, Some(&origin))
         && let Some(built) = script.run(scope)
     {
