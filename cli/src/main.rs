@@ -14,8 +14,8 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use nano_proto::v1::control_client::ControlClient;
 use nano_proto::v1::{
-    AppSpec, DeleteAppRequest, DeployRequest, DrainRequest, EvictRequest, GetAppRequest, Limits,
-    ListAppsRequest, ListIsolatesRequest, ListNodesRequest, RollbackRequest,
+    AppSpec, DeleteAppRequest, DeployRequest, DrainRequest, EvictRequest, FetchSettings,
+    GetAppRequest, Limits, ListAppsRequest, ListIsolatesRequest, ListNodesRequest, RollbackRequest,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -80,6 +80,21 @@ enum Command {
         /// Wall-clock time per request, in seconds.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         timeout_secs: Option<u32>,
+        /// Time the app's modules may take to evaluate at start-up, in milliseconds.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        startup_ms: Option<u32>,
+        /// Requests each worker holds (running or waiting) before the app answers 503.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        queue_per_worker: Option<u32>,
+        /// Let fetch() reach loopback, private and other non-public addresses.
+        #[arg(long)]
+        allow_private_networks: bool,
+        /// Subrequests one request may make (redirects included).
+        #[arg(long)]
+        max_subrequests: Option<u32>,
+        /// Largest subrequest response body, in bytes.
+        #[arg(long)]
+        max_response_bytes: Option<u64>,
         /// A value given to the handler as env.KEY (repeatable).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -265,6 +280,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             memory_mb,
             cpu_ms,
             timeout_secs,
+            startup_ms,
+            queue_per_worker,
+            allow_private_networks,
+            max_subrequests,
+            max_response_bytes,
             env,
             context_reset,
             no_rollback,
@@ -287,10 +307,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     memory_mb: memory_mb.unwrap_or(0),
                     timeout_secs: timeout_secs.unwrap_or(0),
                     cpu_ms: cpu_ms.unwrap_or(0),
+                    startup_ms: startup_ms.unwrap_or(0),
+                    queue_per_worker: queue_per_worker.unwrap_or(0),
                 }),
                 env,
                 context_reset: *context_reset,
                 name: name.clone().unwrap_or_default(),
+                fetch: Some(FetchSettings {
+                    allow_private_networks: allow_private_networks.then_some(true),
+                    max_subrequests: *max_subrequests,
+                    max_response_bytes: *max_response_bytes,
+                }),
             };
             let mut client = connect(&cli).await?;
             let deployed = client

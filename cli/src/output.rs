@@ -8,6 +8,7 @@ use crate::Output;
 pub fn app_json(app: &App) -> Value {
     let spec = app.spec.clone().unwrap_or_default();
     let limits = spec.limits.unwrap_or_default();
+    let fetch = spec.fetch.unwrap_or_default();
     let or_default = |v: u32| if v == 0 { Value::Null } else { v.into() };
     json!({
         "hostname": spec.hostname,
@@ -22,6 +23,13 @@ pub fn app_json(app: &App) -> Value {
             "memory_mb": or_default(limits.memory_mb),
             "timeout_secs": or_default(limits.timeout_secs),
             "cpu_ms": or_default(limits.cpu_ms),
+            "startup_ms": or_default(limits.startup_ms),
+            "queue_per_worker": or_default(limits.queue_per_worker),
+        },
+        "fetch": {
+            "allow_private_networks": fetch.allow_private_networks,
+            "max_subrequests": fetch.max_subrequests,
+            "max_response_bytes": fetch.max_response_bytes,
         },
         "env_keys": spec.env.keys().collect::<std::collections::BTreeSet<_>>(),
         "context_reset": spec.context_reset,
@@ -114,6 +122,7 @@ pub fn app_detail(got: &GetAppResponse, output: Output) {
         app.sliver_id, app.sliver_bytes, app.entry
     );
     println!("limits    {}", detail["limits"]);
+    println!("fetch     {}", detail["fetch"]);
     println!("env keys  {}", detail["env_keys"]);
     println!("versions kept for rollback:");
     table(

@@ -1424,3 +1424,117 @@ fn a_streamed_response_in_flight_finishes_on_the_old_version_across_a_switch() {
         assert!(!body.contains("new"), "a chunk came from the new version");
     });
 }
+
+/// Every setting a config file gives an app, a deploy can give it too: `--startup-ms`,
+/// `--queue-per-worker`, `--allow-private-networks`, `--max-subrequests`, `--max-response-bytes`
+/// reach the nodes (seen in what the app may do) and are checked against the config's bounds.
+#[test]
+fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let client = nano_tests::fixtures().join("fetch-client/app.js");
+    let client = client.to_str().unwrap();
+    block_on(async {
+        // An upstream on loopback answering JSON.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let upstream = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0; 4096];
+                    let _ = stream.read(&mut buf).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        let url = format!("/get?url=http://{upstream}/");
+        let many = format!("/many?url=http://{upstream}/");
+
+        // Deployed with the defaults, loopback is refused.
+        ok(&nanoctl_async(&cp, &["deploy", client, "--hostname", "guarded.fleet.test"]).await);
+        let reply = a.get("guarded.fleet.test", &url).await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+
+        // With the fetch settings of a config file.
+        ok(&nanoctl_async(
+            &cp,
+            &[
+                "deploy",
+                client,
+                "--hostname",
+                "open.fleet.test",
+                "--allow-private-networks",
+                "--max-subrequests",
+                "2",
+                "--max-response-bytes",
+                "1024",
+                "--queue-per-worker",
+                "4",
+                "--startup-ms",
+                "500",
+            ],
+        )
+        .await);
+        let reply = a.get("open.fleet.test", &url).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let outcomes = a.get("open.fleet.test", &many).await.json();
+        assert_eq!(
+            (&outcomes[0], &outcomes[1]),
+            (&serde_json::json!("ok"), &serde_json::json!("ok"))
+        );
+        assert!(
+            outcomes[2].as_str().unwrap().contains("max_subrequests"),
+            "{outcomes}"
+        );
+    });
+    let got = cp.nanoctl_json(&["get", "open.fleet.test"])["app"].clone();
+    assert_eq!(got["limits"]["queue_per_worker"], 4, "{got}");
+    assert_eq!(got["limits"]["startup_ms"], 500, "{got}");
+    assert_eq!(
+        got["fetch"],
+        serde_json::json!({ "allow_private_networks": true, "max_subrequests": 2, "max_response_bytes": 1024 })
+    );
+
+    // startup_ms reaches the node: an endless top level fails at the deploy's budget.
+    let endless = nano_tests::fixtures().join("top-level-loop/app.js");
+    let err = refused(&cp.nanoctl(&[
+        "deploy",
+        endless.to_str().unwrap(),
+        "--hostname",
+        "endless.fleet.test",
+        "--startup-ms",
+        "150",
+    ]));
+    assert!(err.contains("start-up budget of 150 ms"), "{err}");
+
+    // Out of the config's bounds: refused with the key and the range.
+    let err = refused(&cp.nanoctl(&[
+        "deploy",
+        client,
+        "--hostname",
+        "x.fleet.test",
+        "--queue-per-worker",
+        "5000",
+    ]));
+    assert!(
+        err.contains("limits.queue_per_worker") && err.contains("4096"),
+        "{err}"
+    );
+    let err = refused(&cp.nanoctl(&[
+        "deploy",
+        client,
+        "--hostname",
+        "x.fleet.test",
+        "--max-subrequests",
+        "5000",
+    ]));
+    assert!(
+        err.contains("fetch.max_subrequests") && err.contains("1000"),
+        "{err}"
+    );
+}

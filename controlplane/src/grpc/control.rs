@@ -55,13 +55,9 @@ pub fn check_spec(spec: Option<AppSpec>) -> Result<AppSpec, ControlError> {
             spec.name
         )));
     }
-    let limits = spec.limits.unwrap_or_default();
-    let raw = serde_json::json!({
-        "hostname": spec.hostname,
-        "limits": nano_proto::json::config_limits(&limits),
-        "env": spec.env,
-    });
-    nano_config::check_app(raw).map_err(|problems| {
+    let mut raw = nano_proto::json::config_settings(&spec);
+    raw.insert("hostname".into(), spec.hostname.clone().into());
+    nano_config::check_app(serde_json::Value::Object(raw)).map_err(|problems| {
         ControlError::Invalid(
             problems
                 .iter()
@@ -70,7 +66,7 @@ pub fn check_spec(spec: Option<AppSpec>) -> Result<AppSpec, ControlError> {
                 .join("; "),
         )
     })?;
-    spec.limits = Some(limits);
+    spec.limits = Some(spec.limits.unwrap_or_default());
     Ok(spec)
 }
 

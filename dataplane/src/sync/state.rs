@@ -9,18 +9,63 @@ use nano_sliver::Sliver;
 use serde::{Deserialize, Serialize};
 
 /// One app as the fleet gives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "SavedFleetApp")]
 pub struct FleetApp {
     pub hostname: String,
     pub version: u64,
     pub sliver_id: String,
-    /// Limits given at deploy; 0 means the default.
-    pub workers: u32,
-    pub memory_mb: u32,
-    pub timeout_secs: u32,
-    pub cpu_ms: u32,
-    pub env: BTreeMap<String, String>,
-    pub context_reset: Option<bool>,
+    /// What was given at deploy, as the config's keys of `apps[]` (limits, fetch, env,
+    /// context_reset): `nano_proto::json::config_settings`.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A saved [`FleetApp`], also as nodes before the settings were kept whole wrote it (four
+/// limits, env and context_reset as fields of their own).
+#[derive(Deserialize)]
+struct SavedFleetApp {
+    hostname: String,
+    version: u64,
+    sliver_id: String,
+    #[serde(default)]
+    settings: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    workers: u32,
+    #[serde(default)]
+    memory_mb: u32,
+    #[serde(default)]
+    timeout_secs: u32,
+    #[serde(default)]
+    cpu_ms: u32,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    context_reset: Option<bool>,
+}
+
+impl From<SavedFleetApp> for FleetApp {
+    fn from(saved: SavedFleetApp) -> Self {
+        let settings = saved.settings.unwrap_or_else(|| {
+            nano_proto::json::config_settings(&nano_proto::v1::AppSpec {
+                limits: Some(nano_proto::v1::Limits {
+                    workers: saved.workers,
+                    memory_mb: saved.memory_mb,
+                    timeout_secs: saved.timeout_secs,
+                    cpu_ms: saved.cpu_ms,
+                    ..Default::default()
+                }),
+                env: saved.env.into_iter().collect(),
+                context_reset: saved.context_reset,
+                ..Default::default()
+            })
+        });
+        Self {
+            hostname: saved.hostname,
+            version: saved.version,
+            sliver_id: saved.sliver_id,
+            settings,
+        }
+    }
 }
 
 /// The last revision this node activated.
@@ -111,38 +156,23 @@ impl FleetApp {
             tracing::warn!(hostname = %spec.hostname, "the control plane sent a bad sliver id; skipped");
             return None;
         }
-        let limits = spec.limits.unwrap_or_default();
         Some(Self {
             hostname: nano_config::normalize_host_header(&spec.hostname),
             version: app.version,
             sliver_id: app.sliver_id,
-            workers: limits.workers,
-            memory_mb: limits.memory_mb,
-            timeout_secs: limits.timeout_secs,
-            cpu_ms: limits.cpu_ms,
-            env: spec.env.into_iter().collect(),
-            context_reset: spec.context_reset,
+            settings: nano_proto::json::config_settings(&spec),
         })
     }
 
     /// The config app serving this from the cached sliver, checked against the config bounds.
     pub fn to_config(&self, dir: &Path) -> Result<nano_config::App, String> {
-        let limits = nano_proto::json::config_limits(&nano_proto::v1::Limits {
-            workers: self.workers,
-            memory_mb: self.memory_mb,
-            timeout_secs: self.timeout_secs,
-            cpu_ms: self.cpu_ms,
-        });
-        let mut raw = serde_json::json!({
-            "hostname": self.hostname,
-            "sliver": sliver_path(dir, &self.sliver_id),
-            "limits": limits,
-            "env": self.env,
-        });
-        if let Some(reset) = self.context_reset {
-            raw["context_reset"] = reset.into();
-        }
-        nano_config::check_app(raw).map_err(|problems| {
+        let mut raw = self.settings.clone();
+        raw.insert("hostname".into(), self.hostname.clone().into());
+        raw.insert(
+            "sliver".into(),
+            serde_json::json!(sliver_path(dir, &self.sliver_id)),
+        );
+        nano_config::check_app(serde_json::Value::Object(raw)).map_err(|problems| {
             problems
                 .iter()
                 .map(ToString::to_string)
@@ -178,6 +208,26 @@ impl LastGood {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state file written before the settings were kept whole still serves its apps with
+    /// their limits, env and context_reset.
+    #[test]
+    fn saved_state_of_the_older_shape_keeps_its_settings() {
+        let old = serde_json::json!({
+            "hostname": "a.test", "version": 3, "sliver_id": "ab".repeat(32),
+            "workers": 2, "memory_mb": 0, "timeout_secs": 0, "cpu_ms": 90,
+            "env": { "K": "v" }, "context_reset": false
+        });
+        let app: FleetApp = serde_json::from_value(old).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(app.settings.clone()),
+            serde_json::json!({ "limits": { "workers": 2, "cpu_ms": 90 }, "env": { "K": "v" },
+                                "context_reset": false })
+        );
+        // And the current shape round-trips.
+        let again: FleetApp = serde_json::from_value(serde_json::to_value(&app).unwrap()).unwrap();
+        assert_eq!(again, app);
+    }
 
     #[test]
     fn damaged_or_foreign_cached_slivers_fail_verification() {
