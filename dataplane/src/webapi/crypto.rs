@@ -8,11 +8,33 @@
 use ring::rand::SystemRandom;
 use ring::signature::{self, KeyPair};
 
-/// Why a crypto operation failed: (Web Crypto error name, message).
-pub type CryptoError = (&'static str, String);
+/// Why a crypto operation failed, by the `DOMException` name Web Crypto gives it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The operation itself failed (a bad tag, a key that cannot be made).
+    #[error("{0}")]
+    Operation(String),
+    /// The key or data is malformed.
+    #[error("{0}")]
+    Data(String),
+    /// An algorithm, curve or size NANO does not support.
+    #[error("{0}")]
+    NotSupported(String),
+}
+
+impl CryptoError {
+    /// The `DOMException` name JS sees.
+    pub fn name(&self) -> &'static str {
+        match self {
+            CryptoError::Operation(_) => "OperationError",
+            CryptoError::Data(_) => "DataError",
+            CryptoError::NotSupported(_) => "NotSupportedError",
+        }
+    }
+}
 
 fn op_error(message: impl Into<String>) -> CryptoError {
-    ("OperationError", message.into())
+    CryptoError::Operation(message.into())
 }
 
 /// AES-GCM encryption or decryption. The output of encryption is ciphertext followed by the tag.
@@ -28,20 +50,17 @@ pub fn aes_gcm(
         16 => &AES_128_GCM,
         32 => &AES_256_GCM,
         n => {
-            return Err((
-                "DataError",
-                format!("AES-GCM keys are 128 or 256 bits, not {}", n * 8),
-            ));
+            return Err(CryptoError::Data(format!(
+                "AES-GCM keys are 128 or 256 bits, not {}",
+                n * 8
+            )));
         }
     };
     let nonce = Nonce::try_assume_unique_for_key(iv).map_err(|_| {
-        (
-            "NotSupportedError",
-            format!(
-                "AES-GCM: only 96-bit IVs are supported, not {} bits",
-                iv.len() * 8
-            ),
-        )
+        CryptoError::NotSupported(format!(
+            "AES-GCM: only 96-bit IVs are supported, not {} bits",
+            iv.len() * 8
+        ))
     })?;
     let key = LessSafeKey::new(
         UnboundKey::new(algorithm, key).map_err(|_| op_error("AES-GCM: bad key"))?,
@@ -116,7 +135,7 @@ pub fn verify(algorithm: &str, public: &[u8], sig: &[u8], data: &[u8]) -> bool {
 }
 
 fn data_error(message: impl Into<String>) -> CryptoError {
-    ("DataError", message.into())
+    CryptoError::Data(message.into())
 }
 
 fn rsa_key_pair(pkcs8: &[u8]) -> Result<ring::rsa::KeyPair, CryptoError> {
@@ -173,10 +192,9 @@ fn rsa_params(
         ("PSS", "SHA-384") => (&s::RSA_PSS_2048_8192_SHA384, &s::RSA_PSS_SHA384),
         ("PSS", "SHA-512") => (&s::RSA_PSS_2048_8192_SHA512, &s::RSA_PSS_SHA512),
         _ => {
-            return Err((
-                "NotSupportedError",
-                format!("RSA: {hash} is not supported (SHA-256, SHA-384 and SHA-512 are)"),
-            ));
+            return Err(CryptoError::NotSupported(format!(
+                "RSA: {hash} is not supported (SHA-256, SHA-384 and SHA-512 are)"
+            )));
         }
     })
 }
@@ -256,16 +274,14 @@ pub fn spki_decode(der: &[u8]) -> Result<SpkiKey, CryptoError> {
             Ok(SpkiKey::P256(key.to_vec()))
         }
         (EC_OID, Some(P256_OID)) => Err(bad("a P-256 key must be an uncompressed point")),
-        (EC_OID, curve) => Err((
-            "NotSupportedError",
-            format!("spki: EC curve {curve:?} is not supported (P-256 is)"),
-        )),
+        (EC_OID, curve) => Err(CryptoError::NotSupported(format!(
+            "spki: EC curve {curve:?} is not supported (P-256 is)"
+        ))),
         (ED25519_OID, None) if key.len() == 32 => Ok(SpkiKey::Ed25519(key.to_vec())),
         (ED25519_OID, _) => Err(bad("an Ed25519 key is 32 bytes")),
-        (other, _) => Err((
-            "NotSupportedError",
-            format!("spki: algorithm {other} is not supported (RSA, EC P-256, Ed25519 are)"),
-        )),
+        (other, _) => Err(CryptoError::NotSupported(format!(
+            "spki: algorithm {other} is not supported (RSA, EC P-256, Ed25519 are)"
+        ))),
     }
 }
 
@@ -438,10 +454,9 @@ fn kdf_algorithms(
         "SHA-384" => (hkdf::HKDF_SHA384, pbkdf2::PBKDF2_HMAC_SHA384),
         "SHA-512" => (hkdf::HKDF_SHA512, pbkdf2::PBKDF2_HMAC_SHA512),
         other => {
-            return Err((
-                "NotSupportedError",
-                format!("{other} is not supported (SHA-1, SHA-256, SHA-384, SHA-512 are)"),
-            ));
+            return Err(CryptoError::NotSupported(format!(
+                "{other} is not supported (SHA-1, SHA-256, SHA-384, SHA-512 are)"
+            )));
         }
     })
 }
@@ -458,15 +473,12 @@ pub fn pbkdf2(
     let block = ring::hkdf::KeyType::len(&hmac);
     let work = u64::from(iterations) * bytes.div_ceil(block) as u64;
     if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS || work > MAX_PBKDF2_WORK {
-        return Err((
-            "NotSupportedError",
-            format!(
-                "PBKDF2: {iterations} iterations for {} bits; 1 to {MAX_PBKDF2_ITERATIONS} \
+        return Err(CryptoError::NotSupported(format!(
+            "PBKDF2: {iterations} iterations for {} bits; 1 to {MAX_PBKDF2_ITERATIONS} \
                  iterations and at most {MAX_PBKDF2_WORK} iterations x output blocks are \
                  supported (the derivation cannot be interrupted)",
-                bytes * 8
-            ),
-        ));
+            bytes * 8
+        )));
     }
     let iterations = std::num::NonZeroU32::new(iterations).expect("checked above");
     let mut out = vec![0; bytes];
@@ -525,15 +537,17 @@ mod tests {
         let mut tampered = sealed.clone();
         tampered[0] ^= 1;
         assert_eq!(
-            aes_gcm(false, &key, &iv, b"aad", &tampered).unwrap_err().0,
+            aes_gcm(false, &key, &iv, b"aad", &tampered)
+                .unwrap_err()
+                .name(),
             "OperationError"
         );
         assert_eq!(
-            aes_gcm(true, &[0; 5], &iv, b"", b"").unwrap_err().0,
+            aes_gcm(true, &[0; 5], &iv, b"", b"").unwrap_err().name(),
             "DataError"
         );
         assert_eq!(
-            aes_gcm(true, &key, &[0; 16], b"", b"").unwrap_err().0,
+            aes_gcm(true, &key, &[0; 16], b"", b"").unwrap_err().name(),
             "NotSupportedError"
         );
     }
@@ -546,7 +560,7 @@ mod tests {
         assert!(rsa_public_check(&n, &[1]).is_err(), "exponent 1");
         n[0] = 0x7f;
         assert_eq!(
-            rsa_public_check(&n, &[3]).unwrap_err().0,
+            rsa_public_check(&n, &[3]).unwrap_err().name(),
             "DataError",
             "2047 bits"
         );
@@ -567,7 +581,7 @@ mod tests {
             e: vec![1, 0, 1],
         };
         assert_eq!(spki_decode(&spki_encode(&rsa).unwrap()).unwrap(), rsa);
-        assert_eq!(spki_decode(b"not der").unwrap_err().0, "DataError");
+        assert_eq!(spki_decode(b"not der").unwrap_err().name(), "DataError");
     }
 
     #[test]
@@ -581,16 +595,19 @@ mod tests {
             let mut wrong = parts.clone();
             wrong[0][0] ^= 1;
             assert_eq!(
-                pkcs8_from_jwk(kind, &wrong).unwrap_err().0,
+                pkcs8_from_jwk(kind, &wrong).unwrap_err().name(),
                 "DataError",
                 "{kind}"
             );
         }
         assert_eq!(
-            private_key_check("RSA", b"junk").unwrap_err().0,
+            private_key_check("RSA", b"junk").unwrap_err().name(),
             "DataError"
         );
-        assert_eq!(jwk_from_pkcs8("RSA", b"junk").unwrap_err().0, "DataError");
+        assert_eq!(
+            jwk_from_pkcs8("RSA", b"junk").unwrap_err().name(),
+            "DataError"
+        );
     }
 
     #[test]
@@ -617,13 +634,15 @@ mod tests {
             assert_eq!(
                 pbkdf2("SHA-256", b"p", b"s", iterations, bytes)
                     .unwrap_err()
-                    .0,
+                    .name(),
                 "NotSupportedError",
                 "{iterations} x {bytes}"
             );
         }
         assert_eq!(
-            hkdf("SHA-256", b"k", b"", b"", 255 * 32 + 1).unwrap_err().0,
+            hkdf("SHA-256", b"k", b"", b"", 255 * 32 + 1)
+                .unwrap_err()
+                .name(),
             "OperationError"
         );
     }

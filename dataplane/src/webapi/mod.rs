@@ -374,10 +374,9 @@ fn op_crypto(
                 &bytes(4),
             )))
         }
-        other => Err((
-            "NotSupportedError",
-            format!("unknown crypto operation {other:?}"),
-        )),
+        other => Err(crypto::CryptoError::NotSupported(format!(
+            "unknown crypto operation {other:?}"
+        ))),
     };
     let items: Vec<v8::Local<v8::Value>> = match result {
         Ok(out) => {
@@ -392,10 +391,10 @@ fn op_crypto(
             };
             vec![v8::Boolean::new(scope, true).into(), value]
         }
-        Err((name, message)) => vec![
+        Err(err) => vec![
             v8::Boolean::new(scope, false).into(),
-            v8::String::new(scope, name).expect("short").into(),
-            message_string(scope, &message).into(),
+            v8::String::new(scope, err.name()).expect("short").into(),
+            message_string(scope, &err.to_string()).into(),
         ],
     };
     let array = v8::Array::new_with_elements(scope, &items);
