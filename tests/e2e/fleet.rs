@@ -1513,28 +1513,12 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
     assert!(err.contains("start-up budget of 150 ms"), "{err}");
 
     // Out of the config's bounds: refused with the key and the range.
-    let err = refused(&cp.nanoctl(&[
-        "deploy",
-        client,
-        "--hostname",
-        "x.fleet.test",
-        "--queue-per-worker",
-        "5000",
-    ]));
-    assert!(
-        err.contains("limits.queue_per_worker") && err.contains("4096"),
-        "{err}"
-    );
-    let err = refused(&cp.nanoctl(&[
-        "deploy",
-        client,
-        "--hostname",
-        "x.fleet.test",
-        "--max-subrequests",
-        "5000",
-    ]));
-    assert!(
-        err.contains("fetch.max_subrequests") && err.contains("1000"),
-        "{err}"
-    );
+    for (flag, key, bound) in [
+        ("--queue-per-worker", "limits.queue_per_worker", "4096"),
+        ("--max-subrequests", "fetch.max_subrequests", "1000"),
+    ] {
+        let err =
+            refused(&cp.nanoctl(&["deploy", client, "--hostname", "x.fleet.test", flag, "5000"]));
+        assert!(err.contains(key) && err.contains(bound), "{flag}: {err}");
+    }
 }

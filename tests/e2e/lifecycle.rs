@@ -121,16 +121,19 @@ async fn readiness(admin: SocketAddr) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap())
 }
 
-/// Drains on `signal`: once the node has stopped accepting, `/_admin/ready` (on its own
-/// listener, which outlives the drain) answers 503 with `"draining": true`; the request in
-/// flight still gets its answer; then the process exits 0.
-fn drains_on(signal: i32, name: &str) {
-    let mut nano = node(30);
-    let admin = log_addr(&nano.log, "admin_addr");
+/// A request in flight on `nano`, held by an upstream until `release` fires: it has reached the
+/// upstream when this returns.
+struct Holding {
+    runtime: tokio::runtime::Runtime,
+    request: tokio::task::JoinHandle<Result<(u16, String), String>>,
+    release: oneshot::Sender<()>,
+}
+
+fn hold_a_request(nano: &Nano) -> Holding {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (upstream, request) = runtime.block_on(async {
         let upstream = held_upstream().await;
-        let request = in_flight(&nano, upstream.addr);
+        let request = in_flight(nano, upstream.addr);
         (upstream, request)
     });
     let Held {
@@ -141,8 +144,26 @@ fn drains_on(signal: i32, name: &str) {
             .await
             .expect("the subrequest reached the upstream")
             .unwrap();
-        assert_eq!(readiness(admin).await.0, 200);
     });
+    Holding {
+        runtime,
+        request,
+        release,
+    }
+}
+
+/// Drains on `signal`: once the node has stopped accepting, `/_admin/ready` (on its own
+/// listener, which outlives the drain) answers 503 with `"draining": true`; the request in
+/// flight still gets its answer; then the process exits 0.
+fn drains_on(signal: i32, name: &str) {
+    let mut nano = node(30);
+    let admin = log_addr(&nano.log, "admin_addr");
+    let Holding {
+        runtime,
+        request,
+        release,
+    } = hold_a_request(&nano);
+    assert_eq!(runtime.block_on(readiness(admin)).0, 200);
 
     nano.signal(signal);
     nano.log.wait_for("the drain", |t| {
@@ -201,21 +222,11 @@ fn sigint_drains_like_sigterm() {
 #[test]
 fn the_grace_period_cuts_what_is_still_running() {
     let mut nano = node(1);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (upstream, request) = runtime.block_on(async {
-        let upstream = held_upstream().await;
-        let request = in_flight(&nano, upstream.addr);
-        (upstream, request)
-    });
-    let Held {
-        arrived, release, ..
-    } = upstream;
-    runtime.block_on(async {
-        tokio::time::timeout(PATIENCE, arrived)
-            .await
-            .expect("the subrequest reached the upstream")
-            .unwrap();
-    });
+    let Holding {
+        runtime,
+        request,
+        release,
+    } = hold_a_request(&nano);
     nano.signal(libc::SIGTERM);
     let status = nano.wait_exit();
     assert!(
