@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use nano_config::Config;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::isolate::Preparer;
@@ -50,19 +51,35 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let preparer = Arc::new(preparer);
-    let fleet_apps = fleet.as_ref().map(sync::Member::apps);
     let drained = Arc::new(AtomicBool::new(
         fleet.as_ref().is_some_and(sync::Member::drained),
     ));
-    let local = config;
-    let config = reload::merge_fleet_apps(&local, fleet_apps.as_deref());
-    let router = {
-        let (config, preparer) = (config.clone(), preparer.clone());
-        tokio::task::spawn_blocking(move || reload::start_apps(&config, &preparer))
-            .await
-            .expect("starting apps does not panic")
-    };
-    let routing = Arc::new(Routing::from_pointee(router));
+    // Helpers that stop after the tenant listener has drained.
+    let helpers = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    // The sources publish what they want; the reconciler serves it. The first pass (what the
+    // config and the last good fleet state hold) is done before the node says it listens.
+    let routing = Arc::new(Routing::from_pointee(Router::default()));
+    let (local_tx, local_rx) = watch::channel(config.clone());
+    let (fleet_tx, fleet_rx) = watch::channel(fleet.as_ref().map(sync::Member::initial));
+    let (evicts_tx, evicts_rx) = mpsc::unbounded_channel();
+    let (serving_tx, mut serving) = watch::channel(reload::Serving::default());
+    tasks.push(tokio::spawn(reload::reconcile(
+        config_path.clone(),
+        local_rx,
+        fleet_rx,
+        evicts_rx,
+        preparer.clone(),
+        routing.clone(),
+        serving_tx,
+        helpers.clone(),
+    )));
+    let first = serving
+        .wait_for(|s| s.generation >= 1)
+        .await
+        .expect("the reconciler runs")
+        .clone();
     metrics::set_recording(config.admin.metrics);
     let front = Arc::new(http::Front {
         router: routing.clone(),
@@ -80,9 +97,6 @@ pub async fn run(
     });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
 
-    // Helpers that stop after the tenant listener has drained.
-    let helpers = CancellationToken::new();
-    let mut tasks = Vec::new();
     if let Some(admin) = &admin_listener
         && let Ok(addr) = admin.local_addr()
     {
@@ -110,45 +124,62 @@ pub async fn run(
             helpers.clone(),
         )));
     }
-    if config_path.is_some() || fleet.is_some() {
-        let watching = config_path.is_some();
-        let reloader = Arc::new(std::sync::Mutex::new(reload::Reloader::new(
-            config_path,
-            local,
-            fleet_apps,
-            preparer.clone(),
-            routing.clone(),
-        )));
-        if watching {
-            // Watching starts before the node says it listens: a change after that is seen.
-            let watch = reload::Watch::start(&reloader);
-            tasks.push(tokio::spawn(watch.run(reloader.clone(), helpers.clone())));
+    match config_path {
+        // Watching starts before the node says it listens: a change after that is seen.
+        Some(path) => {
+            let watch = reload::Watch::start(path, &first);
+            tasks.push(tokio::spawn(watch.run(
+                local_tx,
+                serving.clone(),
+                helpers.clone(),
+            )));
         }
-        if let Some(member) = fleet {
-            // Its own scheduler, so an overloaded HTTP front never delays config updates and
-            // status reports (and the reverse).
-            let (routing, stop, drained) = (routing.clone(), helpers.clone(), drained.clone());
-            let thread = std::thread::Builder::new()
-                .name("nano-sync".into())
-                .spawn(move || {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("the OS can start the fleet client's runtime");
-                    let span = tracing::info_span!("fleet", node_id = %member.node_id());
-                    runtime.block_on(tracing::Instrument::instrument(
-                        sync::run(member, reloader, routing, drained, stop),
-                        span,
-                    ));
-                })
-                .expect("the OS can start a thread");
-            tasks.push(tokio::task::spawn_blocking(move || {
-                let _ = thread.join();
-            }));
-        }
+        // Nothing will change the local apps: the reconciler keeps them.
+        None => drop(local_tx),
+    }
+    if let Some(member) = fleet {
+        // Its own scheduler, so an overloaded HTTP front never delays config updates and
+        // status reports (and the reverse).
+        let isolates: sync::IsolateStats = {
+            let routing = routing.clone();
+            Arc::new(move || {
+                routing
+                    .load()
+                    .routes()
+                    .flat_map(|route| route.pool.stats())
+                    .collect()
+            })
+        };
+        let links = sync::Links {
+            fleet: fleet_tx,
+            serving: serving.clone(),
+            evicts: evicts_tx,
+            isolates,
+            drained: drained.clone(),
+        };
+        let stop = helpers.clone();
+        let thread = std::thread::Builder::new()
+            .name("nano-sync".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("the OS can start the fleet client's runtime");
+                let span = tracing::info_span!("fleet", node_id = %member.node_id());
+                runtime.block_on(tracing::Instrument::instrument(
+                    sync::run(member, links, stop),
+                    span,
+                ));
+            })
+            .expect("the OS can start a thread");
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let _ = thread.join();
+        }));
+    } else {
+        drop((fleet_tx, evicts_tx));
     }
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, apps = config.apps.len(), "listening");
+        tracing::info!(%addr, apps = routing.load().routes().count(), "listening");
     }
     let surface = http::Surface::Tenants {
         admin_here: front.admin.is_some() && config.admin.listen.is_none(),

@@ -1,17 +1,21 @@
-//! Starting apps and hot reload. `start_apps` prepares apps in parallel and starts their pools;
-//! `Reloader` re-reads the config (on a file change seen by `notify`, or SIGHUP), prepares only
-//! what changed, and swaps the routing table atomically: new requests go to the new isolates,
-//! requests in flight finish on the old ones, whose pools stop once the last of them is done.
-//! An invalid config or an app that fails to load never replaces what is serving.
+//! One way from desired state to serving. Each source only publishes the app set it wants on a
+//! `watch` channel: the config file (re-read on a change seen by `notify`, or SIGHUP: [`Watch`])
+//! and, in fleet mode, the control plane's client (`sync`). One reconciler ([`reconcile`]) owns
+//! the routing table: it merges the sources (the fleet's apps first, the config's for the other
+//! hostnames), prepares only what changed, swaps the table atomically, and publishes what it
+//! serves ([`Serving`]) for whoever reports it. The first start is the same pass as any reload.
+//! New requests go to the new isolates; requests in flight finish on the old ones, whose pools
+//! stop once the last of them is done. An invalid config or an app that fails to load never
+//! replaces what is serving.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use nano_config::{App, Config};
 use nano_sliver::sha256_hex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::isolate::prepare::listing_digest;
@@ -116,19 +120,6 @@ fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route
     }
 }
 
-/// Prepares every app (in parallel) and starts its pool. An app that fails to load is logged with
-/// its file and reason and answers 503 `app-unavailable`; the others serve normally.
-pub fn start_apps(config: &Config, preparer: &Preparer) -> Router {
-    let images = prepare_all(&config.apps, preparer);
-    Router::from_routes(
-        config
-            .apps
-            .iter()
-            .zip(images)
-            .map(|(app, image)| Arc::new(route_for(app, image))),
-    )
-}
-
 /// What a reload did, for the log and the tests.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReloadSummary {
@@ -166,212 +157,263 @@ pub fn merge_fleet_apps(local: &Config, fleet: Option<&[App]>) -> Config {
     config
 }
 
-/// Applies new app sets and swaps the routing table: the config file's (on a reload) and, in
-/// fleet mode, the control plane's.
-pub struct Reloader {
-    config_path: Option<PathBuf>,
-    local: Config,
-    fleet_apps: Option<Vec<App>>,
-    preparer: Arc<Preparer>,
-    routing: Arc<Routing>,
+/// The fleet's apps as the control plane's client publishes them, with the revision they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetApps {
+    pub revision: u64,
+    pub apps: Vec<App>,
 }
 
-impl Reloader {
-    /// `config_path`: the file to re-read on reload (none for the embedded example);
-    /// `fleet_apps`: the control plane's apps, in fleet mode.
-    pub fn new(
-        config_path: Option<PathBuf>,
-        local: Config,
-        fleet_apps: Option<Vec<App>>,
-        preparer: Arc<Preparer>,
-        routing: Arc<Routing>,
-    ) -> Self {
-        Self {
-            config_path,
-            local,
-            fleet_apps,
-            preparer,
-            routing,
-        }
-    }
+/// What the reconciler serves, published after each pass.
+#[derive(Debug, Clone, Default)]
+pub struct Serving {
+    /// Passes done (0: none yet).
+    pub generation: u64,
+    /// The fleet revision the pass applied (None: no fleet apps).
+    pub fleet_revision: Option<u64>,
+    pub summary: Arc<ReloadSummary>,
+    /// The config file and every file the config's apps were loaded from (a change to one is a
+    /// reason to reload); the fleet's slivers change only through the control plane.
+    pub watched: Arc<HashSet<PathBuf>>,
+    /// The config's apps that loaded, so the file watch can tell whether one changed before
+    /// it began.
+    pub loaded: Arc<Vec<Loaded>>,
+}
 
-    /// Files whose change should trigger a reload: the config and every app's sources.
-    pub fn watched_files(&self) -> HashSet<PathBuf> {
-        let mut files: HashSet<PathBuf> = self.config_path.iter().cloned().collect();
-        for route in self.local_routes() {
-            if let Some(sliver) = &route.app.sliver {
-                files.insert(sliver.clone());
-            }
-            if let Some(entry) = &route.app.entrypoint {
-                files.insert(entry.clone());
-                if let Some(root) = entry.parent() {
-                    files.extend(route.files.iter().map(|(name, _)| root.join(name)));
-                }
-            }
-        }
-        files
-            .into_iter()
-            .map(|f| std::path::absolute(&f).unwrap_or(f))
-            .collect()
-    }
+/// A config app that loaded: the files it was built from and their fingerprint.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub app: App,
+    pub files: Vec<(String, String)>,
+    pub fingerprint: String,
+}
 
-    /// Whether the config file or a loaded app's files differ from what is serving (an app that
-    /// failed to load is not compared: nothing of it was recorded).
-    pub fn has_drifted(&self) -> bool {
-        let Some(path) = &self.config_path else {
-            return false;
+/// Owns the routing table: applies what the sources publish, until `stop` fires. `evicts` are
+/// the control plane's commands to replace an app's idle isolates.
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile(
+    config_path: Option<PathBuf>,
+    mut local: watch::Receiver<Config>,
+    mut fleet: watch::Receiver<Option<FleetApps>>,
+    mut evicts: mpsc::UnboundedReceiver<String>,
+    preparer: Arc<Preparer>,
+    routing: Arc<Routing>,
+    serving: watch::Sender<Serving>,
+    stop: CancellationToken,
+) {
+    let (mut local_open, mut fleet_open) = (true, true);
+    let mut generation = 0;
+    loop {
+        let config = local.borrow_and_update().clone();
+        let wanted_fleet = fleet.borrow_and_update().clone();
+        let merged = merge_fleet_apps(&config, wanted_fleet.as_ref().map(|f| f.apps.as_slice()));
+        let summary = {
+            let (routing, preparer, first) = (routing.clone(), preparer.clone(), generation == 0);
+            tokio::task::spawn_blocking(move || apply(&merged, &routing, &preparer, first))
+                .await
+                .expect("applying apps does not panic")
         };
-        if nano_config::load(path).map_or(true, |config| config != self.local) {
-            return true;
-        }
-        self.local_routes().iter().any(|route| {
-            route.fingerprint.is_some()
-                && route.fingerprint != fingerprint(&route.app, &route.files, false)
-        })
-    }
-
-    /// The routes serving apps from the config file: the fleet's slivers change only through
-    /// the control plane, never by editing.
-    fn local_routes(&self) -> Vec<Arc<Route>> {
-        let fleet: HashSet<String> = self
-            .fleet_apps
+        generation += 1;
+        let fleet_hosts: HashSet<String> = wanted_fleet
             .iter()
-            .flatten()
+            .flat_map(|f| &f.apps)
             .map(|a| nano_config::normalize_host_header(&a.hostname))
             .collect();
-        self.routing
-            .load()
-            .routes()
-            .filter(|r| !fleet.contains(&nano_config::normalize_host_header(r.pool.hostname())))
-            .cloned()
-            .collect()
-    }
-
-    /// Re-reads the config file and applies it. Blocking (prepares apps); run it off the async
-    /// threads. `None` when the new config is invalid (the previous one keeps serving).
-    pub fn reload(&mut self) -> Option<ReloadSummary> {
-        let path = self.config_path.clone()?;
-        let config = match nano_config::load(&path) {
-            Ok(config) => config,
-            Err(err) => {
-                // One line per log event: the problems are joined.
-                let problems = err.to_string().replace("\n  - ", " | ");
-                tracing::error!(error = %problems, "config reload rejected; the previous config keeps serving");
-                return None;
-            }
-        };
-        if config.server != self.local.server
-            || config.admin != self.local.admin
-            || config.node != self.local.node
-            || config.control_plane != self.local.control_plane
-        {
-            tracing::warn!(
-                "server, admin, node and control_plane settings change only on restart; \
-                 reloading the apps"
-            );
-        }
-        self.local = config;
-        Some(self.apply())
-    }
-
-    /// Replaces the fleet's apps and applies them. Blocking, like [`Reloader::reload`].
-    pub fn set_fleet_apps(&mut self, apps: Vec<App>) -> ReloadSummary {
-        self.fleet_apps = Some(apps);
-        self.apply()
-    }
-
-    /// Prepares what changed and swaps the routing table.
-    fn apply(&mut self) -> ReloadSummary {
-        let config = merge_fleet_apps(&self.local, self.fleet_apps.as_deref());
-        let current = self.routing.load_full();
-        let mut summary = ReloadSummary::default();
-        let mut keep: HashMap<String, Arc<Route>> = HashMap::new();
-        let mut to_prepare = Vec::new();
-        for app in &config.apps {
-            let host = nano_config::normalize_host_header(&app.hostname);
-            match current.route(&host) {
-                Some(route)
-                    if route.app == *app
-                        && route.fingerprint.is_some()
-                        && route.fingerprint == fingerprint(app, &route.files, false) =>
-                {
-                    summary.unchanged.push(host.clone());
-                    keep.insert(host, route.clone());
-                }
-                Some(_) => {
-                    summary.changed.push(host);
-                    to_prepare.push(app.clone());
-                }
-                None => {
-                    summary.added.push(host);
-                    to_prepare.push(app.clone());
-                }
-            }
-        }
-        let wanted: HashSet<String> = config
-            .apps
-            .iter()
-            .map(|a| nano_config::normalize_host_header(&a.hostname))
-            .collect();
-        summary.removed = current
-            .routes()
-            .map(|r| nano_config::normalize_host_header(r.pool.hostname()))
-            .filter(|h| !wanted.contains(h))
-            .collect();
-
-        let images = prepare_all(&to_prepare, &self.preparer);
-        for (app, image) in to_prepare.iter().zip(images) {
-            let host = nano_config::normalize_host_header(&app.hostname);
-            let previous = current.route(&host).filter(|r| r.pool.failure().is_none());
-            match (image, previous) {
-                (Err(err), Some(previous)) => {
-                    tracing::error!(
-                        hostname = %host, error = %err,
-                        "the new version failed to load; the previous version keeps serving"
-                    );
-                    summary.kept_previous.push(host.clone());
-                    summary.failed.push((host.clone(), err.to_string()));
-                    keep.insert(host, previous.clone());
-                }
-                (image, _) => {
-                    if let Err(err) = &image {
-                        summary.failed.push((host.clone(), err.to_string()));
+        let (watched, loaded) = local_view(config_path.as_deref(), &routing.load(), &fleet_hosts);
+        serving.send_replace(Serving {
+            generation,
+            fleet_revision: wanted_fleet.map(|f| f.revision),
+            summary: Arc::new(summary),
+            watched: Arc::new(watched),
+            loaded: Arc::new(loaded),
+        });
+        // Until a source publishes again.
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = local.changed(), if local_open => match changed {
+                    Ok(()) => break,
+                    Err(_) => local_open = false,
+                },
+                changed = fleet.changed(), if fleet_open => match changed {
+                    Ok(()) => break,
+                    Err(_) => fleet_open = false,
+                },
+                Some(hostname) = evicts.recv() => {
+                    if let Some(route) = routing.load().route(&hostname) {
+                        tracing::info!(hostname = %hostname, "evicting isolates on the control plane's command");
+                        for index in 0..route.pool.stats().len() {
+                            route.pool.evict(index);
+                        }
                     }
-                    keep.insert(host, Arc::new(route_for(app, image)));
                 }
             }
         }
-        // Swap: from here new requests see the new table; requests holding old routes finish
-        // there, and an old pool stops when its last route reference is dropped.
-        self.routing
-            .store(Arc::new(Router::from_routes(keep.into_values())));
-        for list in [
-            &mut summary.added,
-            &mut summary.changed,
-            &mut summary.removed,
-            &mut summary.unchanged,
-        ] {
-            list.sort();
+    }
+}
+
+/// The files of the config's apps (not the fleet's) in `router`, and those that loaded.
+fn local_view(
+    config_path: Option<&Path>,
+    router: &Router,
+    fleet_hosts: &HashSet<String>,
+) -> (HashSet<PathBuf>, Vec<Loaded>) {
+    let mut files: HashSet<PathBuf> = config_path.iter().map(|p| p.to_path_buf()).collect();
+    let mut loaded = Vec::new();
+    for route in router
+        .routes()
+        .filter(|r| !fleet_hosts.contains(&nano_config::normalize_host_header(r.pool.hostname())))
+    {
+        if let Some(sliver) = &route.app.sliver {
+            files.insert(sliver.clone());
         }
+        if let Some(entry) = &route.app.entrypoint {
+            files.insert(entry.clone());
+            if let Some(root) = entry.parent() {
+                files.extend(route.files.iter().map(|(name, _)| root.join(name)));
+            }
+        }
+        if let Some(fingerprint) = &route.fingerprint {
+            loaded.push(Loaded {
+                app: route.app.clone(),
+                files: route.files.clone(),
+                fingerprint: fingerprint.clone(),
+            });
+        }
+    }
+    let files = files
+        .into_iter()
+        .map(|f| std::path::absolute(&f).unwrap_or(f))
+        .collect();
+    (files, loaded)
+}
+
+/// Prepares what changed between `config` and what `routing` serves, and swaps the table.
+/// Blocking (apps are prepared in child processes); run it off the async threads.
+fn apply(config: &Config, routing: &Routing, preparer: &Preparer, first: bool) -> ReloadSummary {
+    let current = routing.load_full();
+    let mut summary = ReloadSummary::default();
+    let mut keep: HashMap<String, Arc<Route>> = HashMap::new();
+    let mut to_prepare = Vec::new();
+    for app in &config.apps {
+        let host = nano_config::normalize_host_header(&app.hostname);
+        match current.route(&host) {
+            Some(route)
+                if route.app == *app
+                    && route.fingerprint.is_some()
+                    && route.fingerprint == fingerprint(app, &route.files, false) =>
+            {
+                summary.unchanged.push(host.clone());
+                keep.insert(host, route.clone());
+            }
+            Some(_) => {
+                summary.changed.push(host);
+                to_prepare.push(app.clone());
+            }
+            None => {
+                summary.added.push(host);
+                to_prepare.push(app.clone());
+            }
+        }
+    }
+    let wanted: HashSet<String> = config
+        .apps
+        .iter()
+        .map(|a| nano_config::normalize_host_header(&a.hostname))
+        .collect();
+    summary.removed = current
+        .routes()
+        .map(|r| nano_config::normalize_host_header(r.pool.hostname()))
+        .filter(|h| !wanted.contains(h))
+        .collect();
+
+    let images = prepare_all(&to_prepare, preparer);
+    for (app, image) in to_prepare.iter().zip(images) {
+        let host = nano_config::normalize_host_header(&app.hostname);
+        let previous = current.route(&host).filter(|r| r.pool.failure().is_none());
+        match (image, previous) {
+            (Err(err), Some(previous)) => {
+                tracing::error!(
+                    hostname = %host, error = %err,
+                    "the new version failed to load; the previous version keeps serving"
+                );
+                summary.kept_previous.push(host.clone());
+                summary.failed.push((host.clone(), err.to_string()));
+                keep.insert(host, previous.clone());
+            }
+            (image, _) => {
+                if let Err(err) = &image {
+                    summary.failed.push((host.clone(), err.to_string()));
+                }
+                keep.insert(host, Arc::new(route_for(app, image)));
+            }
+        }
+    }
+    // Swap: from here new requests see the new table; requests holding old routes finish
+    // there, and an old pool stops when its last route reference is dropped.
+    routing.store(Arc::new(Router::from_routes(keep.into_values())));
+    for list in [
+        &mut summary.added,
+        &mut summary.changed,
+        &mut summary.removed,
+        &mut summary.unchanged,
+    ] {
+        list.sort();
+    }
+    if !first {
         tracing::info!(
             added = ?summary.added, changed = ?summary.changed, removed = ?summary.removed,
             unchanged = summary.unchanged.len(), kept_previous = ?summary.kept_previous,
             "config reloaded"
         );
-        summary
     }
+    summary
 }
 
-/// The reloader, even if a reload panicked while holding it (the routing table is swapped whole,
-/// so a half-done reload leaves nothing inconsistent behind).
-pub fn lock(reloader: &Mutex<Reloader>) -> MutexGuard<'_, Reloader> {
-    reloader.lock().unwrap_or_else(|p| p.into_inner())
+/// Reads the config file for a reload: `None` (logged with every problem) when it is invalid,
+/// so the previous one keeps serving.
+fn read_config(path: &Path, current: &Config) -> Option<Config> {
+    let config = match nano_config::load(path) {
+        Ok(config) => config,
+        Err(err) => {
+            // One line per log event: the problems are joined.
+            let problems = err.to_string().replace("\n  - ", " | ");
+            tracing::error!(error = %problems, "config reload rejected; the previous config keeps serving");
+            return None;
+        }
+    };
+    if config.server != current.server
+        || config.admin != current.admin
+        || config.node != current.node
+        || config.control_plane != current.control_plane
+    {
+        tracing::warn!(
+            "server, admin, node and control_plane settings change only on restart; \
+             reloading the apps"
+        );
+    }
+    Some(config)
 }
 
-/// Watches the config and the apps' files. Started before the node announces it is listening,
-/// so a change made once it serves is never missed; a change made between the first read and the
-/// start of the watch is caught by a drift check when [`Watch::run`] begins.
+/// Whether the config file, or a file a loaded app of it was built from, differs from what
+/// `serving` was made from (an app that failed to load is not compared: nothing of it was
+/// recorded).
+fn has_drifted(path: &Path, current: &Config, serving: &Serving) -> bool {
+    if nano_config::load(path).map_or(true, |config| config != *current) {
+        return true;
+    }
+    serving
+        .loaded
+        .iter()
+        .any(|l| fingerprint(&l.app, &l.files, false).as_ref() != Some(&l.fingerprint))
+}
+
+/// The config file as a source: watches it and its apps' files, and on a change (or SIGHUP)
+/// publishes the config again. Started before the node announces it is listening, so a change
+/// made once it serves is never missed; a change made between the first read and the start of
+/// the watch is caught by a drift check when [`Watch::run`] begins.
 pub struct Watch {
+    path: PathBuf,
     watcher: Option<notify::RecommendedWatcher>,
     events: mpsc::UnboundedReceiver<PathBuf>,
     dirs: HashSet<PathBuf>,
@@ -379,8 +421,8 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Registers the watches for what `reloader` serves now.
-    pub fn start(reloader: &Mutex<Reloader>) -> Self {
+    /// Registers the watches for the files `serving` was made from.
+    pub fn start(path: PathBuf, serving: &Serving) -> Self {
         let (events_tx, events) = mpsc::unbounded_channel::<PathBuf>();
         let watcher =
             match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -399,17 +441,18 @@ impl Watch {
                 }
             };
         let mut watch = Self {
+            path,
             watcher,
             events,
             dirs: HashSet::new(),
             files: HashSet::new(),
         };
-        watch.follow(lock(reloader).watched_files());
+        watch.follow(&serving.watched);
         watch
     }
 
     /// Watches the folders of `files` (editors replace files by renaming) and no others.
-    fn follow(&mut self, files: HashSet<PathBuf>) {
+    fn follow(&mut self, files: &HashSet<PathBuf>) {
         use notify::{RecursiveMode, Watcher};
         if let Some(watcher) = self.watcher.as_mut() {
             let dirs: HashSet<PathBuf> = files
@@ -426,17 +469,27 @@ impl Watch {
             }
             self.dirs = dirs;
         }
-        self.files = files;
+        self.files = files.clone();
     }
 
-    /// Reloads when the config or an app's files change, or on SIGHUP, until `stop` fires.
-    pub async fn run(mut self, reloader: Arc<Mutex<Reloader>>, stop: CancellationToken) {
+    /// Publishes the config on `local` when it or an app's files change, or on SIGHUP, and
+    /// follows the files of what is served, until `stop` fires.
+    pub async fn run(
+        mut self,
+        local: watch::Sender<Config>,
+        mut serving: watch::Receiver<Serving>,
+        stop: CancellationToken,
+    ) {
         use tokio::signal::unix::{SignalKind, signal};
 
         let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
         let drifted = {
-            let reloader = reloader.clone();
-            tokio::task::spawn_blocking(move || lock(&reloader).has_drifted())
+            let (path, current, now) = (
+                self.path.clone(),
+                local.borrow().clone(),
+                serving.borrow_and_update().clone(),
+            );
+            tokio::task::spawn_blocking(move || has_drifted(&path, &current, &now))
                 .await
                 .unwrap_or(false)
         };
@@ -447,6 +500,11 @@ impl Watch {
                 None => tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = hangup.recv() => "SIGHUP",
+                    Ok(()) = serving.changed() => {
+                        let files = serving.borrow_and_update().watched.clone();
+                        self.follow(&files);
+                        continue;
+                    }
                     Some(path) = self.events.recv() => {
                         let path = std::path::absolute(&path).unwrap_or(path);
                         if !self.files.contains(&path) {
@@ -460,15 +518,15 @@ impl Watch {
             tokio::time::sleep(Duration::from_millis(150)).await;
             while self.events.try_recv().is_ok() {}
             tracing::info!(trigger = %trigger, "reload requested");
-            let summary = {
-                let reloader = reloader.clone();
-                tokio::task::spawn_blocking(move || lock(&reloader).reload())
+            let read = {
+                let (path, current) = (self.path.clone(), local.borrow().clone());
+                tokio::task::spawn_blocking(move || read_config(&path, &current))
                     .await
-                    .expect("reloading does not panic")
+                    .expect("reading the config does not panic")
             };
-            if summary.is_some() {
-                let files = lock(&reloader).watched_files();
-                self.follow(files);
+            if let Some(config) = read {
+                // Sent even when equal: an app's own files may have changed.
+                local.send_replace(config);
             }
         }
     }
@@ -489,18 +547,15 @@ mod tests {
         let path = dir.path().join("nano.json");
         std::fs::write(&path, r#"{ "server": { "port": 0 } }"#).unwrap();
         let local = nano_config::load(&path).unwrap();
-        let reloader = Reloader::new(
-            Some(path.clone()),
-            local,
-            None,
-            Arc::new(Preparer::new(PathBuf::from("nano"), None, 0)),
-            Arc::new(Routing::from_pointee(Router::default())),
-        );
-        assert!(!reloader.has_drifted(), "unchanged");
+        let serving = Serving::default();
+        assert!(!has_drifted(&path, &local, &serving), "unchanged");
         std::fs::write(&path, r#"{ "server": { "port": 1 } }"#).unwrap();
-        assert!(reloader.has_drifted(), "edited");
+        assert!(has_drifted(&path, &local, &serving), "edited");
         std::fs::write(&path, "{ not json").unwrap();
-        assert!(reloader.has_drifted(), "broken (the reload reports why)");
+        assert!(
+            has_drifted(&path, &local, &serving),
+            "broken (the reload reports why)"
+        );
     }
 
     #[test]

@@ -1522,3 +1522,58 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
         assert!(err.contains(key) && err.contains(bound), "{flag}: {err}");
     }
 }
+
+/// The fleet client never waits for apps to prepare: while an app's top level spins through
+/// its 20 s start-up budget, the node reports the app as pending and takes a drain command.
+/// (Before, activation ran inside the client's loop, and both waited for the preparation.)
+#[test]
+fn the_fleet_client_keeps_working_while_an_app_prepares() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let endless = nano_tests::fixtures().join("top-level-loop/app.js");
+    ok(&cp.nanoctl(&[
+        "deploy",
+        endless.to_str().unwrap(),
+        "--hostname",
+        "slow.fleet.test",
+        "--startup-ms",
+        "20000",
+        "--no-wait",
+    ]));
+    // Reported as pending: status reports go on while it prepares.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let nodes = cp.nanoctl_json(&["nodes"]);
+        let app = &nodes["nodes"][0]["apps"][0];
+        if app["hostname"] == "slow.fleet.test" && app["wanted_version"] == 1 {
+            assert_eq!(app["state"], "pending", "{nodes}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never reported: {nodes}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // A command is taken at once.
+    ok(&cp.nanoctl(&["drain", "node-a"]));
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reply = block_on(send(
+            a.addr,
+            nano_tests::request("GET", "127.0.0.1", "/_admin/ready")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        ));
+        if reply.status == 503 && reply.json()["drained"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never drained: {}", reply.body);
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    // All of that while the app was still preparing.
+    let log = a.log.text();
+    assert!(
+        !log.contains("start-up budget of 20000 ms"),
+        "the app finished preparing first, so this shows nothing: {log}"
+    );
+}

@@ -395,20 +395,32 @@ fn slow_uploads_time_out_and_hold_no_slots() {
 fn buffered_request_bodies_are_bounded_across_the_node() {
     let nano =
         front_node(json!({ "max_body_bytes": 1_048_576, "max_buffered_body_bytes": 2_097_152 }));
-    let holders: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut stream = TcpStream::connect(nano.addr).unwrap();
-            stream
-                .write_all(b"POST /up HTTP/1.1\r\nHost: echo.example\r\nContent-Length: 1048576\r\n\r\npart")
-                .unwrap();
-            stream
-        })
-        .collect();
-    // The two partial uploads are admitted (their headers read) before the third is sent: wait
-    // until the node holds both by retrying the third until it is refused.
+    let hold = || {
+        let mut stream = TcpStream::connect(nano.addr).unwrap();
+        stream
+            .write_all(
+                b"POST /up HTTP/1.1\r\nHost: echo.example\r\nContent-Length: 1048576\r\n\r\npart",
+            )
+            .unwrap();
+        stream.set_nonblocking(true).unwrap();
+        stream
+    };
+    // Answered (refused: the node read a third upload's headers first) or closed: not holding.
+    let answered = |stream: &TcpStream| {
+        let mut byte = [0u8; 1];
+        !matches!(stream.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    };
+    let mut holders: Vec<TcpStream> = (0..2).map(|_| hold()).collect();
+    // The node admits connections in whatever order it reads them: retry the third until it is
+    // the one refused, putting back any partial upload that was refused in its place.
     block_on(async {
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
+            for holder in holders.iter_mut() {
+                if answered(holder) {
+                    *holder = hold();
+                }
+            }
             let request = nano_tests::request("POST", "echo.example", "/third")
                 .header("content-length", "1048576")
                 .body(http_body_util::Full::new(bytes::Bytes::from(vec![

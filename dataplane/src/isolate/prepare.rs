@@ -128,6 +128,20 @@ impl Preparer {
                 ));
             }
         };
+        // The child dies with the thread that waits for it (this one): a node killed while an
+        // app prepares leaves no snapshot creator spinning until its budget.
+        let parent = std::process::id();
+        // SAFETY: between fork and exec only async-signal-safe calls (prctl, getppid, _exit).
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
         let mut child = command
             .arg("--out")
             .arg(&out)

@@ -1,16 +1,17 @@
 //! Fleet mode: the control-plane client. Subscribes to the control plane's config stream,
-//! downloads and verifies the slivers a revision needs, activates the revision only when all of
-//! them are on disk and whole (through the same [`Reloader`] as a config-file reload, so no
-//! request fails during the swap), reports what the node serves, and reconnects with jittered
-//! backoff. The last good state and its slivers are kept in `cache_dir`, so a restart serves them
+//! downloads and verifies the slivers a revision needs, publishes the revision's apps to the
+//! reconciler (`reload::reconcile`, the same one a config-file reload goes through) only when all
+//! of them are on disk and whole, reports what the node serves once the reconciler says so, and
+//! reconnects with jittered backoff. It never touches a pool or the routing table, and keeps
+//! reading its stream while apps prepare. The last good state and its slivers are kept in `cache_dir`, so a restart serves them
 //! while the control plane is unreachable.
 
 mod state;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nano_proto::v1::fleet_client::FleetClient;
@@ -19,17 +20,20 @@ use nano_proto::v1::{
     fleet_update,
 };
 use nano_sliver::Sliver;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use crate::job::WorkerStats;
 use crate::metrics::METRICS;
-use crate::reload::{self, Reloader};
-use crate::router::Routing;
+use crate::reload::{FleetApps, Serving};
 pub use state::{FleetApp, LastGood};
+
+/// The node's live isolates, for status reports (read at report time).
+pub type IsolateStats = Arc<dyn Fn() -> Vec<Arc<WorkerStats>> + Send + Sync>;
 
 /// How a node joins a fleet.
 #[derive(Clone, Debug)]
@@ -124,6 +128,8 @@ pub struct Member {
     failure: Option<(u64, String)>,
     /// Apps whose wanted version failed to load: (wanted version, reason).
     app_errors: BTreeMap<String, (u64, String)>,
+    /// The revision published to the reconciler whose outcome is not known yet.
+    awaiting: Option<u64>,
     /// Slivers verified on disk by this process.
     verified: HashSet<String>,
     /// Held for the process's life: one node per cache dir.
@@ -190,6 +196,7 @@ impl Member {
             pending: false,
             failure: None,
             app_errors: BTreeMap::new(),
+            awaiting: None,
             verified,
             _lock: lock,
         })
@@ -204,17 +211,22 @@ impl Member {
         self.last_good.drained
     }
 
-    /// The apps of the last good state, as config apps.
-    pub fn apps(&self) -> Vec<nano_config::App> {
-        self.last_good
-            .apps
-            .values()
-            .filter_map(|app| app.to_config(&self.options.cache_dir).ok())
-            .collect()
+    /// The last good state's apps, as config apps: what the node serves until the control
+    /// plane answers.
+    pub fn initial(&self) -> FleetApps {
+        FleetApps {
+            revision: self.last_good.revision,
+            apps: self
+                .last_good
+                .apps
+                .values()
+                .filter_map(|app| app.to_config(&self.options.cache_dir).ok())
+                .collect(),
+        }
     }
 
     /// What this node serves, for the control plane.
-    fn status(&self, routing: &Routing) -> NodeStatus {
+    fn status(&self, isolates: &IsolateStats) -> NodeStatus {
         let mut apps = Vec::new();
         let hosts: std::collections::BTreeSet<&String> = self
             .desired
@@ -224,7 +236,12 @@ impl Member {
         for host in hosts {
             let serving = self.last_good.apps.get(host);
             let wanted = self.desired.get(host);
-            let error = self.app_errors.get(host);
+            // An error belongs to the version that failed: a newer wanted one is pending until
+            // the reconciler has tried it.
+            let error = self
+                .app_errors
+                .get(host)
+                .filter(|(version, _)| wanted.is_some_and(|w| w.version == *version));
             let state = match (serving, wanted, error) {
                 (_, _, Some(_)) if serving.is_some() => "stale",
                 (_, _, Some(_)) => "failed",
@@ -241,10 +258,8 @@ impl Member {
                 error: error.map(|(_, e)| e.clone()).unwrap_or_default(),
             });
         }
-        let router = routing.load();
-        let isolates = router
-            .routes()
-            .flat_map(|route| route.pool.stats())
+        let isolates = isolates()
+            .into_iter()
             .filter(|s| s.is_live())
             .map(|s| {
                 let load =
@@ -280,7 +295,12 @@ impl Member {
     }
 
     /// Takes in an update; returns whether the desired state changed.
-    fn take(&mut self, update: FleetUpdate, routing: &Routing, drained: &AtomicBool) -> bool {
+    fn take(
+        &mut self,
+        update: FleetUpdate,
+        evicts: &mpsc::UnboundedSender<String>,
+        drained: &AtomicBool,
+    ) -> bool {
         let new_store = update.store_id != self.store_id;
         match update.kind {
             Some(fleet_update::Kind::Command(command)) => {
@@ -300,13 +320,8 @@ impl Member {
                         tracing::warn!(error = %err, "cannot persist the drain state");
                     }
                 }
-                if let Some(command::Kind::Evict(evict)) = command.kind
-                    && let Some(route) = routing.load().route(&evict.hostname)
-                {
-                    tracing::info!(hostname = %evict.hostname, "evicting isolates on the control plane's command");
-                    for index in 0..route.pool.stats().len() {
-                        route.pool.evict(index);
-                    }
+                if let Some(command::Kind::Evict(evict)) = command.kind {
+                    let _ = evicts.send(evict.hostname);
                 }
                 false
             }
@@ -360,43 +375,34 @@ impl Member {
         }
     }
 
-    /// Downloads what the desired state lacks, then activates it. On failure the current state
-    /// keeps serving and the failure is reported.
+    /// Downloads what the desired state lacks, then publishes it to the reconciler; its
+    /// outcome comes back through [`Member::activated`]. On failure the current state keeps
+    /// serving and the failure is reported.
     async fn activate(
         &mut self,
         client: &mut Client,
-        reloader: &Arc<Mutex<Reloader>>,
+        fleet: &watch::Sender<Option<FleetApps>>,
     ) -> Result<(), SyncError> {
         let revision = self.desired_revision;
-        let result = self.activate_inner(client, reloader).await;
-        match &result {
-            Ok(()) => {
-                self.failure = None;
-                self.pending = false;
-                METRICS
-                    .fleet_revision
-                    .set(i64::try_from(self.last_good.revision).unwrap_or(i64::MAX));
-                METRICS.fleet_activations.with_label_values(&["ok"]).inc();
-            }
-            Err(err) => {
-                METRICS
-                    .fleet_activations
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::error!(
-                    revision, error = %err,
-                    "cannot activate the control plane's revision; the current state keeps serving"
-                );
-                self.failure = Some((revision, err.to_string()));
-            }
+        let result = self.download_and_publish(client, fleet).await;
+        if let Err(err) = &result {
+            METRICS
+                .fleet_activations
+                .with_label_values(&["failed"])
+                .inc();
+            tracing::error!(
+                revision, error = %err,
+                "cannot activate the control plane's revision; the current state keeps serving"
+            );
+            self.failure = Some((revision, err.to_string()));
         }
         result
     }
 
-    async fn activate_inner(
+    async fn download_and_publish(
         &mut self,
         client: &mut Client,
-        reloader: &Arc<Mutex<Reloader>>,
+        fleet: &watch::Sender<Option<FleetApps>>,
     ) -> Result<(), SyncError> {
         let dir = self.options.cache_dir.clone();
         let wanted: Vec<String> = self
@@ -432,28 +438,47 @@ impl Member {
                 why,
             })?);
         }
-        let summary = {
-            let reloader = reloader.clone();
-            tokio::task::spawn_blocking(move || reload::lock(&reloader).set_fleet_apps(apps))
-                .await
-                .expect("applying apps does not panic")
+        self.awaiting = Some(self.desired_revision);
+        fleet.send_replace(Some(FleetApps {
+            revision: self.desired_revision,
+            apps,
+        }));
+        Ok(())
+    }
+
+    /// Takes in what the reconciler serves: once it has applied the revision published last,
+    /// records what serves (an app whose new version failed keeps its previous one), persists
+    /// it, and reports it from then on.
+    async fn activated(&mut self, serving: &Serving) {
+        let Some(revision) = self.awaiting else {
+            return;
         };
-        let failed: BTreeMap<String, String> = summary.failed.into_iter().collect();
+        if serving
+            .fleet_revision
+            .is_none_or(|applied| applied < revision)
+        {
+            return;
+        }
+        self.awaiting = None;
+        let summary = &serving.summary;
+        let dir = self.options.cache_dir.clone();
+        let failed: BTreeMap<&String, &String> =
+            summary.failed.iter().map(|(h, e)| (h, e)).collect();
         self.app_errors.clear();
-        let mut serving = BTreeMap::new();
+        let mut now_serving = BTreeMap::new();
         for (host, app) in &self.desired {
             match failed.get(host) {
                 Some(error) => {
                     self.app_errors
-                        .insert(host.clone(), (app.version, error.clone()));
+                        .insert(host.clone(), (app.version, (*error).clone()));
                     if summary.kept_previous.contains(host)
                         && let Some(previous) = self.last_good.apps.get(host)
                     {
-                        serving.insert(host.clone(), previous.clone());
+                        now_serving.insert(host.clone(), previous.clone());
                     }
                 }
                 None => {
-                    serving.insert(host.clone(), app.clone());
+                    now_serving.insert(host.clone(), app.clone());
                 }
             }
         }
@@ -463,7 +488,7 @@ impl Member {
             LastGood {
                 store_id: self.store_id.clone(),
                 revision: self.desired_revision,
-                apps: serving,
+                apps: now_serving,
                 drained,
             },
         );
@@ -489,13 +514,20 @@ impl Member {
         if let Err(err) = saved {
             tracing::warn!(error = %err, "cannot persist the fleet state; a restart will wait for the control plane");
         }
+        if self.awaiting.is_none() && revision == self.desired_revision {
+            self.failure = None;
+            self.pending = false;
+        }
+        METRICS
+            .fleet_revision
+            .set(i64::try_from(self.last_good.revision).unwrap_or(i64::MAX));
+        METRICS.fleet_activations.with_label_values(&["ok"]).inc();
         tracing::info!(
             revision = self.desired_revision,
             apps = self.desired.len(),
             failed = self.app_errors.len(),
             "fleet revision activated"
         );
-        Ok(())
     }
 }
 
@@ -563,13 +595,21 @@ async fn connect(options: &FleetOptions) -> Result<Client, SyncError> {
 /// How often a connected node reports its isolates, and retries a pending activation.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 
+/// What connects the fleet client to the rest of the node: it publishes the fleet's apps and
+/// evict commands, and reads what is served.
+pub struct Links {
+    pub fleet: watch::Sender<Option<FleetApps>>,
+    pub serving: watch::Receiver<Serving>,
+    pub evicts: mpsc::UnboundedSender<String>,
+    pub isolates: IsolateStats,
+    pub drained: Arc<AtomicBool>,
+}
+
 /// One connection: subscribe, report, apply, until the stream breaks or `stop` fires.
 /// Returns whether it got as far as receiving the state (the backoff then starts over).
 async fn session(
     member: &mut Member,
-    reloader: &Arc<Mutex<Reloader>>,
-    routing: &Routing,
-    drained: &AtomicBool,
+    links: &mut Links,
     stop: &CancellationToken,
     connected: &mut bool,
 ) -> Result<(), SyncError> {
@@ -596,9 +636,13 @@ async fn session(
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tick.tick() => {
-                if member.pending && *connected {
-                    let _ = member.activate(&mut client, reloader).await;
+                if member.pending && member.awaiting.is_none() && *connected {
+                    let _ = member.activate(&mut client, &links.fleet).await;
                 }
+            }
+            Ok(()) = links.serving.changed() => {
+                let serving = links.serving.borrow_and_update().clone();
+                member.activated(&serving).await;
             }
             update = updates.message() => {
                 let update = update?.ok_or(SyncError::Closed)?;
@@ -607,13 +651,13 @@ async fn session(
                     METRICS.fleet_connected.set(1);
                     tracing::info!(url = %member.options.url, revision = update.revision, "connected to the control plane");
                 }
-                if member.take(update, routing, drained) {
+                if member.take(update, &links.evicts, &links.drained) {
                     // A failure is recorded and reported; the stream goes on.
-                    let _ = member.activate(&mut client, reloader).await;
+                    let _ = member.activate(&mut client, &links.fleet).await;
                 }
             }
         }
-        if reports.send(member.status(routing)).await.is_err() {
+        if reports.send(member.status(&links.isolates)).await.is_err() {
             return Err(SyncError::Closed);
         }
     }
@@ -642,26 +686,12 @@ impl Backoff {
 }
 
 /// Runs the member until `stop` fires.
-pub async fn run(
-    mut member: Member,
-    reloader: Arc<Mutex<Reloader>>,
-    routing: Arc<Routing>,
-    drained: Arc<AtomicBool>,
-    stop: CancellationToken,
-) {
+pub async fn run(mut member: Member, mut links: Links, stop: CancellationToken) {
     let mut backoff = Backoff(0);
     loop {
         let mut connected = false;
         METRICS.fleet_connected.set(0);
-        let result = session(
-            &mut member,
-            &reloader,
-            &routing,
-            &drained,
-            &stop,
-            &mut connected,
-        )
-        .await;
+        let result = session(&mut member, &mut links, &stop, &mut connected).await;
         METRICS.fleet_connected.set(0);
         if stop.is_cancelled() {
             return;
@@ -751,7 +781,7 @@ mod tests {
     fn stale_and_out_of_order_revisions_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = member(dir.path());
-        let routing = Routing::from_pointee(crate::router::Router::default());
+        let (routing, _evicted) = mpsc::unbounded_channel::<String>();
         let drained = AtomicBool::new(false);
         assert!(m.take(full("s1", 5, vec![app("a", 1)]), &routing, &drained));
         assert_eq!(m.desired_revision, 5);
@@ -780,7 +810,7 @@ mod tests {
     fn drain_commands_for_other_nodes_are_ignored_and_drains_persist() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = member(dir.path());
-        let routing = Routing::from_pointee(crate::router::Router::default());
+        let (routing, _evicted) = mpsc::unbounded_channel::<String>();
         let drained = AtomicBool::new(false);
         let drain = |node: &str, on: bool| FleetUpdate {
             revision: 0,
