@@ -194,6 +194,28 @@ pub struct App {
     pub context_reset: bool,
 }
 
+/// Where an app's code comes from: exactly one of `entrypoint` and `sliver`, as validation
+/// guarantees ([`App::code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code<'a> {
+    /// An ES module; the modules it imports are in its folder.
+    Module(&'a Path),
+    /// A sliver file (`nano sliver build`).
+    Sliver(&'a Path),
+}
+
+impl App {
+    /// The app's code. Every app that passed validation (a config file, `check_app`) has
+    /// exactly one of `entrypoint` and `sliver`.
+    pub fn code(&self) -> Code<'_> {
+        match (&self.sliver, &self.entrypoint) {
+            (Some(sliver), _) => Code::Sliver(sliver),
+            (None, Some(entry)) => Code::Module(entry),
+            (None, None) => unreachable!("a validated app has an entrypoint or a sliver"),
+        }
+    }
+}
+
 /// `apps[].fetch`: what an app's `fetch()` subrequests may do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -579,10 +601,14 @@ pub fn normalize_host_header(host: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Checks one app given outside a config file (the control plane checks a deploy's spec this
-/// way): schema bounds, types and unknown keys, and the hostname. Problem paths are relative to
-/// the app (`limits.cpu_ms`).
-pub fn check_app(raw: Value) -> Result<App, Vec<Problem>> {
+/// Checks an app's settings given outside a config file, without its code (the control plane
+/// checks a deploy's spec this way; the code is the sliver beside it): schema bounds, types and
+/// unknown keys, and the hostname. Problem paths are relative to the app (`limits.cpu_ms`).
+pub fn check_settings(raw: Value) -> Result<(), Vec<Problem>> {
+    parse_app(raw).map(drop)
+}
+
+fn parse_app(raw: Value) -> Result<App, Vec<Problem>> {
     let strip = |mut problems: Vec<Problem>| {
         for problem in &mut problems {
             let path = problem
@@ -611,6 +637,19 @@ pub fn check_app(raw: Value) -> Result<App, Vec<Problem>> {
         return Err(vec![Problem {
             path: "hostname".into(),
             message: format!("{:?} is not a valid hostname: {why}", app.hostname),
+        }]);
+    }
+    Ok(app)
+}
+
+/// Checks one app given outside a config file, code included: what [`check_settings`] checks,
+/// and exactly one of `entrypoint` and `sliver` (so [`App::code`] holds).
+pub fn check_app(raw: Value) -> Result<App, Vec<Problem>> {
+    let app = parse_app(raw)?;
+    if app.entrypoint.is_some() == app.sliver.is_some() {
+        return Err(vec![Problem {
+            path: String::new(),
+            message: "give exactly one of \"entrypoint\" (an ES module) and \"sliver\"".into(),
         }]);
     }
     Ok(app)
@@ -860,6 +899,26 @@ mod tests {
         for file in files {
             load(&file).unwrap_or_else(|err| panic!("{}: {err}", file.display()));
         }
+    }
+
+    #[test]
+    fn an_app_outside_a_config_needs_exactly_one_kind_of_code() {
+        let app = |extra: Value| {
+            let mut raw = serde_json::json!({ "hostname": "a.test", "limits": { "workers": 1 } });
+            raw.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            raw
+        };
+        assert!(
+            check_settings(app(serde_json::json!({}))).is_ok(),
+            "settings alone"
+        );
+        assert!(check_app(app(serde_json::json!({}))).is_err(), "no code");
+        let both = serde_json::json!({ "entrypoint": "a.js", "sliver": "a.sliver" });
+        assert!(check_app(app(both)).is_err(), "both");
+        let sliver = check_app(app(serde_json::json!({ "sliver": "a.sliver" }))).unwrap();
+        assert_eq!(sliver.code(), Code::Sliver(Path::new("a.sliver")));
     }
 
     #[test]

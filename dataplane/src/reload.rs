@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nano_config::{App, Config};
+use nano_config::{App, Code, Config};
 use nano_sliver::sha256_hex;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,10 +24,9 @@ use crate::pool::AppPool;
 use crate::router::{Route, Router, Routing};
 
 fn source_label(app: &App) -> String {
-    match (&app.sliver, &app.entrypoint) {
-        (Some(sliver), _) => format!("sliver {}", sliver.display()),
-        (None, Some(entry)) => entry.display().to_string(),
-        (None, None) => String::new(),
+    match app.code() {
+        Code::Sliver(sliver) => format!("sliver {}", sliver.display()),
+        Code::Module(entry) => entry.display().to_string(),
     }
 }
 
@@ -36,10 +35,10 @@ fn source_label(app: &App) -> String {
 /// taken when the app was prepared; without, the files are read again from disk. `None` when
 /// that cannot be known (a file is gone): such an app is prepared again.
 fn fingerprint(app: &App, files: &[(String, String)], recorded: bool) -> Option<String> {
-    match (&app.sliver, &app.entrypoint) {
-        (Some(sliver), _) => std::fs::read(sliver).ok().map(|bytes| sha256_hex(&bytes)),
-        (None, Some(_)) if recorded => Some(listing_digest(files)),
-        (None, Some(entry)) => {
+    match app.code() {
+        Code::Sliver(sliver) => std::fs::read(sliver).ok().map(|bytes| sha256_hex(&bytes)),
+        Code::Module(_) if recorded => Some(listing_digest(files)),
+        Code::Module(entry) => {
             let root = entry.parent()?;
             let mut current = Vec::with_capacity(files.len());
             for (name, _) in files {
@@ -48,7 +47,6 @@ fn fingerprint(app: &App, files: &[(String, String)], recorded: bool) -> Option<
             }
             Some(listing_digest(&current))
         }
-        (None, None) => None,
     }
 }
 
@@ -264,13 +262,15 @@ fn local_view(
         .routes()
         .filter(|r| !fleet_hosts.contains(&nano_config::normalize_host_header(r.pool.hostname())))
     {
-        if let Some(sliver) = &route.app.sliver {
-            files.insert(sliver.clone());
-        }
-        if let Some(entry) = &route.app.entrypoint {
-            files.insert(entry.clone());
-            if let Some(root) = entry.parent() {
-                files.extend(route.files.iter().map(|(name, _)| root.join(name)));
+        match route.app.code() {
+            Code::Sliver(sliver) => {
+                files.insert(sliver.to_path_buf());
+            }
+            Code::Module(entry) => {
+                files.insert(entry.to_path_buf());
+                if let Some(root) = entry.parent() {
+                    files.extend(route.files.iter().map(|(name, _)| root.join(name)));
+                }
             }
         }
         if let Some(fingerprint) = &route.fingerprint {

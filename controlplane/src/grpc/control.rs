@@ -57,7 +57,7 @@ pub fn check_spec(spec: Option<AppSpec>) -> Result<AppSpec, ControlError> {
     }
     let mut raw = nano_proto::json::config_settings(&spec);
     raw.insert("hostname".into(), spec.hostname.clone().into());
-    nano_config::check_app(serde_json::Value::Object(raw)).map_err(|problems| {
+    nano_config::check_settings(serde_json::Value::Object(raw)).map_err(|problems| {
         ControlError::Invalid(
             problems
                 .iter()

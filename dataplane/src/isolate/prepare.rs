@@ -65,16 +65,13 @@ impl Preparer {
 
     /// The app's source: its entry file, or its sliver read and verified.
     pub fn source_of(app: &nano_config::App) -> Result<AppSource, AppLoadError> {
-        match (&app.sliver, &app.entrypoint) {
-            (Some(path), _) => {
+        match app.code() {
+            nano_config::Code::Sliver(path) => {
                 let sliver = Sliver::read(path)
                     .map_err(|err| AppLoadError(format!("sliver {}: {err}", path.display())))?;
                 Ok(AppSource::Sliver(Arc::new(sliver)))
             }
-            (None, Some(entry)) => Ok(AppSource::Dir(entry.clone())),
-            (None, None) => Err(AppLoadError(
-                "the app has neither an entrypoint nor a sliver".into(),
-            )),
+            nano_config::Code::Module(entry) => Ok(AppSource::Dir(entry.to_path_buf())),
         }
     }
 
@@ -113,19 +110,14 @@ impl Preparer {
         let out = temp_path(&format!("snapshot-{hostname}"));
         let mut command = Command::new(&self.exe);
         command.arg("prepare-app").arg("--hostname").arg(hostname);
-        let what = match (&app.sliver, &app.entrypoint) {
-            (Some(sliver), _) => {
+        let what = match app.code() {
+            nano_config::Code::Sliver(sliver) => {
                 command.arg("--sliver").arg(sliver);
                 sliver.display().to_string()
             }
-            (None, Some(entry)) => {
+            nano_config::Code::Module(entry) => {
                 command.arg("--entrypoint").arg(entry);
                 entry.display().to_string()
-            }
-            (None, None) => {
-                return Err(AppLoadError(
-                    "the app has neither an entrypoint nor a sliver".into(),
-                ));
             }
         };
         // The child dies with the thread that waits for it (this one): a node killed while an
