@@ -1,0 +1,375 @@
+//! The types of `config.json`, their defaults and bounds (the schema is generated from them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The whole data-plane config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "NANO data plane config")]
+pub struct Config {
+    /// The tenant-traffic listener.
+    #[serde(default)]
+    pub server: Server,
+    /// The apps this node serves, routed by `Host`.
+    #[serde(default)]
+    pub apps: Vec<App>,
+    /// Sliver (app artifact) caching.
+    #[serde(default)]
+    pub slivers: Slivers,
+    /// The `/_admin` surface: health, readiness, metrics, isolates.
+    #[serde(default)]
+    pub admin: Admin,
+    /// Node-wide settings.
+    #[serde(default)]
+    pub node: Node,
+    /// Run as a member of a fleet: the apps come from this control plane (the local `apps`
+    /// stay as a fallback for hostnames the control plane does not serve).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane: Option<ControlPlane>,
+}
+
+/// `control_plane`: where a fleet member gets its apps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// The control plane's gRPC address: `http://host:7070`, or `https://...` with TLS.
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The node token (`--node-token` of the control plane); `NANO_NODE_TOKEN` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// This node's id in the fleet (default: the machine's hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub node_id: Option<String>,
+    /// Where the last good fleet state and its slivers are kept, so a restart serves them while
+    /// the control plane is unreachable (default: `nano-fleet` in the system's temporary folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    /// PEM certificate of a private CA that signed the control plane's TLS certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `node`: settings of the whole data-plane process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Memory budget for all isolates of the node, in MiB; beyond it idle isolates are evicted
+    /// least-recently-used first (stateless before stateful). Unset: no node budget.
+    #[serde(default)]
+    #[schemars(range(min = 16, max = 1048576))]
+    pub memory_mb: Option<u32>,
+}
+
+/// `admin`: the operator surface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Serve `/_admin/*` at all.
+    #[serde(default = "defaults::admin_enabled")]
+    pub enabled: bool,
+    /// Bearer token that grants access from non-loopback clients (loopback clients need none).
+    #[serde(default)]
+    #[schemars(length(min = 16))]
+    pub token: Option<String>,
+    /// A separate `host:port` for `/_admin/*`; the tenant listener then answers 404 there.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Record request metrics (`false` only to measure what recording costs).
+    #[serde(default = "defaults::admin_enabled")]
+    pub metrics: bool,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::admin_enabled(),
+            token: None,
+            listen: None,
+            metrics: true,
+        }
+    }
+}
+
+/// `server`: where tenant traffic is accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// TCP port of the tenant-traffic listener (0 picks a free port).
+    #[serde(default = "defaults::port")]
+    pub port: u16,
+    /// Address to bind, e.g. `0.0.0.0` or `127.0.0.1`.
+    #[serde(default = "defaults::host")]
+    pub host: String,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish before the process exits.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub shutdown_grace_secs: u64,
+    /// Time a client has to send a request's headers before the connection is closed
+    /// (slowloris protection).
+    #[serde(default = "defaults::header_timeout_secs")]
+    #[schemars(range(min = 1, max = 300))]
+    pub header_timeout_secs: u64,
+    /// Largest request body accepted, in bytes; larger bodies get 413 before any JS runs.
+    #[serde(default = "defaults::max_body_bytes")]
+    #[schemars(range(min = 0, max = 1_073_741_824u64))]
+    pub max_body_bytes: u64,
+    /// Time a client has to send a request's whole body once its headers are in; past it the
+    /// request gets 408 (slow uploads cannot hold the node's memory or an app's slots).
+    #[serde(default = "defaults::body_timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub body_timeout_secs: u64,
+    /// Request bodies the whole node holds in memory at once, in bytes; a request whose body
+    /// would go past it gets 503 (`x-nano-error: node-busy`). At least `max_body_bytes`.
+    #[serde(default = "defaults::max_buffered_body_bytes")]
+    #[schemars(range(min = 0, max = 68_719_476_736u64))]
+    pub max_buffered_body_bytes: u64,
+    /// A connection with no request in flight and nothing sent for this long is closed (also
+    /// before its first request).
+    #[serde(default = "defaults::idle_timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub idle_timeout_secs: u64,
+    /// Open client connections the node keeps; at the cap the longest-idle connection is closed
+    /// for a new one, and with none idle the new one is refused.
+    #[serde(default = "defaults::max_connections")]
+    #[schemars(range(min = 16, max = 1_000_000))]
+    pub max_connections: u32,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            port: defaults::port(),
+            host: defaults::host(),
+            shutdown_grace_secs: defaults::shutdown_grace_secs(),
+            header_timeout_secs: defaults::header_timeout_secs(),
+            max_body_bytes: defaults::max_body_bytes(),
+            body_timeout_secs: defaults::body_timeout_secs(),
+            max_buffered_body_bytes: defaults::max_buffered_body_bytes(),
+            idle_timeout_secs: defaults::idle_timeout_secs(),
+            max_connections: defaults::max_connections(),
+        }
+    }
+}
+
+/// One tenant app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    /// Exact host served (case-insensitive, port ignored); unique across apps.
+    #[schemars(length(min = 1, max = 253))]
+    pub hostname: String,
+    /// The app's ES module; relative paths are resolved against the config file's folder.
+    /// Exactly one of `entrypoint` and `sliver` is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<PathBuf>,
+    /// A sliver file (`nano sliver build`) to serve instead of an entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliver: Option<PathBuf>,
+    /// Resource limits for this app.
+    #[serde(default)]
+    pub limits: Limits,
+    /// String values given to the handler as `env`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Subrequests made with `fetch()`.
+    #[serde(default)]
+    pub fetch: Fetch,
+    /// `true`: every request runs in a fresh V8 context, so no global state survives it.
+    /// `false`: one context per isolate, globals persist (Cloudflare Workers semantics).
+    #[serde(default = "defaults::context_reset")]
+    pub context_reset: bool,
+}
+
+/// Where an app's code comes from: exactly one of `entrypoint` and `sliver`, as validation
+/// guarantees ([`App::code`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code<'a> {
+    /// An ES module; the modules it imports are in its folder.
+    Module(&'a Path),
+    /// A sliver file (`nano sliver build`).
+    Sliver(&'a Path),
+}
+
+impl App {
+    /// The app's code. Every app that passed validation (a config file, `check_app`) has
+    /// exactly one of `entrypoint` and `sliver`.
+    pub fn code(&self) -> Code<'_> {
+        match (&self.sliver, &self.entrypoint) {
+            (Some(sliver), _) => Code::Sliver(sliver),
+            (None, Some(entry)) => Code::Module(entry),
+            (None, None) => unreachable!("a validated app has an entrypoint or a sliver"),
+        }
+    }
+}
+
+/// `apps[].fetch`: what an app's `fetch()` subrequests may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fetch {
+    /// Allow subrequests to loopback, private, link-local and other non-public addresses
+    /// (refused by default: SSRF guard).
+    #[serde(default)]
+    pub allow_private_networks: bool,
+    /// Subrequests one request may make (redirects included).
+    #[serde(default = "defaults::max_subrequests")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub max_subrequests: u32,
+    /// Largest subrequest response body, in bytes.
+    #[serde(default = "defaults::max_response_bytes")]
+    #[schemars(range(min = 0, max = 1_073_741_824u64))]
+    pub max_response_bytes: u64,
+}
+
+impl Default for Fetch {
+    fn default() -> Self {
+        Self {
+            allow_private_networks: false,
+            max_subrequests: defaults::max_subrequests(),
+            max_response_bytes: defaults::max_response_bytes(),
+        }
+    }
+}
+
+/// `apps[].limits`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Worker threads for this app, each owning one V8 isolate.
+    #[serde(default = "defaults::workers")]
+    #[schemars(range(min = 1, max = 64))]
+    pub workers: u32,
+    /// Heap plus external memory per isolate, in MiB.
+    #[serde(default = "defaults::memory_mb")]
+    #[schemars(range(min = 16, max = 4096))]
+    pub memory_mb: u32,
+    /// Wall-clock limit per request, in seconds.
+    #[serde(default = "defaults::timeout_secs")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_secs: u32,
+    /// CPU-time limit per request, in milliseconds.
+    #[serde(default = "defaults::cpu_ms")]
+    #[schemars(range(min = 1, max = 60000))]
+    pub cpu_ms: u32,
+    /// Budget for evaluating the app's modules at start-up, in milliseconds; an app whose top
+    /// level runs longer is marked failed.
+    #[serde(default = "defaults::startup_ms")]
+    #[schemars(range(min = 10, max = 60000))]
+    pub startup_ms: u32,
+    /// Requests each worker holds (running or waiting) before the app answers 503.
+    #[serde(default = "defaults::queue_per_worker")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub queue_per_worker: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            workers: defaults::workers(),
+            memory_mb: defaults::memory_mb(),
+            timeout_secs: defaults::timeout_secs(),
+            cpu_ms: defaults::cpu_ms(),
+            startup_ms: defaults::startup_ms(),
+            queue_per_worker: defaults::queue_per_worker(),
+        }
+    }
+}
+
+/// `slivers`: app artifact caching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Slivers {
+    /// Use and keep sliver caches for faster cold starts.
+    #[serde(default = "defaults::slivers_enabled")]
+    pub enabled: bool,
+    /// Slivers kept in the LRU.
+    #[serde(default = "defaults::cache_size")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub cache_size: u32,
+    /// Folder for prepared app snapshots that survive restarts (default: `nano-cache` in the
+    /// system's temporary folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for Slivers {
+    fn default() -> Self {
+        Self {
+            enabled: defaults::slivers_enabled(),
+            cache_size: defaults::cache_size(),
+            cache_dir: None,
+        }
+    }
+}
+
+/// Defaults of the contract (CONFIG.md), one function per key so serde and schemars share them.
+pub mod defaults {
+    pub fn port() -> u16 {
+        8080
+    }
+    pub fn host() -> String {
+        "0.0.0.0".to_owned()
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn header_timeout_secs() -> u64 {
+        10
+    }
+    pub fn max_body_bytes() -> u64 {
+        100 * 1024 * 1024
+    }
+    pub fn body_timeout_secs() -> u64 {
+        30
+    }
+    pub fn max_buffered_body_bytes() -> u64 {
+        512 * 1024 * 1024
+    }
+    pub fn idle_timeout_secs() -> u64 {
+        60
+    }
+    pub fn max_connections() -> u32 {
+        10_000
+    }
+    pub fn context_reset() -> bool {
+        true
+    }
+    pub fn workers() -> u32 {
+        4
+    }
+    pub fn memory_mb() -> u32 {
+        128
+    }
+    pub fn timeout_secs() -> u32 {
+        30
+    }
+    pub fn cpu_ms() -> u32 {
+        50
+    }
+    pub fn startup_ms() -> u32 {
+        2000
+    }
+    pub fn queue_per_worker() -> u32 {
+        256
+    }
+    pub fn max_subrequests() -> u32 {
+        50
+    }
+    pub fn max_response_bytes() -> u64 {
+        32 * 1024 * 1024
+    }
+    pub fn admin_enabled() -> bool {
+        true
+    }
+    pub fn slivers_enabled() -> bool {
+        true
+    }
+    pub fn cache_size() -> u32 {
+        100
+    }
+}
