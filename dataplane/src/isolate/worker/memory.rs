@@ -1,0 +1,160 @@
+//! Memory and recycling: heap statistics, the pressure levels acted on after every event, and
+//! replacing, evicting or disposing of the isolate.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+impl Worker {
+    /// Heap used plus external memory. V8's external figure covers ArrayBuffers and WebAssembly
+    /// memories (which do not go through our allocator); ours covers buffers V8 has not counted
+    /// yet. The larger of the two is the truth.
+    pub(super) fn heap_and_external(&mut self) -> (usize, usize) {
+        let stats = self.isolate().get_heap_statistics();
+        (
+            stats.used_heap_size(),
+            stats.external_memory().max(self.budget.external()),
+        )
+    }
+
+    pub(super) fn memory_used(&mut self) -> usize {
+        let (heap, external) = self.heap_and_external();
+        heap + external
+    }
+
+    pub(super) fn pressure(&mut self) -> Pressure {
+        let used = self.memory_used();
+        Pressure::of(used, self.budget.limit)
+    }
+
+    /// After every event: publish stats, act on memory pressure, recycle the isolate when it is
+    /// due and idle.
+    pub(super) fn after_event(&mut self) {
+        if self.isolate.is_none() {
+            return;
+        }
+        self.prepare_spare_context();
+        let busy = !self.state.borrow().requests.is_empty();
+        self.stats.set_state(match (self.recycle.is_some(), busy) {
+            (true, _) => IsolateState::Draining,
+            (false, true) => IsolateState::Busy,
+            (false, false) => IsolateState::Idle,
+        });
+        // Heap statistics cost a walk over V8's spaces: a busy worker looks at most every few
+        // ms (the heap limit itself is enforced by V8 and the allocator, not here).
+        if !busy || self.last_stats.elapsed() >= STATS_EVERY {
+            self.last_stats = Instant::now();
+            let (heap, external) = self.heap_and_external();
+            let pressure = Pressure::of(heap + external, self.budget.limit);
+            self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
+            self.stats
+                .external
+                .store(external as u64, Ordering::Relaxed);
+            self.stats
+                .pressure
+                .store(pressure.as_number(), Ordering::Relaxed);
+            let emergency = pressure == Pressure::Emergency;
+            if pressure >= Pressure::Warning
+                && (emergency || self.last_gc.elapsed() >= Duration::from_secs(1))
+            {
+                self.last_gc = Instant::now();
+                self.isolate().low_memory_notification();
+                match self.pressure() {
+                    Pressure::Emergency => self.memory_emergency(),
+                    // Live data, not garbage: finish what is in flight, then start afresh.
+                    Pressure::Critical => _ = self.recycle.get_or_insert("memory"),
+                    _ => {}
+                }
+            }
+        }
+        let busy = !self.state.borrow().requests.is_empty();
+        if self.queues.borrow().quarantined.len() >= MAX_QUARANTINED {
+            self.recycle.get_or_insert("terminations");
+        }
+        if self.recycle.is_some() && !busy {
+            self.replace_isolate();
+        }
+    }
+
+    /// Over 95% of `memory_mb` even after a full collection: the requests in flight end now
+    /// (503 memory-limit) and the isolate is replaced.
+    pub(super) fn memory_emergency(&mut self) {
+        let used = self.memory_used();
+        let victims: Vec<u64> = self.state.borrow().requests.keys().copied().collect();
+        tracing::warn!(
+            hostname = %self.image.hostname, limit = %"memory", limit_bytes = self.budget.limit,
+            used_bytes = used, in_flight = victims.len(),
+            "memory emergency: ending the requests in flight and replacing the isolate"
+        );
+        for id in victims {
+            METRICS
+                .terminations
+                .with_label_values(&[&self.image.hostname, "memory"])
+                .inc();
+            self.state.borrow_mut().fail(
+                id,
+                Failure::Memory {
+                    limit: self.budget.limit,
+                    used,
+                },
+            );
+        }
+        self.recycle.get_or_insert("memory");
+    }
+
+    /// Disposes the isolate and starts a fresh one from the app snapshot.
+    pub(super) fn replace_isolate(&mut self) {
+        let reason = self.recycle.take().unwrap_or("recycle");
+        // The old isolate goes before the new one is created (V8 enters isolates per thread and
+        // wants them dropped in reverse order).
+        self.retire("replacing the isolate", reason);
+        self.restart();
+    }
+
+    /// Logs and counts why the isolate goes, then disposes of it.
+    pub(super) fn retire(&mut self, what: &'static str, reason: &'static str) {
+        tracing::info!(hostname = %self.image.hostname, reason = %reason, "{what}");
+        METRICS
+            .evictions
+            .with_label_values(&[&self.image.hostname, reason])
+            .inc();
+        self.dispose_isolate();
+    }
+
+    /// A fresh isolate (and clock) for this worker; the old one must already be disposed.
+    pub(super) fn restart(&mut self) {
+        match Worker::new(
+            self.image.clone(),
+            self.stats.clone(),
+            self.fetch_tx.clone(),
+        ) {
+            Ok(fresh) => *self = fresh,
+            Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
+        }
+    }
+
+    /// Disposes the isolate if nothing is in flight; the next request recreates it.
+    pub(super) fn evict(&mut self, reason: &'static str) {
+        if self.isolate.is_none() || !self.state.borrow().requests.is_empty() {
+            return;
+        }
+        self.retire("evicting the isolate", reason);
+        self.stats.set_state(IsolateState::Evicted);
+        for counter in [&self.stats.heap_used, &self.stats.external] {
+            counter.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops every handle and queue of the isolate, then the isolate itself.
+    pub(super) fn dispose_isolate(&mut self) {
+        self.spare = None;
+        self.state.borrow_mut().clear();
+        {
+            let mut queues = self.queues.borrow_mut();
+            queues.free.clear();
+            queues.quarantined.clear();
+        }
+        self.isolate = None;
+    }
+}

@@ -1,0 +1,356 @@
+//! The worker thread: one isolate, one single-threaded event loop, the limits around every entry
+//! into JS, and the clean-up after a termination.
+//!
+//! Every entry into a request's JS (dispatch, a timer, the microtasks that follow) is wrapped by
+//! [`Worker::run_js`]: the worker clock is armed with what is left of the request's CPU and wall
+//! budgets, and the context's microtasks are drained inside the same armed stretch. If a limit
+//! fires, the stack is unwound, the termination is cancelled, and the request's context (with its
+//! microtask queue, which may still hold the killed request's work) is thrown away — so nothing of
+//! the killed request ever runs again.
+//!
+//! Here: the event loop and requests. `js`: entering JS under the limits, terminations.
+//! `memory`: pressure, recycling, eviction. `context`: making contexts.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+mod context;
+mod js;
+mod memory;
+
+use super::{AppImage, get_function, internals_key};
+use crate::job::stats::now_ms;
+use crate::job::{Command, Failure, IsolateState, Job, WorkerStats};
+use crate::limits::cpu::{LimitKind, WorkerClock};
+use crate::limits::memory::{Budget, Pressure};
+use crate::metrics::METRICS;
+use crate::webapi;
+use crate::webapi::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
+
+const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
+
+/// The `.wasm` imports of the app, compiled once per isolate, keyed by the SHA-256 of their bytes
+/// (two imports of the same binary share one compiled module).
+type WasmCache = RefCell<std::collections::HashMap<String, v8::CompiledWasmModule>>;
+
+/// How often, at most, a busy worker reads its heap statistics.
+const STATS_EVERY: Duration = Duration::from_millis(5);
+
+/// How often a worker with requests in flight runs V8's pending foreground tasks.
+const PLATFORM_POLL: Duration = Duration::from_millis(2);
+
+/// Quarantined microtask queues (of terminated JS) tolerated before the isolate is replaced.
+const MAX_QUARANTINED: usize = 32;
+
+struct Worker {
+    image: Arc<AppImage>,
+    wasm: WasmCache,
+    stats: Arc<WorkerStats>,
+    fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
+    state: StateRef,
+    queues: QueuePool,
+    budget: Arc<Budget>,
+    clock: WorkerClock,
+    /// Replace the isolate as soon as no request is in flight (critical memory, too many
+    /// quarantined queues).
+    recycle: Option<&'static str>,
+    cpu_budget: Duration,
+    /// Last garbage collection asked for by memory pressure (at most one a second).
+    last_gc: Instant,
+    /// When the worker last published its heap statistics.
+    last_stats: Instant,
+    /// With context reset: the next request's context, made while the worker had nothing to do.
+    spare: Option<Rc<JsContext>>,
+    // Dropped last: everything above may hold V8 handles or queues of this isolate. `None`
+    // only while the isolate is being replaced.
+    isolate: Option<v8::OwnedIsolate>,
+}
+
+/// The worker thread's body: runs until the pool closes its channel and in-flight work is done.
+pub(crate) fn run_worker(
+    image: Arc<AppImage>,
+    stats: Arc<WorkerStats>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let span = tracing::info_span!("worker", hostname = %image.hostname, worker = stats.worker);
+    let _entered = span.enter();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    let (fetch_tx, mut fetch_done) = mpsc::unbounded_channel();
+    let mut worker = match Worker::new(image, stats, fetch_tx) {
+        Ok(worker) => worker,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot start the worker's CPU timers; worker stopped");
+            return;
+        }
+    };
+    tracing::debug!("worker started");
+
+    // Subrequests run as local tasks on this thread's runtime.
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let mut closed = false;
+        // V8 does not say when background work (async WebAssembly compilation) leaves a task for
+        // this isolate, so while requests are in flight the loop looks every couple of ms.
+        let mut platform_tick = tokio::time::interval(PLATFORM_POLL);
+        platform_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if closed && worker.state.borrow().requests.is_empty() {
+                break;
+            }
+            let has_due = !worker.state.borrow().due.is_empty();
+            let busy = !worker.state.borrow().requests.is_empty();
+            let state = worker.state.clone();
+            tokio::select! {
+                Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
+                    match expired.into_inner() {
+                        Due::Timer(id) => worker.fire_timer(id),
+                        Due::Deadline(id) => {
+                            let limit = Duration::from_secs(worker.image.limits.timeout_secs.into());
+                            state.borrow_mut().expire(id, limit);
+                        }
+                    }
+                }
+                command = commands.recv(), if !closed => match command {
+                    Some(command) => {
+                        worker.handle(command);
+                        // Take whatever else already waits without another trip through the
+                        // scheduler: under load this saves a poll and a wake-up per request.
+                        while let Ok(command) = commands.try_recv() {
+                            worker.handle(command);
+                        }
+                    }
+                    None => closed = true,
+                },
+                _ = platform_tick.tick(), if busy => worker.pump_platform(),
+                Some(done) = fetch_done.recv() => worker.fetch_done(done),
+                else => break,
+            }
+            worker.after_event();
+        }
+    });
+
+    worker.state.borrow_mut().clear();
+    if worker.stats.stuck.load(Ordering::Acquire) {
+        METRICS
+            .stuck_workers
+            .with_label_values(&[&worker.image.hostname])
+            .dec();
+        tracing::warn!("a worker replaced while stuck has finished and exits");
+    }
+    tracing::debug!("worker stopped");
+}
+
+impl Worker {
+    fn isolate(&mut self) -> &mut v8::OwnedIsolate {
+        self.isolate.as_mut().expect(PRESENT)
+    }
+
+    fn new(
+        image: Arc<AppImage>,
+        stats: Arc<WorkerStats>,
+        fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
+    ) -> std::io::Result<Self> {
+        let budget = Arc::new(Budget::new(image.limits.memory_mb));
+        let mut isolate = image.new_isolate(&budget);
+        let clock = WorkerClock::new(isolate.thread_safe_handle())?;
+        budget.arm(clock.tripwire());
+        let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
+        worker_state.budget = Some(budget.clone());
+        worker_state.cpu_time = crate::metrics::recording()
+            .then(|| METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
+        worker_state.fetch = Some(host::FetchContext {
+            done: fetch_tx.clone(),
+            policy: crate::webapi::fetch::Policy {
+                allow_private_networks: image.fetch.allow_private_networks,
+                max_response_bytes: image.fetch.max_response_bytes,
+                budget: Some(budget.clone()),
+                non_public: crate::webapi::fetch::is_private,
+            },
+            max_subrequests: image.fetch.max_subrequests,
+            next_id: 0,
+        });
+        let state: StateRef = Rc::new(RefCell::new(worker_state));
+        isolate.set_slot(state.clone());
+        let queues: QueuePool = Rc::default();
+        let cpu_budget = Duration::from_millis(image.limits.cpu_ms.into());
+        stats.generation.fetch_add(1, Ordering::AcqRel);
+        stats.created_ms.store(now_ms(), Ordering::Relaxed);
+        stats
+            .heap_limit
+            .store(budget.limit as u64, Ordering::Relaxed);
+        stats.set_state(IsolateState::Idle);
+        let mut worker = Self {
+            image,
+            wasm: WasmCache::default(),
+            stats,
+            fetch_tx,
+            state,
+            queues,
+            budget,
+            clock,
+            recycle: None,
+            cpu_budget,
+            last_gc: Instant::now(),
+            last_stats: Instant::now(),
+            spare: None,
+            isolate: Some(isolate),
+        };
+        worker.ensure_shared_context();
+        worker.after_event();
+        Ok(worker)
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Run(job) => {
+                if self.isolate.is_none() {
+                    // Evicted earlier to free memory: start afresh.
+                    self.restart();
+                }
+                self.start_request(job)
+            }
+            Command::Cancel(id) => self.state.borrow_mut().cancel(id),
+            Command::Evict => self.evict("node_budget"),
+        }
+    }
+
+    fn start_request(&mut self, job: Job) {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        self.stats.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        let js = {
+            let shared = self.state.borrow().shared.clone();
+            match shared {
+                Some(shared) => shared,
+                None => {
+                    self.stats.context_resets.fetch_add(1, Ordering::Relaxed);
+                    if crate::metrics::recording() {
+                        METRICS
+                            .context_resets
+                            .with_label_values(&[&self.image.hostname])
+                            .inc();
+                    }
+                    match self.spare.take() {
+                        Some(spare) => spare,
+                        None => {
+                            let scope =
+                                &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+                            context::new_js_context(scope, &self.image, &self.queues, &self.wasm)
+                        }
+                    }
+                }
+            }
+        };
+        let id = job.id;
+        let args = {
+            let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
+            let context = v8::Local::new(scope, &js.context);
+            let scope = &mut v8::ContextScope::new(scope, context);
+            let method = v8::String::new(scope, &job.method).expect("method fits in a string");
+            let url = v8::String::new(scope, &job.url).expect("url fits in a string");
+            let mut flat: Vec<v8::Local<v8::Value>> = Vec::with_capacity(job.headers.len() * 2);
+            for (name, value) in &job.headers {
+                flat.push(v8::String::new(scope, name).expect("header fits").into());
+                flat.push(v8::String::new(scope, value).expect("header fits").into());
+            }
+            let headers = v8::Array::new_with_elements(scope, &flat);
+            let body: v8::Local<v8::Value> = if job.body.is_empty() {
+                v8::null(scope).into()
+            } else {
+                webapi::uncharged_uint8_array(scope, job.body.to_vec()).into()
+            };
+            let env = v8::Local::new(scope, &js.env);
+            let id_value = v8::Number::new(scope, id as f64);
+            [
+                id_value.into(),
+                method.into(),
+                url.into(),
+                headers.into(),
+                body,
+                env.into(),
+            ]
+            .map(|value| v8::Global::new(scope, value))
+        };
+        self.state.borrow_mut().accept(job, js.clone());
+        let dispatch = js.dispatch.clone();
+        self.run_js(id, &js, move |scope| {
+            let dispatch = v8::Local::new(scope, dispatch);
+            let args = args.map(|arg| v8::Local::new(scope, arg));
+            let undefined = v8::undefined(scope).into();
+            dispatch.call(scope, undefined, &args);
+        });
+    }
+
+    fn fire_timer(&mut self, timer: u64) {
+        let Some((js, request)) = self.state.borrow_mut().take_timer(timer) else {
+            return;
+        };
+        let fire = js.fire_timer.clone();
+        let run = move |scope: &mut v8::HandleScope| {
+            let fire = v8::Local::new(scope, fire);
+            let id = v8::Number::new(scope, timer as f64);
+            let undefined = v8::undefined(scope).into();
+            fire.call(scope, undefined, &[id.into()]);
+        };
+        // Every timer belongs to the request that set it and is cancelled when that request ends.
+        if let Some(request) = request {
+            self.run_js(request, &js, run);
+        }
+    }
+
+    /// A subrequest finished: hand the result to the JS of its request.
+    fn fetch_done(&mut self, done: host::FetchDone) {
+        let Some(js) = self
+            .state
+            .borrow()
+            .requests
+            .get(&done.request)
+            .map(|r| r.js.clone())
+        else {
+            return;
+        };
+        let callback = js.fetch_done.clone();
+        self.run_js(done.request, &js, move |scope| {
+            let callback = v8::Local::new(scope, callback);
+            let id = v8::Number::new(scope, done.fetch as f64).into();
+            let args: Vec<v8::Local<v8::Value>> = match done.result {
+                Ok(response) => {
+                    let ok = v8::Boolean::new(scope, true).into();
+                    let status = v8::Number::new(scope, f64::from(response.status)).into();
+                    let text = v8::String::new(scope, &response.status_text)
+                        .expect("short")
+                        .into();
+                    let mut flat = Vec::with_capacity(response.headers.len() * 2);
+                    for (name, value) in &response.headers {
+                        flat.push(v8::String::new(scope, name).expect("header fits").into());
+                        flat.push(v8::String::new(scope, value).expect("header fits").into());
+                    }
+                    let headers = v8::Array::new_with_elements(scope, &flat).into();
+                    let body = webapi::uint8_array(scope, response.body).into();
+                    let url = v8::String::new(scope, &response.url)
+                        .expect("url fits")
+                        .into();
+                    let redirected = v8::Boolean::new(scope, response.redirected).into();
+                    vec![id, ok, status, text, headers, body, url, redirected]
+                }
+                Err(message) => {
+                    let ok = v8::Boolean::new(scope, false).into();
+                    let message = v8::String::new(scope, &message)
+                        .expect("message fits")
+                        .into();
+                    vec![id, ok, message]
+                }
+            };
+            let undefined = v8::undefined(scope).into();
+            callback.call(scope, undefined, &args);
+        });
+    }
+}
