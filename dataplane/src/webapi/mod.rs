@@ -1,4 +1,4 @@
-//! The Rust half of the Web APIs: the native "ops" that `js/runtime.js` calls, and the list of
+//! The Rust half of the Web APIs: the native "ops" that the runtime JS (`js/runtime/`) calls, and the list of
 //! external references V8 needs to put them in (and restore them from) a snapshot.
 //!
 //! Ops find the worker's state through the isolate slot (`host`: the state they work on, which
@@ -23,7 +23,24 @@ use host::Reply;
 pub(crate) const RUNTIME_JS: &str = concat!(
     include_str!("js/streams.js"),
     "\n",
-    include_str!("js/runtime.js")
+    include_str!("js/runtime/head.js"),
+    include_str!("js/runtime/builtins.js"),
+    include_str!("js/runtime/console.js"),
+    include_str!("js/runtime/timers.js"),
+    include_str!("js/runtime/encoding.js"),
+    include_str!("js/runtime/events.js"),
+    include_str!("js/runtime/base64.js"),
+    include_str!("js/runtime/clone.js"),
+    include_str!("js/runtime/globals.js"),
+    include_str!("js/runtime/crypto.js"),
+    include_str!("js/runtime/url.js"),
+    include_str!("js/runtime/headers.js"),
+    include_str!("js/runtime/forms.js"),
+    include_str!("js/runtime/body.js"),
+    include_str!("js/runtime/fetch.js"),
+    include_str!("js/runtime/node.js"),
+    include_str!("js/runtime/wasm.js"),
+    include_str!("js/runtime/dispatch.js"),
 );
 
 /// Runtime JS compiled into a context only when the context first needs it (`lazyScript` op):

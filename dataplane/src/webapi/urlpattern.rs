@@ -1,6 +1,6 @@
 //! `URLPattern` (WHATWG URL Pattern standard), parsed by the `urlpattern` crate: the ops turn a
 //! pattern into its components' regular expressions and an input into its URL components; the
-//! JS side (runtime.js) matches them with V8's own RegExp, where the CPU limit reaches.
+//! JS side (js/extras.js) matches them with V8's own RegExp, where the CPU limit reaches.
 //!
 //! Both ops speak JSON: the pattern or input arrives as the JSON of a string or of a
 //! URLPatternInit, and the answer is the JSON the crate's `quirks` module defines.

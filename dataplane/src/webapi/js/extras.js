@@ -1,13 +1,13 @@
 // NANO runtime glue: globals compiled into a context only when it first reads one of them
 // (CompressionStream, DecompressionStream, URLPattern, MessageChannel, MessagePort,
-// MessageEvent, ByteLengthQueuingStrategy, CountQueuingStrategy). runtime.js defines them as lazy
+// MessageEvent, ByteLengthQueuingStrategy, CountQueuingStrategy). runtime/globals.js defines them as lazy
 // globals and compiles this script with the lazyScript op; its value is the function that
 // builds them, given the ops and the runtime's internal helpers.
 (function extras(ops, helpers) {
   "use strict";
   const { kState, toBytes, feedCodec } = helpers;
   // ---- CompressionStream, DecompressionStream -----------------------------------------------------
-  // flate2 behind the codec ops (webapi/codec.rs), fed through runtime.js's feedCodec.
+  // flate2 behind the codec ops (webapi/codec.rs), fed through runtime/encoding.js's feedCodec.
   const COMPRESSION_FORMATS = ["gzip", "deflate", "deflate-raw"];
   function codecTransform(kind, format, name) {
     format = String(format);

@@ -3,7 +3,7 @@
 // V8's Array builtins loop over `length` in C++ without checking for termination, so on a holey
 // array or an array-like object of length 2**31 or 2**40 (`Array.prototype.indexOf.call({length:
 // 2**40}, 1)`) neither the CPU nor the memory limit can end them: the worker is pinned for hours,
-// and some (`Array.from`, `sort`) grow V8 tables until the process aborts. runtime.js calls the
+// and some (`Array.from`, `sort`) grow V8 tables until the process aborts. runtime/builtins.js calls the
 // native builtin below GUARD_LENGTH elements and these versions above it: the same algorithms as
 // the specification, in JS, where the limits reach every iteration. Compiled with the lazyScript
 // op the first time a context needs it. Not consulted here: `Symbol.species` (results are plain

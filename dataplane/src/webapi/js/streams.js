@@ -1,7 +1,7 @@
 // NANO runtime glue: WHATWG streams (ReadableStream incl. byte streams and BYOB readers,
 // WritableStream, TransformStream, their readers, writers and controllers, tee,
 // pipeTo/pipeThrough, async iteration) and the text encoding streams. Evaluated before
-// runtime.js in the snapshot creator; defines globals only. A compact implementation of the
+// the runtime (js/runtime/) in the snapshot creator; defines globals only. A compact implementation of the
 // standard: queues with a high-water mark, pull on demand, errors and cancellation propagating
 // both ways; byte streams queue copies of their chunks, which BYOB reads copy out again.
 (() => {

@@ -1,7 +1,7 @@
 // NANO runtime glue: Web Crypto's `crypto.subtle` (SubtleCrypto, CryptoKey), compiled into a
-// context only when it first reads `crypto.subtle`, `SubtleCrypto` or `CryptoKey` (runtime.js
-// compiles this script with the lazyScript op): a reset-on request deserialises its whole
-// context, and most requests never sign or verify anything. Its value is the function that
+// context only when it first reads `crypto.subtle`, `SubtleCrypto` or `CryptoKey`
+// (runtime/crypto.js compiles this script with the lazyScript op): a reset-on request
+// deserialises its whole context, and most requests never sign or verify anything. Its value is the function that
 // builds them, given the ops and the runtime's internal helpers. An app whose source names
 // `crypto.subtle` gets them in its snapshot instead.
 (function subtleCrypto(ops, helpers) {

@@ -1,6 +1,5 @@
 // NANO Node layer, tier "buffer": Buffer, its encodings and the error helpers the other tiers
-// share. Compiled into a context on first use by the lazyScript op (see runtime.js, "Node
-// compatibility"); the script's value is the function that builds the tier.
+// share. Compiled into a context on first use by the lazyScript op (see runtime/node.js); the script's value is the function that builds the tier.
 //
 // Reference answers: workerd (npm `workerd`, compatibility date 2026-11-01, nodejs_compat); the
 // conformance test tests/e2e/compat.rs records them.

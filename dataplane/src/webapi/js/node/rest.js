@@ -1,7 +1,7 @@
 // NANO Node layer, tier "rest": process and every node: module but buffer (events, util,
 // assert, path, string_decoder, crypto, async_hooks, url, module, stream, zlib, querystring,
 // diagnostics_channel...), on top of the buffer and inspect tiers. Compiled into a context on
-// first use by the lazyScript op (see runtime.js, "Node compatibility"); the script's value is the
+// first use by the lazyScript op (see runtime/node.js, "Node compatibility"); the script's value is the
 // function that builds the tier.
 //
 // Reference answers: workerd (npm `workerd`, compatibility date 2026-11-01, nodejs_compat); the
@@ -575,7 +575,7 @@
   // ---- async_hooks: AsyncLocalStorage ----------------------------------------------------------
   // The current frame (a Map from storage to store, or undefined) is V8's continuation-preserved
   // embedder data: V8 captures it with every promise reaction and restores it when the reaction
-  // runs, so it follows `await`; timers capture and restore it themselves (runtime.js).
+  // runs, so it follows `await`; timers capture and restore it themselves (runtime/timers.js).
   class AsyncLocalStorage {
     static bind(fn) { return AsyncResource.bind(fn); }
     static snapshot() { const frame = ops.asyncContext(); return (fn, ...args) => withFrame(frame, fn, args); }

@@ -1,0 +1,200 @@
+// Body, Request, Response.
+// (Part of the runtime's bootstrap function: see head.js.)
+  // ---- Body, Request, Response ---------------------------------------------------------------
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder();
+  function extractBody(body) {
+    if (body === undefined || body === null) return { bytes: null, type: null };
+    if (body instanceof ReadableStream) {
+      if (body.locked || body._disturbed) throw new TypeError("body: the ReadableStream is locked or already read");
+      return { bytes: null, stream: body, type: null };
+    }
+    if (typeof body === "string") return { bytes: encoder.encode(body), type: "text/plain;charset=UTF-8" };
+    if (body instanceof Blob) return { bytes: body[kBytes].slice(), type: body.type || null };
+    if (body instanceof FormData) return encodeMultipart(body);
+    if (body instanceof URLSearchParams) {
+      return { bytes: encoder.encode(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
+    }
+    if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { bytes: toBytes(body, "body").slice(), type: null };
+    return { bytes: encoder.encode(String(body)), type: "text/plain;charset=UTF-8" };
+  }
+  // A body stream must yield bytes: workerd refuses strings (encode them, e.g. with a
+  // TextEncoderStream).
+  const bodyChunk = (chunk) => {
+    if (chunk instanceof ArrayBuffer || ArrayBuffer.isView(chunk)) return toBytes(chunk, "body chunk");
+    throw new TypeError("This ReadableStream did not return bytes: a body stream must yield ArrayBuffers or views of them (pipe strings through a TextEncoderStream)");
+  };
+  // Reads a stream of byte chunks to one Uint8Array.
+  async function readAll(stream) {
+    const chunks = [];
+    let length = 0;
+    for await (const chunk of stream) {
+      const bytes = bodyChunk(chunk);
+      chunks.push(bytes);
+      length += bytes.length;
+    }
+    const out = new Uint8Array(length);
+    let offset = 0;
+    for (const c of chunks) {
+      out.set(c, offset);
+      offset += c.length;
+    }
+    return out;
+  }
+  const BodyMixin = (Base) => class extends Base {
+    get bodyUsed() { return this[kState].used || Boolean(this[kState].stream?._disturbed); }
+    // The body as a stream: the app's own, or one chunk holding the bytes (made once).
+    get body() {
+      const state = this[kState];
+      if (state.stream) return state.stream;
+      if (state.bytes === null) return null;
+      const bytes = state.bytes;
+      // A byte stream, as on Workers (readable with a BYOB reader too); enqueue copies.
+      state.stream = new ReadableStream({
+        type: "bytes",
+        start(controller) {
+          if (bytes.byteLength > 0) controller.enqueue(bytes);
+          controller.close();
+        },
+      });
+      return state.stream;
+    }
+    async #take(what) {
+      const state = this[kState];
+      if (this.bodyUsed) throw new TypeError(`${what}: body has already been read`);
+      state.used = true;
+      if (state.stream) return readAll(state.stream);
+      return state.bytes ?? new Uint8Array(0);
+    }
+    async arrayBuffer() {
+      const b = await this.#take("arrayBuffer()");
+      return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+    }
+    async bytes() { return (await this.#take("bytes()")).slice(); }
+    async text() { return decoder.decode(await this.#take("text()")); }
+    async json() { return JSON.parse(await this.text()); }
+    async blob() {
+      const bytes = await this.#take("blob()");
+      return new Blob([bytes], { type: this.headers.get("content-type") ?? "" });
+    }
+    async formData() {
+      return parseFormData(await this.#take("formData()"), this.headers.get("content-type"));
+    }
+  };
+
+  const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
+  const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
+  class Response extends BodyMixin(Object) {
+    constructor(body = null, init = {}) {
+      super();
+      const status = init.status === undefined ? 200 : Number(init.status);
+      if (!Number.isInteger(status) || status < 200 || status > 599) {
+        throw new RangeError(`Response: status ${init.status} is not in the range 200 to 599`);
+      }
+      const { bytes, stream = null, type } = extractBody(body);
+      if ((bytes !== null || stream !== null) && NULL_BODY_STATUS.has(status)) {
+        throw new TypeError(`Response: a ${status} response cannot have a body`);
+      }
+      const headers = new Headers(init.headers);
+      if (type && !headers.has("content-type")) headers.set("content-type", type);
+      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "" };
+    }
+    static json(data, init = {}) {
+      // workerd answers a value JSON cannot express (undefined, a function) with "undefined".
+      const text = String(JSON.stringify(data));
+      const headers = new Headers(init.headers);
+      if (!headers.has("content-type")) headers.set("content-type", "application/json");
+      return new Response(text, { ...init, headers });
+    }
+    static redirect(url, status = 302) {
+      if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
+      const response = new Response(null, { status, headers: { location: new URL(url).href } });
+      Headers.freeze(response[kState].headers);
+      return response;
+    }
+    static error() {
+      const r = new Response(null, { status: 200 });
+      r[kState].status = 0;
+      r[kState].type = "error";
+      return r;
+    }
+    get status() { return this[kState].status; }
+    get statusText() { return this[kState].statusText; }
+    get ok() { return this[kState].status >= 200 && this[kState].status < 300; }
+    get headers() { return this[kState].headers; }
+    get redirected() { return Boolean(this[kState].redirected); }
+    get type() { return this[kState].type; }
+    get url() { return this[kState].url; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Response.clone: body has already been read");
+      const s = this[kState];
+      let body = s.bytes === null ? null : s.bytes.slice();
+      if (s.stream) {
+        const [mine, theirs] = s.stream.tee();
+        s.stream = mine;
+        body = theirs;
+      }
+      const copy = new Response(body, { status: s.status, statusText: s.statusText, headers: s.headers });
+      copy[kState].status = s.status;
+      return copy;
+    }
+  }
+  define("Response", Response);
+
+  // Methods the Fetch spec upper-cases whatever their case (others are kept as written). No
+  // non-ASCII character lower-cases into these names, so the lookup matches the spec's.
+  const NORMALIZED_METHODS = new Map(
+    ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].map((m) => [m.toLowerCase(), m]),
+  );
+  const REDIRECT_MODES = ["follow", "manual", "error"];
+  class Request extends BodyMixin(Object) {
+    constructor(input, init = {}) {
+      super();
+      let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
+      if (input instanceof Request) {
+        const s = input[kState];
+        url = s.url; method = s.method; headers = new Headers(s.headers);
+        bytes = s.bytes === null ? null : s.bytes.slice();
+        signal = s.signal; redirect = s.redirect;
+      } else {
+        url = new URL(String(input)).href;
+        headers = new Headers();
+      }
+      if (init.method !== undefined) {
+        const m = String(init.method);
+        method = NORMALIZED_METHODS.get(m.toLowerCase()) ?? m;
+      }
+      if (init.headers !== undefined) headers = new Headers(init.headers);
+      let type = null;
+      let stream = null;
+      if (init.body !== undefined) ({ bytes, stream = null, type } = extractBody(init.body));
+      if ((bytes !== null || stream !== null) && (method === "GET" || method === "HEAD")) {
+        throw new TypeError(`Request: a ${method} request cannot have a body`);
+      }
+      if (type && !headers.has("content-type")) headers.set("content-type", type);
+      if (init.signal !== undefined && init.signal !== null && !(init.signal instanceof AbortSignal)) {
+        throw new TypeError("Request: signal must be an AbortSignal");
+      }
+      signal = init.signal ?? signal ?? new AbortSignal(kState);
+      if (init.redirect !== undefined) redirect = String(init.redirect);
+      if (!REDIRECT_MODES.includes(redirect)) {
+        throw new TypeError(`Request: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
+      }
+      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect };
+    }
+    get url() { return this[kState].url; }
+    get method() { return this[kState].method; }
+    get headers() { return this[kState].headers; }
+    get signal() { return this[kState].signal; }
+    get redirect() { return this[kState].redirect; }
+    clone() {
+      if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");
+      const s = this[kState];
+      const copy = new Request(this);
+      // A streamed body is teed: both requests can read it whole.
+      if (s.stream) [s.stream, copy[kState].stream] = s.stream.tee();
+      return copy;
+    }
+  }
+  define("Request", Request);
+

@@ -1,0 +1,168 @@
+// Handler registration and request dispatch, and what the bootstrap returns.
+// (Part of the runtime's bootstrap function: see head.js.)
+  // ---- handler registration and dispatch -----------------------------------------------------
+  const fetchListeners = [];
+  let defaultHandler = null;
+  define("addEventListener", (type, listener) => {
+    if (type === "fetch" && typeof listener === "function") fetchListeners.push(listener);
+  });
+  define("removeEventListener", (type, listener) => {
+    const i = fetchListeners.indexOf(listener);
+    if (type === "fetch" && i >= 0) fetchListeners.splice(i, 1);
+  });
+
+  class FetchEvent {
+    #request; #ctx;
+    constructor(request, ctx) { this.#request = request; this.#ctx = ctx; this[kState] = { responded: false, response: undefined }; }
+    get type() { return "fetch"; }
+    get request() { return this.#request; }
+    respondWith(response) {
+      if (this[kState].responded) throw new Error("FetchEvent.respondWith() was already called");
+      this[kState].responded = true;
+      this[kState].response = response;
+    }
+    waitUntil(promise) { this.#ctx.waitUntil(promise); }
+    passThroughOnException() {}
+  }
+
+  class ExecutionContext {
+    #waits;
+    constructor(waits) { this.#waits = waits; }
+    waitUntil(promise) { this.#waits.push(Promise.resolve(promise)); }
+    passThroughOnException() {}
+  }
+
+  function register(namespace) {
+    delete globalThis.__nano_wasm_register;
+    delete globalThis.__nano_builtin;
+    const handler = namespace.default;
+    if (handler !== undefined && handler !== null && typeof handler.fetch === "function") {
+      defaultHandler = handler;
+      return "module";
+    }
+    if (fetchListeners.length > 0) return "listener";
+    if (handler !== undefined && typeof handler === "object") {
+      throw new TypeError("the default export has no fetch() method; export default { fetch(request, env, ctx) { ... } }");
+    }
+    throw new TypeError(
+      "the module has no fetch handler: use `export default { fetch(request, env, ctx) {...} }` or `addEventListener(\"fetch\", (event) => event.respondWith(...))`",
+    );
+  }
+
+  // An exception's message and stack go into a response and the log: cut to a few KiB first (an
+  // app can throw a 50 MiB message).
+  function describeError(err) {
+    if (err instanceof Error) return [cut(`${err.name}: ${cut(String(err.message), 4096)}`, 4096), cut(String(err.stack || ""), 16384)];
+    let text;
+    try { text = typeof err === "object" ? JSON.stringify(err) : String(err); } catch { text = String(err); }
+    return [cut(`uncaught ${typeof err}: ${cut(String(text), 4096)}`, 4096), ""];
+  }
+  function typeName(v) {
+    if (v === null) return "null";
+    if (typeof v !== "object") return typeof v;
+    return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : "an object";
+  }
+
+  async function handle(id, request, env, ctx) {
+    let result;
+    try {
+      if (defaultHandler !== null) {
+        result = await defaultHandler.fetch(request, env, ctx);
+      } else {
+        const event = new FetchEvent(request, ctx);
+        for (const listener of fetchListeners) {
+          listener.call(globalThis, event);
+          if (event[kState].responded) break;
+        }
+        if (!event[kState].responded) {
+          throw new Error("no fetch listener called event.respondWith()");
+        }
+        result = await event[kState].response;
+      }
+    } catch (err) {
+      const [message, stack] = describeError(err);
+      ops.fail(id, "handler-exception", message, stack);
+      return;
+    }
+    if (!(result instanceof Response)) {
+      ops.fail(id, "bad-response", `the fetch handler returned ${typeName(result)} instead of a Response`, "");
+      return;
+    }
+    if (result.type === "error") {
+      ops.fail(id, "bad-response", "the fetch handler returned Response.error()", "");
+      return;
+    }
+    const s = result[kState];
+    const flat = [];
+    for (const [k, v] of Headers[kState](s.headers)) flat.push(k, v);
+    if (!s.stream) {
+      ops.respond(id, s.status, flat, s.bytes);
+      return;
+    }
+    // A streamed body goes out chunk by chunk as the app produces it.
+    if (result.bodyUsed) {
+      ops.fail(id, "bad-response", "the response body stream was already read", "");
+      return;
+    }
+    // The head goes out with the first chunk: a stream that fails before it is a 500, not a
+    // 200 with a broken body.
+    const reader = s.stream.getReader();
+    let next;
+    try {
+      next = await reader.read();
+    } catch (err) {
+      const [message, stack] = describeError(err);
+      ops.fail(id, "handler-exception", `the response stream failed before its first byte: ${message}`, stack);
+      return;
+    }
+    ops.respondStream(id, s.status, flat);
+    try {
+      for (; !next.done; next = await reader.read()) {
+        // 0: sent; a ticket: queued behind a full channel (the client reads slower than this
+        // stream writes), so wait until it is sent before pulling more; -1: the client is gone.
+        const sent = ops.streamChunk(id, bodyChunk(next.value));
+        if (sent < 0) {
+          await reader.cancel().catch(() => {});
+          return;
+        }
+        if (sent > 0) await new Promise((resolve) => pendingFetches.set(sent, { resolve, reject: resolve }));
+      }
+      ops.streamEnd(id, null);
+    } catch (err) {
+      const [message] = describeError(err);
+      console.error("the response stream failed:", message);
+      ops.streamEnd(id, message);
+    }
+  }
+
+  function dispatch(id, method, url, flatHeaders, body, env) {
+    // No async context survives from an earlier request (the frame is the isolate's, not the
+    // context's), and process.env is the app's env, as on workerd.
+    ops.setAsyncContext(undefined);
+    if (wasmState === 0) guardWasmOnFirstUse();
+    // Without context reset: forget the timers that ended with earlier requests.
+    const ended = ops.timersEnded();
+    if (ended !== undefined) for (const id of ended) timers.delete(id);
+    requestEnv = env;
+    if (tiers.rest !== undefined) Object.assign(tiers.rest.process.env, env);
+    const headers = new Headers();
+    const list = Headers[kState](headers);
+    for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
+    const request = new Request(url, { method, headers });
+    Headers.freeze(request.headers);
+    request[kState].bytes = body;
+    const waits = [];
+    const ctx = new ExecutionContext(waits);
+    handle(id, request, env, ctx)
+      .then(async () => {
+        for (let seen = 0; seen < waits.length; ) {
+          const batch = waits.slice(seen);
+          seen = waits.length;
+          await Promise.allSettled(batch);
+        }
+      })
+      .finally(() => ops.done(id));
+  }
+
+  return { register, dispatch, fireTimer, fetchDone, setWasm, lazyGlobals };
+});

@@ -1,0 +1,40 @@
+// Fetch() subrequests.
+// (Part of the runtime's bootstrap function: see head.js.)
+  // ---- fetch (subrequests) -----------------------------------------------------------------------
+  const pendingFetches = new Map();
+  async function fetch(input, init = undefined) {
+    const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    const { signal, redirect } = request[kState];
+    signal.throwIfAborted();
+    const flat = [];
+    for (const [k, v] of Headers[kState](request.headers)) flat.push(k, v);
+    const id = ops.fetchStart(request.method, request.url, flat, request[kState].bytes, redirect);
+    return new Promise((resolve, reject) => {
+      pendingFetches.set(id, { resolve, reject });
+      signal.addEventListener("abort", () => {
+        if (pendingFetches.delete(id)) reject(signal.reason);
+      }, { once: true });
+    });
+  }
+  function fetchDone(id, ok, ...rest) {
+    const pending = pendingFetches.get(id);
+    if (!pending) return;
+    pendingFetches.delete(id);
+    if (!ok) {
+      pending.reject(new TypeError(rest[0]));
+      return;
+    }
+    const [status, statusText, flat, body, url, redirected] = rest;
+    const headers = new Headers();
+    const list = Headers[kState](headers);
+    for (let i = 0; i < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
+    const nullBody = NULL_BODY_STATUS.has(status) || status < 200;
+    const response = new Response(nullBody ? null : body, { status: status < 200 ? 200 : status, statusText, headers });
+    response[kState].status = status;
+    response[kState].url = url;
+    response[kState].redirected = redirected;
+    Headers.freeze(headers);
+    pending.resolve(response);
+  }
+  define("fetch", fetch);
+

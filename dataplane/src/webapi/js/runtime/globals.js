@@ -1,0 +1,34 @@
+// Globals compiled on first use (js/extras.js), scheduler, performance, navigator.
+// (Part of the runtime's bootstrap function: see head.js.)
+  // ---- globals compiled on first use ---------------------------------------------------------
+  // Compression streams, URLPattern, MessageChannel and the queuing strategies live in
+  // js/extras.js, compiled into a context only when the context first reads one of them (the
+  // lazyScript op): a reset-on request deserialises its whole context, so what an app does not
+  // use must not be in it. An app whose source names one gets them in its snapshot instead.
+  let extras = null;
+  const extra = (name) => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec }))[name];
+  for (const name of ["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
+    "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"]) {
+    lazyGlobal(name, () => extra(name));
+  }
+
+  define("scheduler", Object.freeze({
+    wait(ms, options = {}) {
+      const signal = options?.signal;
+      return new Promise((resolve, reject) => {
+        if (signal?.aborted) return reject(signal.reason);
+        const id = setTimeout(resolve, ms);
+        signal?.addEventListener("abort", () => { clearTimeout(id); reject(signal.reason); }, { once: true });
+      });
+    },
+  }));
+
+  // ---- performance, navigator --------------------------------------------------------------------
+  const performance = {
+    now: () => ops.now(),
+    get timeOrigin() { return Date.now() - ops.now(); },
+    toJSON() { return { timeOrigin: this.timeOrigin }; },
+  };
+  define("performance", Object.freeze(performance));
+  define("navigator", Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" }));
+
