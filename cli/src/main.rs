@@ -268,6 +268,18 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {
         .collect()
 }
 
+/// Connects, makes one `Control` call, and turns a refusal into its one-line explanation.
+macro_rules! call {
+    ($cli:expr, $method:ident($request:expr)) => {
+        connect($cli)
+            .await?
+            .$method($request)
+            .await
+            .map_err(explain)?
+            .into_inner()
+    };
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let output = cli.output;
     let progress = std::io::stderr().is_terminal() && output == Output::Table;
@@ -358,37 +370,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             finish_change(&mut client, change, wait, output, progress).await
         }
         Command::Apps => {
-            let apps = connect(&cli)
-                .await?
-                .list_apps(ListAppsRequest {})
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .apps;
+            let apps = call!(&cli, list_apps(ListAppsRequest {})).apps;
             output::apps(&apps, output);
             Ok(())
         }
         Command::Get { hostname } => {
-            let got = connect(&cli)
-                .await?
-                .get_app(GetAppRequest {
+            let got = call!(
+                &cli,
+                get_app(GetAppRequest {
                     hostname: hostname.clone(),
                 })
-                .await
-                .map_err(explain)?
-                .into_inner();
+            );
             output::app_detail(&got, output);
             Ok(())
         }
         Command::Rm { hostname } => {
-            let removed = connect(&cli)
-                .await?
-                .delete_app(DeleteAppRequest {
+            let removed = call!(
+                &cli,
+                delete_app(DeleteAppRequest {
                     hostname: hostname.clone(),
                 })
-                .await
-                .map_err(explain)?
-                .into_inner();
+            );
             match output {
                 Output::Json => println!(
                     "{}",
@@ -399,37 +401,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Nodes => {
-            let nodes = connect(&cli)
-                .await?
-                .list_nodes(ListNodesRequest {})
-                .await
-                .map_err(explain)?
-                .into_inner();
+            let nodes = call!(&cli, list_nodes(ListNodesRequest {}));
             output::nodes(&nodes, output);
             Ok(())
         }
         Command::Isolates { hostname } => {
-            let isolates = connect(&cli)
-                .await?
-                .list_isolates(ListIsolatesRequest {
+            let isolates = call!(
+                &cli,
+                list_isolates(ListIsolatesRequest {
                     hostname: hostname.clone().unwrap_or_default(),
                 })
-                .await
-                .map_err(explain)?
-                .into_inner()
-                .isolates;
+            )
+            .isolates;
             output::isolates(&isolates, output);
             Ok(())
         }
         Command::Evict { hostname } => {
-            let sent = connect(&cli)
-                .await?
-                .evict(EvictRequest {
+            let sent = call!(
+                &cli,
+                evict(EvictRequest {
                     hostname: hostname.clone(),
                 })
-                .await
-                .map_err(explain)?
-                .into_inner();
+            );
             match output {
                 Output::Json => println!(
                     "{}",
@@ -445,15 +438,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Drain { node_id } | Command::Undrain { node_id } => {
             let drain = matches!(cli.command, Command::Drain { .. });
-            let answer = connect(&cli)
-                .await?
-                .drain(DrainRequest {
+            let answer = call!(
+                &cli,
+                drain(DrainRequest {
                     node_id: node_id.clone(),
                     drain,
                 })
-                .await
-                .map_err(explain)?
-                .into_inner();
+            );
             let what = if drain { "drained" } else { "undrained" };
             match output {
                 Output::Json => println!(
