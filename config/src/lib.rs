@@ -153,6 +153,23 @@ mod tests {
     }
 
     #[test]
+    fn hostnames_are_normalised_when_read() {
+        let app =
+            check_app(serde_json::json!({ "hostname": "API.Example.COM.", "sliver": "a.sliver" }))
+                .unwrap();
+        assert_eq!(app.hostname.as_str(), "api.example.com");
+        let bad =
+            check_app(serde_json::json!({ "hostname": "A B", "sliver": "a.sliver" })).unwrap_err();
+        assert_eq!(bad[0].path, "hostname");
+        assert!(
+            bad[0]
+                .message
+                .starts_with("\"a b\" is not a valid hostname"),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
     fn an_app_outside_a_config_needs_exactly_one_kind_of_code() {
         let app = |extra: Value| {
             let mut raw = serde_json::json!({ "hostname": "a.test", "limits": { "workers": 1 } });

@@ -163,7 +163,7 @@ impl Default for Server {
 pub struct App {
     /// Exact host served (case-insensitive, port ignored); unique across apps.
     #[schemars(length(min = 1, max = 253))]
-    pub hostname: String,
+    pub hostname: Hostname,
     /// The app's ES module; relative paths are resolved against the config file's folder.
     /// Exactly one of `entrypoint` and `sliver` is given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +184,45 @@ pub struct App {
     /// `false`: one context per isolate, globals persist (Cloudflare Workers semantics).
     #[serde(default = "defaults::context_reset")]
     pub context_reset: bool,
+}
+
+/// An app's hostname as routing compares it: lower-cased, without a trailing dot (normalised
+/// when the config is read, so every use compares like with like). Whether it is a valid
+/// hostname at all is checked with the rest of the config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, JsonSchema)]
+#[serde(transparent)]
+#[schemars(inline)]
+pub struct Hostname(String);
+
+impl Hostname {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Hostname {
+    fn from(raw: &str) -> Self {
+        Self(raw.trim_end_matches('.').to_ascii_lowercase())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hostname {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|raw| Self::from(raw.as_str()))
+    }
+}
+
+impl std::ops::Deref for Hostname {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Hostname {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// Where an app's code comes from: exactly one of `entrypoint` and `sliver`, as validation

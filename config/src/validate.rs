@@ -139,7 +139,7 @@ impl Config {
             match normalize_hostname(&app.hostname) {
                 Err(why) => problems.push(Problem {
                     path: path("hostname"),
-                    message: format!("{:?} is not a valid hostname: {why}", app.hostname),
+                    message: format!("{:?} is not a valid hostname: {why}", app.hostname.as_str()),
                 }),
                 Ok(host) => {
                     if let Some(first) = seen.insert(host.clone(), i) {
@@ -265,7 +265,7 @@ fn parse_app(raw: Value) -> Result<App, Vec<Problem>> {
     if let Err(why) = normalize_hostname(&app.hostname) {
         return Err(vec![Problem {
             path: "hostname".into(),
-            message: format!("{:?} is not a valid hostname: {why}", app.hostname),
+            message: format!("{:?} is not a valid hostname: {why}", app.hostname.as_str()),
         }]);
     }
     Ok(app)

@@ -104,7 +104,7 @@ fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route
                 "app failed to load; its requests get 503 until it is fixed"
             );
             let pool = AppPool::failed(
-                app.hostname.to_ascii_lowercase().into(),
+                app.hostname.as_str().into(),
                 format!("the app failed to load: {err}"),
             );
             Route {
@@ -136,10 +136,7 @@ pub struct ReloadSummary {
 pub fn merge_fleet_apps(local: &Config, fleet: Option<&[App]>) -> Config {
     let mut config = local.clone();
     if let Some(fleet) = fleet {
-        let taken: HashSet<String> = fleet
-            .iter()
-            .map(|a| nano_config::normalize_host_header(&a.hostname))
-            .collect();
+        let taken: HashSet<String> = fleet.iter().map(|a| a.hostname.to_string()).collect();
         config.apps = fleet
             .iter()
             .cloned()
@@ -147,7 +144,7 @@ pub fn merge_fleet_apps(local: &Config, fleet: Option<&[App]>) -> Config {
                 local
                     .apps
                     .iter()
-                    .filter(|a| !taken.contains(&nano_config::normalize_host_header(&a.hostname)))
+                    .filter(|a| !taken.contains(&a.hostname.to_string()))
                     .cloned(),
             )
             .collect();
@@ -215,7 +212,7 @@ pub async fn reconcile(
         let fleet_hosts: HashSet<String> = wanted_fleet
             .iter()
             .flat_map(|f| &f.apps)
-            .map(|a| nano_config::normalize_host_header(&a.hostname))
+            .map(|a| a.hostname.to_string())
             .collect();
         let (watched, loaded) = local_view(config_path.as_deref(), &routing.load(), &fleet_hosts);
         serving.send_replace(Serving {
@@ -260,7 +257,7 @@ fn local_view(
     let mut loaded = Vec::new();
     for route in router
         .routes()
-        .filter(|r| !fleet_hosts.contains(&nano_config::normalize_host_header(r.pool.hostname())))
+        .filter(|r| !fleet_hosts.contains(&r.pool.hostname().to_owned()))
     {
         match route.app.code() {
             Code::Sliver(sliver) => {
@@ -296,7 +293,7 @@ fn apply(config: &Config, routing: &Routing, preparer: &Preparer, first: bool) -
     let mut keep: HashMap<String, Arc<Route>> = HashMap::new();
     let mut to_prepare = Vec::new();
     for app in &config.apps {
-        let host = nano_config::normalize_host_header(&app.hostname);
+        let host = app.hostname.to_string();
         match current.route(&host) {
             Some(route)
                 if route.app == *app
@@ -316,20 +313,16 @@ fn apply(config: &Config, routing: &Routing, preparer: &Preparer, first: bool) -
             }
         }
     }
-    let wanted: HashSet<String> = config
-        .apps
-        .iter()
-        .map(|a| nano_config::normalize_host_header(&a.hostname))
-        .collect();
+    let wanted: HashSet<String> = config.apps.iter().map(|a| a.hostname.to_string()).collect();
     summary.removed = current
         .routes()
-        .map(|r| nano_config::normalize_host_header(r.pool.hostname()))
+        .map(|r| r.pool.hostname().to_owned())
         .filter(|h| !wanted.contains(h))
         .collect();
 
     let images = prepare_all(&to_prepare, preparer);
     for (app, image) in to_prepare.iter().zip(images) {
-        let host = nano_config::normalize_host_header(&app.hostname);
+        let host = app.hostname.to_string();
         let previous = current.route(&host).filter(|r| r.pool.failure().is_none());
         match (image, previous) {
             (Err(err), Some(previous)) => {

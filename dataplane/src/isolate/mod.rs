@@ -136,7 +136,7 @@ impl AppImage {
             ));
         }
         Ok(Self {
-            hostname: app.hostname.to_ascii_lowercase().into(),
+            hostname: app.hostname.as_str().into(),
             context_reset: app.context_reset,
             limits: app.limits.clone(),
             fetch: app.fetch.clone(),
