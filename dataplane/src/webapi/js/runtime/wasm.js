@@ -34,6 +34,36 @@
   }
   function guardWasm(W) {
     wasmState = 2;
+    // Puts `fn` (shorthand-named, so no constructor) in place of the builtin method `holder[fn.name]`.
+    const replaceMethod = (holder, fn) =>
+      Object.defineProperty(holder, fn.name, { value: fn, writable: true, configurable: true, enumerable: true });
+    // Puts `Wrapper` in place of the constructor `W[name]`, sharing its prototype.
+    const replaceConstructor = (name, Native, Wrapper) => {
+      Wrapper.prototype = Native.prototype;
+      Object.defineProperty(Native.prototype, "constructor", { value: Wrapper, writable: true, configurable: true, enumerable: false });
+      Object.defineProperty(W, name, { value: Wrapper, writable: true, configurable: true, enumerable: false });
+    };
+    // A descriptor's maximum, lowered to `limit` (emscripten declares 4 GiB): growing past it fails.
+    const cappedMaximum = (given, limit) => {
+      const maximum = Number(given);
+      return given === undefined || !(maximum >= 0) ? given ?? limit : Math.min(maximum, limit);
+    };
+    // Each open memory counts against the isolate's and the node's bounds: `count` more, or none
+    // and false when a bound is reached.
+    const openMemories = (count) => {
+      for (let i = 0; i < count; i++) {
+        if (!ops.wasmMemories(1)) {
+          while (i-- > 0) ops.wasmMemories(-1);
+          return false;
+        }
+      }
+      return true;
+    };
+    const closeMemories = (count) => {
+      for (let i = 0; i < count; i++) ops.wasmMemories(-1);
+    };
+    // Instances and memories hand their count back when collected.
+    const collected = new FinalizationRegistry(closeMemories);
     // Every module's own memories are capped at the isolate's memory limit before V8 compiles
     // it (webapi/wasm_limits.rs): growing one past it fails, also from inside the module.
     const nativeCompile = W.compile;
@@ -53,58 +83,38 @@
         return Promise.reject(err);
       }
     };
-    Object.defineProperty(W, "compile", {
-      value: { compile(bytes) { return compile(bytes); } }.compile,
-      writable: true,
-      configurable: true,
-      enumerable: true,
-    });
+    replaceMethod(W, { compile(bytes) { return compile(bytes); } }.compile);
     function Module(bytes) {
       if (new.target === undefined) throw new TypeError("WebAssembly.Module must be invoked with 'new'");
       const [capped, count] = ops.wasmCap(bytes);
       return remember(Reflect.construct(NativeModule, [capped], new.target), count);
     }
     const NativeInstance = W.Instance;
-    const instances = new FinalizationRegistry((count) => {
-      for (let i = 0; i < count; i++) ops.wasmMemories(-1);
-    });
     function Instance(module, imports) {
       if (new.target === undefined) throw new TypeError("WebAssembly.Instance must be invoked with 'new'");
       const count = definedMemories.get(module) ?? 0;
-      for (let i = 0; i < count; i++) {
-        if (!ops.wasmMemories(1)) {
-          while (i-- > 0) ops.wasmMemories(-1);
-          throw new RangeError("WebAssembly.Instance: too many WebAssembly memories are open in this isolate or on this node; drop references to instances no longer used");
-        }
+      if (!openMemories(count)) {
+        throw new RangeError("WebAssembly.Instance: too many WebAssembly memories are open in this isolate or on this node; drop references to instances no longer used");
       }
       let instance;
       try {
         instance = Reflect.construct(NativeInstance, [module, imports], new.target);
       } catch (err) {
-        for (let i = 0; i < count; i++) ops.wasmMemories(-1);
+        closeMemories(count);
         throw err;
       }
-      if (count > 0) instances.register(instance, count);
+      if (count > 0) collected.register(instance, count);
       return instance;
     }
-    Instance.prototype = NativeInstance.prototype;
-    Object.defineProperty(NativeInstance.prototype, "constructor", { value: Instance, writable: true, configurable: true, enumerable: false });
-    Object.defineProperty(W, "Instance", { value: Instance, writable: true, configurable: true, enumerable: false });
+    replaceConstructor("Instance", NativeInstance, Instance);
     for (const name of ["exports", "imports", "customSections"]) Module[name] = NativeModule[name];
-    Module.prototype = NativeModule.prototype;
-    Object.defineProperty(NativeModule.prototype, "constructor", { value: Module, writable: true, configurable: true, enumerable: false });
-    Object.defineProperty(W, "Module", { value: Module, writable: true, configurable: true, enumerable: false });
-    Object.defineProperty(W, "instantiate", {
-      value: {
-        instantiate(source, imports) {
-          if (source instanceof NativeModule) return Promise.resolve().then(() => new W.Instance(source, imports));
-          return compile(source).then((module) => ({ module, instance: new W.Instance(module, imports) }));
-        },
-      }.instantiate,
-      writable: true,
-      configurable: true,
-      enumerable: true,
-    });
+    replaceConstructor("Module", NativeModule, Module);
+    replaceMethod(W, {
+      instantiate(source, imports) {
+        if (source instanceof NativeModule) return Promise.resolve().then(() => new W.Instance(source, imports));
+        return compile(source).then((module) => ({ module, instance: new W.Instance(module, imports) }));
+      },
+    }.instantiate);
     Object.defineProperty(W.instantiate, "length", { value: 1 });
 
     // WebAssembly memory lives outside the heap: no memory may be larger than the isolate's
@@ -115,7 +125,6 @@
     const NativeMemory = W.Memory;
     const nativeGrow = NativeMemory.prototype.grow;
     const limitPages = () => Math.floor(ops.memoryLimit() / PAGE);
-    const collected = new FinalizationRegistry(() => ops.wasmMemories(-1));
     const pages = (value, what) => {
       const n = Number(value);
       if (!Number.isFinite(n) || n < 0) return value; // the native constructor says what is wrong
@@ -129,25 +138,21 @@
       if (descriptor === null || typeof descriptor !== "object") return Reflect.construct(NativeMemory, [descriptor], new.target);
       const capped = { ...descriptor };
       capped.initial = pages(descriptor.initial, "an initial size");
-      // A larger maximum (emscripten declares 4 GiB) is lowered to the limit: growing past it fails.
-      const maximum = Number(descriptor.maximum);
-      capped.maximum = descriptor.maximum === undefined || !(maximum >= 0) ? descriptor.maximum ?? limitPages() : Math.min(maximum, limitPages());
-      if (!ops.wasmMemories(1)) {
+      capped.maximum = cappedMaximum(descriptor.maximum, limitPages());
+      if (!openMemories(1)) {
         throw new RangeError("WebAssembly.Memory: too many WebAssembly memories are open in this isolate or on this node; drop references to ones no longer used");
       }
       let memory;
       try {
         memory = Reflect.construct(NativeMemory, [capped], new.target);
       } catch (err) {
-        ops.wasmMemories(-1);
+        closeMemories(1);
         throw err;
       }
-      collected.register(memory, 0);
+      collected.register(memory, 1);
       return memory;
     }
-    Memory.prototype = NativeMemory.prototype;
-    Object.defineProperty(NativeMemory.prototype, "constructor", { value: Memory, writable: true, configurable: true, enumerable: false });
-    Object.defineProperty(W, "Memory", { value: Memory, writable: true, configurable: true, enumerable: false });
+    replaceConstructor("Memory", NativeMemory, Memory);
     // A table's entries take at least 8 bytes each, outside what V8 counts as heap use until it
     // has filled them: bounded the same way.
     const NativeTable = W.Table;
@@ -164,42 +169,29 @@
       if (new.target === undefined) throw new TypeError("WebAssembly.Table must be invoked with 'new'");
       if (descriptor === null || typeof descriptor !== "object") return Reflect.construct(NativeTable, [descriptor, ...rest], new.target);
       const capped = { ...descriptor, initial: entries(descriptor.initial, "an initial size") };
-      const maximum = Number(descriptor.maximum);
-      capped.maximum = descriptor.maximum === undefined || !(maximum >= 0) ? descriptor.maximum ?? tableLimit() : Math.min(maximum, tableLimit());
+      capped.maximum = cappedMaximum(descriptor.maximum, tableLimit());
       return Reflect.construct(NativeTable, [capped, ...rest], new.target);
     }
-    Table.prototype = NativeTable.prototype;
-    Object.defineProperty(NativeTable.prototype, "constructor", { value: Table, writable: true, configurable: true, enumerable: false });
-    Object.defineProperty(W, "Table", { value: Table, writable: true, configurable: true, enumerable: false });
-    Object.defineProperty(NativeTable.prototype, "grow", {
-      value: {
-        grow(delta, ...rest) {
-          const add = Number(delta);
-          if (Number.isFinite(add) && add > 0) entries(this.length + add, "growing to a size");
-          return Reflect.apply(nativeTableGrow, this, [delta, ...rest]);
-        },
-      }.grow,
-      writable: true,
-      configurable: true,
-      enumerable: true,
-    });
-    Object.defineProperty(NativeMemory.prototype, "grow", {
-      value: {
-        grow(delta) {
-          const add = Number(delta);
-          if (Number.isFinite(add) && add > 0) {
-            const now = this.buffer.byteLength / PAGE;
-            if (now + add > limitPages()) {
-              throw new RangeError(`WebAssembly.Memory.grow: ${now + add} pages (${(now + add) * PAGE} bytes) is more than the isolate's memory limit allows (${limitPages()} pages, limits.memory_mb)`);
-            }
+    replaceConstructor("Table", NativeTable, Table);
+    replaceMethod(NativeTable.prototype, {
+      grow(delta, ...rest) {
+        const add = Number(delta);
+        if (Number.isFinite(add) && add > 0) entries(this.length + add, "growing to a size");
+        return Reflect.apply(nativeTableGrow, this, [delta, ...rest]);
+      },
+    }.grow);
+    replaceMethod(NativeMemory.prototype, {
+      grow(delta) {
+        const add = Number(delta);
+        if (Number.isFinite(add) && add > 0) {
+          const now = this.buffer.byteLength / PAGE;
+          if (now + add > limitPages()) {
+            throw new RangeError(`WebAssembly.Memory.grow: ${now + add} pages (${(now + add) * PAGE} bytes) is more than the isolate's memory limit allows (${limitPages()} pages, limits.memory_mb)`);
           }
-          return Reflect.apply(nativeGrow, this, [delta]);
-        },
-      }.grow,
-      writable: true,
-      configurable: true,
-      enumerable: true,
-    });
+        }
+        return Reflect.apply(nativeGrow, this, [delta]);
+      },
+    }.grow);
   }
 
   // ---- .wasm imports ------------------------------------------------------------------------------
