@@ -28,12 +28,19 @@ pub struct Member {
     pub(super) failure: Option<(u64, String)>,
     /// Apps whose wanted version failed to load: (wanted version, reason).
     pub(super) app_errors: BTreeMap<String, (u64, String)>,
-    /// The revision published to the reconciler whose outcome is not known yet.
-    pub(super) awaiting: Option<u64>,
+    /// What was published to the reconciler and has no outcome yet.
+    pub(super) awaiting: Option<Published>,
     /// Slivers verified on disk by this process.
     pub(super) verified: HashSet<String>,
     /// Held for the process's life: one node per cache dir.
     _lock: std::fs::File,
+}
+
+/// A revision handed to the reconciler: its store, number and apps.
+pub(super) struct Published {
+    store_id: String,
+    revision: u64,
+    apps: BTreeMap<String, FleetApp>,
 }
 
 impl Member {
@@ -269,7 +276,11 @@ impl Member {
                 why,
             })?);
         }
-        self.awaiting = Some(self.desired_revision);
+        self.awaiting = Some(Published {
+            store_id: self.store_id.clone(),
+            revision: self.desired_revision,
+            apps: self.desired.clone(),
+        });
         fleet.send_replace(Some(FleetApps {
             revision: self.desired_revision,
             apps,
@@ -281,23 +292,23 @@ impl Member {
     /// records what serves (an app whose new version failed keeps its previous one), persists
     /// it, and reports it from then on.
     pub(super) async fn activated(&mut self, serving: &Serving) {
-        let Some(revision) = self.awaiting else {
+        // What it serves now is the published revision's apps: the desired state may have moved
+        // on since (a newer revision whose download failed is still pending).
+        let Some(published) = self.awaiting.take_if(|published| {
+            serving
+                .fleet_revision
+                .is_some_and(|applied| applied >= published.revision)
+        }) else {
             return;
         };
-        if serving
-            .fleet_revision
-            .is_none_or(|applied| applied < revision)
-        {
-            return;
-        }
-        self.awaiting = None;
+        let revision = published.revision;
         let summary = &serving.summary;
         let dir = self.options.cache_dir.clone();
         let failed: BTreeMap<&String, &String> =
             summary.failed.iter().map(|(h, e)| (h, e)).collect();
         self.app_errors.clear();
         let mut now_serving = BTreeMap::new();
-        for (host, app) in &self.desired {
+        for (host, app) in &published.apps {
             match failed.get(host) {
                 Some(error) => {
                     self.app_errors
@@ -317,8 +328,8 @@ impl Member {
         let previous = std::mem::replace(
             &mut self.last_good,
             LastGood {
-                store_id: self.store_id.clone(),
-                revision: self.desired_revision,
+                store_id: published.store_id,
+                revision,
                 apps: now_serving,
                 drained,
             },
@@ -345,7 +356,7 @@ impl Member {
         if let Err(err) = saved {
             tracing::warn!(error = %err, "cannot persist the fleet state; a restart will wait for the control plane");
         }
-        if self.awaiting.is_none() && revision == self.desired_revision {
+        if revision == self.desired_revision {
             self.failure = None;
             self.pending = false;
         }
@@ -354,8 +365,8 @@ impl Member {
             .set(i64::try_from(self.last_good.revision).unwrap_or(i64::MAX));
         METRICS.fleet_activations.with_label_values(&["ok"]).inc();
         tracing::info!(
-            revision = self.desired_revision,
-            apps = self.desired.len(),
+            revision,
+            apps = published.apps.len(),
             failed = self.app_errors.len(),
             "fleet revision activated"
         );
@@ -477,5 +488,36 @@ mod tests {
         assert!(drained.load(std::sync::atomic::Ordering::Acquire));
         drop(m);
         assert!(member(dir.path()).drained(), "kept across a restart");
+    }
+
+    /// The outcome of a published revision records that revision's apps, even when a newer one
+    /// arrived meanwhile and could not be published (its download failed): that one stays
+    /// pending.
+    #[test]
+    fn an_outcome_records_what_was_published_not_what_is_wanted_since() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = member(dir.path());
+        let (evicts, _evicted) = mpsc::unbounded_channel::<String>();
+        let drained = AtomicBool::new(false);
+        assert!(m.take(full("s1", 5, vec![app("a", 1)]), &evicts, &drained));
+        m.awaiting = Some(Published {
+            store_id: m.store_id.clone(),
+            revision: 5,
+            apps: m.desired.clone(),
+        });
+        assert!(m.take(full("s1", 6, vec![app("b", 2)]), &evicts, &drained));
+        let serving = Serving {
+            fleet_revision: Some(5),
+            ..Default::default()
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(m.activated(&serving));
+        assert!(m.awaiting.is_none());
+        assert_eq!(m.last_good.revision, 5);
+        assert_eq!(m.last_good.apps.keys().collect::<Vec<_>>(), vec!["a"]);
+        assert!(m.pending, "revision 6 is still to activate");
     }
 }
