@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nano_config::{App, Code, Config};
+use nano_config::{App, Code, Config, Hostname};
 use nano_sliver::sha256_hex;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -136,7 +136,7 @@ pub struct ReloadSummary {
 pub fn merge_fleet_apps(local: &Config, fleet: Option<&[App]>) -> Config {
     let mut config = local.clone();
     if let Some(fleet) = fleet {
-        let taken: HashSet<String> = fleet.iter().map(|a| a.hostname.to_string()).collect();
+        let taken: HashSet<&Hostname> = fleet.iter().map(|a| &a.hostname).collect();
         config.apps = fleet
             .iter()
             .cloned()
@@ -144,7 +144,7 @@ pub fn merge_fleet_apps(local: &Config, fleet: Option<&[App]>) -> Config {
                 local
                     .apps
                     .iter()
-                    .filter(|a| !taken.contains(&a.hostname.to_string()))
+                    .filter(|a| !taken.contains(&a.hostname))
                     .cloned(),
             )
             .collect();
@@ -257,7 +257,7 @@ fn local_view(
     let mut loaded = Vec::new();
     for route in router
         .routes()
-        .filter(|r| !fleet_hosts.contains(&r.pool.hostname().to_owned()))
+        .filter(|r| !fleet_hosts.contains(r.pool.hostname()))
     {
         match route.app.code() {
             Code::Sliver(sliver) => {
