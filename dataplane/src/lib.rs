@@ -58,6 +58,9 @@ pub async fn run(
     let helpers = CancellationToken::new();
     let mut tasks = Vec::new();
 
+    // Before any worker starts: each reads it when it creates its isolate.
+    metrics::set_recording(config.admin.metrics);
+
     // The sources publish what they want; the reconciler serves it. The first pass (what the
     // config and the last good fleet state hold) is done before the node says it listens.
     let routing = Arc::new(Routing::from_pointee(Router::default()));
@@ -80,7 +83,6 @@ pub async fn run(
         .await
         .expect("the reconciler runs")
         .clone();
-    metrics::set_recording(config.admin.metrics);
     let front = Arc::new(http::Front {
         router: routing.clone(),
         admin: config.admin.enabled.then(|| config.admin.token.clone()),
