@@ -271,7 +271,11 @@ fn prepare_app(
         },
         Err(err) => {
             println!("{err}");
-            ExitCode::from(isolate::PREPARE_APP_ERROR as u8)
+            let code = match err {
+                isolate::AppLoadError::StartupBudget { .. } => isolate::PREPARE_APP_BUDGET,
+                _ => isolate::PREPARE_APP_ERROR,
+            };
+            ExitCode::from(code as u8)
         }
     }
 }

@@ -100,6 +100,7 @@ fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route
             tracing::error!(
                 hostname = %app.hostname,
                 source = %source_label(app),
+                kind = err.kind(),
                 error = %err,
                 "app failed to load; its requests get 503 until it is fixed"
             );
@@ -327,7 +328,7 @@ fn apply(config: &Config, routing: &Routing, preparer: &Preparer, first: bool) -
         match (image, previous) {
             (Err(err), Some(previous)) => {
                 tracing::error!(
-                    hostname = %host, error = %err,
+                    hostname = %host, kind = err.kind(), error = %err,
                     "the new version failed to load; the previous version keeps serving"
                 );
                 summary.kept_previous.push(host.clone());

@@ -135,6 +135,8 @@ fn an_endless_top_level_fails_the_app_not_the_node() {
             "{}",
             reply.body
         );
+        // The child said whose fault it was by its exit code, not a crash or the node.
+        nano.log.wait_for_count("kind=\"startup-budget\"", 1);
         let other = nano.get("calm.example", "/").await;
         assert_eq!(other.status, 200);
     });

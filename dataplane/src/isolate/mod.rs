@@ -11,7 +11,7 @@ pub mod prepare;
 mod worker;
 
 pub use modules::AppSource;
-pub use prepare::{PREPARE_APP_ERROR, Prepared, Preparer};
+pub use prepare::{PREPARE_APP_BUDGET, PREPARE_APP_ERROR, Prepared, Preparer};
 pub(crate) use worker::run_worker;
 
 use std::cell::RefCell;
@@ -82,10 +82,44 @@ pub(crate) fn pump_platform(isolate: &mut v8::Isolate) -> bool {
     ran
 }
 
-/// Why an app could not be prepared. The message names the file and the reason.
+/// Why an app could not be prepared. Each message names the file and the reason; the variant
+/// says whose the fault is (logged as `kind`).
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AppLoadError(pub String);
+pub enum AppLoadError {
+    /// The app's code is at fault: a file missing or unreadable, a syntax or link error, a
+    /// throw at top level, a corrupt sliver or `.wasm` file.
+    #[error("{0}")]
+    Code(String),
+    /// Top-level evaluation ran past `limits.startup_ms`.
+    #[error(
+        "{what}: module evaluation did not finish within the start-up budget of {budget_ms} ms \
+         (limits.startup_ms; an endless loop at top level?); move slow work into the fetch handler"
+    )]
+    StartupBudget { what: String, budget_ms: u128 },
+    /// The `prepare-app` child died (a V8 fatal error while evaluating the app, a signal).
+    #[error("{what}: preparing the app crashed ({status}){detail}")]
+    Crashed {
+        what: String,
+        status: String,
+        detail: String,
+    },
+    /// The node could not prepare it: the child did not start, its report or snapshot could not
+    /// be read, V8 made no snapshot.
+    #[error("{0}")]
+    Node(String),
+}
+
+impl AppLoadError {
+    /// The variant as a log field: `code`, `startup-budget`, `crashed` or `node`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Code(_) => "code",
+            Self::StartupBudget { .. } => "startup-budget",
+            Self::Crashed { .. } => "crashed",
+            Self::Node(_) => "node",
+        }
+    }
+}
 
 /// Everything a worker needs to create isolates for one app. Immutable and shared by its workers.
 pub struct AppImage {
@@ -118,13 +152,13 @@ impl AppImage {
         {
             let bytes = source
                 .read(&root, &root.join(name))
-                .map_err(|err| AppLoadError(format!("cannot read {name}: {err}")))?;
+                .map_err(|err| AppLoadError::Code(format!("cannot read {name}: {err}")))?;
             nano_sliver::check_wasm_header(&bytes)
-                .map_err(|reason| AppLoadError(format!("{name}: {reason}")))?;
+                .map_err(|reason| AppLoadError::Code(format!("{name}: {reason}")))?;
             // Its memories are capped at the app's memory limit, as for modules made in JS.
             let limit = u64::from(app.limits.memory_mb) * crate::limits::memory::MIB as u64;
             let bytes = match crate::webapi::wasm_limits::cap_memories(&bytes, limit)
-                .map_err(|reason| AppLoadError(format!("{name}: {reason}")))?
+                .map_err(|reason| AppLoadError::Code(format!("{name}: {reason}")))?
             {
                 crate::webapi::wasm_limits::Capped::Rewritten(capped, _) => capped,
                 crate::webapi::wasm_limits::Capped::Unchanged => bytes,
@@ -203,13 +237,10 @@ pub fn snapshot_app(
         let over_budget = watchdog.join().unwrap_or(false);
         let outcome = if over_budget || scope.is_execution_terminating() {
             scope.cancel_terminate_execution();
-            Err(AppLoadError(format!(
-                "{}: module evaluation did not finish within the start-up budget of {} ms \
-                 (limits.startup_ms; an endless loop at top level?); move slow work into the \
-                 fetch handler",
-                source.describe(),
-                budget.as_millis()
-            )))
+            Err(AppLoadError::StartupBudget {
+                what: source.describe(),
+                budget_ms: budget.as_millis(),
+            })
         } else {
             outcome
         };
@@ -228,7 +259,8 @@ pub fn snapshot_app(
     };
     let blob = creator.create_blob(v8::FunctionCodeHandling::Keep);
     let (handler, files) = result?;
-    let blob = blob.ok_or_else(|| AppLoadError("V8 could not create the app snapshot".into()))?;
+    let blob =
+        blob.ok_or_else(|| AppLoadError::Node("V8 could not create the app snapshot".into()))?;
     Ok(AppSnapshot {
         handler,
         blob: blob.to_vec(),
@@ -291,7 +323,10 @@ fn evaluate_app(
             .exception()
             .map(|e| e.to_rust_string_lossy(tc))
             .unwrap_or_else(|| "unknown error".into());
-        return Err(AppLoadError(format!("{}: {message}", source.describe())));
+        return Err(AppLoadError::Code(format!(
+            "{}: {message}",
+            source.describe()
+        )));
     };
     let handler = handler.to_rust_string_lossy(tc);
     let context = tc.get_current_context();

@@ -38,8 +38,9 @@ impl AppSource {
     fn entry_and_root(&self) -> Result<(PathBuf, PathBuf), AppLoadError> {
         match self {
             AppSource::Dir(entrypoint) => {
-                let entry = std::path::absolute(entrypoint)
-                    .map_err(|err| AppLoadError(format!("{}: {err}", entrypoint.display())))?;
+                let entry = std::path::absolute(entrypoint).map_err(|err| {
+                    AppLoadError::Code(format!("{}: {err}", entrypoint.display()))
+                })?;
                 let root = entry.parent().map(Path::to_path_buf).unwrap_or_default();
                 Ok((entry, root))
             }
@@ -350,7 +351,7 @@ pub(super) fn load_and_evaluate(
     if linked != Some(true) {
         let exception = tc.exception();
         let message = exception_text(tc, exception);
-        return Err(AppLoadError(format!(
+        return Err(AppLoadError::Code(format!(
             "{}: cannot link modules: {message}",
             graph.display(&entry)
         )));
@@ -361,7 +362,7 @@ pub(super) fn load_and_evaluate(
     if module.get_status() == v8::ModuleStatus::Errored {
         let exception = Some(module.get_exception());
         let message = exception_text(tc, exception);
-        return Err(AppLoadError(format!(
+        return Err(AppLoadError::Code(format!(
             "{} failed while evaluating: {message}",
             graph.display(&entry)
         )));
@@ -369,7 +370,7 @@ pub(super) fn load_and_evaluate(
     let Some(promise) = promise.and_then(|p| v8::Local::<v8::Promise>::try_from(p).ok()) else {
         let exception = tc.exception();
         let message = exception_text(tc, exception);
-        return Err(AppLoadError(format!(
+        return Err(AppLoadError::Code(format!(
             "{} failed while evaluating: {message}",
             graph.display(&entry)
         )));
@@ -380,13 +381,13 @@ pub(super) fn load_and_evaluate(
         }
         v8::PromiseState::Rejected => {
             let reason = Some(promise.result(tc));
-            Err(AppLoadError(format!(
+            Err(AppLoadError::Code(format!(
                 "{} failed while evaluating: {}",
                 graph.display(&entry),
                 exception_text(tc, reason)
             )))
         }
-        v8::PromiseState::Pending => Err(AppLoadError(format!(
+        v8::PromiseState::Pending => Err(AppLoadError::Code(format!(
             "{}: top-level await did not finish during start-up (it waits on a timer, a request \
              or a promise that never settles); move that work into the fetch handler",
             graph.display(&entry)
@@ -415,18 +416,19 @@ fn compile_tree<'s>(
     let bytes = graph
         .source
         .read(&graph.root, path)
-        .map_err(|err| AppLoadError(format!("cannot read module {name}{via}: {err}")))?;
+        .map_err(|err| AppLoadError::Code(format!("cannot read module {name}{via}: {err}")))?;
     let source = if path.extension().is_some_and(|e| e == "wasm") {
         nano_sliver::check_wasm_header(&bytes)
-            .map_err(|reason| AppLoadError(format!("{name}{via}: {reason}")))?;
+            .map_err(|reason| AppLoadError::Code(format!("{name}{via}: {reason}")))?;
         wasm_wrapper(&name)
     } else {
-        String::from_utf8(bytes.clone())
-            .map_err(|err| AppLoadError(format!("{name}{via}: the module is not UTF-8 ({err})")))?
+        String::from_utf8(bytes.clone()).map_err(|err| {
+            AppLoadError::Code(format!("{name}{via}: the module is not UTF-8 ({err})"))
+        })?
     };
     graph.files.push((name.clone(), bytes));
     let source = v8::String::new(scope, &source)
-        .ok_or_else(|| AppLoadError(format!("module {name} is too large")))?;
+        .ok_or_else(|| AppLoadError::Code(format!("module {name} is too large")))?;
     let resource = v8::String::new(scope, &name).expect("file name fits in a string");
     let origin = crate::webapi::script_origin(scope, resource.into(), true);
     let mut source = v8::script_compiler::Source::new(source, Some(&origin));
@@ -440,7 +442,7 @@ fn compile_tree<'s>(
         } else {
             format!("{name}: {message}")
         };
-        return Err(AppLoadError(format!("{located}{via}")));
+        return Err(AppLoadError::Code(format!("{located}{via}")));
     };
     graph.add(tc, path, module);
 
@@ -450,7 +452,9 @@ fn compile_tree<'s>(
         let request = requests.get(tc, i).expect("module request index in range");
         let request = v8::Local::<v8::ModuleRequest>::try_from(request).expect("a ModuleRequest");
         let specifier = request.get_specifier().to_rust_string_lossy(tc);
-        let target = graph.resolve(path, &specifier).map_err(AppLoadError)?;
+        let target = graph
+            .resolve(path, &specifier)
+            .map_err(AppLoadError::Code)?;
         compile_tree(tc, graph, &target, chain)?;
     }
     chain.pop();
@@ -470,8 +474,9 @@ fn compile_builtin<'s>(
     let resource = v8::String::new(scope, &format!("node:{name}")).expect("short string");
     let origin = crate::webapi::script_origin(scope, resource.into(), true);
     let mut source = v8::script_compiler::Source::new(source, Some(&origin));
-    let module = v8::script_compiler::compile_module(scope, &mut source)
-        .ok_or_else(|| AppLoadError(format!("the runtime's node:{name} module did not compile")))?;
+    let module = v8::script_compiler::compile_module(scope, &mut source).ok_or_else(|| {
+        AppLoadError::Code(format!("the runtime's node:{name} module did not compile"))
+    })?;
     graph.add(scope, path, module);
     Ok(module)
 }

@@ -24,6 +24,8 @@ use crate::webapi;
 
 /// Exit code of `nano prepare-app` when the app itself is at fault.
 pub const PREPARE_APP_ERROR: i32 = 65;
+/// Exit code of `nano prepare-app` when evaluation ran past the start-up budget.
+pub const PREPARE_APP_BUDGET: i32 = 66;
 
 /// Time the serving process gives a `prepare-app` child beyond the app's own start-up budget
 /// (which the child enforces on itself) before killing it.
@@ -67,8 +69,9 @@ impl Preparer {
     pub fn source_of(app: &nano_config::App) -> Result<AppSource, AppLoadError> {
         match app.code() {
             nano_config::Code::Sliver(path) => {
-                let sliver = Sliver::read(path)
-                    .map_err(|err| AppLoadError(format!("sliver {}: {err}", path.display())))?;
+                let sliver = Sliver::read(path).map_err(|err| {
+                    AppLoadError::Code(format!("sliver {}: {err}", path.display()))
+                })?;
                 Ok(AppSource::Sliver(Arc::new(sliver)))
             }
             nano_config::Code::Module(entry) => Ok(AppSource::Dir(entry.to_path_buf())),
@@ -144,7 +147,7 @@ impl Preparer {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|err| {
-                AppLoadError(format!(
+                AppLoadError::Node(format!(
                     "cannot start {} prepare-app: {err}",
                     self.exe.display()
                 ))
@@ -157,15 +160,17 @@ impl Preparer {
                     let _ = child.kill();
                     let _ = child.wait();
                     let _ = std::fs::remove_file(&out);
-                    return Err(AppLoadError(format!(
-                        "{what}: module evaluation did not finish within the start-up budget of {} ms \
-                         (limits.startup_ms; an endless loop at top level?); move slow work into \
-                         the fetch handler",
-                        budget.as_millis()
-                    )));
+                    return Err(AppLoadError::StartupBudget {
+                        what,
+                        budget_ms: budget.as_millis(),
+                    });
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-                Err(err) => return Err(AppLoadError(format!("waiting for prepare-app: {err}"))),
+                Err(err) => {
+                    return Err(AppLoadError::Node(format!(
+                        "waiting for prepare-app: {err}"
+                    )));
+                }
             }
         };
         let mut message = String::new();
@@ -178,21 +183,27 @@ impl Preparer {
         match status.code() {
             Some(0) => {
                 let report: ChildReport = serde_json::from_str(&message).map_err(|err| {
-                    AppLoadError(format!("prepare-app reported nonsense ({err}): {message}"))
+                    AppLoadError::Node(format!("prepare-app reported nonsense ({err}): {message}"))
                 })?;
-                let blob =
-                    blob.map_err(|err| AppLoadError(format!("reading the app snapshot: {err}")))?;
+                let blob = blob.map_err(|err| {
+                    AppLoadError::Node(format!("reading the app snapshot: {err}"))
+                })?;
                 Ok((report, blob))
             }
-            Some(PREPARE_APP_ERROR) => Err(AppLoadError(message)),
-            _ => Err(AppLoadError(format!(
-                "{what}: preparing the app crashed ({status}){}",
-                if message.is_empty() {
+            Some(PREPARE_APP_ERROR) => Err(AppLoadError::Code(message)),
+            Some(PREPARE_APP_BUDGET) => Err(AppLoadError::StartupBudget {
+                what,
+                budget_ms: budget.as_millis(),
+            }),
+            _ => Err(AppLoadError::Crashed {
+                what,
+                status: status.to_string(),
+                detail: if message.is_empty() {
                     String::new()
                 } else {
                     format!(": {message}")
-                }
-            ))),
+                },
+            }),
         }
     }
 }
