@@ -51,7 +51,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.apps[0].limits.queue_per_worker, 256);
         assert!(config.apps[0].context_reset);
-        assert!(config.apps[0].entrypoint.as_ref().unwrap().is_file());
+        assert!(config.apps[0].code.path().is_file());
         let minimal = parse(
             r#"{"apps":[{"hostname":"a","entrypoint":"app.js"}]}"#,
             dir.path(),
@@ -186,7 +186,7 @@ mod tests {
         let both = serde_json::json!({ "entrypoint": "a.js", "sliver": "a.sliver" });
         assert!(check_app(app(both)).is_err(), "both");
         let sliver = check_app(app(serde_json::json!({ "sliver": "a.sliver" }))).unwrap();
-        assert_eq!(sliver.code(), Code::Sliver(Path::new("a.sliver")));
+        assert_eq!(sliver.code, AppCode::Sliver("a.sliver".into()));
     }
 
     #[test]

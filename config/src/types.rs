@@ -159,8 +159,54 @@ impl Default for Server {
 
 /// One tenant app.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "AppFields", into = "AppFields")]
+#[schemars(with = "AppFields")]
 pub struct App {
+    pub hostname: Hostname,
+    pub code: AppCode,
+    pub limits: Limits,
+    pub env: BTreeMap<String, String>,
+    pub fetch: Fetch,
+    pub context_reset: bool,
+}
+
+/// Where an app's code comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppCode {
+    /// An ES module (`entrypoint`); the modules it imports are in its folder.
+    Module(PathBuf),
+    /// A sliver file (`sliver`, made by `nano sliver build`).
+    Sliver(PathBuf),
+}
+
+impl AppCode {
+    /// The file: the entry module or the sliver.
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Module(path) | Self::Sliver(path) => path,
+        }
+    }
+
+    pub(crate) fn path_mut(&mut self) -> &mut PathBuf {
+        match self {
+            Self::Module(path) | Self::Sliver(path) => path,
+        }
+    }
+
+    /// The config key that names it: `entrypoint` or `sliver`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Module(_) => "entrypoint",
+            Self::Sliver(_) => "sliver",
+        }
+    }
+}
+
+/// An app as a config file spells it (the schema's `apps[]`): [`App`] with its code as two
+/// optional keys, and an app's settings without code as the control plane checks them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AppFields {
     /// Exact host served (case-insensitive, port ignored); unique across apps.
     #[schemars(length(min = 1, max = 253))]
     pub hostname: Hostname,
@@ -184,6 +230,65 @@ pub struct App {
     /// `false`: one context per isolate, globals persist (Cloudflare Workers semantics).
     #[serde(default = "defaults::context_reset")]
     pub context_reset: bool,
+}
+
+/// Why [`AppFields`] are not an [`App`]: both kinds of code, or neither.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CodeProblem {
+    #[error("give either \"entrypoint\" or \"sliver\", not both")]
+    Both,
+    #[error("missing \"entrypoint\" (an ES module) or \"sliver\" (a sliver file)")]
+    Neither,
+}
+
+impl AppFields {
+    /// Which problem the code keys have, if any.
+    pub fn code_problem(has_entrypoint: bool, has_sliver: bool) -> Option<CodeProblem> {
+        match (has_entrypoint, has_sliver) {
+            (true, true) => Some(CodeProblem::Both),
+            (false, false) => Some(CodeProblem::Neither),
+            _ => None,
+        }
+    }
+}
+
+impl TryFrom<AppFields> for App {
+    type Error = CodeProblem;
+
+    fn try_from(fields: AppFields) -> Result<Self, CodeProblem> {
+        let code = match (fields.entrypoint, fields.sliver) {
+            (Some(entry), None) => AppCode::Module(entry),
+            (None, Some(sliver)) => AppCode::Sliver(sliver),
+            (Some(_), Some(_)) => return Err(CodeProblem::Both),
+            (None, None) => return Err(CodeProblem::Neither),
+        };
+        Ok(Self {
+            hostname: fields.hostname,
+            code,
+            limits: fields.limits,
+            env: fields.env,
+            fetch: fields.fetch,
+            context_reset: fields.context_reset,
+        })
+    }
+}
+
+impl From<App> for AppFields {
+    fn from(app: App) -> Self {
+        let (entrypoint, sliver) = match app.code {
+            AppCode::Module(entry) => (Some(entry), None),
+            AppCode::Sliver(sliver) => (None, Some(sliver)),
+        };
+        Self {
+            hostname: app.hostname,
+            entrypoint,
+            sliver,
+            limits: app.limits,
+            env: app.env,
+            fetch: app.fetch,
+            context_reset: app.context_reset,
+        }
+    }
 }
 
 /// An app's hostname as routing compares it: lower-cased, without a trailing dot (normalised
@@ -222,28 +327,6 @@ impl std::ops::Deref for Hostname {
 impl std::fmt::Display for Hostname {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
-    }
-}
-
-/// Where an app's code comes from: exactly one of `entrypoint` and `sliver`, as validation
-/// guarantees ([`App::code`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code<'a> {
-    /// An ES module; the modules it imports are in its folder.
-    Module(&'a Path),
-    /// A sliver file (`nano sliver build`).
-    Sliver(&'a Path),
-}
-
-impl App {
-    /// The app's code. Every app that passed validation (a config file, `check_app`) has
-    /// exactly one of `entrypoint` and `sliver`.
-    pub fn code(&self) -> Code<'_> {
-        match (&self.sliver, &self.entrypoint) {
-            (Some(sliver), _) => Code::Sliver(sliver),
-            (None, Some(entry)) => Code::Module(entry),
-            (None, None) => unreachable!("a validated app has an entrypoint or a sliver"),
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::schema::schema_problems;
-use crate::types::{App, Config};
+use crate::types::{App, AppFields, Config};
 
 /// One thing wrong with a config: where (a JSON path such as `apps[0].limits.workers`) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,10 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
     if !problems.is_empty() {
         return Err(ParseError::Invalid(problems));
     }
+    let problems = code_problems(&raw);
+    if !problems.is_empty() {
+        return Err(ParseError::Invalid(problems));
+    }
     let mut config: Config = serde_json::from_value(raw).map_err(|err| {
         // The schema accepted it, so this is a gap between schema and types: still say where.
         ParseError::Invalid(vec![Problem {
@@ -103,8 +107,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Config, ParseError> {
         }
     };
     for app in &mut config.apps {
-        app.entrypoint.as_mut().map(resolve);
-        app.sliver.as_mut().map(resolve);
+        resolve(app.code.path_mut());
     }
     config.slivers.cache_dir.as_mut().map(resolve);
     if let Some(control_plane) = &mut config.control_plane {
@@ -153,31 +156,16 @@ impl Config {
                     }
                 }
             }
-            match (&app.entrypoint, &app.sliver) {
-                (Some(_), Some(_)) => problems.push(Problem {
-                    path: format!("apps[{i}]"),
-                    message: "give either \"entrypoint\" or \"sliver\", not both".into(),
-                }),
-                (None, None) => problems.push(Problem {
-                    path: format!("apps[{i}]"),
-                    message: "missing \"entrypoint\" (an ES module) or \"sliver\" (a sliver file)"
-                        .into(),
-                }),
-                _ => {}
-            }
-            for (field, file) in [("entrypoint", &app.entrypoint), ("sliver", &app.sliver)] {
-                if let Some(file) = file
-                    && !file.is_file()
-                {
-                    problems.push(Problem {
-                        path: path(field),
-                        message: format!(
-                            "{} does not exist or is not a file (relative paths are resolved \
-                             against the config file's folder)",
-                            file.display()
-                        ),
-                    });
-                }
+            let file = app.code.path();
+            if !file.is_file() {
+                problems.push(Problem {
+                    path: path(app.code.key()),
+                    message: format!(
+                        "{} does not exist or is not a file (relative paths are resolved \
+                         against the config file's folder)",
+                        file.display()
+                    ),
+                });
             }
         }
         problems.sort_by(|a, b| a.path.cmp(&b.path));
@@ -237,7 +225,7 @@ pub fn check_settings(raw: Value) -> Result<(), Vec<Problem>> {
     parse_app(raw).map(drop)
 }
 
-fn parse_app(raw: Value) -> Result<App, Vec<Problem>> {
+fn parse_app(raw: Value) -> Result<AppFields, Vec<Problem>> {
     let strip = |mut problems: Vec<Problem>| {
         for problem in &mut problems {
             let path = problem
@@ -256,7 +244,7 @@ fn parse_app(raw: Value) -> Result<App, Vec<Problem>> {
     let Value::Array(mut apps) = wrapped["apps"].clone() else {
         unreachable!("built as an array above")
     };
-    let app: App = serde_json::from_value(apps.remove(0)).map_err(|err| {
+    let app: AppFields = serde_json::from_value(apps.remove(0)).map_err(|err| {
         vec![Problem {
             path: String::new(),
             message: err.to_string(),
@@ -272,14 +260,30 @@ fn parse_app(raw: Value) -> Result<App, Vec<Problem>> {
 }
 
 /// Checks one app given outside a config file, code included: what [`check_settings`] checks,
-/// and exactly one of `entrypoint` and `sliver` (so [`App::code`] holds).
+/// and exactly one of `entrypoint` and `sliver`.
 pub fn check_app(raw: Value) -> Result<App, Vec<Problem>> {
-    let app = parse_app(raw)?;
-    if app.entrypoint.is_some() == app.sliver.is_some() {
-        return Err(vec![Problem {
+    App::try_from(parse_app(raw)?).map_err(|problem| {
+        vec![Problem {
             path: String::new(),
-            message: "give exactly one of \"entrypoint\" (an ES module) and \"sliver\"".into(),
-        }]);
-    }
-    Ok(app)
+            message: problem.to_string(),
+        }]
+    })
+}
+
+/// `apps[i]` objects with both kinds of code or neither (before typed parsing, which needs
+/// exactly one, so the problem is reported with its place).
+fn code_problems(raw: &Value) -> Vec<Problem> {
+    let Some(apps) = raw.get("apps").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    apps.iter()
+        .enumerate()
+        .filter_map(|(i, app)| {
+            let has = |key: &str| app.get(key).is_some_and(|v| !v.is_null());
+            AppFields::code_problem(has("entrypoint"), has("sliver")).map(|problem| Problem {
+                path: format!("apps[{i}]"),
+                message: problem.to_string(),
+            })
+        })
+        .collect()
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nano_config::{App, Code, Config, Hostname};
+use nano_config::{App, AppCode, Config, Hostname};
 use nano_sliver::sha256_hex;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -24,9 +24,9 @@ use crate::pool::AppPool;
 use crate::router::{Route, Router, Routing};
 
 fn source_label(app: &App) -> String {
-    match app.code() {
-        Code::Sliver(sliver) => format!("sliver {}", sliver.display()),
-        Code::Module(entry) => entry.display().to_string(),
+    match &app.code {
+        AppCode::Sliver(sliver) => format!("sliver {}", sliver.display()),
+        AppCode::Module(entry) => entry.display().to_string(),
     }
 }
 
@@ -35,10 +35,10 @@ fn source_label(app: &App) -> String {
 /// taken when the app was prepared; without, the files are read again from disk. `None` when
 /// that cannot be known (a file is gone): such an app is prepared again.
 fn fingerprint(app: &App, files: &[(String, String)], recorded: bool) -> Option<String> {
-    match app.code() {
-        Code::Sliver(sliver) => std::fs::read(sliver).ok().map(|bytes| sha256_hex(&bytes)),
-        Code::Module(_) if recorded => Some(listing_digest(files)),
-        Code::Module(entry) => {
+    match &app.code {
+        AppCode::Sliver(sliver) => std::fs::read(sliver).ok().map(|bytes| sha256_hex(&bytes)),
+        AppCode::Module(_) if recorded => Some(listing_digest(files)),
+        AppCode::Module(entry) => {
             let root = entry.parent()?;
             let mut current = Vec::with_capacity(files.len());
             for (name, _) in files {
@@ -260,11 +260,11 @@ fn local_view(
         .routes()
         .filter(|r| !fleet_hosts.contains(r.pool.hostname()))
     {
-        match route.app.code() {
-            Code::Sliver(sliver) => {
+        match &route.app.code {
+            AppCode::Sliver(sliver) => {
                 files.insert(sliver.to_path_buf());
             }
-            Code::Module(entry) => {
+            AppCode::Module(entry) => {
                 files.insert(entry.to_path_buf());
                 if let Some(root) = entry.parent() {
                     files.extend(route.files.iter().map(|(name, _)| root.join(name)));
@@ -566,7 +566,7 @@ mod tests {
         let entries: Vec<_> = merged
             .apps
             .iter()
-            .map(|a| a.entrypoint.clone().unwrap())
+            .map(|a| a.code.path().to_owned())
             .collect();
         assert_eq!(
             entries,

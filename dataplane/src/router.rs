@@ -68,8 +68,7 @@ mod tests {
                 timeout: Duration::from_secs(1),
                 app: nano_config::App {
                     hostname: h.into(),
-                    entrypoint: None,
-                    sliver: None,
+                    code: nano_config::AppCode::Module("app.js".into()),
                     limits: Default::default(),
                     env: Default::default(),
                     fetch: Default::default(),

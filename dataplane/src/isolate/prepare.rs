@@ -67,14 +67,14 @@ impl Preparer {
 
     /// The app's source: its entry file, or its sliver read and verified.
     pub fn source_of(app: &nano_config::App) -> Result<AppSource, AppLoadError> {
-        match app.code() {
-            nano_config::Code::Sliver(path) => {
+        match &app.code {
+            nano_config::AppCode::Sliver(path) => {
                 let sliver = Sliver::read(path).map_err(|err| {
                     AppLoadError::Code(format!("sliver {}: {err}", path.display()))
                 })?;
                 Ok(AppSource::Sliver(Arc::new(sliver)))
             }
-            nano_config::Code::Module(entry) => Ok(AppSource::Dir(entry.to_path_buf())),
+            nano_config::AppCode::Module(entry) => Ok(AppSource::Dir(entry.clone())),
         }
     }
 
@@ -113,12 +113,12 @@ impl Preparer {
         let out = temp_path(&format!("snapshot-{hostname}"));
         let mut command = Command::new(&self.exe);
         command.arg("prepare-app").arg("--hostname").arg(hostname);
-        let what = match app.code() {
-            nano_config::Code::Sliver(sliver) => {
+        let what = match &app.code {
+            nano_config::AppCode::Sliver(sliver) => {
                 command.arg("--sliver").arg(sliver);
                 sliver.display().to_string()
             }
-            nano_config::Code::Module(entry) => {
+            nano_config::AppCode::Module(entry) => {
                 command.arg("--entrypoint").arg(entry);
                 entry.display().to_string()
             }
