@@ -1,8 +1,30 @@
 """Helpers shared by the Python benchmarks."""
 
+import argparse
 import http.client
+import pathlib
 import socket
 import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HELLO = ROOT / "bench" / "apps" / "hello.js"
+
+
+def comparison_parser(description=None):
+    """Arguments of a benchmark that measures a new `nano` against a baseline binary in the same
+    run: --nano (default: this tree's release build) and --baseline (required)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--nano", default=str(ROOT / "target" / "release" / "nano"))
+    parser.add_argument("--baseline", required=True)
+    return parser
+
+
+def close_all(socks, proc):
+    """Closes the sockets, then kills the process and reaps it."""
+    for s in socks:
+        s.close()
+    proc.kill()
+    proc.wait()
 
 
 def free_port():

@@ -10,7 +10,6 @@ alternate --rounds times; each figure is the median of its rounds.
 Usage: bench/footprint.py --nano NEW --baseline OLD [--requests N] [--rounds R] [--app module.js]
 """
 
-import argparse
 import http.client
 import json
 import os
@@ -19,10 +18,8 @@ import statistics
 import subprocess
 import tempfile
 
-from common import body, free_port, wait
+from common import HELLO, body, comparison_parser, free_port, wait
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HELLO = ROOT / "bench" / "apps" / "hello.js"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -78,9 +75,7 @@ def measure(nano, app, requests):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--nano", default=str(ROOT / "target" / "release" / "nano"))
-    parser.add_argument("--baseline", required=True)
+    parser = comparison_parser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--app", default=str(HELLO))

@@ -12,7 +12,6 @@
    slots; whether the app itself answers while they are held, and the neighbour's p99.
 """
 
-import argparse
 import http.client
 import pathlib
 import re
@@ -25,10 +24,8 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from common import free_port, pct, wait  # noqa: E402
+from common import HELLO, close_all, comparison_parser, free_port, pct, wait  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HELLO = ROOT / "bench" / "apps" / "hello.js"
 
 
 def start(nano, apps, server=None, nofile=None):
@@ -117,10 +114,7 @@ def idle_connections(nano):
                 pass
         return {"opened": len(socks), "held after 2 s": held, "neighbour ok /50": ok, "neighbour p99 ms": round(p99, 1)}
     finally:
-        for s in socks:
-            s.close()
-        proc.kill()
-        proc.wait()
+        close_all(socks, proc)
 
 
 def slow_uploads(nano):
@@ -137,16 +131,11 @@ def slow_uploads(nano):
         ok, p99 = neighbour(port)
         return {"slow uploads": len(socks), "target app answers": target, "neighbour ok /50": ok, "neighbour p99 ms": round(p99, 1)}
     finally:
-        for s in socks:
-            s.close()
-        proc.kill()
-        proc.wait()
+        close_all(socks, proc)
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--nano", default=str(ROOT / "target" / "release" / "nano"))
-    parser.add_argument("--baseline", required=True)
+    parser = comparison_parser()
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=64)

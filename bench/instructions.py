@@ -13,7 +13,6 @@ Usage: bench/instructions.py --nano NEW --baseline OLD [--short 520] [--long 102
 Needs valgrind (apt-get install valgrind). Each run takes about a minute.
 """
 
-import argparse
 import http.client
 import json
 import os
@@ -24,10 +23,8 @@ import subprocess
 import tempfile
 import time
 
-from common import body, free_port
+from common import HELLO, ROOT, body, comparison_parser, free_port
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-HELLO = ROOT / "bench" / "apps" / "hello.js"
 
 
 def count(nano, app, requests, keep):
@@ -74,9 +71,7 @@ def count(nano, app, requests, keep):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--nano", default=str(ROOT / "target" / "release" / "nano"))
-    parser.add_argument("--baseline", required=True)
+    parser = comparison_parser()
     parser.add_argument("--short", type=int, default=520)
     parser.add_argument("--long", type=int, default=1020)
     parser.add_argument("--app", default=str(HELLO))

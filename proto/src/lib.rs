@@ -8,6 +8,21 @@ pub mod v1 {
 
 pub mod json;
 
+impl v1::App {
+    /// An app of `hostname` at `version` with default settings and no sliver: the start of
+    /// tests' and tools' fleet states.
+    pub fn named(hostname: &str, version: u64) -> Self {
+        Self {
+            spec: Some(v1::AppSpec {
+                hostname: hostname.into(),
+                ..Default::default()
+            }),
+            version,
+            ..Default::default()
+        }
+    }
+}
+
 /// Largest sliver a deploy may carry (the sliver format's own limit).
 pub const MAX_SLIVER_BYTES: usize = 64 * 1024 * 1024;
 

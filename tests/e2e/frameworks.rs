@@ -103,12 +103,7 @@ fn hono_context_storage_follows_each_request_across_awaits_and_timers() {
             .iter()
             .map(|(id, wait)| {
                 let (addr, path) = (nano.addr, format!("/who?id={id}&wait={wait}"));
-                tokio::spawn(async move {
-                    let req = request("GET", "storage.example", &path)
-                        .body(body(""))
-                        .unwrap();
-                    nano_tests::send(addr, req).await
-                })
+                nano_tests::spawn_get(addr, "storage.example", &path)
             })
             .collect();
         for ((id, _), task) in asks.iter().zip(tasks) {

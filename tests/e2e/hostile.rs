@@ -141,12 +141,7 @@ fn shutdown_does_not_wait_for_a_stuck_worker() {
     let mut nano = Nano::start(config.clone());
     block_on(async {
         let addr = nano.addr;
-        tokio::spawn(async move {
-            let request = nano_tests::request("GET", "stuck.example", "/stuck")
-                .body(http_body_util::Full::new(bytes::Bytes::new()))
-                .unwrap();
-            nano_tests::send(addr, request).await
-        });
+        nano_tests::spawn_get(addr, "stuck.example", "/stuck");
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
             let isolates = nano.get("127.0.0.1", "/_admin/isolates").await.json();

@@ -226,12 +226,7 @@ fn an_isolate_over_95_percent_ends_the_requests_in_flight() {
     block_on(async {
         let waiter = {
             let nano_addr = nano.addr;
-            tokio::spawn(async move {
-                let req = nano_tests::request("GET", "full.example", "/wait")
-                    .body(nano_tests::body(""))
-                    .unwrap();
-                nano_tests::send(nano_addr, req).await
-            })
+            nano_tests::spawn_get(nano_addr, "full.example", "/wait")
         };
         let deadline = std::time::Instant::now() + nano_tests::PATIENCE;
         while nano.get("full.example", "/waiting").await.body != "1" {

@@ -1,6 +1,6 @@
 //! Bounded queues: a full app refuses at once with 503 and Retry-After; other apps never notice.
 
-use nano_tests::{Nano, block_on, body, request};
+use nano_tests::{Nano, block_on};
 use serde_json::json;
 
 #[test]
@@ -18,12 +18,7 @@ fn full_app_refuses_at_once_and_recovers() {
         let held: Vec<_> = (0..2)
             .map(|_| {
                 let addr = nano.addr;
-                tokio::spawn(async move {
-                    let req = request("GET", "slow.example", "/?ms=100000")
-                        .body(body(""))
-                        .unwrap();
-                    nano_tests::send(addr, req).await
-                })
+                nano_tests::spawn_get(addr, "slow.example", "/?ms=100000")
             })
             .collect();
         // Both slots are taken once both handlers have started.

@@ -119,12 +119,7 @@ fn many_concurrent_requests_on_one_worker_all_complete() {
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let addr = nano.addr;
-                tokio::spawn(async move {
-                    let req = request("GET", "barrier.example", "/?n=20")
-                        .body(body(""))
-                        .unwrap();
-                    nano_tests::send(addr, req).await
-                })
+                nano_tests::spawn_get(addr, "barrier.example", "/?n=20")
             })
             .collect();
         for task in tasks {

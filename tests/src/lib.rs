@@ -537,6 +537,13 @@ pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
     send_on(stream, request).await
 }
 
+/// Starts a GET of `path` on `host` as its own task (for requests that must be in flight
+/// together); await the handle for the reply.
+pub fn spawn_get(addr: SocketAddr, host: &str, path: &str) -> tokio::task::JoinHandle<Reply> {
+    let request = self::request("GET", host, path).body(body("")).unwrap();
+    tokio::spawn(send(addr, request))
+}
+
 /// Sends a request over an already connected stream.
 pub async fn send_on(stream: tokio::net::TcpStream, request: Request<Full<Bytes>>) -> Reply {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))

@@ -252,17 +252,9 @@ impl Fleet for FleetService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nano_proto::v1::AppSpec;
 
     fn app(host: &str, version: u64) -> App {
-        App {
-            spec: Some(AppSpec {
-                hostname: host.into(),
-                ..Default::default()
-            }),
-            version,
-            ..Default::default()
-        }
+        App::named(host, version)
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Member {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nano_proto::v1::{App, AppSpec, Delta, FullState};
+    use nano_proto::v1::{App, Delta, FullState};
 
     fn member(dir: &std::path::Path) -> Member {
         Member::open(FleetOptions {
@@ -391,13 +391,8 @@ mod tests {
 
     fn app(host: &str, version: u64) -> App {
         App {
-            spec: Some(AppSpec {
-                hostname: host.into(),
-                ..Default::default()
-            }),
-            version,
             sliver_id: format!("{version:064x}"),
-            ..Default::default()
+            ..App::named(host, version)
         }
     }
 
