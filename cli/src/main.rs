@@ -86,6 +86,9 @@ enum Command {
         /// Requests each worker holds (running or waiting) before the app answers 503.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         queue_per_worker: Option<u32>,
+        /// Seconds a worker may sit without requests before it drops its isolate and thread.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        idle_timeout_secs: Option<u32>,
         /// Let fetch() reach loopback, private and other non-public addresses.
         #[arg(long)]
         allow_private_networks: bool,
@@ -294,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout_secs,
             startup_ms,
             queue_per_worker,
+            idle_timeout_secs,
             allow_private_networks,
             max_subrequests,
             max_response_bytes,
@@ -321,6 +325,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     cpu_ms: cpu_ms.unwrap_or(0),
                     startup_ms: startup_ms.unwrap_or(0),
                     queue_per_worker: queue_per_worker.unwrap_or(0),
+                    idle_timeout_secs: idle_timeout_secs.unwrap_or(0),
                 }),
                 env,
                 context_reset: *context_reset,

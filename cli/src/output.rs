@@ -25,6 +25,7 @@ pub fn app_json(app: &App) -> Value {
             "cpu_ms": or_default(limits.cpu_ms),
             "startup_ms": or_default(limits.startup_ms),
             "queue_per_worker": or_default(limits.queue_per_worker),
+            "idle_timeout_secs": or_default(limits.idle_timeout_secs),
         },
         "fetch": {
             "allow_private_networks": fetch.allow_private_networks,

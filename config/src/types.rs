@@ -387,6 +387,11 @@ pub struct Limits {
     #[serde(default = "defaults::queue_per_worker")]
     #[schemars(range(min = 1, max = 4096))]
     pub queue_per_worker: u32,
+    /// Seconds a worker may sit without requests before it drops its isolate and its thread
+    /// (the next request starts one again from the app's snapshot).
+    #[serde(default = "defaults::worker_idle_timeout_secs")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub idle_timeout_secs: u32,
 }
 
 impl Default for Limits {
@@ -398,6 +403,7 @@ impl Default for Limits {
             cpu_ms: defaults::cpu_ms(),
             startup_ms: defaults::startup_ms(),
             queue_per_worker: defaults::queue_per_worker(),
+            idle_timeout_secs: defaults::worker_idle_timeout_secs(),
         }
     }
 }
@@ -478,6 +484,9 @@ pub mod defaults {
     }
     pub fn queue_per_worker() -> u32 {
         256
+    }
+    pub fn worker_idle_timeout_secs() -> u32 {
+        60
     }
     pub fn max_subrequests() -> u32 {
         50

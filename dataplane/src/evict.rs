@@ -54,9 +54,9 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
         let router = routing.load_full();
         let mut workers: Vec<(&Arc<crate::router::Route>, usize, Arc<WorkerStats>)> = Vec::new();
         for route in router.routes() {
-            for (index, stats) in route.pool.stats().into_iter().enumerate() {
+            for stats in route.pool.stats() {
                 if stats.is_live() {
-                    workers.push((route, index, stats));
+                    workers.push((route, stats.worker, stats));
                 }
             }
         }

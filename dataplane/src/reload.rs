@@ -50,24 +50,45 @@ fn fingerprint(app: &App, files: &[(String, String)], recorded: bool) -> Option<
     }
 }
 
-/// Prepares `apps` in parallel (one thread each; the work happens in `prepare-app` children).
+/// Prepares `apps` in parallel on a few threads (most are cache hits; the rest wait on a
+/// `prepare-app` child each), in the order given.
 fn prepare_all(apps: &[App], preparer: &Preparer) -> Vec<Result<AppImage, isolate::AppLoadError>> {
-    std::thread::scope(|threads| {
-        let handles: Vec<_> = apps
-            .iter()
-            .map(|app| {
-                std::thread::Builder::new()
-                    .name(format!("nano-prepare-{}", app.hostname))
-                    .spawn_scoped(threads, move || AppImage::prepare(app, preparer))
-                    .expect("the OS can start a thread")
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("app preparation does not panic"))
-            .collect()
-    })
+    let threads = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(2, PREPARE_THREADS_MAX)
+        .min(apps.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<_> = std::iter::repeat_with(|| std::sync::Mutex::new(None))
+        .take(apps.len())
+        .collect();
+    std::thread::scope(|scope| {
+        for n in 0..threads {
+            let (next, results) = (&next, &results);
+            std::thread::Builder::new()
+                .name(format!("nano-prepare-{n}"))
+                .spawn_scoped(scope, move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(app) = apps.get(i) else { break };
+                        let image = AppImage::prepare(app, preparer);
+                        *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
+                    }
+                })
+                .expect("the OS can start a thread");
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .expect("every app was prepared")
+        })
+        .collect()
 }
+
+/// Most threads preparing apps at once, however many cores.
+const PREPARE_THREADS_MAX: usize = 8;
 
 fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route {
     let timeout = Duration::from_secs(app.limits.timeout_secs.into());
@@ -238,9 +259,7 @@ pub async fn reconcile(
                 Some(hostname) = evicts.recv() => {
                     if let Some(route) = routing.load().route(&hostname) {
                         tracing::info!(hostname = %hostname, "evicting isolates on the control plane's command");
-                        for index in 0..route.pool.stats().len() {
-                            route.pool.evict(index);
-                        }
+                        route.pool.evict_all();
                     }
                 }
             }

@@ -92,6 +92,7 @@ fn config_limits(limits: &Limits) -> serde_json::Map<String, Value> {
         ("cpu_ms", limits.cpu_ms),
         ("startup_ms", limits.startup_ms),
         ("queue_per_worker", limits.queue_per_worker),
+        ("idle_timeout_secs", limits.idle_timeout_secs),
     ]
     .into_iter()
     .filter(|(_, value)| *value != 0)

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod compat;
 mod context;
+mod density;
 mod failures;
 mod fetch;
 mod fleet;

@@ -276,6 +276,27 @@ impl Nano {
     }
 
     /// A GET with the given Host.
+    /// The process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the node runs").id()
+    }
+
+    /// The node's worker threads now (threads named `nano-worker-…`, one per running worker).
+    pub fn worker_threads(&self) -> usize {
+        let tasks = format!("/proc/{}/task", self.pid());
+        std::fs::read_dir(tasks)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|task| {
+                        std::fs::read_to_string(task.path().join("comm"))
+                            .is_ok_and(|name| name.starts_with("nano-worker"))
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         self.send(
             Request::get(path)
@@ -535,6 +556,14 @@ pub async fn send(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
         .await
         .expect("connect to nano");
     send_on(stream, request).await
+}
+
+/// The value of one sample line of a Prometheus exposition, e.g.
+/// `nano_requests_total{hostname="a.example",status="200"}`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
 /// Starts a GET of `path` on `host` as its own task (for requests that must be in flight

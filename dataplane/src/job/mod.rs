@@ -44,8 +44,20 @@ pub enum Command {
     Run(Job),
     /// The client went away before the response: drop the request.
     Cancel(u64),
-    /// Dispose the isolate if it is idle (node memory budget); it is recreated on demand.
+    /// Dispose the isolate and end the thread if the worker is idle (node memory budget); the
+    /// pool starts a worker again on demand.
     Evict,
+}
+
+/// A worker's `load` once its thread has ended (reaped when idle, or evicted): far above any
+/// slot count, so no slot can be taken on it again and the pool starts a fresh worker instead.
+pub const CLOSED: usize = usize::MAX / 2;
+
+/// Closes a worker's slots if none is held: afterwards the pool hands it no more work, so its
+/// thread may end. `false` when a request holds or has just taken a slot.
+pub fn close_slots(load: &AtomicUsize) -> bool {
+    load.compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
 }
 
 /// A process-wide request id.

@@ -14,8 +14,11 @@ pub enum IsolateState {
     Busy = 2,
     /// Finishing in-flight requests before it is replaced.
     Draining = 3,
-    /// Disposed to free memory; recreated on the next request.
+    /// Ended (isolate and thread) to keep the node's memory budget; the pool starts a worker
+    /// again on demand.
     Evicted = 4,
+    /// Ended (isolate and thread) after `limits.idle_timeout_secs` without requests.
+    Reaped = 5,
 }
 
 impl IsolateState {
@@ -26,6 +29,7 @@ impl IsolateState {
             IsolateState::Busy => "busy",
             IsolateState::Draining => "draining",
             IsolateState::Evicted => "evicted",
+            IsolateState::Reaped => "reaped",
         }
     }
 
@@ -35,6 +39,7 @@ impl IsolateState {
             2 => IsolateState::Busy,
             3 => IsolateState::Draining,
             4 => IsolateState::Evicted,
+            5 => IsolateState::Reaped,
             _ => IsolateState::Starting,
         }
     }
@@ -119,7 +124,10 @@ impl WorkerStats {
 
     /// Whether the isolate exists and holds memory.
     pub fn is_live(&self) -> bool {
-        !matches!(self.state(), IsolateState::Starting | IsolateState::Evicted)
+        !matches!(
+            self.state(),
+            IsolateState::Starting | IsolateState::Evicted | IsolateState::Reaped
+        )
     }
 
     /// The `/_admin/isolates` entry. Never env values, source or request data.

@@ -1,17 +1,21 @@
-//! Per-app pools: `limits.workers` OS threads, each owning one isolate, each with a bounded number
-//! of request slots. Dispatch goes to the least-busy worker; when every slot of the app is taken
-//! the request is refused at once. Knows nothing about V8 beyond starting `isolate::run_worker`.
+//! Per-app pools: up to `limits.workers` OS threads, each owning one isolate, each with a
+//! bounded number of request slots. A pool starts with no threads: a worker starts (from the
+//! app's snapshot) when a request finds every running worker busy, and ends its thread after
+//! `limits.idle_timeout_secs` without requests, or when the node's memory budget evicts it.
+//! Dispatch goes to an idle worker, else a new one, else the least busy; when every slot of the
+//! app is taken the request is refused at once. Knows nothing about V8 beyond starting
+//! `isolate::run_worker`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 
 use tokio::sync::mpsc;
 
 use crate::isolate::{self, AppImage};
-use crate::job::{Command, IsolateState, Job, SlotGuard, WorkerStats, stats};
+use crate::job::{CLOSED, Command, Job, SlotGuard, WorkerStats, stats};
 
 /// Why a pool did not take a request.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -24,13 +28,19 @@ pub enum PoolError {
 
 struct Worker {
     jobs: mpsc::UnboundedSender<Command>,
+    /// Slots held; [`CLOSED`] once the thread has ended.
     load: Arc<AtomicUsize>,
     stats: Arc<WorkerStats>,
 }
 
 impl Worker {
-    /// Starts worker thread `index` serving `image`.
-    fn start(image: &Arc<AppImage>, index: usize) -> (Self, std::thread::JoinHandle<()>) {
+    /// Starts worker thread `index` serving `image`; its isolates are numbered on from
+    /// `generation` (that of the worker it replaces).
+    fn start(
+        image: &Arc<AppImage>,
+        index: usize,
+        generation: u64,
+    ) -> (Self, std::thread::JoinHandle<()>) {
         // Slots bound the queue, so the channel itself need not.
         let (jobs, rx) = mpsc::unbounded_channel();
         let load = Arc::new(AtomicUsize::new(0));
@@ -40,6 +50,7 @@ impl Worker {
             load.clone(),
             !image.context_reset,
         ));
+        stats.generation.store(generation, Ordering::Release);
         let (image, worker_stats) = (image.clone(), stats.clone());
         let thread = std::thread::Builder::new()
             .name(format!("nano-worker-{}-{index}", image.hostname))
@@ -48,34 +59,84 @@ impl Worker {
             .expect("the OS can start a worker thread");
         (Self { jobs, load, stats }, thread)
     }
+
+    /// Takes one of its slots, unless all `slots` are taken or its thread has ended.
+    fn take_slot(&self, slots: usize) -> Option<SlotGuard> {
+        if self.load.fetch_add(1, Ordering::AcqRel) >= slots {
+            self.load.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(SlotGuard::holding(self.load.clone()))
+    }
+
+    fn load(&self) -> usize {
+        self.load.load(Ordering::Acquire)
+    }
+
+    fn is_running(&self) -> bool {
+        self.load() < CLOSED
+    }
 }
 
-/// The running workers of one app, or why it has none.
+/// The threads of a pool's workers.
+#[derive(Default)]
+struct Threads {
+    /// By worker place: the thread of the worker there now.
+    current: Vec<Option<std::thread::JoinHandle<()>>>,
+    /// Threads of workers replaced after they closed their slots, still disposing of their
+    /// isolate (a stuck worker's thread is let go instead).
+    ending: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Threads {
+    fn new(places: usize) -> Self {
+        Self {
+            current: (0..places).map(|_| None).collect(),
+            ending: Vec::new(),
+        }
+    }
+
+    /// Puts `thread` in `place`; the one there before is joined at once if it has ended, or
+    /// kept to be joined at shutdown.
+    fn replace(&mut self, place: usize, thread: std::thread::JoinHandle<()>, hostname: &str) {
+        let mut all = std::mem::take(&mut self.ending);
+        all.extend(self.current[place].replace(thread));
+        for old in all {
+            if !old.is_finished() {
+                self.ending.push(old);
+            } else if old.join().is_err() {
+                tracing::error!(%hostname, "a worker thread panicked");
+            }
+        }
+    }
+
+    fn all(self) -> impl Iterator<Item = std::thread::JoinHandle<()>> {
+        self.current.into_iter().flatten().chain(self.ending)
+    }
+}
+
+/// The workers of one app, or why it has none.
 pub struct AppPool {
     hostname: Arc<str>,
     image: Option<Arc<AppImage>>,
-    /// A worker found stuck is swapped for a fresh one in its place.
-    workers: Vec<ArcSwap<Worker>>,
-    /// The threads to join at shutdown, by worker index (a stuck worker's thread is let go).
-    threads: Mutex<Vec<Option<std::thread::JoinHandle<()>>>>,
+    /// One place per `limits.workers`: the worker last started there (its thread may have ended,
+    /// see [`Worker::is_running`]), or none yet.
+    workers: Vec<ArcSwapOption<Worker>>,
+    /// The threads to join at shutdown. Held while a worker starts, so two requests never
+    /// start one in the same place.
+    threads: Mutex<Threads>,
     slots_per_worker: usize,
     failure: Option<String>,
 }
 
 impl AppPool {
-    /// Starts `workers` threads serving `image`.
+    /// A pool of up to `workers` workers serving `image`; none runs until a request comes.
     pub fn start(image: Arc<AppImage>, workers: usize, slots_per_worker: usize) -> Self {
-        let (workers, threads): (Vec<_>, Vec<_>) = (0..workers)
-            .map(|index| {
-                let (worker, thread) = Worker::start(&image, index);
-                (ArcSwap::from_pointee(worker), Some(thread))
-            })
-            .unzip();
         Self {
             hostname: image.hostname.clone(),
             image: Some(image),
-            workers,
-            threads: Mutex::new(threads),
+            workers: (0..workers).map(|_| ArcSwapOption::empty()).collect(),
+            threads: Mutex::new(Threads::new(workers)),
             slots_per_worker,
             failure: None,
         }
@@ -87,7 +148,7 @@ impl AppPool {
             hostname,
             image: None,
             workers: Vec::new(),
-            threads: Mutex::new(Vec::new()),
+            threads: Mutex::new(Threads::default()),
             slots_per_worker: 0,
             failure: Some(reason),
         }
@@ -100,30 +161,24 @@ impl AppPool {
     /// its place at once, so the app keeps its capacity; the stuck thread exits when that code
     /// returns. Returns whether the worker was replaced.
     pub fn replace_if_stuck(&self, index: usize, limit: Duration) -> bool {
-        let (Some(image), Some(slot)) = (&self.image, self.workers.get(index)) else {
+        let (Some(image), Some(place)) = (&self.image, self.workers.get(index)) else {
             return false;
         };
-        let current = slot.load_full();
+        let Some(current) = place.load_full() else {
+            return false;
+        };
         let since = current.stats.in_js_since_ms.load(Ordering::Acquire);
         let inside = Duration::from_millis(stats::now_ms().saturating_sub(since));
         if since == 0 || inside <= limit || current.stats.stuck.swap(true, Ordering::AcqRel) {
             return false;
         }
-        let (fresh, thread) = Worker::start(image, index);
-        fresh.stats.generation.store(
-            current.stats.generation.load(Ordering::Acquire),
-            Ordering::Release,
-        );
-        slot.store(Arc::new(fresh));
-        if let Some(old) = self
-            .threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(index)
-            .and_then(|t| t.replace(thread))
-        {
-            drop(old); // detached: it exits when the stuck JS returns
-        }
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = current.stats.generation.load(Ordering::Acquire);
+        let (fresh, thread) = Worker::start(image, index, generation);
+        place.store(Some(Arc::new(fresh)));
+        // The stuck thread is let go: it exits when the stuck JS returns.
+        drop(threads.current[index].replace(thread));
+        drop(threads);
         crate::metrics::METRICS
             .stuck_workers
             .with_label_values(&[&self.hostname])
@@ -140,41 +195,92 @@ impl AppPool {
         &self.hostname
     }
 
-    /// Takes a slot on the least-busy worker, or refuses at once.
+    /// Takes a slot: on an idle worker, else on a worker started for it (while the app has
+    /// fewer than `limits.workers` running), else on the least busy one; refuses at once when
+    /// every slot is taken.
     pub fn reserve(&self) -> Result<(usize, SlotGuard), PoolError> {
-        let (index, worker) = self.least_busy()?;
-        if worker.load.fetch_add(1, Ordering::AcqRel) >= self.slots_per_worker {
-            worker.load.fetch_sub(1, Ordering::AcqRel);
-            return Err(self.full());
+        self.check_failure()?;
+        // Each pass either takes a slot or finds the pool changed under it (a slot taken, a
+        // worker started or ended in between); a few passes settle it.
+        for _ in 0..=self.workers.len() + 2 {
+            let least_busy = self.least_busy();
+            let worker = match least_busy {
+                Some((_, ref worker)) if worker.load() == 0 => least_busy,
+                _ if self.has_free_place() => self.start_worker(),
+                Some((_, ref worker)) if worker.load() < self.slots_per_worker => least_busy,
+                _ => return Err(self.full()),
+            };
+            if let Some((index, worker)) = worker
+                && let Some(slot) = worker.take_slot(self.slots_per_worker)
+            {
+                return Ok((index, slot));
+            }
         }
-        Ok((index, SlotGuard::holding(worker.load.clone())))
+        Err(self.full())
+    }
+
+    /// Whether a place has no running worker (so one can start there).
+    fn has_free_place(&self) -> bool {
+        self.workers
+            .iter()
+            .any(|place| place.load().as_ref().is_none_or(|w| !w.is_running()))
     }
 
     /// Whether a slot is free now (without taking one): a full app refuses before a request's
     /// body is read.
     pub fn has_room(&self) -> Result<(), PoolError> {
-        let (_, worker) = self.least_busy()?;
-        if worker.load.load(Ordering::Acquire) >= self.slots_per_worker {
-            return Err(self.full());
-        }
-        Ok(())
+        self.check_failure()?;
+        let room = self.workers.iter().any(|place| {
+            place
+                .load()
+                .as_ref()
+                .is_none_or(|w| !w.is_running() || w.load() < self.slots_per_worker)
+        });
+        if room { Ok(()) } else { Err(self.full()) }
     }
 
-    /// The worker holding the fewest requests, or why the app has none to offer.
-    fn least_busy(&self) -> Result<(usize, arc_swap::Guard<Arc<Worker>>), PoolError> {
-        if let Some(reason) = &self.failure {
-            return Err(PoolError::Unavailable {
+    fn check_failure(&self) -> Result<(), PoolError> {
+        match &self.failure {
+            Some(reason) => Err(PoolError::Unavailable {
                 reason: reason.clone(),
-            });
+            }),
+            None if self.workers.is_empty() => Err(PoolError::Unavailable {
+                reason: "the app has no workers".into(),
+            }),
+            None => Ok(()),
         }
+    }
+
+    /// The running worker holding the fewest requests.
+    fn least_busy(&self) -> Option<(usize, Arc<Worker>)> {
         self.workers
             .iter()
-            .map(ArcSwap::load)
             .enumerate()
-            .min_by_key(|(_, w)| w.load.load(Ordering::Acquire))
-            .ok_or_else(|| PoolError::Unavailable {
-                reason: "the app has no workers".into(),
-            })
+            .filter_map(|(index, place)| place.load_full().map(|w| (index, w)))
+            .filter(|(_, w)| w.is_running())
+            .min_by_key(|(_, w)| w.load())
+    }
+
+    /// Starts a worker in the first place without a running one; `None` when all run.
+    fn start_worker(&self) -> Option<(usize, Arc<Worker>)> {
+        let image = self.image.as_ref()?;
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        let (index, generation) =
+            self.workers
+                .iter()
+                .enumerate()
+                .find_map(|(index, place)| match &*place.load() {
+                    None => Some((index, 0)),
+                    Some(w) if !w.is_running() => {
+                        Some((index, w.stats.generation.load(Ordering::Acquire)))
+                    }
+                    Some(_) => None,
+                })?;
+        let (worker, thread) = Worker::start(image, index, generation);
+        let worker = Arc::new(worker);
+        self.workers[index].store(Some(worker.clone()));
+        threads.replace(index, thread, &self.hostname);
+        Some((index, worker))
     }
 
     fn full(&self) -> PoolError {
@@ -185,41 +291,47 @@ impl AppPool {
 
     /// Hands a job (holding a slot from [`AppPool::reserve`]) to its worker.
     pub fn submit(&self, worker: usize, job: Job) -> Result<(), PoolError> {
-        self.workers[worker]
-            .load()
-            .jobs
-            .send(Command::Run(job))
-            .map_err(|_| PoolError::Unavailable {
-                reason: "the app's worker has stopped".into(),
-            })
+        let stopped = || PoolError::Unavailable {
+            reason: "the app's worker has stopped".into(),
+        };
+        // The slot the job holds keeps the worker's thread running until the job is done.
+        let place = self.workers[worker].load();
+        let worker = place.as_ref().ok_or_else(stopped)?;
+        worker.jobs.send(Command::Run(job)).map_err(|_| stopped())
     }
 
     /// Tells the worker that the client of request `id` went away.
     pub fn cancel(&self, worker: usize, id: u64) {
-        let _ = self.workers[worker].load().jobs.send(Command::Cancel(id));
+        if let Some(worker) = &*self.workers[worker].load() {
+            let _ = worker.jobs.send(Command::Cancel(id));
+        }
     }
 
-    /// Asks worker `index` to dispose its isolate if it is idle.
+    /// Asks worker `index` to end (isolate and thread) if it is idle.
     pub fn evict(&self, index: usize) {
-        let _ = self.workers[index].load().jobs.send(Command::Evict);
+        if let Some(worker) = &*self.workers[index].load() {
+            let _ = worker.jobs.send(Command::Evict);
+        }
     }
 
-    /// The published stats of every worker.
+    /// Asks every worker to end if it is idle.
+    pub fn evict_all(&self) {
+        (0..self.workers.len()).for_each(|index| self.evict(index));
+    }
+
+    /// The published stats of every worker started so far (those whose thread has ended show
+    /// state `reaped` or `evicted`).
     pub fn stats(&self) -> Vec<Arc<WorkerStats>> {
         self.workers
             .iter()
-            .map(|w| w.load().stats.clone())
+            .filter_map(|place| place.load().as_ref().map(|w| w.stats.clone()))
             .collect()
     }
 
-    /// Whether the app has settled: at least one worker can serve, or it failed to load (and
-    /// answers 503 deterministically).
+    /// Whether the app has settled: it can serve (its snapshot is prepared; workers start on
+    /// demand), or it failed to load (and answers 503 deterministically).
     pub fn is_settled(&self) -> bool {
-        self.failure.is_some()
-            || self
-                .workers
-                .iter()
-                .any(|w| w.load().stats.state() != IsolateState::Starting)
+        self.failure.is_some() || self.image.is_some()
     }
 
     /// Why the app failed to load, if it did.
@@ -231,7 +343,8 @@ impl AppPool {
     pub fn in_flight(&self) -> usize {
         self.workers
             .iter()
-            .map(|w| w.load().load.load(Ordering::Acquire))
+            .filter_map(|place| place.load().as_ref().map(|w| w.load()))
+            .filter(|&load| load < CLOSED)
             .sum()
     }
 
@@ -239,7 +352,7 @@ impl AppPool {
     pub fn shutdown(mut self) {
         self.workers.clear();
         let threads = std::mem::take(self.threads.get_mut().unwrap_or_else(|p| p.into_inner()));
-        for thread in threads.into_iter().flatten() {
+        for thread in threads.all() {
             if thread.join().is_err() {
                 tracing::error!(hostname = %self.hostname, "a worker thread panicked");
             }
@@ -275,7 +388,7 @@ mod tests {
             let load = Arc::new(AtomicUsize::new(0));
             let stats = Arc::new(WorkerStats::new("t".into(), 0, load.clone(), false));
             pool.workers
-                .push(ArcSwap::from_pointee(Worker { jobs, load, stats }));
+                .push(ArcSwapOption::from_pointee(Worker { jobs, load, stats }));
         }
         (pool, receivers)
     }

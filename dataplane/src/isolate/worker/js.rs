@@ -125,6 +125,14 @@ impl Worker {
         let ran = crate::isolate::pump_platform(self.isolate());
         let spent = self.clock.exit();
         self.stats.in_js_since_ms.store(0, Ordering::Release);
+        if !ran {
+            // No task ran, so no JS used the time: the pump's own cost is not a request's (a
+            // request awaiting a long timer would otherwise pay for every pump meanwhile).
+            if spent.tripped.is_some() {
+                self.isolate().cancel_terminate_execution();
+            }
+            return;
+        }
         let in_flight: Vec<(u64, Rc<JsContext>)> = self
             .state
             .borrow()
@@ -145,9 +153,6 @@ impl Worker {
                     self.after_termination(id, &js, kind);
                 }
             }
-            return;
-        }
-        if !ran {
             return;
         }
         for (id, js) in in_flight {

@@ -134,16 +134,23 @@ impl Worker {
         }
     }
 
-    /// Disposes the isolate if nothing is in flight; the next request recreates it.
-    pub(super) fn evict(&mut self, reason: &'static str) {
-        if self.isolate.is_none() || !self.state.borrow().requests.is_empty() {
-            return;
+    /// Ends the worker's isolate for good (`Reaped` when idle too long, `Evicted` by the node's
+    /// memory budget); its thread ends next and the pool starts a worker again on demand.
+    pub(super) fn end(&mut self, state: IsolateState) {
+        if state == IsolateState::Reaped {
+            tracing::debug!(hostname = %self.image.hostname, "worker idle past limits.idle_timeout_secs; ending it");
+            METRICS
+                .evictions
+                .with_label_values(&[&self.image.hostname, "idle"])
+                .inc();
+            self.dispose_isolate();
+        } else {
+            self.retire("evicting the isolate", "node_budget");
         }
-        self.retire("evicting the isolate", reason);
-        self.stats.set_state(IsolateState::Evicted);
         for counter in [&self.stats.heap_used, &self.stats.external] {
             counter.store(0, Ordering::Relaxed);
         }
+        self.stats.set_state(state);
     }
 
     /// Drops every handle and queue of the isolate, then the isolate itself.

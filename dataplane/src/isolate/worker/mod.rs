@@ -26,14 +26,14 @@ mod memory;
 
 use super::{AppImage, get_function, internals_key};
 use crate::job::stats::now_ms;
-use crate::job::{Command, Failure, IsolateState, Job, WorkerStats};
+use crate::job::{Command, Failure, IsolateState, Job, WorkerStats, close_slots};
 use crate::limits::cpu::{LimitKind, WorkerClock};
 use crate::limits::memory::{Budget, Pressure};
 use crate::metrics::METRICS;
 use crate::webapi;
 use crate::webapi::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
 
-const PRESENT: &str = "the isolate is only absent while evicted, and recreated before use";
+const PRESENT: &str = "the isolate is only absent while it is being replaced";
 
 /// The `.wasm` imports of the app, compiled once per isolate, keyed by the SHA-256 of their bytes
 /// (two imports of the same binary share one compiled module).
@@ -67,6 +67,8 @@ struct Worker {
     last_stats: Instant,
     /// With context reset: the next request's context, made while the worker had nothing to do.
     spare: Option<Rc<JsContext>>,
+    /// The node's memory budget asked this worker to end once it is idle.
+    evict: bool,
     // Dropped last: everything above may hold V8 handles or queues of this isolate. `None`
     // only while the isolate is being replaced.
     isolate: Option<v8::OwnedIsolate>,
@@ -94,10 +96,17 @@ pub(crate) fn run_worker(
     };
     tracing::debug!("worker started");
 
+    // A worker without requests for this long ends (isolate and thread).
+    let idle_timeout = Duration::from_secs(worker.image.limits.idle_timeout_secs.into());
+    // Why the worker ends before its pool closes, if it does.
+    let mut ending = None;
     // Subrequests run as local tasks on this thread's runtime.
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
         let mut closed = false;
+        // Counts from the last event while the worker is idle.
+        let idle_timer = tokio::time::sleep(idle_timeout);
+        tokio::pin!(idle_timer);
         // V8 does not say when background work (async WebAssembly compilation) leaves a task for
         // this isolate, so while requests are in flight the loop looks every couple of ms.
         let mut platform_tick = tokio::time::interval(PLATFORM_POLL);
@@ -108,6 +117,16 @@ pub(crate) fn run_worker(
             }
             let has_due = !worker.state.borrow().due.is_empty();
             let busy = !worker.state.borrow().requests.is_empty();
+            let idle = !busy && !has_due && !closed;
+            if idle && std::mem::take(&mut worker.evict) && close_slots(&worker.stats.load) {
+                ending = Some(IsolateState::Evicted);
+                break;
+            }
+            if idle {
+                idle_timer
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + idle_timeout);
+            }
             let state = worker.state.clone();
             tokio::select! {
                 Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
@@ -132,12 +151,22 @@ pub(crate) fn run_worker(
                 },
                 _ = platform_tick.tick(), if busy => worker.pump_platform(),
                 Some(done) = fetch_done.recv() => worker.fetch_done(done),
+                _ = &mut idle_timer, if idle => {
+                    // Unless a request has just taken a slot: then its job is on the way.
+                    if close_slots(&worker.stats.load) {
+                        ending = Some(IsolateState::Reaped);
+                        break;
+                    }
+                }
                 else => break,
             }
             worker.after_event();
         }
     });
 
+    if let Some(state) = ending {
+        worker.end(state);
+    }
     worker.state.borrow_mut().clear();
     if worker.stats.stuck.load(Ordering::Acquire) {
         METRICS
@@ -202,6 +231,7 @@ impl Worker {
             last_gc: Instant::now(),
             last_stats: Instant::now(),
             spare: None,
+            evict: false,
             isolate: Some(isolate),
         };
         worker.ensure_shared_context();
@@ -211,15 +241,9 @@ impl Worker {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Run(job) => {
-                if self.isolate.is_none() {
-                    // Evicted earlier to free memory: start afresh.
-                    self.restart();
-                }
-                self.start_request(job)
-            }
+            Command::Run(job) => self.start_request(job),
             Command::Cancel(id) => self.state.borrow_mut().cancel(id),
-            Command::Evict => self.evict("node_budget"),
+            Command::Evict => self.evict = true,
         }
     }
 

@@ -1,0 +1,116 @@
+//! Idle apps cost no thread and no isolate: workers start on demand and end after
+//! `limits.idle_timeout_secs` without requests (state `reaped`), or when the node's memory budget
+//! evicts them (state `evicted`); the next request starts one again and nothing fails.
+
+use nano_tests::{Nano, PATIENCE, block_on, sample};
+use serde_json::{Value, json};
+
+async fn isolates(nano: &Nano) -> Vec<Value> {
+    let reply = nano.get("127.0.0.1", "/_admin/isolates").await;
+    reply.json()["isolates"].as_array().unwrap().clone()
+}
+
+/// Polls until every listed worker of `host` has ended and no worker thread is left.
+async fn wait_until_all_reaped(nano: &Nano, host: &str) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let list: Vec<Value> = isolates(nano)
+            .await
+            .into_iter()
+            .filter(|i| i["hostname"] == host)
+            .collect();
+        if !list.is_empty()
+            && list.iter().all(|i| i["state"] == "reaped")
+            && nano.worker_threads() == 0
+        {
+            return list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{host}'s workers never all ended: {list:?}, {} worker threads",
+            nano.worker_threads()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn idle_apps_hold_no_thread_and_workers_come_back_after_reaping() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "busy.example", "entrypoint": "hello/app.js", "env": { "NAME": "busy" },
+          "limits": { "workers": 2, "idle_timeout_secs": 1 } },
+        { "hostname": "quiet.example", "entrypoint": "hello/app.js", "env": { "NAME": "quiet" } }
+    ] }));
+    block_on(async {
+        // Serving, and no app has a worker before its first request.
+        assert_eq!(nano.worker_threads(), 0);
+        assert_eq!(isolates(&nano).await, Vec::<Value>::new());
+
+        for round in 1..=3u64 {
+            // A burst: every request is answered, by workers started for it.
+            let burst: Vec<_> = (0..16)
+                .map(|_| nano_tests::spawn_get(nano.addr, "busy.example", "/"))
+                .collect();
+            for request in burst {
+                let reply = request.await.unwrap();
+                assert_eq!(
+                    (reply.status, reply.body.as_str()),
+                    (200, "hello from busy")
+                );
+            }
+            assert!(nano.worker_threads() >= 1);
+            // A second later the workers have ended: state reaped, no thread left.
+            let reaped = wait_until_all_reaped(&nano, "busy.example").await;
+            for worker in &reaped {
+                assert_eq!(worker["heap_used_bytes"], 0, "{worker}");
+                // Each round's worker is a new isolate: `<host>/<worker>/<generation>`.
+                let id = worker["isolate"].as_str().unwrap();
+                let generation: u64 = id.rsplit('/').next().unwrap().parse().unwrap();
+                assert!(generation <= round, "{id} in round {round}");
+            }
+            let metrics = nano.get("127.0.0.1", "/_admin/metrics").await.body;
+            let ended = sample(
+                &metrics,
+                r#"nano_evictions_total{hostname="busy.example",reason="idle"}"#,
+            )
+            .unwrap_or(0.0);
+            assert!(ended >= round as f64, "{ended} after round {round}");
+            assert_eq!(
+                sample(&metrics, r#"nano_active_isolates{hostname="busy.example"}"#),
+                Some(0.0),
+                "{metrics}"
+            );
+        }
+        // The app that never had a request still has no worker, and answers now.
+        assert!(
+            isolates(&nano)
+                .await
+                .iter()
+                .all(|i| i["hostname"] != "quiet.example")
+        );
+        let reply = nano.get("quiet.example", "/").await;
+        assert_eq!(reply.body, "hello from quiet");
+    });
+}
+
+/// Requests that arrive one by one about as often as the idle timeout: each either finds the
+/// worker or starts one, never a worker that is ending.
+#[test]
+fn requests_racing_the_idle_timeout_all_succeed() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "edge.example", "entrypoint": "hello/app.js", "env": { "NAME": "edge" },
+          "limits": { "workers": 1, "idle_timeout_secs": 1 } }
+    ] }));
+    block_on(async {
+        for gap_ms in [990u64, 1000, 1010, 995, 1005, 1000] {
+            let reply = nano.get("edge.example", "/").await;
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (200, "hello from edge")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+        }
+        let reply = nano.get("edge.example", "/").await;
+        assert_eq!(reply.status, 200);
+    });
+}
