@@ -129,6 +129,7 @@ mod tests {
                 cpu_ms: 100,
                 startup_ms: 300,
                 queue_per_worker: 8,
+                idle_timeout_secs: 30,
             }),
             env: [("K".to_owned(), "v".to_owned())].into(),
             context_reset: Some(false),
@@ -143,7 +144,7 @@ mod tests {
             Value::Object(config_settings(&spec)),
             json!({
                 "limits": { "workers": 1, "memory_mb": 64, "timeout_secs": 5, "cpu_ms": 100,
-                            "startup_ms": 300, "queue_per_worker": 8 },
+                            "startup_ms": 300, "queue_per_worker": 8, "idle_timeout_secs": 30 },
                 "fetch": { "allow_private_networks": true, "max_subrequests": 0, "max_response_bytes": 1024 },
                 "env": { "K": "v" },
                 "context_reset": false,
