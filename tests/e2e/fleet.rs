@@ -1426,7 +1426,7 @@ fn a_streamed_response_in_flight_finishes_on_the_old_version_across_a_switch() {
 }
 
 /// Every setting a config file gives an app, a deploy can give it too: `--startup-ms`,
-/// `--queue-per-worker`, `--allow-private-networks`, `--max-subrequests`, `--max-response-bytes`
+/// `--queue-per-worker`, `--idle-timeout-secs`, `--allow-private-networks`, `--max-subrequests`, `--max-response-bytes`
 /// reach the nodes (seen in what the app may do) and are checked against the config's bounds.
 #[test]
 fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
@@ -1477,6 +1477,8 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
                 "4",
                 "--startup-ms",
                 "500",
+                "--idle-timeout-secs",
+                "1",
             ],
         )
         .await);
@@ -1491,10 +1493,31 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
             outcomes[2].as_str().unwrap().contains("max_subrequests"),
             "{outcomes}"
         );
+        // idle_timeout_secs reaches the node: a second after its requests the worker has ended.
+        let deadline = std::time::Instant::now() + nano_tests::PATIENCE;
+        loop {
+            let isolates = a.get("127.0.0.1", "/_admin/isolates").await.json();
+            let states: Vec<_> = isolates["isolates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["hostname"] == "open.fleet.test")
+                .map(|i| i["state"].clone())
+                .collect();
+            if !states.is_empty() && states.iter().all(|s| s == "reaped") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never reaped: {isolates}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     });
     let got = cp.nanoctl_json(&["get", "open.fleet.test"])["app"].clone();
     assert_eq!(got["limits"]["queue_per_worker"], 4, "{got}");
     assert_eq!(got["limits"]["startup_ms"], 500, "{got}");
+    assert_eq!(got["limits"]["idle_timeout_secs"], 1, "{got}");
     assert_eq!(
         got["fetch"],
         serde_json::json!({ "allow_private_networks": true, "max_subrequests": 2, "max_response_bytes": 1024 })
@@ -1513,12 +1536,23 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
     assert!(err.contains("start-up budget of 150 ms"), "{err}");
 
     // Out of the config's bounds: refused with the key and the range.
-    for (flag, key, bound) in [
-        ("--queue-per-worker", "limits.queue_per_worker", "4096"),
-        ("--max-subrequests", "fetch.max_subrequests", "1000"),
+    for (flag, key, bound, value) in [
+        (
+            "--queue-per-worker",
+            "limits.queue_per_worker",
+            "4096",
+            "5000",
+        ),
+        ("--max-subrequests", "fetch.max_subrequests", "1000", "5000"),
+        (
+            "--idle-timeout-secs",
+            "limits.idle_timeout_secs",
+            "86400",
+            "90000",
+        ),
     ] {
         let err =
-            refused(&cp.nanoctl(&["deploy", client, "--hostname", "x.fleet.test", flag, "5000"]));
+            refused(&cp.nanoctl(&["deploy", client, "--hostname", "x.fleet.test", flag, value]));
         assert!(err.contains(key) && err.contains(bound), "{flag}: {err}");
     }
 }
