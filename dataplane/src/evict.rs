@@ -63,7 +63,7 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
         let candidates: Vec<Candidate> = workers
             .iter()
             .map(|(_, _, stats)| Candidate {
-                memory: stats.memory(),
+                memory: stats.footprint.load(Ordering::Relaxed),
                 idle: stats.state() == IsolateState::Idle
                     && stats.load.load(Ordering::Acquire) == 0,
                 stateful: stats.stateful,

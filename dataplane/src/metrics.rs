@@ -231,6 +231,15 @@ impl IsolateCollector {
             &["hostname", "isolate"],
         )
         .expect("valid metric");
+        let footprint = GaugeVec::new(
+            Opts::new(
+                "nano_isolate_footprint_bytes",
+                "What each live isolate costs the machine (physical heap, malloced and external \
+                 memory, its snapshot, its thread): what node.memory_mb counts.",
+            ),
+            &["hostname", "isolate"],
+        )
+        .expect("valid metric");
         let active = GaugeVec::new(
             Opts::new("nano_active_isolates", "Live isolates per app."),
             &["hostname"],
@@ -250,9 +259,18 @@ impl IsolateCollector {
                 pressure
                     .with_label_values(&[hostname, &id])
                     .set(f64::from(stats.pressure.load(Ordering::Relaxed)));
+                footprint
+                    .with_label_values(&[hostname, &id])
+                    .set(stats.footprint.load(Ordering::Relaxed) as f64);
             }
             active.with_label_values(&[hostname]).set(f64::from(live));
         }
-        [memory.collect(), pressure.collect(), active.collect()].concat()
+        [
+            memory.collect(),
+            pressure.collect(),
+            footprint.collect(),
+            active.collect(),
+        ]
+        .concat()
     }
 }

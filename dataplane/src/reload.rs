@@ -52,7 +52,10 @@ fn fingerprint(app: &App, files: &[(String, String)], recorded: bool) -> Option<
 
 /// Prepares `apps` in parallel on a few threads (most are cache hits; the rest wait on a
 /// `prepare-app` child each), in the order given.
-fn prepare_all(apps: &[App], preparer: &Preparer) -> Vec<Result<AppImage, isolate::AppLoadError>> {
+fn prepare_all(
+    apps: &[App],
+    preparer: &Arc<Preparer>,
+) -> Vec<Result<AppImage, isolate::AppLoadError>> {
     let threads = std::thread::available_parallelism()
         .map_or(2, usize::from)
         .clamp(2, PREPARE_THREADS_MAX)
@@ -307,7 +310,12 @@ fn local_view(
 
 /// Prepares what changed between `config` and what `routing` serves, and swaps the table.
 /// Blocking (apps are prepared in child processes); run it off the async threads.
-fn apply(config: &Config, routing: &Routing, preparer: &Preparer, first: bool) -> ReloadSummary {
+fn apply(
+    config: &Config,
+    routing: &Routing,
+    preparer: &Arc<Preparer>,
+    first: bool,
+) -> ReloadSummary {
     let current = routing.load_full();
     let mut summary = ReloadSummary::default();
     let mut keep: HashMap<String, Arc<Route>> = HashMap::new();

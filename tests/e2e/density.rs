@@ -114,3 +114,43 @@ fn requests_racing_the_idle_timeout_all_succeed() {
         assert_eq!(reply.status, 200);
     });
 }
+
+/// An idle app keeps only its snapshot's cache key; a worker starting later reads the snapshot
+/// from the cache (verified), and if the cache file was corrupted or removed meanwhile, the app
+/// is prepared again: the request is answered either way, never served from a bad file.
+#[test]
+fn a_worker_starting_after_its_snapshot_left_the_cache_prepares_the_app_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let nano = Nano::start(json!({
+        // One snapshot in memory at a time, so the other app's comes from the folder.
+        "slivers": { "cache_dir": cache.path(), "cache_size": 1 },
+        "apps": [
+            { "hostname": "one.example", "entrypoint": "hello/app.js", "env": { "NAME": "one" },
+              "limits": { "workers": 1, "idle_timeout_secs": 1 } },
+            { "hostname": "two.example", "entrypoint": "echo/app.js",
+              "limits": { "workers": 1, "idle_timeout_secs": 1 } }
+        ]
+    }));
+    block_on(async {
+        assert_eq!(nano.get("one.example", "/").await.body, "hello from one");
+        assert_eq!(nano.get("two.example", "/").await.status, 201);
+        wait_until_all_reaped(&nano, "one.example").await;
+        // Damage every cached snapshot: one.example's must not be used as it is.
+        for entry in std::fs::read_dir(cache.path()).unwrap().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "snapshot") {
+                let mut bytes = std::fs::read(&path).unwrap();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0xff;
+                std::fs::write(&path, bytes).unwrap();
+            }
+        }
+        // two.example's snapshot is the one kept in memory; one.example's is read from the
+        // folder, found corrupted, and made again.
+        let reply = nano.get("one.example", "/").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "hello from one"));
+        nano.log
+            .wait_for_count("discarding a bad snapshot cache file", 1);
+        nano.log.wait_for_count("preparing the app again", 1);
+    });
+}

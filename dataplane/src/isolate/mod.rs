@@ -27,6 +27,11 @@ use webapi::host::{StateRef, WorkerState};
 /// Stack of a worker thread; V8's own stack limit (about 1 MiB) fits well inside.
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
+/// What a running worker costs beyond its isolate's own figures: the stack it has touched, its
+/// current-thread runtime and its structures (measured: RSS per started worker minus what V8
+/// reports, bench/density.py).
+pub const WORKER_OVERHEAD_BYTES: usize = 512 * 1024;
+
 const INTERNALS_KEY: &str = "nano.internals";
 
 /// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
@@ -129,7 +134,7 @@ pub struct AppImage {
     pub fetch: nano_config::Fetch,
     /// Which handler shape the app uses: `module` or `listener`.
     pub handler: String,
-    snapshot: Arc<[u8]>,
+    snapshot: SnapshotSource,
     env: BTreeMap<String, String>,
 
     /// The module files (name, sha256) the app was built from, for change detection.
@@ -140,7 +145,7 @@ pub struct AppImage {
 
 impl AppImage {
     /// Prepares an app through `preparer` (cache or a `prepare-app` child).
-    pub fn prepare(app: &nano_config::App, preparer: &Preparer) -> Result<Self, AppLoadError> {
+    pub fn prepare(app: &nano_config::App, preparer: &Arc<Preparer>) -> Result<Self, AppLoadError> {
         let (prepared, source) = preparer.prepare(app)?;
         // The bytes of `.wasm` imports come from the app's own source, checked again here.
         let root = source.root()?;
@@ -175,7 +180,18 @@ impl AppImage {
             limits: app.limits.clone(),
             fetch: app.fetch.clone(),
             handler: prepared.handler,
-            snapshot: prepared.snapshot,
+            snapshot: if preparer.caches() {
+                // An idle app keeps only the cache key: its workers fetch the snapshot when
+                // they start (from the cache's memory, else its folder).
+                SnapshotSource::Cached {
+                    preparer: preparer.clone(),
+                    key: prepared.digest,
+                    bytes: prepared.snapshot.len(),
+                    app: Box::new(app.clone()),
+                }
+            } else {
+                SnapshotSource::Held(prepared.snapshot)
+            },
             env: app.env.clone(),
 
             files: prepared.files,
@@ -183,12 +199,41 @@ impl AppImage {
         })
     }
 
+    /// Bytes of the app snapshot; each isolate keeps its own copy for making contexts.
+    pub fn snapshot_bytes(&self) -> usize {
+        match &self.snapshot {
+            SnapshotSource::Held(bytes) => bytes.len(),
+            SnapshotSource::Cached { bytes, .. } => *bytes,
+        }
+    }
+
+    /// The app snapshot, for a new isolate. From the snapshot cache, its copy is verified as it
+    /// is read; if the cache has lost it, the app is prepared again (as at load time).
+    fn snapshot(&self) -> Result<Arc<[u8]>, AppLoadError> {
+        let SnapshotSource::Cached {
+            preparer, key, app, ..
+        } = &self.snapshot
+        else {
+            let SnapshotSource::Held(bytes) = &self.snapshot else {
+                unreachable!("two variants")
+            };
+            return Ok(bytes.clone());
+        };
+        if let Some(bytes) = preparer.cached(key) {
+            return Ok(bytes);
+        }
+        tracing::warn!(hostname = %self.hostname, key = %key, "the app snapshot left the cache; preparing the app again");
+        let (prepared, _) = preparer.prepare(app)?;
+        Ok(prepared.snapshot)
+    }
+
     /// A new isolate whose default context already holds the runtime and the app, with its heap
     /// capped at `limits.memory_mb` and its ArrayBuffers counted against `budget`.
-    fn new_isolate(&self, budget: &Arc<Budget>) -> v8::OwnedIsolate {
+    fn new_isolate(&self, budget: &Arc<Budget>) -> Result<v8::OwnedIsolate, AppLoadError> {
         init_v8();
+        let snapshot = self.snapshot()?;
         let params = v8::CreateParams::default()
-            .snapshot_blob(self.snapshot.to_vec().into())
+            .snapshot_blob(snapshot.to_vec().into())
             .external_references(webapi::external_references().into())
             .heap_limits(0, budget.limit)
             .array_buffer_allocator(memory::allocator(budget));
@@ -199,8 +244,21 @@ impl AppImage {
             memory::near_heap_limit,
             Arc::as_ptr(budget) as *mut std::ffi::c_void,
         );
-        isolate
+        Ok(isolate)
     }
+}
+
+/// Where a prepared app's snapshot is.
+enum SnapshotSource {
+    /// In memory, for as long as the app is loaded (no snapshot cache).
+    Held(Arc<[u8]>),
+    /// In the snapshot cache under `key`; `app` is prepared again if the cache loses it.
+    Cached {
+        preparer: Arc<Preparer>,
+        key: String,
+        bytes: usize,
+        app: Box<nano_config::App>,
+    },
 }
 
 /// Evaluates an app in a snapshot creator and returns its handler shape, snapshot blob and

@@ -65,6 +65,27 @@ impl Preparer {
         Self { exe, cache }
     }
 
+    /// Whether snapshots are kept in a cache (so an app need not hold its own).
+    pub fn caches(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// The snapshot cached under `key`: from memory, else read and verified from the cache
+    /// folder.
+    pub fn cached(&self, key: &str) -> Option<Arc<[u8]>> {
+        let cache = self.cache.as_ref()?;
+        {
+            let memory = cache.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(found) = memory.iter().find(|p| p.digest == key) {
+                return Some(found.snapshot.clone());
+            }
+        }
+        let prepared = cache.read_file(key)?;
+        let snapshot = prepared.snapshot.clone();
+        cache.remember(prepared);
+        Some(snapshot)
+    }
+
     /// The app's source: its entry file, or its sliver read and verified.
     pub fn source_of(app: &nano_config::App) -> Result<AppSource, AppLoadError> {
         match &app.code {

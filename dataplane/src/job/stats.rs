@@ -61,6 +61,10 @@ pub struct WorkerStats {
     pub generation: AtomicU64,
     state: AtomicU8,
     pub heap_used: AtomicU64,
+    /// What the isolate costs the machine, in bytes: V8's physical heap and its malloced
+    /// memory, external memory, the app snapshot the isolate keeps, and the worker's own share
+    /// (thread stack, event loop). What `node.memory_mb` counts.
+    pub footprint: AtomicU64,
     pub heap_limit: AtomicU64,
     pub external: AtomicU64,
     pub pressure: AtomicU8,
@@ -86,6 +90,7 @@ impl WorkerStats {
             generation: AtomicU64::new(0),
             state: AtomicU8::new(IsolateState::Starting as u8),
             heap_used: AtomicU64::new(0),
+            footprint: AtomicU64::new(0),
             heap_limit: AtomicU64::new(0),
             external: AtomicU64::new(0),
             pressure: AtomicU8::new(0),
@@ -139,6 +144,7 @@ impl WorkerStats {
             "worker": self.worker,
             "state": self.state().label(),
             "heap_used_bytes": load(&self.heap_used),
+            "footprint_bytes": load(&self.footprint),
             "heap_limit_bytes": load(&self.heap_limit),
             "external_bytes": load(&self.external),
             "pressure": crate::limits::memory::Pressure::from_number(self.pressure.load(Ordering::Relaxed)).label(),

@@ -11,11 +11,20 @@ impl Worker {
     /// memories (which do not go through our allocator); ours covers buffers V8 has not counted
     /// yet. The larger of the two is the truth.
     pub(super) fn heap_and_external(&mut self) -> (usize, usize) {
+        let (heap, external, _) = self.heap_figures();
+        (heap, external)
+    }
+
+    /// Heap used, external memory, and the isolate's footprint (see [`WorkerStats::footprint`]).
+    fn heap_figures(&mut self) -> (usize, usize, usize) {
         let stats = self.isolate().get_heap_statistics();
-        (
-            stats.used_heap_size(),
-            stats.external_memory().max(self.budget.external()),
-        )
+        let external = stats.external_memory().max(self.budget.external());
+        let footprint = stats.total_physical_size()
+            + stats.malloced_memory()
+            + external
+            + self.image.snapshot_bytes()
+            + super::super::WORKER_OVERHEAD_BYTES;
+        (stats.used_heap_size(), external, footprint)
     }
 
     pub(super) fn memory_used(&mut self) -> usize {
@@ -45,9 +54,12 @@ impl Worker {
         // ms (the heap limit itself is enforced by V8 and the allocator, not here).
         if !busy || self.last_stats.elapsed() >= STATS_EVERY {
             self.last_stats = Instant::now();
-            let (heap, external) = self.heap_and_external();
+            let (heap, external, footprint) = self.heap_figures();
             let pressure = Pressure::of(heap + external, self.budget.limit);
             self.stats.heap_used.store(heap as u64, Ordering::Relaxed);
+            self.stats
+                .footprint
+                .store(footprint as u64, Ordering::Relaxed);
             self.stats
                 .external
                 .store(external as u64, Ordering::Relaxed);
@@ -130,7 +142,10 @@ impl Worker {
             self.fetch_tx.clone(),
         ) {
             Ok(fresh) => *self = fresh,
-            Err(err) => panic!("cannot recreate the worker's CPU timers: {err}"),
+            // Left without an isolate: the event loop ends the worker.
+            Err(err) => {
+                tracing::error!(hostname = %self.image.hostname, error = %err, "cannot replace the isolate; ending the worker")
+            }
         }
     }
 
@@ -147,7 +162,11 @@ impl Worker {
         } else {
             self.retire("evicting the isolate", "node_budget");
         }
-        for counter in [&self.stats.heap_used, &self.stats.external] {
+        for counter in [
+            &self.stats.heap_used,
+            &self.stats.external,
+            &self.stats.footprint,
+        ] {
             counter.store(0, Ordering::Relaxed);
         }
         self.stats.set_state(state);

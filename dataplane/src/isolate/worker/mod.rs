@@ -87,10 +87,11 @@ pub(crate) fn run_worker(
         .build()
         .expect("a current-thread runtime builds");
     let (fetch_tx, mut fetch_done) = mpsc::unbounded_channel();
-    let mut worker = match Worker::new(image, stats, fetch_tx) {
+    let mut worker = match Worker::new(image, stats.clone(), fetch_tx) {
         Ok(worker) => worker,
         Err(err) => {
-            tracing::error!(error = %err, "cannot start the worker's CPU timers; worker stopped");
+            tracing::error!(error = %err, "worker stopped; the next request starts another");
+            stop_unstarted(&stats, commands);
             return;
         }
     };
@@ -117,6 +118,10 @@ pub(crate) fn run_worker(
             }
             let has_due = !worker.state.borrow().due.is_empty();
             let busy = !worker.state.borrow().requests.is_empty();
+            if worker.isolate.is_none() {
+                // Its isolate could not be made again (logged): the worker ends.
+                break;
+            }
             let idle = !busy && !has_due && !closed;
             if idle && std::mem::take(&mut worker.evict) && close_slots(&worker.stats.load) {
                 ending = Some(IsolateState::Evicted);
@@ -164,6 +169,12 @@ pub(crate) fn run_worker(
         }
     });
 
+    if worker.isolate.is_none() {
+        let stats = worker.stats.clone();
+        drop(worker);
+        stop_unstarted(&stats, commands);
+        return;
+    }
     if let Some(state) = ending {
         worker.end(state);
     }
@@ -178,6 +189,20 @@ pub(crate) fn run_worker(
     tracing::debug!("worker stopped");
 }
 
+/// A worker that has no isolate: answers what waits for it with "worker stopped" and closes its
+/// slots, so the pool starts a fresh worker for the next request.
+fn stop_unstarted(stats: &WorkerStats, mut commands: mpsc::UnboundedReceiver<Command>) {
+    commands.close();
+    loop {
+        while commands.try_recv().is_ok() {}
+        if close_slots(&stats.load) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    stats.set_state(IsolateState::Evicted);
+}
+
 impl Worker {
     fn isolate(&mut self) -> &mut v8::OwnedIsolate {
         self.isolate.as_mut().expect(PRESENT)
@@ -187,10 +212,13 @@ impl Worker {
         image: Arc<AppImage>,
         stats: Arc<WorkerStats>,
         fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, String> {
         let budget = Arc::new(Budget::new(image.limits.memory_mb));
-        let mut isolate = image.new_isolate(&budget);
-        let clock = WorkerClock::new(isolate.thread_safe_handle())?;
+        let mut isolate = image
+            .new_isolate(&budget)
+            .map_err(|err| format!("cannot start the app's isolate: {err}"))?;
+        let clock = WorkerClock::new(isolate.thread_safe_handle())
+            .map_err(|err| format!("cannot start the worker's CPU timers: {err}"))?;
         budget.arm(clock.tripwire());
         let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
         worker_state.budget = Some(budget.clone());
