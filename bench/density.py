@@ -73,7 +73,7 @@ def nano_config(port, sources, cache, idle_secs, budget_mb):
     return config
 
 
-def workerd_config(port, sources):
+def workerd_config(port, sources, workdir):
     workers = []
     services = ['(name = "router", worker = .router)']
     bindings = []
@@ -81,7 +81,7 @@ def workerd_config(port, sources):
         services.append(f'(name = "app{i}", worker = .app{i})')
         bindings.append(f'(name = "app{i}", service = "app{i}")')
         workers.append(
-            f'const app{i} :Workerd.Worker = (modules = [(name = "app.js", esModule = embed "{src}")], '
+            f'const app{i} :Workerd.Worker = (modules = [(name = "app.js", esModule = embed "{src.relative_to(workdir)}")], '
             f'compatibilityDate = "2026-11-01");'
         )
     router = (
@@ -169,6 +169,7 @@ def main():
             config.write_text(json.dumps(nano_config(port, sources, cache, args.idle_secs, budget)))
             results[label] = measure(label, [args.nano, "--config", config], port, hosts, args,
                                      ready_path="/_admin/ready")
+            print(label, results[label], flush=True)
         if not args.no_workerd:
             workerd = ROOT / "bench" / "node_modules" / ".bin" / "workerd"
             if not workerd.exists():
@@ -176,7 +177,7 @@ def main():
                                check=True, stdout=subprocess.DEVNULL)
             port = free_port()
             capnp = workdir / "workerd.capnp"
-            capnp.write_text(workerd_config(port, sources))
+            capnp.write_text(workerd_config(port, sources, workdir))
             results["workerd"] = measure("workerd", [workerd, "serve", capnp], port, hosts, args)
 
     mib = 1024 * 1024

@@ -1,6 +1,7 @@
-//! The node-wide memory budget (`node.memory_mb`): when the isolates of all apps together hold
+//! The node-wide memory budget (`node.memory_mb`): when the isolates of all apps together cost
 //! more, idle isolates are evicted least-recently-used first, those without state (context
-//! reset on) before those with state. Evicted isolates are recreated on their next request.
+//! reset on) before those with state; their workers end and start again on the app's next
+//! request. Also the joining of ended worker threads, which walks the same pools.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -78,6 +79,22 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
                 "node memory budget exceeded; evicting an idle isolate"
             );
             route.pool.evict(*index);
+        }
+    }
+}
+
+/// How often ended worker threads are joined.
+const JOIN_EVERY: Duration = Duration::from_secs(1);
+
+/// Joins ended worker threads of every app until `stop` fires.
+pub async fn join_ended_workers(routing: Arc<Routing>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(JOIN_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+        for route in routing.load().routes() {
+            route.pool.join_ended();
         }
     }
 }

@@ -118,6 +118,10 @@ pub async fn run(
             .await;
         }));
     }
+    tasks.push(tokio::spawn(evict::join_ended_workers(
+        routing.clone(),
+        helpers.clone(),
+    )));
     if let Some(memory_mb) = config.node.memory_mb {
         let limit = u64::from(memory_mb) * 1024 * 1024;
         tasks.push(tokio::spawn(evict::enforce(

@@ -154,3 +154,92 @@ fn a_worker_starting_after_its_snapshot_left_the_cache_prepares_the_app_again() 
         nano.log.wait_for_count("preparing the app again", 1);
     });
 }
+
+/// RSS of the process now, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// `node.memory_mb` bounds what isolates cost the machine: with a 96 MiB budget, 300 apps that
+/// each get a request (each worker starts an isolate of a few MB) settle with the isolates'
+/// counted footprint within the budget and the node's RSS within the budget above its base (the
+/// node with every app loaded and no isolate), plus the allocator slack documented in the
+/// README (memory freed by ended workers that V8's page pool and the allocators hand back
+/// later): at most half the budget. Every app answers throughout.
+#[test]
+fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
+    const APPS: usize = 300;
+    const BUDGET_MB: u64 = 96;
+    let apps: Vec<_> = (0..APPS)
+        .map(|i| {
+            json!({ "hostname": format!("app{i}.example"), "entrypoint": "hello/app.js",
+                    "env": { "NAME": format!("app{i}") }, "limits": { "workers": 1 } })
+        })
+        .collect();
+    let nano = Nano::start(json!({ "node": { "memory_mb": BUDGET_MB }, "apps": apps }));
+    block_on(async {
+        // Ready: every app loaded, no worker started.
+        let deadline = std::time::Instant::now() + PATIENCE;
+        while nano.get("127.0.0.1", "/_admin/ready").await.status != 200 {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(nano.worker_threads(), 0);
+        let base = rss_bytes(nano.pid());
+        for i in 0..APPS {
+            let reply = nano.get(&format!("app{i}.example"), "/").await;
+            assert_eq!(
+                (reply.status, reply.body.as_str()),
+                (200, format!("hello from app{i}").as_str())
+            );
+        }
+        let mib = |b: u64| b / (1024 * 1024);
+        let bound = base + ((BUDGET_MB + BUDGET_MB / 2) << 20);
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            let isolates = nano.get("127.0.0.1", "/_admin/isolates").await.json();
+            let live: Vec<_> = isolates["isolates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["state"] != "evicted" && i["state"] != "reaped")
+                .cloned()
+                .collect();
+            let counted: u64 = live
+                .iter()
+                .map(|i| i["footprint_bytes"].as_u64().unwrap())
+                .sum();
+            let rss = rss_bytes(nano.pid());
+            if counted <= BUDGET_MB << 20 && rss <= bound && live.len() < APPS / 2 {
+                eprintln!(
+                    "base {} MiB, now {} MiB, {} live isolates counted {} MiB",
+                    mib(base),
+                    mib(rss),
+                    live.len(),
+                    mib(counted)
+                );
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "RSS {} MiB (base {} MiB, budget {BUDGET_MB} MiB), {} live isolates counted {} MiB",
+                mib(rss),
+                mib(base),
+                live.len(),
+                mib(counted)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        // Evicted apps come back.
+        for i in 0..APPS {
+            let reply = nano.get(&format!("app{i}.example"), "/").await;
+            assert_eq!(reply.status, 200, "app{i}: {}", reply.body);
+        }
+    });
+}

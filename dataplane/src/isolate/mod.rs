@@ -27,10 +27,11 @@ use webapi::host::{StateRef, WorkerState};
 /// Stack of a worker thread; V8's own stack limit (about 1 MiB) fits well inside.
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
-/// What a running worker costs beyond its isolate's own figures: the stack it has touched, its
-/// current-thread runtime and its structures (measured: RSS per started worker minus what V8
-/// reports, bench/density.py).
-pub const WORKER_OVERHEAD_BYTES: usize = 512 * 1024;
+/// What a running worker costs the machine beyond what V8 reports for its isolate: V8's own
+/// per-isolate structures outside the heap, the stack the thread has touched, its event loop
+/// and allocator arena. Measured: RSS per started hello worker minus the V8-reported figures
+/// (about 1.7 MB with 50 apps, release build; `bench/density.py`, RESULTS.md).
+pub const WORKER_OVERHEAD_BYTES: usize = 2 * 1024 * 1024;
 
 const INTERNALS_KEY: &str = "nano.internals";
 
@@ -180,17 +181,16 @@ impl AppImage {
             limits: app.limits.clone(),
             fetch: app.fetch.clone(),
             handler: prepared.handler,
-            snapshot: if preparer.caches() {
+            snapshot: match prepared.snapshot {
+                Some(bytes) if !preparer.caches() => SnapshotSource::Held(bytes),
                 // An idle app keeps only the cache key: its workers fetch the snapshot when
                 // they start (from the cache's memory, else its folder).
-                SnapshotSource::Cached {
+                _ => SnapshotSource::Cached {
                     preparer: preparer.clone(),
                     key: prepared.digest,
-                    bytes: prepared.snapshot.len(),
+                    bytes: prepared.snapshot_len,
                     app: Box::new(app.clone()),
-                }
-            } else {
-                SnapshotSource::Held(prepared.snapshot)
+                },
             },
             env: app.env.clone(),
 
@@ -223,8 +223,10 @@ impl AppImage {
             return Ok(bytes);
         }
         tracing::warn!(hostname = %self.hostname, key = %key, "the app snapshot left the cache; preparing the app again");
-        let (prepared, _) = preparer.prepare(app)?;
-        Ok(prepared.snapshot)
+        let (prepared, _) = preparer.prepare_from_source(app)?;
+        prepared
+            .snapshot
+            .ok_or_else(|| AppLoadError::Node("prepare-app made no snapshot".into()))
     }
 
     /// A new isolate whose default context already holds the runtime and the app, with its heap

@@ -37,7 +37,10 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"NANOSNP1";
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub handler: String,
-    pub snapshot: Arc<[u8]>,
+    /// The snapshot, unless only its cache file's header was read (an app found in the cache
+    /// at load time: its workers read the snapshot when they start).
+    pub snapshot: Option<Arc<[u8]>>,
+    pub snapshot_len: usize,
     /// The cache key: digest of sources, runtime and engine.
     pub digest: String,
     /// Every module file as (name, sha256).
@@ -76,14 +79,17 @@ impl Preparer {
         let cache = self.cache.as_ref()?;
         {
             let memory = cache.memory.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(found) = memory.iter().find(|p| p.digest == key) {
-                return Some(found.snapshot.clone());
+            if let Some(found) = memory
+                .iter()
+                .find_map(|p| p.snapshot.as_ref().filter(|_| p.digest == key))
+            {
+                return Some(found.clone());
             }
         }
         let prepared = cache.read_file(key)?;
         let snapshot = prepared.snapshot.clone();
         cache.remember(prepared);
-        Some(snapshot)
+        snapshot
     }
 
     /// The app's source: its entry file, or its sliver read and verified.
@@ -109,13 +115,31 @@ impl Preparer {
             tracing::debug!(hostname = %app.hostname, key = %prepared.digest, "app snapshot from the cache");
             return Ok((prepared, source));
         }
+        self.run_and_store(app, source)
+    }
+
+    /// Makes the app's snapshot in a `prepare-app` child whatever the cache holds (and caches
+    /// it): for a worker whose snapshot the cache has lost.
+    pub fn prepare_from_source(
+        &self,
+        app: &nano_config::App,
+    ) -> Result<(Prepared, AppSource), AppLoadError> {
+        self.run_and_store(app, Self::source_of(app)?)
+    }
+
+    fn run_and_store(
+        &self,
+        app: &nano_config::App,
+        source: AppSource,
+    ) -> Result<(Prepared, AppSource), AppLoadError> {
         let budget = Duration::from_millis(app.limits.startup_ms.into());
         let report_and_blob = self.run_child(&app.hostname, app, budget)?;
         let (report, blob) = report_and_blob;
         let prepared = Prepared {
             digest: cache_key(&source_digest(&source, &report.files)),
             handler: report.handler,
-            snapshot: blob.into(),
+            snapshot_len: blob.len(),
+            snapshot: Some(blob.into()),
             files: report.files,
         };
         if let Some(cache) = &self.cache {
@@ -332,13 +356,15 @@ impl Cache {
                 return Some(entry);
             }
         }
-        let prepared = self.read_file(&key)?;
-        self.remember(prepared.clone());
-        Some(prepared)
+        // Only the header: the snapshot is read (and verified) when a worker needs it.
+        self.read_header(&key)
     }
 
     fn remember(&self, prepared: Prepared) {
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        if prepared.snapshot.is_none() {
+            return;
+        }
         memory.retain(|p| p.digest != prepared.digest);
         memory.push_front(prepared);
         memory.truncate(self.capacity);
@@ -346,19 +372,22 @@ impl Cache {
 
     fn store(&self, source: &AppSource, prepared: &Prepared) {
         self.remember(prepared.clone());
+        let Some(snapshot) = &prepared.snapshot else {
+            return;
+        };
         let header = CacheHeader {
             key: prepared.digest.clone(),
             runtime: runtime_tag(),
             handler: prepared.handler.clone(),
             files: prepared.files.clone(),
-            snapshot_sha256: sha256_hex(&prepared.snapshot),
+            snapshot_sha256: sha256_hex(snapshot),
         };
         let header = serde_json::to_vec(&header).expect("a header serialises");
-        let mut bytes = Vec::with_capacity(12 + header.len() + prepared.snapshot.len());
+        let mut bytes = Vec::with_capacity(12 + header.len() + snapshot.len());
         bytes.extend_from_slice(SNAPSHOT_MAGIC);
         bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
         bytes.extend_from_slice(&header);
-        bytes.extend_from_slice(&prepared.snapshot);
+        bytes.extend_from_slice(snapshot);
         if let Err(err) = write_atomically(&self.file_path(&prepared.digest), &bytes) {
             tracing::warn!(error = %err, "cannot write the snapshot cache");
             return;
@@ -385,6 +414,44 @@ impl Cache {
         ))
     }
 
+    /// Reads a cache file's header (what the app's snapshot was made from), checked against the
+    /// key and this runtime, without reading the snapshot; a file that fails is deleted.
+    fn read_header(&self, key: &str) -> Option<Prepared> {
+        use std::io::Read;
+        let path = self.file_path(key);
+        let mut file = std::fs::File::open(&path).ok()?;
+        let size = file.metadata().ok()?.len() as usize;
+        let mut start = [0u8; 12];
+        let checked = file
+            .read_exact(&mut start)
+            .map_err(|_| "not a snapshot cache file".to_owned())
+            .and_then(|()| {
+                let len = u32::from_le_bytes([start[8], start[9], start[10], start[11]]) as usize;
+                if &start[..8] != SNAPSHOT_MAGIC || 12 + len > size {
+                    return Err("not a snapshot cache file".into());
+                }
+                let mut header = vec![0; len];
+                file.read_exact(&mut header)
+                    .map_err(|_| "truncated header".to_owned())?;
+                let header = check_header(&header, key)?;
+                Ok(Prepared {
+                    handler: header.handler,
+                    snapshot: None,
+                    snapshot_len: size - 12 - len,
+                    digest: header.key,
+                    files: header.files,
+                })
+            });
+        match checked {
+            Ok(prepared) => Some(prepared),
+            Err(why) => {
+                tracing::warn!(file = %path.display(), reason = %why, "discarding a bad snapshot cache file");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
     /// Reads and verifies a cache file; a file that fails any check is deleted.
     fn read_file(&self, key: &str) -> Option<Prepared> {
         let path = self.file_path(key);
@@ -405,7 +472,22 @@ fn parse_cache_file(bytes: &[u8], key: &str) -> Result<Prepared, String> {
         return Err("not a snapshot cache file".into());
     }
     let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize;
-    let header = bytes.get(12..12 + len).ok_or("truncated header")?;
+    let header = check_header(bytes.get(12..12 + len).ok_or("truncated header")?, key)?;
+    let snapshot = &bytes[12 + len..];
+    if sha256_hex(snapshot) != header.snapshot_sha256 {
+        return Err("the snapshot's hash does not match (corrupted)".into());
+    }
+    Ok(Prepared {
+        handler: header.handler,
+        snapshot_len: snapshot.len(),
+        snapshot: Some(snapshot.into()),
+        digest: header.key,
+        files: header.files,
+    })
+}
+
+/// A cache file's header, if it was written for `key` by this runtime.
+fn check_header(header: &[u8], key: &str) -> Result<CacheHeader, String> {
     let header: CacheHeader = serde_json::from_slice(header).map_err(|e| format!("header: {e}"))?;
     if header.key != key {
         return Err("written for another key".into());
@@ -413,16 +495,7 @@ fn parse_cache_file(bytes: &[u8], key: &str) -> Result<Prepared, String> {
     if header.runtime != runtime_tag() {
         return Err("made by another runtime or V8 version".into());
     }
-    let snapshot = &bytes[12 + len..];
-    if sha256_hex(snapshot) != header.snapshot_sha256 {
-        return Err("the snapshot's hash does not match (corrupted)".into());
-    }
-    Ok(Prepared {
-        handler: header.handler,
-        snapshot: snapshot.into(),
-        digest: header.key,
-        files: header.files,
-    })
+    Ok(header)
 }
 
 /// Writes `bytes` to `path` through a synced temporary file and a rename, so readers never see
@@ -451,7 +524,8 @@ mod tests {
     fn prepared(key: &str) -> Prepared {
         Prepared {
             handler: "module".into(),
-            snapshot: vec![1, 2, 3, 4].into(),
+            snapshot: Some(vec![1, 2, 3, 4].into()),
+            snapshot_len: 4,
             digest: key.into(),
             files: vec![("app.js".into(), "ab".into())],
         }
@@ -476,19 +550,26 @@ mod tests {
         let key = cache_key(&source_digest(&source, &[]));
         cache.store(&source, &prepared(&key));
 
+        // A lookup reads the header only; the snapshot is read and verified when needed.
         let fresh = Cache::new(dir.path().to_owned(), 2);
         let found = fresh.lookup(&source).expect("read back from disk");
-        assert_eq!(&*found.snapshot, &[1, 2, 3, 4]);
+        assert!(found.snapshot.is_none());
+        assert_eq!((found.snapshot_len, found.handler.as_str()), (4, "module"));
+        let full = fresh.read_file(&key).expect("verified");
+        assert_eq!(full.snapshot.as_deref(), Some(&[1u8, 2, 3, 4][..]));
 
-        // Flip a byte of the snapshot: discarded, and the file is gone.
+        // Flip a byte of the snapshot: the header still reads, the snapshot does not verify
+        // and the file is deleted.
         let path = fresh.file_path(&key);
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         let fresh = Cache::new(dir.path().to_owned(), 2);
-        assert!(fresh.lookup(&source).is_none());
+        assert!(fresh.lookup(&source).is_some());
+        assert!(fresh.read_file(&key).is_none());
         assert!(!path.exists(), "a corrupt cache file is deleted");
+        assert!(fresh.lookup(&source).is_none());
 
         std::fs::write(&path, b"").unwrap();
         assert!(

@@ -110,6 +110,21 @@ impl Threads {
         }
     }
 
+    /// Joins the threads that have ended, so their stacks are released.
+    fn join_ended(&mut self, hostname: &str) {
+        let ended = self
+            .current
+            .iter_mut()
+            .filter(|t| t.as_ref().is_some_and(|t| t.is_finished()))
+            .filter_map(Option::take)
+            .chain(self.ending.extract_if(.., |t| t.is_finished()));
+        for thread in ended.collect::<Vec<_>>() {
+            if thread.join().is_err() {
+                tracing::error!(%hostname, "a worker thread panicked");
+            }
+        }
+    }
+
     fn all(self) -> impl Iterator<Item = std::thread::JoinHandle<()>> {
         self.current.into_iter().flatten().chain(self.ending)
     }
@@ -337,6 +352,15 @@ impl AppPool {
     /// Why the app failed to load, if it did.
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
+    }
+
+    /// Joins the threads of workers that have ended (reaped or evicted): an ended thread keeps
+    /// its stack until it is joined.
+    pub fn join_ended(&self) {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .join_ended(&self.hostname);
     }
 
     /// Requests held now, across workers.

@@ -42,6 +42,9 @@ type WasmCache = RefCell<std::collections::HashMap<String, v8::CompiledWasmModul
 /// How often, at most, a busy worker reads its heap statistics.
 const STATS_EVERY: Duration = Duration::from_millis(5);
 
+/// How often an idle worker runs V8's pending foreground tasks.
+const IDLE_PLATFORM_POLL: Duration = Duration::from_secs(2);
+
 /// How often a worker with requests in flight runs V8's pending foreground tasks.
 const PLATFORM_POLL: Duration = Duration::from_millis(2);
 
@@ -112,6 +115,12 @@ pub(crate) fn run_worker(
         // this isolate, so while requests are in flight the loop looks every couple of ms.
         let mut platform_tick = tokio::time::interval(PLATFORM_POLL);
         platform_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // An idle worker still runs V8's delayed tasks now and then: memory reduction, and the
+        // release of pages other isolates left in V8's process-wide pool when they were
+        // disposed (V8 posts that to a live isolate's task runner, which may be this one).
+        let mut idle_pump = tokio::time::interval(IDLE_PLATFORM_POLL);
+        idle_pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_event = tokio::time::Instant::now();
         loop {
             if closed && worker.state.borrow().requests.is_empty() {
                 break;
@@ -128,10 +137,9 @@ pub(crate) fn run_worker(
                 break;
             }
             if idle {
-                idle_timer
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + idle_timeout);
+                idle_timer.as_mut().reset(last_event + idle_timeout);
             }
+            let mut event = true;
             let state = worker.state.clone();
             tokio::select! {
                 Some(expired) = poll_fn(|cx| state.borrow_mut().due.poll_expired(cx)), if has_due => {
@@ -155,6 +163,10 @@ pub(crate) fn run_worker(
                     None => closed = true,
                 },
                 _ = platform_tick.tick(), if busy => worker.pump_platform(),
+                _ = idle_pump.tick(), if idle => {
+                    worker.pump_platform();
+                    event = false;
+                }
                 Some(done) = fetch_done.recv() => worker.fetch_done(done),
                 _ = &mut idle_timer, if idle => {
                     // Unless a request has just taken a slot: then its job is on the way.
@@ -164,6 +176,9 @@ pub(crate) fn run_worker(
                     }
                 }
                 else => break,
+            }
+            if event {
+                last_event = tokio::time::Instant::now();
             }
             worker.after_event();
         }
@@ -177,6 +192,19 @@ pub(crate) fn run_worker(
     }
     if let Some(state) = ending {
         worker.end(state);
+        drop(worker);
+        // Hand the worker's freed memory back to the system now rather than leave it to the
+        // allocators' caches: this thread is about to end, and what it freed (V8's malloc
+        // through glibc, the rest through mimalloc, the node's allocator) would linger in its
+        // arena and pages.
+        // SAFETY: both only walk their allocator's own free lists; mi_collect acts on this
+        // thread's heap (empty if mimalloc is not the global allocator).
+        unsafe {
+            libc::malloc_trim(0);
+            libmimalloc_sys::mi_collect(true);
+        }
+        tracing::debug!("worker ended");
+        return;
     }
     worker.state.borrow_mut().clear();
     if worker.stats.stuck.load(Ordering::Acquire) {
