@@ -10,6 +10,8 @@ one worker each. For each runtime:
   active      after the first --active apps got --requests requests each
   idle        after those went idle past the idle timeout (NANO: limits.idle_timeout_secs =
               --idle-secs; workerd keeps its isolates)
+  latency     (NANO) first-request latency of an app whose worker was reaped, against the next
+              request (warm), --samples times each (p50/p99)
 
 With --budget-mb M, NANO also runs with node.memory_mb = M (same traffic), to show the budget
 holding. workerd serves all apps from one socket through a router worker that forwards by Host
@@ -27,7 +29,7 @@ import subprocess
 import tempfile
 import time
 
-from common import HELLO, ROOT, free_port, wait
+from common import HELLO, ROOT, free_port, pct, wait
 
 
 def rss_and_threads(pid):
@@ -133,6 +135,49 @@ def measure(name, command, port, hosts, args, ready_path=None):
         proc.wait()
 
 
+def reaped_latency(nano, source, cache, samples):
+    """(cold ms list, warm ms list): GET to an app whose only worker was reaped, then again."""
+    port = free_port()
+    config = {
+        "server": {"host": "127.0.0.1", "port": port},
+        "slivers": {"cache_dir": str(cache)},
+        "apps": [{"hostname": "lat.local", "entrypoint": str(source),
+                  "limits": {"workers": 1, "idle_timeout_secs": 1}}],
+    }
+    path = cache.parent / "latency.json"
+    path.write_text(json.dumps(config))
+    proc = subprocess.Popen([nano, "--config", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+    def reaped():
+        status, body = get(port, "127.0.0.1", "/_admin/isolates")
+        isolates = json.loads(body or b"{}").get("isolates", [])
+        return status == 200 and all(i["state"] == "reaped" for i in isolates)
+
+    def timed():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        began = time.perf_counter()
+        conn.request("GET", "/", headers={"Host": "lat.local"})
+        response = conn.getresponse()
+        response.read()
+        elapsed = (time.perf_counter() - began) * 1000
+        conn.close()
+        assert response.status == 200, response.status
+        return elapsed
+
+    cold, warm = [], []
+    try:
+        wait(lambda: get(port, "127.0.0.1", "/_admin/ready")[0] == 200, "latency node ready")
+        for _ in range(samples):
+            wait(reaped, "the worker reaped", limit=60)
+            cold.append(timed())
+            warm.append(timed())
+        return cold, warm
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--nano", default=str(ROOT / "target" / "release" / "nano"))
@@ -142,6 +187,7 @@ def main():
     parser.add_argument("--idle-secs", type=int, default=3)
     parser.add_argument("--budget-mb", type=int, default=0)
     parser.add_argument("--no-workerd", action="store_true")
+    parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,6 +216,8 @@ def main():
             results[label] = measure(label, [args.nano, "--config", config], port, hosts, args,
                                      ready_path="/_admin/ready")
             print(label, results[label], flush=True)
+        if args.samples:
+            results["latency"] = reaped_latency(args.nano, sources[0], cache, args.samples)
         if not args.no_workerd:
             workerd = ROOT / "bench" / "node_modules" / ".bin" / "workerd"
             if not workerd.exists():
@@ -199,6 +247,12 @@ def main():
             rss, threads = r[phase]
             cells += [f"{rss / mib:.0f}", str(threads)]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    if "latency" in results:
+        cold, warm = results["latency"]
+        print()
+        print(f"first request to an app whose worker was reaped ({len(cold)} samples): "
+              f"p50 {pct(cold, 50):.2f} ms, p99 {pct(cold, 99):.2f} ms; "
+              f"the request after it (warm): p50 {pct(warm, 50):.2f} ms, p99 {pct(warm, 99):.2f} ms")
     if "workerd" in results:
         n, w = results["nano"], results["workerd"]
         print()

@@ -199,7 +199,7 @@ impl AppImage {
         })
     }
 
-    /// Bytes of the app snapshot; each isolate keeps its own copy for making contexts.
+    /// Bytes of the app snapshot, which an isolate reads for as long as it lives.
     pub fn snapshot_bytes(&self) -> usize {
         match &self.snapshot {
             SnapshotSource::Held(bytes) => bytes.len(),
@@ -230,12 +230,22 @@ impl AppImage {
     }
 
     /// A new isolate whose default context already holds the runtime and the app, with its heap
-    /// capped at `limits.memory_mb` and its ArrayBuffers counted against `budget`.
-    fn new_isolate(&self, budget: &Arc<Budget>) -> Result<v8::OwnedIsolate, AppLoadError> {
+    /// capped at `limits.memory_mb` and its ArrayBuffers counted against `budget`; and the
+    /// snapshot it reads contexts from, which the caller must keep until the isolate is gone.
+    fn new_isolate(
+        &self,
+        budget: &Arc<Budget>,
+    ) -> Result<(v8::OwnedIsolate, Arc<[u8]>), AppLoadError> {
         init_v8();
         let snapshot = self.snapshot()?;
+        // The isolate reads the snapshot for as long as it lives (every new context comes from
+        // it), so it borrows the app's shared copy rather than taking one of its own.
+        // SAFETY: the caller keeps `snapshot` (returned with the isolate) until after the
+        // isolate is dropped (`Worker` declares it after the isolate), so the bytes V8 reads
+        // stay in place and unchanged for the isolate's whole life.
+        let blob: &'static [u8] = unsafe { std::mem::transmute::<&[u8], &'static [u8]>(&snapshot) };
         let params = v8::CreateParams::default()
-            .snapshot_blob(snapshot.to_vec().into())
+            .snapshot_blob(blob.into())
             .external_references(webapi::external_references().into())
             .heap_limits(0, budget.limit)
             .array_buffer_allocator(memory::allocator(budget));
@@ -246,7 +256,7 @@ impl AppImage {
             memory::near_heap_limit,
             Arc::as_ptr(budget) as *mut std::ffi::c_void,
         );
-        Ok(isolate)
+        Ok((isolate, snapshot))
     }
 }
 

@@ -72,9 +72,11 @@ struct Worker {
     spare: Option<Rc<JsContext>>,
     /// The node's memory budget asked this worker to end once it is idle.
     evict: bool,
-    // Dropped last: everything above may hold V8 handles or queues of this isolate. `None`
-    // only while the isolate is being replaced.
+    // Dropped after everything above, which may hold V8 handles or queues of this isolate.
+    // `None` only while the isolate is being replaced.
     isolate: Option<v8::OwnedIsolate>,
+    /// The app snapshot the isolate reads contexts from (borrowed by V8): dropped after it.
+    _snapshot: Arc<[u8]>,
 }
 
 /// The worker thread's body: runs until the pool closes its channel and in-flight work is done.
@@ -242,7 +244,7 @@ impl Worker {
         fetch_tx: mpsc::UnboundedSender<host::FetchDone>,
     ) -> Result<Self, String> {
         let budget = Arc::new(Budget::new(image.limits.memory_mb));
-        let mut isolate = image
+        let (mut isolate, snapshot) = image
             .new_isolate(&budget)
             .map_err(|err| format!("cannot start the app's isolate: {err}"))?;
         let clock = WorkerClock::new(isolate.thread_safe_handle())
@@ -289,6 +291,7 @@ impl Worker {
             spare: None,
             evict: false,
             isolate: Some(isolate),
+            _snapshot: snapshot,
         };
         worker.ensure_shared_context();
         worker.after_event();
