@@ -243,3 +243,42 @@ fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
         }
     });
 }
+
+/// With context reset, an idle worker makes a few contexts ahead (three), so a burst of that
+/// many requests finds every context made; requests use them and the worker makes them again.
+#[test]
+fn an_idle_reset_on_worker_keeps_contexts_ready_for_a_burst() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "burst.example", "entrypoint": "hello/app.js", "env": { "NAME": "burst" },
+          "limits": { "workers": 1 } }
+    ] }));
+    block_on(async {
+        let spares = || async { isolates(&nano).await[0]["spare_contexts"].as_u64().unwrap() };
+        let wait_for_spares = |want: u64| async move {
+            let deadline = std::time::Instant::now() + PATIENCE;
+            loop {
+                let now = spares().await;
+                if now == want {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{now} spare contexts, not {want}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        };
+        assert_eq!(nano.get("burst.example", "/").await.status, 200);
+        wait_for_spares(3).await;
+        let burst: Vec<_> = (0..3)
+            .map(|_| nano_tests::spawn_get(nano.addr, "burst.example", "/"))
+            .collect();
+        for request in burst {
+            assert_eq!(request.await.unwrap().body, "hello from burst");
+        }
+        // Three fresh contexts, one per request, and the spares made again.
+        let worker = &isolates(&nano).await[0];
+        assert_eq!(worker["context_resets"], 4, "{worker}");
+        wait_for_spares(3).await;
+    });
+}

@@ -70,6 +70,8 @@ pub struct WorkerStats {
     pub pressure: AtomicU8,
     pub requests: AtomicU64,
     pub context_resets: AtomicU64,
+    /// Contexts made ahead for the next requests (context reset).
+    pub spare_contexts: AtomicU64,
     pub created_ms: AtomicU64,
     pub last_used_ms: AtomicU64,
     /// Whether the app keeps state in its isolate (no context reset): evicted last.
@@ -96,6 +98,7 @@ impl WorkerStats {
             pressure: AtomicU8::new(0),
             requests: AtomicU64::new(0),
             context_resets: AtomicU64::new(0),
+            spare_contexts: AtomicU64::new(0),
             created_ms: AtomicU64::new(0),
             last_used_ms: AtomicU64::new(0),
             stateful,
@@ -151,6 +154,7 @@ impl WorkerStats {
             "in_flight": self.load.load(Ordering::Relaxed),
             "requests_served": load(&self.requests),
             "context_resets": load(&self.context_resets),
+            "spare_contexts": load(&self.spare_contexts),
             "created_at_ms": load(&self.created_ms),
             "last_used_at_ms": load(&self.last_used_ms),
         })

@@ -1,4 +1,4 @@
-//! Contexts: the spare one made ahead for the next request (context reset), the shared one
+//! Contexts: the spares made ahead for the next requests (context reset), the shared one
 //! (reset off), and creating one from the app snapshot.
 
 use std::rc::Rc;
@@ -13,19 +13,35 @@ impl Worker {
     /// away or its heap is under pressure. Called by `after_event` before it publishes the heap,
     /// so the published figure (which the node's memory budget reads) includes the spare.
     pub(super) fn prepare_spare_context(&mut self) {
-        if !self.image.context_reset
-            || self.spare.is_some()
-            || self.isolate.is_none()
-            || self.recycle.is_some()
-            || self.stats.pressure.load(Ordering::Relaxed) != Pressure::Normal.as_number()
-        {
+        if !self.spare.is_empty() {
+            return;
+        }
+        self.add_spare_context();
+    }
+
+    /// Whether the worker would make another spare context while it has nothing else to do:
+    /// up to [`MAX_SPARE_CONTEXTS`], so a burst of that many requests to an idle app all find
+    /// their context made.
+    /// Not when the app keeps one context, the isolate is going away or its heap is under
+    /// pressure.
+    pub(super) fn wants_spare_context(&self) -> bool {
+        self.image.context_reset
+            && self.spare.len() < MAX_SPARE_CONTEXTS
+            && self.isolate.is_some()
+            && self.recycle.is_none()
+            && self.stats.pressure.load(Ordering::Relaxed) == Pressure::Normal.as_number()
+    }
+
+    /// Makes one more spare context if [`Worker::wants_spare_context`].
+    pub(super) fn add_spare_context(&mut self) {
+        if !self.wants_spare_context() {
             return;
         }
         let spare = {
             let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
             new_js_context(scope, &self.image, &self.queues, &self.wasm)
         };
-        self.spare = Some(spare);
+        self.spare.push(spare);
     }
 
     /// Without context reset, the isolate keeps one context for all requests.

@@ -44,6 +44,9 @@ impl Worker {
             return;
         }
         self.prepare_spare_context();
+        self.stats
+            .spare_contexts
+            .store(self.spare.len() as u64, Ordering::Relaxed);
         let busy = !self.state.borrow().requests.is_empty();
         self.stats.set_state(match (self.recycle.is_some(), busy) {
             (true, _) => IsolateState::Draining,
@@ -174,7 +177,7 @@ impl Worker {
 
     /// Drops every handle and queue of the isolate, then the isolate itself.
     pub(super) fn dispose_isolate(&mut self) {
-        self.spare = None;
+        self.spare.clear();
         self.state.borrow_mut().clear();
         {
             let mut queues = self.queues.borrow_mut();
