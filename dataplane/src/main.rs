@@ -117,10 +117,9 @@ enum LogFormat {
 
 const EXIT_CONFIG: u8 = 64;
 
-// Requests allocate and free many small buffers across threads; mimalloc handles that pattern
-// far better than glibc's allocator (malloc/free were ~10% of a hello-world profile).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator (glibc): with workers starting and ending, mimalloc's per-thread pages
+// cost about 1 MB more per running worker and kept ~90 MB of 100 ended workers' memory, for no
+// throughput difference that wrk could see (bench/RESULTS.md, "Density").
 
 fn main() -> ExitCode {
     // Apps see UTC, as on Workers, whatever the machine's zone (V8 reads TZ through ICU).

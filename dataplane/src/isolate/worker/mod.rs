@@ -208,15 +208,11 @@ pub(crate) fn run_worker(
     if let Some(state) = ending {
         worker.end(state);
         drop(worker);
-        // Hand the worker's freed memory back to the system now rather than leave it to the
-        // allocators' caches: this thread is about to end, and what it freed (V8's malloc
-        // through glibc, the rest through mimalloc, the node's allocator) would linger in its
-        // arena and pages.
-        // SAFETY: both only walk their allocator's own free lists; mi_collect acts on this
-        // thread's heap (empty if mimalloc is not the global allocator).
+        // Hand the worker's freed memory back to the system now: glibc keeps freed chunks in
+        // the arena of the thread that used them, and this thread is about to end.
+        // SAFETY: malloc_trim only walks the allocator's own free lists.
         unsafe {
             libc::malloc_trim(0);
-            libmimalloc_sys::mi_collect(true);
         }
         tracing::debug!("worker ended");
         return;
