@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-from common import free_port, pct
+from common import distinct_hello_apps, free_port, pct
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NANO = ROOT / "target" / "release" / "nano"
@@ -100,12 +100,8 @@ APP = HELLO
 
 def apps_in(workdir, count):
     apps = []
-    for i in range(count):
-        folder = workdir / f"app{i}"
-        folder.mkdir(exist_ok=True)
-        # A distinct source per app, so nothing is shared in the cache between apps.
-        (folder / "app.js").write_text(APP.read_text() + f"\n// app {i}\n")
-        apps.append({"hostname": f"app{i}.local", "entrypoint": str(folder / "app.js"),
+    for i, source in enumerate(distinct_hello_apps(workdir, count, APP)):
+        apps.append({"hostname": f"app{i}.local", "entrypoint": str(source),
                      "limits": {"workers": 1}})
     return apps
 

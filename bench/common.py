@@ -34,6 +34,31 @@ def free_port():
         return s.getsockname()[1]
 
 
+def get(port, host, path="/", timeout=10):
+    """(status, body bytes) of GET `path` with `Host: host`; (None, b"") if it could not connect."""
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.request("GET", path, headers={"Host": host})
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, data
+    except OSError:
+        return None, b""
+
+
+def distinct_hello_apps(workdir, count, app=HELLO):
+    """`count` copies of `app` (the hello app), each in its own folder with a distinct source
+    (nothing is shared in the snapshot cache between them); returns their entry files."""
+    sources = []
+    for i in range(count):
+        folder = workdir / f"app{i}"
+        folder.mkdir(exist_ok=True)
+        (folder / "app.js").write_text(app.read_text() + f"\n// app {i}\n")
+        sources.append(folder / "app.js")
+    return sources
+
+
 def body(port, host, path="/"):
     """The body of a 200 answer to GET `path` with `Host: host`, or None."""
     try:

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 
-from common import HELLO, ROOT, free_port, pct, wait
+from common import ROOT, distinct_hello_apps, free_port, get, pct, wait
 
 
 def rss_and_threads(pid):
@@ -38,26 +38,7 @@ def rss_and_threads(pid):
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["Threads"])
 
 
-def get(port, host, path="/"):
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        conn.request("GET", path, headers={"Host": host})
-        response = conn.getresponse()
-        body = response.read()
-        conn.close()
-        return response.status, body
-    except OSError:
-        return None, b""
-
-
-def write_apps(workdir, count):
-    sources = []
-    for i in range(count):
-        folder = workdir / f"app{i}"
-        folder.mkdir(exist_ok=True)
-        (folder / "app.js").write_text(HELLO.read_text() + f"\n// app {i}\n")
-        sources.append(folder / "app.js")
-    return sources
+write_apps = distinct_hello_apps
 
 
 def nano_config(port, sources, cache, idle_secs, budget_mb):
@@ -258,8 +239,9 @@ def main():
         print()
         print(f"per idle app at rest: NANO {n['rest'][0] / args.apps / mib:.2f} MB, "
               f"workerd {w['rest'][0] / args.apps / mib:.2f} MB")
-        print(f"per app with its isolate (every app answered): NANO "
-              f"{n['all answered'][0] / args.apps / mib:.2f} MB, workerd {w['all answered'][0] / args.apps / mib:.2f} MB")
+        print(f"per running worker (after traffic, above rest): NANO "
+              f"{(n['active'][0] - n['rest'][0]) / args.active / mib:.2f} MB; workerd per worker "
+              f"{w['active'][0] / args.apps / mib:.2f} MB")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Prints markdown; bench/RESULTS.md records the figures with the command.
 """
 
 import argparse
-import http.client
 import json
 import os
 import pathlib
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import threading
 import time
+
+import common
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NANO = ROOT / "target" / "release" / "nano"
@@ -62,12 +63,7 @@ class Nano:
 
 
 def get(port, host, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    conn.request("GET", path, headers={"Host": host})
-    response = conn.getresponse()
-    body = response.read()
-    conn.close()
-    return response.status, body
+    return common.get(port, host, path, timeout=60)
 
 
 def percentile(values, p):

@@ -6,8 +6,7 @@ use nano_tests::{Nano, PATIENCE, block_on, sample};
 use serde_json::{Value, json};
 
 async fn isolates(nano: &Nano) -> Vec<Value> {
-    let reply = nano.get("127.0.0.1", "/_admin/isolates").await;
-    reply.json()["isolates"].as_array().unwrap().clone()
+    nano.isolates().await
 }
 
 /// Polls until every listed worker of `host` has ended and no worker thread is left.
@@ -203,13 +202,10 @@ fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
         let bound = base + ((BUDGET_MB + BUDGET_MB / 2) << 20);
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
-            let isolates = nano.get("127.0.0.1", "/_admin/isolates").await.json();
-            let live: Vec<_> = isolates["isolates"]
-                .as_array()
-                .unwrap()
-                .iter()
+            let live: Vec<_> = isolates(&nano)
+                .await
+                .into_iter()
                 .filter(|i| i["state"] != "evicted" && i["state"] != "reaped")
-                .cloned()
                 .collect();
             let counted: u64 = live
                 .iter()

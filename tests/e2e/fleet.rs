@@ -1496,10 +1496,8 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
         // idle_timeout_secs reaches the node: a second after its requests the worker has ended.
         let deadline = std::time::Instant::now() + nano_tests::PATIENCE;
         loop {
-            let isolates = a.get("127.0.0.1", "/_admin/isolates").await.json();
-            let states: Vec<_> = isolates["isolates"]
-                .as_array()
-                .unwrap()
+            let isolates = a.isolates().await;
+            let states: Vec<_> = isolates
                 .iter()
                 .filter(|i| i["hostname"] == "open.fleet.test")
                 .map(|i| i["state"].clone())
@@ -1509,7 +1507,7 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "never reaped: {isolates}"
+                "never reaped: {isolates:?}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }

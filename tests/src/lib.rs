@@ -297,6 +297,12 @@ impl Nano {
             .unwrap_or(0)
     }
 
+    /// The workers `/_admin/isolates` lists.
+    pub async fn isolates(&self) -> Vec<serde_json::Value> {
+        let reply = self.get("127.0.0.1", "/_admin/isolates").await;
+        reply.json()["isolates"].as_array().unwrap().clone()
+    }
+
     pub async fn get(&self, host: &str, path: &str) -> Reply {
         self.send(
             Request::get(path)
