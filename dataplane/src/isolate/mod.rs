@@ -28,10 +28,10 @@ use webapi::host::{StateRef, WorkerState};
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// What a running worker costs the machine beyond what V8 reports for its isolate: V8's own
-/// per-isolate structures outside the heap, the stack the thread has touched, its event loop
-/// and allocator arena. Measured: RSS per started hello worker minus the V8-reported figures
-/// (about 1.7 MB with 50 apps, release build; `bench/density.py`, RESULTS.md).
-pub const WORKER_OVERHEAD_BYTES: usize = 2 * 1024 * 1024;
+/// per-isolate structures outside the heap, the stack the thread has touched, its event loop.
+/// Measured: RSS per started hello worker (3.37 MB, 40 apps, release build, smaps before and
+/// after) minus the V8-reported physical heap, malloced and external memory (2.1 MB).
+pub const WORKER_OVERHEAD_BYTES: usize = 1280 * 1024;
 
 const INTERNALS_KEY: &str = "nano.internals";
 
@@ -188,7 +188,6 @@ impl AppImage {
                 _ => SnapshotSource::Cached {
                     preparer: preparer.clone(),
                     key: prepared.digest,
-                    bytes: prepared.snapshot_len,
                     app: Box::new(app.clone()),
                 },
             },
@@ -199,25 +198,12 @@ impl AppImage {
         })
     }
 
-    /// Bytes of the app snapshot, which an isolate reads for as long as it lives.
-    pub fn snapshot_bytes(&self) -> usize {
-        match &self.snapshot {
-            SnapshotSource::Held(bytes) => bytes.len(),
-            SnapshotSource::Cached { bytes, .. } => *bytes,
-        }
-    }
-
     /// The app snapshot, for a new isolate. From the snapshot cache, its copy is verified as it
     /// is read; if the cache has lost it, the app is prepared again (as at load time).
     fn snapshot(&self) -> Result<Arc<[u8]>, AppLoadError> {
-        let SnapshotSource::Cached {
-            preparer, key, app, ..
-        } = &self.snapshot
-        else {
-            let SnapshotSource::Held(bytes) = &self.snapshot else {
-                unreachable!("two variants")
-            };
-            return Ok(bytes.clone());
+        let (preparer, key, app) = match &self.snapshot {
+            SnapshotSource::Held(bytes) => return Ok(bytes.clone()),
+            SnapshotSource::Cached { preparer, key, app } => (preparer, key, app),
         };
         if let Some(bytes) = preparer.cached(key) {
             return Ok(bytes);
@@ -268,7 +254,6 @@ enum SnapshotSource {
     Cached {
         preparer: Arc<Preparer>,
         key: String,
-        bytes: usize,
         app: Box<nano_config::App>,
     },
 }

@@ -62,8 +62,8 @@ pub struct WorkerStats {
     state: AtomicU8,
     pub heap_used: AtomicU64,
     /// What the isolate costs the machine, in bytes: V8's physical heap and its malloced
-    /// memory, external memory, the app snapshot the isolate keeps, and the worker's own share
-    /// (thread stack, event loop). What `node.memory_mb` counts.
+    /// memory, external memory, and the worker's own share (V8's structures outside the heap,
+    /// thread stack, event loop). What `node.memory_mb` counts.
     pub footprint: AtomicU64,
     pub heap_limit: AtomicU64,
     pub external: AtomicU64,

@@ -19,10 +19,11 @@ impl Worker {
     fn heap_figures(&mut self) -> (usize, usize, usize) {
         let stats = self.isolate().get_heap_statistics();
         let external = stats.external_memory().max(self.budget.external());
+        // The app snapshot the isolate reads is shared with the app's other workers and the
+        // snapshot cache, so it is not counted per isolate (the RSS check sees it).
         let footprint = stats.total_physical_size()
             + stats.malloced_memory()
             + external
-            + self.image.snapshot_bytes()
             + super::super::WORKER_OVERHEAD_BYTES;
         (stats.used_heap_size(), external, footprint)
     }
