@@ -24,10 +24,9 @@ pub struct Candidate {
     pub last_used_ms: u64,
 }
 
-/// Indexes of the isolates to evict so that `total` (at least what the candidates count) falls
-/// within `limit`, in eviction order.
-pub fn choose(candidates: &[Candidate], total: u64, limit: u64) -> Vec<usize> {
-    let mut total = total.max(candidates.iter().map(|c| c.memory).sum());
+/// Indexes of the isolates to evict so that the total falls within `limit`, in eviction order.
+pub fn choose(candidates: &[Candidate], limit: u64) -> Vec<usize> {
+    let mut total: u64 = candidates.iter().map(|c| c.memory).sum();
     if total <= limit {
         return Vec::new();
     }
@@ -46,23 +45,8 @@ pub fn choose(candidates: &[Candidate], total: u64, limit: u64) -> Vec<usize> {
     chosen
 }
 
-/// The process's resident memory now, in bytes (0 if unknown).
-fn rss_bytes() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|statm| statm.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * u64::try_from(page).unwrap_or(4096)
-}
-
-/// Checks the budget until `stop` fires. What isolates cost is the larger of their counted
-/// footprints and the process's RSS above its base, the RSS last seen with no isolate live (so
-/// memory the allocators and V8 keep after workers end counts too, and is reused before more
-/// is taken).
+/// Checks the budget until `stop` fires.
 pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: CancellationToken) {
-    let mut base = rss_bytes();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
@@ -77,11 +61,6 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
                 }
             }
         }
-        let rss = rss_bytes();
-        if workers.is_empty() {
-            base = rss;
-        }
-        let attributable = rss.saturating_sub(base);
         let candidates: Vec<Candidate> = workers
             .iter()
             .map(|(_, _, stats)| Candidate {
@@ -92,11 +71,11 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
                 last_used_ms: stats.last_used_ms.load(Ordering::Relaxed),
             })
             .collect();
-        for i in choose(&candidates, attributable, limit_bytes) {
+        for i in choose(&candidates, limit_bytes) {
             let (route, index, stats) = &workers[i];
             tracing::info!(
                 hostname = %stats.hostname, isolate = %stats.isolate_id(),
-                memory_bytes = candidates[i].memory, limit_bytes, rss_above_base_bytes = attributable,
+                memory_bytes = candidates[i].memory, limit_bytes,
                 "node memory budget exceeded; evicting an idle isolate"
             );
             route.pool.evict(*index);
@@ -135,7 +114,7 @@ mod tests {
 
     #[test]
     fn within_budget_nothing_is_evicted() {
-        assert!(choose(&[c(10, true, false, 1), c(10, true, false, 2)], 0, 20).is_empty());
+        assert!(choose(&[c(10, true, false, 1), c(10, true, false, 2)], 20).is_empty());
     }
 
     #[test]
@@ -146,21 +125,11 @@ mod tests {
             c(10, false, false, 0), // busy: never
             c(10, true, false, 3),  // stateless, older: first
         ];
-        assert_eq!(choose(&candidates, 0, 25), vec![3, 1]);
+        assert_eq!(choose(&candidates, 25), vec![3, 1]);
         assert_eq!(
-            choose(&candidates, 0, 5),
+            choose(&candidates, 5),
             vec![3, 1, 0],
             "busy isolates are never evicted"
         );
-    }
-
-    #[test]
-    fn memory_counted_by_rss_evicts_more_than_the_footprints_alone() {
-        // Footprints fit in 25, but the process holds 45 above its base: evict until the
-        // larger figure, minus what the evicted isolates counted, fits.
-        let candidates = [c(10, true, false, 1), c(10, true, false, 2)];
-        assert_eq!(choose(&candidates, 20, 25), Vec::<usize>::new());
-        assert_eq!(choose(&candidates, 45, 25), vec![0, 1]);
-        assert_eq!(choose(&candidates, 32, 25), vec![0]);
     }
 }
