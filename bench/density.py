@@ -38,7 +38,6 @@ def rss_and_threads(pid):
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["Threads"])
 
 
-write_apps = distinct_hello_apps
 
 
 def nano_config(port, sources, cache, idle_secs, budget_mb):
@@ -173,7 +172,7 @@ def main():
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
-        sources = write_apps(workdir, args.apps)
+        sources = distinct_hello_apps(workdir, args.apps)
         hosts = [f"app{i}.local" for i in range(args.apps)]
         cache = workdir / "cache"
         runs = [("nano", 0)] + ([("nano budget", args.budget_mb)] if args.budget_mb else [])

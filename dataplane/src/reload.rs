@@ -61,33 +61,30 @@ fn prepare_all(
         .clamp(2, PREPARE_THREADS_MAX)
         .min(apps.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<_> = std::iter::repeat_with(|| std::sync::Mutex::new(None))
-        .take(apps.len())
-        .collect();
-    std::thread::scope(|scope| {
-        for n in 0..threads {
-            let (next, results) = (&next, &results);
-            std::thread::Builder::new()
-                .name(format!("nano-prepare-{n}"))
-                .spawn_scoped(scope, move || {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(app) = apps.get(i) else { break };
-                        let image = AppImage::prepare(app, preparer);
-                        *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(image);
-                    }
-                })
-                .expect("the OS can start a thread");
-        }
+    let mut prepared: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|n| {
+                let next = &next;
+                std::thread::Builder::new()
+                    .name(format!("nano-prepare-{n}"))
+                    .spawn_scoped(scope, move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(app) = apps.get(i) else { break done };
+                            done.push((i, AppImage::prepare(app, preparer)));
+                        }
+                    })
+                    .expect("the OS can start a thread")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("app preparation does not panic"))
+            .collect()
     });
-    results
-        .into_iter()
-        .map(|slot| {
-            slot.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .expect("every app was prepared")
-        })
-        .collect()
+    prepared.sort_by_key(|(i, _)| *i);
+    prepared.into_iter().map(|(_, image)| image).collect()
 }
 
 /// Most threads preparing apps at once, however many cores.

@@ -5,15 +5,12 @@
 use nano_tests::{Nano, PATIENCE, block_on, sample};
 use serde_json::{Value, json};
 
-async fn isolates(nano: &Nano) -> Vec<Value> {
-    nano.isolates().await
-}
-
 /// Polls until every listed worker of `host` has ended and no worker thread is left.
 async fn wait_until_all_reaped(nano: &Nano, host: &str) -> Vec<Value> {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
-        let list: Vec<Value> = isolates(nano)
+        let list: Vec<Value> = nano
+            .isolates()
             .await
             .into_iter()
             .filter(|i| i["hostname"] == host)
@@ -43,7 +40,7 @@ fn idle_apps_hold_no_thread_and_workers_come_back_after_reaping() {
     block_on(async {
         // Serving, and no app has a worker before its first request.
         assert_eq!(nano.worker_threads(), 0);
-        assert_eq!(isolates(&nano).await, Vec::<Value>::new());
+        assert_eq!(nano.isolates().await, Vec::<Value>::new());
 
         for round in 1..=3u64 {
             // A burst: every request is answered, by workers started for it.
@@ -82,7 +79,7 @@ fn idle_apps_hold_no_thread_and_workers_come_back_after_reaping() {
         }
         // The app that never had a request still has no worker, and answers now.
         assert!(
-            isolates(&nano)
+            nano.isolates()
                 .await
                 .iter()
                 .all(|i| i["hostname"] != "quiet.example")
@@ -202,7 +199,8 @@ fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
         let bound = base + ((BUDGET_MB + BUDGET_MB / 2) << 20);
         let deadline = std::time::Instant::now() + PATIENCE;
         loop {
-            let live: Vec<_> = isolates(&nano)
+            let live: Vec<_> = nano
+                .isolates()
                 .await
                 .into_iter()
                 .filter(|i| i["state"] != "evicted" && i["state"] != "reaped")
@@ -249,7 +247,7 @@ fn an_idle_reset_on_worker_keeps_contexts_ready_for_a_burst() {
           "limits": { "workers": 1 } }
     ] }));
     block_on(async {
-        let spares = || async { isolates(&nano).await[0]["spare_contexts"].as_u64().unwrap() };
+        let spares = || async { nano.isolates().await[0]["spare_contexts"].as_u64().unwrap() };
         let wait_for_spares = |want: u64| async move {
             let deadline = std::time::Instant::now() + PATIENCE;
             loop {
@@ -273,7 +271,7 @@ fn an_idle_reset_on_worker_keeps_contexts_ready_for_a_burst() {
             assert_eq!(request.await.unwrap().body, "hello from burst");
         }
         // Three fresh contexts, one per request, and the spares made again.
-        let worker = &isolates(&nano).await[0];
+        let worker = &nano.isolates().await[0];
         assert_eq!(worker["context_resets"], 4, "{worker}");
         wait_for_spares(3).await;
     });

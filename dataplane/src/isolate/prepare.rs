@@ -40,7 +40,6 @@ pub struct Prepared {
     /// The snapshot, unless only its cache file's header was read (an app found in the cache
     /// at load time: its workers read the snapshot when they start).
     pub snapshot: Option<Arc<[u8]>>,
-    pub snapshot_len: usize,
     /// The cache key: digest of sources, runtime and engine.
     pub digest: String,
     /// Every module file as (name, sha256).
@@ -77,19 +76,15 @@ impl Preparer {
     /// folder.
     pub fn cached(&self, key: &str) -> Option<Arc<[u8]>> {
         let cache = self.cache.as_ref()?;
-        {
-            let memory = cache.memory.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(found) = memory
-                .iter()
-                .find_map(|p| p.snapshot.as_ref().filter(|_| p.digest == key))
-            {
-                return Some(found.clone());
+        let prepared = match cache.in_memory(key) {
+            Some(prepared) => prepared,
+            None => {
+                let prepared = cache.read_file(key)?;
+                cache.remember(prepared.clone());
+                prepared
             }
-        }
-        let prepared = cache.read_file(key)?;
-        let snapshot = prepared.snapshot.clone();
-        cache.remember(prepared);
-        snapshot
+        };
+        prepared.snapshot
     }
 
     /// The app's source: its entry file, or its sliver read and verified.
@@ -138,7 +133,6 @@ impl Preparer {
         let prepared = Prepared {
             digest: cache_key(&source_digest(&source, &report.files)),
             handler: report.handler,
-            snapshot_len: blob.len(),
             snapshot: Some(blob.into()),
             files: report.files,
         };
@@ -348,23 +342,25 @@ impl Cache {
                 cache_key(&source_digest(source, &index.files))
             }
         };
-        {
-            let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(index) = memory.iter().position(|p| p.digest == key) {
-                let entry = memory.remove(index).expect("index is in range");
-                memory.push_front(entry.clone());
-                return Some(entry);
-            }
-        }
-        // Only the header: the snapshot is read (and verified) when a worker needs it.
-        self.read_header(&key)
+        // Else only the header: the snapshot is read (and verified) when a worker needs it.
+        self.in_memory(&key).or_else(|| self.read_header(&key))
+    }
+
+    /// The entry kept in memory under `key` (every one holds its snapshot), made the most
+    /// recently used.
+    fn in_memory(&self, key: &str) -> Option<Prepared> {
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let index = memory.iter().position(|p| p.digest == key)?;
+        let entry = memory.remove(index).expect("index is in range");
+        memory.push_front(entry.clone());
+        Some(entry)
     }
 
     fn remember(&self, prepared: Prepared) {
-        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         if prepared.snapshot.is_none() {
             return;
         }
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         memory.retain(|p| p.digest != prepared.digest);
         memory.push_front(prepared);
         memory.truncate(self.capacity);
@@ -437,7 +433,6 @@ impl Cache {
                 Ok(Prepared {
                     handler: header.handler,
                     snapshot: None,
-                    snapshot_len: size - 12 - len,
                     digest: header.key,
                     files: header.files,
                 })
@@ -479,7 +474,6 @@ fn parse_cache_file(bytes: &[u8], key: &str) -> Result<Prepared, String> {
     }
     Ok(Prepared {
         handler: header.handler,
-        snapshot_len: snapshot.len(),
         snapshot: Some(snapshot.into()),
         digest: header.key,
         files: header.files,
@@ -525,7 +519,6 @@ mod tests {
         Prepared {
             handler: "module".into(),
             snapshot: Some(vec![1, 2, 3, 4].into()),
-            snapshot_len: 4,
             digest: key.into(),
             files: vec![("app.js".into(), "ab".into())],
         }
@@ -554,7 +547,7 @@ mod tests {
         let fresh = Cache::new(dir.path().to_owned(), 2);
         let found = fresh.lookup(&source).expect("read back from disk");
         assert!(found.snapshot.is_none());
-        assert_eq!((found.snapshot_len, found.handler.as_str()), (4, "module"));
+        assert_eq!(found.handler, "module");
         let full = fresh.read_file(&key).expect("verified");
         assert_eq!(full.snapshot.as_deref(), Some(&[1u8, 2, 3, 4][..]));
 

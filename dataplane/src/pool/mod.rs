@@ -96,18 +96,10 @@ impl Threads {
         }
     }
 
-    /// Puts `thread` in `place`; the one there before is joined at once if it has ended, or
-    /// kept to be joined at shutdown.
-    fn replace(&mut self, place: usize, thread: std::thread::JoinHandle<()>, hostname: &str) {
-        let mut all = std::mem::take(&mut self.ending);
-        all.extend(self.current[place].replace(thread));
-        for old in all {
-            if !old.is_finished() {
-                self.ending.push(old);
-            } else if old.join().is_err() {
-                tracing::error!(%hostname, "a worker thread panicked");
-            }
-        }
+    /// Puts `thread` in `place`; the one there before is joined by [`Threads::join_ended`] once
+    /// it has ended, or at shutdown.
+    fn replace(&mut self, place: usize, thread: std::thread::JoinHandle<()>) {
+        self.ending.extend(self.current[place].replace(thread));
     }
 
     /// Joins the threads that have ended, so their stacks are released.
@@ -245,12 +237,10 @@ impl AppPool {
     /// body is read.
     pub fn has_room(&self) -> Result<(), PoolError> {
         self.check_failure()?;
-        let room = self.workers.iter().any(|place| {
-            place
-                .load()
-                .as_ref()
-                .is_none_or(|w| !w.is_running() || w.load() < self.slots_per_worker)
-        });
+        let room = self.has_free_place()
+            || self
+                .least_busy()
+                .is_some_and(|(_, w)| w.load() < self.slots_per_worker);
         if room { Ok(()) } else { Err(self.full()) }
     }
 
@@ -294,7 +284,7 @@ impl AppPool {
         let (worker, thread) = Worker::start(image, index, generation);
         let worker = Arc::new(worker);
         self.workers[index].store(Some(worker.clone()));
-        threads.replace(index, thread, &self.hostname);
+        threads.replace(index, thread);
         Some((index, worker))
     }
 
@@ -367,8 +357,9 @@ impl AppPool {
     pub fn in_flight(&self) -> usize {
         self.workers
             .iter()
-            .filter_map(|place| place.load().as_ref().map(|w| w.load()))
-            .filter(|&load| load < CLOSED)
+            .filter_map(|place| place.load_full())
+            .filter(|w| w.is_running())
+            .map(|w| w.load())
             .sum()
     }
 

@@ -20,7 +20,7 @@ impl Worker {
         let stats = self.isolate().get_heap_statistics();
         let external = stats.external_memory().max(self.budget.external());
         // The app snapshot the isolate reads is shared with the app's other workers and the
-        // snapshot cache, so it is not counted per isolate (the RSS check sees it).
+        // snapshot cache, so it is not counted per isolate.
         let footprint = stats.total_physical_size()
             + stats.malloced_memory()
             + external

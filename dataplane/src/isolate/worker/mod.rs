@@ -174,8 +174,8 @@ pub(crate) fn run_worker(
                     worker.pump_platform();
                     event = false;
                 }
-                // Lowest priority in effect: taken only when nothing else is ready, and it
-                // makes way for a job that arrived meanwhile.
+                // Always ready, so select! may pick it over another ready branch (it picks at
+                // random); it then makes no spare if a job is waiting, and the loop comes back.
                 _ = std::future::ready(()), if idle && worker.wants_spare_context() => {
                     if commands.is_empty() {
                         worker.add_spare_context();
