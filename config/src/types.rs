@@ -26,6 +26,9 @@ pub struct Config {
     /// Node-wide settings.
     #[serde(default)]
     pub node: Node,
+    /// The Cache API's storage (`caches.default`, `caches.open(name)`): node-local, in memory.
+    #[serde(default)]
+    pub cache: Cache,
     /// Run as a member of a fleet: the apps come from this control plane (the local `apps`
     /// stay as a fallback for hostnames the control plane does not serve).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,6 +67,31 @@ pub struct Node {
     #[serde(default)]
     #[schemars(range(min = 16, max = 1048576))]
     pub memory_mb: Option<u32>,
+}
+
+/// `cache`: the Cache API's storage, one partition per app (by hostname).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    /// Memory for the cached responses of every app together, in MiB; past it the node's least
+    /// recently used entries go. 0: the Cache API keeps nothing (every `match` misses).
+    #[serde(default = "defaults::cache_memory_mb")]
+    #[schemars(range(min = 0, max = 1048576))]
+    pub memory_mb: u32,
+    /// Memory one app's cached responses may take, in MiB; past it that app's least recently
+    /// used entries go, and a single response larger than this is refused by `put`.
+    #[serde(default = "defaults::cache_app_quota_mb")]
+    #[schemars(range(min = 1, max = 1048576))]
+    pub app_quota_mb: u32,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            memory_mb: defaults::cache_memory_mb(),
+            app_quota_mb: defaults::cache_app_quota_mb(),
+        }
+    }
 }
 
 /// `admin`: the operator surface.
@@ -437,6 +465,12 @@ impl Default for Slivers {
 
 /// Defaults of the contract (CONFIG.md), one function per key so serde and schemars share them.
 pub mod defaults {
+    pub fn cache_memory_mb() -> u32 {
+        64
+    }
+    pub fn cache_app_quota_mb() -> u32 {
+        16
+    }
     pub fn port() -> u16 {
         8080
     }

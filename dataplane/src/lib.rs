@@ -2,6 +2,7 @@
 //! cancellation token fires. `main.rs` only parses flags and maps errors to exit codes, so tests
 //! and benchmarks can run a whole data plane in-process on port 0.
 
+pub mod cache;
 pub mod evict;
 pub mod http;
 pub mod isolate;
@@ -60,6 +61,7 @@ pub async fn run(
 
     // Before any worker starts: each reads it when it creates its isolate.
     metrics::set_recording(config.admin.metrics);
+    cache::configure(&config.cache);
 
     // The sources publish what they want; the reconciler serves it. The first pass (what the
     // config and the last good fleet state hold) is done before the node says it listens.

@@ -49,6 +49,15 @@ pub struct Metrics {
     pub fleet_revision: IntGauge,
     /// Fleet mode: revisions activated (`ok`) or not (`failed`).
     pub fleet_activations: IntCounterVec,
+    /// Cache API: `match` calls that found an entry, and those that did not.
+    pub cache_hits: IntCounterVec,
+    pub cache_misses: IntCounterVec,
+    /// Cache API: responses `put` stored.
+    pub cache_stores: IntCounterVec,
+    /// Cache API: entries dropped by reason (`quota`, `node_cap`, `expired`).
+    pub cache_evictions: IntCounterVec,
+    /// Cache API: bytes each app's entries hold.
+    pub cache_bytes: IntGaugeVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -158,6 +167,42 @@ impl Metrics {
             "Fleet mode: config revisions activated (ok) or not (failed: a download or check failed).",
             &["result"],
         );
+        let cache_hits = counter(
+            &registry,
+            "nano_cache_hits_total",
+            "Cache API match() calls that found a fresh entry, by app hostname.",
+            &["hostname"],
+        );
+        let cache_misses = counter(
+            &registry,
+            "nano_cache_misses_total",
+            "Cache API match() calls that found none (or only an expired one), by app hostname.",
+            &["hostname"],
+        );
+        let cache_stores = counter(
+            &registry,
+            "nano_cache_stores_total",
+            "Responses the Cache API's put() stored, by app hostname.",
+            &["hostname"],
+        );
+        let cache_evictions = counter(
+            &registry,
+            "nano_cache_evictions_total",
+            "Cache API entries dropped, by app hostname and reason (quota: the app's \
+             cache.app_quota_mb; node_cap: cache.memory_mb; expired).",
+            &["hostname", "reason"],
+        );
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new(
+                "nano_cache_bytes",
+                "Bytes the Cache API entries of each app hold (URL, headers and body).",
+            ),
+            &["hostname"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(cache_bytes.clone()))
+            .expect("metric registered once");
         let build = IntGauge::with_opts(
             Opts::new("nano_build_info", "Build of this nano binary (always 1).")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -186,6 +231,11 @@ impl Metrics {
             fleet_connected,
             fleet_revision,
             fleet_activations,
+            cache_hits,
+            cache_misses,
+            cache_stores,
+            cache_evictions,
+            cache_bytes,
         }
     }
 

@@ -370,6 +370,11 @@ fn apply(
     // Swap: from here new requests see the new table; requests holding old routes finish
     // there, and an old pool stops when its last route reference is dropped.
     routing.store(Arc::new(Router::from_routes(keep.into_values())));
+    // A removed app's Cache API entries go with it; a new version of an app keeps them.
+    for host in &summary.removed {
+        crate::cache::STORE.drop_app(host);
+    }
+    crate::cache::configure(&config.cache);
     for list in [
         &mut summary.added,
         &mut summary.changed,

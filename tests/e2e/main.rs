@@ -2,6 +2,7 @@
 //! real `nano` binary on a loopback port chosen by the OS and stops it when done.
 
 mod admin;
+mod cache;
 mod cli;
 mod compat;
 mod context;

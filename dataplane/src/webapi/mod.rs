@@ -5,6 +5,7 @@
 //! the worker loop in `isolate` drives); they never keep V8 handles beyond the call, and every
 //! refusal is a JS exception of the standard type.
 
+mod caches;
 pub(crate) mod codec;
 mod crypto;
 pub mod fetch;
@@ -12,6 +13,7 @@ pub(crate) mod host;
 mod urlpattern;
 pub(crate) mod wasm_limits;
 
+use caches::{op_cache_delete, op_cache_match, op_cache_put};
 use urlpattern::{op_input as op_url_pattern_input, op_parse as op_url_pattern_parse};
 
 use std::time::Duration;
@@ -53,6 +55,7 @@ const LAZY_SCRIPTS: &[(&str, &str)] = &[
     ("extras", include_str!("js/extras.js")),
     ("guards", include_str!("js/guards.js")),
     ("subtle", include_str!("js/subtle.js")),
+    ("cache", include_str!("js/cache.js")),
 ];
 
 macro_rules! ops {
@@ -111,6 +114,9 @@ ops! {
     "codecClose" => op_codec_close,
     "urlPatternParse" => op_url_pattern_parse,
     "urlPatternInput" => op_url_pattern_input,
+    "cachePut" => op_cache_put,
+    "cacheMatch" => op_cache_match,
+    "cacheDelete" => op_cache_delete,
 }
 
 /// `encodingName(label)`: the WHATWG name of a TextDecoder label, or undefined.

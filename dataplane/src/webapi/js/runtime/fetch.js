@@ -38,3 +38,10 @@
   }
   define("fetch", fetch);
 
+  // ---- Cache API ---------------------------------------------------------------------------------
+  // js/cache.js, compiled into a context when it first reads caches, Cache or CacheStorage.
+  let cacheApi = null;
+  const cacheGlobal = (name) =>
+    (cacheApi ??= ops.lazyScript("cache")(ops, { kState, Request, Response, Headers, NULL_BODY_STATUS }))[name];
+  for (const name of ["caches", "Cache", "CacheStorage"]) lazyGlobal(name, () => cacheGlobal(name));
+
