@@ -16,6 +16,7 @@ use nano_proto::v1::control_client::ControlClient;
 use nano_proto::v1::{
     AppSpec, DeleteAppRequest, DeployRequest, DrainRequest, EvictRequest, FetchSettings,
     GetAppRequest, Limits, ListAppsRequest, ListIsolatesRequest, ListNodesRequest, RollbackRequest,
+    WebSocketSettings,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -98,6 +99,18 @@ enum Command {
         /// Largest subrequest response body, in bytes.
         #[arg(long)]
         max_response_bytes: Option<u64>,
+        /// Largest WebSocket message a client may send, in bytes.
+        #[arg(long)]
+        ws_max_message_bytes: Option<u32>,
+        /// WebSockets the app may hold open at once on each node.
+        #[arg(long)]
+        ws_max_sockets: Option<u32>,
+        /// Seconds a WebSocket may go without a message either way before it is closed.
+        #[arg(long)]
+        ws_idle_timeout_secs: Option<u32>,
+        /// Seconds a WebSocket may stay open at most.
+        #[arg(long)]
+        ws_max_session_secs: Option<u32>,
         /// A value given to the handler as env.KEY (repeatable).
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
@@ -301,6 +314,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             allow_private_networks,
             max_subrequests,
             max_response_bytes,
+            ws_max_message_bytes,
+            ws_max_sockets,
+            ws_idle_timeout_secs,
+            ws_max_session_secs,
             env,
             context_reset,
             no_rollback,
@@ -334,6 +351,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     allow_private_networks: allow_private_networks.then_some(true),
                     max_subrequests: *max_subrequests,
                     max_response_bytes: *max_response_bytes,
+                }),
+                websockets: Some(WebSocketSettings {
+                    max_message_bytes: *ws_max_message_bytes,
+                    max_sockets: *ws_max_sockets,
+                    idle_timeout_secs: *ws_idle_timeout_secs,
+                    max_session_secs: *ws_max_session_secs,
                 }),
             };
             let mut client = connect(&cli).await?;

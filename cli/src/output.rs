@@ -9,6 +9,7 @@ pub fn app_json(app: &App) -> Value {
     let spec = app.spec.clone().unwrap_or_default();
     let limits = spec.limits.unwrap_or_default();
     let fetch = spec.fetch.unwrap_or_default();
+    let websockets = spec.websockets.unwrap_or_default();
     let or_default = |v: u32| if v == 0 { Value::Null } else { v.into() };
     json!({
         "hostname": spec.hostname,
@@ -31,6 +32,12 @@ pub fn app_json(app: &App) -> Value {
             "allow_private_networks": fetch.allow_private_networks,
             "max_subrequests": fetch.max_subrequests,
             "max_response_bytes": fetch.max_response_bytes,
+        },
+        "websockets": {
+            "max_message_bytes": websockets.max_message_bytes,
+            "max_sockets": websockets.max_sockets,
+            "idle_timeout_secs": websockets.idle_timeout_secs,
+            "max_session_secs": websockets.max_session_secs,
         },
         "env_keys": spec.env.keys().collect::<std::collections::BTreeSet<_>>(),
         "context_reset": spec.context_reset,

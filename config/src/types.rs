@@ -195,6 +195,7 @@ pub struct App {
     pub limits: Limits,
     pub env: BTreeMap<String, String>,
     pub fetch: Fetch,
+    pub websockets: WebSockets,
     pub context_reset: bool,
 }
 
@@ -254,6 +255,9 @@ pub struct AppFields {
     /// Subrequests made with `fetch()`.
     #[serde(default)]
     pub fetch: Fetch,
+    /// WebSocket sessions the app accepts (`new WebSocketPair()`).
+    #[serde(default)]
+    pub websockets: WebSockets,
     /// `true`: every request runs in a fresh V8 context, so no global state survives it.
     /// `false`: one context per isolate, globals persist (Cloudflare Workers semantics).
     #[serde(default = "defaults::context_reset")]
@@ -296,6 +300,7 @@ impl TryFrom<AppFields> for App {
             limits: fields.limits,
             env: fields.env,
             fetch: fields.fetch,
+            websockets: fields.websockets,
             context_reset: fields.context_reset,
         })
     }
@@ -314,6 +319,7 @@ impl From<App> for AppFields {
             limits: app.limits,
             env: app.env,
             fetch: app.fetch,
+            websockets: app.websockets,
             context_reset: app.context_reset,
         }
     }
@@ -382,6 +388,41 @@ impl Default for Fetch {
             allow_private_networks: false,
             max_subrequests: defaults::max_subrequests(),
             max_response_bytes: defaults::max_response_bytes(),
+        }
+    }
+}
+
+/// `apps[].websockets`: the bounds of the WebSocket sessions an app accepts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebSockets {
+    /// Largest message (or frame) a client may send, in bytes; a larger one closes the socket
+    /// with 1009 (message too big).
+    #[serde(default = "defaults::ws_max_message_bytes")]
+    #[schemars(range(min = 125, max = 67_108_864))]
+    pub max_message_bytes: u32,
+    /// Sockets open at once for the app on this node; past it an upgrade gets 503. Each holds
+    /// one request slot of its worker (`limits.queue_per_worker`).
+    #[serde(default = "defaults::ws_max_sockets")]
+    #[schemars(range(min = 0, max = 100_000))]
+    pub max_sockets: u32,
+    /// A socket with no message either way for this long is closed with 1001.
+    #[serde(default = "defaults::ws_idle_timeout_secs")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub idle_timeout_secs: u32,
+    /// A socket open this long is closed with 1001, whatever it does.
+    #[serde(default = "defaults::ws_max_session_secs")]
+    #[schemars(range(min = 1, max = 604_800))]
+    pub max_session_secs: u32,
+}
+
+impl Default for WebSockets {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: defaults::ws_max_message_bytes(),
+            max_sockets: defaults::ws_max_sockets(),
+            idle_timeout_secs: defaults::ws_idle_timeout_secs(),
+            max_session_secs: defaults::ws_max_session_secs(),
         }
     }
 }
@@ -465,6 +506,18 @@ impl Default for Slivers {
 
 /// Defaults of the contract (CONFIG.md), one function per key so serde and schemars share them.
 pub mod defaults {
+    pub fn ws_max_message_bytes() -> u32 {
+        1024 * 1024
+    }
+    pub fn ws_max_sockets() -> u32 {
+        100
+    }
+    pub fn ws_idle_timeout_secs() -> u32 {
+        300
+    }
+    pub fn ws_max_session_secs() -> u32 {
+        3600
+    }
     pub fn cache_memory_mb() -> u32 {
         64
     }

@@ -217,10 +217,13 @@ pub async fn run(
         }
     });
     let left = grace.saturating_sub(stopped.elapsed());
-    if tokio::time::timeout(left.max(WORKER_STOP_MIN), stopping)
-        .await
-        .is_err()
-    {
+    let stopped_workers = tokio::time::timeout(left.max(WORKER_STOP_MIN), stopping).await;
+    // The workers closed their WebSockets (1001) as they stopped: let the close frames go out
+    // and the handshakes finish, within what is left of the grace period.
+    http::websocket::SOCKETS.close();
+    let left = grace.saturating_sub(stopped.elapsed());
+    let _ = tokio::time::timeout(left.max(WORKER_STOP_MIN), http::websocket::SOCKETS.wait()).await;
+    if stopped_workers.is_err() {
         tracing::warn!(
             grace_secs = grace.as_secs(),
             "workers still busy after the grace period (stuck in code that cannot be interrupted); exiting without them"

@@ -58,6 +58,12 @@ pub struct Metrics {
     pub cache_evictions: IntCounterVec,
     /// Cache API: bytes each app's entries hold.
     pub cache_bytes: IntGaugeVec,
+    /// WebSockets open now, per app.
+    pub websockets_open: IntGaugeVec,
+    /// WebSocket messages by direction (`in`: from clients, `out`: from the app).
+    pub websocket_messages: IntCounterVec,
+    /// WebSockets closed, by close code.
+    pub websocket_closes: IntCounterVec,
 }
 
 pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -203,6 +209,30 @@ impl Metrics {
         registry
             .register(Box::new(cache_bytes.clone()))
             .expect("metric registered once");
+        let websockets_open = IntGaugeVec::new(
+            Opts::new(
+                "nano_websockets_open",
+                "WebSockets open now, by app hostname.",
+            ),
+            &["hostname"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(websockets_open.clone()))
+            .expect("metric registered once");
+        let websocket_messages = counter(
+            &registry,
+            "nano_websocket_messages_total",
+            "WebSocket messages, by app hostname and direction (in: from clients, out: from the app).",
+            &["hostname", "direction"],
+        );
+        let websocket_closes = counter(
+            &registry,
+            "nano_websocket_closes_total",
+            "WebSockets closed, by app hostname and close code (1006: ended without a close \
+             handshake).",
+            &["hostname", "code"],
+        );
         let build = IntGauge::with_opts(
             Opts::new("nano_build_info", "Build of this nano binary (always 1).")
                 .const_label("version", env!("CARGO_PKG_VERSION")),
@@ -236,6 +266,9 @@ impl Metrics {
             cache_stores,
             cache_evictions,
             cache_bytes,
+            websockets_open,
+            websocket_messages,
+            websocket_closes,
         }
     }
 

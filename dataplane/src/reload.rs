@@ -115,6 +115,7 @@ fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route
                 app: app.clone(),
                 files,
                 fingerprint,
+                sockets: Default::default(),
             }
         }
         Err(err) => {
@@ -135,6 +136,7 @@ fn route_for(app: &App, image: Result<AppImage, isolate::AppLoadError>) -> Route
                 app: app.clone(),
                 files: Vec::new(),
                 fingerprint: None,
+                sockets: Default::default(),
             }
         }
     }

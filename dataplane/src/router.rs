@@ -17,6 +17,8 @@ pub struct Route {
     pub files: Vec<(String, String)>,
     /// A digest of its sources (see `reload`), `None` if it failed to load.
     pub fingerprint: Option<String>,
+    /// WebSockets of this version of the app open now (bounded by `websockets.max_sockets`).
+    pub sockets: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The routing table in force, swapped atomically on reload.
@@ -72,10 +74,12 @@ mod tests {
                     limits: Default::default(),
                     env: Default::default(),
                     fetch: Default::default(),
+                    websockets: Default::default(),
                     context_reset: true,
                 },
                 files: Vec::new(),
                 fingerprint: None,
+                sockets: Default::default(),
             })
         }))
     }

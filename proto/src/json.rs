@@ -68,6 +68,19 @@ pub fn config_settings(spec: &AppSpec) -> serde_json::Map<String, Value> {
     if !fetch_keys.is_empty() {
         settings.insert("fetch".into(), Value::Object(fetch_keys));
     }
+    let ws = spec.websockets.unwrap_or_default();
+    let ws_keys: serde_json::Map<String, Value> = [
+        ("max_message_bytes", ws.max_message_bytes),
+        ("max_sockets", ws.max_sockets),
+        ("idle_timeout_secs", ws.idle_timeout_secs),
+        ("max_session_secs", ws.max_session_secs),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| Some((key.to_owned(), value?.into())))
+    .collect();
+    if !ws_keys.is_empty() {
+        settings.insert("websockets".into(), Value::Object(ws_keys));
+    }
     settings.insert(
         "env".into(),
         json!(
@@ -139,6 +152,12 @@ mod tests {
                 max_subrequests: Some(0),
                 max_response_bytes: Some(1024),
             }),
+            websockets: Some(crate::v1::WebSocketSettings {
+                max_message_bytes: Some(4096),
+                max_sockets: Some(0),
+                idle_timeout_secs: None,
+                max_session_secs: Some(60),
+            }),
         };
         assert_eq!(
             Value::Object(config_settings(&spec)),
@@ -146,6 +165,7 @@ mod tests {
                 "limits": { "workers": 1, "memory_mb": 64, "timeout_secs": 5, "cpu_ms": 100,
                             "startup_ms": 300, "queue_per_worker": 8, "idle_timeout_secs": 30 },
                 "fetch": { "allow_private_networks": true, "max_subrequests": 0, "max_response_bytes": 1024 },
+                "websockets": { "max_message_bytes": 4096, "max_sockets": 0, "max_session_secs": 60 },
                 "env": { "K": "v" },
                 "context_reset": false,
             })

@@ -151,17 +151,6 @@ fn a_worker_starting_after_its_snapshot_left_the_cache_prepares_the_app_again() 
     });
 }
 
-/// RSS of the process now, in bytes.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kib * 1024
-}
-
 /// `node.memory_mb` bounds what isolates cost the machine: with a 96 MiB budget, 300 apps that
 /// each get a request (each worker starts an isolate of a few MB) settle with the isolates'
 /// counted footprint within the budget and the node's RSS within the budget above its base (the
@@ -187,7 +176,7 @@ fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         assert_eq!(nano.worker_threads(), 0);
-        let base = rss_bytes(nano.pid());
+        let base = nano.rss_bytes();
         for i in 0..APPS {
             let reply = nano.get(&format!("app{i}.example"), "/").await;
             assert_eq!(
@@ -209,7 +198,7 @@ fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
                 .iter()
                 .map(|i| i["footprint_bytes"].as_u64().unwrap())
                 .sum();
-            let rss = rss_bytes(nano.pid());
+            let rss = nano.rss_bytes();
             if counted <= BUDGET_MB << 20 && rss <= bound && live.len() < APPS / 2 {
                 eprintln!(
                     "base {} MiB, now {} MiB, {} live isolates counted {} MiB",

@@ -22,3 +22,4 @@ mod slivers;
 mod streams;
 mod wasm;
 mod webapi;
+mod websocket;

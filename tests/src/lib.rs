@@ -275,10 +275,20 @@ impl Nano {
         wait_exit(&mut child, &self.log)
     }
 
-    /// A GET with the given Host.
     /// The process id of the running node.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("the node runs").id()
+    }
+
+    /// The node's resident memory now, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib * 1024
     }
 
     /// The node's worker threads now (threads named `nano-worker-…`, one per running worker).

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod conns;
 pub mod rescue;
+pub mod websocket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -338,9 +339,22 @@ async fn run(
     front: &Front,
     route: &Arc<Route>,
     host: String,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
     let hostname = route.pool.hostname().to_owned();
+    // A WebSocket upgrade takes one of the app's sockets now (refused past the cap before the
+    // app runs); the connection is handed over only if the app accepts with a 101.
+    let upgrade = if websocket::is_upgrade(&req) {
+        let permit = websocket::SocketPermit::take(
+            &route.sockets,
+            route.app.websockets.max_sockets,
+            &hostname,
+        )?;
+        let key = req.headers()[header::SEC_WEBSOCKET_KEY].clone();
+        Some((permit, key, hyper::upgrade::on(&mut req)))
+    } else {
+        None
+    };
 
     let declared = req
         .headers()
@@ -414,6 +428,7 @@ async fn run(
         timeout: route.timeout,
         reply,
         slot,
+        upgrade: upgrade.is_some(),
     };
     route
         .pool
@@ -468,6 +483,16 @@ async fn run(
             };
             build_response(&hostname, status, headers, body)
         }
+        Outcome::Upgrade { headers, socket } => match upgrade {
+            Some((permit, key, on_upgrade)) => {
+                Ok(websocket::accept(&key, on_upgrade, headers, socket, permit))
+            }
+            // The worker accepts sockets only for upgrade requests.
+            None => Err(Refusal::BadAppResponse {
+                hostname,
+                reason: "a WebSocket accepted for a request that is not an upgrade".into(),
+            }),
+        },
         Outcome::Failed(failure) => Err(failed(failure)),
     }
 }

@@ -95,6 +95,11 @@ pub enum Refusal {
         hostname: String,
         reason: String,
     },
+    /// The app already holds `websockets.max_sockets` open WebSockets.
+    TooManySockets {
+        hostname: String,
+        limit: u32,
+    },
 }
 
 impl Refusal {
@@ -140,6 +145,7 @@ impl Refusal {
                 Failure::Unavailable { .. } => "app-unavailable",
             },
             Refusal::BadAppResponse { .. } => "bad-response",
+            Refusal::TooManySockets { .. } => "too-many-websockets",
         }
     }
 
@@ -154,7 +160,9 @@ impl Refusal {
             Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Refusal::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            Refusal::Pool { .. } | Refusal::NodeBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::Pool { .. } | Refusal::NodeBusy { .. } | Refusal::TooManySockets { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::Failed { failure, .. } => match failure {
                 Failure::Limit {
                     kind: LimitKind::Wall,
@@ -260,6 +268,10 @@ impl Refusal {
             Refusal::BadAppResponse { hostname, reason } => {
                 format!("app {hostname} returned a response that cannot be sent: {reason}")
             }
+            Refusal::TooManySockets { hostname, limit } => format!(
+                "app {hostname} already holds {limit} open WebSockets on this node \
+                 (apps[].websockets.max_sockets); retry after a moment"
+            ),
         }
     }
 
@@ -314,6 +326,7 @@ impl Refusal {
                 error: PoolError::Full { .. },
                 ..
             } | Refusal::NodeBusy { .. }
+                | Refusal::TooManySockets { .. }
         ) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

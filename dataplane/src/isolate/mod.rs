@@ -134,6 +134,7 @@ pub struct AppImage {
     pub context_reset: bool,
     pub limits: nano_config::Limits,
     pub fetch: nano_config::Fetch,
+    pub websockets: nano_config::WebSockets,
     /// Which handler shape the app uses: `module` or `listener`.
     pub handler: String,
     snapshot: SnapshotSource,
@@ -181,6 +182,7 @@ impl AppImage {
             context_reset: app.context_reset,
             limits: app.limits.clone(),
             fetch: app.fetch.clone(),
+            websockets: app.websockets.clone(),
             handler: prepared.handler,
             snapshot: match prepared.snapshot {
                 Some(bytes) if !preparer.caches() => SnapshotSource::Held(bytes),

@@ -26,6 +26,9 @@ pub struct Job {
     pub timeout: Duration,
     pub reply: oneshot::Sender<Outcome>,
     pub slot: SlotGuard,
+    /// The request asks for a WebSocket (HTTP/1.1 `Upgrade: websocket`): the app may accept it
+    /// with a 101 and a `WebSocketPair` end, which the front then upgrades.
+    pub upgrade: bool,
 }
 
 impl Job {
@@ -74,7 +77,66 @@ pub enum Outcome {
         headers: Vec<(String, String)>,
         body: ResponseBody,
     },
+    /// The app accepted a WebSocket: the front answers 101 and carries the socket's frames.
+    Upgrade {
+        headers: Vec<(String, String)>,
+        socket: SocketLink,
+    },
     Failed(Failure),
+}
+
+/// A WebSocket message or close, either way between a client and its app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketFrame {
+    Text(String),
+    Binary(Bytes),
+    /// A close frame with its code and reason (to the client); from the client, the socket
+    /// ended: `clean` when the closing handshake completed.
+    Close {
+        code: u16,
+        reason: String,
+        clean: bool,
+    },
+}
+
+impl SocketFrame {
+    /// Bytes it carries.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Binary(bytes) => bytes.len(),
+            Self::Close { reason, .. } => reason.len() + 2,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the front tells a worker about one of its sockets: a message or the socket's end.
+#[derive(Debug)]
+pub struct SocketEvent {
+    pub socket: u64,
+    pub frame: SocketFrame,
+    /// Held until the worker has handled it: bounds what one socket has waiting for its worker.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The worker's side of an accepted WebSocket, handed to the front with the 101.
+#[derive(Debug)]
+pub struct SocketLink {
+    pub id: u64,
+    /// To the worker: the client's messages and the socket's end.
+    pub events: tokio::sync::mpsc::UnboundedSender<SocketEvent>,
+    /// From the worker: what the app sends, and its close.
+    pub outgoing: tokio::sync::mpsc::UnboundedReceiver<SocketFrame>,
+    /// Bytes the app has sent that are not yet written to the client (the worker refuses more
+    /// past the socket's bound: a client that does not read cannot grow the node's memory).
+    pub queued: Arc<AtomicUsize>,
+    pub limits: nano_config::WebSockets,
+    /// The app's hostname, for metrics.
+    pub hostname: Arc<str>,
 }
 
 /// The body of an app's response.

@@ -449,6 +449,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             reply,
             slot,
+            upgrade: false,
         };
         assert_eq!(job.path(), "/x/y?z=1");
     }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio_util::time::{DelayQueue, delay_queue};
 
-use crate::job::{Failure, Job, Outcome, SlotGuard};
+use crate::job::{Failure, Job, Outcome, SlotGuard, SocketEvent, SocketFrame, SocketLink};
 use crate::limits::cpu::LimitKind;
 
 pub(crate) type StateRef = Rc<RefCell<WorkerState>>;
@@ -177,7 +177,38 @@ pub(crate) struct Inflight {
     body: Option<StreamSender>,
     /// Cancels the request's subrequests when it ends.
     pub cancel: tokio_util::sync::CancellationToken,
+    /// The request asked for a WebSocket (the app may answer with one).
+    upgrade: bool,
+    /// The app accepted a WebSocket: the request lasts as long as the socket, and its CPU
+    /// budget counts per event (each message, the close) instead of in total.
+    pub socket: bool,
     _slot: SlotGuard,
+}
+
+/// The worker's end of an accepted WebSocket; it belongs to the request that accepted it, which
+/// lasts until the socket closes.
+pub(crate) struct SocketEnd {
+    pub request: u64,
+    out: tokio::sync::mpsc::UnboundedSender<SocketFrame>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// The app or the worker has sent its close frame.
+    closing: bool,
+}
+
+/// What became of a message the app sends on a WebSocket.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SocketSend {
+    Sent,
+    /// The socket is closing or gone: nothing is sent.
+    Closed,
+    /// The client has not read what was sent before: past the bound the socket is closed.
+    Overflow,
+}
+
+/// Bytes the app may have sent on one socket that the client has not read yet: four of the
+/// largest messages a client may send, and at least 1 MiB.
+pub(crate) fn max_queued(limits: &nano_config::WebSockets) -> usize {
+    (limits.max_message_bytes as usize * 4).max(1024 * 1024)
 }
 
 /// Something the worker's event loop must act on when its time comes.
@@ -224,6 +255,12 @@ pub(crate) struct WorkerState {
     /// Console bytes this worker may still write now (refilled at `LOG_BYTES_PER_SEC`).
     log_tokens: f64,
     log_refilled: std::time::Instant,
+    /// Open WebSockets by id, and where the front reports their messages (absent while the
+    /// app snapshot is made).
+    pub sockets: HashMap<u64, SocketEnd>,
+    next_socket: u64,
+    pub socket_events: Option<tokio::sync::mpsc::UnboundedSender<SocketEvent>>,
+    pub websockets: nano_config::WebSockets,
 }
 
 /// WebAssembly memories one isolate may hold at once.
@@ -296,6 +333,10 @@ impl WorkerState {
             wasm_memories: WasmMemories::default(),
             log_tokens: LOG_BYTES_PER_SEC,
             log_refilled: std::time::Instant::now(),
+            sockets: HashMap::new(),
+            next_socket: 1,
+            socket_events: None,
+            websockets: Default::default(),
         }
     }
 
@@ -371,6 +412,8 @@ impl WorkerState {
             log_dropped: 0,
             body: None,
             cancel: tokio_util::sync::CancellationToken::new(),
+            upgrade: job.upgrade,
+            socket: false,
             _slot: job.slot,
         };
         self.requests.insert(id, inflight);
@@ -484,6 +527,132 @@ impl WorkerState {
         }
     }
 
+    /// The app accepted a WebSocket for request `id` (a 101 with the client end of a pair): the
+    /// front gets the socket with the 101, and the request lasts until the socket closes, under
+    /// the session limit instead of `timeout_secs`. `Err` (the request answered) when the
+    /// request is not a WebSocket upgrade.
+    pub fn accept_socket(&mut self, id: u64, headers: Vec<(String, String)>) -> Result<u64, ()> {
+        let Some(inflight) = self.requests.get_mut(&id) else {
+            return Err(());
+        };
+        let Some(events) = self.socket_events.clone() else {
+            return Err(());
+        };
+        if !inflight.upgrade {
+            self.reply(
+                id,
+                Reply::BadResponse {
+                    message: "the fetch handler answered 101 with a WebSocket, but the request \
+                              is not a WebSocket upgrade (GET with Upgrade: websocket)"
+                        .into(),
+                },
+            );
+            return Err(());
+        }
+        let Some(sender) = inflight.reply.take() else {
+            return Err(());
+        };
+        let socket = self.next_socket;
+        self.next_socket += 1;
+        let (out, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        // The session limit replaces the request's wall-clock limit; the front closes the
+        // socket at it, this is the backstop.
+        let session =
+            Duration::from_secs(self.websockets.max_session_secs.into()) + SOCKET_BACKSTOP;
+        self.due.try_remove(&inflight.deadline);
+        inflight.socket = true;
+        inflight.deadline = self.due.insert(Due::Deadline(id), session);
+        inflight.deadline_at = std::time::Instant::now() + session;
+        self.sockets.insert(
+            socket,
+            SocketEnd {
+                request: id,
+                out,
+                queued: queued.clone(),
+                closing: false,
+            },
+        );
+        let link = SocketLink {
+            id: socket,
+            events,
+            outgoing,
+            queued,
+            limits: self.websockets.clone(),
+            hostname: self.hostname.clone(),
+        };
+        if sender
+            .send(Outcome::Upgrade {
+                headers,
+                socket: link,
+            })
+            .is_err()
+        {
+            // The client went away before the 101: the socket ends at once.
+            self.sockets.remove(&socket);
+            return Err(());
+        }
+        Ok(socket)
+    }
+
+    /// A message (or the close) the app sends on `socket`.
+    pub fn socket_send(&mut self, socket: u64, frame: SocketFrame) -> SocketSend {
+        use std::sync::atomic::Ordering;
+        let limit = max_queued(&self.websockets);
+        let Some(end) = self.sockets.get_mut(&socket) else {
+            return SocketSend::Closed;
+        };
+        if end.closing {
+            return SocketSend::Closed;
+        }
+        let closing = matches!(frame, SocketFrame::Close { .. });
+        if !closing {
+            let len = frame.len();
+            if end.queued.load(Ordering::Acquire) + len > limit {
+                tracing::warn!(
+                    hostname = %self.hostname, queued_bytes = end.queued.load(Ordering::Acquire),
+                    limit_bytes = limit,
+                    "closing a WebSocket whose client does not read what the app sends"
+                );
+                self.close_socket(socket, 1011, "the client does not read its messages");
+                return SocketSend::Overflow;
+            }
+            end.queued.fetch_add(len, Ordering::AcqRel);
+        }
+        end.closing = closing;
+        if end.out.send(frame).is_err() {
+            return SocketSend::Closed;
+        }
+        SocketSend::Sent
+    }
+
+    /// Closes `socket` from this side (the front sends the close frame and reports the end).
+    pub fn close_socket(&mut self, socket: u64, code: u16, reason: &str) {
+        if let Some(end) = self.sockets.get_mut(&socket)
+            && !end.closing
+        {
+            end.closing = true;
+            let _ = end.out.send(SocketFrame::Close {
+                code,
+                reason: reason.to_owned(),
+                clean: true,
+            });
+        }
+    }
+
+    /// Whether a request other than an open socket waiting for its next event is in flight.
+    pub fn has_active_requests(&self) -> bool {
+        self.requests.values().any(|r| !r.socket)
+    }
+
+    /// Closes every open socket (the worker is going away): 1001, going away.
+    pub fn close_sockets(&mut self, reason: &str) {
+        let open: Vec<u64> = self.sockets.keys().copied().collect();
+        for socket in open {
+            self.close_socket(socket, 1001, reason);
+        }
+    }
+
     /// The request's JS is done (response sent and `waitUntil` work settled): release it.
     pub fn finish(&mut self, id: u64) {
         self.end(id, Failure::NoResponse);
@@ -529,6 +698,16 @@ impl WorkerState {
         let Some(mut inflight) = self.requests.remove(&id) else {
             return;
         };
+        // Its sockets end with it: 1011 if a limit or a failure ended it, 1001 if the worker
+        // is going away.
+        let (code, reason) = match &unanswered {
+            Failure::Unavailable { .. } => (1001, "the app's worker is going away"),
+            Failure::NoResponse => (1000, ""),
+            _ => (
+                1011,
+                "the app's handler ended with an error or past a limit",
+            ),
+        };
         inflight.cancel.cancel();
         if let Some(body) = inflight.body.take() {
             body.fail("the response stream ended before it was complete".into());
@@ -567,6 +746,16 @@ impl WorkerState {
             }
         }
         self.codecs.close_request(id);
+        let owned: Vec<u64> = self
+            .sockets
+            .iter()
+            .filter(|(_, end)| end.request == id)
+            .map(|(socket, _)| *socket)
+            .collect();
+        for socket in owned {
+            self.close_socket(socket, code, reason);
+            self.sockets.remove(&socket);
+        }
     }
 
     /// The request that owns what the running JS opens now: with context reset, the request
@@ -627,6 +816,10 @@ impl WorkerState {
         self.shared = None;
     }
 }
+
+/// How long past `apps[].websockets.max_session_secs` a socket's request may last before the
+/// worker ends it itself (the front closes the socket at the limit).
+const SOCKET_BACKSTOP: Duration = Duration::from_secs(10);
 
 /// `setInterval(f, 0)` still yields to other work.
 const MIN_INTERVAL: Duration = Duration::from_millis(1);

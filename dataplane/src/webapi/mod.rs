@@ -12,9 +12,11 @@ pub mod fetch;
 pub(crate) mod host;
 mod urlpattern;
 pub(crate) mod wasm_limits;
+mod websocket;
 
 use caches::{op_cache_delete, op_cache_match, op_cache_put};
 use urlpattern::{op_input as op_url_pattern_input, op_parse as op_url_pattern_parse};
+use websocket::{op_ws_accept, op_ws_close, op_ws_send};
 
 use std::time::Duration;
 
@@ -56,6 +58,7 @@ const LAZY_SCRIPTS: &[(&str, &str)] = &[
     ("guards", include_str!("js/guards.js")),
     ("subtle", include_str!("js/subtle.js")),
     ("cache", include_str!("js/cache.js")),
+    ("websocket", include_str!("js/websocket.js")),
 ];
 
 macro_rules! ops {
@@ -117,6 +120,9 @@ ops! {
     "cachePut" => op_cache_put,
     "cacheMatch" => op_cache_match,
     "cacheDelete" => op_cache_delete,
+    "wsAccept" => op_ws_accept,
+    "wsSend" => op_ws_send,
+    "wsClose" => op_ws_close,
 }
 
 /// `encodingName(label)`: the WHATWG name of a TextDecoder label, or undefined.

@@ -105,9 +105,10 @@ impl Worker {
             return;
         }
         let now = Instant::now();
+        // Open WebSockets between events are not charged: their budget counts per event.
         let (cpu_left, wall_left) = {
             let state = self.state.borrow();
-            state.requests.values().fold(
+            state.requests.values().filter(|r| !r.socket).fold(
                 (
                     self.cpu_budget,
                     Duration::from_secs(self.image.limits.timeout_secs.into()),
@@ -141,7 +142,9 @@ impl Worker {
             .map(|(id, r)| (*id, r.js.clone()))
             .collect();
         for request in self.state.borrow_mut().requests.values_mut() {
-            request.cpu_used += spent.cpu;
+            if !request.socket {
+                request.cpu_used += spent.cpu;
+            }
         }
         if let Some(kind) = self.termination(spent) {
             tracing::warn!(

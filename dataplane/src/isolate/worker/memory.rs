@@ -90,6 +90,12 @@ impl Worker {
         }
         if self.recycle.is_some() && !busy {
             self.replace_isolate();
+        } else if self.recycle.is_some() && !self.state.borrow().sockets.is_empty() {
+            // Open sockets would keep the isolate busy for good: they close (1001), and the
+            // isolate is replaced once their requests end.
+            self.state
+                .borrow_mut()
+                .close_sockets("the app's isolate is being replaced");
         }
     }
 

@@ -97,6 +97,7 @@ pub(crate) fn run_worker(
         .build()
         .expect("a current-thread runtime builds");
     let (fetch_tx, mut fetch_done) = mpsc::unbounded_channel();
+    let (socket_tx, mut socket_events) = mpsc::unbounded_channel();
     let mut worker = match Worker::new(image, stats.clone(), fetch_tx) {
         Ok(worker) => worker,
         Err(err) => {
@@ -106,6 +107,7 @@ pub(crate) fn run_worker(
         }
     };
     tracing::debug!("worker started");
+    worker.state.borrow_mut().socket_events = Some(socket_tx);
 
     // A worker without requests for this long ends (isolate and thread).
     let idle_timeout = Duration::from_secs(worker.image.limits.idle_timeout_secs.into());
@@ -134,6 +136,8 @@ pub(crate) fn run_worker(
             }
             let has_due = !worker.state.borrow().due.is_empty();
             let busy = !worker.state.borrow().requests.is_empty();
+            // Busy with more than open WebSockets waiting for their next message.
+            let active = worker.state.borrow().has_active_requests();
             if worker.isolate.is_none() {
                 // Its isolate could not be made again (logged): the worker ends.
                 break;
@@ -167,10 +171,18 @@ pub(crate) fn run_worker(
                             worker.handle(command);
                         }
                     }
-                    None => closed = true,
+                    None => {
+                        closed = true;
+                        // Reloaded, removed or shutting down: open sockets go away (1001), so
+                        // their requests end and the worker can stop.
+                        worker
+                            .state
+                            .borrow_mut()
+                            .close_sockets("the app was reloaded or the node is shutting down");
+                    }
                 },
-                _ = platform_tick.tick(), if busy => worker.pump_platform(),
-                _ = idle_pump.tick(), if idle => {
+                _ = platform_tick.tick(), if active => worker.pump_platform(),
+                _ = idle_pump.tick(), if !active && !closed => {
                     worker.pump_platform();
                     event = false;
                 }
@@ -183,6 +195,7 @@ pub(crate) fn run_worker(
                     event = false;
                 }
                 Some(done) = fetch_done.recv() => worker.fetch_done(done),
+                Some(event) = socket_events.recv() => worker.socket_event(event),
                 _ = &mut idle_timer, if idle => {
                     // Unless a request has just taken a slot: then its job is on the way.
                     if close_slots(&worker.stats.load) {
@@ -261,6 +274,7 @@ impl Worker {
         budget.arm(clock.tripwire());
         let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
         worker_state.budget = Some(budget.clone());
+        worker_state.websockets = image.websockets.clone();
         worker_state.cpu_time = crate::metrics::recording()
             .then(|| METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
         worker_state.fetch = Some(host::FetchContext {
@@ -396,6 +410,73 @@ impl Worker {
         if let Some(request) = request {
             self.run_js(request, &js, run);
         }
+    }
+
+    /// A message from a socket's client, or the socket's end: an event for the JS of the request
+    /// that accepted the socket, under its own CPU budget (`cpu_ms` per event, as a request).
+    fn socket_event(&mut self, event: crate::job::SocketEvent) {
+        use crate::job::SocketFrame;
+        let socket = event.socket;
+        let ended = matches!(event.frame, SocketFrame::Close { .. });
+        let owner = {
+            let mut state = self.state.borrow_mut();
+            let request = state.sockets.get(&socket).map(|end| end.request);
+            if ended {
+                state.sockets.remove(&socket);
+            }
+            request.and_then(|id| {
+                let inflight = state.requests.get_mut(&id)?;
+                inflight.cpu_used = Duration::ZERO;
+                Some((id, inflight.js.clone()))
+            })
+        };
+        let Some((request, js)) = owner else {
+            return;
+        };
+        self.run_js(request, &js, move |scope| {
+            let context = scope.get_current_context();
+            let global = context.global(scope);
+            let key = internals_key(scope);
+            let Some(internals) = global
+                .get_private(scope, key)
+                .and_then(|v| v.to_object(scope))
+            else {
+                return;
+            };
+            let callback = get_function(scope, internals, "socketEvent");
+            let id = v8::Number::new(scope, socket as f64).into();
+            let args: Vec<v8::Local<v8::Value>> = match event.frame {
+                SocketFrame::Text(text) => {
+                    let Some(text) = v8::String::new(scope, &text) else {
+                        return;
+                    };
+                    vec![id, v8::Integer::new(scope, 0).into(), text.into()]
+                }
+                SocketFrame::Binary(bytes) => {
+                    let bytes = webapi::uint8_array(scope, bytes.to_vec()).into();
+                    vec![id, v8::Integer::new(scope, 0).into(), bytes]
+                }
+                SocketFrame::Close {
+                    code,
+                    reason,
+                    clean,
+                } => {
+                    let reason =
+                        v8::String::new(scope, &reason).unwrap_or_else(|| v8::String::empty(scope));
+                    vec![
+                        id,
+                        v8::Integer::new(scope, 1).into(),
+                        v8::Integer::new(scope, i32::from(code)).into(),
+                        reason.into(),
+                        v8::Boolean::new(scope, clean).into(),
+                    ]
+                }
+            };
+            let undefined = v8::undefined(scope).into();
+            callback.call(scope, undefined, &args);
+        });
+        // The event is handled: the socket may have more waiting for the worker.
+        drop(event.permit);
     }
 
     /// A subrequest finished: hand the result to the JS of its request.

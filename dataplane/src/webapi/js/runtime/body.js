@@ -88,7 +88,14 @@
     constructor(body = null, init = {}) {
       super();
       const status = init.status === undefined ? 200 : Number(init.status);
-      if (!Number.isInteger(status) || status < 200 || status > 599) {
+      // A WebSocketPair end, for a 101 that accepts a WebSocket (js/websocket.js).
+      const webSocket = init.webSocket ?? null;
+      if (webSocket !== null) {
+        if (webSocket[kState]?.isWebSocket !== true) {
+          throw new TypeError("Response: webSocket must be an end of a WebSocketPair");
+        }
+        if (status !== 101) throw new RangeError("Responses with a WebSocket must have status code 101.");
+      } else if (!Number.isInteger(status) || status < 200 || status > 599) {
         throw new RangeError(`Response: status ${init.status} is not in the range 200 to 599`);
       }
       const { bytes, stream = null, type } = extractBody(body);
@@ -97,7 +104,7 @@
       }
       const headers = new Headers(init.headers);
       if (type && !headers.has("content-type")) headers.set("content-type", type);
-      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "" };
+      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "", webSocket };
     }
     static json(data, init = {}) {
       // workerd answers a value JSON cannot express (undefined, a function) with "undefined".
@@ -125,6 +132,7 @@
     get redirected() { return Boolean(this[kState].redirected); }
     get type() { return this[kState].type; }
     get url() { return this[kState].url; }
+    get webSocket() { return this[kState].webSocket ?? null; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Response.clone: body has already been read");
       const s = this[kState];

@@ -63,6 +63,13 @@
     return v.constructor && v.constructor.name ? `an instance of ${v.constructor.name}` : "an object";
   }
 
+  // Accepted WebSockets of this context by socket id: the worker hands their events here.
+  const openSockets = new Map();
+  function socketEvent(socket, kind, a, b, c) {
+    const ws = openSockets.get(socket);
+    if (ws !== undefined) wsApi.internals.receive(ws, kind, a, b, c);
+  }
+
   async function handle(id, request, env, ctx) {
     let result;
     try {
@@ -95,6 +102,19 @@
     const s = result[kState];
     const flat = [];
     for (const [k, v] of Headers[kState](s.headers)) flat.push(k, v);
+    if (s.webSocket) {
+      // A WebSocket accepted: the front answers 101 and the request lasts until it closes.
+      const server = s.webSocket[kState].peer;
+      const socket = ops.wsAccept(id, flat);
+      if (socket === undefined) return;
+      openSockets.set(socket, server);
+      try {
+        await wsApi.internals.attach(server, socket);
+      } finally {
+        openSockets.delete(socket);
+      }
+      return;
+    }
     if (!s.stream) {
       ops.respond(id, s.status, flat, s.bytes);
       return;
@@ -164,5 +184,5 @@
       .finally(() => ops.done(id));
   }
 
-  return { register, dispatch, fireTimer, fetchDone, setWasm, lazyGlobals };
+  return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals };
 });

@@ -6,6 +6,10 @@
     const request = input instanceof Request && init === undefined ? input : new Request(input, init);
     const { signal, redirect } = request[kState];
     signal.throwIfAborted();
+    if (String(request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
+      throw new TypeError("fetch(): outgoing WebSocket connections are not supported by NANO yet; " +
+        "accept incoming ones with new WebSocketPair()");
+    }
     const flat = [];
     for (const [k, v] of Headers[kState](request.headers)) flat.push(k, v);
     const id = ops.fetchStart(request.method, request.url, flat, request[kState].bytes, redirect);
@@ -44,4 +48,15 @@
   const cacheGlobal = (name) =>
     (cacheApi ??= ops.lazyScript("cache")(ops, { kState, Request, Response, Headers, NULL_BODY_STATUS }))[name];
   for (const name of ["caches", "Cache", "CacheStorage"]) lazyGlobal(name, () => cacheGlobal(name));
+
+  // ---- WebSockets --------------------------------------------------------------------------------
+  // js/websocket.js, compiled into a context when it first reads one of its globals. The
+  // dispatcher accepts a 101 with its webSocket and routes the socket's events (dispatch.js).
+  let wsApi = null;
+  const websockets = () => (wsApi ??= ops.lazyScript("websocket")(ops, {
+    kState, messageEvent: (init) => new (extra("MessageEvent"))("message", init),
+  }));
+  for (const name of ["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"]) {
+    lazyGlobal(name, () => websockets()[name]);
+  }
 
