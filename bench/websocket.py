@@ -47,12 +47,14 @@ def servers(args, work):
         yield (f"NANO, `context_reset: {str(reset).lower()}`", [args.nano, "--config", str(config)], port, "ws.local")
     port = free_port()
     capnp = work / "workerd.capnp"
+    # workerd embeds files relative to its config.
+    (work / "ws-echo.js").write_text(echo.read_text())
     capnp.write_text(f'''using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [(name = "main", worker = .w)],
   sockets = [(name = "http", address = "127.0.0.1:{port}", http = (), service = "main")],
 );
-const w :Workerd.Worker = (modules = [(name = "app.js", esModule = embed "{echo}")], compatibilityDate = "2026-11-01");
+const w :Workerd.Worker = (modules = [(name = "app.js", esModule = embed "ws-echo.js")], compatibilityDate = "2026-11-01");
 ''')
     yield ("workerd", [str(ROOT / "bench" / "node_modules" / ".bin" / "workerd"), "serve", str(capnp)], port, "ws.local")
     port = free_port()
@@ -94,7 +96,7 @@ def main():
         p50 = statistics.median(r["p50_us"] for r in rounds)
         p99 = statistics.median(r["p99_us"] for r in rounds)
         print(f"| {name} | {rate:.0f} | {rate / deno:.2f} | {p50:.0f} | {p99:.0f} "
-              f"| {', '.join(f'{r['per_sec']:.0f}' for r in rounds)} |")
+              f"| {', '.join(format(r['per_sec'], '.0f') for r in rounds)} |")
 
 
 if __name__ == "__main__":

@@ -420,6 +420,62 @@ fn shutdown_closes_open_sockets_with_1001() {
     assert!(nano.wait_exit().success());
 }
 
+/// A WebSocket echo server on loopback (in the test process); its address.
+async fn echo_server() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.next().await {
+                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_app_opens_websockets_under_the_subrequest_guard() {
+    block_on(async {
+        let echo = echo_server().await;
+        let nano = Nano::start(json!({ "apps": [
+            app("client.test", json!({ "fetch": { "allow_private_networks": true } })),
+            app("guarded.test", json!({}))
+        ] }));
+        let url = format!("ws://{echo}/");
+        let seen = |via: &str| {
+            let path = format!("/client?to={url}&via={via}");
+            let nano = &nano;
+            async move { nano.get("client.test", &path).await.json() }
+        };
+        assert_eq!(
+            seen("socket").await,
+            json!({ "seen": ["readyState 0", "open", "one", "two", "closed 1000"] })
+        );
+        assert_eq!(
+            seen("fetch").await,
+            json!({ "seen": ["status 101", "one", "two", "closed 1000"] })
+        );
+        // Without allow_private_networks, loopback is refused, as for fetch().
+        for via in ["socket", "fetch"] {
+            let refused = nano
+                .get("guarded.test", &format!("/client?to={url}&via={via}"))
+                .await
+                .json();
+            let error = refused["error"].as_str().unwrap_or_default();
+            assert!(error.contains("allow_private_networks"), "{via}: {refused}");
+        }
+    });
+}
+
 #[test]
 fn the_api_answers_wrong_calls_as_workerd() {
     let nano = Nano::start(json!({ "apps": [app("ws.test", json!({}))] }));

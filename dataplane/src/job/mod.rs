@@ -97,6 +97,11 @@ pub enum SocketFrame {
         reason: String,
         clean: bool,
     },
+    /// To the worker: a socket the app opened is connected (with the subprotocol the server
+    /// chose).
+    Opened {
+        protocol: String,
+    },
 }
 
 impl SocketFrame {
@@ -106,6 +111,7 @@ impl SocketFrame {
             Self::Text(text) => text.len(),
             Self::Binary(bytes) => bytes.len(),
             Self::Close { reason, .. } => reason.len() + 2,
+            Self::Opened { protocol } => protocol.len(),
         }
     }
 

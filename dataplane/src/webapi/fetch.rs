@@ -184,6 +184,68 @@ pub async fn perform(mut request: FetchRequest, policy: &Policy) -> Result<Fetch
     ))
 }
 
+/// Resolves `url`'s host, keeps the addresses `policy` allows (the SSRF guard) and connects to
+/// the first. Answers the connection, the host as written and the host without IPv6 brackets.
+/// `what` starts each error message (`fetch`, `new WebSocket`).
+pub(crate) async fn connect(
+    url: &url::Url,
+    tls: bool,
+    policy: &Policy,
+    what: &str,
+) -> Result<(tokio::net::TcpStream, String, String), String> {
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{what} {url}: the URL has no host"))?
+        .to_owned();
+    let port = url
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let bare_host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host.as_str(), port))
+        .await
+        .map_err(|e| format!("{what} {url}: cannot resolve {host}: {e}"))?
+        .collect();
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| policy.allow_private_networks || !(policy.non_public)(a.ip()))
+        .collect();
+    let Some(addr) = allowed.first().copied() else {
+        let ip = addrs
+            .first()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "{what} {url}: refused, {host} resolves to a non-public address ({ip}); subrequests \
+             may only reach public addresses unless apps[].fetch.allow_private_networks is set"
+        ));
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("{what} {url}: cannot connect to {addr}: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok((tcp, host, bare_host))
+}
+
+/// The TLS connector subrequests use (web PKI roots plus the operator's extra roots) and the
+/// server name to check, for `bare_host`.
+pub(crate) fn tls_for(
+    bare_host: &str,
+) -> Result<
+    (
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    String,
+> {
+    let name = rustls::pki_types::ServerName::try_from(bare_host.to_owned())
+        .map_err(|e| format!("bad server name: {e}"))?;
+    Ok((tokio_rustls::TlsConnector::from(tls_config()), name))
+}
+
 async fn exchange(request: &FetchRequest, policy: &Policy) -> Result<FetchResponse, String> {
     let url = url::Url::parse(&request.url)
         .map_err(|e| format!("fetch: invalid URL {:?}: {e}", request.url))?;
@@ -197,40 +259,7 @@ async fn exchange(request: &FetchRequest, policy: &Policy) -> Result<FetchRespon
             ));
         }
     };
-    let host = url
-        .host_str()
-        .ok_or_else(|| format!("fetch {url}: the URL has no host"))?
-        .to_owned();
-    let port = url
-        .port_or_known_default()
-        .unwrap_or(if https { 443 } else { 80 });
-    let bare_host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare_host.as_str(), port))
-        .await
-        .map_err(|e| format!("fetch {url}: cannot resolve {host}: {e}"))?
-        .collect();
-    let allowed: Vec<SocketAddr> = addrs
-        .iter()
-        .copied()
-        .filter(|a| policy.allow_private_networks || !(policy.non_public)(a.ip()))
-        .collect();
-    let Some(addr) = allowed.first().copied() else {
-        let ip = addrs
-            .first()
-            .map(|a| a.ip().to_string())
-            .unwrap_or_default();
-        return Err(format!(
-            "fetch {url}: refused, {host} resolves to a non-public address ({ip}); subrequests may \
-             only reach public addresses unless apps[].fetch.allow_private_networks is set"
-        ));
-    };
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("fetch {url}: cannot connect to {addr}: {e}"))?;
-    let _ = tcp.set_nodelay(true);
+    let (tcp, host, bare_host) = connect(&url, https, policy, "fetch").await?;
 
     let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let mut builder = hyper::Request::builder()
@@ -262,9 +291,9 @@ async fn exchange(request: &FetchRequest, policy: &Policy) -> Result<FetchRespon
         .map_err(|e| format!("fetch {url}: {e}"))?;
 
     let response = if https {
-        let server_name = rustls::pki_types::ServerName::try_from(bare_host.clone())
-            .map_err(|e| format!("fetch {url}: bad server name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
+        let (connector, server_name) =
+            tls_for(&bare_host).map_err(|e| format!("fetch {url}: {e}"))?;
+        let tls = connector
             .connect(server_name, tcp)
             .await
             .map_err(|e| format!("fetch {url}: TLS handshake failed: {e}"))?;

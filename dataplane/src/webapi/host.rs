@@ -595,6 +595,52 @@ impl WorkerState {
         Ok(socket)
     }
 
+    /// A WebSocket the running request's JS opens (`new WebSocket(url)`): counted as one of its
+    /// subrequests, ended with it. Answers the link for the socket's task and the SSRF policy
+    /// to connect under; `Err` (a message for the app) outside a request or past the cap.
+    pub fn open_socket(&mut self) -> Result<(SocketLink, super::fetch::Policy), String> {
+        let request = self
+            .current_request
+            .filter(|r| *r != 0)
+            .ok_or("it can only be opened while handling a request")?;
+        let (Some(fetch), Some(events)) = (self.fetch.as_ref(), self.socket_events.clone()) else {
+            return Err("it is not available during start-up".into());
+        };
+        let (limit, policy) = (fetch.max_subrequests, fetch.policy.clone());
+        let inflight = self
+            .requests
+            .get_mut(&request)
+            .ok_or("the request has already finished")?;
+        if inflight.subrequests >= limit {
+            return Err(format!(
+                "this request already made {limit} subrequests, the limit (apps[].fetch.max_subrequests)"
+            ));
+        }
+        inflight.subrequests += 1;
+        let socket = self.next_socket;
+        self.next_socket += 1;
+        let (out, outgoing) = tokio::sync::mpsc::unbounded_channel();
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        self.sockets.insert(
+            socket,
+            SocketEnd {
+                request,
+                out,
+                queued: queued.clone(),
+                closing: false,
+            },
+        );
+        let link = SocketLink {
+            id: socket,
+            events,
+            outgoing,
+            queued,
+            limits: self.websockets.clone(),
+            hostname: self.hostname.clone(),
+        };
+        Ok((link, policy))
+    }
+
     /// A message (or the close) the app sends on `socket`.
     pub fn socket_send(&mut self, socket: u64, frame: SocketFrame) -> SocketSend {
         use std::sync::atomic::Ordering;

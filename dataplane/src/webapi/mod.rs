@@ -12,11 +12,11 @@ pub mod fetch;
 pub(crate) mod host;
 mod urlpattern;
 pub(crate) mod wasm_limits;
-mod websocket;
+pub(crate) mod websocket;
 
 use caches::{op_cache_delete, op_cache_match, op_cache_put};
 use urlpattern::{op_input as op_url_pattern_input, op_parse as op_url_pattern_parse};
-use websocket::{op_ws_accept, op_ws_close, op_ws_send};
+use websocket::{op_ws_accept, op_ws_close, op_ws_connect, op_ws_send};
 
 use std::time::Duration;
 
@@ -123,6 +123,7 @@ ops! {
     "wsAccept" => op_ws_accept,
     "wsSend" => op_ws_send,
     "wsClose" => op_ws_close,
+    "wsConnect" => op_ws_connect,
 }
 
 /// `encodingName(label)`: the WHATWG name of a TextDecoder label, or undefined.

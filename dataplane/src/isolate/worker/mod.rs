@@ -456,6 +456,11 @@ impl Worker {
                     let bytes = webapi::uint8_array(scope, bytes.to_vec()).into();
                     vec![id, v8::Integer::new(scope, 0).into(), bytes]
                 }
+                SocketFrame::Opened { protocol } => {
+                    let protocol = v8::String::new(scope, &protocol)
+                        .unwrap_or_else(|| v8::String::empty(scope));
+                    vec![id, v8::Integer::new(scope, 2).into(), protocol.into()]
+                }
                 SocketFrame::Close {
                     code,
                     reason,

@@ -9,7 +9,7 @@
 // and the socket's end come back through the dispatcher's socketEvent.
 (function websockets(ops, helpers) {
   "use strict";
-  const { kState, messageEvent } = helpers;
+  const { kState, messageEvent, register, unregister } = helpers;
   const [CONNECTING, OPEN, CLOSING, CLOSED] = [0, 1, 2, 3];
   const kCreate = Symbol("create");
   const encoder = new TextEncoder();
@@ -45,35 +45,34 @@
   const invalid = (message) => new DOMException(message, "InvalidAccessError");
   // The dispatcher's hooks (set in the class's static block, where #fire is reachable): attach
   // an accepted end to its socket id, and hand it an event.
-  let attach, receive;
+  let attach, receive, dial;
 
   class WebSocket extends EventTarget {
     constructor(url = undefined, protocols = undefined) {
       super();
-      if (url !== kCreate) {
-        if (typeof url !== "string" && !(url instanceof URL)) {
-          throw new TypeError("Failed to construct 'WebSocket': constructor parameter 1 is not of type 'string'.");
-        }
-        const parsed = new URL(String(url));
-        if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
-          throw new DOMException("WebSocket Constructor: The url scheme must be ws or wss.", "SyntaxError");
-        }
-        void protocols;
-        throw new DOMException(
-          "new WebSocket(url): outgoing WebSocket connections are not supported by NANO yet; " +
-            "accept incoming ones with new WebSocketPair()", "NotSupportedError");
-      }
       let resolveClosed;
       const closed = new Promise((resolve) => { resolveClosed = resolve; });
       this[kState] = {
         isWebSocket: true, peer: null, accepted: false, readyState: OPEN, binaryType: "blob",
         socket: undefined, pending: [], held: [], closeSent: false, closed, resolveClosed,
+        url: null, protocol: "", opened: null,
         handlers: { open: null, message: null, close: null, error: null },
       };
+      if (url === kCreate) return;
+      // An outgoing socket (client side): connected by the worker, under fetch()'s SSRF guard
+      // and subrequest cap; events fire without accept().
+      if (typeof url !== "string" && !(url instanceof URL)) {
+        throw new TypeError("Failed to construct 'WebSocket': constructor parameter 1 is not of type 'string'.");
+      }
+      const parsed = new URL(String(url));
+      if (parsed.protocol !== "ws:" && parsed.protocol !== "wss:") {
+        throw new DOMException("WebSocket Constructor: The url scheme must be ws or wss.", "SyntaxError");
+      }
+      dial(this, parsed.href, protocols, true);
     }
     get readyState() { return this[kState].readyState; }
-    get url() { return null; }
-    get protocol() { return ""; }
+    get url() { return this[kState].url; }
+    get protocol() { return this[kState].protocol; }
     get extensions() { return ""; }
     get bufferedAmount() { return 0; }
     get binaryType() { return this[kState].binaryType; }
@@ -96,6 +95,9 @@
       }
       if (state.closeSent || state.readyState >= CLOSING) {
         throw new TypeError("Can't call WebSocket send() after close().");
+      }
+      if (state.readyState === CONNECTING) {
+        throw new DOMException("Failed to execute 'send' on 'WebSocket': Still in CONNECTING state.", "InvalidStateError");
       }
       let message;
       if (typeof data === "string") message = data;
@@ -135,22 +137,55 @@
         }
         return state.closed;
       };
-      // A message from the client (kind 0) or the socket's end (kind 1: code, reason, clean).
+      // A message from the other side (kind 0), the socket's end (kind 1: code, reason,
+      // clean) or, for a socket the app opened, its connection (kind 2: the subprotocol).
       receive = (ws, kind, a, b, c) => {
         const state = ws[kState];
         let event;
-        if (kind === 0) {
+        if (kind === 2) {
+          state.readyState = OPEN;
+          state.protocol = a;
+          state.opened?.resolve();
+          event = new Event("open");
+        } else if (kind === 0) {
           let data = a;
           if (typeof a !== "string") data = state.binaryType === "arraybuffer" ? a.buffer : new Blob([a]);
           event = messageEvent({ data });
         } else {
+          // A socket the app opened that never connected: an error event first, as in browsers.
+          if (state.readyState === CONNECTING) {
+            state.opened?.reject(new TypeError(b));
+            const error = new ErrorEvent("error", { message: b });
+            if (state.accepted) ws.#fire(error);
+            else state.held.push(error);
+          }
           state.readyState = CLOSED;
           event = new CloseEvent("close", { code: a, reason: b, wasClean: c });
         }
         if (state.accepted) ws.#fire(event);
         else if (state.held.length < MAX_HELD_EVENTS) state.held.push(event);
         else if (kind === 0) ws.close(1011, "the app did not accept() the WebSocket");
-        if (kind === 1) state.resolveClosed();
+        if (kind === 1) {
+          if (state.url !== null) unregister(state.socket);
+          state.resolveClosed();
+        }
+      };
+      // Opens an outgoing socket for `ws` (new WebSocket, or fetch() with Upgrade: websocket,
+      // whose socket waits for accept() as on workerd).
+      dial = (ws, url, protocols, accepted) => {
+        const state = ws[kState];
+        const list = protocols === undefined ? [] : (Array.isArray(protocols) ? protocols : [protocols]).map(String);
+        const socket = ops.wsConnect(url, list.flatMap((p) => [p, ""]));
+        state.readyState = CONNECTING;
+        state.accepted = accepted;
+        state.url = url;
+        state.socket = socket;
+        register(socket, ws);
+        let resolve, reject;
+        const opened = new Promise((res, rej) => { resolve = res; reject = rej; });
+        opened.catch(() => {});
+        state.opened = { resolve, reject, promise: opened };
+        return opened;
       };
     }
 
@@ -191,5 +226,13 @@
     }
   }
 
-  return { WebSocket, WebSocketPair, CloseEvent, ErrorEvent, internals: { attach, receive } };
+  // fetch(url, { headers: { Upgrade: "websocket" } }): a 101 whose webSocket is connected;
+  // rejects (TypeError) when it cannot connect.
+  const fetchUpgrade = async (url, protocols) => {
+    const ws = new WebSocket(kCreate);
+    await dial(ws, url, protocols, false);
+    return ws;
+  };
+
+  return { WebSocket, WebSocketPair, CloseEvent, ErrorEvent, internals: { attach, receive, fetchUpgrade } };
 });

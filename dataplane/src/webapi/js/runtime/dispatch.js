@@ -105,6 +105,11 @@
     if (s.webSocket) {
       // A WebSocket accepted: the front answers 101 and the request lasts until it closes.
       const server = s.webSocket[kState].peer;
+      if (server === null) {
+        ops.fail(id, "bad-response", "the response's webSocket is not the client end of a WebSocketPair " +
+          "(a socket from fetch() or new WebSocket cannot be returned: relay it through a WebSocketPair)", "");
+        return;
+      }
       const socket = ops.wsAccept(id, flat);
       if (socket === undefined) return;
       openSockets.set(socket, server);

@@ -7,8 +7,11 @@
     const { signal, redirect } = request[kState];
     signal.throwIfAborted();
     if (String(request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
-      throw new TypeError("fetch(): outgoing WebSocket connections are not supported by NANO yet; " +
-        "accept incoming ones with new WebSocketPair()");
+      // A WebSocket to the URL (js/websocket.js): the response's webSocket needs accept().
+      const protocols = request.headers.get("sec-websocket-protocol");
+      const list = protocols === null ? [] : protocols.split(",").map((p) => p.trim()).filter(Boolean);
+      const ws = await websockets().internals.fetchUpgrade(request.url, list);
+      return new Response(null, { status: 101, webSocket: ws });
     }
     const flat = [];
     for (const [k, v] of Headers[kState](request.headers)) flat.push(k, v);
@@ -55,6 +58,9 @@
   let wsApi = null;
   const websockets = () => (wsApi ??= ops.lazyScript("websocket")(ops, {
     kState, messageEvent: (init) => new (extra("MessageEvent"))("message", init),
+    // Sockets the app opens get their events through the dispatcher's map (dispatch.js).
+    register: (socket, ws) => openSockets.set(socket, ws),
+    unregister: (socket) => openSockets.delete(socket),
   }));
   for (const name of ["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"]) {
     lazyGlobal(name, () => websockets()[name]);
