@@ -9,6 +9,11 @@ request, start-up excluded. Repeated runs agree to about 0.1%.
 
 Usage: bench/instructions.py --nano NEW --baseline OLD [--short 520] [--long 1020] [--app module.js]
            [--keep DIR]   (keeps the callgrind files, for callgrind_annotate)
+           [--floor target/release/examples/context_cost]
+
+--floor also counts the floor of a context reset the same way: V8's own empty `Context::new`
+(the `context_cost` example, SHORT and then LONG contexts), and prints each build's
+instructions per request as a multiple of it.
 
 Needs valgrind (apt-get install valgrind). Each run takes about a minute.
 """
@@ -70,12 +75,28 @@ def count(nano, app, requests, keep):
         return int(found.group(1))
 
 
+def count_floor(example, contexts):
+    """Instructions callgrind counted for the context_cost example making `contexts` contexts."""
+    with tempfile.TemporaryDirectory() as work:
+        log = pathlib.Path(work) / "valgrind.log"
+        subprocess.run(
+            ["valgrind", "--tool=callgrind", "--smc-check=all-non-file",
+             f"--callgrind-out-file={pathlib.Path(work) / 'callgrind.out'}",
+             example, str(contexts), "1"],
+            stdout=subprocess.DEVNULL, stderr=log.open("w"), check=True)
+        found = re.search(r"Collected : (\d+)", log.read_text())
+        if not found:
+            raise SystemExit(f"no callgrind total in the log:\n{log.read_text()[-3000:]}")
+        return int(found.group(1))
+
+
 def main():
     parser = comparison_parser()
     parser.add_argument("--short", type=int, default=520)
     parser.add_argument("--long", type=int, default=1020)
     parser.add_argument("--app", default=str(HELLO))
     parser.add_argument("--keep")
+    parser.add_argument("--floor")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install valgrind")
@@ -86,11 +107,20 @@ def main():
         per_request[label] = (long - short) / (args.long - args.short)
         print(f"{label}: {short} instructions for {args.short} requests, {long} for {args.long}")
     base, new = per_request["baseline"], per_request["new"]
+    floor = None
+    if args.floor:
+        short = count_floor(args.floor, args.short)
+        long = count_floor(args.floor, args.long)
+        floor = (long - short) / (args.long - args.short)
+        print(f"floor: {short} instructions for {args.short} contexts, {long} for {args.long}")
     print()
-    print("| build | instructions per request | ratio |")
-    print("| --- | ---: | ---: |")
-    print(f"| baseline | {base / 1e6:.3f} M | 1.000 |")
-    print(f"| new | {new / 1e6:.3f} M | {new / base:.3f} |")
+    print("| build | instructions per request | ratio |" + (" vs `Context::new` |" if floor else ""))
+    print("| --- | ---: | ---: |" + (" ---: |" if floor else ""))
+    for label, figure in (("baseline", base), ("new", new)):
+        row = f"| {label} | {figure / 1e6:.3f} M | {figure / base:.3f} |"
+        print(row + (f" {figure / floor:.2f} |" if floor else ""))
+    if floor:
+        print(f"| `Context::new` (floor) | {floor / 1e6:.3f} M | | 1.00 |")
 
 
 if __name__ == "__main__":

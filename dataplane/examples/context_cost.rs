@@ -1,6 +1,8 @@
 //! The floor of a context reset: how long `v8::Context::new` takes on this machine from V8's own
 //! snapshot, with none of NANO's code involved. `cargo run --release -p nano-dataplane --example
-//! context_cost`.
+//! context_cost`. With arguments `N ROUNDS` it makes N contexts per round (default 2000 and 3);
+//! `bench/instructions.py --floor` runs it under callgrind with two values of N, so the floor
+//! can be counted in instructions like a request.
 
 use std::time::Instant;
 
@@ -11,13 +13,24 @@ fn main() {
     v8::V8::initialize();
     let isolate = &mut v8::Isolate::new(Default::default());
     let scope = &mut v8::HandleScope::new(isolate);
-    const N: u32 = 2000;
-    for round in 0..3 {
+    let mut args = std::env::args().skip(1).map(|arg| arg.parse::<u32>());
+    let n = args
+        .next()
+        .unwrap_or(Ok(2000))
+        .expect("N: a number of contexts");
+    let rounds = args
+        .next()
+        .unwrap_or(Ok(3))
+        .expect("ROUNDS: a number of rounds");
+    for round in 0..rounds {
         let start = Instant::now();
-        for _ in 0..N {
+        for _ in 0..n {
             let scope = &mut v8::HandleScope::new(scope);
             let _context = v8::Context::new(scope, Default::default());
         }
-        println!("round {round}: {:?} per Context::new", start.elapsed() / N);
+        println!(
+            "round {round}: {:?} per Context::new",
+            start.elapsed() / n.max(1)
+        );
     }
 }
