@@ -577,6 +577,17 @@ mod tests {
             .collect()
     }
 
+    /// Stores `bytes` bytes for `url` in `app`'s default cache, for a minute.
+    fn put_for_a_minute(
+        store: &Store,
+        app: &Arc<str>,
+        url: &str,
+        bytes: usize,
+    ) -> Result<(), PutError> {
+        let headers = h(&[("cache-control", "max-age=60")]);
+        store.put(app, "", url, 200, headers, Bytes::from(vec![b'x'; bytes]))
+    }
+
     fn ttl(status: u16, pairs: &[(&str, &str)]) -> Result<u64, PutError> {
         storable(status, h(pairs), SystemTime::now()).map(|(ttl, _)| ttl.as_secs())
     }
@@ -633,17 +644,7 @@ mod tests {
     fn quotas_evict_the_least_recently_used_and_apps_are_apart() {
         let store = Store::new(10_000, 3_000);
         let (a, b): (Arc<str>, Arc<str>) = ("a.test".into(), "b.test".into());
-        let body = |n| Bytes::from(vec![b'x'; n]);
-        let put = |app: &Arc<str>, url: &str, n| {
-            store.put(
-                app,
-                "",
-                url,
-                200,
-                h(&[("cache-control", "max-age=60")]),
-                body(n),
-            )
-        };
+        let put = |app: &Arc<str>, url: &str, n| put_for_a_minute(&store, app, url, n);
         let get = |app: &Arc<str>, url: &str| store.lookup(app, "", url, &Conditions::default());
         put(&a, "http://x/1", 1000).unwrap();
         put(&a, "http://x/2", 1000).unwrap();
@@ -669,17 +670,7 @@ mod tests {
     fn the_node_cap_evicts_the_least_recently_used_of_any_app() {
         let store = Store::new(2_500, 2_000);
         let (a, b): (Arc<str>, Arc<str>) = ("a.test".into(), "b.test".into());
-        let put = |app: &Arc<str>, url: &str| {
-            let body = Bytes::from(vec![b'x'; 1000]);
-            store.put(
-                app,
-                "",
-                url,
-                200,
-                h(&[("cache-control", "max-age=60")]),
-                body,
-            )
-        };
+        let put = |app: &Arc<str>, url: &str| put_for_a_minute(&store, app, url, 1000);
         put(&a, "http://x/old").unwrap();
         put(&b, "http://x/b").unwrap();
         put(&a, "http://x/new").unwrap(); // 3 KB over a 2.5 KB cap: a's oldest goes

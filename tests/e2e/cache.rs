@@ -4,9 +4,8 @@
 //! 1.20261117.1, compatibilityDate "2026-11-01", same fixture: tests/fixtures/cache/app.js).
 
 use std::path::Path;
-use std::time::Duration;
 
-use nano_tests::{Nano, PATIENCE, Reply, block_on, fixtures, request, sample};
+use nano_tests::{Nano, Reply, block_on, eventually, fixtures, request, sample};
 use serde_json::{Value, json};
 
 fn app(hostname: &str) -> Value {
@@ -112,14 +111,11 @@ fn put_keeps_what_the_headers_allow_for_as_long_as_they_say() {
         // max-age=1: a hit now, a miss once it is stale.
         put(&nano, "a.test", "key=short&cc=max-age%3D1").await;
         assert_eq!(get(&nano, "a.test", "/get?key=short").await.status, 200);
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while get(&nano, "a.test", "/get?key=short").await.status != 404 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "max-age=1 never expired"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually("the max-age=1 entry expiring", || async {
+            let reply = get(&nano, "a.test", "/get?key=short").await;
+            (reply.status == 404).then_some(()).ok_or(reply.body)
+        })
+        .await;
         let text = metrics(&nano).await;
         let expired = sample(
             &text,
@@ -302,21 +298,14 @@ fn entries_outlive_their_isolate_and_go_with_their_app() {
     block_on(async {
         put(&nano, "a.test", "key=k&cc=max-age%3D600&body=kept").await;
         // The worker ends after a second without requests; its entries stay.
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
+        eventually("a.test's worker reaped", || async {
             let isolates = nano.isolates().await;
-            if isolates
+            let reaped = isolates
                 .iter()
-                .any(|i| i["hostname"] == "a.test" && i["state"] == "reaped")
-            {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a.test's worker never reaped: {isolates:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                .any(|i| i["hostname"] == "a.test" && i["state"] == "reaped");
+            reaped.then_some(()).ok_or(format!("{isolates:?}"))
+        })
+        .await;
         assert_eq!(
             get(&nano, "a.test", "/get?key=k").await.json()["body"],
             "kept"
@@ -324,34 +313,25 @@ fn entries_outlive_their_isolate_and_go_with_their_app() {
 
         // Removed from the config: its entries go; added back, it starts empty.
         write_config(&config, &[app("b.test")]);
-        let deadline = std::time::Instant::now() + PATIENCE;
-        while get(&nano, "a.test", "/get?key=k").await.status != 404
-            || !nano.log.text().contains("removed=[\"a.test\"]")
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a.test was never removed"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually("a.test removed", || async {
+            let reply = get(&nano, "a.test", "/get?key=k").await;
+            let removed = nano.log.text().contains("removed=[\"a.test\"]");
+            (reply.status == 404 && removed)
+                .then_some(())
+                .ok_or(reply.body)
+        })
+        .await;
         assert!(
             !metrics(&nano)
                 .await
                 .contains(r#"nano_cache_bytes{hostname="a.test"}"#)
         );
         write_config(&config, &[reaped_quickly, app("b.test")]);
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
+        eventually("a.test back, with no entries", || async {
             let reply = get(&nano, "a.test", "/get?key=k").await;
-            if reply.body == "miss" {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "a.test never came back: {reply:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            (reply.body == "miss").then_some(()).ok_or(reply.body)
+        })
+        .await;
     });
 }
 

@@ -5,10 +5,9 @@
 //! 1.20261117.1, compatibilityDate "2026-11-01", same fixture: tests/fixtures/websocket/app.js).
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use nano_tests::{Nano, PATIENCE, block_on, fixtures, sample};
+use nano_tests::{Nano, PATIENCE, block_on, eventually, fixtures, sample};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -79,18 +78,13 @@ async fn metrics(nano: &Nano) -> String {
 
 /// Waits until `series` reads `want` in the node's metrics.
 async fn wait_for_metric(nano: &Nano, series: &str, want: f64) {
-    let deadline = std::time::Instant::now() + PATIENCE;
-    loop {
+    eventually(&format!("{series} reading {want}"), || async {
         let text = metrics(nano).await;
-        if sample(&text, series) == Some(want) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{series} never read {want}:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (sample(&text, series) == Some(want))
+            .then_some(())
+            .ok_or(text)
+    })
+    .await;
 }
 
 #[test]
@@ -275,22 +269,12 @@ fn upgrades_past_max_sockets_get_503() {
         // Ordinary requests still get through, and a closed socket frees its place.
         assert_eq!(nano.get("ws.test", "/plain").await.body, "plain");
         first.close(None).await.unwrap();
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            let attempt = client_async(
-                "ws://ws.test/echo",
-                TcpStream::connect(nano.addr).await.unwrap(),
-            )
-            .await;
-            if attempt.is_ok() {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the closed socket's place was never freed"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually("the closed socket's place freed", || async {
+            let stream = TcpStream::connect(nano.addr).await.unwrap();
+            let attempt = client_async("ws://ws.test/echo", stream).await;
+            attempt.map(drop).map_err(|err| err.to_string())
+        })
+        .await;
     });
 }
 

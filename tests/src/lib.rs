@@ -658,6 +658,27 @@ pub fn output_within(command: &mut Command) -> std::process::Output {
     }
 }
 
+/// Polls `check` every 50 ms until it holds, failing with `what` (and the last thing `check`
+/// reported) if it does not within `PATIENCE`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let last = match check().await {
+            Ok(()) => return,
+            Err(last) => last,
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen within {PATIENCE:?}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs an async test body on a fresh runtime with a hard limit against hangs.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()

@@ -552,10 +552,6 @@ impl WorkerState {
         let Some(sender) = inflight.reply.take() else {
             return Err(());
         };
-        let socket = self.next_socket;
-        self.next_socket += 1;
-        let (out, outgoing) = tokio::sync::mpsc::unbounded_channel();
-        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         // The session limit replaces the request's wall-clock limit; the front closes the
         // socket at it, this is the backstop.
         let session =
@@ -564,23 +560,8 @@ impl WorkerState {
         inflight.socket = true;
         inflight.deadline = self.due.insert(Due::Deadline(id), session);
         inflight.deadline_at = std::time::Instant::now() + session;
-        self.sockets.insert(
-            socket,
-            SocketEnd {
-                request: id,
-                out,
-                queued: queued.clone(),
-                closing: false,
-            },
-        );
-        let link = SocketLink {
-            id: socket,
-            events,
-            outgoing,
-            queued,
-            limits: self.websockets.clone(),
-            hostname: self.hostname.clone(),
-        };
+        let link = self.add_socket(id, events);
+        let socket = link.id;
         if sender
             .send(Outcome::Upgrade {
                 headers,
@@ -617,6 +598,15 @@ impl WorkerState {
             ));
         }
         inflight.subrequests += 1;
+        Ok((self.add_socket(request, events), policy))
+    }
+
+    /// Registers a new socket of `request`; the link is the other end, for the socket's task.
+    fn add_socket(
+        &mut self,
+        request: u64,
+        events: tokio::sync::mpsc::UnboundedSender<SocketEvent>,
+    ) -> SocketLink {
         let socket = self.next_socket;
         self.next_socket += 1;
         let (out, outgoing) = tokio::sync::mpsc::unbounded_channel();
@@ -630,15 +620,14 @@ impl WorkerState {
                 closing: false,
             },
         );
-        let link = SocketLink {
+        SocketLink {
             id: socket,
             events,
             outgoing,
             queued,
             limits: self.websockets.clone(),
             hostname: self.hostname.clone(),
-        };
-        Ok((link, policy))
+        }
     }
 
     /// A message (or the close) the app sends on `socket`.
