@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::isolate::prepare::listing_digest;
 use crate::isolate::{self, AppImage, Preparer};
+use crate::job::NodeCommand;
 use crate::pool::AppPool;
 use crate::router::{Route, Router, Routing};
 
@@ -208,13 +209,14 @@ pub struct Loaded {
 }
 
 /// Owns the routing table: applies what the sources publish, until `stop` fires. `evicts` are
-/// the control plane's commands to replace an app's idle isolates.
+/// the control plane's commands for the node's apps (replace an app's isolates, close the
+/// WebSockets of a drained node).
 #[allow(clippy::too_many_arguments)]
 pub async fn reconcile(
     config_path: Option<PathBuf>,
     mut local: watch::Receiver<Config>,
     mut fleet: watch::Receiver<Option<FleetApps>>,
-    mut evicts: mpsc::UnboundedReceiver<String>,
+    mut evicts: mpsc::UnboundedReceiver<NodeCommand>,
     preparer: Arc<Preparer>,
     routing: Arc<Routing>,
     serving: watch::Sender<Serving>,
@@ -258,12 +260,20 @@ pub async fn reconcile(
                     Ok(()) => break,
                     Err(_) => fleet_open = false,
                 },
-                Some(hostname) = evicts.recv() => {
-                    if let Some(route) = routing.load().route(&hostname) {
-                        tracing::info!(hostname = %hostname, "evicting isolates on the control plane's command");
-                        route.pool.evict_all();
+                Some(command) = evicts.recv() => match command {
+                    NodeCommand::Evict(hostname) => {
+                        if let Some(route) = routing.load().route(&hostname) {
+                            tracing::info!(hostname = %hostname, "evicting isolates on the control plane's command");
+                            route.pool.evict_all();
+                        }
                     }
-                }
+                    NodeCommand::CloseSockets => {
+                        tracing::info!("drained: closing every WebSocket so their clients reconnect elsewhere");
+                        for route in routing.load().routes() {
+                            route.pool.close_sockets();
+                        }
+                    }
+                },
             }
         }
     }

@@ -1609,3 +1609,40 @@ fn the_fleet_client_keeps_working_while_an_app_prepares() {
         "the app finished preparing first, so this shows nothing: {log}"
     );
 }
+
+/// The control plane's commands reach open WebSockets: `nanoctl evict` replaces the app's
+/// isolates and `nanoctl drain` takes the node out of rotation; both close the app's sockets
+/// with 1001 (going away), so their clients reconnect, instead of holding the old isolate or
+/// the drained node for good.
+#[test]
+fn evicting_an_app_or_draining_its_node_closes_its_websockets_with_1001() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    use crate::websocket::{closed_with, connect, next_message};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let entry = nano_tests::fixtures().join("websocket/app.js");
+    ok(&cp.nanoctl(&["deploy", entry.to_str().unwrap(), "--hostname", "ws.test"]));
+    block_on(async {
+        nano_tests::eventually("ws.test served by the node", || async {
+            let reply = a.get("ws.test", "/plain").await;
+            (reply.body == "plain").then_some(()).ok_or(reply.body)
+        })
+        .await;
+        let mut socket = connect(a.addr, "ws.test", "/echo").await;
+        socket.send(Message::text("hi")).await.unwrap();
+        assert_eq!(next_message(&mut socket).await, Message::text("echo:hi"));
+        ok(&nanoctl_async(&cp, &["evict", "ws.test"]).await);
+        assert_eq!(closed_with(&mut socket).await.0, 1001);
+
+        let mut socket = connect(a.addr, "ws.test", "/echo").await;
+        socket.send(Message::text("again")).await.unwrap();
+        assert_eq!(next_message(&mut socket).await, Message::text("echo:again"));
+        ok(&nanoctl_async(&cp, &["drain", "node-a"]).await);
+        assert_eq!(closed_with(&mut socket).await.0, 1001);
+    });
+}

@@ -26,7 +26,7 @@ fn app(hostname: &str, extra: Value) -> Value {
 }
 
 /// Opens a WebSocket to `host` + `path` on the node.
-async fn connect(addr: SocketAddr, host: &str, path: &str) -> Socket {
+pub(crate) async fn connect(addr: SocketAddr, host: &str, path: &str) -> Socket {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (socket, response) = client_async(format!("ws://{host}{path}"), stream)
         .await
@@ -36,7 +36,7 @@ async fn connect(addr: SocketAddr, host: &str, path: &str) -> Socket {
 }
 
 /// The next data message (text or binary), failing on anything else.
-async fn next_message(socket: &mut Socket) -> Message {
+pub(crate) async fn next_message(socket: &mut Socket) -> Message {
     loop {
         let message = tokio::time::timeout(PATIENCE, socket.next())
             .await
@@ -51,7 +51,7 @@ async fn next_message(socket: &mut Socket) -> Message {
 
 /// Reads until the socket ends (answering the server's close, as a client does); the close
 /// frame the server sent (code, reason).
-async fn closed_with(socket: &mut Socket) -> (u16, String) {
+pub(crate) async fn closed_with(socket: &mut Socket) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let mut got = None;
     loop {

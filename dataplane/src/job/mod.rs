@@ -48,8 +48,20 @@ pub enum Command {
     /// The client went away before the response: drop the request.
     Cancel(u64),
     /// Dispose the isolate and end the thread if the worker is idle (node memory budget); the
-    /// pool starts a worker again on demand.
+    /// pool starts a worker again on demand. Open WebSockets are closed (1001) first.
     Evict,
+    /// Close every open WebSocket with 1001 (the node is being drained).
+    CloseSockets,
+}
+
+/// What the control plane asks of the node as a whole, for the reconciler (which holds the
+/// routing table) to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeCommand {
+    /// Replace the app's isolates (`nanoctl evict`).
+    Evict(String),
+    /// The node was drained: its WebSockets go (1001) so their clients reconnect elsewhere.
+    CloseSockets,
 }
 
 /// A worker's `load` once its thread has ended (reaped when idle, or evicted): far above any

@@ -324,6 +324,15 @@ impl AppPool {
         (0..self.workers.len()).for_each(|index| self.evict(index));
     }
 
+    /// Asks every running worker to close its WebSockets (1001).
+    pub fn close_sockets(&self) {
+        for place in &self.workers {
+            if let Some(worker) = &*place.load() {
+                let _ = worker.jobs.send(Command::CloseSockets);
+            }
+        }
+    }
+
     /// The published stats of every worker started so far (those whose thread has ended show
     /// state `reaped` or `evicted`).
     pub fn stats(&self) -> Vec<Arc<WorkerStats>> {

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::client::{Client, FleetOptions, SyncError, download};
 use super::state::{self, FleetApp, LastGood};
+use crate::job::NodeCommand;
 use crate::metrics::METRICS;
 use crate::reload::{FleetApps, Serving};
 
@@ -136,7 +137,7 @@ impl Member {
     pub(super) fn take(
         &mut self,
         update: FleetUpdate,
-        evicts: &mpsc::UnboundedSender<String>,
+        evicts: &mpsc::UnboundedSender<NodeCommand>,
         drained: &AtomicBool,
     ) -> bool {
         let new_store = update.store_id != self.store_id;
@@ -154,12 +155,15 @@ impl Member {
                     );
                     drained.store(drain.drain, std::sync::atomic::Ordering::Release);
                     self.last_good.drained = drain.drain;
+                    if drain.drain {
+                        let _ = evicts.send(NodeCommand::CloseSockets);
+                    }
                     if let Err(err) = self.last_good.save(&self.options.cache_dir) {
                         tracing::warn!(error = %err, "cannot persist the drain state");
                     }
                 }
                 if let Some(command::Kind::Evict(evict)) = command.kind {
-                    let _ = evicts.send(evict.hostname);
+                    let _ = evicts.send(NodeCommand::Evict(evict.hostname));
                 }
                 false
             }
@@ -436,7 +440,7 @@ mod tests {
     fn stale_and_out_of_order_revisions_are_ignored() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = member(dir.path());
-        let (routing, _evicted) = mpsc::unbounded_channel::<String>();
+        let (routing, _evicted) = mpsc::unbounded_channel::<NodeCommand>();
         let drained = AtomicBool::new(false);
         assert!(m.take(full("s1", 5, vec![app("a", 1)]), &routing, &drained));
         assert_eq!(m.desired_revision, 5);
@@ -465,7 +469,7 @@ mod tests {
     fn drain_commands_for_other_nodes_are_ignored_and_drains_persist() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = member(dir.path());
-        let (routing, _evicted) = mpsc::unbounded_channel::<String>();
+        let (routing, mut commands) = mpsc::unbounded_channel::<NodeCommand>();
         let drained = AtomicBool::new(false);
         let drain = |node: &str, on: bool| FleetUpdate {
             revision: 0,
@@ -479,8 +483,11 @@ mod tests {
         };
         m.take(drain("n2", true), &routing, &drained);
         assert!(!drained.load(std::sync::atomic::Ordering::Acquire));
+        assert!(commands.try_recv().is_err());
         m.take(drain("n1", true), &routing, &drained);
         assert!(drained.load(std::sync::atomic::Ordering::Acquire));
+        // The node's WebSockets go, so their clients reconnect to a node in rotation.
+        assert_eq!(commands.try_recv(), Ok(NodeCommand::CloseSockets));
         drop(m);
         assert!(member(dir.path()).drained(), "kept across a restart");
     }
@@ -492,7 +499,7 @@ mod tests {
     fn an_outcome_records_what_was_published_not_what_is_wanted_since() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = member(dir.path());
-        let (evicts, _evicted) = mpsc::unbounded_channel::<String>();
+        let (evicts, _evicted) = mpsc::unbounded_channel::<NodeCommand>();
         let drained = AtomicBool::new(false);
         assert!(m.take(full("s1", 5, vec![app("a", 1)]), &evicts, &drained));
         m.awaiting = Some(Published {

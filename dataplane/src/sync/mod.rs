@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::job::WorkerStats;
+use crate::job::{NodeCommand, WorkerStats};
 use crate::metrics::METRICS;
 use crate::reload::{FleetApps, Serving};
 pub use client::FleetOptions;
@@ -42,7 +42,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(2);
 pub struct Links {
     pub fleet: watch::Sender<Option<FleetApps>>,
     pub serving: watch::Receiver<Serving>,
-    pub evicts: mpsc::UnboundedSender<String>,
+    pub evicts: mpsc::UnboundedSender<NodeCommand>,
     pub isolates: IsolateStats,
     pub drained: Arc<AtomicBool>,
 }

@@ -325,7 +325,17 @@ impl Worker {
         match command {
             Command::Run(job) => self.start_request(job),
             Command::Cancel(id) => self.state.borrow_mut().cancel(id),
-            Command::Evict => self.evict = true,
+            Command::Evict => {
+                self.evict = true;
+                // Open sockets would keep it busy for good: they go first.
+                self.state
+                    .borrow_mut()
+                    .close_sockets("the app's isolates are being replaced");
+            }
+            Command::CloseSockets => self
+                .state
+                .borrow_mut()
+                .close_sockets("the node is being drained"),
         }
     }
 
