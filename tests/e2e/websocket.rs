@@ -244,6 +244,29 @@ fn a_handler_spinning_on_a_message_is_stopped_with_1011_and_its_neighbour_serves
 }
 
 #[test]
+fn a_handler_past_the_memory_limit_closes_the_isolates_sockets() {
+    let nano = Nano::start(json!({ "apps": [app("ws.test", json!({
+        "context_reset": false,
+        "limits": { "workers": 1, "memory_mb": 64, "cpu_ms": 5000 }
+    }))] }));
+    block_on(async {
+        let mut bystander = connect(nano.addr, "ws.test", "/echo").await;
+        bystander.send(Message::text("hi")).await.unwrap();
+        next_message(&mut bystander).await;
+        let mut hog = connect(nano.addr, "ws.test", "/echo").await;
+        hog.send(Message::text("hog")).await.unwrap();
+        // The isolate is replaced: every socket it held goes (1011 for the one whose handler
+        // was stopped, 1001 or 1011 for the others), none is left hanging.
+        assert_eq!(closed_with(&mut hog).await.0, 1011);
+        let code = closed_with(&mut bystander).await.0;
+        assert!(code == 1001 || code == 1011, "{code}");
+        let mut fresh = connect(nano.addr, "ws.test", "/echo").await;
+        fresh.send(Message::text("after")).await.unwrap();
+        assert_eq!(next_message(&mut fresh).await, Message::text("echo:after"));
+    });
+}
+
+#[test]
 fn upgrades_past_max_sockets_get_503() {
     let nano = Nano::start(
         json!({ "apps": [app("ws.test", json!({ "websockets": { "max_sockets": 2 } }))] }),
