@@ -14,6 +14,7 @@ pub mod reload;
 pub mod router;
 pub mod slivers;
 pub mod sync;
+pub mod tail;
 mod webapi;
 
 #[cfg(test)]
@@ -98,6 +99,7 @@ pub async fn run(
         idle_timeout: Duration::from_secs(config.server.idle_timeout_secs),
         max_connections: config.server.max_connections as usize,
         bodies: http::conns::BodyBudget::new(config.server.max_buffered_body_bytes),
+        stopping: CancellationToken::new(),
     });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
 

@@ -20,6 +20,7 @@ mod reload;
 mod serving;
 mod slivers;
 mod streams;
+mod tail;
 mod wasm;
 mod webapi;
 mod websocket;

@@ -74,6 +74,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
             );
             response
         }
+        "/_admin/tail" => tail(front, req.uri().query().unwrap_or("")),
         "/_admin/isolates" => {
             let isolates: Vec<_> = front
                 .router
@@ -92,13 +93,79 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
         }
         other => Refusal::NotFound {
             what: format!(
-                "no admin endpoint {other:?}; try /_admin/health, /_admin/ready, /_admin/metrics \
-                 or /_admin/isolates"
+                "no admin endpoint {other:?}; try /_admin/health, /_admin/ready, /_admin/metrics, \
+                 /_admin/isolates or /_admin/tail?hostname=..."
             ),
         }
         .into_response(),
     }
 }
+
+/// `/_admin/tail?hostname=H[&status=..][&method=..][&path_prefix=..][&search=..][&sample=..]`:
+/// the app's request events as newline-delimited JSON, live, until the client goes away or
+/// the node shuts down. The first line names the app; `{"dropped":N}` says the client read too
+/// slowly and N events were lost (the app never waits for a tail).
+fn tail(front: &Front, query: &str) -> Response<Body> {
+    let bad = |reason: String| Refusal::BadQuery { reason }.into_response();
+    let (hostname, filter) = match crate::tail::Filter::from_query(query) {
+        Ok(parsed) => parsed,
+        Err(reason) => return bad(reason),
+    };
+    let Some(hostname) = hostname else {
+        return bad("give hostname=<the app to tail>".into());
+    };
+    let Some(route) = front.router.load().route(&hostname).cloned() else {
+        return Refusal::NotFound {
+            what: format!("no app is configured for host {hostname:?}"),
+        }
+        .into_response();
+    };
+    let hostname = route.pool.hostname().to_owned();
+    let mut tail = crate::tail::hub(&hostname).subscribe();
+    let (lines, chunks) = tokio::sync::mpsc::channel(TAIL_LINES);
+    let stopping = front.stopping.clone();
+    tokio::spawn(async move {
+        let first = serde_json::json!({ "tailing": hostname }).to_string() + "\n";
+        if lines.send(Ok(first.into())).await.is_err() {
+            return;
+        }
+        loop {
+            let line = tokio::select! {
+                next = tail.next() => match next {
+                    crate::tail::Next::Event(event) if filter.admits(&event) => {
+                        serde_json::to_string(&*event).unwrap_or_default()
+                    }
+                    crate::tail::Next::Event(_) => continue,
+                    crate::tail::Next::Dropped(lost) => {
+                        serde_json::json!({ "dropped": lost }).to_string()
+                    }
+                },
+                _ = lines.closed() => return,
+                _ = stopping.cancelled() => {
+                    serde_json::json!({ "end": "the node is shutting down" }).to_string()
+                }
+            };
+            let last = stopping.is_cancelled();
+            if lines.send(Ok((line + "\n").into())).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    let mut response = Response::new(http_body_util::Either::Right(super::rescue::ChannelBody(
+        crate::job::StreamBody {
+            chunks,
+            failed: Default::default(),
+        },
+    )));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
+}
+
+/// Lines a tail's connection buffers before the tail starts losing events.
+const TAIL_LINES: usize = 64;
 
 /// A client on this machine's own loopback address (127.0.0.1 or ::1; other 127.x addresses
 /// are often handed to containers and are not trusted), or the configured bearer token

@@ -51,6 +51,8 @@ pub struct Front {
     pub max_connections: usize,
     /// Request bodies held across the node.
     pub bodies: Arc<conns::BodyBudget>,
+    /// Cancelled when the node stops accepting: long-lived admin streams (tails) end.
+    pub stopping: CancellationToken,
 }
 
 /// What a listener serves.
@@ -147,6 +149,7 @@ pub async fn serve(
     front
         .draining
         .store(true, std::sync::atomic::Ordering::Release);
+    front.stopping.cancel();
     tracing::info!(
         grace_secs = grace.as_secs(),
         "stopped accepting; draining open connections"
@@ -194,6 +197,7 @@ async fn handle(
                     .queue_rejections
                     .with_label_values(&[&hostname])
                     .inc();
+                queue_full_event(&hostname, &method, &path, &refusal);
             }
             (hostname, refusal.into_response())
         }
@@ -215,6 +219,27 @@ async fn handle(
         "request"
     );
     response
+}
+
+/// A tail event for a request the app's queue refused (only while someone tails the app).
+fn queue_full_event(hostname: &str, method: &http::Method, path: &str, refusal: &Refusal) {
+    let hub = crate::tail::hub(hostname);
+    if !hub.active() {
+        return;
+    }
+    hub.publish(crate::tail::Event {
+        time_ms: crate::job::stats::now_ms(),
+        hostname: hostname.to_owned(),
+        method: method.to_string(),
+        url: format!("http://{hostname}{path}"),
+        status: refusal.status().as_u16(),
+        wall_ms: 0.0,
+        cpu_ms: 0.0,
+        outcome: "queue-full",
+        exception: None,
+        logs: Vec::new(),
+        logs_dropped: 0,
+    });
 }
 
 /// Limits of the HTTP front (hyper answers 431 itself past the header limits).

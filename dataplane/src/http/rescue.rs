@@ -95,6 +95,10 @@ pub enum Refusal {
         hostname: String,
         reason: String,
     },
+    /// An admin request's query is not valid.
+    BadQuery {
+        reason: String,
+    },
     /// The app already holds `websockets.max_sockets` open WebSockets.
     TooManySockets {
         hostname: String,
@@ -146,6 +150,7 @@ impl Refusal {
             },
             Refusal::BadAppResponse { .. } => "bad-response",
             Refusal::TooManySockets { .. } => "too-many-websockets",
+            Refusal::BadQuery { .. } => "bad-query",
         }
     }
 
@@ -153,9 +158,10 @@ impl Refusal {
         match self {
             Refusal::UnknownHost { .. } | Refusal::NotFound { .. } => StatusCode::NOT_FOUND,
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-            Refusal::MissingHost | Refusal::BadHost { .. } | Refusal::BadBody { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            Refusal::MissingHost
+            | Refusal::BadHost { .. }
+            | Refusal::BadBody { .. }
+            | Refusal::BadQuery { .. } => StatusCode::BAD_REQUEST,
             Refusal::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Refusal::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Refusal::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -268,6 +274,7 @@ impl Refusal {
             Refusal::BadAppResponse { hostname, reason } => {
                 format!("app {hostname} returned a response that cannot be sent: {reason}")
             }
+            Refusal::BadQuery { reason } => format!("the query is not valid: {reason}"),
             Refusal::TooManySockets { hostname, limit } => format!(
                 "app {hostname} already holds {limit} open WebSockets on this node \
                  (apps[].websockets.max_sockets); retry after a moment"

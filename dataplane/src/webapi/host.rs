@@ -182,7 +182,34 @@ pub(crate) struct Inflight {
     /// The app accepted a WebSocket: the request lasts as long as the socket, and its CPU
     /// budget counts per event (each message, the close) instead of in total.
     pub socket: bool,
+    /// What a live tail will show of it (only while someone tails the app).
+    pub tail: Option<Box<TailCapture>>,
     _slot: SlotGuard,
+}
+
+/// What a request's tail event collects while it runs.
+pub(crate) struct TailCapture {
+    method: String,
+    url: String,
+    logs: Vec<crate::tail::Line>,
+    logs_dropped: u64,
+    status: Option<u16>,
+    outcome: Option<&'static str>,
+    exception: Option<crate::tail::Exception>,
+}
+
+impl TailCapture {
+    /// Keeps a console line (up to `tail::EVENT_LINES` of `tail::LINE_BYTES`).
+    pub fn log(&mut self, level: i32, text: &str) {
+        if self.logs.len() < crate::tail::EVENT_LINES {
+            self.logs.push(crate::tail::Line {
+                level: crate::tail::level_name(level),
+                text: crate::tail::cut(text, crate::tail::LINE_BYTES),
+            });
+        } else {
+            self.logs_dropped += 1;
+        }
+    }
 }
 
 /// The worker's end of an accepted WebSocket; it belongs to the request that accepted it, which
@@ -261,6 +288,11 @@ pub(crate) struct WorkerState {
     next_socket: u64,
     pub socket_events: Option<tokio::sync::mpsc::UnboundedSender<SocketEvent>>,
     pub websockets: nano_config::WebSockets,
+    /// The app's live-tail hub (absent while the app snapshot is made).
+    pub tail: Option<Arc<crate::tail::Hub>>,
+    /// Tail events of requests that ended inside their own JS: published once that stretch's
+    /// CPU is known (`publish_tail`).
+    tail_pending: Vec<(u64, crate::tail::Event)>,
 }
 
 /// WebAssembly memories one isolate may hold at once.
@@ -337,6 +369,8 @@ impl WorkerState {
             next_socket: 1,
             socket_events: None,
             websockets: Default::default(),
+            tail: None,
+            tail_pending: Vec::new(),
         }
     }
 
@@ -414,6 +448,17 @@ impl WorkerState {
             cancel: tokio_util::sync::CancellationToken::new(),
             upgrade: job.upgrade,
             socket: false,
+            tail: self.tail.as_ref().filter(|hub| hub.active()).map(|_| {
+                Box::new(TailCapture {
+                    method: job.method.clone(),
+                    url: job.url.clone(),
+                    logs: Vec::new(),
+                    logs_dropped: 0,
+                    status: None,
+                    outcome: None,
+                    exception: None,
+                })
+            }),
             _slot: job.slot,
         };
         self.requests.insert(id, inflight);
@@ -433,6 +478,29 @@ impl WorkerState {
         let Some(sender) = inflight.reply.take() else {
             return;
         };
+        if let Some(tail) = &mut inflight.tail {
+            let (status, outcome) = match &reply {
+                Reply::Response { status, .. } | Reply::StreamStart { status, .. } => {
+                    (*status, "ok")
+                }
+                Reply::Exception { message, stack } => {
+                    tail.exception = Some(crate::tail::Exception {
+                        message: crate::tail::cut(message, crate::tail::LINE_BYTES),
+                        stack: crate::tail::cut(stack, crate::tail::STACK_BYTES),
+                    });
+                    (500, "exception")
+                }
+                Reply::BadResponse { message } => {
+                    tail.exception = Some(crate::tail::Exception {
+                        message: crate::tail::cut(message, crate::tail::LINE_BYTES),
+                        stack: String::new(),
+                    });
+                    (500, "bad-response")
+                }
+            };
+            tail.status = Some(status);
+            tail.outcome = Some(outcome);
+        }
         let outcome = match reply {
             Reply::Response {
                 status,
@@ -695,9 +763,16 @@ impl WorkerState {
 
     /// The client went away: drop the request's work and its slot.
     pub fn cancel(&mut self, id: u64) {
-        let Some(path) = self.requests.get(&id).map(|r| r.path.clone()) else {
+        let Some(inflight) = self.requests.get_mut(&id) else {
             return;
         };
+        let path = inflight.path.clone();
+        if let Some(tail) = &mut inflight.tail
+            && tail.outcome.is_none()
+        {
+            tail.outcome = Some("client-gone");
+            tail.status = Some(499);
+        }
         self.end(id, Failure::NoResponse);
         // Logged once the slot is free, so whoever reads the log can rely on it.
         tracing::debug!(hostname = %self.hostname, path = %path, "client disconnected");
@@ -733,6 +808,9 @@ impl WorkerState {
         let Some(mut inflight) = self.requests.remove(&id) else {
             return;
         };
+        if let Some(tail) = inflight.tail.take() {
+            self.tail_event(id, &inflight, *tail, &unanswered);
+        }
         // Its sockets end with it: 1011 if a limit or a failure ended it, 1001 if the worker
         // is going away.
         let (code, reason) = match &unanswered {
@@ -790,6 +868,74 @@ impl WorkerState {
         for socket in owned {
             self.close_socket(socket, code, reason);
             self.sockets.remove(&socket);
+        }
+    }
+
+    /// Builds the tail event of a request that ended (`unanswered`: why, if it did not answer
+    /// or a limit ended it); publishes it now, or once its last stretch of JS is counted.
+    fn tail_event(
+        &mut self,
+        id: u64,
+        inflight: &Inflight,
+        tail: TailCapture,
+        unanswered: &Failure,
+    ) {
+        let killed = match unanswered {
+            Failure::Limit {
+                kind: LimitKind::Cpu,
+                ..
+            } => Some(("cpu-limit", 503)),
+            Failure::Limit {
+                kind: LimitKind::Memory,
+                ..
+            }
+            | Failure::Memory { .. } => Some(("memory-limit", 503)),
+            Failure::Limit {
+                kind: LimitKind::Wall,
+                ..
+            } => Some(("timeout", 504)),
+            Failure::Unavailable { .. } => Some(("unavailable", 503)),
+            _ => None,
+        };
+        let (outcome, status) = match (killed, tail.outcome) {
+            (Some(killed), _) => killed,
+            (None, Some(outcome)) => (outcome, tail.status.unwrap_or(500)),
+            (None, None) => ("no-response", 500),
+        };
+        let event = crate::tail::Event {
+            time_ms: crate::job::stats::now_ms(),
+            hostname: self.hostname.to_string(),
+            method: tail.method,
+            url: tail.url,
+            status,
+            wall_ms: inflight.started.elapsed().as_secs_f64() * 1000.0,
+            cpu_ms: inflight.cpu_used.as_secs_f64() * 1000.0,
+            outcome,
+            exception: tail.exception,
+            logs: tail.logs,
+            logs_dropped: tail.logs_dropped,
+        };
+        if self.current_request == Some(id) {
+            self.tail_pending.push((id, event));
+        } else if let Some(hub) = &self.tail {
+            hub.publish(event);
+        }
+    }
+
+    /// Publishes the tail event of `request`, which ended inside the stretch of JS that just
+    /// returned, adding that stretch's CPU.
+    pub fn publish_tail(&mut self, request: u64, stretch: Duration) {
+        if self.tail_pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.tail_pending);
+        for (id, mut event) in pending {
+            if id == request {
+                event.cpu_ms += stretch.as_secs_f64() * 1000.0;
+            }
+            if let Some(hub) = &self.tail {
+                hub.publish(event);
+            }
         }
     }
 

@@ -727,6 +727,12 @@ fn op_log(scope: &mut v8::HandleScope, args: v8::FunctionCallbackArguments, _rv:
     let message = string_arg(scope, &args, 1);
     let state = host::state(scope);
     let mut state = state.borrow_mut();
+    // A live tail sees the request's lines (bounded) even past the log's rate limits.
+    if let Some(id) = state.current_request
+        && let Some(tail) = state.requests.get_mut(&id).and_then(|r| r.tail.as_mut())
+    {
+        tail.log(level, &message);
+    }
     if !state.admit_log(message.len()) {
         return;
     }

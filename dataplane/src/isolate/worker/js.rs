@@ -61,6 +61,7 @@ impl Worker {
                 if let Some(histogram) = &state.cpu_time {
                     histogram.observe((cpu_before + spent.cpu).as_secs_f64() * 1000.0);
                 }
+                state.publish_tail(request, spent.cpu);
             }
             None => {}
         }

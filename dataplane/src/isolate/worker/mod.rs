@@ -275,6 +275,7 @@ impl Worker {
         let mut worker_state = WorkerState::new(image.hostname.clone(), budget.limit);
         worker_state.budget = Some(budget.clone());
         worker_state.websockets = image.websockets.clone();
+        worker_state.tail = Some(crate::tail::hub(&image.hostname));
         worker_state.cpu_time = crate::metrics::recording()
             .then(|| METRICS.cpu_time_ms.with_label_values(&[&image.hostname]));
         worker_state.fetch = Some(host::FetchContext {

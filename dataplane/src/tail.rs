@@ -1,0 +1,308 @@
+//! Live tail: one hub of request events per app, for whoever tails it (`/_admin/tail`). A worker
+//! looks at its app's hub when a request starts (one atomic load); only while someone tails the
+//! app does it keep the request's console lines and publish an event when the request ends.
+//! Publishing never waits: each tail reads from a bounded ring, and a tail that falls behind
+//! loses the oldest events and is told how many.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Events an app's hub holds for tails that have not read them yet.
+pub const HUB_EVENTS: usize = 256;
+/// Console lines one event carries; later ones are counted in `logs_dropped`.
+pub const EVENT_LINES: usize = 32;
+/// Bytes of one console line (or exception message) in an event; longer ones are cut.
+pub const LINE_BYTES: usize = 1024;
+/// Bytes of an exception's stack in an event.
+pub const STACK_BYTES: usize = 4096;
+
+/// What became of one request, as a tail shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// When it ended, in ms since the Unix epoch.
+    pub time_ms: u64,
+    pub hostname: String,
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub wall_ms: f64,
+    pub cpu_ms: f64,
+    /// `ok`, `exception`, `bad-response`, `cpu-limit`, `memory-limit`, `timeout`, `queue-full`,
+    /// `unavailable`, `no-response`, `client-gone`.
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exception: Option<Exception>,
+    pub logs: Vec<Line>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub logs_dropped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Exception {
+    pub message: String,
+    pub stack: String,
+}
+
+/// One console line: `debug`, `log`, `warn` or `error`, and its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub level: &'static str,
+    pub text: String,
+}
+
+/// The console level names, by the runtime's numbers (0 debug, 1 log/info, 2 warn, 3 error).
+pub fn level_name(level: i32) -> &'static str {
+    match level {
+        0 => "debug",
+        1 => "log",
+        2 => "warn",
+        _ => "error",
+    }
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &text[..end], text.len())
+}
+
+/// An app's hub.
+pub struct Hub {
+    events: broadcast::Sender<Arc<Event>>,
+    tails: AtomicUsize,
+}
+
+static HUBS: LazyLock<Mutex<HashMap<String, Arc<Hub>>>> = LazyLock::new(Default::default);
+
+/// The hub of `hostname` (made on first use; hubs are small and live as long as the process).
+pub fn hub(hostname: &str) -> Arc<Hub> {
+    let mut hubs = HUBS.lock().unwrap_or_else(|e| e.into_inner());
+    hubs.entry(hostname.to_owned())
+        .or_insert_with(|| {
+            Arc::new(Hub {
+                events: broadcast::channel(HUB_EVENTS).0,
+                tails: AtomicUsize::new(0),
+            })
+        })
+        .clone()
+}
+
+impl Hub {
+    /// Whether anyone tails the app now.
+    pub fn active(&self) -> bool {
+        self.tails.load(Ordering::Relaxed) > 0
+    }
+
+    /// Hands `event` to every tail (never waits; with no tail it is dropped).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(Arc::new(event));
+    }
+
+    /// Starts tailing: events published from now on.
+    pub fn subscribe(self: &Arc<Self>) -> Tail {
+        self.tails.fetch_add(1, Ordering::AcqRel);
+        Tail {
+            events: self.events.subscribe(),
+            hub: self.clone(),
+        }
+    }
+}
+
+/// One tail of an app; it stops counting as a tail when dropped.
+pub struct Tail {
+    events: broadcast::Receiver<Arc<Event>>,
+    hub: Arc<Hub>,
+}
+
+/// What a tail reads next.
+pub enum Next {
+    Event(Arc<Event>),
+    /// The tail fell this many events behind and lost them.
+    Dropped(u64),
+}
+
+impl Tail {
+    pub async fn next(&mut self) -> Next {
+        loop {
+            match self.events.recv().await {
+                Ok(event) => return Next::Event(event),
+                Err(broadcast::error::RecvError::Lagged(lost)) => return Next::Dropped(lost),
+                // The hub outlives every tail (the map holds it), so the channel never closes;
+                // should it, wait for nothing rather than spin.
+                Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.hub.tails.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Which events a tail shows (`/_admin/tail`'s query).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    /// `5xx`, `4xx`, `ok` (status below 400) or `error` (an outcome other than `ok`).
+    pub status: Option<String>,
+    pub method: Option<String>,
+    pub path_prefix: Option<String>,
+    /// Text anywhere in the URL, the console lines or the exception.
+    pub search: Option<String>,
+    /// The share of events shown, 0 to 1.
+    pub sample: f64,
+}
+
+impl Filter {
+    /// Reads `status`, `method`, `path_prefix`, `search` and `sample` from a query string;
+    /// `Err` names what is wrong.
+    pub fn from_query(query: &str) -> Result<(Option<String>, Self), String> {
+        let mut hostname = None;
+        let mut filter = Self {
+            sample: 1.0,
+            ..Self::default()
+        };
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let value = value.into_owned();
+            match &*key {
+                "hostname" => hostname = Some(value),
+                "status" => {
+                    if !matches!(value.as_str(), "5xx" | "4xx" | "ok" | "error") {
+                        return Err(format!("status={value:?}: use 5xx, 4xx, ok or error"));
+                    }
+                    filter.status = Some(value);
+                }
+                "method" => filter.method = Some(value.to_ascii_uppercase()),
+                "path_prefix" => filter.path_prefix = Some(value),
+                "search" => filter.search = Some(value),
+                "sample" => {
+                    filter.sample = value
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|s| (0.0..=1.0).contains(s))
+                        .ok_or_else(|| format!("sample={value:?}: use a number from 0 to 1"))?;
+                }
+                other => {
+                    return Err(format!(
+                        "unknown parameter {other:?} (hostname, status, method, path_prefix, \
+                         search, sample)"
+                    ));
+                }
+            }
+        }
+        Ok((hostname, filter))
+    }
+
+    /// Whether `event` passes (sampling included).
+    pub fn admits(&self, event: &Event) -> bool {
+        let status_ok = match self.status.as_deref() {
+            Some("5xx") => event.status >= 500,
+            Some("4xx") => (400..500).contains(&event.status),
+            Some("ok") => event.status < 400,
+            Some("error") => event.outcome != "ok",
+            _ => true,
+        };
+        let path = url_path(&event.url);
+        status_ok
+            && self.method.as_ref().is_none_or(|m| *m == event.method)
+            && self
+                .path_prefix
+                .as_ref()
+                .is_none_or(|prefix| path.starts_with(prefix.as_str()))
+            && self.search.as_ref().is_none_or(|text| {
+                event.url.contains(text.as_str())
+                    || event.logs.iter().any(|l| l.text.contains(text.as_str()))
+                    || event.exception.as_ref().is_some_and(|e| {
+                        e.message.contains(text.as_str()) || e.stack.contains(text.as_str())
+                    })
+            })
+            && (self.sample >= 1.0 || sampled(self.sample))
+    }
+}
+
+fn url_path(url: &str) -> &str {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
+}
+
+/// True with probability `rate`.
+fn sampled(rate: f64) -> bool {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return true;
+    }
+    (u64::from_le_bytes(bytes) as f64 / u64::MAX as f64) < rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(status: u16, outcome: &'static str, url: &str) -> Event {
+        Event {
+            time_ms: 0,
+            hostname: "a.test".into(),
+            method: "GET".into(),
+            url: url.into(),
+            status,
+            wall_ms: 1.0,
+            cpu_ms: 0.5,
+            outcome,
+            exception: None,
+            logs: vec![Line {
+                level: "log",
+                text: "hello there".into(),
+            }],
+            logs_dropped: 0,
+        }
+    }
+
+    #[test]
+    fn filters_read_from_the_query_select_events() {
+        let (host, f) = Filter::from_query("hostname=a.test&status=5xx&path_prefix=/api").unwrap();
+        assert_eq!(host.as_deref(), Some("a.test"));
+        assert!(f.admits(&event(503, "cpu-limit", "http://a.test/api/x")));
+        assert!(!f.admits(&event(200, "ok", "http://a.test/api/x")));
+        assert!(!f.admits(&event(500, "exception", "http://a.test/other")));
+        let (_, f) = Filter::from_query("search=there&method=get").unwrap();
+        assert!(f.admits(&event(200, "ok", "http://a.test/")));
+        let (_, f) = Filter::from_query("sample=0").unwrap();
+        assert!(!f.admits(&event(200, "ok", "http://a.test/")));
+        assert!(Filter::from_query("status=teapot").is_err());
+        assert!(Filter::from_query("sample=2").is_err());
+        assert!(Filter::from_query("colour=red").is_err());
+    }
+
+    #[test]
+    fn a_tail_that_falls_behind_is_told_what_it_lost() {
+        let hub = hub("lag.test");
+        assert!(!hub.active());
+        let mut tail = hub.subscribe();
+        assert!(hub.active());
+        for _ in 0..HUB_EVENTS + 10 {
+            hub.publish(event(200, "ok", "http://lag.test/"));
+        }
+        let first = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(tail.next());
+        assert!(matches!(first, Next::Dropped(10)));
+        drop(tail);
+        assert!(!hub.active());
+    }
+}
