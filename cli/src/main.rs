@@ -16,7 +16,7 @@ use nano_proto::v1::control_client::ControlClient;
 use nano_proto::v1::{
     AppSpec, DeleteAppRequest, DeployRequest, DrainRequest, EvictRequest, FetchSettings,
     GetAppRequest, Limits, ListAppsRequest, ListIsolatesRequest, ListNodesRequest, RollbackRequest,
-    WebSocketSettings,
+    TailRequest, WebSocketSettings,
 };
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
@@ -147,6 +147,29 @@ enum Command {
     Drain { node_id: String },
     /// Put a drained node back into rotation.
     Undrain { node_id: String },
+    /// Stream an app's requests from every node serving it, live (Ctrl-C ends it): each with
+    /// its outcome, timings, console lines and exception.
+    Tail {
+        hostname: String,
+        /// Only 5xx, 4xx, ok (below 400) or error (any outcome but ok).
+        #[arg(long, value_parser = ["5xx", "4xx", "ok", "error"])]
+        status: Option<String>,
+        /// Only this method.
+        #[arg(long)]
+        method: Option<String>,
+        /// Only paths that start with this.
+        #[arg(long)]
+        path_prefix: Option<String>,
+        /// Only events with this text in the URL, a console line or the exception.
+        #[arg(long)]
+        search: Option<String>,
+        /// The share of events to show, 0 to 1.
+        #[arg(long)]
+        sample: Option<f64>,
+        /// Only this node's events.
+        #[arg(long)]
+        node: Option<String>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -463,6 +486,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             }
             Ok(())
+        }
+        Command::Tail {
+            hostname,
+            status,
+            method,
+            path_prefix,
+            search,
+            sample,
+            node,
+        } => {
+            let mut lines = call!(
+                &cli,
+                tail(TailRequest {
+                    hostname: hostname.clone(),
+                    status: status.clone().unwrap_or_default(),
+                    method: method.clone().unwrap_or_default(),
+                    path_prefix: path_prefix.clone().unwrap_or_default(),
+                    search: search.clone().unwrap_or_default(),
+                    sample: *sample,
+                    node_id: node.clone().unwrap_or_default(),
+                })
+            );
+            if progress {
+                eprintln!("tailing {hostname} (Ctrl-C to stop)");
+            }
+            loop {
+                let line = tokio::select! {
+                    line = lines.message() => line.map_err(explain)?,
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                let Some(line) = line else {
+                    anyhow::bail!("the control plane ended the tail (is it shutting down?)");
+                };
+                output::tail_line(&line, output);
+            }
         }
         Command::Drain { node_id } | Command::Undrain { node_id } => {
             let drain = matches!(cli.command, Command::Drain { .. });

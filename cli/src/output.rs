@@ -1,6 +1,6 @@
 //! How listings print: aligned tables for people, JSON for scripts (`--output json`).
 
-use nano_proto::v1::{App, GetAppResponse, Isolate, ListNodesResponse};
+use nano_proto::v1::{App, GetAppResponse, Isolate, ListNodesResponse, TailLine};
 use serde_json::{Value, json};
 
 use crate::Output;
@@ -235,4 +235,77 @@ pub fn isolates(isolates: &[Isolate], output: Output) {
             })
             .collect(),
     );
+}
+
+/// The UTC time of day of `ms` since the Unix epoch, to the millisecond.
+fn clock(ms: u64) -> String {
+    let of_day = ms % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}Z",
+        of_day / 3_600_000,
+        of_day / 60_000 % 60,
+        of_day / 1000 % 60,
+        of_day % 1000
+    )
+}
+
+/// One line of `nanoctl tail`: the event as JSON with its node (`--output json`), or a short
+/// line per request, its console lines and exception under it.
+pub fn tail_line(line: &TailLine, output: Output) {
+    let event: Value = serde_json::from_str(&line.event_json).unwrap_or(Value::Null);
+    if output == Output::Json {
+        if line.dropped > 0 {
+            println!(
+                "{}",
+                json!({ "node": line.node_id, "dropped": line.dropped })
+            );
+        }
+        if let Value::Object(mut event) = event {
+            event.insert("node".into(), line.node_id.clone().into());
+            println!("{}", Value::Object(event));
+        }
+        return;
+    }
+    if line.dropped > 0 {
+        let from = if line.node_id.is_empty() {
+            String::new()
+        } else {
+            format!(" (node {})", line.node_id)
+        };
+        println!("... {} events dropped{from}", line.dropped);
+    }
+    if event.is_null() {
+        return;
+    }
+    println!(
+        "{} {} {} {} {} {} wall {:.1}ms cpu {:.1}ms",
+        event["time_ms"].as_u64().map_or_else(String::new, clock),
+        line.node_id,
+        event["method"].as_str().unwrap_or(""),
+        event["url"].as_str().unwrap_or(""),
+        event["status"],
+        event["outcome"].as_str().unwrap_or(""),
+        event["wall_ms"].as_f64().unwrap_or(0.0),
+        event["cpu_ms"].as_f64().unwrap_or(0.0),
+    );
+    for log in event["logs"].as_array().into_iter().flatten() {
+        println!(
+            "    {} {}",
+            log["level"].as_str().unwrap_or(""),
+            log["text"].as_str().unwrap_or("")
+        );
+    }
+    if let Some(dropped) = event["logs_dropped"].as_u64() {
+        println!("    ... {dropped} more console lines");
+    }
+    if let Some(stack) = event["exception"]["stack"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        for frame in stack.lines() {
+            println!("    {frame}");
+        }
+    } else if let Some(message) = event["exception"]["message"].as_str() {
+        println!("    {message}");
+    }
 }

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use nano_proto::v1::{Command, Isolate, Node, NodeStatus};
+use nano_proto::v1::{Command, Isolate, Node, NodeStatus, TailApps, TailLine, command};
 use tokio::sync::{broadcast, watch};
 
 pub fn now_ms() -> i64 {
@@ -22,11 +22,42 @@ struct Entry {
     streams: u32,
 }
 
+/// Tail lines the control plane keeps per tailed app for tails that have not read them yet.
+const TAIL_LINES: usize = 256;
+
+/// Tailed apps: where their lines go, and how many tails read them.
+type Tailed = BTreeMap<String, (broadcast::Sender<Arc<TailLine>>, usize)>;
+
 /// The fleet registry and its push channels.
 pub struct Fleet {
     nodes: Mutex<BTreeMap<String, Entry>>,
     revision: watch::Sender<u64>,
     commands: broadcast::Sender<Command>,
+    /// Apps someone tails now: their lines from the nodes, and how many tails read them.
+    tails: Mutex<Tailed>,
+}
+
+/// One open `Control.Tail`; the app stops being tailed when its last one is dropped.
+pub struct TailSubscription<'a> {
+    fleet: &'a Fleet,
+    hostname: String,
+    pub lines: broadcast::Receiver<Arc<TailLine>>,
+}
+
+impl Drop for TailSubscription<'_> {
+    fn drop(&mut self) {
+        let mut tails = self.fleet.lock_tails();
+        let last = tails.get_mut(&self.hostname).is_some_and(|(_, count)| {
+            *count -= 1;
+            *count == 0
+        });
+        if last {
+            tails.remove(&self.hostname);
+            let set = tails.keys().cloned().collect();
+            drop(tails);
+            self.fleet.send_tail_set(set);
+        }
+    }
 }
 
 /// Held while a node's Subscribe stream is open; marks it disconnected when dropped.
@@ -67,6 +98,57 @@ impl Fleet {
             nodes: Mutex::new(nodes),
             revision: watch::Sender::new(revision),
             commands: broadcast::Sender::new(64),
+            tails: Mutex::default(),
+        }
+    }
+
+    fn lock_tails(&self) -> std::sync::MutexGuard<'_, Tailed> {
+        self.tails.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a tail of `hostname`; the nodes are told to send its events if nobody tailed it.
+    pub fn tail(&self, hostname: &str) -> TailSubscription<'_> {
+        let mut tails = self.lock_tails();
+        let first = !tails.contains_key(hostname);
+        let (sender, count) = tails
+            .entry(hostname.to_owned())
+            .or_insert_with(|| (broadcast::Sender::new(TAIL_LINES), 0));
+        *count += 1;
+        let lines = sender.subscribe();
+        if first {
+            let set = tails.keys().cloned().collect();
+            drop(tails);
+            self.send_tail_set(set);
+        }
+        TailSubscription {
+            fleet: self,
+            hostname: hostname.to_owned(),
+            lines,
+        }
+    }
+
+    /// The apps tailed now, as the command that tells a node so.
+    pub fn tail_command(&self) -> Command {
+        Command {
+            kind: Some(command::Kind::Tail(TailApps {
+                hostnames: self.lock_tails().keys().cloned().collect(),
+            })),
+            node_id: String::new(),
+        }
+    }
+
+    fn send_tail_set(&self, hostnames: Vec<String>) {
+        tracing::info!(tailed = ?hostnames, "tailed apps changed");
+        let _ = self.commands.send(Command {
+            kind: Some(command::Kind::Tail(TailApps { hostnames })),
+            node_id: String::new(),
+        });
+    }
+
+    /// A tail line from a node, for the tails of its app (dropped if nobody tails it now).
+    pub fn push_tail(&self, line: TailLine) {
+        if let Some((sender, _)) = self.lock_tails().get(&line.hostname) {
+            let _ = sender.send(Arc::new(line));
         }
     }
 

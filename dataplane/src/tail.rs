@@ -155,98 +155,36 @@ impl Drop for Tail {
     }
 }
 
-/// Which events a tail shows (`/_admin/tail`'s query).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filter {
-    /// `5xx`, `4xx`, `ok` (status below 400) or `error` (an outcome other than `ok`).
-    pub status: Option<String>,
-    pub method: Option<String>,
-    pub path_prefix: Option<String>,
-    /// Text anywhere in the URL, the console lines or the exception.
-    pub search: Option<String>,
-    /// The share of events shown, 0 to 1.
-    pub sample: f64,
-}
+pub use nano_proto::tail::Filter;
 
-impl Filter {
-    /// Reads `status`, `method`, `path_prefix`, `search` and `sample` from a query string;
-    /// `Err` names what is wrong.
-    pub fn from_query(query: &str) -> Result<(Option<String>, Self), String> {
-        let mut hostname = None;
-        let mut filter = Self {
-            sample: 1.0,
-            ..Self::default()
-        };
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            let value = value.into_owned();
-            match &*key {
-                "hostname" => hostname = Some(value),
-                "status" => {
-                    if !matches!(value.as_str(), "5xx" | "4xx" | "ok" | "error") {
-                        return Err(format!("status={value:?}: use 5xx, 4xx, ok or error"));
-                    }
-                    filter.status = Some(value);
-                }
-                "method" => filter.method = Some(value.to_ascii_uppercase()),
-                "path_prefix" => filter.path_prefix = Some(value),
-                "search" => filter.search = Some(value),
-                "sample" => {
-                    filter.sample = value
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|s| (0.0..=1.0).contains(s))
-                        .ok_or_else(|| format!("sample={value:?}: use a number from 0 to 1"))?;
-                }
-                other => {
-                    return Err(format!(
-                        "unknown parameter {other:?} (hostname, status, method, path_prefix, \
-                         search, sample)"
-                    ));
-                }
+/// The app and the filter of a `/_admin/tail` query (`hostname`, `status`, `method`,
+/// `path_prefix`, `search`, `sample`); `Err` names what is wrong.
+pub fn from_query(query: &str) -> Result<(Option<String>, Filter), String> {
+    let mut hostname = None;
+    let mut filter = Filter::default();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let value = value.into_owned();
+        match &*key {
+            "hostname" => hostname = Some(value),
+            "status" => filter.set_status(&value)?,
+            "method" => filter.method = Some(value.to_ascii_uppercase()),
+            "path_prefix" => filter.path_prefix = Some(value),
+            "search" => filter.search = Some(value),
+            "sample" => {
+                let sample = value
+                    .parse::<f64>()
+                    .map_err(|_| format!("sample {value:?}: use a number from 0 to 1"))?;
+                filter.set_sample(sample)?;
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter {other:?} (hostname, status, method, path_prefix, \
+                     search, sample)"
+                ));
             }
         }
-        Ok((hostname, filter))
     }
-
-    /// Whether `event` passes (sampling included).
-    pub fn admits(&self, event: &Event) -> bool {
-        let status_ok = match self.status.as_deref() {
-            Some("5xx") => event.status >= 500,
-            Some("4xx") => (400..500).contains(&event.status),
-            Some("ok") => event.status < 400,
-            Some("error") => event.outcome != "ok",
-            _ => true,
-        };
-        let path = url_path(&event.url);
-        status_ok
-            && self.method.as_ref().is_none_or(|m| *m == event.method)
-            && self
-                .path_prefix
-                .as_ref()
-                .is_none_or(|prefix| path.starts_with(prefix.as_str()))
-            && self.search.as_ref().is_none_or(|text| {
-                event.url.contains(text.as_str())
-                    || event.logs.iter().any(|l| l.text.contains(text.as_str()))
-                    || event.exception.as_ref().is_some_and(|e| {
-                        e.message.contains(text.as_str()) || e.stack.contains(text.as_str())
-                    })
-            })
-            && (self.sample >= 1.0 || sampled(self.sample))
-    }
-}
-
-fn url_path(url: &str) -> &str {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    after_scheme.find('/').map_or("/", |i| &after_scheme[i..])
-}
-
-/// True with probability `rate`.
-fn sampled(rate: f64) -> bool {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return true;
-    }
-    (u64::from_le_bytes(bytes) as f64 / u64::MAX as f64) < rate
+    Ok((hostname, filter))
 }
 
 #[cfg(test)]
@@ -274,18 +212,16 @@ mod tests {
 
     #[test]
     fn filters_read_from_the_query_select_events() {
-        let (host, f) = Filter::from_query("hostname=a.test&status=5xx&path_prefix=/api").unwrap();
+        let admits = |f: &Filter, e: Event| f.admits(&serde_json::to_value(e).unwrap());
+        let (host, f) = from_query("hostname=a.test&status=5xx&path_prefix=/api").unwrap();
         assert_eq!(host.as_deref(), Some("a.test"));
-        assert!(f.admits(&event(503, "cpu-limit", "http://a.test/api/x")));
-        assert!(!f.admits(&event(200, "ok", "http://a.test/api/x")));
-        assert!(!f.admits(&event(500, "exception", "http://a.test/other")));
-        let (_, f) = Filter::from_query("search=there&method=get").unwrap();
-        assert!(f.admits(&event(200, "ok", "http://a.test/")));
-        let (_, f) = Filter::from_query("sample=0").unwrap();
-        assert!(!f.admits(&event(200, "ok", "http://a.test/")));
-        assert!(Filter::from_query("status=teapot").is_err());
-        assert!(Filter::from_query("sample=2").is_err());
-        assert!(Filter::from_query("colour=red").is_err());
+        assert!(admits(&f, event(503, "cpu-limit", "http://a.test/api/x")));
+        assert!(!admits(&f, event(200, "ok", "http://a.test/api/x")));
+        let (_, f) = from_query("search=there&method=get").unwrap();
+        assert!(admits(&f, event(200, "ok", "http://a.test/")));
+        assert!(from_query("status=teapot").is_err());
+        assert!(from_query("sample=2").is_err());
+        assert!(from_query("colour=red").is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod v1 {
 }
 
 pub mod json;
+pub mod tail;
 
 impl v1::App {
     /// An app of `hostname` at `version` with default settings and no sliver: the start of

@@ -20,6 +20,7 @@ use nano_sliver::{PartKind, Sliver, sha256_hex};
 use nano_tests::{
     ControlPlane, NODE_TOKEN, Nano, OPERATOR_TOKEN, PATIENCE, block_on, nanoctl, send,
 };
+use serde_json::json;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -520,6 +521,13 @@ impl Fleet for Hostile {
         while let Some(status) = stream.message().await? {
             self.reports.lock().unwrap().push(status);
         }
+        Ok(Response::new(ReportAck {}))
+    }
+
+    async fn push_tail(
+        &self,
+        _request: Request<Streaming<nano_proto::v1::TailLine>>,
+    ) -> Result<Response<ReportAck>, Status> {
         Ok(Response::new(ReportAck {}))
     }
 
@@ -1645,4 +1653,181 @@ fn evicting_an_app_or_draining_its_node_closes_its_websockets_with_1001() {
         ok(&nanoctl_async(&cp, &["drain", "node-a"]).await);
         assert_eq!(closed_with(&mut socket).await.0, 1001);
     });
+}
+
+/// `nanoctl tail --output json` as a child process; its lines as JSON, read on a thread.
+struct CtlTail {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl CtlTail {
+    fn start(cp: &ControlPlane, args: &[&str]) -> Self {
+        let mut child = std::process::Command::new(nano_tests::binary("nanoctl"))
+            .args(["--output", "json", "tail"])
+            .args(args)
+            .env("NANO_SERVER", cp.url())
+            .env("NANO_TOKEN", OPERATOR_TOKEN)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("nanoctl runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx
+                    .send(serde_json::from_str(&line).expect("a JSON line"))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next event line (dropped counts are skipped).
+    fn next(&self) -> serde_json::Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(PATIENCE)
+                .expect("a tail line within PATIENCE");
+            if line.get("url").is_some() {
+                return line;
+            }
+        }
+    }
+
+    /// Waits until the tail is live on `node` (its requests to `path` show up), consuming those.
+    fn wait_live(&self, node: &Nano, host: &str, path: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            block_on(node.get(host, path));
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200))
+                && line.get("url").is_some()
+            {
+                // Whatever else the warm-up left in flight.
+                while self.lines.recv_timeout(Duration::from_millis(300)).is_ok() {}
+                return;
+            }
+            assert!(Instant::now() < deadline, "the tail never went live");
+        }
+    }
+}
+
+impl Drop for CtlTail {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `nanoctl tail` streams an app's events from every node serving it, through the control
+/// plane, with the nodes' outcomes, stacks and console lines; filters apply; a tail sees only
+/// its app.
+#[test]
+fn nanoctl_tail_streams_an_apps_events_from_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let b = node(&cp.url(), "node-b", &dir.path().join("b"));
+    cp.wait_for_nodes(2);
+    let entry = nano_tests::fixtures().join("tail/app.js");
+    let entry = entry.to_str().unwrap();
+    ok(&cp.nanoctl(&[
+        "deploy",
+        entry,
+        "--hostname",
+        "t.test",
+        "--cpu-ms",
+        "50",
+        "--env",
+        "SECRET=hunter2",
+    ]));
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "h.js", "hello"),
+        "--hostname",
+        "h.test",
+    ]));
+
+    let all = CtlTail::start(&cp, &["t.test"]);
+    all.wait_live(&a, "t.test", "/ok");
+    all.wait_live(&b, "t.test", "/ok");
+    let errors = CtlTail::start(&cp, &["t.test", "--status", "5xx"]);
+    errors.wait_live(&a, "t.test", "/throw");
+    let other = CtlTail::start(&cp, &["h.test"]);
+    other.wait_live(&a, "h.test", "/");
+    // What the first two tails saw of the other's warm-ups.
+    while all.lines.recv_timeout(Duration::from_millis(300)).is_ok() {}
+
+    block_on(async {
+        a.get("t.test", "/ok").await;
+        b.get("t.test", "/throw").await;
+        a.get("t.test", "/spin").await;
+        b.get("h.test", "/").await;
+    });
+    let ok_a = all.next();
+    assert_eq!(
+        (
+            ok_a["node"].as_str(),
+            ok_a["outcome"].as_str(),
+            ok_a["status"].as_u64()
+        ),
+        (Some("node-a"), Some("ok"), Some(200))
+    );
+    assert_eq!(
+        ok_a["logs"][1],
+        json!({ "level": "warn", "text": "careful" })
+    );
+    let thrown = all.next();
+    assert_eq!(
+        (thrown["node"].as_str(), thrown["outcome"].as_str()),
+        (Some("node-b"), Some("exception"))
+    );
+    assert!(
+        thrown["exception"]["stack"]
+            .as_str()
+            .unwrap()
+            .contains("at Object.fetch (app.js:"),
+        "{thrown}"
+    );
+    let spun = all.next();
+    assert_eq!(
+        (
+            spun["node"].as_str(),
+            spun["outcome"].as_str(),
+            spun["url"].as_str()
+        ),
+        (
+            Some("node-a"),
+            Some("cpu-limit"),
+            Some("http://t.test/spin")
+        )
+    );
+    for event in [&ok_a, &thrown, &spun] {
+        assert!(!event.to_string().contains("hunter2"), "{event}");
+    }
+    // The 5xx tail: the two failures only.
+    assert_eq!(errors.next()["url"], "http://t.test/throw");
+    assert_eq!(errors.next()["url"], "http://t.test/spin");
+    // The other app's tail: its own request only.
+    let own = other.next();
+    assert_eq!(
+        (own["url"].as_str(), own["node"].as_str()),
+        (Some("http://h.test/"), Some("node-b"))
+    );
+    assert!(
+        other
+            .lines
+            .recv_timeout(Duration::from_millis(500))
+            .is_err(),
+        "h.test's tail saw another app"
+    );
 }

@@ -8,7 +8,7 @@ use nano_proto::v1::{
     App, AppSpec, Command, DeleteAppRequest, DeleteAppResponse, DeployRequest, DeployResponse,
     DrainNode, DrainRequest, DrainResponse, EvictApp, EvictRequest, EvictResponse, GetAppRequest,
     GetAppResponse, ListAppsRequest, ListAppsResponse, ListIsolatesRequest, ListIsolatesResponse,
-    ListNodesRequest, ListNodesResponse, RollbackRequest, command,
+    ListNodesRequest, ListNodesResponse, RollbackRequest, TailLine, TailRequest, command,
 };
 use nano_sliver::Sliver;
 use tonic::{Request, Response, Status};
@@ -16,6 +16,9 @@ use tonic::{Request, Response, Status};
 use super::ControlError;
 use crate::Plane;
 use crate::fleet::now_ms;
+
+/// Lines a `Control.Tail` client buffers before its tail falls behind (and loses lines).
+const TAIL_CLIENT_LINES: usize = 64;
 
 pub struct ControlService {
     plane: Arc<Plane>,
@@ -262,6 +265,70 @@ impl Control for ControlService {
         });
         tracing::info!(hostname = %host, nodes = node_ids.len(), "evict sent");
         Ok(Response::new(EvictResponse { node_ids }))
+    }
+
+    type TailStream = tokio_stream::wrappers::ReceiverStream<Result<TailLine, Status>>;
+
+    async fn tail(
+        &self,
+        request: Request<TailRequest>,
+    ) -> Result<Response<Self::TailStream>, Status> {
+        let request = request.into_inner();
+        let host = hostname(&request.hostname)?;
+        let filter = nano_proto::tail::Filter::from_request(&request)
+            .map_err(|reason| ControlError::Invalid(format!("tail: {reason}")))?;
+        let known = {
+            let host = host.clone();
+            self.blocking(move |plane| Ok(plane.store.app(&host)?))
+                .await?
+        };
+        if known.is_none() {
+            return Err(ControlError::Store(crate::store::StoreError::NoApp(host)).into());
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(TAIL_CLIENT_LINES);
+        let plane = self.plane.clone();
+        let node = request.node_id;
+        tokio::spawn(async move {
+            let mut tail = plane.fleet.tail(&host);
+            tracing::info!(hostname = %host, "tail opened");
+            loop {
+                let line = tokio::select! {
+                    _ = tx.closed() => break,
+                    line = tail.lines.recv() => line,
+                };
+                let line = match line {
+                    Ok(line) if !node.is_empty() && line.node_id != node => continue,
+                    Ok(line) if line.event_json.is_empty() => (*line).clone(),
+                    Ok(line) => {
+                        let event = serde_json::from_str(&line.event_json).unwrap_or_default();
+                        match (filter.admits(&event), line.dropped) {
+                            (true, _) => (*line).clone(),
+                            (false, 0) => continue,
+                            // Not shown, but the events lost before it still are counted.
+                            (false, dropped) => TailLine {
+                                node_id: line.node_id.clone(),
+                                hostname: host.clone(),
+                                dropped,
+                                ..Default::default()
+                            },
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => TailLine {
+                        hostname: host.clone(),
+                        dropped: lost,
+                        ..Default::default()
+                    },
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                };
+                if tx.send(Ok(line)).await.is_err() {
+                    break;
+                }
+            }
+            tracing::info!(hostname = %host, "tail closed");
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 
     async fn drain(

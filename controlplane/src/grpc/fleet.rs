@@ -10,7 +10,7 @@ use std::sync::Arc;
 use nano_proto::v1::fleet_server::Fleet;
 use nano_proto::v1::{
     App, Command, Delta, DownloadSliverRequest, DrainNode, FleetUpdate, FullState, NodeStatus,
-    ReportAck, SliverChunk, SubscribeRequest, command, fleet_update,
+    ReportAck, SliverChunk, SubscribeRequest, TailLine, command, fleet_update,
 };
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
@@ -133,6 +133,17 @@ impl Fleet for FleetService {
                 if tx.send(Ok(drain)).await.is_err() {
                     return;
                 }
+                // And which apps are tailed now.
+                let mut tail = plane.fleet.tail_command();
+                tail.node_id = node_id.clone();
+                let tail = FleetUpdate {
+                    revision,
+                    store_id: store_id.clone(),
+                    kind: Some(fleet_update::Kind::Command(tail)),
+                };
+                if tx.send(Ok(tail)).await.is_err() {
+                    return;
+                }
                 loop {
                     let update = tokio::select! {
                         _ = shutdown.cancelled() => return,
@@ -205,6 +216,23 @@ impl Fleet for FleetService {
                     tracing::warn!(error = %err, "cannot record a node's status");
                 }
             });
+        }
+        Ok(Response::new(ReportAck {}))
+    }
+
+    async fn push_tail(
+        &self,
+        request: Request<Streaming<TailLine>>,
+    ) -> Result<Response<ReportAck>, Status> {
+        let mut stream = request.into_inner();
+        loop {
+            let line = tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                line = stream.message() => line?,
+            };
+            let Some(line) = line else { break };
+            check_node_id(&line.node_id)?;
+            self.plane.fleet.push_tail(line);
         }
         Ok(Response::new(ReportAck {}))
     }

@@ -107,7 +107,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
 /// slowly and N events were lost (the app never waits for a tail).
 fn tail(front: &Front, query: &str) -> Response<Body> {
     let bad = |reason: String| Refusal::BadQuery { reason }.into_response();
-    let (hostname, filter) = match crate::tail::Filter::from_query(query) {
+    let (hostname, filter) = match crate::tail::from_query(query) {
         Ok(parsed) => parsed,
         Err(reason) => return bad(reason),
     };
@@ -132,10 +132,13 @@ fn tail(front: &Front, query: &str) -> Response<Body> {
         loop {
             let line = tokio::select! {
                 next = tail.next() => match next {
-                    crate::tail::Next::Event(event) if filter.admits(&event) => {
-                        serde_json::to_string(&*event).unwrap_or_default()
+                    crate::tail::Next::Event(event) => {
+                        let event = serde_json::to_value(&*event).unwrap_or_default();
+                        if !filter.admits(&event) {
+                            continue;
+                        }
+                        event.to_string()
                     }
-                    crate::tail::Next::Event(_) => continue,
                     crate::tail::Next::Dropped(lost) => {
                         serde_json::json!({ "dropped": lost }).to_string()
                     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use nano_proto::v1::{NodeStatus, SubscribeRequest};
+use nano_proto::v1::{NodeStatus, SubscribeRequest, TailLine, command, fleet_update};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,12 @@ async fn session(
             .await
     });
     let _stop_reporting = AbortOnDrop(reporting);
+    // Tail events of the apps the control plane asks for, on their own stream.
+    let (tail_lines, tail_rx) = mpsc::channel::<TailLine>(TAIL_LINES);
+    let mut pusher = client.clone();
+    let pushing = tokio::spawn(async move { pusher.push_tail(ReceiverStream::new(tail_rx)).await });
+    let _stop_pushing = AbortOnDrop(pushing);
+    let mut tails = Tails::default();
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -93,6 +99,16 @@ async fn session(
                     METRICS.fleet_connected.set(1);
                     tracing::info!(url = %member.options.url, revision = update.revision, "connected to the control plane");
                 }
+                if let Some(fleet_update::Kind::Command(nano_proto::v1::Command {
+                    kind: Some(command::Kind::Tail(apps)),
+                    node_id,
+                })) = &update.kind
+                {
+                    if node_id.is_empty() || *node_id == member.options.node_id {
+                        tails.follow(&apps.hostnames, &member.options.node_id, &tail_lines);
+                    }
+                    continue;
+                }
                 if member.take(update, &links.evicts, &links.drained) {
                     // A failure is recorded and reported; the stream goes on.
                     let _ = member.activate(&mut client, &links.fleet).await;
@@ -101,6 +117,56 @@ async fn session(
         }
         if reports.send(member.status(&links.isolates)).await.is_err() {
             return Err(SyncError::Closed);
+        }
+    }
+}
+
+/// Tail lines a node buffers toward the control plane; past them events are dropped (and the
+/// next line says how many).
+const TAIL_LINES: usize = 256;
+
+/// The apps this node forwards tail events for: a task per app reading its hub.
+#[derive(Default)]
+struct Tails(std::collections::HashMap<String, AbortOnDrop<()>>);
+
+impl Tails {
+    /// Forwards exactly `hostnames`: starts what is new, stops what is no longer asked for.
+    fn follow(&mut self, hostnames: &[String], node_id: &str, lines: &mpsc::Sender<TailLine>) {
+        self.0.retain(|host, _| hostnames.contains(host));
+        for host in hostnames {
+            if self.0.contains_key(host) {
+                continue;
+            }
+            let mut tail = crate::tail::hub(host).subscribe();
+            let (host_name, node_id, lines) = (host.clone(), node_id.to_owned(), lines.clone());
+            let task = tokio::spawn(async move {
+                // Events lost here (the stream to the control plane was full) or in the hub.
+                let mut dropped = 0;
+                loop {
+                    let event_json = match tail.next().await {
+                        crate::tail::Next::Event(event) => {
+                            serde_json::to_string(&*event).unwrap_or_default()
+                        }
+                        crate::tail::Next::Dropped(lost) => {
+                            dropped += lost;
+                            continue;
+                        }
+                    };
+                    let line = TailLine {
+                        node_id: node_id.clone(),
+                        hostname: host_name.clone(),
+                        event_json,
+                        dropped,
+                    };
+                    match lines.try_send(line) {
+                        Ok(()) => dropped = 0,
+                        Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+            });
+            tracing::info!(hostname = %host, "forwarding tail events to the control plane");
+            self.0.insert(host.clone(), AbortOnDrop(task));
         }
     }
 }
