@@ -66,6 +66,17 @@ impl Filter {
 
     /// Whether `event` passes (sampling included).
     pub fn admits(&self, event: &Value) -> bool {
+        self.sample_hit() && self.matches(event)
+    }
+
+    /// Whether the next event is in the sample (draw it before building the event's JSON:
+    /// what is sampled out costs nothing more).
+    pub fn sample_hit(&self) -> bool {
+        self.sample >= 1.0 || sampled(self.sample)
+    }
+
+    /// Whether `event` passes the filters other than sampling.
+    pub fn matches(&self, event: &Value) -> bool {
         let status = event["status"].as_u64().unwrap_or(0);
         let outcome = event["outcome"].as_str().unwrap_or("");
         let url = event["url"].as_str().unwrap_or("");
@@ -98,7 +109,6 @@ impl Filter {
                 });
                 url.contains(text) || in_logs || in_exception
             })
-            && (self.sample >= 1.0 || sampled(self.sample))
     }
 }
 

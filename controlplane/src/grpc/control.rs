@@ -300,8 +300,11 @@ impl Control for ControlService {
                     Ok(line) if !node.is_empty() && line.node_id != node => continue,
                     Ok(line) if line.event_json.is_empty() => (*line).clone(),
                     Ok(line) => {
-                        let event = serde_json::from_str(&line.event_json).unwrap_or_default();
-                        match (filter.admits(&event), line.dropped) {
+                        let admitted = filter.sample_hit() && {
+                            let event = serde_json::from_str(&line.event_json).unwrap_or_default();
+                            filter.matches(&event)
+                        };
+                        match (admitted, line.dropped) {
                             (true, _) => (*line).clone(),
                             (false, 0) => continue,
                             // Not shown, but the events lost before it still are counted.

@@ -133,8 +133,11 @@ fn tail(front: &Front, query: &str) -> Response<Body> {
             let line = tokio::select! {
                 next = tail.next() => match next {
                     crate::tail::Next::Event(event) => {
+                        if !filter.sample_hit() {
+                            continue;
+                        }
                         let event = serde_json::to_value(&*event).unwrap_or_default();
-                        if !filter.admits(&event) {
+                        if !filter.matches(&event) {
                             continue;
                         }
                         event.to_string()
