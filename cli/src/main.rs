@@ -169,6 +169,9 @@ enum Command {
         /// Only this node's events.
         #[arg(long)]
         node: Option<String>,
+        /// Show each request's headers (authorization and cookie values masked).
+        #[arg(long)]
+        headers: bool,
     },
 }
 
@@ -495,6 +498,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             search,
             sample,
             node,
+            headers,
         } => {
             let mut lines = call!(
                 &cli,
@@ -506,6 +510,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     search: search.clone().unwrap_or_default(),
                     sample: *sample,
                     node_id: node.clone().unwrap_or_default(),
+                    headers: *headers,
                 })
             );
             if progress {

@@ -288,6 +288,9 @@ pub fn tail_line(line: &TailLine, output: Output) {
         event["wall_ms"].as_f64().unwrap_or(0.0),
         event["cpu_ms"].as_f64().unwrap_or(0.0),
     );
+    for (name, value) in event["headers"].as_object().into_iter().flatten() {
+        println!("    {name}: {}", value.as_str().unwrap_or(""));
+    }
     for log in event["logs"].as_array().into_iter().flatten() {
         println!(
             "    {} {}",

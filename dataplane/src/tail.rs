@@ -39,6 +39,45 @@ pub struct Event {
     pub logs: Vec<Line>,
     #[serde(skip_serializing_if = "is_zero")]
     pub logs_dropped: u64,
+    /// The request's headers, credentials masked; shown only to tails that ask (`headers=1`).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Headers whose values a tail never shows.
+const SECRET_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+/// `headers` as a tail may show them: credentials masked, each value cut to `LINE_BYTES`.
+pub fn masked_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let secret = SECRET_HEADERS.iter().any(|s| name.eq_ignore_ascii_case(s));
+            let value = if secret {
+                "***".to_owned()
+            } else {
+                cut(value, LINE_BYTES)
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// An event's JSON for a tail: with its headers (as an object) only if the tail asked.
+pub fn to_json(event: &Event, headers: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        let list = object.remove("headers");
+        if headers {
+            let map: serde_json::Map<String, serde_json::Value> = event
+                .headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.clone().into()))
+                .collect();
+            object.insert("headers".into(), map.into());
+        }
+        drop(list);
+    }
+    value
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -159,13 +198,15 @@ pub use nano_proto::tail::Filter;
 
 /// The app and the filter of a `/_admin/tail` query (`hostname`, `status`, `method`,
 /// `path_prefix`, `search`, `sample`); `Err` names what is wrong.
-pub fn from_query(query: &str) -> Result<(Option<String>, Filter), String> {
+pub fn from_query(query: &str) -> Result<(Option<String>, Filter, bool), String> {
     let mut hostname = None;
+    let mut headers = false;
     let mut filter = Filter::default();
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         let value = value.into_owned();
         match &*key {
             "hostname" => hostname = Some(value),
+            "headers" => headers = matches!(value.as_str(), "1" | "true" | ""),
             "status" => filter.set_status(&value)?,
             "method" => filter.method = Some(value.to_ascii_uppercase()),
             "path_prefix" => filter.path_prefix = Some(value),
@@ -179,12 +220,12 @@ pub fn from_query(query: &str) -> Result<(Option<String>, Filter), String> {
             other => {
                 return Err(format!(
                     "unknown parameter {other:?} (hostname, status, method, path_prefix, \
-                     search, sample)"
+                     search, sample, headers)"
                 ));
             }
         }
     }
-    Ok((hostname, filter))
+    Ok((hostname, filter, headers))
 }
 
 #[cfg(test)]
@@ -207,21 +248,38 @@ mod tests {
                 text: "hello there".into(),
             }],
             logs_dropped: 0,
+            headers: vec![("cookie".into(), "***".into())],
         }
     }
 
     #[test]
     fn filters_read_from_the_query_select_events() {
         let admits = |f: &Filter, e: Event| f.admits(&serde_json::to_value(e).unwrap());
-        let (host, f) = from_query("hostname=a.test&status=5xx&path_prefix=/api").unwrap();
+        let (host, f, headers) = from_query("hostname=a.test&status=5xx&path_prefix=/api").unwrap();
+        assert!(!headers);
         assert_eq!(host.as_deref(), Some("a.test"));
         assert!(admits(&f, event(503, "cpu-limit", "http://a.test/api/x")));
         assert!(!admits(&f, event(200, "ok", "http://a.test/api/x")));
-        let (_, f) = from_query("search=there&method=get").unwrap();
+        let (_, f, _) = from_query("search=there&method=get").unwrap();
         assert!(admits(&f, event(200, "ok", "http://a.test/")));
         assert!(from_query("status=teapot").is_err());
         assert!(from_query("sample=2").is_err());
         assert!(from_query("colour=red").is_err());
+    }
+
+    #[test]
+    fn credentials_are_masked_and_headers_shown_only_on_request() {
+        let masked = masked_headers(&[
+            ("Authorization".into(), "Bearer x".into()),
+            ("cookie".into(), "a=b".into()),
+            ("accept".into(), "*/*".into()),
+        ]);
+        assert_eq!(masked[0].1, "***");
+        assert_eq!(masked[1].1, "***");
+        assert_eq!(masked[2].1, "*/*");
+        let e = event(200, "ok", "http://a.test/");
+        assert!(to_json(&e, false).get("headers").is_none());
+        assert_eq!(to_json(&e, true)["headers"]["cookie"], "***");
     }
 
     #[test]

@@ -149,10 +149,26 @@ fn a_tail_sees_each_request_with_its_outcome_console_lines_and_stack() {
             (missing["status"].as_u64(), missing["outcome"].as_str()),
             (Some(404), Some("ok"))
         );
-        // The app's env is in no event (the fixture only says whether it is set).
+        // The app's env is in no event (the fixture only says whether it is set), nor are
+        // headers unless asked for.
         for event in [&ok, &thrown, &spun, &flooded, &missing] {
             assert!(!event.to_string().contains("hunter2"), "{event}");
+            assert!(event.get("headers").is_none(), "{event}");
         }
+        // Asked for: credentials masked.
+        let mut with_headers = Tail::open(&nano, "hostname=t.test&headers=1").await;
+        let request = nano_tests::request("GET", "t.test", "/ok")
+            .header("authorization", "Bearer hunter2")
+            .header("cookie", "session=hunter2")
+            .header("x-trace", "abc")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        nano.send(request).await;
+        let seen = with_headers.next().await;
+        assert_eq!(seen["headers"]["authorization"], "***");
+        assert_eq!(seen["headers"]["cookie"], "***");
+        assert_eq!(seen["headers"]["x-trace"], "abc");
+        assert!(!seen.to_string().contains("hunter2"), "{seen}");
     });
 }
 

@@ -287,7 +287,7 @@ impl Control for ControlService {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(TAIL_CLIENT_LINES);
         let plane = self.plane.clone();
-        let node = request.node_id;
+        let (node, headers) = (request.node_id, request.headers);
         tokio::spawn(async move {
             let mut tail = plane.fleet.tail(&host);
             tracing::info!(hostname = %host, "tail opened");
@@ -298,6 +298,25 @@ impl Control for ControlService {
                 };
                 let line = match line {
                     Ok(line) if !node.is_empty() && line.node_id != node => continue,
+                    Ok(line) if !headers && line.event_json.contains("\"headers\"") => {
+                        let mut event: serde_json::Value =
+                            serde_json::from_str(&line.event_json).unwrap_or_default();
+                        let admitted = filter.sample_hit() && filter.matches(&event);
+                        if !admitted && line.dropped == 0 {
+                            continue;
+                        }
+                        if let Some(object) = event.as_object_mut() {
+                            object.remove("headers");
+                        }
+                        TailLine {
+                            event_json: if admitted {
+                                event.to_string()
+                            } else {
+                                String::new()
+                            },
+                            ..(*line).clone()
+                        }
+                    }
                     Ok(line) if line.event_json.is_empty() => (*line).clone(),
                     Ok(line) => {
                         let admitted = filter.sample_hit() && {

@@ -101,13 +101,14 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
     }
 }
 
-/// `/_admin/tail?hostname=H[&status=..][&method=..][&path_prefix=..][&search=..][&sample=..]`:
+/// `/_admin/tail?hostname=H[&status=..][&method=..][&path_prefix=..][&search=..][&sample=..]
+/// [&headers=1]`:
 /// the app's request events as newline-delimited JSON, live, until the client goes away or
 /// the node shuts down. The first line names the app; `{"dropped":N}` says the client read too
 /// slowly and N events were lost (the app never waits for a tail).
 fn tail(front: &Front, query: &str) -> Response<Body> {
     let bad = |reason: String| Refusal::BadQuery { reason }.into_response();
-    let (hostname, filter) = match crate::tail::from_query(query) {
+    let (hostname, filter, headers) = match crate::tail::from_query(query) {
         Ok(parsed) => parsed,
         Err(reason) => return bad(reason),
     };
@@ -136,7 +137,7 @@ fn tail(front: &Front, query: &str) -> Response<Body> {
                         if !filter.sample_hit() {
                             continue;
                         }
-                        let event = serde_json::to_value(&*event).unwrap_or_default();
+                        let event = crate::tail::to_json(&event, headers);
                         if !filter.matches(&event) {
                             continue;
                         }

@@ -239,6 +239,7 @@ fn queue_full_event(hostname: &str, method: &http::Method, path: &str, refusal: 
         exception: None,
         logs: Vec::new(),
         logs_dropped: 0,
+        headers: Vec::new(),
     });
 }
 

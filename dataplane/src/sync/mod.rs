@@ -144,8 +144,10 @@ impl Tails {
                 let mut dropped = 0;
                 loop {
                     let event_json = match tail.next().await {
+                        // With its headers (credentials masked): the control plane shows them
+                        // only to tails that ask.
                         crate::tail::Next::Event(event) => {
-                            serde_json::to_string(&*event).unwrap_or_default()
+                            crate::tail::to_json(&event, true).to_string()
                         }
                         crate::tail::Next::Dropped(lost) => {
                             dropped += lost;

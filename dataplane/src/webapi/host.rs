@@ -191,6 +191,7 @@ pub(crate) struct Inflight {
 pub(crate) struct TailCapture {
     method: String,
     url: String,
+    headers: Vec<(String, String)>,
     logs: Vec<crate::tail::Line>,
     logs_dropped: u64,
     status: Option<u16>,
@@ -452,6 +453,7 @@ impl WorkerState {
                 Box::new(TailCapture {
                     method: job.method.clone(),
                     url: job.url.clone(),
+                    headers: crate::tail::masked_headers(&job.headers),
                     logs: Vec::new(),
                     logs_dropped: 0,
                     status: None,
@@ -914,6 +916,7 @@ impl WorkerState {
             exception: tail.exception,
             logs: tail.logs,
             logs_dropped: tail.logs_dropped,
+            headers: tail.headers,
         };
         if self.current_request == Some(id) {
             self.tail_pending.push((id, event));
