@@ -29,6 +29,20 @@ impl ControlService {
         Self { plane }
     }
 
+    /// Refuses (NOT_FOUND, naming `nanoctl apps`) a hostname the store has no app for.
+    async fn must_exist(&self, host: &str) -> Result<(), ControlError> {
+        let lookup = host.to_owned();
+        let known = self
+            .blocking(move |plane| Ok(plane.store.app(&lookup)?))
+            .await?;
+        match known {
+            Some(_) => Ok(()),
+            None => Err(ControlError::Store(crate::store::StoreError::NoApp(
+                host.to_owned(),
+            ))),
+        }
+    }
+
     /// Runs a blocking store call off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -249,14 +263,7 @@ impl Control for ControlService {
         request: Request<EvictRequest>,
     ) -> Result<Response<EvictResponse>, Status> {
         let host = hostname(&request.into_inner().hostname)?;
-        let known = {
-            let host = host.clone();
-            self.blocking(move |plane| Ok(plane.store.app(&host)?))
-                .await?
-        };
-        if known.is_none() {
-            return Err(ControlError::Store(crate::store::StoreError::NoApp(host)).into());
-        }
+        self.must_exist(&host).await?;
         let node_ids = self.plane.fleet.command(Command {
             kind: Some(command::Kind::Evict(EvictApp {
                 hostname: host.clone(),
@@ -277,14 +284,7 @@ impl Control for ControlService {
         let host = hostname(&request.hostname)?;
         let filter = nano_proto::tail::Filter::from_request(&request)
             .map_err(|reason| ControlError::Invalid(format!("tail: {reason}")))?;
-        let known = {
-            let host = host.clone();
-            self.blocking(move |plane| Ok(plane.store.app(&host)?))
-                .await?
-        };
-        if known.is_none() {
-            return Err(ControlError::Store(crate::store::StoreError::NoApp(host)).into());
-        }
+        self.must_exist(&host).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(TAIL_CLIENT_LINES);
         let plane = self.plane.clone();
         let (node, headers) = (request.node_id, request.headers);
