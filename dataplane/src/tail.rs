@@ -41,6 +41,9 @@ pub struct Event {
     pub logs_dropped: u64,
     /// The request's headers, credentials masked; shown only to tails that ask (`headers=1`).
     pub headers: Vec<(String, String)>,
+    /// For an event of an accepted WebSocket: `message` or `close` (the URL is the upgrade's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<&'static str>,
 }
 
 /// Headers whose values a tail never shows.
@@ -249,6 +252,7 @@ mod tests {
             }],
             logs_dropped: 0,
             headers: vec![("cookie".into(), "***".into())],
+            websocket: None,
         }
     }
 

@@ -267,3 +267,36 @@ fn each_app_has_its_own_tail_and_wrong_queries_are_refused() {
         }
     });
 }
+
+/// An accepted WebSocket's events show in the tail: each message and the close, with the
+/// console lines the handler wrote, under the upgrade's URL.
+#[test]
+fn a_tail_sees_websocket_messages_and_closes() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let nano = Nano::start(json!({ "apps": [{
+        "hostname": "ws.test", "entrypoint": "websocket/app.js", "limits": { "workers": 1 }
+    }] }));
+    block_on(async {
+        let mut tail = Tail::open(&nano, "hostname=ws.test").await;
+        let mut socket = crate::websocket::connect(nano.addr, "ws.test", "/echo").await;
+        socket.send(Message::text("hi")).await.unwrap();
+        crate::websocket::next_message(&mut socket).await;
+        socket.send(Message::text("close:4000:bye")).await.unwrap();
+        assert_eq!(crate::websocket::closed_with(&mut socket).await.0, 4000);
+        let message = tail.next().await;
+        assert_eq!(
+            (
+                message["websocket"].as_str(),
+                message["url"].as_str(),
+                message["status"].as_u64()
+            ),
+            (Some("message"), Some("http://ws.test/echo"), Some(101))
+        );
+        assert_eq!(tail.next().await["websocket"], "message");
+        let close = tail.next().await;
+        assert_eq!(close["websocket"], "close");
+        assert_eq!(close["logs"][0]["text"], "closed 4000 bye true");
+    });
+}

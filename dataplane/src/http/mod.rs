@@ -240,6 +240,7 @@ fn queue_full_event(hostname: &str, method: &http::Method, path: &str, refusal: 
         logs: Vec::new(),
         logs_dropped: 0,
         headers: Vec::new(),
+        websocket: None,
     });
 }
 

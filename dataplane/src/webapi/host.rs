@@ -197,6 +197,8 @@ pub(crate) struct TailCapture {
     status: Option<u16>,
     outcome: Option<&'static str>,
     exception: Option<crate::tail::Exception>,
+    /// For a WebSocket event: which (`message`, `close`), and when it began.
+    websocket: Option<(&'static str, std::time::Instant)>,
 }
 
 impl TailCapture {
@@ -459,6 +461,7 @@ impl WorkerState {
                     status: None,
                     outcome: None,
                     exception: None,
+                    websocket: None,
                 })
             }),
             _slot: job.slot,
@@ -910,19 +913,63 @@ impl WorkerState {
             method: tail.method,
             url: tail.url,
             status,
-            wall_ms: inflight.started.elapsed().as_secs_f64() * 1000.0,
+            wall_ms: tail
+                .websocket
+                .map_or(inflight.started, |(_, began)| began)
+                .elapsed()
+                .as_secs_f64()
+                * 1000.0,
             cpu_ms: inflight.cpu_used.as_secs_f64() * 1000.0,
             outcome,
             exception: tail.exception,
             logs: tail.logs,
             logs_dropped: tail.logs_dropped,
             headers: tail.headers,
+            websocket: tail.websocket.map(|(kind, _)| kind),
         };
         if self.current_request == Some(id) {
             self.tail_pending.push((id, event));
         } else if let Some(hub) = &self.tail {
             hub.publish(event);
         }
+    }
+
+    /// While someone tails the app: starts the tail event of one event of `request`'s open
+    /// WebSocket (`message` or `close`), which the request's next stretch of JS fills in.
+    pub fn tail_socket_event(&mut self, request: u64, kind: &'static str) {
+        if !self.tail.as_ref().is_some_and(|hub| hub.active()) {
+            return;
+        }
+        let hostname = self.hostname.clone();
+        // Only accepted sockets: a socket the app opened belongs to a request with its own
+        // event.
+        if let Some(inflight) = self.requests.get_mut(&request).filter(|r| r.socket) {
+            inflight.tail = Some(Box::new(TailCapture {
+                method: "GET".into(),
+                url: format!("http://{hostname}{}", inflight.path),
+                headers: Vec::new(),
+                logs: Vec::new(),
+                logs_dropped: 0,
+                status: Some(101),
+                outcome: Some("ok"),
+                exception: None,
+                websocket: Some((kind, std::time::Instant::now())),
+            }));
+        }
+    }
+
+    /// Publishes the tail event of a WebSocket event whose JS has returned (the socket's
+    /// request goes on; if the event ended it, its end published the event).
+    pub fn finish_tail_socket_event(&mut self, request: u64) {
+        let Some(inflight) = self.requests.get_mut(&request).filter(|r| r.socket) else {
+            return;
+        };
+        let Some(tail) = inflight.tail.take() else {
+            return;
+        };
+        let inflight = self.requests.remove(&request).expect("just found");
+        self.tail_event(request, &inflight, *tail, &Failure::NoResponse);
+        self.requests.insert(request, inflight);
     }
 
     /// Publishes the tail event of `request`, which ended inside the stretch of JS that just

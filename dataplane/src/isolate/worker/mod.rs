@@ -444,6 +444,11 @@ impl Worker {
         let Some((request, js)) = owner else {
             return;
         };
+        let kind = if ended { "close" } else { "message" };
+        let opened = matches!(event.frame, SocketFrame::Opened { .. });
+        if !opened {
+            self.state.borrow_mut().tail_socket_event(request, kind);
+        }
         self.run_js(request, &js, move |scope| {
             let context = scope.get_current_context();
             let global = context.global(scope);
@@ -491,6 +496,7 @@ impl Worker {
             let undefined = v8::undefined(scope).into();
             callback.call(scope, undefined, &args);
         });
+        self.state.borrow_mut().finish_tail_socket_event(request);
         // The event is handled: the socket may have more waiting for the worker.
         drop(event.permit);
     }
