@@ -483,6 +483,51 @@ fn an_app_opens_websockets_under_the_subrequest_guard() {
     });
 }
 
+/// `wss://`: the app's socket goes over TLS, trusting the roots `fetch()` trusts (here the
+/// operator's CA, given with --fetch-ca-cert).
+#[test]
+fn an_app_opens_wss_sockets_trusting_the_fetch_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let (acceptor, ca) = nano_tests::tls_acceptor_for_localhost();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else {
+                        return;
+                    };
+                    while let Some(Ok(message)) = ws.next().await {
+                        if message.is_text() && ws.send(message).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca).unwrap();
+        let config = json!({ "apps": [app("client.test", json!({ "fetch": { "allow_private_networks": true } }))] });
+        let nano = Nano::start_with(config, &["--fetch-ca-cert", ca_file.to_str().unwrap()]);
+        let seen = nano
+            .get(
+                "client.test",
+                &format!("/client?to=wss://localhost:{port}/&via=socket"),
+            )
+            .await
+            .json();
+        assert_eq!(
+            seen,
+            json!({ "seen": ["readyState 0", "open", "one", "two", "closed 1000"] })
+        );
+    });
+}
+
 #[test]
 fn the_api_answers_wrong_calls_as_workerd() {
     let nano = Nano::start(json!({ "apps": [app("ws.test", json!({}))] }));
