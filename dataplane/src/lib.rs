@@ -15,6 +15,7 @@ pub mod router;
 pub mod slivers;
 pub mod sync;
 pub mod tail;
+pub mod text;
 mod webapi;
 
 #[cfg(test)]

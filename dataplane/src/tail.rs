@@ -39,7 +39,9 @@ pub struct Event {
     pub logs: Vec<Line>,
     #[serde(skip_serializing_if = "is_zero")]
     pub logs_dropped: u64,
-    /// The request's headers, credentials masked; shown only to tails that ask (`headers=1`).
+    /// The request's headers, credentials masked; shown only to tails that ask (`headers=1`,
+    /// see `to_json`).
+    #[serde(skip)]
     pub headers: Vec<(String, String)>,
     /// For an event of an accepted WebSocket: `message` or `close` (the URL is the upgrade's).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,17 +70,13 @@ pub fn masked_headers(headers: &[(String, String)]) -> Vec<(String, String)> {
 /// An event's JSON for a tail: with its headers (as an object) only if the tail asked.
 pub fn to_json(event: &Event, headers: bool) -> serde_json::Value {
     let mut value = serde_json::to_value(event).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        let list = object.remove("headers");
-        if headers {
-            let map: serde_json::Map<String, serde_json::Value> = event
-                .headers
-                .iter()
-                .map(|(n, v)| (n.clone(), v.clone().into()))
-                .collect();
-            object.insert("headers".into(), map.into());
-        }
-        drop(list);
+    if headers && let Some(object) = value.as_object_mut() {
+        let map: serde_json::Map<String, serde_json::Value> = event
+            .headers
+            .iter()
+            .map(|(n, v)| (n.clone(), v.clone().into()))
+            .collect();
+        object.insert("headers".into(), map.into());
     }
     value
 }
@@ -110,16 +108,9 @@ pub fn level_name(level: i32) -> &'static str {
     }
 }
 
-/// `text` cut to at most `max` bytes at a character boundary.
+/// `text` cut to at most `max` bytes (see `text::truncated`), owned for an event.
 pub fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes)", &text[..end], text.len())
+    crate::text::truncated(text, max).into_owned()
 }
 
 /// An app's hub.

@@ -17,6 +17,29 @@ use super::ControlError;
 use crate::Plane;
 use crate::fleet::now_ms;
 
+/// What a tail shows of a node's line: its event if the filter admits it (without the request's
+/// headers unless the tail asked for them), and the count of events lost before it; `None`
+/// when that leaves nothing.
+fn shown(line: &TailLine, filter: &nano_proto::tail::Filter, headers: bool) -> Option<TailLine> {
+    let event = (!line.event_json.is_empty() && filter.sample_hit())
+        .then(|| serde_json::from_str::<serde_json::Value>(&line.event_json).unwrap_or_default())
+        .filter(|event| filter.matches(event));
+    let event_json = match event {
+        Some(_) if headers => line.event_json.clone(),
+        Some(mut event) => {
+            if let Some(object) = event.as_object_mut() {
+                object.remove("headers");
+            }
+            event.to_string()
+        }
+        None => String::new(),
+    };
+    (!event_json.is_empty() || line.dropped > 0).then(|| TailLine {
+        event_json,
+        ..line.clone()
+    })
+}
+
 /// Lines a `Control.Tail` client buffers before its tail falls behind (and loses lines).
 const TAIL_CLIENT_LINES: usize = 64;
 
@@ -298,43 +321,10 @@ impl Control for ControlService {
                 };
                 let line = match line {
                     Ok(line) if !node.is_empty() && line.node_id != node => continue,
-                    Ok(line) if !headers && line.event_json.contains("\"headers\"") => {
-                        let mut event: serde_json::Value =
-                            serde_json::from_str(&line.event_json).unwrap_or_default();
-                        let admitted = filter.sample_hit() && filter.matches(&event);
-                        if !admitted && line.dropped == 0 {
-                            continue;
-                        }
-                        if let Some(object) = event.as_object_mut() {
-                            object.remove("headers");
-                        }
-                        TailLine {
-                            event_json: if admitted {
-                                event.to_string()
-                            } else {
-                                String::new()
-                            },
-                            ..(*line).clone()
-                        }
-                    }
-                    Ok(line) if line.event_json.is_empty() => (*line).clone(),
-                    Ok(line) => {
-                        let admitted = filter.sample_hit() && {
-                            let event = serde_json::from_str(&line.event_json).unwrap_or_default();
-                            filter.matches(&event)
-                        };
-                        match (admitted, line.dropped) {
-                            (true, _) => (*line).clone(),
-                            (false, 0) => continue,
-                            // Not shown, but the events lost before it still are counted.
-                            (false, dropped) => TailLine {
-                                node_id: line.node_id.clone(),
-                                hostname: host.clone(),
-                                dropped,
-                                ..Default::default()
-                            },
-                        }
-                    }
+                    Ok(line) => match shown(&line, &filter, headers) {
+                        Some(line) => line,
+                        None => continue,
+                    },
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(lost)) => TailLine {
                         hostname: host.clone(),
                         dropped: lost,

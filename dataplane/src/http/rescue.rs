@@ -169,16 +169,8 @@ impl Refusal {
             Refusal::Pool { .. } | Refusal::NodeBusy { .. } | Refusal::TooManySockets { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Refusal::Failed { failure, .. } => match failure {
-                Failure::Limit {
-                    kind: LimitKind::Wall,
-                    ..
-                } => StatusCode::GATEWAY_TIMEOUT,
-                Failure::Limit { .. } | Failure::Memory { .. } | Failure::Unavailable { .. } => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            },
+            Refusal::Failed { failure, .. } => StatusCode::from_u16(failure.http_status())
+                .expect("Failure::http_status answers a valid status"),
             Refusal::BadAppResponse { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -205,6 +205,21 @@ pub enum Failure {
     },
 }
 
+impl Failure {
+    /// The HTTP status a request that failed this way gets (504 past the wall clock, 503 for
+    /// the other limits and an unavailable app, else 500).
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Failure::Limit {
+                kind: LimitKind::Wall,
+                ..
+            } => 504,
+            Failure::Limit { .. } | Failure::Memory { .. } | Failure::Unavailable { .. } => 503,
+            _ => 500,
+        }
+    }
+}
+
 /// Holds one of a worker's slots; released on drop, whatever happens to the request.
 #[derive(Debug)]
 pub struct SlotGuard(Arc<AtomicUsize>);

@@ -814,7 +814,8 @@ impl WorkerState {
             return;
         };
         if let Some(tail) = inflight.tail.take() {
-            self.tail_event(id, &inflight, *tail, &unanswered);
+            let timing = (inflight.started, inflight.cpu_used);
+            self.tail_event(id, timing, *tail, &unanswered);
         }
         // Its sockets end with it: 1011 if a limit or a failure ended it, 1001 if the worker
         // is going away.
@@ -881,7 +882,7 @@ impl WorkerState {
     fn tail_event(
         &mut self,
         id: u64,
-        inflight: &Inflight,
+        (started, cpu_used): (std::time::Instant, Duration),
         tail: TailCapture,
         unanswered: &Failure,
     ) {
@@ -889,19 +890,20 @@ impl WorkerState {
             Failure::Limit {
                 kind: LimitKind::Cpu,
                 ..
-            } => Some(("cpu-limit", 503)),
+            } => Some("cpu-limit"),
             Failure::Limit {
                 kind: LimitKind::Memory,
                 ..
             }
-            | Failure::Memory { .. } => Some(("memory-limit", 503)),
+            | Failure::Memory { .. } => Some("memory-limit"),
             Failure::Limit {
                 kind: LimitKind::Wall,
                 ..
-            } => Some(("timeout", 504)),
-            Failure::Unavailable { .. } => Some(("unavailable", 503)),
+            } => Some("timeout"),
+            Failure::Unavailable { .. } => Some("unavailable"),
             _ => None,
-        };
+        }
+        .map(|outcome| (outcome, unanswered.http_status()));
         let (outcome, status) = match (killed, tail.outcome) {
             (Some(killed), _) => killed,
             (None, Some(outcome)) => (outcome, tail.status.unwrap_or(500)),
@@ -915,11 +917,11 @@ impl WorkerState {
             status,
             wall_ms: tail
                 .websocket
-                .map_or(inflight.started, |(_, began)| began)
+                .map_or(started, |(_, began)| began)
                 .elapsed()
                 .as_secs_f64()
                 * 1000.0,
-            cpu_ms: inflight.cpu_used.as_secs_f64() * 1000.0,
+            cpu_ms: cpu_used.as_secs_f64() * 1000.0,
             outcome,
             exception: tail.exception,
             logs: tail.logs,
@@ -967,9 +969,8 @@ impl WorkerState {
         let Some(tail) = inflight.tail.take() else {
             return;
         };
-        let inflight = self.requests.remove(&request).expect("just found");
-        self.tail_event(request, &inflight, *tail, &Failure::NoResponse);
-        self.requests.insert(request, inflight);
+        let timing = (inflight.started, inflight.cpu_used);
+        self.tail_event(request, timing, *tail, &Failure::NoResponse);
     }
 
     /// Publishes the tail event of `request`, which ended inside the stretch of JS that just

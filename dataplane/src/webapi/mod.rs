@@ -21,6 +21,7 @@ use websocket::{op_ws_accept, op_ws_close, op_ws_connect, op_ws_send};
 use std::time::Duration;
 
 use crate::limits::memory;
+use crate::text::truncated;
 use host::Reply;
 
 /// The JS glue, evaluated once per app inside the snapshot creator.
@@ -700,18 +701,6 @@ fn preview(value: &str) -> std::borrow::Cow<'_, str> {
 fn message_string<'s>(scope: &mut v8::HandleScope<'s>, message: &str) -> v8::Local<'s, v8::String> {
     v8::String::new(scope, &truncated(message, 4096))
         .expect("a message of at most 4 KiB fits in a V8 string")
-}
-
-/// `text` cut to at most `max_bytes` (at a character boundary), saying how long it was.
-fn truncated(text: &str, max_bytes: usize) -> std::borrow::Cow<'_, str> {
-    if text.len() <= max_bytes {
-        return text.into();
-    }
-    let mut end = max_bytes;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}... ({} bytes in all)", &text[..end], text.len()).into()
 }
 
 fn string_arg(scope: &mut v8::HandleScope, args: &v8::FunctionCallbackArguments, i: i32) -> String {

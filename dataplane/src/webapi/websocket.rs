@@ -48,7 +48,7 @@ pub(super) fn op_ws_accept(
     }
 }
 
-/// `wsConnect(url, [protocol, ...])`: opens a WebSocket to `url` (ws, wss, http or https) for
+/// `wsConnect(url, "protocol, ...")`: opens a WebSocket to `url` (ws, wss, http or https) for
 /// the request whose JS runs now, under the SSRF guard and the subrequest cap of `fetch()`.
 /// Answers the socket's id at once; the worker reports the connection (or its failure) as an
 /// event.
@@ -58,7 +58,7 @@ pub(super) fn op_ws_connect(
     mut rv: v8::ReturnValue,
 ) {
     let url = string_arg(scope, &args, 0);
-    let protocols = headers_arg(scope, args.get(1));
+    let protocols = string_arg(scope, &args, 1);
     let state = host::state(scope);
     let opened = state.borrow_mut().open_socket();
     let (link, policy) = match opened {
@@ -83,12 +83,7 @@ enum Dialed {
 
 /// Connects and upgrades, then carries the socket until it ends; a failure ends the socket
 /// with 1006 and the reason (the app sees an error event, then the close).
-async fn dial(
-    url: String,
-    protocols: Vec<(String, String)>,
-    policy: super::fetch::Policy,
-    link: SocketLink,
-) {
+async fn dial(url: String, protocols: String, policy: super::fetch::Policy, link: SocketLink) {
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&url, &protocols, &policy)).await;
     let (request, dialed) = match connected {
         Ok(Ok(connected)) => connected,
@@ -110,7 +105,7 @@ async fn dial(
 /// The client's upgrade request and the connection (TLS done) for `url`.
 async fn connect(
     url: &str,
-    protocols: &[(String, String)],
+    protocols: &str,
     policy: &super::fetch::Policy,
 ) -> Result<(http::Request<()>, Dialed), String> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -130,13 +125,8 @@ async fn connect(
         .as_str()
         .into_client_request()
         .map_err(|e| format!("new WebSocket {url}: {e}"))?;
-    let wanted: Vec<&str> = protocols
-        .iter()
-        .flat_map(|(a, b)| [a.as_str(), b.as_str()])
-        .filter(|p| !p.is_empty())
-        .collect();
-    if !wanted.is_empty()
-        && let Ok(value) = http::HeaderValue::from_str(&wanted.join(", "))
+    if !protocols.is_empty()
+        && let Ok(value) = http::HeaderValue::from_str(protocols)
     {
         request
             .headers_mut()

@@ -175,7 +175,7 @@
       dial = (ws, url, protocols, accepted) => {
         const state = ws[kState];
         const list = protocols === undefined ? [] : (Array.isArray(protocols) ? protocols : [protocols]).map(String);
-        const socket = ops.wsConnect(url, list.flatMap((p) => [p, ""]));
+        const socket = ops.wsConnect(url, list.join(", "));
         state.readyState = CONNECTING;
         state.accepted = accepted;
         state.url = url;
