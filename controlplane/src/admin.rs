@@ -39,9 +39,9 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes
     response
 }
 
-fn authorized(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> bool {
+fn authorized(plane: &Plane, req: &hyper::http::request::Parts, peer: SocketAddr) -> bool {
     let bearer = req
-        .headers()
+        .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
@@ -51,7 +51,12 @@ fn authorized(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> bool 
     }
 }
 
-fn respond(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+/// The answer to one admin request. Blocks (it reads the store).
+fn respond(
+    plane: &Plane,
+    req: &hyper::http::request::Parts,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     if !authorized(plane, req, peer) {
         return refusal(
             StatusCode::UNAUTHORIZED,
@@ -59,10 +64,15 @@ fn respond(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> Response
             "the admin surface needs a loopback client or `Authorization: Bearer <operator token>`",
         );
     }
-    match req.uri().path() {
+    match req.uri.path() {
         "/_admin/health" => {
             let stopping = plane.stopping.load(Ordering::Relaxed);
             let revision = plane.store.revision().unwrap_or(0);
+            let store_error = plane
+                .store_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             json(
                 if stopping {
                     StatusCode::SERVICE_UNAVAILABLE
@@ -74,6 +84,11 @@ fn respond(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> Response
                     "version": env!("CARGO_PKG_VERSION"),
                     "revision": revision,
                     "store_id": plane.store.store_id(),
+                    "store": {
+                        "backend": plane.store.describe(),
+                        "ok": store_error.is_none(),
+                        "error": store_error,
+                    },
                     "uptime_secs": plane.started.elapsed().as_secs(),
                 }),
             )
@@ -88,8 +103,8 @@ fn respond(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> Response
         }
         "/_admin/isolates" => {
             let isolates: Vec<_> = plane
-                .fleet
                 .isolates(None)
+                .unwrap_or_else(|_| plane.fleet.isolates(None))
                 .iter()
                 .map(nano_proto::json::isolate)
                 .collect();
@@ -97,8 +112,8 @@ fn respond(plane: &Plane, req: &Request<Incoming>, peer: SocketAddr) -> Response
         }
         "/_admin/nodes" => {
             let nodes: Vec<_> = plane
-                .fleet
                 .nodes()
+                .unwrap_or_else(|_| plane.fleet.nodes())
                 .iter()
                 .map(nano_proto::json::node)
                 .collect();
@@ -132,8 +147,20 @@ pub async fn serve(plane: Arc<Plane>, listener: TcpListener, shutdown: Cancellat
         let _ = stream.set_nodelay(true);
         let plane = plane.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let response = respond(&plane, &req, peer);
-            async move { Ok::<_, Infallible>(response) }
+            let plane = plane.clone();
+            let (parts, _body) = req.into_parts();
+            async move {
+                let response = tokio::task::spawn_blocking(move || respond(&plane, &parts, peer))
+                    .await
+                    .unwrap_or_else(|_| {
+                        refusal(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "stopping",
+                            "the control plane is shutting down",
+                        )
+                    });
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
             .serve_connection(TokioIo::new(stream), service)

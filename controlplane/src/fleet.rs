@@ -156,9 +156,21 @@ impl Fleet {
         self.nodes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells every subscriber that the store moved to `revision`.
+    /// Tells every subscriber that the store moved to `revision` (never backwards: a replica
+    /// may hear an older revision from etcd after its own newer one).
     pub fn publish(&self, revision: u64) {
-        self.revision.send_replace(revision);
+        self.revision.send_if_modified(|current| {
+            let newer = revision > *current;
+            if newer {
+                *current = revision;
+            }
+            newer
+        });
+    }
+
+    /// Passes a command (from another replica) to the subscribers here.
+    pub fn deliver(&self, command: Command) {
+        let _ = self.commands.send(command);
     }
 
     pub fn revisions(&self) -> watch::Receiver<u64> {
@@ -210,8 +222,9 @@ impl Fleet {
         }
     }
 
-    /// Records a status report; returns the node as it now stands (for the store).
-    pub fn report(&self, status: NodeStatus) -> Node {
+    /// Records a status report; returns the node as it now stands and its isolates (for the
+    /// store).
+    pub fn report(&self, status: NodeStatus) -> (Node, Vec<Isolate>) {
         let mut nodes = self.lock();
         let entry = nodes.entry(status.node_id.clone()).or_default();
         entry.node.node_id = status.node_id.clone();
@@ -231,7 +244,7 @@ impl Fleet {
                 i
             })
             .collect();
-        entry.node.clone()
+        (entry.node.clone(), entry.isolates.clone())
     }
 
     pub fn nodes(&self) -> Vec<Node> {

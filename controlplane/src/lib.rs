@@ -1,6 +1,7 @@
-//! The NANO control plane as a library: [`run`] opens the store and serves gRPC (Control, Fleet,
-//! health) and the `/_admin` HTTP surface until a cancellation token fires, then flushes the
-//! store. `main.rs` only parses flags and maps errors to exit codes.
+//! The NANO control plane as a library: [`open`] opens the store (sled, or etcd shared with
+//! other replicas), [`run`] serves gRPC (Control, Fleet, health) and the `/_admin` HTTP surface
+//! until a cancellation token fires, then flushes the store. `main.rs` only parses flags and
+//! maps errors to exit codes.
 
 pub mod admin;
 pub mod fleet;
@@ -17,22 +18,33 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use grpc::Tls;
-use store::{Store, StoreError};
+use nano_proto::v1::{Command, Isolate, Node};
+use store::{ClusterEvent, Store, StoreError};
 
 /// Everything the services share.
 pub struct Plane {
-    pub store: Store,
+    pub store: Box<dyn Store>,
     pub fleet: fleet::Fleet,
     pub metrics: metrics::Metrics,
     pub operator_token: String,
     pub node_token: String,
     pub started: Instant,
     pub stopping: AtomicBool,
+    /// Why the store last failed its health check (None: it answers).
+    pub store_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Where the control plane keeps its state.
+pub enum Backend {
+    /// sled in a directory: one process.
+    Sled(PathBuf),
+    /// etcd: any number of replicas on the same prefix.
+    Etcd(store::etcd::EtcdOptions),
 }
 
 /// How to run a control plane.
 pub struct Options {
-    pub data_dir: PathBuf,
+    pub backend: Backend,
     pub operator_token: String,
     pub node_token: String,
 }
@@ -45,9 +57,14 @@ pub enum RunError {
     Grpc(#[from] tonic::transport::Error),
 }
 
-/// Opens the store in `options.data_dir` (failing fast if another process holds it).
+/// Opens the store (failing fast if another process holds a sled dir, or etcd is unreachable).
+/// Call it outside an async runtime.
 pub fn open(options: &Options) -> Result<Arc<Plane>, StoreError> {
-    let store = Store::open(&options.data_dir)?;
+    let store: Box<dyn Store> = match &options.backend {
+        Backend::Sled(dir) => Box::new(store::sled::SledStore::open(dir)?),
+        Backend::Etcd(etcd) => Box::new(store::etcd::EtcdStore::connect(etcd.clone())?),
+    };
+    tracing::info!(store = %store.describe(), store_id = store.store_id(), "store open");
     let fleet = fleet::Fleet::new(store.revision()?, store.nodes()?);
     Ok(Arc::new(Plane {
         store,
@@ -57,7 +74,102 @@ pub fn open(options: &Options) -> Result<Arc<Plane>, StoreError> {
         node_token: options.node_token.clone(),
         started: Instant::now(),
         stopping: AtomicBool::new(false),
+        store_error: std::sync::Mutex::new(None),
     }))
+}
+
+impl Plane {
+    /// Every node known, connected or not: from the store when it is shared by replicas (a
+    /// node is connected while some replica's lease holds its record), else from this
+    /// process's registry. Blocks.
+    pub fn nodes(&self) -> Result<Vec<Node>, StoreError> {
+        let Some(live) = self.store.live_nodes()? else {
+            return Ok(self.fleet.nodes());
+        };
+        let mut nodes: std::collections::BTreeMap<String, Node> = self
+            .store
+            .nodes()?
+            .into_iter()
+            .map(|mut node| {
+                node.connected = false;
+                (node.node_id.clone(), node)
+            })
+            .collect();
+        for (mut node, isolates) in live {
+            node.connected = true;
+            node.isolates = isolates.len() as u32;
+            nodes.insert(node.node_id.clone(), node);
+        }
+        Ok(nodes.into_values().collect())
+    }
+
+    /// Isolates of connected nodes, optionally of one app (whole fleet, as [`Plane::nodes`]).
+    pub fn isolates(&self, hostname: Option<&str>) -> Result<Vec<Isolate>, StoreError> {
+        let Some(live) = self.store.live_nodes()? else {
+            return Ok(self.fleet.isolates(hostname));
+        };
+        Ok(live
+            .into_iter()
+            .flat_map(|(node, isolates)| {
+                isolates.into_iter().map(move |mut i| {
+                    i.node_id = node.node_id.clone();
+                    i
+                })
+            })
+            .filter(|i| hostname.is_none_or(|h| i.hostname == h))
+            .collect())
+    }
+
+    /// Whether a node has ever connected (to any replica).
+    pub fn knows(&self, node_id: &str) -> Result<bool, StoreError> {
+        if self.fleet.knows(node_id) {
+            return Ok(true);
+        }
+        Ok(self.store.nodes()?.iter().any(|n| n.node_id == node_id))
+    }
+
+    /// Sends a command to the connected nodes it is for, whichever replica they are on;
+    /// returns their ids. Blocks.
+    pub fn command(&self, command: Command) -> Result<Vec<String>, StoreError> {
+        if self.store.live_nodes()?.is_none() {
+            return Ok(self.fleet.command(command));
+        }
+        let targets = self
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.connected)
+            .filter(|n| command.node_id.is_empty() || n.node_id == command.node_id)
+            .map(|n| n.node_id)
+            .collect();
+        self.store.broadcast(&command)?;
+        Ok(targets)
+    }
+}
+
+/// Passes what other replicas do (through a shared store) to this one's subscribers.
+fn follow_cluster(plane: &Arc<Plane>) {
+    let Some(mut events) = plane.store.events() else {
+        return;
+    };
+    let plane = plane.clone();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(ClusterEvent::Revision(revision)) => plane.fleet.publish(revision),
+                Ok(ClusterEvent::Command(command)) => plane.fleet.deliver(command),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed revisions: the subscribers reread the whole state anyway.
+                    let store = plane.clone();
+                    if let Ok(Ok(revision)) =
+                        tokio::task::spawn_blocking(move || store.store.revision()).await
+                    {
+                        plane.fleet.publish(revision);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// Serves `plane` until `shutdown` fires, then flushes the store.
@@ -69,8 +181,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     if let Ok(addr) = grpc_listener.local_addr() {
-        tracing::info!(grpc_addr = %addr, tls = tls.is_some(), revision = plane.store.revision()?, "grpc listening");
+        let store = plane.clone();
+        let revision = tokio::task::spawn_blocking(move || store.store.revision())
+            .await
+            .unwrap_or(Ok(0))?;
+        tracing::info!(grpc_addr = %addr, tls = tls.is_some(), revision, "grpc listening");
     }
+    follow_cluster(&plane);
     if let Ok(addr) = http_listener.local_addr() {
         tracing::info!(http_addr = %addr, "admin listening");
     }

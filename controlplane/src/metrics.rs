@@ -93,16 +93,17 @@ impl Metrics {
         metrics
     }
 
-    /// The Prometheus text exposition, with the fleet gauges refreshed.
+    /// The Prometheus text exposition, with the fleet gauges refreshed. Blocks (reads the store).
     pub fn render(&self, plane: &Plane) -> String {
         if let Ok((revision, apps)) = plane.store.state() {
             self.revision.set(revision as i64);
             self.apps.set(apps.len() as i64);
         }
-        let (bytes, count) = plane.store.sliver_usage();
-        self.sliver_bytes.set(bytes as i64);
-        self.slivers.set(count as i64);
-        let nodes = plane.fleet.nodes();
+        if let Ok((bytes, count)) = plane.store.sliver_usage() {
+            self.sliver_bytes.set(bytes as i64);
+            self.slivers.set(count as i64);
+        }
+        let nodes = plane.nodes().unwrap_or_else(|_| plane.fleet.nodes());
         self.nodes_known.set(nodes.len() as i64);
         self.nodes_connected
             .set(nodes.iter().filter(|n| n.connected).count() as i64);

@@ -116,8 +116,21 @@ impl Control for ControlService {
         &self,
         request: Request<DeployRequest>,
     ) -> Result<Response<DeployResponse>, Status> {
-        let DeployRequest { spec, sliver } = request.into_inner();
+        let DeployRequest {
+            spec,
+            sliver,
+            deploy_id,
+        } = request.into_inner();
         let checked = check_spec(spec).and_then(|spec| {
+            if deploy_id.len() > 128
+                || !deploy_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(ControlError::Invalid(format!(
+                    "{deploy_id:?} is not a valid deploy id: use up to 128 letters, digits, '-' or '_'"
+                )));
+            }
             if sliver.is_empty() {
                 return Err(ControlError::Invalid(
                     "the deploy carries no sliver; `nanoctl deploy app.js` builds one".into(),
@@ -144,14 +157,22 @@ impl Control for ControlService {
         }
         let result = self
             .blocking(move |plane| {
-                let entry = sliver.manifest.entry.clone();
-                Ok(plane
-                    .store
-                    .deploy(spec, &sliver.id, sliver.bytes(), &entry, now_ms())?)
+                Ok(plane.store.deploy(crate::store::Deploy {
+                    spec,
+                    sliver_id: &sliver.id,
+                    sliver: sliver.bytes(),
+                    entry: &sliver.manifest.entry,
+                    now_ms: now_ms(),
+                    deploy_id: &deploy_id,
+                })?)
             })
             .await;
         match result {
-            Ok((app, revision, previous_version)) => {
+            Ok(DeployResponse {
+                app: Some(app),
+                revision,
+                previous_version,
+            }) => {
                 self.plane.metrics.deploys.with_label_values(&["ok"]).inc();
                 self.plane.fleet.publish(revision);
                 tracing::info!(
@@ -164,6 +185,7 @@ impl Control for ControlService {
                     previous_version,
                 }))
             }
+            Ok(_) => unreachable!("a deploy answers with its app"),
             Err(err) => {
                 self.plane
                     .metrics
@@ -259,11 +281,10 @@ impl Control for ControlService {
         &self,
         _request: Request<ListNodesRequest>,
     ) -> Result<Response<ListNodesResponse>, Status> {
-        let revision = self.blocking(|plane| Ok(plane.store.revision()?)).await?;
-        Ok(Response::new(ListNodesResponse {
-            nodes: self.plane.fleet.nodes(),
-            revision,
-        }))
+        let (nodes, revision) = self
+            .blocking(|plane| Ok((plane.nodes()?, plane.store.revision()?)))
+            .await?;
+        Ok(Response::new(ListNodesResponse { nodes, revision }))
     }
 
     async fn list_isolates(
@@ -276,9 +297,10 @@ impl Control for ControlService {
         } else {
             Some(hostname(&raw)?)
         };
-        Ok(Response::new(ListIsolatesResponse {
-            isolates: self.plane.fleet.isolates(host.as_deref()),
-        }))
+        let isolates = self
+            .blocking(move |plane| Ok(plane.isolates(host.as_deref())?))
+            .await?;
+        Ok(Response::new(ListIsolatesResponse { isolates }))
     }
 
     async fn evict(
@@ -287,12 +309,15 @@ impl Control for ControlService {
     ) -> Result<Response<EvictResponse>, Status> {
         let host = hostname(&request.into_inner().hostname)?;
         self.must_exist(&host).await?;
-        let node_ids = self.plane.fleet.command(Command {
+        let command = Command {
             kind: Some(command::Kind::Evict(EvictApp {
                 hostname: host.clone(),
             })),
             node_id: String::new(),
-        });
+        };
+        let node_ids = self
+            .blocking(move |plane| Ok(plane.command(command)?))
+            .await?;
         tracing::info!(hostname = %host, nodes = node_ids.len(), "evict sent");
         Ok(Response::new(EvictResponse { node_ids }))
     }
@@ -348,7 +373,12 @@ impl Control for ControlService {
         request: Request<DrainRequest>,
     ) -> Result<Response<DrainResponse>, Status> {
         let DrainRequest { node_id, drain } = request.into_inner();
-        if !self.plane.fleet.knows(&node_id) {
+        let known = {
+            let node_id = node_id.clone();
+            self.blocking(move |plane| Ok(plane.knows(&node_id)?))
+                .await?
+        };
+        if !known {
             return Err(ControlError::Invalid(format!(
                 "no node {node_id:?} has ever connected; `nanoctl nodes` lists them"
             ))
@@ -360,10 +390,13 @@ impl Control for ControlService {
             self.blocking(move |plane| Ok(plane.store.set_drained(&node_id, drain)?))
                 .await?;
         }
-        let sent = self.plane.fleet.command(Command {
+        let command = Command {
             kind: Some(command::Kind::Drain(DrainNode { drain })),
             node_id: node_id.clone(),
-        });
+        };
+        let sent = self
+            .blocking(move |plane| Ok(plane.command(command)?))
+            .await?;
         tracing::info!(node_id = %node_id, drain, connected = !sent.is_empty(), "drain set");
         Ok(Response::new(DrainResponse {
             connected: !sent.is_empty(),

@@ -63,6 +63,19 @@ fn delta(sent: &BTreeMap<String, App>, now: &BTreeMap<String, App>) -> Delta {
     }
 }
 
+/// The store's state, read on a blocking thread.
+async fn state(plane: &Arc<Plane>) -> Option<(u64, Vec<App>)> {
+    let plane = plane.clone();
+    match tokio::task::spawn_blocking(move || plane.store.state()).await {
+        Ok(Ok(state)) => Some(state),
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "cannot read the store's state");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 fn check_node_id(id: &str) -> Result<(), Status> {
     if id.is_empty()
         || id.len() > 128
@@ -98,91 +111,110 @@ impl Fleet for FleetService {
         let mut revisions = plane.fleet.revisions();
         let mut commands = plane.fleet.commands();
         let span = tracing::info_span!("subscriber", node_id = %node_id);
+        let left = (plane.clone(), node_id.clone());
+        let session = async move {
+            let _connection = plane.fleet.connect(&node_id, address, &version);
+            let store_id = plane.store.store_id().to_owned();
+            let Some((mut revision, apps)) = state(&plane).await else {
+                let _ = tx
+                    .send(Err(Status::unavailable("the store cannot be read; retry")))
+                    .await;
+                return;
+            };
+            tracing::debug!(node_revision, revision, "sending full state");
+            let mut sent = by_host(apps.clone());
+            let full = FleetUpdate {
+                revision,
+                store_id: store_id.clone(),
+                kind: Some(fleet_update::Kind::Full(FullState { apps })),
+            };
+            if tx.send(Ok(full)).await.is_err() {
+                return;
+            }
+            // Then whether it is to be drained (the operator may have changed it while the
+            // node was away).
+            let drained = {
+                let (plane, node_id) = (plane.clone(), node_id.clone());
+                tokio::task::spawn_blocking(move || plane.store.drained(&node_id))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(false)
+            };
+            let drain = FleetUpdate {
+                revision,
+                store_id: store_id.clone(),
+                kind: Some(fleet_update::Kind::Command(Command {
+                    kind: Some(command::Kind::Drain(DrainNode { drain: drained })),
+                    node_id: node_id.clone(),
+                })),
+            };
+            if tx.send(Ok(drain)).await.is_err() {
+                return;
+            }
+            // And which apps are tailed now.
+            let mut tail = plane.fleet.tail_command();
+            tail.node_id = node_id.clone();
+            let tail = FleetUpdate {
+                revision,
+                store_id: store_id.clone(),
+                kind: Some(fleet_update::Kind::Command(tail)),
+            };
+            if tx.send(Ok(tail)).await.is_err() {
+                return;
+            }
+            loop {
+                let update = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tx.closed() => return,
+                    changed = revisions.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let Some((now_revision, apps)) = state(&plane).await else {
+                            continue;
+                        };
+                        if now_revision <= revision {
+                            continue;
+                        }
+                        let now = by_host(apps);
+                        let delta = delta(&sent, &now);
+                        sent = now;
+                        revision = now_revision;
+                        FleetUpdate {
+                            revision,
+                            store_id: store_id.clone(),
+                            kind: Some(fleet_update::Kind::Delta(delta)),
+                        }
+                    }
+                    command = commands.recv() => match command {
+                        Ok(command) if !command.node_id.is_empty() && command.node_id != node_id => continue,
+                        Ok(command) => FleetUpdate {
+                            revision,
+                            store_id: store_id.clone(),
+                            kind: Some(fleet_update::Kind::Command(command)),
+                        },
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                };
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+        };
         tokio::spawn(
             async move {
-                let _connection = plane.fleet.connect(&node_id, address, &version);
-                let store_id = plane.store.store_id().to_owned();
-                let Ok((mut revision, apps)) = plane.store.state() else {
-                    let _ = tx
-                        .send(Err(Status::unavailable("the store cannot be read; retry")))
-                        .await;
-                    return;
-                };
-                tracing::debug!(node_revision, revision, "sending full state");
-                let mut sent = by_host(apps.clone());
-                let full = FleetUpdate {
-                    revision,
-                    store_id: store_id.clone(),
-                    kind: Some(fleet_update::Kind::Full(FullState { apps })),
-                };
-                if tx.send(Ok(full)).await.is_err() {
-                    return;
-                }
-                // Then whether it is to be drained (the operator may have changed it while the
-                // node was away).
-                let drain = FleetUpdate {
-                    revision,
-                    store_id: store_id.clone(),
-                    kind: Some(fleet_update::Kind::Command(Command {
-                        kind: Some(command::Kind::Drain(DrainNode {
-                            drain: plane.store.drained(&node_id).unwrap_or(false),
-                        })),
-                        node_id: node_id.clone(),
-                    })),
-                };
-                if tx.send(Ok(drain)).await.is_err() {
-                    return;
-                }
-                // And which apps are tailed now.
-                let mut tail = plane.fleet.tail_command();
-                tail.node_id = node_id.clone();
-                let tail = FleetUpdate {
-                    revision,
-                    store_id: store_id.clone(),
-                    kind: Some(fleet_update::Kind::Command(tail)),
-                };
-                if tx.send(Ok(tail)).await.is_err() {
-                    return;
-                }
-                loop {
-                    let update = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        _ = tx.closed() => return,
-                        changed = revisions.changed() => {
-                            if changed.is_err() {
-                                return;
-                            }
-                            let Ok((now_revision, apps)) = plane.store.state() else {
-                                continue;
-                            };
-                            if now_revision <= revision {
-                                continue;
-                            }
-                            let now = by_host(apps);
-                            let delta = delta(&sent, &now);
-                            sent = now;
-                            revision = now_revision;
-                            FleetUpdate {
-                                revision,
-                                store_id: store_id.clone(),
-                                kind: Some(fleet_update::Kind::Delta(delta)),
-                            }
-                        }
-                        command = commands.recv() => match command {
-                            Ok(command) if !command.node_id.is_empty() && command.node_id != node_id => continue,
-                            Ok(command) => FleetUpdate {
-                                revision,
-                                store_id: store_id.clone(),
-                                kind: Some(fleet_update::Kind::Command(command)),
-                            },
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        },
-                    };
-                    if tx.send(Ok(update)).await.is_err() {
-                        return;
+                session.await;
+                // No longer connected here (a shared store forgets it only if no other replica
+                // took it meanwhile).
+                let (plane, node_id) = left;
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(err) = plane.store.node_left(&node_id) {
+                        tracing::warn!(error = %err, "cannot record that a node left");
                     }
-                }
+                })
+                .await;
             }
             .instrument(span),
         );
@@ -207,12 +239,12 @@ impl Fleet for FleetService {
                     error = %status.error, "node could not activate a revision"
                 );
             }
-            let node = self.plane.fleet.report(status);
+            let (node, isolates) = self.plane.fleet.report(status);
             let plane = self.plane.clone();
-            // Recording the last status is best effort: it only serves `nanoctl nodes` after a
-            // restart.
+            // Recording the last status is best effort: it serves `nanoctl nodes` after a
+            // restart, and (shared stores) the other replicas' view of the fleet.
             tokio::task::spawn_blocking(move || {
-                if let Err(err) = plane.store.put_node(&node) {
+                if let Err(err) = plane.store.put_node(&node, &isolates) {
                     tracing::warn!(error = %err, "cannot record a node's status");
                 }
             });
@@ -255,7 +287,7 @@ impl Fleet for FleetService {
         let bytes = tokio::task::spawn_blocking(move || plane.store.sliver(&lookup))
             .await
             .map_err(|_| Status::unavailable("the control plane is shutting down"))?
-            .map_err(|err| Status::internal(err.to_string()))?
+            .map_err(|err| Status::from(super::ControlError::Store(err)))?
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "sliver {id} is not stored (its app version may have been removed); \

@@ -24,6 +24,9 @@ use crate::store::StoreError;
 /// How long open calls may run on after shutdown begins.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How often the store's health is checked.
+const STORE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Largest status report or request a node or operator may send besides a deploy.
 const MAX_SMALL_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
@@ -45,6 +48,8 @@ impl ControlError {
             Self::Store(StoreError::NoApp(_) | StoreError::NoVersion { .. }) => Code::NotFound,
             Self::Store(StoreError::NoEarlierVersion(_)) => Code::FailedPrecondition,
             Self::Store(StoreError::HostnameTaken { .. }) => Code::AlreadyExists,
+            Self::Store(StoreError::Etcd { .. } | StoreError::Contended(_)) => Code::Unavailable,
+            Self::Store(StoreError::OverBudget { .. }) => Code::ResourceExhausted,
             Self::Store(_) => Code::Internal,
             Self::ShuttingDown => Code::Unavailable,
         }
@@ -53,7 +58,7 @@ impl ControlError {
     /// The `result` label of a failed change: `failed` when the control plane is at fault,
     /// `refused` when the request was.
     pub fn outcome(&self) -> &'static str {
-        if self.code() == Code::Internal {
+        if matches!(self.code(), Code::Internal | Code::Unavailable) {
             "failed"
         } else {
             "refused"
@@ -66,6 +71,7 @@ impl ControlError {
             Code::NotFound => 404,
             Code::FailedPrecondition | Code::AlreadyExists => 409,
             Code::Unavailable => 503,
+            Code::ResourceExhausted => 507,
             _ => 500,
         }
     }
@@ -119,6 +125,43 @@ pub async fn serve(
         .await;
     health.set_service_status("", ServingStatus::Serving).await;
 
+    // The store's health: `nano.v1.Control` is NOT_SERVING while the store cannot take changes
+    // (etcd unreachable or without quorum); Fleet keeps serving what the nodes need.
+    {
+        let (plane, health, shutdown) = (plane.clone(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut serving = true;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(STORE_CHECK_EVERY) => {}
+                }
+                let store = plane.clone();
+                let checked = tokio::task::spawn_blocking(move || store.store.check()).await;
+                let error = match checked {
+                    Ok(Ok(())) => None,
+                    Ok(Err(err)) => Some(err.to_string()),
+                    Err(_) => return,
+                };
+                let ok = error.is_none();
+                *plane.store_error.lock().unwrap_or_else(|p| p.into_inner()) = error.clone();
+                if ok != serving && !shutdown.is_cancelled() {
+                    serving = ok;
+                    let status = if ok {
+                        tracing::info!("the store answers again; nano.v1.Control is SERVING");
+                        ServingStatus::Serving
+                    } else {
+                        tracing::warn!(
+                            error = error.as_deref().unwrap_or(""),
+                            "the store does not answer; nano.v1.Control is NOT_SERVING"
+                        );
+                        ServingStatus::NotServing
+                    };
+                    health.set_service_status("nano.v1.Control", status).await;
+                }
+            }
+        });
+    }
     let operator_token = plane.operator_token.clone();
     let control = ControlServer::new(control::ControlService::new(plane.clone()))
         .max_decoding_message_size(nano_proto::MAX_MESSAGE_BYTES)

@@ -1,26 +1,26 @@
-//! The control plane's database: the only module that touches sled.
+//! The control plane's database, behind one interface ([`Store`]) with two backends:
 //!
-//! Trees: `apps` (hostname -> the current [`App`]), `history` (hostname, version -> [`App`], for
-//! rollback), `slivers` (id -> bytes), `nodes` (node id -> last known [`Node`]), `drains` (node
-//! ids an operator took out of rotation) and `meta` (the config revision and the store's id). Records are the protocol's own protobuf messages.
+//! - [`sled::SledStore`] (`--data-dir`, the default): one process, one directory.
+//! - [`etcd::EtcdStore`] (`--etcd-endpoints`): any number of replicas sharing an etcd prefix.
 //!
-//! Crash consistency: a deploy writes the sliver and flushes, then switches the app's version,
-//! its history and the revision in one transaction, then flushes, and only then returns. A crash
-//! at any point leaves every app on a version whose sliver is whole. Slivers no version refers to
-//! any more are removed after a switch that dropped versions (pruning, delete), and on open, in
-//! case a crash came between.
+//! What both promise: a deploy (owner check, new version, history, revision, deploy record) is
+//! one atomic step, acknowledged only once durable; every kept version points at a stored, whole
+//! sliver (slivers are written before the switch that refers to them); a crash at any point
+//! leaves every app on a whole version; slivers no kept version refers to are collected. Records
+//! are the protocol's own protobuf messages. Calls block: the async code runs them on blocking
+//! threads (`spawn_blocking`), never on the runtime's workers.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+pub mod etcd;
+pub mod sled;
 
-use nano_proto::v1::{App, AppSpec, Node};
+use nano_proto::v1::{App, AppSpec, Command, DeployResponse, Isolate, Node};
 use prost::Message;
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 /// Versions of an app kept for rollback (the current one included).
 pub const HISTORY_KEPT: usize = 10;
+
+/// How long a deploy id is remembered (a client retries within seconds).
+pub const DEPLOY_IDS_KEPT_MS: i64 = 24 * 3600 * 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,11 +28,31 @@ pub enum StoreError {
         "the data dir {dir} is in use by another nano-controlplane process; stop it, or give this \
          one its own --data-dir"
     )]
-    Locked { dir: PathBuf },
+    Locked { dir: std::path::PathBuf },
     #[error("cannot open the data dir {dir}: {source}")]
-    Open { dir: PathBuf, source: sled::Error },
+    Open {
+        dir: std::path::PathBuf,
+        source: ::sled::Error,
+    },
     #[error("the store failed: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] ::sled::Error),
+    #[error(
+        "etcd ({endpoints}) did not answer: {why}. Deploys and other changes wait for etcd to be \
+         reachable and have quorum; the nodes keep serving their last state. Retry when etcd is back"
+    )]
+    Etcd { endpoints: String, why: String },
+    #[error(
+        "the deploy was retried {0} times against concurrent changes from other replicas and \
+         still conflicted; retry it"
+    )]
+    Contended(u32),
+    #[error(
+        "storing this sliver ({bytes} bytes) would put the stored slivers at {total} bytes, over \
+         --etcd-sliver-budget-mb ({budget} bytes, a share of etcd's database quota). Remove apps \
+         or versions you no longer need (nanoctl rm), or raise etcd's --quota-backend-bytes and \
+         the budget with it"
+    )]
+    OverBudget { bytes: u64, total: u64, budget: u64 },
     #[error("the store holds a damaged record under {key}: {why}")]
     Corrupt { key: String, why: String },
     #[error("no app serves {0:?}; `nanoctl apps` lists the deployed ones")]
@@ -48,377 +68,206 @@ pub enum StoreError {
     HostnameTaken { host: String, owner: String },
 }
 
-/// The store. Writes are serialised by one lock (deploys are rare; correctness is what counts).
-pub struct Store {
-    db: sled::Db,
-    apps: sled::Tree,
-    history: sled::Tree,
-    slivers: sled::Tree,
-    nodes: sled::Tree,
-    drains: sled::Tree,
-    meta: sled::Tree,
-    store_id: String,
-    writer: Mutex<()>,
+/// A deploy, as the store takes it.
+pub struct Deploy<'a> {
+    pub spec: AppSpec,
+    pub sliver_id: &'a str,
+    pub sliver: &'a [u8],
+    pub entry: &'a str,
+    pub now_ms: i64,
+    /// The client's id for this deploy (empty: none); see `DeployRequest.deploy_id`.
+    pub deploy_id: &'a str,
 }
 
-const REVISION: &[u8] = b"revision";
-const STORE_ID: &[u8] = b"store_id";
+/// What the fleet looks like from a shared store: a node connected to some replica, with what
+/// it last reported.
+pub type LiveNodes = Vec<(Node, Vec<Isolate>)>;
 
-fn history_key(host: &str, version: u64) -> Vec<u8> {
-    let mut key = Vec::with_capacity(host.len() + 9);
-    key.extend_from_slice(host.as_bytes());
-    key.push(0);
-    key.extend_from_slice(&version.to_be_bytes());
-    key
+/// What a replica hears from the others through a shared store.
+#[derive(Clone, Debug)]
+pub enum ClusterEvent {
+    /// The cluster's revision moved (or, after a watch restarted, may have).
+    Revision(u64),
+    /// A command for the nodes connected to this replica.
+    Command(Command),
 }
 
-fn history_prefix(host: &str) -> Vec<u8> {
-    let mut key = host.as_bytes().to_vec();
-    key.push(0);
-    key
+/// The store interface. Everything but the replication calls is required of both backends; the
+/// replication calls default to "not shared" (one process: the fleet registry is local).
+pub trait Store: Send + Sync {
+    /// "sled at DIR" or "etcd at URLS under PREFIX", for logs and `/_admin/health`.
+    fn describe(&self) -> String;
+
+    /// Identifies the store (for etcd, the cluster: every replica answers the same id).
+    /// Revisions are comparable only within one store.
+    fn store_id(&self) -> &str;
+
+    /// The config revision: bumped by every deploy, rollback and delete.
+    fn revision(&self) -> Result<u64, StoreError>;
+
+    /// Every app's current version.
+    fn apps(&self) -> Result<Vec<App>, StoreError> {
+        Ok(self.state()?.1)
+    }
+
+    /// The current version of `host`'s app.
+    fn app(&self, host: &str) -> Result<Option<App>, StoreError>;
+
+    /// The versions of `host` kept for rollback, oldest first.
+    fn history(&self, host: &str) -> Result<Vec<App>, StoreError>;
+
+    /// The apps and the revision read together (no write can come between).
+    fn state(&self) -> Result<(u64, Vec<App>), StoreError>;
+
+    /// A stored sliver's bytes, verified whole.
+    fn sliver(&self, id: &str) -> Result<Option<bytes::Bytes>, StoreError>;
+
+    /// Total bytes of stored slivers and their count.
+    fn sliver_usage(&self) -> Result<(u64, u64), StoreError>;
+
+    /// Makes a new version of `spec.hostname` from a verified sliver. Returns it with the new
+    /// revision and the version that was current before (0: none), once all is durable. A
+    /// deploy id already recorded returns the recorded answer and changes nothing.
+    fn deploy(&self, deploy: Deploy<'_>) -> Result<DeployResponse, StoreError>;
+
+    /// Makes `to` (or, with 0, the newest version older than the current one) current again.
+    fn rollback(&self, host: &str, to: u64) -> Result<(App, u64), StoreError>;
+
+    /// Removes `host`'s app and its history; returns the new revision.
+    fn delete(&self, host: &str) -> Result<u64, StoreError>;
+
+    /// Records what a node last reported (kept for `nanoctl nodes` after it leaves). A shared
+    /// store also marks it connected here, under this replica's lease.
+    fn put_node(&self, node: &Node, isolates: &[Isolate]) -> Result<(), StoreError>;
+
+    /// A node's stream to this replica ended (shared stores: it is no longer connected here).
+    fn node_left(&self, _node_id: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Every node ever recorded, as last reported.
+    fn nodes(&self) -> Result<Vec<Node>, StoreError>;
+
+    /// Records whether an operator took `node_id` out of rotation; durable on return.
+    fn set_drained(&self, node_id: &str, drained: bool) -> Result<(), StoreError>;
+
+    /// Whether `node_id` is to be out of rotation.
+    fn drained(&self, node_id: &str) -> Result<bool, StoreError>;
+
+    /// Flushes everything to disk (on shutdown).
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Shared stores: the nodes connected to any replica, with their isolates. `None`: the
+    /// store is not shared and the local registry is the whole fleet.
+    fn live_nodes(&self) -> Result<Option<LiveNodes>, StoreError> {
+        Ok(None)
+    }
+
+    /// Shared stores: sends `command` to every replica (this one included, through
+    /// [`Store::events`]). Returns false when the store is not shared (deliver it locally).
+    fn broadcast(&self, _command: &Command) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// Shared stores: what the other replicas do, as it happens.
+    fn events(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
+        None
+    }
+
+    /// Whether the store can take writes now (etcd reachable with quorum).
+    fn check(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
-fn decode<M: Message + Default>(key: &[u8], bytes: &[u8]) -> Result<M, StoreError> {
+/// Decodes a stored record, or says which one is damaged.
+pub(crate) fn decode<M: Message + Default>(key: &[u8], bytes: &[u8]) -> Result<M, StoreError> {
     M::decode(bytes).map_err(|err| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).replace('\0', "/"),
         why: err.to_string(),
     })
 }
 
-fn u64_value(bytes: Option<sled::IVec>) -> u64 {
-    bytes
-        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-        .map_or(0, u64::from_be_bytes)
+/// A new store id: 32 random hex digits.
+pub(crate) fn new_id() -> Result<String, StoreError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|err| StoreError::Corrupt {
+        key: "store_id".into(),
+        why: err.to_string(),
+    })?;
+    Ok(hex::encode(bytes))
 }
 
-impl Store {
-    /// Opens (or creates) the database in `dir`. A second process on the same dir fails here.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|err| StoreError::Open {
-            dir: dir.to_owned(),
-            source: err.into(),
-        })?;
-        let db =
-            sled::Config::new()
-                .path(dir.join("db"))
-                .open()
-                .map_err(|source| match &source {
-                    sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                        StoreError::Locked {
-                            dir: dir.to_owned(),
-                        }
-                    }
-                    _ => StoreError::Open {
-                        dir: dir.to_owned(),
-                        source,
-                    },
-                })?;
-        let tree = |name: &str| db.open_tree(name);
-        let store_id = match db.get(STORE_ID)? {
-            Some(id) => String::from_utf8_lossy(&id).into_owned(),
-            None => {
-                let mut bytes = [0u8; 16];
-                getrandom::fill(&mut bytes).map_err(|err| StoreError::Corrupt {
-                    key: "store_id".into(),
-                    why: err.to_string(),
-                })?;
-                let id = hex::encode(bytes);
-                db.insert(STORE_ID, id.as_bytes())?;
-                db.flush()?;
-                id
-            }
-        };
-        let store = Self {
-            apps: tree("apps")?,
-            history: tree("history")?,
-            slivers: tree("slivers")?,
-            nodes: tree("nodes")?,
-            drains: tree("drains")?,
-            meta: tree("meta")?,
-            db,
-            store_id,
-            writer: Mutex::new(()),
-        };
-        // Nothing else holds the store yet: no writer lock needed.
-        store.collect_slivers()?;
-        Ok(store)
+/// Whether `spec` may take `current`'s hostname: an app with a name owns its hostname.
+pub(crate) fn check_owner(spec: &AppSpec, current: Option<&App>) -> Result<(), StoreError> {
+    if let Some(owner) = current.and_then(|c| c.spec.as_ref()).map(|s| &s.name)
+        && !owner.is_empty()
+        && spec.name != *owner
+    {
+        return Err(StoreError::HostnameTaken {
+            host: spec.hostname.clone(),
+            owner: owner.clone(),
+        });
     }
+    Ok(())
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// The next version of an app and the kept versions it pushes out (never the current one).
+pub(crate) fn next_version(history: &[App], current: Option<u64>) -> (u64, Vec<u64>) {
+    let version = history.iter().map(|a| a.version).max().unwrap_or(0) + 1;
+    let excess = (history.len() + 1).saturating_sub(HISTORY_KEPT);
+    let pruned = history
+        .iter()
+        .map(|a| a.version)
+        .filter(|v| Some(*v) != current)
+        .take(excess)
+        .collect();
+    (version, pruned)
+}
 
-    /// Identifies this database: revisions are comparable only within one store.
-    pub fn store_id(&self) -> &str {
-        &self.store_id
-    }
-
-    /// The config revision: bumped by every deploy, rollback and delete.
-    pub fn revision(&self) -> Result<u64, StoreError> {
-        Ok(u64_value(self.meta.get(REVISION)?))
-    }
-
-    /// Every app's current version, by hostname.
-    pub fn apps(&self) -> Result<Vec<App>, StoreError> {
-        self.apps
+/// The version a rollback goes to.
+pub(crate) fn rollback_target(
+    host: &str,
+    current: &App,
+    history: &[App],
+    to: u64,
+) -> Result<App, StoreError> {
+    if to == 0 {
+        history
             .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                decode(&key, &value)
-            })
-            .collect()
-    }
-
-    /// The current version of `host`'s app.
-    pub fn app(&self, host: &str) -> Result<Option<App>, StoreError> {
-        self.apps
-            .get(host.as_bytes())?
-            .map(|bytes| decode(host.as_bytes(), &bytes))
-            .transpose()
-    }
-
-    /// The versions of `host` kept for rollback, oldest first.
-    pub fn history(&self, host: &str) -> Result<Vec<App>, StoreError> {
-        self.history
-            .scan_prefix(history_prefix(host))
-            .map(|entry| {
-                let (key, value) = entry?;
-                decode(&key, &value)
-            })
-            .collect()
-    }
-
-    /// The apps and the revision read together (no write can come between).
-    pub fn state(&self) -> Result<(u64, Vec<App>), StoreError> {
-        let _guard = self.lock();
-        Ok((self.revision()?, self.apps()?))
-    }
-
-    /// A stored sliver's bytes.
-    pub fn sliver(&self, id: &str) -> Result<Option<sled::IVec>, StoreError> {
-        Ok(self.slivers.get(id.as_bytes())?)
-    }
-
-    /// Total bytes of stored slivers and their count.
-    pub fn sliver_usage(&self) -> (u64, u64) {
-        self.slivers
+            .filter(|a| a.version < current.version)
+            .max_by_key(|a| a.version)
+            .cloned()
+            .ok_or_else(|| StoreError::NoEarlierVersion(host.to_owned()))
+    } else {
+        history
             .iter()
-            .values()
-            .flatten()
-            .fold((0, 0), |(bytes, count), v| {
-                (bytes + v.len() as u64, count + 1)
+            .find(|a| a.version == to)
+            .cloned()
+            .ok_or(StoreError::NoVersion {
+                host: host.to_owned(),
+                version: to,
             })
-    }
-
-    /// Makes a new version of `spec.hostname` from a verified sliver. Returns it with the new
-    /// revision and the version that was current before (0: none), once all is on disk.
-    pub fn deploy(
-        &self,
-        spec: AppSpec,
-        sliver_id: &str,
-        sliver: &[u8],
-        entry: &str,
-        now_ms: i64,
-    ) -> Result<(App, u64, u64), StoreError> {
-        let _guard = self.lock();
-        let host = spec.hostname.clone();
-        let current = self.app(&host)?;
-        // Checked under the writer lock, so two deploys under different names cannot both pass.
-        if let Some(owner) = current
-            .as_ref()
-            .and_then(|c| c.spec.as_ref())
-            .map(|s| &s.name)
-            && !owner.is_empty()
-            && spec.name != *owner
-        {
-            return Err(StoreError::HostnameTaken {
-                host,
-                owner: owner.clone(),
-            });
-        }
-        let current_version = current.map(|a| a.version);
-        // 1. The sliver, durable before anything refers to it.
-        if !self.slivers.contains_key(sliver_id.as_bytes())? {
-            self.slivers.insert(sliver_id.as_bytes(), sliver)?;
-            self.db.flush()?;
-        }
-        let history = self.history(&host)?;
-        let version = history.iter().map(|a| a.version).max().unwrap_or(0) + 1;
-        let app = App {
-            spec: Some(spec),
-            version,
-            sliver_id: sliver_id.to_owned(),
-            sliver_bytes: sliver.len() as u64,
-            deployed_at_ms: now_ms,
-            entry: entry.to_owned(),
-        };
-        // Versions past the retention limit go, except the current one.
-        let excess = (history.len() + 1).saturating_sub(HISTORY_KEPT);
-        let pruned: Vec<u64> = history
-            .iter()
-            .map(|a| a.version)
-            .filter(|v| Some(*v) != current_version)
-            .take(excess)
-            .collect();
-        // 2. The switch, in one transaction.
-        let revision = self.switch(&host, Some(&app), true, &pruned)?;
-        // 3. Durable, then acknowledged.
-        self.db.flush()?;
-        // A deploy only adds references; a sliver can lose its last one only with a pruned
-        // version (leftovers of a crash are collected on open).
-        if !pruned.is_empty() {
-            self.collect_slivers()?;
-        }
-        Ok((app, revision, current_version.unwrap_or(0)))
-    }
-
-    /// Makes `to` (or, with 0, the newest version older than the current one) current again.
-    pub fn rollback(&self, host: &str, to: u64) -> Result<(App, u64), StoreError> {
-        let _guard = self.lock();
-        let current = self
-            .app(host)?
-            .ok_or_else(|| StoreError::NoApp(host.to_owned()))?;
-        let history = self.history(host)?;
-        let target = if to == 0 {
-            history
-                .iter()
-                .filter(|a| a.version < current.version)
-                .max_by_key(|a| a.version)
-                .cloned()
-                .ok_or_else(|| StoreError::NoEarlierVersion(host.to_owned()))?
-        } else {
-            history
-                .iter()
-                .find(|a| a.version == to)
-                .cloned()
-                .ok_or(StoreError::NoVersion {
-                    host: host.to_owned(),
-                    version: to,
-                })?
-        };
-        let revision = self.switch(host, Some(&target), false, &[])?;
-        self.db.flush()?;
-        Ok((target, revision))
-    }
-
-    /// Removes `host`'s app and its history.
-    pub fn delete(&self, host: &str) -> Result<u64, StoreError> {
-        let _guard = self.lock();
-        if self.app(host)?.is_none() {
-            return Err(StoreError::NoApp(host.to_owned()));
-        }
-        let versions: Vec<u64> = self.history(host)?.iter().map(|a| a.version).collect();
-        let revision = self.switch(host, None, false, &versions)?;
-        self.db.flush()?;
-        self.collect_slivers()?;
-        Ok(revision)
-    }
-
-    /// One transaction: point `host` at `app` (or remove it), record it in the history when
-    /// `record`, drop the `pruned` versions, bump the revision.
-    fn switch(
-        &self,
-        host: &str,
-        app: Option<&App>,
-        record: bool,
-        pruned: &[u64],
-    ) -> Result<u64, StoreError> {
-        let encoded = app.map(Message::encode_to_vec);
-        let result =
-            (&self.apps, &self.history, &self.meta).transaction(|(apps, history, meta)| {
-                match (&encoded, app) {
-                    (Some(bytes), Some(app)) => {
-                        apps.insert(host.as_bytes(), bytes.as_slice())?;
-                        if record {
-                            history.insert(history_key(host, app.version), bytes.as_slice())?;
-                        }
-                    }
-                    _ => {
-                        apps.remove(host.as_bytes())?;
-                    }
-                }
-                for version in pruned {
-                    history.remove(history_key(host, *version))?;
-                }
-                let revision = u64_value(meta.get(REVISION)?) + 1;
-                meta.insert(REVISION, &revision.to_be_bytes())?;
-                Ok::<u64, ConflictableTransactionError<()>>(revision)
-            });
-        match result {
-            Ok(revision) => Ok(revision),
-            Err(TransactionError::Storage(err)) => Err(err.into()),
-            Err(TransactionError::Abort(())) => unreachable!("the transaction never aborts"),
-        }
-    }
-
-    /// Removes slivers that no kept version refers to. Called with the writer lock held.
-    fn collect_slivers(&self) -> Result<(), StoreError> {
-        let mut referenced = HashSet::new();
-        for entry in self.history.iter().chain(self.apps.iter()) {
-            let (key, value) = entry?;
-            let app: App = decode(&key, &value)?;
-            referenced.insert(app.sliver_id);
-        }
-        let mut removed = false;
-        for id in self.slivers.iter().keys() {
-            let id = id?;
-            if !referenced.contains(String::from_utf8_lossy(&id).as_ref()) {
-                self.slivers.remove(&id)?;
-                removed = true;
-            }
-        }
-        if removed {
-            self.db.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Records a node's last known state (kept across restarts for `nanoctl nodes`).
-    pub fn put_node(&self, node: &Node) -> Result<(), StoreError> {
-        self.nodes
-            .insert(node.node_id.as_bytes(), node.encode_to_vec())?;
-        Ok(())
-    }
-
-    /// Every node ever recorded.
-    pub fn nodes(&self) -> Result<Vec<Node>, StoreError> {
-        self.nodes
-            .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                decode(&key, &value)
-            })
-            .collect()
-    }
-
-    /// Records whether an operator took `node_id` out of rotation; durable on return.
-    pub fn set_drained(&self, node_id: &str, drained: bool) -> Result<(), StoreError> {
-        let _guard = self.lock();
-        if drained {
-            self.drains.insert(node_id.as_bytes(), &[1u8])?;
-        } else {
-            self.drains.remove(node_id.as_bytes())?;
-        }
-        self.db.flush()?;
-        Ok(())
-    }
-
-    /// Whether `node_id` is to be out of rotation.
-    pub fn drained(&self, node_id: &str) -> Result<bool, StoreError> {
-        Ok(self.drains.contains_key(node_id.as_bytes())?)
-    }
-
-    /// Flushes everything to disk (on shutdown).
-    pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush()?;
-        Ok(())
     }
 }
 
+/// The app a deploy makes.
+pub(crate) fn new_app(deploy: &Deploy<'_>, version: u64) -> App {
+    App {
+        spec: Some(deploy.spec.clone()),
+        version,
+        sliver_id: deploy.sliver_id.to_owned(),
+        sliver_bytes: deploy.sliver.len() as u64,
+        deployed_at_ms: deploy.now_ms,
+        entry: deploy.entry.to_owned(),
+    }
+}
+
+/// The store tests, run against every backend (`sled::tests`, `etcd::tests`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod contract {
     use super::*;
 
     fn spec(host: &str) -> AppSpec {
@@ -428,50 +277,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn versions_rollback_delete_and_sliver_collection() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let (v1, r1, _) = store
-            .deploy(spec("a.test"), "s1", b"one", "a.js", 1)
+    /// A sliver's id: its hash (the etcd backend verifies it on read).
+    fn sid(bytes: &[u8]) -> String {
+        nano_sliver::sha256_hex(bytes)
+    }
+
+    fn deploy<'a>(spec: AppSpec, id: &'a str, bytes: &'a [u8], now_ms: i64) -> Deploy<'a> {
+        Deploy {
+            spec,
+            sliver_id: id,
+            sliver: bytes,
+            entry: "a.js",
+            now_ms,
+            deploy_id: "",
+        }
+    }
+
+    pub fn versions_rollback_delete_and_sliver_collection(store: &dyn Store) {
+        let d1 = store
+            .deploy(deploy(spec("a.test"), &sid(b"one"), b"one", 1))
             .unwrap();
-        let (v2, r2, previous) = store
-            .deploy(spec("a.test"), "s2", b"two", "a.js", 2)
+        let d2 = store
+            .deploy(deploy(spec("a.test"), &sid(b"two"), b"two", 2))
             .unwrap();
+        let (v1, v2) = (d1.app.unwrap(), d2.app.unwrap());
         assert_eq!((v1.version, v2.version), (1, 2));
-        assert!(r2 > r1);
-        assert_eq!(previous, 1);
+        assert!(d2.revision > d1.revision);
+        assert_eq!(d2.previous_version, 1);
+        assert_eq!(
+            store.sliver(&sid(b"two")).unwrap().unwrap().as_ref(),
+            b"two"
+        );
         let (back, _) = store.rollback("a.test", 0).unwrap();
-        assert_eq!(back.sliver_id, "s1");
+        assert_eq!(back.sliver_id, sid(b"one"));
         assert_eq!(store.app("a.test").unwrap().unwrap().version, 1);
         // The next deploy continues the numbering.
-        let (v3, _, _) = store
-            .deploy(spec("a.test"), "s1", b"one", "a.js", 3)
+        let d3 = store
+            .deploy(deploy(spec("a.test"), &sid(b"one"), b"one", 3))
             .unwrap();
-        assert_eq!(v3.version, 3);
+        assert_eq!(d3.app.unwrap().version, 3);
         assert!(matches!(
             store.rollback("a.test", 9),
             Err(StoreError::NoVersion { version: 9, .. })
         ));
+        let (revision, apps) = store.state().unwrap();
+        assert_eq!((revision, apps.len()), (store.revision().unwrap(), 1));
         store.delete("a.test").unwrap();
         assert!(store.apps().unwrap().is_empty());
-        assert_eq!(store.sliver_usage(), (0, 0));
+        assert_eq!(store.sliver_usage().unwrap(), (0, 0));
+        assert!(store.sliver(&sid(b"one")).unwrap().is_none());
         assert!(matches!(store.delete("a.test"), Err(StoreError::NoApp(_))));
     }
 
-    #[test]
-    fn a_hostname_belongs_to_one_named_app() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    pub fn a_hostname_belongs_to_one_named_app(store: &dyn Store) {
         let named = |name: &str| AppSpec {
             hostname: "n.test".into(),
             name: name.into(),
             ..Default::default()
         };
         store
-            .deploy(named("shop"), "s1", b"one", "a.js", 1)
+            .deploy(deploy(named("shop"), &sid(b"one"), b"one", 1))
             .unwrap();
-        match store.deploy(named("blog"), "s2", b"two", "a.js", 2) {
+        match store.deploy(deploy(named("blog"), &sid(b"two"), b"two", 2)) {
             Err(err @ StoreError::HostnameTaken { .. }) => {
                 assert!(
                     err.to_string().contains("served by the app \"shop\""),
@@ -481,42 +348,60 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            store.sliver_usage().1,
+            store.sliver_usage().unwrap().1,
             1,
             "nothing of the refused deploy is stored"
         );
         store
-            .deploy(named("shop"), "s2", b"two", "a.js", 3)
+            .deploy(deploy(named("shop"), &sid(b"two"), b"two", 3))
             .unwrap();
     }
 
-    #[test]
-    fn history_is_bounded_and_keeps_the_current_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    pub fn history_is_bounded_and_keeps_the_current_version(store: &dyn Store) {
         for i in 0..(HISTORY_KEPT as i64 + 5) {
-            let id = format!("s{i}");
+            let bytes = format!("s{i}");
             store
-                .deploy(spec("b.test"), &id, id.as_bytes(), "b.js", i)
+                .deploy(deploy(
+                    spec("b.test"),
+                    &sid(bytes.as_bytes()),
+                    bytes.as_bytes(),
+                    i,
+                ))
                 .unwrap();
         }
         let history = store.history("b.test").unwrap();
         assert_eq!(history.len(), HISTORY_KEPT);
-        assert_eq!(store.sliver_usage().1, HISTORY_KEPT as u64);
+        assert_eq!(store.sliver_usage().unwrap().1, HISTORY_KEPT as u64);
         assert_eq!(history.last().unwrap().version, HISTORY_KEPT as u64 + 5);
     }
 
-    #[test]
-    fn a_second_open_of_the_same_dir_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path()).unwrap();
-        // sled's lock is per process file descriptor; a second open in-process reuses nothing.
-        match Store::open(dir.path()) {
-            Err(err @ StoreError::Locked { .. }) => {
-                assert!(err.to_string().contains("in use by another"))
-            }
-            Err(other) => panic!("unexpected error: {other}"),
-            Ok(_) => panic!("second open succeeded"),
-        }
+    pub fn a_deploy_id_is_applied_once(store: &dyn Store) {
+        let id = sid(b"one");
+        let mut first = deploy(spec("c.test"), &id, b"one", 1);
+        first.deploy_id = "0123456789abcdef";
+        let once = store.deploy(first).unwrap();
+        let mut again = deploy(spec("c.test"), &id, b"one", 2);
+        again.deploy_id = "0123456789abcdef";
+        let twice = store.deploy(again).unwrap();
+        assert_eq!(once, twice, "the retry gets the first answer");
+        assert_eq!(store.history("c.test").unwrap().len(), 1);
+        assert_eq!(store.revision().unwrap(), once.revision);
+    }
+
+    pub fn drains_and_nodes_are_recorded(store: &dyn Store) {
+        assert!(!store.drained("n1").unwrap());
+        store.set_drained("n1", true).unwrap();
+        assert!(store.drained("n1").unwrap());
+        store.set_drained("n1", false).unwrap();
+        assert!(!store.drained("n1").unwrap());
+        let node = Node {
+            node_id: "n1".into(),
+            revision: 7,
+            ..Default::default()
+        };
+        store.put_node(&node, &[]).unwrap();
+        let nodes = store.nodes().unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].revision, 7);
     }
 }
