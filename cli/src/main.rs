@@ -29,7 +29,8 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
     about = "Deploy apps to a NANO fleet and look after it"
 )]
 struct Cli {
-    /// The control plane's gRPC address.
+    /// The control plane's gRPC address; with replicas, their addresses, comma-separated
+    /// (a call goes to the first that answers; a replica that is down is skipped).
     #[arg(
         long,
         global = true,
@@ -230,18 +231,28 @@ fn one_line(err: &anyhow::Error) -> String {
     text.replace('\n', " ")
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+/// The control plane replicas of `--server`, in order.
+fn servers(cli: &Cli) -> Vec<String> {
+    cli.server
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Connects to one replica.
+async fn connect_to(cli: &Cli, server: &str) -> anyhow::Result<Client> {
     let unreachable = || {
         format!(
-            "cannot reach the control plane at {} (is it running? set --server or NANO_SERVER)",
-            cli.server
+            "cannot reach the control plane at {server} (is it running? set --server or NANO_SERVER)"
         )
     };
-    let mut endpoint = Endpoint::from_shared(cli.server.clone())
-        .map_err(|err| anyhow!("bad --server {:?}: {err}", cli.server))?
+    let mut endpoint = Endpoint::from_shared(server.to_owned())
+        .map_err(|err| anyhow!("bad --server {server:?}: {err}"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    if cli.server.starts_with("https://") {
+    if server.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
         if let Some(path) = &cli.ca_cert {
             let pem = std::fs::read(path)
@@ -262,6 +273,18 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     Ok(ControlClient::with_interceptor(channel, Auth(token))
         .max_decoding_message_size(nano_proto::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(nano_proto::MAX_MESSAGE_BYTES))
+}
+
+/// Connects to the first replica that answers.
+async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let mut last = None;
+    for server in servers(cli) {
+        match connect_to(cli, &server).await {
+            Ok(client) => return Ok(client),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("--server is empty: give the control plane's address")))
 }
 
 /// A refusal from the control plane, in words a user can act on.
@@ -310,16 +333,41 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {
         .collect()
 }
 
-/// Connects, makes one `Control` call, and turns a refusal into its one-line explanation.
+/// Makes one `Control` call that may safely be repeated on the first replica that answers: a
+/// replica that is down or answers UNAVAILABLE is skipped. A refusal becomes its one-line
+/// explanation.
 macro_rules! call {
-    ($cli:expr, $method:ident($request:expr)) => {
-        connect($cli)
-            .await?
-            .$method($request)
-            .await
-            .map_err(explain)?
-            .into_inner()
-    };
+    ($cli:expr, $method:ident($request:expr)) => {{
+        let mut last = None;
+        let mut answer = None;
+        for server in servers($cli) {
+            let mut client = match connect_to($cli, &server).await {
+                Ok(client) => client,
+                Err(err) => {
+                    last = Some(err);
+                    continue;
+                }
+            };
+            match client.$method($request).await {
+                Ok(response) => {
+                    answer = Some(response.into_inner());
+                    break;
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    last = Some(explain(status));
+                }
+                Err(status) => return Err(explain(status)),
+            }
+        }
+        match answer {
+            Some(answer) => answer,
+            None => {
+                return Err(last.unwrap_or_else(|| {
+                    anyhow!("--server is empty: give the control plane's address")
+                }));
+            }
+        }
+    }};
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -385,15 +433,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     max_session_secs: *ws_max_session_secs,
                 }),
             };
-            let mut client = connect(&cli).await?;
-            let deployed = client
-                .deploy(DeployRequest {
-                    spec: Some(spec),
-                    sliver: sliver.bytes().to_vec(),
-                })
-                .await
-                .map_err(explain)?
-                .into_inner();
+            // One id for every attempt: a replica that committed the deploy before it failed
+            // to answer makes the retry return that deploy instead of making another.
+            let mut id = [0u8; 16];
+            getrandom::fill(&mut id)
+                .map_err(|err| anyhow!("no randomness for a deploy id: {err}"))?;
+            let request = DeployRequest {
+                spec: Some(spec),
+                sliver: sliver.bytes().to_vec(),
+                deploy_id: hex::encode(id),
+            };
+            let (mut client, deployed) = deploy_on_any(&cli, request).await?;
             let app = deployed.app.unwrap_or_default();
             let undo = (!no_rollback && deployed.previous_version != 0)
                 .then_some(deployed.previous_version);
@@ -552,6 +602,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Sends a deploy to the first replica that takes it; on a replica that is down or fails to
+/// answer, the same deploy (same id) goes to the next.
+async fn deploy_on_any(
+    cli: &Cli,
+    request: DeployRequest,
+) -> anyhow::Result<(Client, nano_proto::v1::DeployResponse)> {
+    let mut last = None;
+    for server in servers(cli) {
+        let mut client = match connect_to(cli, &server).await {
+            Ok(client) => client,
+            Err(err) => {
+                last = Some(err);
+                continue;
+            }
+        };
+        match client.deploy(request.clone()).await {
+            Ok(response) => return Ok((client, response.into_inner())),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                last = Some(explain(status));
+            }
+            Err(status) => return Err(explain(status)),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("--server is empty: give the control plane's address")))
 }
 
 /// A stored change of an app's current version.

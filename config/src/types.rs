@@ -35,13 +35,37 @@ pub struct Config {
     pub control_plane: Option<ControlPlane>,
 }
 
+/// One control-plane address, or the addresses of its replicas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Urls {
+    One(#[schemars(length(min = 1, max = 2048))] String),
+    Many(#[schemars(length(min = 1, max = 16))] Vec<UrlItem>),
+}
+
+/// One address in a list of control-plane replicas.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct UrlItem(#[schemars(length(min = 1, max = 2048))] pub String);
+
+impl Urls {
+    /// The addresses, in order.
+    pub fn list(&self) -> Vec<String> {
+        match self {
+            Self::One(url) => vec![url.clone()],
+            Self::Many(urls) => urls.iter().map(|u| u.0.clone()).collect(),
+        }
+    }
+}
+
 /// `control_plane`: where a fleet member gets its apps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPlane {
-    /// The control plane's gRPC address: `http://host:7070`, or `https://...` with TLS.
-    #[schemars(length(min = 1, max = 2048))]
-    pub url: String,
+    /// The control plane's gRPC address: `http://host:7070`, or `https://...` with TLS. With
+    /// control-plane replicas, a list of their addresses: the node connects to one, and to the
+    /// next when its stream breaks.
+    pub url: Urls,
     /// The node token (`--node-token` of the control plane); `NANO_NODE_TOKEN` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,

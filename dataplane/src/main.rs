@@ -40,7 +40,8 @@ struct Cli {
 /// Fleet mode: these flags override the config's `control_plane` section.
 #[derive(clap::Args)]
 struct FleetFlags {
-    /// Join a fleet: the control plane's gRPC address (http://host:7070 or https://...).
+    /// Join a fleet: the control plane's gRPC address (http://host:7070 or https://...); with
+    /// control-plane replicas, their addresses, comma-separated.
     #[arg(long, env = "NANO_CONTROL_PLANE")]
     control_plane: Option<String>,
     /// This node's id in the fleet (default: the machine's hostname).
@@ -285,12 +286,22 @@ fn fleet_options(
     flags: FleetFlags,
 ) -> Result<Option<nano_dataplane::sync::FleetOptions>, String> {
     let section = config.control_plane.clone();
-    let Some(url) = flags
+    let Some(urls) = flags
         .control_plane
-        .or_else(|| section.as_ref().map(|s| s.url.clone()))
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .or_else(|| section.as_ref().map(|s| s.url.list()))
     else {
         return Ok(None);
     };
+    if urls.is_empty() {
+        return Err("--control-plane is empty: give the control plane's address".into());
+    }
     let token = flags
         .token
         .or_else(|| section.as_ref().and_then(|s| s.token.clone()))
@@ -307,7 +318,7 @@ fn fleet_options(
         .ca_cert
         .or_else(|| section.as_ref().and_then(|s| s.ca_cert.clone()));
     Ok(Some(nano_dataplane::sync::FleetOptions {
-        url,
+        urls,
         token,
         node_id,
         cache_dir,
@@ -368,7 +379,7 @@ fn serve(path: Option<&Path>, listen: Option<&str>, flags: FleetFlags) -> ExitCo
     let fleet = match fleet_options(&config, flags) {
         Ok(None) => None,
         Ok(Some(options)) => {
-            tracing::info!(url = %options.url, node_id = %options.node_id, cache_dir = %options.cache_dir.display(), "fleet mode");
+            tracing::info!(urls = %options.urls.join(","), node_id = %options.node_id, cache_dir = %options.cache_dir.display(), "fleet mode");
             match nano_dataplane::sync::Member::open(options) {
                 Ok(member) => Some(member),
                 Err(err) => {

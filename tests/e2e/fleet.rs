@@ -418,6 +418,7 @@ fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
                 DeployRequest {
                     spec: Some(spec()),
                     sliver: b"NANOSLV\0garbage".to_vec(),
+                    deploy_id: String::new(),
                 },
             ))
             .await
@@ -435,6 +436,7 @@ fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
                 DeployRequest {
                     spec: Some(spec()),
                     sliver: vec![0; nano_proto::MAX_MESSAGE_BYTES + 1024],
+                    deploy_id: String::new(),
                 },
             ))
             .await
@@ -749,6 +751,7 @@ async fn deploy_until_killed(url: String, mut seed: u64) -> Vec<(String, u64, St
                     ..Default::default()
                 }),
                 sliver: sliver.bytes().to_vec(),
+                deploy_id: String::new(),
             },
         );
         match client.deploy(req).await {

@@ -16,7 +16,8 @@ use super::state;
 /// How a node joins a fleet.
 #[derive(Clone, Debug)]
 pub struct FleetOptions {
-    pub url: String,
+    /// The control plane's address, or its replicas' (tried in turn).
+    pub urls: Vec<String>,
     pub token: String,
     pub node_id: String,
     pub cache_dir: PathBuf,
@@ -122,18 +123,18 @@ pub(super) async fn download(client: &mut Client, id: &str) -> Result<Sliver, Sy
     })
 }
 
-pub(super) async fn connect(options: &FleetOptions) -> Result<Client, SyncError> {
+pub(super) async fn connect(options: &FleetOptions, url: &str) -> Result<Client, SyncError> {
     let bad_url = |why: String| SyncError::Url {
-        url: options.url.clone(),
+        url: url.to_owned(),
         why,
     };
-    let mut endpoint = Endpoint::from_shared(options.url.clone())
+    let mut endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|err| bad_url(err.to_string()))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(10));
-    if options.url.starts_with("https://") {
+    if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new().with_webpki_roots();
         if let Some(path) = &options.ca_cert {
             let pem = std::fs::read(path).map_err(|source| SyncError::CaCert {

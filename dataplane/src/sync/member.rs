@@ -384,7 +384,7 @@ mod tests {
 
     fn member(dir: &std::path::Path) -> Member {
         Member::open(FleetOptions {
-            url: "http://127.0.0.1:1".into(),
+            urls: vec!["http://127.0.0.1:1".into()],
             token: "t".into(),
             node_id: "n1".into(),
             cache_dir: dir.to_owned(),
@@ -424,7 +424,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = member(dir.path());
         let options = FleetOptions {
-            url: "http://127.0.0.1:1".into(),
+            urls: vec!["http://127.0.0.1:1".into()],
             token: "t".into(),
             node_id: "n2".into(),
             cache_dir: dir.path().to_owned(),

@@ -53,9 +53,10 @@ async fn session(
     member: &mut Member,
     links: &mut Links,
     stop: &CancellationToken,
+    url: &str,
     connected: &mut bool,
 ) -> Result<(), SyncError> {
-    let mut client = connect(&member.options).await?;
+    let mut client = connect(&member.options, url).await?;
     let mut updates = client
         .subscribe(SubscribeRequest {
             node_id: member.options.node_id.clone(),
@@ -97,7 +98,7 @@ async fn session(
                 if !*connected {
                     *connected = true;
                     METRICS.fleet_connected.set(1);
-                    tracing::info!(url = %member.options.url, revision = update.revision, "connected to the control plane");
+                    tracing::info!(url, revision = update.revision, "connected to the control plane");
                 }
                 if let Some(fleet_update::Kind::Command(nano_proto::v1::Command {
                     kind: Some(command::Kind::Tail(apps)),
@@ -195,13 +196,17 @@ impl Backoff {
     }
 }
 
-/// Runs the member until `stop` fires.
+/// Runs the member until `stop` fires. With several control-plane replicas, each attempt goes
+/// to the next one: a node whose replica died resumes on another (from its revision: what it
+/// has verified is not downloaded again).
 pub async fn run(mut member: Member, mut links: Links, stop: CancellationToken) {
     let mut backoff = Backoff(0);
-    loop {
+    let urls = member.options.urls.clone();
+    for attempt in 0usize.. {
+        let url = &urls[attempt % urls.len()];
         let mut connected = false;
         METRICS.fleet_connected.set(0);
-        let result = session(&mut member, &mut links, &stop, &mut connected).await;
+        let result = session(&mut member, &mut links, &stop, url, &mut connected).await;
         METRICS.fleet_connected.set(0);
         if stop.is_cancelled() {
             return;
@@ -212,7 +217,7 @@ pub async fn run(mut member: Member, mut links: Links, stop: CancellationToken) 
         let wait = backoff.next();
         if let Err(err) = result {
             tracing::warn!(
-                url = %member.options.url, error = %err, retry_in_ms = wait.as_millis() as u64,
+                url = %url, error = %err, retry_in_ms = wait.as_millis() as u64,
                 "control plane unreachable; the last good state keeps serving"
             );
         }
