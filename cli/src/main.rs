@@ -295,11 +295,21 @@ pub fn explain(status: tonic::Status) -> anyhow::Error {
              control plane's --operator-token)",
             status.message()
         ),
+        // The control plane answered, but its store (etcd) did not: the message says what to do.
+        tonic::Code::Unavailable if status.message().contains("etcd") => {
+            anyhow!(
+                "the control plane cannot make changes now: {}",
+                status.message()
+            )
+        }
         tonic::Code::Unavailable => anyhow!(
             "the control plane is unavailable: {} (is it running? check --server or NANO_SERVER)",
             status.message()
         ),
         tonic::Code::AlreadyExists => anyhow!("hostname taken: {}", status.message()),
+        tonic::Code::ResourceExhausted if status.message().contains("--etcd-sliver-budget-mb") => {
+            anyhow!("{}", status.message())
+        }
         tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => anyhow!(
             "the control plane refused a message this large: {}",
             status.message()

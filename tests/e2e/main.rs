@@ -12,6 +12,7 @@ mod fetch;
 mod fleet;
 mod frameworks;
 mod front;
+mod ha;
 mod hostile;
 mod lifecycle;
 mod limits;

@@ -426,16 +426,32 @@ impl ControlPlane {
 
     /// Like [`ControlPlane::start`], with more flags (e.g. `--tls-cert`).
     pub fn start_with(data_dir: &Path, grpc: &str, extra: &[&str]) -> Self {
-        let data = data_dir.to_str().unwrap();
-        let mut args = vec![
-            "--data-dir",
-            data,
-            "--grpc-listen",
-            grpc,
-            "--http-listen",
-            "127.0.0.1:0",
-        ];
+        let mut args = vec!["--data-dir", data_dir.to_str().unwrap()];
         args.extend_from_slice(extra);
+        Self::start_args(grpc, &args, data_dir)
+    }
+
+    /// A replica on `etcd`'s cluster under `prefix` (a 2 s lease: a dead replica's nodes show
+    /// as disconnected quickly).
+    pub fn start_on_etcd(etcd: &Etcd, prefix: &str, grpc: &str) -> Self {
+        let url = etcd.url();
+        Self::start_args(
+            grpc,
+            &[
+                "--etcd-endpoints",
+                &url,
+                "--etcd-prefix",
+                prefix,
+                "--etcd-lease-ttl-secs",
+                "2",
+            ],
+            Path::new(""),
+        )
+    }
+
+    fn start_args(grpc: &str, store: &[&str], data_dir: &Path) -> Self {
+        let mut args = store.to_vec();
+        args.extend(["--grpc-listen", grpc, "--http-listen", "127.0.0.1:0"]);
         let (child, log) = spawn_logged(
             "nano-controlplane",
             &args,
@@ -531,6 +547,115 @@ impl Drop for ControlPlane {
                 self.log.text()
             );
         }
+        self.kill();
+    }
+}
+
+/// A real etcd (Debian's `etcd-server`) on loopback ports, one member. Stopped when dropped;
+/// [`Etcd::kill`] and [`Etcd::restart`] keep its data and ports.
+pub struct Etcd {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    client_port: u16,
+    peer_port: u16,
+}
+
+impl Etcd {
+    /// Starts etcd; `None` when it is not installed outside CI (CI installs it, and there a
+    /// missing etcd is a failure, not a skip).
+    pub fn start() -> Option<Self> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "etcd is not installed, and CI must run the replica tests on it (.ci/run \
+                 installs Debian's etcd-server)"
+            );
+            eprintln!("etcd not installed; skipped (apt-get install etcd-server)");
+            return None;
+        }
+        let free = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let mut etcd = Self {
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            client_port: free(),
+            peer_port: free(),
+        };
+        etcd.restart();
+        Some(etcd)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// Starts it again on the same data and ports, and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "etcd is running");
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let url = self.url();
+        let data = self.dir.path().join("data");
+        self.child = Some(
+            Command::new("etcd")
+                .args(["--data-dir", data.to_str().unwrap(), "--name", "nano-test"])
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
+                .args([
+                    "--listen-peer-urls",
+                    &peer,
+                    "--initial-advertise-peer-urls",
+                    &peer,
+                ])
+                .args(["--initial-cluster", &format!("nano-test={peer}")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("etcd starts"),
+        );
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let health = format!("127.0.0.1:{}", self.client_port);
+        loop {
+            // /health answers {"health":"true"} once the member has a leader.
+            if let Ok(mut stream) = std::net::TcpStream::connect(&health) {
+                use std::io::{Read, Write};
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = stream
+                    .write_all(b"GET /health HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n");
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.contains("\"health\":\"true\"") {
+                    return;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd did not become healthy"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL (its data stays for [`Etcd::restart`]).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
         self.kill();
     }
 }

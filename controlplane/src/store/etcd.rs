@@ -497,7 +497,9 @@ impl EtcdStore {
         }
         // etcd takes at most 128 operations per transaction (its default); the revision goes
         // last, so a crash midway leaves the prefix without a revision: run migrate again
-        // after clearing it.
+        // after clearing it. The store id is the sled store's, so the nodes' revisions stay
+        // comparable.
+        ops.push(TxnOp::put(self.key("meta/store_id"), dump.store_id.clone(), None));
         for batch in ops.chunks(100) {
             self.txn(Txn::new().and_then(batch.to_vec()))?;
         }
@@ -771,11 +773,11 @@ impl Store for EtcdStore {
             hex::encode(random)
         ));
         let value = command.encode_to_vec();
-        // The watchers see the put; the key need not stay.
-        self.txn(Txn::new().and_then([
-            TxnOp::put(key.clone(), value, None),
-            TxnOp::delete(key, None),
-        ]))?;
+        // The watchers see the put; the key need not stay (etcd refuses a put and a delete of
+        // one key in a transaction, hence two calls; a key left by a crash between is harmless).
+        let put = key.clone();
+        self.call(|mut c| async move { c.put(put, value, None).await })?;
+        self.call(|mut c| async move { c.delete(key, None).await })?;
         Ok(true)
     }
 

@@ -1,0 +1,377 @@
+//! Control-plane replicas on a real etcd (Debian's etcd-server, started by the tests): two
+//! replicas serve one fleet, a replica killed under traffic costs no tenant request and its
+//! nodes move to the other, an etcd outage refuses changes while the nodes keep serving and
+//! converges when etcd returns, and `migrate` moves a sled store into etcd.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nano_tests::{ControlPlane, Etcd, NODE_TOKEN, Nano, OPERATOR_TOKEN, PATIENCE, block_on};
+use serde_json::json;
+
+/// Writes an app answering `text` and returns its entry path.
+fn app(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("export default {{ fetch() {{ return new Response({text:?}); }} }}\n"),
+    )
+    .unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// A data plane in fleet mode; `urls` is the config's `control_plane.url` (string or list).
+fn node(urls: serde_json::Value, id: &str, cache: &Path) -> Nano {
+    Nano::start(json!({
+        "control_plane": {
+            "url": urls,
+            "token": NODE_TOKEN,
+            "node_id": id,
+            "cache_dir": cache,
+        }
+    }))
+}
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "nanoctl failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `nanoctl nodes` on `cp`: node id -> connected.
+fn connected(cp: &ControlPlane) -> Vec<(String, bool)> {
+    cp.nanoctl_json(&["nodes"])["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap().to_owned(),
+                n["connected"] == true,
+            )
+        })
+        .collect()
+}
+
+/// Polls until `done` holds (failing past PATIENCE with `what`).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn admin_health(cp: &ControlPlane) -> serde_json::Value {
+    let addr = cp.http;
+    block_on(async move {
+        nano_tests::send(
+            addr,
+            nano_tests::request("GET", "127.0.0.1", "/_admin/health")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        )
+        .await
+        .json()
+    })
+}
+
+/// GETs `host` on every node until `stop`; counts answers that are not 200 with one of `bodies`.
+fn steady_traffic(
+    nodes: Vec<std::net::SocketAddr>,
+    host: &'static str,
+    bodies: &'static [&'static str],
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        block_on(async move {
+            let (mut sent, mut failed) = (0, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                for addr in &nodes {
+                    let reply = nano_tests::send(
+                        *addr,
+                        nano_tests::request("GET", host, "/")
+                            .body(nano_tests::body(""))
+                            .unwrap(),
+                    )
+                    .await;
+                    sent += 1;
+                    if reply.status != 200 || !bodies.contains(&reply.body.as_str()) {
+                        failed.push(format!("{addr}: {} {}", reply.status, reply.body));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (sent, failed)
+        })
+    })
+}
+
+#[test]
+fn two_replicas_serve_one_fleet_and_a_killed_replica_costs_no_request() {
+    let Some(etcd) = Etcd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let b = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let (a_url, b_url) = (a.url(), b.url());
+    // node-a prefers A, node-b prefers B; node-c knows only A.
+    let na = node(json!([a_url, b_url]), "node-a", &dir.path().join("a"));
+    let nb = node(json!([b_url, a_url]), "node-b", &dir.path().join("b"));
+    let nc = node(json!(a_url), "node-c", &dir.path().join("c"));
+    nb.log.wait_for("node-b on replica B", |t| {
+        t.contains("connected to the control plane") && t.contains(&b_url)
+    });
+    // Either replica shows the whole fleet.
+    a.wait_for_nodes(3);
+    b.wait_for_nodes(3);
+    let (ha, hb) = (admin_health(&a), admin_health(&b));
+    assert_eq!(ha["store_id"], hb["store_id"], "one cluster, one id");
+    assert_eq!(ha["store"]["ok"], true, "{ha}");
+
+    // A deploy through A reaches node-b, subscribed to B (the deploy waits for every node).
+    let host = "ha.test";
+    let out = ok(&a.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v1.js", "first"),
+        "--hostname",
+        host,
+    ]));
+    assert!(
+        out.contains("version 1 serves on node-a, node-b, node-c"),
+        "{out}"
+    );
+    // Steady traffic through node-a and node-b while A dies.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = steady_traffic(
+        vec![na.addr, nb.addr],
+        host,
+        &["first", "second"],
+        stop.clone(),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let sessions_before = na
+        .log
+        .text()
+        .matches("connected to the control plane")
+        .count();
+    a.kill();
+    // node-a moves to B; node-c (which knows only A) shows as disconnected once A's lease ends.
+    na.log
+        .wait_for_count("connected to the control plane", sessions_before + 1);
+    eventually(
+        "node-c disconnected and node-a connected, seen from B",
+        || {
+            let nodes = connected(&b);
+            nodes.contains(&("node-c".into(), false)) && nodes.contains(&("node-a".into(), true))
+        },
+    );
+    // nanoctl skips the dead replica; the deploy goes through B and reaches both live nodes.
+    let both = format!("{a_url},{b_url}");
+    let out = ok(&nano_tests::nanoctl(
+        &both,
+        Some(OPERATOR_TOKEN),
+        &[
+            "deploy",
+            &app(dir.path(), "v2.js", "second"),
+            "--hostname",
+            host,
+        ],
+    ));
+    assert!(out.contains("version 2 serves on node-a, node-b"), "{out}");
+    // An eviction through B reaches node-a, which moved there, and node-b.
+    let evicted = nano_tests::nanoctl(&both, Some(OPERATOR_TOKEN), &["evict", host]);
+    let evicted = ok(&evicted);
+    assert!(
+        evicted.contains("node-a") && evicted.contains("node-b"),
+        "{evicted}"
+    );
+    na.log.wait_for("node-a got the eviction", |t| {
+        t.contains("evicting isolates on the control plane's command")
+    });
+    // B lists the isolates of every node, including node-a's, reported through A before.
+    eventually("B lists node-a's and node-b's isolates", || {
+        let isolates = b.nanoctl_json(&["isolates", host]);
+        let nodes: Vec<&str> = isolates["isolates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["node_id"].as_str())
+            .collect();
+        nodes.contains(&"node-a") && nodes.contains(&"node-b")
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    assert!(sent > 0);
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} requests failed: {failed:?}",
+        failed.len()
+    );
+    block_on(async {
+        for n in [&na, &nb] {
+            assert_eq!(n.get(host, "/").await.body, "second");
+        }
+        // node-c, cut off from the control plane, keeps serving its last good state.
+        assert_eq!(nc.get(host, "/").await.body, "first");
+    });
+}
+
+#[test]
+fn an_etcd_outage_refuses_changes_while_nodes_serve_then_converges() {
+    let Some(mut etcd) = Etcd::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let n = node(json!(cp.url()), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let host = "outage.test";
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v1.js", "first"),
+        "--hostname",
+        host,
+    ]));
+
+    etcd.kill();
+    let control_status = |cp: &ControlPlane| {
+        let url = cp.url();
+        block_on(async move {
+            use tonic_health::pb::HealthCheckRequest;
+            use tonic_health::pb::health_client::HealthClient;
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let mut health = HealthClient::new(channel);
+            let mut status = Vec::new();
+            for service in ["nano.v1.Control", "nano.v1.Fleet"] {
+                status.push(
+                    health
+                        .check(HealthCheckRequest {
+                            service: service.into(),
+                        })
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .status,
+                );
+            }
+            status
+        })
+    };
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let (serving, not_serving) = (
+        ServingStatus::Serving as i32,
+        ServingStatus::NotServing as i32,
+    );
+    eventually("Control NOT_SERVING while etcd is down", || {
+        control_status(&cp) == vec![not_serving, serving]
+    });
+    let health = admin_health(&cp);
+    assert_eq!(health["store"]["ok"], false, "{health}");
+    // A deploy is refused with a message that names etcd; nothing is lost on the node.
+    let out = cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v2.js", "second"),
+        "--hostname",
+        host,
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("etcd") && stderr.contains("nodes keep serving"),
+        "{stderr}"
+    );
+    block_on(async {
+        let reply = n.get(host, "/").await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "first"));
+    });
+
+    etcd.restart();
+    eventually("Control SERVING again", || {
+        control_status(&cp) == vec![serving, serving]
+    });
+    cp.wait_for_nodes(1);
+    let out = ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v2.js", "second"),
+        "--hostname",
+        host,
+    ]));
+    assert!(out.contains("version 2 serves on node-a"), "{out}");
+    block_on(async {
+        assert_eq!(n.get(host, "/").await.body, "second");
+    });
+}
+
+#[test]
+fn migrate_moves_a_sled_store_into_etcd_and_refuses_a_used_prefix() {
+    let Some(etcd) = Etcd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sled");
+    let mut sled = ControlPlane::start(&data, "127.0.0.1:0");
+    let host = "moved.test";
+    for (file, text) in [("v1.js", "first"), ("v2.js", "second")] {
+        ok(&sled.nanoctl(&[
+            "deploy",
+            &app(dir.path(), file, text),
+            "--hostname",
+            host,
+            "--no-wait",
+        ]));
+    }
+    let sled_id = admin_health(&sled)["store_id"].clone();
+    let revision = admin_health(&sled)["revision"].clone();
+    sled.signal(libc::SIGTERM);
+    assert!(sled.wait().success());
+
+    let migrate = |prefix: &str| {
+        std::process::Command::new(nano_tests::binary("nano-controlplane"))
+            .args(["migrate", "--from-data-dir", data.to_str().unwrap()])
+            .args(["--to-etcd-endpoints", &etcd.url(), "--etcd-prefix", prefix])
+            .output()
+            .unwrap()
+    };
+    let out = migrate("/moved");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("copied 1 apps, 2 kept versions, 2 slivers"),
+        "{said}"
+    );
+    // A second run finds the prefix in use and changes nothing.
+    let again = migrate("/moved");
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("already holds a cluster"), "{stderr}");
+
+    // A replica on the copy: same store id and revision, the history and its slivers work.
+    let cp = ControlPlane::start_on_etcd(&etcd, "/moved", "127.0.0.1:0");
+    let health = admin_health(&cp);
+    assert_eq!(
+        (health["store_id"].clone(), health["revision"].clone()),
+        (sled_id, revision)
+    );
+    let n = node(json!(cp.url()), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    eventually("the node serves the migrated app", || {
+        block_on(async { n.get(host, "/").await.body == "second" })
+    });
+    ok(&cp.nanoctl(&["rollback", host]));
+    eventually(
+        "the rollback to the migrated version 1 reaches the node",
+        || block_on(async { n.get(host, "/").await.body == "first" }),
+    );
+}
