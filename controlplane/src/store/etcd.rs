@@ -499,7 +499,11 @@ impl EtcdStore {
         // last, so a crash midway leaves the prefix without a revision: run migrate again
         // after clearing it. The store id is the sled store's, so the nodes' revisions stay
         // comparable.
-        ops.push(TxnOp::put(self.key("meta/store_id"), dump.store_id.clone(), None));
+        ops.push(TxnOp::put(
+            self.key("meta/store_id"),
+            dump.store_id.clone(),
+            None,
+        ));
         for batch in ops.chunks(100) {
             self.txn(Txn::new().and_then(batch.to_vec()))?;
         }
