@@ -831,6 +831,20 @@ async fn check_store(url: String) -> Vec<App> {
 fn the_store_stays_whole_when_the_control_plane_is_killed_at_random_points() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("cp");
+    killed_at_random_points(|| ControlPlane::start(&data, "127.0.0.1:0"));
+}
+
+#[test]
+fn the_store_stays_whole_when_a_replica_on_etcd_is_killed_at_random_points() {
+    let Some(etcd) = nano_tests::Etcd::start() else {
+        return;
+    };
+    killed_at_random_points(|| ControlPlane::start_on_etcd(&etcd, "/crash", "127.0.0.1:0"));
+}
+
+/// Deploys in a loop, kills the control plane at a random point, starts it again on the same
+/// store and checks that every acknowledged deploy survived and every kept version is whole.
+fn killed_at_random_points(start: impl Fn() -> ControlPlane) {
     // A failure is replayed with NANO_CRASH_SEED set to the seed printed here.
     let mut seed = std::env::var("NANO_CRASH_SEED")
         .ok()
@@ -846,7 +860,7 @@ fn the_store_stays_whole_when_the_control_plane_is_killed_at_random_points() {
     let mut acked_before: Vec<(String, u64, String)> = Vec::new();
     let mut total_acked = 0;
     for round in 0..20 {
-        let mut cp = ControlPlane::start(&data, "127.0.0.1:0");
+        let mut cp = start();
         let apps = block_on(check_store(cp.url()));
         // Everything acknowledged before the kill survived it.
         for (host, version, _) in &acked_before {
@@ -870,7 +884,7 @@ fn the_store_stays_whole_when_the_control_plane_is_killed_at_random_points() {
         acked_before = deployer.join().unwrap();
         total_acked += acked_before.len();
     }
-    let cp = ControlPlane::start(&data, "127.0.0.1:0");
+    let cp = start();
     let apps = block_on(check_store(cp.url()));
     assert!(
         total_acked > 0 && !apps.is_empty(),

@@ -375,3 +375,62 @@ fn migrate_moves_a_sled_store_into_etcd_and_refuses_a_used_prefix() {
         || block_on(async { n.get(host, "/").await.body == "first" }),
     );
 }
+
+#[test]
+fn a_deploy_retried_on_another_replica_is_applied_once() {
+    use nano_proto::v1::control_client::ControlClient;
+    use nano_proto::v1::{AppSpec, DeployRequest, GetAppRequest};
+    let Some(etcd) = Etcd::start() else { return };
+    let a = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let b = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let sliver = nano_sliver::Sliver::build(
+        "retry",
+        "app.js",
+        "test",
+        vec![(
+            "app.js".into(),
+            nano_sliver::PartKind::Module,
+            b"export default { fetch() { return new Response('once'); } }".to_vec(),
+        )],
+    )
+    .unwrap();
+    let request = DeployRequest {
+        spec: Some(AppSpec {
+            hostname: "retry.test".into(),
+            ..Default::default()
+        }),
+        sliver: sliver.bytes().to_vec(),
+        deploy_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0".into(),
+    };
+    block_on(async {
+        let mut on_a = ControlClient::connect(a.url()).await.unwrap();
+        let mut on_b = ControlClient::connect(b.url()).await.unwrap();
+        let first = on_a
+            .deploy(authed(request.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        // As if A's answer was lost: nanoctl sends the same deploy to B.
+        let retried = on_b.deploy(authed(request)).await.unwrap().into_inner();
+        assert_eq!(first, retried, "the retry returns the first deploy");
+        let history = on_b
+            .get_app(authed(GetAppRequest {
+                hostname: "retry.test".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .history;
+        assert_eq!(history.len(), 1, "one version, not two");
+    });
+}
+
+/// A gRPC request with the operator token.
+fn authed<T>(message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut().insert(
+        "authorization",
+        nano_proto::bearer(OPERATOR_TOKEN).parse().unwrap(),
+    );
+    req
+}

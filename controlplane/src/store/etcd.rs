@@ -76,6 +76,35 @@ pub struct EtcdStore {
     lease: Arc<AtomicI64>,
     events: broadcast::Sender<ClusterEvent>,
     sliver_budget_bytes: u64,
+    /// What was last written for each node (lease, what its report says, when), so a report
+    /// that changes nothing but counters is written at most every [`REWRITE_EVERY`].
+    written: std::sync::Mutex<std::collections::HashMap<String, (i64, u64, std::time::Instant)>>,
+}
+
+/// How often a node's unchanged report is written again (for its isolates' counters).
+const REWRITE_EVERY: Duration = Duration::from_secs(10);
+
+/// What a status report says that matters to other replicas at once: revision, apps, drain,
+/// version and which isolates run (not their counters, nor the time).
+fn shape(node: &Node, isolates: &[Isolate]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    Node {
+        last_seen_ms: 0,
+        ..node.clone()
+    }
+    .encode_to_vec()
+    .hash(&mut hasher);
+    for isolate in isolates {
+        (
+            &isolate.hostname,
+            &isolate.isolate,
+            &isolate.state,
+            &isolate.pressure,
+        )
+            .hash(&mut hasher);
+    }
+    hasher.finish()
 }
 
 fn etcd_error(endpoints: &str, why: impl std::fmt::Display) -> StoreError {
@@ -157,6 +186,7 @@ impl EtcdStore {
             lease: Arc::new(AtomicI64::new(0)),
             events: broadcast::Sender::new(256),
             sliver_budget_bytes: options.sliver_budget_bytes,
+            written: std::sync::Mutex::default(),
         };
         store.store_id = store.ensure_store_id(None)?;
         store.start_lease(options.lease_ttl_secs.max(2));
@@ -706,6 +736,19 @@ impl Store for EtcdStore {
 
     fn put_node(&self, node: &Node, isolates: &[Isolate]) -> Result<(), StoreError> {
         let lease = self.lease.load(Ordering::Relaxed);
+        let shape = shape(node, isolates);
+        let now = std::time::Instant::now();
+        {
+            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((l, s, at)) = written.get(&node.node_id)
+                && (*l, *s) == (lease, shape)
+                && now.duration_since(*at) < REWRITE_EVERY
+            {
+                return Ok(());
+            }
+            // Taken before the write: a failed write is retried at the next report.
+            written.remove(&node.node_id);
+        }
         let mut ops = vec![TxnOp::put(
             self.key(&format!("nodes/{}", node.node_id)),
             node.encode_to_vec(),
@@ -724,10 +767,20 @@ impl Store for EtcdStore {
             ));
         }
         self.txn(Txn::new().and_then(ops))?;
+        if lease != 0 {
+            self.written
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(node.node_id.clone(), (lease, shape, now));
+        }
         Ok(())
     }
 
     fn node_left(&self, node_id: &str) -> Result<(), StoreError> {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node_id);
         let lease = self.lease.load(Ordering::Relaxed);
         let key = self.key(&format!("live/{node_id}"));
         // Only if it is still ours: the node may already be connected to another replica.
