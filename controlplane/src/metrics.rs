@@ -9,6 +9,7 @@ pub struct Metrics {
     registry: Registry,
     pub deploys: IntCounterVec,
     pub rollbacks: IntCounterVec,
+    pub sliver_downloads: IntCounterVec,
     apps: IntGauge,
     revision: IntGauge,
     nodes_connected: IntGauge,
@@ -44,6 +45,11 @@ impl Metrics {
             rollbacks: counter(
                 "nano_controlplane_rollbacks_total",
                 "Rollbacks by result (ok, refused, failed)",
+                &["result"],
+            ),
+            sliver_downloads: counter(
+                "nano_controlplane_sliver_downloads_total",
+                "Sliver downloads by nodes, by result (ok, missing)",
                 &["result"],
             ),
             apps: gauge("nano_controlplane_apps", "Apps deployed"),

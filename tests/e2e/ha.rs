@@ -68,18 +68,22 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn admin_health(cp: &ControlPlane) -> serde_json::Value {
+fn admin_get(cp: &ControlPlane, path: &str) -> String {
     let addr = cp.http;
     block_on(async move {
         nano_tests::send(
             addr,
-            nano_tests::request("GET", "127.0.0.1", "/_admin/health")
+            nano_tests::request("GET", "127.0.0.1", path)
                 .body(nano_tests::body(""))
                 .unwrap(),
         )
         .await
-        .json()
+        .body
     })
+}
+
+fn admin_health(cp: &ControlPlane) -> serde_json::Value {
+    serde_json::from_str(&admin_get(cp, "/_admin/health")).unwrap()
 }
 
 /// GETs `host` on every node until `stop`; counts answers that are not 200 with one of `bodies`.
@@ -184,6 +188,18 @@ fn two_replicas_serve_one_fleet_and_a_killed_replica_costs_no_request() {
         ],
     ));
     assert!(out.contains("version 2 serves on node-a, node-b"), "{out}");
+    // node-a resumed on B from its revision: of what B served, only the new version's sliver
+    // was downloaded twice (node-a, node-b) besides node-b's first (v1); node-a did not fetch
+    // v1 again.
+    let metrics = admin_get(&b, "/_admin/metrics");
+    assert_eq!(
+        nano_tests::sample(
+            &metrics,
+            "nano_controlplane_sliver_downloads_total{result=\"ok\"}"
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
     // An eviction through B reaches node-a, which moved there, and node-b.
     let evicted = nano_tests::nanoctl(&both, Some(OPERATOR_TOKEN), &["evict", host]);
     let evicted = ok(&evicted);

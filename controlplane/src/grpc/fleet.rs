@@ -289,11 +289,21 @@ impl Fleet for FleetService {
             .map_err(|_| Status::unavailable("the control plane is shutting down"))?
             .map_err(|err| Status::from(super::ControlError::Store(err)))?
             .ok_or_else(|| {
+                self.plane
+                    .metrics
+                    .sliver_downloads
+                    .with_label_values(&["missing"])
+                    .inc();
                 Status::not_found(format!(
                     "sliver {id} is not stored (its app version may have been removed); \
                      resubscribe for the current state"
                 ))
             })?;
+        self.plane
+            .metrics
+            .sliver_downloads
+            .with_label_values(&["ok"])
+            .inc();
         let total = bytes.len();
         // Chunks are copied out one at a time as the client reads (the stored bytes are shared,
         // not copied whole).
