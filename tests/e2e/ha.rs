@@ -82,6 +82,11 @@ fn admin_get(cp: &ControlPlane, path: &str) -> String {
     })
 }
 
+/// A node's /_admin/health.
+fn admin_get_node(node: &Nano) -> serde_json::Value {
+    block_on(async { node.get("127.0.0.1", "/_admin/health").await.json() })
+}
+
 fn admin_health(cp: &ControlPlane) -> serde_json::Value {
     serde_json::from_str(&admin_get(cp, "/_admin/health")).unwrap()
 }
@@ -175,6 +180,8 @@ fn two_replicas_serve_one_fleet_and_a_killed_replica_costs_no_request() {
             nodes.contains(&("node-c".into(), false)) && nodes.contains(&("node-a".into(), true))
         },
     );
+    let health = admin_get_node(&na);
+    assert_eq!(health["fleet"]["control_plane"], b_url.as_str(), "{health}");
     // nanoctl skips the dead replica; the deploy goes through B and reaches both live nodes.
     let both = format!("{a_url},{b_url}");
     let out = ok(&nano_tests::nanoctl(
@@ -449,4 +456,37 @@ fn authed<T>(message: T) -> tonic::Request<T> {
         nano_proto::bearer(OPERATOR_TOKEN).parse().unwrap(),
     );
     req
+}
+
+#[test]
+fn a_three_member_etcd_loses_one_member_and_keeps_deploying_but_not_two() {
+    let Some(mut etcd) = Etcd::cluster(3) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let n = node(json!(cp.url()), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    let host = "quorum.test";
+    let deploy = |file: &str, text: &str| {
+        cp.nanoctl(&["deploy", &app(dir.path(), file, text), "--hostname", host])
+    };
+    ok(&deploy("v1.js", "first"));
+    // One member of three down: a majority remains, deploys go on.
+    etcd.kill_member(0);
+    let out = ok(&deploy("v2.js", "second"));
+    assert!(out.contains("version 2 serves on node-a"), "{out}");
+    // Two down: no quorum. Refused, naming etcd; the node serves on.
+    etcd.kill_member(1);
+    let out = deploy("v3.js", "third");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("etcd"), "{stderr}");
+    block_on(async { assert_eq!(n.get(host, "/").await.body, "second") });
+    // A member back: quorum again, and the fleet converges on the next deploy.
+    etcd.restart_member(1);
+    cp.wait_for_nodes(1);
+    let out = ok(&deploy("v3.js", "third"));
+    assert!(out.contains("version 3 serves on node-a"), "{out}");
+    block_on(async { assert_eq!(n.get(host, "/").await.body, "third") });
 }

@@ -551,19 +551,29 @@ impl Drop for ControlPlane {
     }
 }
 
-/// A real etcd (Debian's `etcd-server`) on loopback ports, one member. Stopped when dropped;
-/// [`Etcd::kill`] and [`Etcd::restart`] keep its data and ports.
+/// A real etcd (Debian's `etcd-server`) on loopback ports: one member, or a cluster. Stopped
+/// when dropped; [`Etcd::kill`], [`Etcd::restart`] and their `_member` forms keep the data and
+/// ports.
 pub struct Etcd {
-    child: Option<Child>,
+    members: Vec<EtcdMember>,
     dir: tempfile::TempDir,
+}
+
+struct EtcdMember {
+    child: Option<Child>,
     client_port: u16,
     peer_port: u16,
 }
 
 impl Etcd {
-    /// Starts etcd; `None` when it is not installed outside CI (CI installs it, and there a
+    /// One member; `None` when etcd is not installed outside CI (CI installs it, and there a
     /// missing etcd is a failure, not a skip).
     pub fn start() -> Option<Self> {
+        Self::cluster(1)
+    }
+
+    /// A cluster of `size` members on loopback.
+    pub fn cluster(size: usize) -> Option<Self> {
         if Command::new("etcd").arg("--version").output().is_err() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -581,28 +591,68 @@ impl Etcd {
                 .port()
         };
         let mut etcd = Self {
-            child: None,
+            members: (0..size)
+                .map(|_| EtcdMember {
+                    child: None,
+                    client_port: free(),
+                    peer_port: free(),
+                })
+                .collect(),
             dir: tempfile::tempdir().unwrap(),
-            client_port: free(),
-            peer_port: free(),
         };
         etcd.restart();
         Some(etcd)
     }
 
+    /// The client URLs of every member, comma-separated.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// Starts it again on the same data and ports, and waits until it answers.
+    /// Starts every stopped member again on its data and ports, and waits until all answer
+    /// healthy (a member is healthy once the cluster has a leader).
     pub fn restart(&mut self) {
-        assert!(self.child.is_none(), "etcd is running");
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let url = self.url();
-        let data = self.dir.path().join("data");
-        self.child = Some(
+        for i in 0..self.members.len() {
+            if self.members[i].child.is_none() {
+                self.spawn(i);
+            }
+        }
+        for i in 0..self.members.len() {
+            self.wait_healthy(i);
+        }
+    }
+
+    /// Starts member `i` again (the others must give it a quorum to be healthy).
+    pub fn restart_member(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_healthy(i);
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let cluster = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(n, m)| format!("m{n}=http://127.0.0.1:{}", m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let member = &mut self.members[i];
+        assert!(member.child.is_none(), "etcd member {i} is running");
+        let peer = format!("http://127.0.0.1:{}", member.peer_port);
+        let url = format!("http://127.0.0.1:{}", member.client_port);
+        let data = self.dir.path().join(format!("m{i}"));
+        member.child = Some(
             Command::new("etcd")
-                .args(["--data-dir", data.to_str().unwrap(), "--name", "nano-test"])
+                .args([
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--name",
+                    &format!("m{i}"),
+                ])
                 .args([
                     "--listen-client-urls",
                     &url,
@@ -615,18 +665,21 @@ impl Etcd {
                     "--initial-advertise-peer-urls",
                     &peer,
                 ])
-                .args(["--initial-cluster", &format!("nano-test={peer}")])
+                .args(["--initial-cluster", &cluster])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("etcd starts"),
         );
+    }
+
+    fn wait_healthy(&self, i: usize) {
         let deadline = std::time::Instant::now() + PATIENCE;
-        let health = format!("127.0.0.1:{}", self.client_port);
+        let address = format!("127.0.0.1:{}", self.members[i].client_port);
         loop {
             // /health answers {"health":"true"} once the member has a leader.
-            if let Ok(mut stream) = std::net::TcpStream::connect(&health) {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
                 use std::io::{Read, Write};
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                 let _ = stream
@@ -639,15 +692,22 @@ impl Etcd {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "etcd did not become healthy"
+                "etcd member {i} did not become healthy"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// SIGKILL (its data stays for [`Etcd::restart`]).
+    /// SIGKILL to every member (the data stays for [`Etcd::restart`]).
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for i in 0..self.members.len() {
+            self.kill_member(i);
+        }
+    }
+
+    /// SIGKILL to member `i`.
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut child) = self.members[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -79,6 +79,8 @@ pub struct EtcdStore {
     /// What was last written for each node (lease, what its report says, when), so a report
     /// that changes nothing but counters is written at most every [`REWRITE_EVERY`].
     written: std::sync::Mutex<std::collections::HashMap<String, (i64, u64, std::time::Instant)>>,
+    /// The record of each node connected here, by key (put again under a new lease).
+    live: Arc<std::sync::Mutex<std::collections::HashMap<String, LiveNode>>>,
 }
 
 /// How often a node's unchanged report is written again (for its isolates' counters).
@@ -187,6 +189,7 @@ impl EtcdStore {
             events: broadcast::Sender::new(256),
             sliver_budget_bytes: options.sliver_budget_bytes,
             written: std::sync::Mutex::default(),
+            live: Arc::default(),
         };
         store.store_id = store.ensure_store_id(None)?;
         store.start_lease(options.lease_ttl_secs.max(2));
@@ -206,24 +209,76 @@ impl EtcdStore {
     }
 
     /// Runs one etcd call to completion (from a blocking thread), bounded by [`CALL_TIMEOUT`].
-    fn call<T, F>(&self, work: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    /// A transient failure (a leader election, a member down while others are up) is tried
+    /// again within that time: every call here is safe to repeat (puts and deletes are
+    /// idempotent, and a switch repeated after it was applied fails its revision check).
+    fn call<T, F>(&self, work: impl Fn(Client) -> F) -> Result<T, StoreError>
     where
         F: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let future = work(self.client.clone());
-        self.runtime()
-            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, future).await })
-            .map_err(|_| etcd_error(&self.endpoints, "the call timed out (no quorum?)"))?
-            .map_err(|err| etcd_error(&self.endpoints, err))
+        let deadline = tokio::time::Instant::now() + CALL_TIMEOUT;
+        self.runtime().block_on(async {
+            let mut pause = Duration::from_millis(50);
+            loop {
+                let attempt = tokio::time::timeout_at(deadline, work(self.client.clone())).await;
+                let err = match attempt {
+                    Ok(Ok(answer)) => return Ok(answer),
+                    Ok(Err(err)) => err,
+                    Err(_) => {
+                        return Err(etcd_error(
+                            &self.endpoints,
+                            "the call timed out (no quorum?)",
+                        ));
+                    }
+                };
+                let transient = match &err {
+                    etcd_client::Error::GRpcStatus(status) => matches!(
+                        status.code(),
+                        tonic::Code::Unavailable | tonic::Code::Unknown
+                    ),
+                    etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+                    _ => false,
+                };
+                if !transient || tokio::time::Instant::now() + pause >= deadline {
+                    return Err(etcd_error(&self.endpoints, err));
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+        })
     }
 
     fn get(&self, key: String, options: Option<GetOptions>) -> Result<Vec<KeyValue>, StoreError> {
-        let mut response = self.call(|mut c| async move { c.get(key, options).await })?;
+        let mut response = self.call(|mut c| {
+            let (key, options) = (key.clone(), options.clone());
+            async move { c.get(key, options).await }
+        })?;
         Ok(response.take_kvs())
     }
 
+    fn put_key(&self, key: String, value: impl Into<Vec<u8>>) -> Result<(), StoreError> {
+        let value = value.into();
+        self.call(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move { c.put(key, value, None).await }
+        })?;
+        Ok(())
+    }
+
+    fn delete_key(&self, key: impl Into<Vec<u8>>) -> Result<(), StoreError> {
+        let key = key.into();
+        self.call(|mut c| {
+            let key = key.clone();
+            async move { c.delete(key, None).await }
+        })?;
+        Ok(())
+    }
+
     fn txn(&self, txn: Txn) -> Result<(bool, Vec<TxnOpResponse>), StoreError> {
-        let response = self.call(|mut c| async move { c.txn(txn).await })?;
+        let response = self.call(|mut c| {
+            let txn = txn.clone();
+            async move { c.txn(txn).await }
+        })?;
         Ok((response.succeeded(), response.op_responses()))
     }
 
@@ -264,13 +319,18 @@ impl EtcdStore {
         Ok(kvs.is_empty())
     }
 
-    /// Keeps a lease for this replica: granted at start, kept alive, granted again if it
-    /// expired (etcd was away longer than its TTL). Node records put meanwhile fail and are
-    /// put again at the nodes' next reports.
+    /// Keeps a lease for this replica: granted at start and kept alive; when the keep-alive
+    /// stream breaks (say, the member it was on died) it is opened again on the same lease as
+    /// long as the lease can still be alive. Only a lease that expired (etcd away longer than
+    /// its TTL) is replaced, and the records of the nodes connected here are put again under
+    /// the new one at once.
     fn start_lease(&self, ttl: i64) {
         let client = self.client.clone();
         let lease = self.lease.clone();
+        let live = self.live.clone();
         let endpoints = self.endpoints.clone();
+        let ttl_duration = Duration::from_secs(ttl as u64);
+        let every = Duration::from_millis((ttl as u64 * 1000) / 3);
         self.runtime().spawn(async move {
             loop {
                 let mut leases = client.lease_client();
@@ -279,7 +339,7 @@ impl EtcdStore {
                     Ok(Ok(granted)) => granted.id(),
                     Ok(Err(err)) => {
                         tracing::warn!(etcd = %endpoints, error = %err, "cannot get a lease from etcd; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;
                     }
                     Err(_) => {
@@ -289,24 +349,43 @@ impl EtcdStore {
                 };
                 lease.store(granted, Ordering::Relaxed);
                 tracing::info!(lease = format!("{granted:x}"), ttl_secs = ttl, "replica lease granted");
-                let Ok(Ok((mut keeper, mut answers))) =
-                    tokio::time::timeout(CALL_TIMEOUT, leases.keep_alive(granted)).await
-                else {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                };
-                let every = Duration::from_millis((ttl as u64 * 1000) / 3);
-                loop {
-                    tokio::time::sleep(every).await;
-                    if keeper.keep_alive().await.is_err() {
+                // The nodes connected here, under the new lease.
+                let records: Vec<(String, LiveNode)> = live
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                for (key, mut record) in records {
+                    record.replica = format!("{granted:x}");
+                    let mut c = client.clone();
+                    let put = c.put(key, record.encode_to_vec(), Some(PutOptions::new().with_lease(granted)));
+                    let _ = tokio::time::timeout(CALL_TIMEOUT, put).await;
+                }
+                let mut renewed = tokio::time::Instant::now();
+                'alive: loop {
+                    let opened = tokio::time::timeout(CALL_TIMEOUT, leases.keep_alive(granted)).await;
+                    if let Ok(Ok((mut keeper, mut answers))) = opened {
+                        loop {
+                            if keeper.keep_alive().await.is_err() {
+                                break;
+                            }
+                            match tokio::time::timeout(CALL_TIMEOUT, answers.message()).await {
+                                Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                                    renewed = tokio::time::Instant::now();
+                                }
+                                Ok(Ok(Some(_))) => break 'alive,
+                                _ => break,
+                            }
+                            tokio::time::sleep(every).await;
+                        }
+                    }
+                    if renewed.elapsed() >= ttl_duration {
                         break;
                     }
-                    match tokio::time::timeout(CALL_TIMEOUT, answers.message()).await {
-                        Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
-                        _ => break,
-                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                tracing::warn!(lease = format!("{granted:x}"), "replica lease lost; its nodes show as disconnected until granted again");
+                tracing::warn!(lease = format!("{granted:x}"), "replica lease expired; its nodes show as disconnected until a new one is granted");
                 lease.store(0, Ordering::Relaxed);
             }
         });
@@ -431,10 +510,10 @@ impl EtcdStore {
         for (n, chunk) in bytes.chunks(CHUNK_BYTES).enumerate() {
             let key = self.key(&format!("slivers/{id}/{n:06}"));
             let value = chunk.to_vec();
-            self.call(|mut c| async move { c.put(key, value, None).await })?;
+            self.put_key(key, value)?;
         }
         let size = bytes.len().to_string();
-        self.call(|mut c| async move { c.put(index, size, None).await })?;
+        self.put_key(index, size)?;
         Ok(())
     }
 
@@ -487,7 +566,7 @@ impl EtcdStore {
             let answer: DeployResponse = decode(kv.key(), kv.value())?;
             if now_ms - answer.app.map_or(0, |a| a.deployed_at_ms) > DEPLOY_IDS_KEPT_MS {
                 let key = kv.key().to_vec();
-                self.call(|mut c| async move { c.delete(key, None).await })?;
+                self.delete_key(key)?;
             }
         }
         Ok(())
@@ -539,7 +618,7 @@ impl EtcdStore {
         }
         let key = self.key("meta/revision");
         let revision = dump.revision.to_string();
-        self.call(|mut c| async move { c.put(key, revision, None).await })?;
+        self.put_key(key, revision)?;
         Ok(())
     }
 }
@@ -754,18 +833,23 @@ impl Store for EtcdStore {
             node.encode_to_vec(),
             None,
         )];
+        let live_key = self.key(&format!("live/{}", node.node_id));
+        let live = LiveNode {
+            node: Some(node.clone()),
+            isolates: isolates.to_vec(),
+            replica: format!("{lease:x}"),
+        };
         if lease != 0 {
-            let live = LiveNode {
-                node: Some(node.clone()),
-                isolates: isolates.to_vec(),
-                replica: format!("{lease:x}"),
-            };
             ops.push(TxnOp::put(
-                self.key(&format!("live/{}", node.node_id)),
+                live_key.clone(),
                 live.encode_to_vec(),
                 Some(PutOptions::new().with_lease(lease)),
             ));
         }
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(live_key, live);
         self.txn(Txn::new().and_then(ops))?;
         if lease != 0 {
             self.written
@@ -783,6 +867,10 @@ impl Store for EtcdStore {
             .remove(node_id);
         let lease = self.lease.load(Ordering::Relaxed);
         let key = self.key(&format!("live/{node_id}"));
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         // Only if it is still ours: the node may already be connected to another replica.
         self.txn(
             Txn::new()
@@ -799,9 +887,9 @@ impl Store for EtcdStore {
     fn set_drained(&self, node_id: &str, drained: bool) -> Result<(), StoreError> {
         let key = self.key(&format!("drains/{node_id}"));
         if drained {
-            self.call(|mut c| async move { c.put(key, "1", None).await })?;
+            self.put_key(key, "1")?;
         } else {
-            self.call(|mut c| async move { c.delete(key, None).await })?;
+            self.delete_key(key)?;
         }
         Ok(())
     }
@@ -833,8 +921,8 @@ impl Store for EtcdStore {
         // The watchers see the put; the key need not stay (etcd refuses a put and a delete of
         // one key in a transaction, hence two calls; a key left by a crash between is harmless).
         let put = key.clone();
-        self.call(|mut c| async move { c.put(put, value, None).await })?;
-        self.call(|mut c| async move { c.delete(key, None).await })?;
+        self.put_key(put, value)?;
+        self.delete_key(key)?;
         Ok(true)
     }
 
@@ -1007,9 +1095,7 @@ pub(crate) mod tests {
         }
         // A damaged chunk is refused, not served.
         let key = store.key(&format!("slivers/{id}/000001"));
-        store
-            .call(|mut c| async move { c.put(key, "junk", None).await })
-            .unwrap();
+        store.put_key(key, "junk").unwrap();
         assert!(matches!(store.sliver(id), Err(StoreError::Corrupt { .. })));
     }
 

@@ -53,6 +53,7 @@ pub fn respond<B>(front: &Front, req: &Request<B>, peer: SocketAddr, here: bool)
             if front.fleet {
                 health["fleet"] = serde_json::json!({
                     "connected": METRICS.fleet_connected.get() == 1,
+                    "control_plane": crate::sync::connected_to(),
                     "revision": METRICS.fleet_revision.get(),
                     "drained": front.drained.load(Ordering::Acquire),
                 });

@@ -34,6 +34,20 @@ pub use state::{FleetApp, LastGood};
 /// The node's live isolates, for status reports (read at report time).
 pub type IsolateStats = Arc<dyn Fn() -> Vec<Arc<WorkerStats>> + Send + Sync>;
 
+/// The control-plane address this node's config stream is open to now (empty: none), for
+/// `/_admin/health` (with replicas: which one).
+static CONNECTED_TO: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// The control-plane address the config stream is open to, if it is.
+pub fn connected_to() -> Option<String> {
+    let url = CONNECTED_TO.lock().unwrap_or_else(|p| p.into_inner());
+    (!url.is_empty()).then(|| url.clone())
+}
+
+fn set_connected_to(url: &str) {
+    *CONNECTED_TO.lock().unwrap_or_else(|p| p.into_inner()) = url.to_owned();
+}
+
 /// How often a connected node reports its isolates, and retries a pending activation.
 const REPORT_EVERY: Duration = Duration::from_secs(2);
 
@@ -98,6 +112,7 @@ async fn session(
                 if !*connected {
                     *connected = true;
                     METRICS.fleet_connected.set(1);
+                    set_connected_to(url);
                     tracing::info!(url, revision = update.revision, "connected to the control plane");
                 }
                 if let Some(fleet_update::Kind::Command(nano_proto::v1::Command {
@@ -208,6 +223,7 @@ pub async fn run(mut member: Member, mut links: Links, stop: CancellationToken) 
         METRICS.fleet_connected.set(0);
         let result = session(&mut member, &mut links, &stop, url, &mut connected).await;
         METRICS.fleet_connected.set(0);
+        set_connected_to("");
         if stop.is_cancelled() {
             return;
         }
