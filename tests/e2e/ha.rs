@@ -490,3 +490,53 @@ fn a_three_member_etcd_loses_one_member_and_keeps_deploying_but_not_two() {
     assert!(out.contains("version 3 serves on node-a"), "{out}");
     block_on(async { assert_eq!(n.get(host, "/").await.body, "third") });
 }
+
+#[test]
+fn a_replica_reaches_etcd_over_tls_with_its_client_certificate_and_not_without() {
+    let Some(etcd) = Etcd::start_tls() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tls = etcd.tls();
+    let (ca, cert, key) = (
+        tls.ca.to_str().unwrap(),
+        tls.client_cert.to_str().unwrap(),
+        tls.client_key.to_str().unwrap(),
+    );
+    let cp = ControlPlane::start_on_etcd_with(
+        &etcd,
+        "/nano",
+        "127.0.0.1:0",
+        &["--etcd-ca-cert", ca, "--etcd-cert", cert, "--etcd-key", key],
+    );
+    let out = ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v1.js", "first"),
+        "--hostname",
+        "tls.test",
+        "--no-wait",
+    ]));
+    assert!(out.contains("deployed tls.test version 1"), "{out}");
+    assert_eq!(admin_health(&cp)["store"]["ok"], true);
+    // Without the client certificate etcd refuses the replica, which says so and exits 1.
+    let (mut child, log) = nano_tests::spawn_logged(
+        "nano-controlplane",
+        &[
+            "--etcd-endpoints",
+            &etcd.url(),
+            "--etcd-ca-cert",
+            ca,
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
+            ("NANO_NODE_TOKEN", NODE_TOKEN),
+        ],
+    );
+    let status = nano_tests::wait_exit(&mut child, &log);
+    assert_eq!(status.code(), Some(1), "{}", log.text());
+    assert!(log.text().contains("etcd"), "{}", log.text());
+}

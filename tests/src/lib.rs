@@ -434,19 +434,22 @@ impl ControlPlane {
     /// A replica on `etcd`'s cluster under `prefix` (a 2 s lease: a dead replica's nodes show
     /// as disconnected quickly).
     pub fn start_on_etcd(etcd: &Etcd, prefix: &str, grpc: &str) -> Self {
+        Self::start_on_etcd_with(etcd, prefix, grpc, &[])
+    }
+
+    /// Like [`ControlPlane::start_on_etcd`], with more flags (e.g. `--etcd-ca-cert`).
+    pub fn start_on_etcd_with(etcd: &Etcd, prefix: &str, grpc: &str, extra: &[&str]) -> Self {
         let url = etcd.url();
-        Self::start_args(
-            grpc,
-            &[
-                "--etcd-endpoints",
-                &url,
-                "--etcd-prefix",
-                prefix,
-                "--etcd-lease-ttl-secs",
-                "2",
-            ],
-            Path::new(""),
-        )
+        let mut args = vec![
+            "--etcd-endpoints",
+            &url,
+            "--etcd-prefix",
+            prefix,
+            "--etcd-lease-ttl-secs",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        Self::start_args(grpc, &args, Path::new(""))
     }
 
     fn start_args(grpc: &str, store: &[&str], data_dir: &Path) -> Self {
@@ -557,12 +560,24 @@ impl Drop for ControlPlane {
 pub struct Etcd {
     members: Vec<EtcdMember>,
     dir: tempfile::TempDir,
+    tls: Option<EtcdTls>,
 }
 
 struct EtcdMember {
     child: Option<Child>,
     client_port: u16,
     peer_port: u16,
+    /// Plain-HTTP /health and /metrics (whatever the client URLs speak).
+    metrics_port: u16,
+}
+
+/// PEM files of an etcd that serves TLS and wants client certificates.
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl Etcd {
@@ -574,6 +589,20 @@ impl Etcd {
 
     /// A cluster of `size` members on loopback.
     pub fn cluster(size: usize) -> Option<Self> {
+        Self::build(size, false)
+    }
+
+    /// One member serving TLS to clients and requiring a client certificate, signed by a CA
+    /// made for it ([`Etcd::tls`] has the files).
+    pub fn start_tls() -> Option<Self> {
+        Self::build(1, true)
+    }
+
+    pub fn tls(&self) -> &EtcdTls {
+        self.tls.as_ref().expect("started with start_tls")
+    }
+
+    fn build(size: usize, tls: bool) -> Option<Self> {
         if Command::new("etcd").arg("--version").output().is_err() {
             assert!(
                 std::env::var_os("CI").is_none(),
@@ -596,19 +625,25 @@ impl Etcd {
                     child: None,
                     client_port: free(),
                     peer_port: free(),
+                    metrics_port: free(),
                 })
                 .collect(),
             dir: tempfile::tempdir().unwrap(),
+            tls: None,
         };
+        if tls {
+            etcd.tls = Some(etcd_tls_files(etcd.dir.path()));
+        }
         etcd.restart();
         Some(etcd)
     }
 
     /// The client URLs of every member, comma-separated.
     pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client_port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -640,35 +675,52 @@ impl Etcd {
             .map(|(n, m)| format!("m{n}=http://127.0.0.1:{}", m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let member = &mut self.members[i];
         assert!(member.child.is_none(), "etcd member {i} is running");
         let peer = format!("http://127.0.0.1:{}", member.peer_port);
-        let url = format!("http://127.0.0.1:{}", member.client_port);
+        let url = format!("{scheme}://127.0.0.1:{}", member.client_port);
+        let metrics = format!("http://127.0.0.1:{}", member.metrics_port);
         let data = self.dir.path().join(format!("m{i}"));
+        let mut command = Command::new("etcd");
+        command
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--name",
+                &format!("m{i}"),
+            ])
+            .args([
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
+            .args([
+                "--initial-cluster",
+                &cluster,
+                "--listen-metrics-urls",
+                &metrics,
+            ]);
+        if let Some(tls) = &self.tls {
+            command
+                .args(["--cert-file", tls.server_cert.to_str().unwrap()])
+                .args(["--key-file", tls.server_key.to_str().unwrap()])
+                .args(["--trusted-ca-file", tls.ca.to_str().unwrap()])
+                .arg("--client-cert-auth");
+        }
+        let log = std::fs::File::create(self.dir.path().join(format!("m{i}.log"))).unwrap();
         member.child = Some(
-            Command::new("etcd")
-                .args([
-                    "--data-dir",
-                    data.to_str().unwrap(),
-                    "--name",
-                    &format!("m{i}"),
-                ])
-                .args([
-                    "--listen-client-urls",
-                    &url,
-                    "--advertise-client-urls",
-                    &url,
-                ])
-                .args([
-                    "--listen-peer-urls",
-                    &peer,
-                    "--initial-advertise-peer-urls",
-                    &peer,
-                ])
-                .args(["--initial-cluster", &cluster])
+            command
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(log)
                 .spawn()
                 .expect("etcd starts"),
         );
@@ -676,7 +728,7 @@ impl Etcd {
 
     fn wait_healthy(&self, i: usize) {
         let deadline = std::time::Instant::now() + PATIENCE;
-        let address = format!("127.0.0.1:{}", self.members[i].client_port);
+        let address = format!("127.0.0.1:{}", self.members[i].metrics_port);
         loop {
             // /health answers {"health":"true"} once the member has a leader.
             if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
@@ -692,7 +744,9 @@ impl Etcd {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "etcd member {i} did not become healthy"
+                "etcd member {i} did not become healthy; its log:\n{}",
+                std::fs::read_to_string(self.dir.path().join(format!("m{i}.log")))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -717,6 +771,38 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, written as PEM in `dir`.
+fn etcd_tls_files(dir: &Path) -> EtcdTls {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names)
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
+    let (client_cert, client_key) = leaf(vec!["nano-controlplane".into()]);
+    EtcdTls {
+        ca: write("ca.pem", ca.pem()),
+        server_cert: write("server.pem", server_cert),
+        server_key: write("server-key.pem", server_key),
+        client_cert: write("client.pem", client_cert),
+        client_key: write("client-key.pem", client_key),
     }
 }
 
