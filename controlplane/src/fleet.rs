@@ -1,13 +1,13 @@
 //! What the control plane knows about its data planes: who is connected (has a Subscribe stream
 //! open), what each last reported, and the channels that push new revisions and commands to them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nano_proto::v1::{Command, Isolate, Node, NodeStatus, TailApps, TailLine, command};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -35,6 +35,11 @@ pub struct Fleet {
     commands: broadcast::Sender<Command>,
     /// Apps someone tails now: their lines from the nodes, and how many tails read them.
     tails: Mutex<Tailed>,
+    /// Replicas on a shared store: the apps the other replicas tail (their lines from the
+    /// nodes here go to `relay`), and the apps tailed here (for the store to publish).
+    remote_tails: Mutex<BTreeSet<String>>,
+    relay: Mutex<Option<mpsc::Sender<TailLine>>>,
+    tailed_here: watch::Sender<BTreeSet<String>>,
 }
 
 /// One open `Control.Tail`; the app stops being tailed when its last one is dropped.
@@ -53,9 +58,8 @@ impl Drop for TailSubscription<'_> {
         });
         if last {
             tails.remove(&self.hostname);
-            let set = tails.keys().cloned().collect();
             drop(tails);
-            self.fleet.send_tail_set(set);
+            self.fleet.send_tail_set();
         }
     }
 }
@@ -99,6 +103,38 @@ impl Fleet {
             revision: watch::Sender::new(revision),
             commands: broadcast::Sender::new(64),
             tails: Mutex::default(),
+            remote_tails: Mutex::default(),
+            relay: Mutex::default(),
+            tailed_here: watch::Sender::new(BTreeSet::new()),
+        }
+    }
+
+    /// Replicas: where lines from the nodes here go when another replica tails their app.
+    pub fn relay_to(&self, relay: mpsc::Sender<TailLine>) {
+        *self.relay.lock().unwrap_or_else(|p| p.into_inner()) = Some(relay);
+    }
+
+    /// The apps tailed here, as they change (for the shared store).
+    pub fn tailed_here(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.tailed_here.subscribe()
+    }
+
+    /// Replicas: the apps the other replicas tail now. The nodes here are told to send their
+    /// events too.
+    pub fn set_remote_tails(&self, hostnames: BTreeSet<String>) {
+        let mut remote = self.remote_tails.lock().unwrap_or_else(|p| p.into_inner());
+        if *remote == hostnames {
+            return;
+        }
+        *remote = hostnames;
+        drop(remote);
+        self.send_tail_set();
+    }
+
+    /// A tail line another replica relayed: for the tails here only.
+    pub fn deliver_tail(&self, line: TailLine) {
+        if let Some((sender, _)) = self.lock_tails().get(&line.hostname) {
+            let _ = sender.send(Arc::new(line));
         }
     }
 
@@ -116,9 +152,8 @@ impl Fleet {
         *count += 1;
         let lines = sender.subscribe();
         if first {
-            let set = tails.keys().cloned().collect();
             drop(tails);
-            self.send_tail_set(set);
+            self.send_tail_set();
         }
         TailSubscription {
             fleet: self,
@@ -127,17 +162,37 @@ impl Fleet {
         }
     }
 
+    /// The apps tailed here or (replicas) by another replica.
+    fn tailed(&self) -> Vec<String> {
+        let mut all: BTreeSet<String> = self.lock_tails().keys().cloned().collect();
+        all.extend(
+            self.remote_tails
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        all.into_iter().collect()
+    }
+
     /// The apps tailed now, as the command that tells a node so.
     pub fn tail_command(&self) -> Command {
         Command {
             kind: Some(command::Kind::Tail(TailApps {
-                hostnames: self.lock_tails().keys().cloned().collect(),
+                hostnames: self.tailed(),
             })),
             node_id: String::new(),
         }
     }
 
-    fn send_tail_set(&self, hostnames: Vec<String>) {
+    fn send_tail_set(&self) {
+        let here: BTreeSet<String> = self.lock_tails().keys().cloned().collect();
+        self.tailed_here.send_if_modified(|current| {
+            let changed = *current != here;
+            *current = here;
+            changed
+        });
+        let hostnames = self.tailed();
         tracing::info!(tailed = ?hostnames, "tailed apps changed");
         let _ = self.commands.send(Command {
             kind: Some(command::Kind::Tail(TailApps { hostnames })),
@@ -145,11 +200,18 @@ impl Fleet {
         });
     }
 
-    /// A tail line from a node, for the tails of its app (dropped if nobody tails it now).
+    /// A tail line from a node, for the tails of its app here, and (replicas) relayed to the
+    /// others if they tail it. Dropped if nobody tails it now, or the relay is full.
     pub fn push_tail(&self, line: TailLine) {
-        if let Some((sender, _)) = self.lock_tails().get(&line.hostname) {
-            let _ = sender.send(Arc::new(line));
+        let remote = self
+            .remote_tails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&line.hostname);
+        if remote && let Some(relay) = &*self.relay.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = relay.try_send(line.clone());
         }
+        self.deliver_tail(line);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {

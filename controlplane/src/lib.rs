@@ -146,17 +146,75 @@ impl Plane {
     }
 }
 
+/// Tail lines a replica buffers for the others; past them lines are dropped.
+const RELAY_LINES: usize = 1024;
+
+/// Most lines, and bytes of events, in one relayed batch (one etcd write).
+const RELAY_BATCH: (usize, usize) = (256, 512 * 1024);
+
+/// How long the relay gathers lines before it writes a batch: at most ten writes a second per
+/// replica while another one tails its nodes' apps.
+const RELAY_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Replicas: records the apps tailed here in the store, and relays the lines the others want.
+fn relay_tails(plane: &Arc<Plane>) {
+    let (relay, mut lines) = tokio::sync::mpsc::channel(RELAY_LINES);
+    plane.fleet.relay_to(relay);
+    let mut tailed = plane.fleet.tailed_here();
+    let store = plane.clone();
+    tokio::spawn(async move {
+        while tailed.changed().await.is_ok() {
+            let hostnames = tailed.borrow_and_update().clone();
+            let store = store.clone();
+            let recorded =
+                tokio::task::spawn_blocking(move || store.store.set_tailed(&hostnames)).await;
+            if let Ok(Err(err)) = recorded {
+                tracing::warn!(error = %err, "cannot record the apps tailed here in the store");
+            }
+        }
+    });
+    let store = plane.clone();
+    tokio::spawn(async move {
+        while let Some(first) = lines.recv().await {
+            let mut batch = vec![first];
+            let mut bytes = batch[0].event_json.len();
+            let until = tokio::time::Instant::now() + RELAY_EVERY;
+            while batch.len() < RELAY_BATCH.0 && bytes < RELAY_BATCH.1 {
+                match tokio::time::timeout_at(until, lines.recv()).await {
+                    Ok(Some(line)) => {
+                        bytes += line.event_json.len();
+                        batch.push(line);
+                    }
+                    _ => break,
+                }
+            }
+            let store = store.clone();
+            let relayed = tokio::task::spawn_blocking(move || store.store.relay_tail(batch)).await;
+            if let Ok(Err(err)) = relayed {
+                tracing::warn!(error = %err, "cannot relay tail lines to the other replicas");
+            }
+        }
+    });
+}
+
 /// Passes what other replicas do (through a shared store) to this one's subscribers.
 fn follow_cluster(plane: &Arc<Plane>) {
     let Some(mut events) = plane.store.events() else {
         return;
     };
+    relay_tails(plane);
     let plane = plane.clone();
     tokio::spawn(async move {
         loop {
             match events.recv().await {
                 Ok(ClusterEvent::Revision(revision)) => plane.fleet.publish(revision),
                 Ok(ClusterEvent::Command(command)) => plane.fleet.deliver(command),
+                Ok(ClusterEvent::Tailed(hostnames)) => plane.fleet.set_remote_tails(hostnames),
+                Ok(ClusterEvent::TailLines(lines)) => {
+                    for line in lines {
+                        plane.fleet.deliver_tail(line);
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     // Missed revisions: the subscribers reread the whole state anyway.
                     let store = plane.clone();

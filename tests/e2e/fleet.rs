@@ -1673,13 +1673,13 @@ fn evicting_an_app_or_draining_its_node_closes_its_websockets_with_1001() {
 }
 
 /// `nanoctl tail --output json` as a child process; its lines as JSON, read on a thread.
-struct CtlTail {
+pub(crate) struct CtlTail {
     child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    pub(crate) lines: std::sync::mpsc::Receiver<serde_json::Value>,
 }
 
 impl CtlTail {
-    fn start(cp: &ControlPlane, args: &[&str]) -> Self {
+    pub(crate) fn start(cp: &ControlPlane, args: &[&str]) -> Self {
         let mut child = std::process::Command::new(nano_tests::binary("nanoctl"))
             .args(["--output", "json", "tail"])
             .args(args)
@@ -1709,7 +1709,7 @@ impl CtlTail {
     }
 
     /// The next event line (dropped counts are skipped).
-    fn next(&self) -> serde_json::Value {
+    pub(crate) fn next(&self) -> serde_json::Value {
         loop {
             let line = self
                 .lines
@@ -1722,7 +1722,7 @@ impl CtlTail {
     }
 
     /// Waits until the tail is live on `node` (its requests to `path` show up), consuming those.
-    fn wait_live(&self, node: &Nano, host: &str, path: &str) {
+    pub(crate) fn wait_live(&self, node: &Nano, host: &str, path: &str) {
         let deadline = Instant::now() + PATIENCE;
         loop {
             block_on(node.get(host, path));

@@ -540,3 +540,34 @@ fn a_replica_reaches_etcd_over_tls_with_its_client_certificate_and_not_without()
     assert_eq!(status.code(), Some(1), "{}", log.text());
     assert!(log.text().contains("etcd"), "{}", log.text());
 }
+
+#[test]
+fn a_tail_on_one_replica_streams_the_events_of_nodes_on_another() {
+    let Some(etcd) = Etcd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let a = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let b = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    // node-b knows only B; the tail runs on A.
+    let nb = node(json!(b.url()), "node-b", &dir.path().join("b"));
+    let na = node(json!(a.url()), "node-a", &dir.path().join("a"));
+    a.wait_for_nodes(2);
+    let host = "tailed.test";
+    ok(&a.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v1.js", "first"),
+        "--hostname",
+        host,
+    ]));
+    let tail = crate::fleet::CtlTail::start(&a, &[host]);
+    tail.wait_live(&nb, host, "/from-b");
+    tail.wait_live(&na, host, "/from-a");
+    block_on(async {
+        nb.get(host, "/b-again").await;
+    });
+    let event = tail.next();
+    assert_eq!(
+        (event["node"].as_str(), event["url"].as_str()),
+        (Some("node-b"), Some("http://tailed.test/b-again")),
+        "{event}"
+    );
+}

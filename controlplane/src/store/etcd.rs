@@ -33,7 +33,9 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
-use nano_proto::v1::{App, Command, DeployResponse, Isolate, LiveNode, Node};
+use std::collections::BTreeSet;
+
+use nano_proto::v1::{App, Command, DeployResponse, Isolate, LiveNode, Node, TailBatch, TailLine};
 use prost::Message;
 use tokio::sync::broadcast;
 
@@ -81,6 +83,12 @@ pub struct EtcdStore {
     written: std::sync::Mutex<std::collections::HashMap<String, (i64, u64, std::time::Instant)>>,
     /// The record of each node connected here, by key (put again under a new lease).
     live: Arc<std::sync::Mutex<std::collections::HashMap<String, LiveNode>>>,
+    /// Names this replica's keys that must not outlive it or be read back by it (tails).
+    replica_id: String,
+    /// The apps this replica's tails follow, as recorded in etcd (`tails/HOST/REPLICA`).
+    tailed: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    /// Numbers this replica's relayed tail batches.
+    relayed: std::sync::atomic::AtomicU64,
 }
 
 /// How often a node's unchanged report is written again (for its isolates' counters).
@@ -190,6 +198,9 @@ impl EtcdStore {
             sliver_budget_bytes: options.sliver_budget_bytes,
             written: std::sync::Mutex::default(),
             live: Arc::default(),
+            replica_id: super::new_id()?,
+            tailed: Arc::default(),
+            relayed: std::sync::atomic::AtomicU64::new(0),
         };
         store.store_id = store.ensure_store_id(None)?;
         store.start_lease(options.lease_ttl_secs.max(2));
@@ -328,6 +339,11 @@ impl EtcdStore {
         let client = self.client.clone();
         let lease = self.lease.clone();
         let live = self.live.clone();
+        let tailed = self.tailed.clone();
+        let tail_key = {
+            let (prefix, replica) = (self.prefix.clone(), self.replica_id.clone());
+            move |host: &str| format!("{prefix}/tails/{host}/{replica}")
+        };
         let endpoints = self.endpoints.clone();
         let ttl_duration = Duration::from_secs(ttl as u64);
         let every = Duration::from_millis((ttl as u64 * 1000) / 3);
@@ -356,10 +372,24 @@ impl EtcdStore {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
-                for (key, mut record) in records {
-                    record.replica = format!("{granted:x}");
+                let mut puts: Vec<(String, Vec<u8>)> = records
+                    .into_iter()
+                    .map(|(key, mut record)| {
+                        record.replica = format!("{granted:x}");
+                        (key, record.encode_to_vec())
+                    })
+                    .collect();
+                // And the apps tailed here.
+                let hosts: Vec<String> = tailed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .cloned()
+                    .collect();
+                puts.extend(hosts.iter().map(|host| (tail_key(host), b"1".to_vec())));
+                for (key, value) in puts {
                     let mut c = client.clone();
-                    let put = c.put(key, record.encode_to_vec(), Some(PutOptions::new().with_lease(granted)));
+                    let put = c.put(key, value, Some(PutOptions::new().with_lease(granted)));
                     let _ = tokio::time::timeout(CALL_TIMEOUT, put).await;
                 }
                 let mut renewed = tokio::time::Instant::now();
@@ -391,32 +421,69 @@ impl EtcdStore {
         });
     }
 
-    /// Watches the revision and the command keys; sends what it sees to [`Store::events`]. A
-    /// watch that breaks or was compacted away starts again from the current revision (the
-    /// subscribers then compute their deltas from the full state).
+    /// Watches the revision, the command keys, the other replicas' tails and the tail lines
+    /// they relay; sends what it sees to [`Store::events`]. A watch that breaks or was
+    /// compacted away starts again from the current state (the subscribers then compute their
+    /// deltas from the full state; the tailed apps are read whole).
     fn start_watch(&self) {
         let client = self.client.clone();
         let events = self.events.clone();
         let revision_key = self.key("meta/revision");
         let commands_key = self.key("commands/");
+        let tails_key = self.key("tails/");
+        let lines_key = self.key("tail-lines/");
+        let own_lines = self.key(&format!("tail-lines/{}/", self.replica_id));
+        let own_suffix = format!("/{}", self.replica_id);
         let endpoints = self.endpoints.clone();
         self.runtime().spawn(async move {
+            // Apps tailed by other replicas: tails/HOST/REPLICA keys.
+            let remote = |tails: &std::collections::BTreeMap<Vec<u8>, ()>| -> BTreeSet<String> {
+                tails
+                    .keys()
+                    .filter_map(|key| {
+                        let key = std::str::from_utf8(key).ok()?;
+                        let rest = key.strip_prefix(&tails_key)?;
+                        if key.ends_with(&own_suffix) {
+                            return None;
+                        }
+                        Some(rest.split('/').next()?.to_owned())
+                    })
+                    .collect()
+            };
             loop {
                 let mut c = client.clone();
-                let current = tokio::time::timeout(CALL_TIMEOUT, c.get(revision_key.clone(), None)).await;
+                let current = tokio::time::timeout(
+                    CALL_TIMEOUT,
+                    c.txn(Txn::new().and_then([
+                        TxnOp::get(revision_key.clone(), None),
+                        TxnOp::get(tails_key.clone(), Some(GetOptions::new().with_prefix().with_keys_only())),
+                    ])),
+                )
+                .await;
                 let Ok(Ok(current)) = current else {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 };
                 let start = current.header().map_or(0, |h| h.revision()) + 1;
-                let _ = events.send(ClusterEvent::Revision(decimal(current.kvs().first())));
+                let responses = current.op_responses();
+                let _ = events.send(ClusterEvent::Revision(decimal(kvs(&responses, 0).first())));
+                let mut tails: std::collections::BTreeMap<Vec<u8>, ()> =
+                    kvs(&responses, 1).iter().map(|kv| (kv.key().to_vec(), ())).collect();
+                let mut tailed = remote(&tails);
+                let _ = events.send(ClusterEvent::Tailed(tailed.clone()));
                 let options = |prefix: bool| {
                     let options = WatchOptions::new().with_start_revision(start);
                     Some(if prefix { options.with_prefix() } else { options })
                 };
-                let (Ok(Ok(mut revisions)), Ok(Ok(mut commands))) = (
-                    tokio::time::timeout(CALL_TIMEOUT, c.watch(revision_key.clone(), options(false))).await,
-                    tokio::time::timeout(CALL_TIMEOUT, c.watch(commands_key.clone(), options(true))).await,
+                let watch = |key: String, prefix: bool| {
+                    let mut c = client.clone();
+                    async move { tokio::time::timeout(CALL_TIMEOUT, c.watch(key, options(prefix))).await }
+                };
+                let (Ok(Ok(mut revisions)), Ok(Ok(mut commands)), Ok(Ok(mut tail_keys)), Ok(Ok(mut lines))) = (
+                    watch(revision_key.clone(), false).await,
+                    watch(commands_key.clone(), true).await,
+                    watch(tails_key.clone(), true).await,
+                    watch(lines_key.clone(), true).await,
                 ) else {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -425,6 +492,8 @@ impl EtcdStore {
                     let answer = tokio::select! {
                         answer = revisions.message() => answer,
                         answer = commands.message() => answer,
+                        answer = tail_keys.message() => answer,
+                        answer = lines.message() => answer,
                     };
                     let answer = match answer {
                         Ok(Some(answer)) if !answer.canceled() => answer,
@@ -437,15 +506,37 @@ impl EtcdStore {
                             break;
                         }
                     };
+                    let mut tails_changed = false;
                     for event in answer.events() {
-                        if event.event_type() != etcd_client::EventType::Put {
-                            continue;
-                        }
                         let Some(kv) = event.kv() else { continue };
-                        if kv.key() == revision_key.as_bytes() {
+                        let key = kv.key();
+                        let put = event.event_type() == etcd_client::EventType::Put;
+                        if key.starts_with(tails_key.as_bytes()) {
+                            if put {
+                                tails.insert(key.to_vec(), ());
+                            } else {
+                                tails.remove(key);
+                            }
+                            tails_changed = true;
+                        } else if !put {
+                            continue;
+                        } else if key == revision_key.as_bytes() {
                             let _ = events.send(ClusterEvent::Revision(decimal(Some(kv))));
+                        } else if key.starts_with(lines_key.as_bytes()) {
+                            if !key.starts_with(own_lines.as_bytes())
+                                && let Ok(batch) = TailBatch::decode(kv.value())
+                            {
+                                let _ = events.send(ClusterEvent::TailLines(batch.lines));
+                            }
                         } else if let Ok(command) = Command::decode(kv.value()) {
                             let _ = events.send(ClusterEvent::Command(command));
+                        }
+                    }
+                    if tails_changed {
+                        let now = remote(&tails);
+                        if now != tailed {
+                            tailed = now;
+                            let _ = events.send(ClusterEvent::Tailed(tailed.clone()));
                         }
                     }
                 }
@@ -924,6 +1015,47 @@ impl Store for EtcdStore {
         self.put_key(put, value)?;
         self.delete_key(key)?;
         Ok(true)
+    }
+
+    fn set_tailed(&self, hostnames: &BTreeSet<String>) -> Result<(), StoreError> {
+        let mut tailed = self.tailed.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = self.lease.load(Ordering::Relaxed);
+        for host in hostnames.difference(&tailed.clone()) {
+            if lease == 0 {
+                // Put by the lease keeper once it has a lease (never without one: the key must
+                // go with this replica).
+                tailed.insert(host.clone());
+                continue;
+            }
+            let key = self.key(&format!("tails/{host}/{}", self.replica_id));
+            let options = PutOptions::new().with_lease(lease);
+            self.call(|mut c| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { c.put(key, "1", Some(options)).await }
+            })?;
+            tailed.insert(host.clone());
+        }
+        for host in tailed.clone().difference(hostnames) {
+            self.delete_key(self.key(&format!("tails/{host}/{}", self.replica_id)))?;
+            tailed.remove(host);
+        }
+        Ok(())
+    }
+
+    fn relay_tail(&self, lines: Vec<TailLine>) -> Result<(), StoreError> {
+        let seq = self.relayed.fetch_add(1, Ordering::Relaxed);
+        let key = self.key(&format!("tail-lines/{}/{seq:020}", self.replica_id));
+        let lease = self.lease.load(Ordering::Relaxed);
+        let value = TailBatch { lines }.encode_to_vec();
+        // Like commands: the watchers see the put; the lease removes a key a crash left.
+        self.call(|mut c| {
+            let (key, value) = (key.clone(), value.clone());
+            async move {
+                c.put(key, value, Some(PutOptions::new().with_lease(lease)))
+                    .await
+            }
+        })?;
+        self.delete_key(key)
     }
 
     fn events(&self) -> Option<broadcast::Receiver<ClusterEvent>> {

@@ -13,7 +13,9 @@
 pub mod etcd;
 pub mod sled;
 
-use nano_proto::v1::{App, AppSpec, Command, DeployResponse, Isolate, Node};
+use std::collections::BTreeSet;
+
+use nano_proto::v1::{App, AppSpec, Command, DeployResponse, Isolate, Node, TailLine};
 use prost::Message;
 
 /// Versions of an app kept for rollback (the current one included).
@@ -90,6 +92,10 @@ pub enum ClusterEvent {
     Revision(u64),
     /// A command for the nodes connected to this replica.
     Command(Command),
+    /// The apps other replicas tail now (their nodes' events are wanted there).
+    Tailed(BTreeSet<String>),
+    /// Tail lines other replicas relayed, for the tails here.
+    TailLines(Vec<TailLine>),
 }
 
 /// The store interface. Everything but the replication calls is required of both backends; the
@@ -174,6 +180,18 @@ pub trait Store: Send + Sync {
     /// Shared stores: what the other replicas do, as it happens.
     fn events(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
         None
+    }
+
+    /// Shared stores: records which apps this replica's tails follow, so the other replicas
+    /// ask their nodes for those apps' events and relay them ([`Store::relay_tail`]).
+    fn set_tailed(&self, _hostnames: &BTreeSet<String>) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Shared stores: passes tail lines from the nodes here to the replicas that tail their
+    /// apps (they arrive there as [`ClusterEvent::TailLines`]).
+    fn relay_tail(&self, _lines: Vec<TailLine>) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Whether the store can take writes now (etcd reachable with quorum).
