@@ -62,6 +62,35 @@ mod tests {
     }
 
     #[test]
+    fn control_plane_url_is_one_address_or_a_list_of_replicas() {
+        let dir = dir_with_app();
+        let one = parse(r#"{"control_plane":{"url":"http://cp:7070"}}"#, dir.path()).unwrap();
+        assert_eq!(
+            one.control_plane.unwrap().url.list(),
+            vec!["http://cp:7070".to_string()]
+        );
+        let many = parse(
+            r#"{"control_plane":{"url":["http://cp-1:7070","http://cp-2:7070"]}}"#,
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(many.control_plane.unwrap().url.list().len(), 2);
+        for bad in [
+            r#"{"control_plane":{"url":[]}}"#,
+            r#"{"control_plane":{"url":[""]}}"#,
+            r#"{"control_plane":{"url":7070}}"#,
+        ] {
+            let found = problems(bad);
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.path.starts_with("control_plane.url")),
+                "{bad}: {found:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_path() {
         let found = problems(
             r#"{"server":{"port":"80","hots":"x"},

@@ -14,20 +14,58 @@ pub fn json_schema() -> Value {
 pub(crate) fn schema_problems(raw: &Value) -> Vec<Problem> {
     let schema = json_schema();
     let validator = jsonschema::validator_for(&schema).expect("the generated schema compiles");
-    let mut problems: Vec<Problem> = validator
-        .iter_errors(raw)
-        .map(|err| {
-            let pointer = err.instance_path().as_str().to_owned();
-            let message = describe(&schema, &pointer, &err);
-            Problem {
-                path: pointer_to_path(&pointer),
-                message,
-            }
-        })
-        .collect();
+    let mut problems = Vec::new();
+    for err in validator.iter_errors(raw) {
+        problems_of(&schema, &err, &mut problems);
+    }
     problems.sort_by(|a, b| a.path.cmp(&b.path));
     problems.dedup();
     problems
+}
+
+/// The problems one schema error stands for. An `anyOf` (an `Option`, or a key that takes
+/// several forms) is replaced by the errors of the alternative the value's type matches, so the
+/// sentence names the key inside that is wrong; if no alternative takes the value's type, the
+/// sentence lists the types allowed.
+fn problems_of(schema: &Value, err: &jsonschema::ValidationError<'_>, out: &mut Vec<Problem>) {
+    use jsonschema::error::{TypeKind, ValidationErrorKind as Kind};
+    let pointer = err.instance_path().as_str().to_owned();
+    if let Kind::AnyOf { context } = err.kind() {
+        let mismatched = |e: &jsonschema::ValidationError<'_>| {
+            matches!(e.kind(), Kind::Type { .. }) && e.instance_path().as_str() == pointer
+        };
+        if let Some(alternative) = context.iter().find(|alt| !alt.iter().any(mismatched)) {
+            for inner in alternative {
+                problems_of(schema, inner, out);
+            }
+            return;
+        }
+        let mut allowed: Vec<String> = context
+            .iter()
+            .flatten()
+            .filter_map(|e| match e.kind() {
+                Kind::Type {
+                    kind: TypeKind::Single(t),
+                } => Some(t.to_string()),
+                _ => None,
+            })
+            .filter(|t| t != "null")
+            .collect();
+        allowed.dedup();
+        out.push(Problem {
+            path: pointer_to_path(&pointer),
+            message: format!(
+                "{} has the wrong type; expected {}",
+                err.instance(),
+                allowed.join(" or ")
+            ),
+        });
+        return;
+    }
+    out.push(Problem {
+        path: pointer_to_path(&pointer),
+        message: describe(schema, &pointer, err),
+    });
 }
 
 /// Turns one schema error into a sentence: what is wrong and what is allowed.

@@ -203,6 +203,18 @@ fn the_control_plane_exits_64_on_bad_flags_and_tokens() {
             ],
             "--bogus",
         ),
+        // Both stores at once (the run passes --data-dir).
+        (
+            &[
+                "--operator-token",
+                "operator-1",
+                "--node-token",
+                "node-token-1",
+                "--etcd-endpoints",
+                "http://127.0.0.1:1",
+            ],
+            "--etcd-endpoints",
+        ),
     ];
     for (args, says) in cases {
         let (code, stderr) = run(args, &[]);
@@ -222,6 +234,28 @@ fn the_control_plane_exits_64_on_bad_flags_and_tokens() {
     );
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("must differ"), "{stderr}");
+    // etcd settings are checked before anything connects.
+    let etcd_cases: &[(&[&str], &str)] = &[
+        (&["--etcd-prefix", "nano"], "must start with '/'"),
+        (&["--etcd-user", "root"], "NANO_ETCD_PASSWORD"),
+        (&["--etcd-cert", "/nonexistent.pem"], "--etcd-key"),
+    ];
+    for (args, says) in etcd_cases {
+        let mut command = std::process::Command::new(nano_tests::binary("nano-controlplane"));
+        command
+            .args(["--etcd-endpoints", "http://127.0.0.1:1"])
+            .args(*args)
+            .env("NANO_OPERATOR_TOKEN", "operator-1")
+            .env("NANO_NODE_TOKEN", "node-token-1")
+            .env_remove("NANO_ETCD_PASSWORD");
+        let out = nano_tests::output_within(&mut command);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(says),
+            "{args:?} should say {says:?}: {stderr}"
+        );
+    }
     // Sound tokens from the environment: it starts and says where it listens.
     let (mut child, log) = nano_tests::spawn_logged(
         "nano-controlplane",
