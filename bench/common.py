@@ -72,6 +72,17 @@ def body(port, host, path="/"):
         return None
 
 
+def wait_answer(ports, host, text):
+    """Polls every 2 ms until every node on `ports` answers `text` for `host`."""
+    pending = set(ports)
+    while pending:
+        for port in list(pending):
+            if body(port, host) == text:
+                pending.discard(port)
+        if pending:
+            time.sleep(0.002)
+
+
 def wait(predicate, what, limit=30):
     deadline = time.time() + limit
     while not predicate():

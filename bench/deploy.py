@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 import time
 
-from common import body, free_port, pct, wait
+from common import free_port, pct, wait, wait_answer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"
@@ -86,13 +86,7 @@ def main():
             deploy = subprocess.Popen([BIN / "nanoctl", "deploy", app, "--hostname", host],
                                       env=ctl_env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE)
-            pending = set() if args.app else set(ports)
-            while pending:
-                for port in list(pending):
-                    if body(port, host) == marker:
-                        pending.discard(port)
-                if pending:
-                    time.sleep(0.002)
+            wait_answer([] if args.app else ports, host, marker)
             served.append(time.perf_counter() - began)
             _, err = deploy.communicate()
             if deploy.returncode != 0:

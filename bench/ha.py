@@ -27,7 +27,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import body, free_port, pct, wait
+from common import free_port, pct, wait, wait_answer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release"
@@ -95,13 +95,7 @@ def deploy_to_serving(work, urls, ports, deploys, tag):
         deploy = subprocess.Popen([BIN / "nanoctl", "deploy", app, "--hostname", host,
                                    "--no-wait"], env=ctl_env(urls),
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        pending = set(ports)
-        while pending:
-            for port in list(pending):
-                if body(port, host) == marker:
-                    pending.discard(port)
-            if pending:
-                time.sleep(0.002)
+        wait_answer(ports, host, marker)
         served.append(time.perf_counter() - began)
         _, err = deploy.communicate()
         if deploy.returncode != 0:

@@ -25,7 +25,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 /// A gRPC request carrying `token`.
-fn authed<T>(token: &str, message: T) -> Request<T> {
+pub(crate) fn authed<T>(token: &str, message: T) -> Request<T> {
     let mut req = Request::new(message);
     req.metadata_mut()
         .insert("authorization", nano_proto::bearer(token).parse().unwrap());
@@ -33,7 +33,7 @@ fn authed<T>(token: &str, message: T) -> Request<T> {
 }
 
 /// Writes an app answering `text` and returns its entry path.
-fn app(dir: &Path, name: &str, text: &str) -> String {
+pub(crate) fn app(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(
         &path,
@@ -45,12 +45,19 @@ fn app(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// A data plane in fleet mode with its own cache dir (kept by the caller across restarts).
-fn node(cp_url: &str, id: &str, cache: &Path) -> Nano {
+/// A data plane in fleet mode with its own cache dir (kept by the caller across restarts);
+/// `cp_url` is the config's `control_plane.url`: one address, or a list of replicas'.
+pub(crate) fn node(cp_url: impl Into<serde_json::Value>, id: &str, cache: &Path) -> Nano {
     node_with_token(cp_url, id, cache, NODE_TOKEN)
 }
 
-fn node_with_token(cp_url: &str, id: &str, cache: &Path, token: &str) -> Nano {
+fn node_with_token(
+    cp_url: impl Into<serde_json::Value>,
+    id: &str,
+    cache: &Path,
+    token: &str,
+) -> Nano {
+    let cp_url = cp_url.into();
     Nano::start(serde_json::json!({
         "control_plane": {
             "url": cp_url,
@@ -61,7 +68,7 @@ fn node_with_token(cp_url: &str, id: &str, cache: &Path, token: &str) -> Nano {
     }))
 }
 
-fn ok(out: &std::process::Output) -> String {
+pub(crate) fn ok(out: &std::process::Output) -> String {
     assert!(
         out.status.success(),
         "nanoctl failed: {}{}",
@@ -102,8 +109,8 @@ async fn nanoctl_async(cp: &ControlPlane, args: &[&str]) -> std::process::Output
 fn deploy_reaches_both_nodes_and_redeploys_and_rollbacks_lose_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
-    let b = node(&cp.url(), "node-b", &dir.path().join("b"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
+    let b = node(cp.url(), "node-b", &dir.path().join("b"));
     cp.wait_for_nodes(2);
     let host = "api.fleet.test";
     let v1 = app(dir.path(), "v1.js", "version one");
@@ -274,8 +281,8 @@ fn nodes_ride_out_a_killed_control_plane_and_converge_when_it_returns() {
     let data = dir.path().join("cp");
     let mut cp = ControlPlane::start(&data, "127.0.0.1:0");
     let grpc = cp.grpc.to_string();
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
-    let mut b = node(&cp.url(), "node-b", &dir.path().join("b"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
+    let mut b = node(cp.url(), "node-b", &dir.path().join("b"));
     cp.wait_for_nodes(2);
     let host = "survivor.test";
     ok(&cp.nanoctl(&[
@@ -289,7 +296,7 @@ fn nodes_ride_out_a_killed_control_plane_and_converge_when_it_returns() {
     // A restarted node serves its last good state while the control plane is down.
     b.terminate();
     let url = format!("http://{grpc}");
-    let b = node(&url, "node-b", &dir.path().join("b"));
+    let b = node(url.as_str(), "node-b", &dir.path().join("b"));
     block_on(async {
         for n in [&a, &b] {
             let reply = n.get(host, "/").await;
@@ -347,7 +354,7 @@ fn fleet_health(node: &Nano) -> serde_json::Value {
 fn bad_deploys_are_refused_and_the_previous_version_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let host = "steady.test";
     ok(&cp.nanoctl(&[
@@ -584,7 +591,7 @@ fn a_corrupt_sliver_download_is_refused_and_reported() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let cache = dir.path().join("a");
-    let a = node(&url, "node-a", &cache);
+    let a = node(url.as_str(), "node-a", &cache);
     let deadline = Instant::now() + PATIENCE;
     let report = loop {
         if let Some(report) = reports
@@ -639,7 +646,7 @@ fn calls_without_the_right_token_are_refused_and_health_answers_serving() {
 
     // A node with the wrong token is refused and says so; it never shows as connected.
     let stray = node_with_token(
-        &cp.url(),
+        cp.url(),
         "stray",
         &dir.path().join("s"),
         "not-the-node-token",
@@ -947,7 +954,7 @@ fn a_drained_node_leaves_rotation_keeps_serving_and_stays_drained_across_restart
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
     let cache = dir.path().join("a");
-    let mut a = node(&cp.url(), "node-a", &cache);
+    let mut a = node(cp.url(), "node-a", &cache);
     cp.wait_for_nodes(1);
     ok(&cp.nanoctl(&[
         "deploy",
@@ -1002,7 +1009,7 @@ fn a_drained_node_leaves_rotation_keeps_serving_and_stays_drained_across_restart
 
     // The drain survives a restart of the node.
     a.terminate();
-    let mut a = node(&cp.url(), "node-a", &cache);
+    let mut a = node(cp.url(), "node-a", &cache);
     block_on(async {
         assert_eq!(a.get("d.test", "/").await.body, "still here");
     });
@@ -1019,7 +1026,7 @@ fn a_drained_node_leaves_rotation_keeps_serving_and_stays_drained_across_restart
     }
     let out = ok(&cp.nanoctl(&["undrain", "node-a"]));
     assert!(out.contains("undrained node-a (offline"), "{out}");
-    let a = node(&cp.url(), "node-a", &cache);
+    let a = node(cp.url(), "node-a", &cache);
     assert_eq!(wait_ready(&a, 200).json()["drained"], false);
 
     let err = refused(&cp.nanoctl(&["drain", "nobody"]));
@@ -1031,7 +1038,7 @@ fn a_damaged_cached_sliver_is_not_served_and_is_fetched_again() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
     let cache = dir.path().join("a");
-    let mut a = node(&cp.url(), "node-a", &cache);
+    let mut a = node(cp.url(), "node-a", &cache);
     cp.wait_for_nodes(1);
     let host = "cached.test";
     ok(&cp.nanoctl(&[
@@ -1062,7 +1069,7 @@ fn a_damaged_cached_sliver_is_not_served_and_is_fetched_again() {
     });
     drop(offline);
     // Once the control plane answers, the node fetches a good copy and serves it.
-    let a = node(&cp.url(), "node-a", &cache);
+    let a = node(cp.url(), "node-a", &cache);
     let deadline = Instant::now() + PATIENCE;
     block_on(async {
         loop {
@@ -1085,7 +1092,7 @@ fn a_damaged_cached_sliver_is_not_served_and_is_fetched_again() {
 fn multi_module_wasm_and_prebuilt_apps_travel_with_their_limits() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let fixture = |name: &str| {
         nano_tests::fixtures()
@@ -1178,7 +1185,7 @@ fn an_unauthenticated_flood_is_refused_quickly() {
 fn nanoctl_deploy_and_rollback_flags_do_what_the_reference_says() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let host = "flags.fleet.test";
     let current = || {
@@ -1377,7 +1384,7 @@ fn a_streamed_response_in_flight_finishes_on_the_old_version_across_a_switch() {
     const CHUNK: usize = 64 * 1024;
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let host = "stream.fleet.test";
     let streaming = |version: &str| {
@@ -1457,7 +1464,7 @@ fn a_streamed_response_in_flight_finishes_on_the_old_version_across_a_switch() {
 fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let client = nano_tests::fixtures().join("fetch-client/app.js");
     let client = client.to_str().unwrap();
@@ -1587,7 +1594,7 @@ fn a_deploy_sets_every_limit_and_fetch_setting_a_config_can() {
 fn the_fleet_client_keeps_working_while_an_app_prepares() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let endless = nano_tests::fixtures().join("top-level-loop/app.js");
     ok(&cp.nanoctl(&[
@@ -1648,7 +1655,7 @@ fn evicting_an_app_or_draining_its_node_closes_its_websockets_with_1001() {
 
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let entry = nano_tests::fixtures().join("websocket/app.js");
     ok(&cp.nanoctl(&["deploy", entry.to_str().unwrap(), "--hostname", "ws.test"]));
@@ -1752,8 +1759,8 @@ impl Drop for CtlTail {
 fn nanoctl_tail_streams_an_apps_events_from_every_node() {
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
-    let a = node(&cp.url(), "node-a", &dir.path().join("a"));
-    let b = node(&cp.url(), "node-b", &dir.path().join("b"));
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
+    let b = node(cp.url(), "node-b", &dir.path().join("b"));
     cp.wait_for_nodes(2);
     let entry = nano_tests::fixtures().join("tail/app.js");
     let entry = entry.to_str().unwrap();

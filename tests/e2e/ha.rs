@@ -3,7 +3,6 @@
 //! nodes move to the other, an etcd outage refuses changes while the nodes keep serving and
 //! converges when etcd returns, and `migrate` moves a sled store into etcd.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,38 +10,7 @@ use std::time::{Duration, Instant};
 use nano_tests::{ControlPlane, Etcd, NODE_TOKEN, Nano, OPERATOR_TOKEN, PATIENCE, block_on};
 use serde_json::json;
 
-/// Writes an app answering `text` and returns its entry path.
-fn app(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!("export default {{ fetch() {{ return new Response({text:?}); }} }}\n"),
-    )
-    .unwrap();
-    path.to_string_lossy().into_owned()
-}
-
-/// A data plane in fleet mode; `urls` is the config's `control_plane.url` (string or list).
-fn node(urls: serde_json::Value, id: &str, cache: &Path) -> Nano {
-    Nano::start(json!({
-        "control_plane": {
-            "url": urls,
-            "token": NODE_TOKEN,
-            "node_id": id,
-            "cache_dir": cache,
-        }
-    }))
-}
-
-fn ok(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "nanoctl failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::fleet::{app, authed, node, ok};
 
 /// `nanoctl nodes` on `cp`: node id -> connected.
 fn connected(cp: &ControlPlane) -> Vec<(String, bool)> {
@@ -132,7 +100,7 @@ fn two_replicas_serve_one_fleet_and_a_killed_replica_costs_no_request() {
     // node-a prefers A, node-b prefers B; node-c knows only A.
     let na = node(json!([a_url, b_url]), "node-a", &dir.path().join("a"));
     let nb = node(json!([b_url, a_url]), "node-b", &dir.path().join("b"));
-    let nc = node(json!(a_url), "node-c", &dir.path().join("c"));
+    let nc = node(a_url.as_str(), "node-c", &dir.path().join("c"));
     nb.log.wait_for("node-b on replica B", |t| {
         t.contains("connected to the control plane") && t.contains(&b_url)
     });
@@ -252,7 +220,7 @@ fn an_etcd_outage_refuses_changes_while_nodes_serve_then_converges() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
-    let n = node(json!(cp.url()), "node-a", &dir.path().join("a"));
+    let n = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let host = "outage.test";
     ok(&cp.nanoctl(&[
@@ -387,7 +355,7 @@ fn migrate_moves_a_sled_store_into_etcd_and_refuses_a_used_prefix() {
         (health["store_id"].clone(), health["revision"].clone()),
         (sled_id, revision)
     );
-    let n = node(json!(cp.url()), "node-a", &dir.path().join("a"));
+    let n = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     eventually("the node serves the migrated app", || {
         block_on(async { n.get(host, "/").await.body == "second" })
@@ -429,33 +397,30 @@ fn a_deploy_retried_on_another_replica_is_applied_once() {
         let mut on_a = ControlClient::connect(a.url()).await.unwrap();
         let mut on_b = ControlClient::connect(b.url()).await.unwrap();
         let first = on_a
-            .deploy(authed(request.clone()))
+            .deploy(authed(OPERATOR_TOKEN, request.clone()))
             .await
             .unwrap()
             .into_inner();
         // As if A's answer was lost: nanoctl sends the same deploy to B.
-        let retried = on_b.deploy(authed(request)).await.unwrap().into_inner();
+        let retried = on_b
+            .deploy(authed(OPERATOR_TOKEN, request))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(first, retried, "the retry returns the first deploy");
         let history = on_b
-            .get_app(authed(GetAppRequest {
-                hostname: "retry.test".into(),
-            }))
+            .get_app(authed(
+                OPERATOR_TOKEN,
+                GetAppRequest {
+                    hostname: "retry.test".into(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner()
             .history;
         assert_eq!(history.len(), 1, "one version, not two");
     });
-}
-
-/// A gRPC request with the operator token.
-fn authed<T>(message: T) -> tonic::Request<T> {
-    let mut req = tonic::Request::new(message);
-    req.metadata_mut().insert(
-        "authorization",
-        nano_proto::bearer(OPERATOR_TOKEN).parse().unwrap(),
-    );
-    req
 }
 
 #[test]
@@ -465,7 +430,7 @@ fn a_three_member_etcd_loses_one_member_and_keeps_deploying_but_not_two() {
     };
     let dir = tempfile::tempdir().unwrap();
     let cp = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
-    let n = node(json!(cp.url()), "node-a", &dir.path().join("a"));
+    let n = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let host = "quorum.test";
     let deploy = |file: &str, text: &str| {
@@ -548,8 +513,8 @@ fn a_tail_on_one_replica_streams_the_events_of_nodes_on_another() {
     let a = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
     let b = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
     // node-b knows only B; the tail runs on A.
-    let nb = node(json!(b.url()), "node-b", &dir.path().join("b"));
-    let na = node(json!(a.url()), "node-a", &dir.path().join("a"));
+    let nb = node(b.url(), "node-b", &dir.path().join("b"));
+    let na = node(a.url(), "node-a", &dir.path().join("a"));
     a.wait_for_nodes(2);
     let host = "tailed.test";
     ok(&a.nanoctl(&[

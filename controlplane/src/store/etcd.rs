@@ -1069,7 +1069,6 @@ impl Store for EtcdStore {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::contract;
     use super::*;
 
     /// A real etcd on loopback ports, stopped when dropped.
@@ -1165,30 +1164,7 @@ pub(crate) mod tests {
         test(&store);
     }
 
-    #[test]
-    fn versions_rollback_delete_and_sliver_collection() {
-        with_store(contract::versions_rollback_delete_and_sliver_collection);
-    }
-
-    #[test]
-    fn a_hostname_belongs_to_one_named_app() {
-        with_store(contract::a_hostname_belongs_to_one_named_app);
-    }
-
-    #[test]
-    fn history_is_bounded_and_keeps_the_current_version() {
-        with_store(contract::history_is_bounded_and_keeps_the_current_version);
-    }
-
-    #[test]
-    fn a_deploy_id_is_applied_once() {
-        with_store(contract::a_deploy_id_is_applied_once);
-    }
-
-    #[test]
-    fn drains_and_nodes_are_recorded() {
-        with_store(contract::drains_and_nodes_are_recorded);
-    }
+    super::super::contract_tests!(with_store);
 
     #[test]
     fn large_slivers_are_chunked_verified_and_budgeted() {

@@ -283,6 +283,39 @@ pub(crate) fn new_app(deploy: &Deploy<'_>, version: u64) -> App {
     }
 }
 
+/// Declares the store's contract tests for a backend: `$with` runs a test on a fresh store.
+#[cfg(test)]
+macro_rules! contract_tests {
+    ($with:path) => {
+        #[test]
+        fn versions_rollback_delete_and_sliver_collection() {
+            $with(super::super::contract::versions_rollback_delete_and_sliver_collection);
+        }
+
+        #[test]
+        fn a_hostname_belongs_to_one_named_app() {
+            $with(super::super::contract::a_hostname_belongs_to_one_named_app);
+        }
+
+        #[test]
+        fn history_is_bounded_and_keeps_the_current_version() {
+            $with(super::super::contract::history_is_bounded_and_keeps_the_current_version);
+        }
+
+        #[test]
+        fn a_deploy_id_is_applied_once() {
+            $with(super::super::contract::a_deploy_id_is_applied_once);
+        }
+
+        #[test]
+        fn drains_and_nodes_are_recorded() {
+            $with(super::super::contract::drains_and_nodes_are_recorded);
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use contract_tests;
+
 /// The store tests, run against every backend (`sled::tests`, `etcd::tests`).
 #[cfg(test)]
 pub(crate) mod contract {

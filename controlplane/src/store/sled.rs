@@ -397,7 +397,6 @@ impl Store for SledStore {
 
 #[cfg(test)]
 mod tests {
-    use super::super::contract;
     use super::*;
 
     fn store() -> (tempfile::TempDir, SledStore) {
@@ -406,30 +405,12 @@ mod tests {
         (dir, store)
     }
 
-    #[test]
-    fn versions_rollback_delete_and_sliver_collection() {
-        contract::versions_rollback_delete_and_sliver_collection(&store().1);
+    fn with_store(test: impl FnOnce(&dyn Store)) {
+        let (_dir, store) = store();
+        test(&store);
     }
 
-    #[test]
-    fn a_hostname_belongs_to_one_named_app() {
-        contract::a_hostname_belongs_to_one_named_app(&store().1);
-    }
-
-    #[test]
-    fn history_is_bounded_and_keeps_the_current_version() {
-        contract::history_is_bounded_and_keeps_the_current_version(&store().1);
-    }
-
-    #[test]
-    fn a_deploy_id_is_applied_once() {
-        contract::a_deploy_id_is_applied_once(&store().1);
-    }
-
-    #[test]
-    fn drains_and_nodes_are_recorded() {
-        contract::drains_and_nodes_are_recorded(&store().1);
-    }
+    super::super::contract_tests!(with_store);
 
     #[test]
     fn a_second_open_of_the_same_dir_is_refused() {
