@@ -1,7 +1,9 @@
 //! Control-plane replicas on a real etcd (Debian's etcd-server, started by the tests): two
 //! replicas serve one fleet, a replica killed under traffic costs no tenant request and its
-//! nodes move to the other, an etcd outage refuses changes while the nodes keep serving and
-//! converges when etcd returns, and `migrate` moves a sled store into etcd.
+//! nodes move to the other, a deploy retried on another replica is applied once, tails and
+//! drains cross replicas, an etcd outage (or a lost quorum in a 3-member cluster) refuses
+//! changes while the nodes keep serving and converges when etcd returns, TLS with client
+//! certificates, and `migrate` moves a sled store into etcd.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -507,7 +509,7 @@ fn a_replica_reaches_etcd_over_tls_with_its_client_certificate_and_not_without()
 }
 
 #[test]
-fn a_tail_on_one_replica_streams_the_events_of_nodes_on_another() {
+fn a_tail_and_a_drain_on_one_replica_reach_a_node_on_another() {
     let Some(etcd) = Etcd::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let a = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
@@ -535,4 +537,64 @@ fn a_tail_on_one_replica_streams_the_events_of_nodes_on_another() {
         (Some("node-b"), Some("http://tailed.test/b-again")),
         "{event}"
     );
+    // A drain through A reaches node-b on B (and is recorded for the cluster); undrained
+    // through B.
+    let drained = ok(&a.nanoctl(&["drain", "node-b"]));
+    assert_eq!(drained.trim(), "drained node-b", "{drained}");
+    let ready = |want: u16| {
+        eventually(&format!("node-b ready answers {want}"), || {
+            block_on(async { nb.get("127.0.0.1", "/_admin/ready").await.status == want })
+        })
+    };
+    ready(503);
+    ok(&b.nanoctl(&["undrain", "node-b"]));
+    ready(200);
+}
+
+#[test]
+fn a_replica_signs_in_to_etcd_with_its_user_and_a_wrong_password_is_refused() {
+    let Some(etcd) = Etcd::start() else { return };
+    etcd.enable_auth("s3cret-pw");
+    let start = |password: &str| {
+        nano_tests::spawn_logged(
+            "nano-controlplane",
+            &[
+                "--etcd-endpoints",
+                &etcd.url(),
+                "--etcd-user",
+                "root",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ],
+            &[
+                ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
+                ("NANO_NODE_TOKEN", NODE_TOKEN),
+                ("NANO_ETCD_PASSWORD", password),
+            ],
+        )
+    };
+    let (mut child, log) = start("wrong");
+    let status = nano_tests::wait_exit(&mut child, &log);
+    assert_eq!(status.code(), Some(1), "{}", log.text());
+    assert!(log.text().contains("etcd"), "{}", log.text());
+    // The right password: it starts and takes a deploy.
+    let (mut child, log) = start("s3cret-pw");
+    let grpc = nano_tests::log_addr(&log, "grpc_addr");
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&nano_tests::nanoctl(
+        &format!("http://{grpc}"),
+        Some(OPERATOR_TOKEN),
+        &[
+            "deploy",
+            &app(dir.path(), "v1.js", "first"),
+            "--hostname",
+            "auth.test",
+            "--no-wait",
+        ],
+    ));
+    assert!(out.contains("deployed auth.test version 1"), "{out}");
+    let _ = child.kill();
+    let _ = child.wait();
 }

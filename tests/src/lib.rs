@@ -752,6 +752,36 @@ impl Etcd {
         }
     }
 
+    /// Turns on etcd's authentication with a `root` user of `password` (through its JSON
+    /// gateway on the first member; plain HTTP only).
+    pub fn enable_auth(&self, password: &str) {
+        let post = |path: &str, body: String| {
+            use std::io::{Read, Write};
+            let mut stream =
+                std::net::TcpStream::connect(("127.0.0.1", self.members[0].client_port)).unwrap();
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            write!(
+                stream,
+                "POST {path} HTTP/1.1\r\nHost: etcd\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            assert!(answer.starts_with("HTTP/1.1 200"), "{path}: {answer}");
+        };
+        post(
+            "/v3/auth/user/add",
+            format!(r#"{{"name":"root","password":"{password}"}}"#),
+        );
+        post(
+            "/v3/auth/user/grant",
+            r#"{"user":"root","role":"root"}"#.into(),
+        );
+        post("/v3/auth/enable", "{}".into());
+    }
+
     /// SIGKILL to every member (the data stays for [`Etcd::restart`]).
     pub fn kill(&mut self) {
         for i in 0..self.members.len() {
