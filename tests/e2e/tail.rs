@@ -139,6 +139,12 @@ fn a_tail_sees_each_request_with_its_outcome_console_lines_and_stack() {
             ),
             (Some("http://t.test/spin"), Some(503), Some("cpu-limit"))
         );
+        // Where the JS was when the limit ended it.
+        let stack = spun["exception"]["stack"].as_str().unwrap_or_default();
+        assert!(
+            stack.contains("CPU time limit") && stack.contains("at fetch (app.js:"),
+            "{spun}"
+        );
 
         let flooded = tail.next().await;
         assert_eq!(flooded["logs"].as_array().unwrap().len(), 32);

@@ -5,7 +5,10 @@
 //! it arms both with what is left of that request's budgets; when it leaves it disarms them and
 //! adds the CPU it used. Expiry is delivered as a real-time signal to one watchdog thread (never
 //! to the worker: V8 must not be interrupted from a signal handler on its own thread), which
-//! calls `IsolateHandle::terminate_execution` if the worker is still inside that JS.
+//! ends the JS if the worker is still inside it: first through a V8 interrupt, which runs on the
+//! worker's thread at the JS's next interrupt check, records where the JS was (its stack, for
+//! the live tail) and terminates it; and if that has not happened within [`GRACE`] (JS inside a
+//! long native call), with `IsolateHandle::terminate_execution` directly.
 //!
 //! Linux only (timer_create with SIGEV_THREAD_ID).
 
@@ -38,24 +41,143 @@ impl LimitKind {
 struct Gate {
     armed: bool,
     fired: Option<LimitKind>,
+    /// Termination was requested from V8 (by the interrupt or directly).
+    terminated: bool,
 }
 
 struct Target {
     gate: Mutex<Gate>,
     handle: v8::IsolateHandle,
+    /// Where the JS was when the interrupt ended it (taken by `exit`).
+    stack: Mutex<Option<String>>,
 }
 
+/// How long the interrupt that records the stack may take before the JS is ended without it.
+const GRACE: Duration = Duration::from_millis(5);
+
+/// Frames of the JS stack recorded when a limit ends it.
+const STACK_FRAMES: usize = 10;
+
 impl Target {
-    /// Requests termination of the JS running now, if any. First reason wins.
+    /// Requests termination of the JS running now, if any. First reason wins. Returns whether
+    /// it was requested.
     fn trip(&self, kind: LimitKind) -> bool {
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if !gate.armed || gate.fired.is_some() {
             return false;
         }
         gate.fired = Some(kind);
+        gate.terminated = true;
         self.handle.terminate_execution();
         true
     }
+
+    /// Like [`Target::trip`], but asks the JS for its stack first: an interrupt records it and
+    /// terminates. The caller must call [`Target::force`] after [`GRACE`].
+    fn trip_with_stack(self: &Arc<Self>, kind: LimitKind) -> bool {
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if !gate.armed || gate.fired.is_some() {
+            return false;
+        }
+        gate.fired = Some(kind);
+        let data = Arc::into_raw(self.clone()) as *mut std::ffi::c_void;
+        if !self
+            .handle
+            .request_interrupt(record_stack_and_terminate, data)
+        {
+            // SAFETY: the interrupt was not queued, so the reference given to it is ours again.
+            drop(unsafe { Arc::from_raw(data as *const Target) });
+            gate.terminated = true;
+            self.handle.terminate_execution();
+        }
+        true
+    }
+
+    /// Terminates JS whose limit fired if the interrupt has not done it yet.
+    fn force(&self) {
+        let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if gate.armed && gate.fired.is_some() && !gate.terminated {
+            gate.terminated = true;
+            self.handle.terminate_execution();
+        }
+    }
+}
+
+thread_local! {
+    /// The context of the request JS this worker thread runs now, for the interrupt that
+    /// records the stack (null: none, e.g. V8's own tasks).
+    static RUNNING_IN: std::cell::Cell<*const v8::Global<v8::Context>> =
+        const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Marks the context of the stretch of JS the worker enters, until dropped.
+pub struct RunningIn(());
+
+/// The worker is about to run JS in `context` (which outlives the returned guard).
+pub fn running_in(context: &v8::Global<v8::Context>) -> RunningIn {
+    RUNNING_IN.with(|cell| cell.set(context));
+    RunningIn(())
+}
+
+impl Drop for RunningIn {
+    fn drop(&mut self) {
+        RUNNING_IN.with(|cell| cell.set(std::ptr::null()));
+    }
+}
+
+/// The interrupt of [`Target::trip_with_stack`], on the worker's thread inside its JS: records
+/// the stack, then terminates (unless the JS it was for has ended meanwhile).
+unsafe extern "C" fn record_stack_and_terminate(
+    isolate: &mut v8::Isolate,
+    data: *mut std::ffi::c_void,
+) {
+    // SAFETY: `data` is the reference `trip_with_stack` gave up for this interrupt.
+    let target = unsafe { Arc::from_raw(data as *const Target) };
+    {
+        let mut gate = target.gate.lock().unwrap_or_else(|p| p.into_inner());
+        if !gate.armed || gate.fired.is_none() || gate.terminated {
+            return;
+        }
+        gate.terminated = true;
+    }
+    let running_in = RUNNING_IN.with(std::cell::Cell::get);
+    let stack = (!running_in.is_null()).then(|| {
+        // SAFETY: set by `running_in` on this thread for the stretch of JS this interrupt runs
+        // in (the gate was armed), and cleared when it ends; the context outlives the stretch.
+        let context = unsafe { &*running_in };
+        // A callback scope: the worker's own scopes are open below this interrupt.
+        // SAFETY: V8 calls this interrupt on the isolate's thread with the isolate entered.
+        let scope = &mut unsafe { v8::CallbackScope::new(&mut *isolate) };
+        let scope = &mut v8::HandleScope::new(scope);
+        let context = v8::Local::new(scope, context);
+        let scope = &mut v8::ContextScope::new(scope, context);
+        v8::StackTrace::current_stack_trace(scope, STACK_FRAMES).map(|trace| {
+            let mut lines = Vec::new();
+            for i in 0..trace.get_frame_count() {
+                let Some(frame) = trace.get_frame(scope, i) else {
+                    continue;
+                };
+                let name = frame
+                    .get_function_name(scope)
+                    .map(|n| n.to_rust_string_lossy(scope))
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| "<anonymous>".into());
+                let script = frame
+                    .get_script_name_or_source_url(scope)
+                    .map(|n| n.to_rust_string_lossy(scope))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "    at {name} ({script}:{}:{})",
+                    frame.get_line_number(),
+                    frame.get_column()
+                ));
+            }
+            lines.join("\n")
+        })
+    });
+    *target.stack.lock().unwrap_or_else(|p| p.into_inner()) =
+        stack.flatten().filter(|s| !s.is_empty());
+    isolate.terminate_execution();
 }
 
 struct Watchdog {
@@ -90,11 +212,31 @@ fn watchdog() -> &'static Watchdog {
                     targets: Mutex::new(HashMap::new()),
                 }));
                 tx.send(dog).expect("the starter waits for the watchdog");
+                // Limits that fired and asked their JS for its stack: terminated directly if
+                // the interrupt has not run by then.
+                let mut pending: Vec<(std::time::Instant, Arc<Target>)> = Vec::new();
                 loop {
-                    // SAFETY: `info` is written by sigwaitinfo before it is read.
+                    let now = std::time::Instant::now();
+                    pending.retain(|(due, target)| {
+                        if *due <= now {
+                            target.force();
+                            return false;
+                        }
+                        true
+                    });
+                    let wait = pending
+                        .iter()
+                        .map(|(due, _)| due.saturating_duration_since(now))
+                        .min()
+                        .unwrap_or(Duration::from_secs(3600));
+                    let timeout = libc::timespec {
+                        tv_sec: wait.as_secs() as libc::time_t,
+                        tv_nsec: wait.subsec_nanos() as libc::c_long,
+                    };
+                    // SAFETY: `info` is written by sigtimedwait before it is read.
                     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-                    // SAFETY: `set` is a valid, initialised signal set.
-                    if unsafe { libc::sigwaitinfo(&set, &mut info) } != signo {
+                    // SAFETY: `set` is a valid, initialised signal set; `timeout` is valid.
+                    if unsafe { libc::sigtimedwait(&set, &mut info, &timeout) } != signo {
                         continue;
                     }
                     // SAFETY: timer signals carry the sigval given to timer_create.
@@ -110,8 +252,10 @@ fn watchdog() -> &'static Watchdog {
                         .unwrap_or_else(|p| p.into_inner())
                         .get(&(value >> 1))
                         .cloned();
-                    if let Some(target) = target {
-                        target.trip(kind);
+                    if let Some(target) = target
+                        && target.trip_with_stack(kind)
+                    {
+                        pending.push((std::time::Instant::now() + GRACE, target));
                     }
                 }
             })
@@ -197,11 +341,13 @@ pub struct WorkerClock {
     entered_with: Option<Duration>,
 }
 
-/// What one stretch of JS used, and whether a limit ended it.
-#[derive(Debug, Clone, Copy)]
+/// What one stretch of JS used, and whether a limit ended it (and where the JS was then, when
+/// it could say).
+#[derive(Debug, Clone)]
 pub struct Spent {
     pub cpu: Duration,
     pub tripped: Option<LimitKind>,
+    pub stack: Option<String>,
 }
 
 impl WorkerClock {
@@ -211,6 +357,7 @@ impl WorkerClock {
         let target = Arc::new(Target {
             gate: Mutex::new(Gate::default()),
             handle,
+            stack: Mutex::new(None),
         });
         watchdog()
             .targets
@@ -233,6 +380,7 @@ impl WorkerClock {
             let mut gate = self.target.gate.lock().unwrap_or_else(|p| p.into_inner());
             gate.armed = true;
             gate.fired = None;
+            gate.terminated = false;
         }
         // One syscall to arm; the exit reads back what is left (no clock reads, no disarm: a
         // late expiry finds the gate closed and is ignored).
@@ -261,7 +409,18 @@ impl WorkerClock {
         let cpu = self.entered_with.take().map_or(Duration::ZERO, |armed| {
             armed.saturating_sub(self.cpu.remaining())
         });
-        Spent { cpu, tripped }
+        let stack = self
+            .target
+            .stack
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .filter(|_| tripped.is_some());
+        Spent {
+            cpu,
+            tripped,
+            stack,
+        }
     }
 
     /// A handle for tripping a limit from inside V8 callbacks (memory).

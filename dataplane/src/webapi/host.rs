@@ -196,7 +196,7 @@ pub(crate) struct TailCapture {
     logs_dropped: u64,
     status: Option<u16>,
     outcome: Option<&'static str>,
-    exception: Option<crate::tail::Exception>,
+    pub(crate) exception: Option<crate::tail::Exception>,
     /// For a WebSocket event: which (`message`, `close`), and when it began.
     websocket: Option<(&'static str, std::time::Instant)>,
 }

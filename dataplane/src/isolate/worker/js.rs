@@ -35,6 +35,7 @@ impl Worker {
         };
         self.state.borrow_mut().current_request = Some(request);
         self.stats.in_js_since_ms.store(now_ms(), Ordering::Release);
+        let running_in = crate::limits::cpu::running_in(&js.context);
         self.clock.enter(cpu_left, wall_left);
         let runtime_fault = {
             let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
@@ -51,6 +52,7 @@ impl Worker {
             }
         };
         let spent = self.clock.exit();
+        drop(running_in);
         self.stats.in_js_since_ms.store(0, Ordering::Release);
         self.state.borrow_mut().current_request = None;
         let mut state = self.state.borrow_mut();
@@ -66,7 +68,9 @@ impl Worker {
             None => {}
         }
         drop(state);
+        let stack = spent.stack.clone();
         if let Some(kind) = self.termination(spent) {
+            self.record_kill_stack(request, kind, stack);
             self.after_termination(request, js, kind);
         } else if let Some(message) = runtime_fault {
             tracing::error!(hostname = %self.image.hostname, error = %message, "runtime fault");
@@ -163,6 +167,28 @@ impl Worker {
             if self.state.borrow().requests.contains_key(&id) {
                 self.run_js(id, &js, |_| {});
             }
+        }
+    }
+
+    /// While someone tails the app: the event of `request`, which `kind` ended, shows where its
+    /// JS was then (as an exception with the limit's message and the stack the interrupt took).
+    fn record_kill_stack(&mut self, request: u64, kind: LimitKind, stack: Option<String>) {
+        let Some(stack) = stack else { return };
+        let mut state = self.state.borrow_mut();
+        if let Some(tail) = state
+            .requests
+            .get_mut(&request)
+            .and_then(|r| r.tail.as_mut())
+        {
+            let message = match kind {
+                LimitKind::Cpu => "the request went past its CPU time limit (cpu_ms)",
+                LimitKind::Wall => "the request went past its wall-time limit (timeout_secs)",
+                LimitKind::Memory => "the isolate went past its memory limit (memory_mb)",
+            };
+            tail.exception = Some(crate::tail::Exception {
+                message: message.into(),
+                stack: format!("Error: {message}\n{stack}"),
+            });
         }
     }
 
