@@ -275,6 +275,15 @@ async fn connect_to(cli: &Cli, server: &str) -> anyhow::Result<Client> {
         .max_encoding_message_size(nano_proto::MAX_MESSAGE_BYTES))
 }
 
+/// Whether a call failed because its replica is down or went away mid-call (then a call that
+/// is safe to repeat goes to the next one).
+pub fn replica_gone(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+    )
+}
+
 /// Connects to the first replica that answers.
 async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let mut last = None;
@@ -363,7 +372,7 @@ macro_rules! call {
                     answer = Some(response.into_inner());
                     break;
                 }
-                Err(status) if status.code() == tonic::Code::Unavailable => {
+                Err(status) if replica_gone(&status) => {
                     last = Some(explain(status));
                 }
                 Err(status) => return Err(explain(status)),
@@ -463,7 +472,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 revision: deployed.revision,
                 undo,
             };
-            finish_change(&mut client, change, wait, output, progress).await
+            finish_change(&cli, &mut client, change, wait, output, progress).await
         }
         Command::Rollback { hostname, to, wait } => {
             let mut client = connect(&cli).await?;
@@ -481,7 +490,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 revision: rolled.revision,
                 undo: None,
             };
-            finish_change(&mut client, change, wait, output, progress).await
+            finish_change(&cli, &mut client, change, wait, output, progress).await
         }
         Command::Apps => {
             let apps = call!(&cli, list_apps(ListAppsRequest {})).apps;
@@ -631,7 +640,7 @@ async fn deploy_on_any(
         };
         match client.deploy(request.clone()).await {
             Ok(response) => return Ok((client, response.into_inner())),
-            Err(status) if status.code() == tonic::Code::Unavailable => {
+            Err(status) if replica_gone(&status) => {
                 last = Some(explain(status));
             }
             Err(status) => return Err(explain(status)),
@@ -652,6 +661,7 @@ struct Change {
 /// After a deploy or rollback: report it, and unless told not to, wait for the fleet. If a node
 /// cannot load the new version, the previous one is made current again (`undo`).
 async fn finish_change(
+    cli: &Cli,
     client: &mut Client,
     change: Change,
     wait: &WaitFlags,
@@ -682,12 +692,21 @@ async fn finish_change(
         Some(
             wait::until_served(
                 client,
+                &|| Box::pin(connect(cli)),
                 &host,
                 app.version,
                 Duration::from_secs(wait.wait_timeout_secs),
                 progress,
             )
-            .await?,
+            .await
+            .map_err(|err| {
+                // The change is stored; only the wait failed (say, its replica went away).
+                err.context(format!(
+                    "{what} {host} version {} is stored (revision {revision}), but waiting for \
+                     the fleet failed; `nanoctl nodes` shows where it serves",
+                    app.version
+                ))
+            })?,
         )
     };
     if let Some((node, error)) = outcome.as_ref().and_then(|o| o.failed.clone()) {

@@ -16,10 +16,16 @@ pub struct Outcome {
     pub failed: Option<(String, String)>,
 }
 
+/// Connects to a control-plane replica again (the next that answers).
+pub type Reconnect<'a> = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<Client>> + 'a>>
+    + 'a;
+
 /// Waits until every node connected when the wait began serves `version` of `host`, or one
-/// reports that version failed. Fails when `timeout` passes.
+/// reports that version failed. Fails when `timeout` passes. If the replica it asks goes away,
+/// it goes on with another (`reconnect`), and `client` is then that one.
 pub async fn until_served(
     client: &mut Client,
+    reconnect: &Reconnect<'_>,
     host: &str,
     version: u64,
     timeout: Duration,
@@ -28,12 +34,15 @@ pub async fn until_served(
     let started = Instant::now();
     let mut targets: Option<Vec<String>> = None;
     loop {
-        let nodes = client
-            .list_nodes(ListNodesRequest {})
-            .await
-            .map_err(explain)?
-            .into_inner()
-            .nodes;
+        let nodes = match client.list_nodes(ListNodesRequest {}).await {
+            Ok(answer) => answer.into_inner().nodes,
+            Err(status) if crate::replica_gone(&status) && started.elapsed() < timeout => {
+                *client = reconnect().await?;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            Err(status) => return Err(explain(status)),
+        };
         let targets = targets.get_or_insert_with(|| {
             nodes
                 .iter()

@@ -598,3 +598,40 @@ fn a_replica_signs_in_to_etcd_with_its_user_and_a_wrong_password_is_refused() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn a_deploy_waiting_on_a_replica_that_dies_finishes_through_another() {
+    let Some(etcd) = Etcd::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let b = ControlPlane::start_on_etcd(&etcd, "/nano", "127.0.0.1:0");
+    let na = node(b.url(), "node-a", &dir.path().join("a"));
+    a.wait_for_nodes(1);
+    let host = "waiting.test";
+    ok(&a.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "v1.js", "first"),
+        "--hostname",
+        host,
+    ]));
+    // The node cannot take version 2 while stopped, so nanoctl is still waiting when A dies.
+    na.signal(libc::SIGSTOP);
+    let deploy = std::process::Command::new(nano_tests::binary("nanoctl"))
+        .args(["deploy", &app(dir.path(), "v2.js", "second")])
+        .args(["--hostname", host])
+        .env("NANO_SERVER", format!("{},{}", a.url(), b.url()))
+        .env("NANO_TOKEN", OPERATOR_TOKEN)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("version 2 stored", || {
+        b.nanoctl_json(&["get", host])["app"]["version"] == 2
+    });
+    a.kill();
+    na.signal(libc::SIGCONT);
+    let out = deploy.wait_with_output().unwrap();
+    let said = ok(&out);
+    assert!(said.contains("version 2 serves on node-a"), "{said}");
+}
