@@ -131,7 +131,7 @@ impl Plane {
     /// Sends a command to the connected nodes it is for, whichever replica they are on;
     /// returns their ids. Blocks.
     pub fn command(&self, command: Command) -> Result<Vec<String>, StoreError> {
-        if self.store.live_nodes()?.is_none() {
+        if !self.store.shared() {
             return Ok(self.fleet.command(command));
         }
         let targets = self

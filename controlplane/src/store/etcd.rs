@@ -991,6 +991,10 @@ impl Store for EtcdStore {
             .is_empty())
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn live_nodes(&self) -> Result<Option<LiveNodes>, StoreError> {
         let live: Vec<LiveNode> = records(&self.get(self.key("live/"), prefixed())?)?;
         Ok(Some(

@@ -165,6 +165,11 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// Whether replicas share this store (the fleet view and commands then go through it).
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Shared stores: the nodes connected to any replica, with their isolates. `None`: the
     /// store is not shared and the local registry is the whole fleet.
     fn live_nodes(&self) -> Result<Option<LiveNodes>, StoreError> {
