@@ -14,6 +14,42 @@ use serde_json::json;
 
 use crate::fleet::{app, authed, node, ok};
 
+/// `nanoctl deploy` of an app answering `text` (written to `file` in `dir`) to `host`, which
+/// must succeed; its output.
+fn deploy(cp: &ControlPlane, dir: &std::path::Path, host: &str, file: &str, text: &str) -> String {
+    ok(&cp.nanoctl(&["deploy", &app(dir, file, text), "--hostname", host]))
+}
+
+/// A replica on `etcd` with `flags` and `env` (besides the tokens), its stderr in the log.
+fn spawn_replica(
+    etcd: &Etcd,
+    flags: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, nano_tests::Log) {
+    let url = etcd.url();
+    let mut args = vec!["--etcd-endpoints", url.as_str()];
+    args.extend_from_slice(flags);
+    args.extend([
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--http-listen",
+        "127.0.0.1:0",
+    ]);
+    let mut all = vec![
+        ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
+        ("NANO_NODE_TOKEN", NODE_TOKEN),
+    ];
+    all.extend_from_slice(env);
+    nano_tests::spawn_logged("nano-controlplane", &args, &all)
+}
+
+/// A replica etcd turned away: it exits 1 saying etcd.
+fn refused_at_start(mut child: std::process::Child, log: &nano_tests::Log) {
+    let status = nano_tests::wait_exit(&mut child, log);
+    assert_eq!(status.code(), Some(1), "{}", log.text());
+    assert!(log.text().contains("etcd"), "{}", log.text());
+}
+
 /// `nanoctl nodes` on `cp`: node id -> connected.
 fn connected(cp: &ControlPlane) -> Vec<(String, bool)> {
     cp.nanoctl_json(&["nodes"])["nodes"]
@@ -115,12 +151,7 @@ fn two_replicas_serve_one_fleet_and_a_killed_replica_costs_no_request() {
 
     // A deploy through A reaches node-b, subscribed to B (the deploy waits for every node).
     let host = "ha.test";
-    let out = ok(&a.nanoctl(&[
-        "deploy",
-        &app(dir.path(), "v1.js", "first"),
-        "--hostname",
-        host,
-    ]));
+    let out = deploy(&a, dir.path(), host, "v1.js", "first");
     assert!(
         out.contains("version 1 serves on node-a, node-b, node-c"),
         "{out}"
@@ -225,12 +256,7 @@ fn an_etcd_outage_refuses_changes_while_nodes_serve_then_converges() {
     let n = node(cp.url(), "node-a", &dir.path().join("a"));
     cp.wait_for_nodes(1);
     let host = "outage.test";
-    ok(&cp.nanoctl(&[
-        "deploy",
-        &app(dir.path(), "v1.js", "first"),
-        "--hostname",
-        host,
-    ]));
+    deploy(&cp, dir.path(), host, "v1.js", "first");
 
     etcd.kill();
     let control_status = |cp: &ControlPlane| {
@@ -293,12 +319,7 @@ fn an_etcd_outage_refuses_changes_while_nodes_serve_then_converges() {
         control_status(&cp) == vec![serving, serving]
     });
     cp.wait_for_nodes(1);
-    let out = ok(&cp.nanoctl(&[
-        "deploy",
-        &app(dir.path(), "v2.js", "second"),
-        "--hostname",
-        host,
-    ]));
+    let out = deploy(&cp, dir.path(), host, "v2.js", "second");
     assert!(out.contains("version 2 serves on node-a"), "{out}");
     block_on(async {
         assert_eq!(n.get(host, "/").await.body, "second");
@@ -486,26 +507,8 @@ fn a_replica_reaches_etcd_over_tls_with_its_client_certificate_and_not_without()
     assert!(out.contains("deployed tls.test version 1"), "{out}");
     assert_eq!(admin_health(&cp)["store"]["ok"], true);
     // Without the client certificate etcd refuses the replica, which says so and exits 1.
-    let (mut child, log) = nano_tests::spawn_logged(
-        "nano-controlplane",
-        &[
-            "--etcd-endpoints",
-            &etcd.url(),
-            "--etcd-ca-cert",
-            ca,
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-        &[
-            ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
-            ("NANO_NODE_TOKEN", NODE_TOKEN),
-        ],
-    );
-    let status = nano_tests::wait_exit(&mut child, &log);
-    assert_eq!(status.code(), Some(1), "{}", log.text());
-    assert!(log.text().contains("etcd"), "{}", log.text());
+    let (child, log) = spawn_replica(&etcd, &["--etcd-ca-cert", ca], &[]);
+    refused_at_start(child, &log);
 }
 
 #[test]
@@ -519,12 +522,7 @@ fn a_tail_and_a_drain_on_one_replica_reach_a_node_on_another() {
     let na = node(a.url(), "node-a", &dir.path().join("a"));
     a.wait_for_nodes(2);
     let host = "tailed.test";
-    ok(&a.nanoctl(&[
-        "deploy",
-        &app(dir.path(), "v1.js", "first"),
-        "--hostname",
-        host,
-    ]));
+    deploy(&a, dir.path(), host, "v1.js", "first");
     let tail = crate::fleet::CtlTail::start(&a, &[host]);
     tail.wait_live(&nb, host, "/from-b");
     tail.wait_live(&na, host, "/from-a");
@@ -556,29 +554,14 @@ fn a_replica_signs_in_to_etcd_with_its_user_and_a_wrong_password_is_refused() {
     let Some(etcd) = Etcd::start() else { return };
     etcd.enable_auth("s3cret-pw");
     let start = |password: &str| {
-        nano_tests::spawn_logged(
-            "nano-controlplane",
-            &[
-                "--etcd-endpoints",
-                &etcd.url(),
-                "--etcd-user",
-                "root",
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ],
-            &[
-                ("NANO_OPERATOR_TOKEN", OPERATOR_TOKEN),
-                ("NANO_NODE_TOKEN", NODE_TOKEN),
-                ("NANO_ETCD_PASSWORD", password),
-            ],
+        spawn_replica(
+            &etcd,
+            &["--etcd-user", "root"],
+            &[("NANO_ETCD_PASSWORD", password)],
         )
     };
-    let (mut child, log) = start("wrong");
-    let status = nano_tests::wait_exit(&mut child, &log);
-    assert_eq!(status.code(), Some(1), "{}", log.text());
-    assert!(log.text().contains("etcd"), "{}", log.text());
+    let (child, log) = start("wrong");
+    refused_at_start(child, &log);
     // The right password: it starts and takes a deploy.
     let (mut child, log) = start("s3cret-pw");
     let grpc = nano_tests::log_addr(&log, "grpc_addr");
@@ -608,12 +591,7 @@ fn a_deploy_waiting_on_a_replica_that_dies_finishes_through_another() {
     let na = node(b.url(), "node-a", &dir.path().join("a"));
     a.wait_for_nodes(1);
     let host = "waiting.test";
-    ok(&a.nanoctl(&[
-        "deploy",
-        &app(dir.path(), "v1.js", "first"),
-        "--hostname",
-        host,
-    ]));
+    deploy(&a, dir.path(), host, "v1.js", "first");
     // The node cannot take version 2 while stopped, so nanoctl is still waiting when A dies.
     na.signal(libc::SIGSTOP);
     let deploy = std::process::Command::new(nano_tests::binary("nanoctl"))
