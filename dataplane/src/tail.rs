@@ -1,11 +1,12 @@
 //! Live tail: one hub of request events per app, for whoever tails it (`/_admin/tail`). A worker
 //! looks at its app's hub when a request starts (one atomic load); only while someone tails the
-//! app does it keep the request's console lines and publish an event when the request ends.
+//! app, and only for the share of requests its most-sampling tail wants (`sample`), does it keep
+//! the request's console lines and publish an event when the request ends.
 //! Publishing never waits: each tail reads from a bounded ring, and a tail that falls behind
 //! loses the oldest events and is told how many.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::Serialize;
@@ -46,6 +47,9 @@ pub struct Event {
     /// For an event of an accepted WebSocket: `message` or `close` (the URL is the upgrade's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub websocket: Option<&'static str>,
+    /// The probability with which this request's event was recorded (see [`Hub::draw`]).
+    #[serde(skip)]
+    pub sampled: f64,
 }
 
 /// Headers whose values a tail never shows.
@@ -117,6 +121,10 @@ pub fn cut(text: &str, max: usize) -> String {
 pub struct Hub {
     events: broadcast::Sender<Arc<Event>>,
     tails: AtomicUsize,
+    /// The sample rate each tail asked for, by tail; the highest is in `max_rate` (f64 bits).
+    rates: Mutex<Vec<(u64, f64)>>,
+    max_rate: AtomicU64,
+    next_tail: AtomicU64,
 }
 
 static HUBS: LazyLock<Mutex<HashMap<String, Arc<Hub>>>> = LazyLock::new(Default::default);
@@ -129,6 +137,9 @@ pub fn hub(hostname: &str) -> Arc<Hub> {
             Arc::new(Hub {
                 events: broadcast::channel(HUB_EVENTS).0,
                 tails: AtomicUsize::new(0),
+                rates: Mutex::default(),
+                max_rate: AtomicU64::new(0f64.to_bits()),
+                next_tail: AtomicU64::new(0),
             })
         })
         .clone()
@@ -140,18 +151,48 @@ impl Hub {
         self.tails.load(Ordering::Relaxed) > 0
     }
 
+    /// Whether to record the request starting now: `Some(p)`, the probability it was drawn
+    /// with (the highest sample rate among the tails), or `None` (nobody tails the app, or the
+    /// request is not in the sample). A tail that wants less keeps `its rate / p` of what it
+    /// reads.
+    pub fn draw(&self) -> Option<f64> {
+        if !self.active() {
+            return None;
+        }
+        let rate = f64::from_bits(self.max_rate.load(Ordering::Relaxed));
+        if rate >= 1.0 {
+            Some(1.0)
+        } else {
+            (rate > 0.0 && nano_proto::tail::sampled(rate)).then_some(rate)
+        }
+    }
+
     /// Hands `event` to every tail (never waits; with no tail it is dropped).
     pub fn publish(&self, event: Event) {
         let _ = self.events.send(Arc::new(event));
     }
 
-    /// Starts tailing: events published from now on.
-    pub fn subscribe(self: &Arc<Self>) -> Tail {
+    /// Starts tailing, for `sample` of the requests (0 to 1): events published from now on.
+    pub fn subscribe(self: &Arc<Self>, sample: f64) -> Tail {
+        let id = self.next_tail.fetch_add(1, Ordering::Relaxed);
+        self.set_rate(id, Some(sample));
         self.tails.fetch_add(1, Ordering::AcqRel);
         Tail {
             events: self.events.subscribe(),
             hub: self.clone(),
+            id,
         }
+    }
+
+    /// Records (or, with `None`, forgets) tail `id`'s sample rate and updates the highest.
+    fn set_rate(&self, id: u64, sample: Option<f64>) {
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        rates.retain(|(tail, _)| *tail != id);
+        if let Some(sample) = sample {
+            rates.push((id, sample.clamp(0.0, 1.0)));
+        }
+        let max = rates.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+        self.max_rate.store(max.to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -159,6 +200,7 @@ impl Hub {
 pub struct Tail {
     events: broadcast::Receiver<Arc<Event>>,
     hub: Arc<Hub>,
+    id: u64,
 }
 
 /// What a tail reads next.
@@ -185,6 +227,7 @@ impl Tail {
 impl Drop for Tail {
     fn drop(&mut self) {
         self.hub.tails.fetch_sub(1, Ordering::AcqRel);
+        self.hub.set_rate(self.id, None);
     }
 }
 
@@ -244,6 +287,7 @@ mod tests {
             logs_dropped: 0,
             headers: vec![("cookie".into(), "***".into())],
             websocket: None,
+            sampled: 1.0,
         }
     }
 
@@ -281,7 +325,7 @@ mod tests {
     fn a_tail_that_falls_behind_is_told_what_it_lost() {
         let hub = hub("lag.test");
         assert!(!hub.active());
-        let mut tail = hub.subscribe();
+        let mut tail = hub.subscribe(1.0);
         assert!(hub.active());
         for _ in 0..HUB_EVENTS + 10 {
             hub.publish(event(200, "ok", "http://lag.test/"));
@@ -293,5 +337,29 @@ mod tests {
         assert!(matches!(first, Next::Dropped(10)));
         drop(tail);
         assert!(!hub.active());
+    }
+
+    #[test]
+    fn a_node_records_only_what_its_most_sampling_tail_wants() {
+        let hub = hub("sample.test");
+        assert_eq!(hub.draw(), None, "nobody tails");
+        let none = hub.subscribe(0.0);
+        assert!(
+            (0..100).all(|_| hub.draw().is_none()),
+            "sample=0 records nothing"
+        );
+        let some = hub.subscribe(0.25);
+        let drawn: Vec<_> = (0..10_000).filter_map(|_| hub.draw()).collect();
+        assert!(drawn.iter().all(|p| *p == 0.25));
+        assert!((1500..3500).contains(&drawn.len()), "{}", drawn.len());
+        let all = hub.subscribe(1.0);
+        assert!((0..100).all(|_| hub.draw() == Some(1.0)));
+        drop(all);
+        assert!(
+            hub.draw().is_none_or(|p| p == 0.25),
+            "back to the highest left"
+        );
+        drop((none, some));
+        assert_eq!(hub.draw(), None);
     }
 }

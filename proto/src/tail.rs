@@ -72,7 +72,19 @@ impl Filter {
     /// Whether the next event is in the sample (draw it before building the event's JSON:
     /// what is sampled out costs nothing more).
     pub fn sample_hit(&self) -> bool {
-        self.sample >= 1.0 || sampled(self.sample)
+        self.sample_hit_given(1.0)
+    }
+
+    /// Like [`Filter::sample_hit`] for an event that was itself kept with probability
+    /// `captured` (a node records events only at the highest rate its tails want): the event
+    /// passes with probability `sample / captured`, so this tail sees `sample` of all requests.
+    pub fn sample_hit_given(&self, captured: f64) -> bool {
+        let rate = if captured > 0.0 {
+            self.sample / captured
+        } else {
+            self.sample
+        };
+        rate >= 1.0 || sampled(rate)
     }
 
     /// Whether `event` passes the filters other than sampling.
@@ -118,7 +130,7 @@ fn path(url: &str) -> &str {
 }
 
 /// True with probability `rate` (a per-thread xorshift: sampling needs no strong randomness).
-fn sampled(rate: f64) -> bool {
+pub fn sampled(rate: f64) -> bool {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(

@@ -123,7 +123,7 @@ fn tail(front: &Front, query: &str) -> Response<Body> {
         .into_response();
     };
     let hostname = route.pool.hostname().to_owned();
-    let mut tail = crate::tail::hub(&hostname).subscribe();
+    let mut tail = crate::tail::hub(&hostname).subscribe(filter.sample);
     let (lines, chunks) = tokio::sync::mpsc::channel(TAIL_LINES);
     let stopping = front.stopping.clone();
     tokio::spawn(async move {
@@ -135,7 +135,7 @@ fn tail(front: &Front, query: &str) -> Response<Body> {
             let line = tokio::select! {
                 next = tail.next() => match next {
                     crate::tail::Next::Event(event) => {
-                        if !filter.sample_hit() {
+                        if !filter.sample_hit_given(event.sampled) {
                             continue;
                         }
                         let event = crate::tail::to_json(&event, headers);

@@ -224,9 +224,9 @@ async fn handle(
 /// A tail event for a request the app's queue refused (only while someone tails the app).
 fn queue_full_event(hostname: &str, method: &http::Method, path: &str, refusal: &Refusal) {
     let hub = crate::tail::hub(hostname);
-    if !hub.active() {
+    let Some(sampled) = hub.draw() else {
         return;
-    }
+    };
     hub.publish(crate::tail::Event {
         time_ms: crate::job::stats::now_ms(),
         hostname: hostname.to_owned(),
@@ -241,6 +241,7 @@ fn queue_full_event(hostname: &str, method: &http::Method, path: &str, refusal: 
         logs_dropped: 0,
         headers: Vec::new(),
         websocket: None,
+        sampled,
     });
 }
 

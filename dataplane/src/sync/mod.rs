@@ -153,7 +153,8 @@ impl Tails {
             if self.0.contains_key(host) {
                 continue;
             }
-            let mut tail = crate::tail::hub(host).subscribe();
+            // Every event: the control plane samples for each of its tails.
+            let mut tail = crate::tail::hub(host).subscribe(1.0);
             let (host_name, node_id, lines) = (host.clone(), node_id.to_owned(), lines.clone());
             let task = tokio::spawn(async move {
                 // Events lost here (the stream to the control plane was full) or in the hub.

@@ -199,6 +199,8 @@ pub(crate) struct TailCapture {
     pub(crate) exception: Option<crate::tail::Exception>,
     /// For a WebSocket event: which (`message`, `close`), and when it began.
     websocket: Option<(&'static str, std::time::Instant)>,
+    /// The probability it was recorded with (`tail::Hub::draw`).
+    sampled: f64,
 }
 
 impl TailCapture {
@@ -451,19 +453,24 @@ impl WorkerState {
             cancel: tokio_util::sync::CancellationToken::new(),
             upgrade: job.upgrade,
             socket: false,
-            tail: self.tail.as_ref().filter(|hub| hub.active()).map(|_| {
-                Box::new(TailCapture {
-                    method: job.method.clone(),
-                    url: job.url.clone(),
-                    headers: crate::tail::masked_headers(&job.headers),
-                    logs: Vec::new(),
-                    logs_dropped: 0,
-                    status: None,
-                    outcome: None,
-                    exception: None,
-                    websocket: None,
-                })
-            }),
+            tail: self
+                .tail
+                .as_ref()
+                .and_then(|hub| hub.draw())
+                .map(|sampled| {
+                    Box::new(TailCapture {
+                        sampled,
+                        method: job.method.clone(),
+                        url: job.url.clone(),
+                        headers: crate::tail::masked_headers(&job.headers),
+                        logs: Vec::new(),
+                        logs_dropped: 0,
+                        status: None,
+                        outcome: None,
+                        exception: None,
+                        websocket: None,
+                    })
+                }),
             _slot: job.slot,
         };
         self.requests.insert(id, inflight);
@@ -928,6 +935,7 @@ impl WorkerState {
             logs_dropped: tail.logs_dropped,
             headers: tail.headers,
             websocket: tail.websocket.map(|(kind, _)| kind),
+            sampled: tail.sampled,
         };
         if self.current_request == Some(id) {
             self.tail_pending.push((id, event));
@@ -939,9 +947,9 @@ impl WorkerState {
     /// While someone tails the app: starts the tail event of one event of `request`'s open
     /// WebSocket (`message` or `close`), which the request's next stretch of JS fills in.
     pub fn tail_socket_event(&mut self, request: u64, kind: &'static str) {
-        if !self.tail.as_ref().is_some_and(|hub| hub.active()) {
+        let Some(sampled) = self.tail.as_ref().and_then(|hub| hub.draw()) else {
             return;
-        }
+        };
         let hostname = self.hostname.clone();
         // Only accepted sockets: a socket the app opened belongs to a request with its own
         // event.
@@ -956,6 +964,7 @@ impl WorkerState {
                 outcome: Some("ok"),
                 exception: None,
                 websocket: Some((kind, std::time::Instant::now())),
+                sampled,
             }));
         }
     }
