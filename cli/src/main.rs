@@ -353,12 +353,12 @@ fn parse_env(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {
 }
 
 /// Makes one `Control` call that may safely be repeated on the first replica that answers: a
-/// replica that is down or answers UNAVAILABLE is skipped. A refusal becomes its one-line
-/// explanation.
-macro_rules! call {
+/// replica that is down or goes away (`replica_gone`) is skipped. Gives the client that answered
+/// and the answer; a refusal becomes its one-line explanation.
+macro_rules! on_any {
     ($cli:expr, $method:ident($request:expr)) => {{
         let mut last = None;
-        let mut answer = None;
+        let mut answered = None;
         for server in servers($cli) {
             let mut client = match connect_to($cli, &server).await {
                 Ok(client) => client,
@@ -369,7 +369,7 @@ macro_rules! call {
             };
             match client.$method($request).await {
                 Ok(response) => {
-                    answer = Some(response.into_inner());
+                    answered = Some((client, response.into_inner()));
                     break;
                 }
                 Err(status) if replica_gone(&status) => {
@@ -378,8 +378,8 @@ macro_rules! call {
                 Err(status) => return Err(explain(status)),
             }
         }
-        match answer {
-            Some(answer) => answer,
+        match answered {
+            Some(answered) => answered,
             None => {
                 return Err(last.unwrap_or_else(|| {
                     anyhow!("--server is empty: give the control plane's address")
@@ -387,6 +387,13 @@ macro_rules! call {
             }
         }
     }};
+}
+
+/// [`on_any!`], for the answer only.
+macro_rules! call {
+    ($cli:expr, $method:ident($request:expr)) => {
+        on_any!($cli, $method($request)).1
+    };
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -462,7 +469,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sliver: sliver.bytes().to_vec(),
                 deploy_id: hex::encode(id),
             };
-            let (mut client, deployed) = deploy_on_any(&cli, request).await?;
+            let (mut client, deployed) = on_any!(&cli, deploy(request.clone()));
             let app = deployed.app.unwrap_or_default();
             let undo = (!no_rollback && deployed.previous_version != 0)
                 .then_some(deployed.previous_version);
@@ -508,12 +515,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rm { hostname } => {
-            let removed = call!(
-                &cli,
-                delete_app(DeleteAppRequest {
+            // Sent once: repeated on another replica after the first removed it, it would
+            // answer that no app serves the hostname.
+            let removed = connect(&cli)
+                .await?
+                .delete_app(DeleteAppRequest {
                     hostname: hostname.clone(),
                 })
-            );
+                .await
+                .map_err(explain)?
+                .into_inner();
             match output {
                 Output::Json => println!(
                     "{}",
@@ -621,32 +632,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-/// Sends a deploy to the first replica that takes it; on a replica that is down or fails to
-/// answer, the same deploy (same id) goes to the next.
-async fn deploy_on_any(
-    cli: &Cli,
-    request: DeployRequest,
-) -> anyhow::Result<(Client, nano_proto::v1::DeployResponse)> {
-    let mut last = None;
-    for server in servers(cli) {
-        let mut client = match connect_to(cli, &server).await {
-            Ok(client) => client,
-            Err(err) => {
-                last = Some(err);
-                continue;
-            }
-        };
-        match client.deploy(request.clone()).await {
-            Ok(response) => return Ok((client, response.into_inner())),
-            Err(status) if replica_gone(&status) => {
-                last = Some(explain(status));
-            }
-            Err(status) => return Err(explain(status)),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow!("--server is empty: give the control plane's address")))
 }
 
 /// A stored change of an app's current version.
