@@ -78,17 +78,22 @@ pub struct EtcdStore {
     lease: Arc<AtomicI64>,
     events: broadcast::Sender<ClusterEvent>,
     sliver_budget_bytes: u64,
-    /// What was last written for each node (lease, what its report says, when), so a report
-    /// that changes nothing but counters is written at most every [`REWRITE_EVERY`].
-    written: std::sync::Mutex<std::collections::HashMap<String, (i64, u64, std::time::Instant)>>,
-    /// The record of each node connected here, by key (put again under a new lease).
-    live: Arc<std::sync::Mutex<std::collections::HashMap<String, LiveNode>>>,
+    /// The nodes connected here, by their `live/` key: put again under a new lease.
+    live: Arc<std::sync::Mutex<std::collections::HashMap<String, Connected>>>,
     /// Names this replica's keys that must not outlive it or be read back by it (tails).
     replica_id: String,
     /// The apps this replica's tails follow, as recorded in etcd (`tails/HOST/REPLICA`).
     tailed: Arc<std::sync::Mutex<BTreeSet<String>>>,
     /// Numbers this replica's relayed tail batches.
     relayed: std::sync::atomic::AtomicU64,
+}
+
+/// A node connected to this replica: its record, and what was last written of it (lease, what
+/// its report says, when), so a report that changes nothing but counters is written at most
+/// every [`REWRITE_EVERY`].
+struct Connected {
+    record: LiveNode,
+    written: Option<(i64, u64, std::time::Instant)>,
 }
 
 /// How often a node's unchanged report is written again (for its isolates' counters).
@@ -196,13 +201,12 @@ impl EtcdStore {
             lease: Arc::new(AtomicI64::new(0)),
             events: broadcast::Sender::new(256),
             sliver_budget_bytes: options.sliver_budget_bytes,
-            written: std::sync::Mutex::default(),
             live: Arc::default(),
             replica_id: super::new_id()?,
             tailed: Arc::default(),
             relayed: std::sync::atomic::AtomicU64::new(0),
         };
-        store.store_id = store.ensure_store_id(None)?;
+        store.store_id = store.ensure_store_id()?;
         store.start_lease(options.lease_ttl_secs.max(2));
         store.start_watch();
         store.collect_slivers()?;
@@ -293,13 +297,11 @@ impl EtcdStore {
         Ok((response.succeeded(), response.op_responses()))
     }
 
-    /// The cluster's id: created by the first replica (or `migrate`, which passes its own).
-    pub fn ensure_store_id(&self, wanted: Option<&str>) -> Result<String, StoreError> {
+    /// The cluster's id: created by the first replica (`migrate` then writes the sled
+    /// store's over it).
+    fn ensure_store_id(&self) -> Result<String, StoreError> {
         let key = self.key("meta/store_id");
-        let fresh = match wanted {
-            Some(id) => id.to_owned(),
-            None => super::new_id()?,
-        };
+        let fresh = super::new_id()?;
         let (created, responses) = self.txn(
             Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
@@ -313,21 +315,6 @@ impl EtcdStore {
             .first()
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
             .unwrap_or(fresh))
-    }
-
-    /// Whether nothing is stored under the prefix (for `migrate`).
-    pub fn is_empty(&self) -> Result<bool, StoreError> {
-        let prefix = format!("{}/", self.prefix);
-        let kvs = self.get(
-            prefix,
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_keys_only()
-                    .with_limit(1),
-            ),
-        )?;
-        Ok(kvs.is_empty())
     }
 
     /// Keeps a lease for this replica: granted at start and kept alive; when the keep-alive
@@ -370,7 +357,7 @@ impl EtcdStore {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.clone(), v.record.clone()))
                     .collect();
                 let mut puts: Vec<(String, Vec<u8>)> = records
                     .into_iter()
@@ -908,54 +895,56 @@ impl Store for EtcdStore {
         let lease = self.lease.load(Ordering::Relaxed);
         let shape = shape(node, isolates);
         let now = std::time::Instant::now();
+        let live_key = self.key(&format!("live/{}", node.node_id));
+        let record = LiveNode {
+            node: Some(node.clone()),
+            isolates: isolates.to_vec(),
+            replica: format!("{lease:x}"),
+        };
         {
-            let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((l, s, at)) = written.get(&node.node_id)
-                && (*l, *s) == (lease, shape)
-                && now.duration_since(*at) < REWRITE_EVERY
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((l, s, at)) = live.get(&live_key).and_then(|c| c.written)
+                && (l, s) == (lease, shape)
+                && now.duration_since(at) < REWRITE_EVERY
             {
                 return Ok(());
             }
-            // Taken before the write: a failed write is retried at the next report.
-            written.remove(&node.node_id);
+            // Not marked written until the write succeeds: a failed one is retried at the next
+            // report.
+            live.insert(
+                live_key.clone(),
+                Connected {
+                    record: record.clone(),
+                    written: None,
+                },
+            );
         }
         let mut ops = vec![TxnOp::put(
             self.key(&format!("nodes/{}", node.node_id)),
             node.encode_to_vec(),
             None,
         )];
-        let live_key = self.key(&format!("live/{}", node.node_id));
-        let live = LiveNode {
-            node: Some(node.clone()),
-            isolates: isolates.to_vec(),
-            replica: format!("{lease:x}"),
-        };
         if lease != 0 {
             ops.push(TxnOp::put(
                 live_key.clone(),
-                live.encode_to_vec(),
+                record.encode_to_vec(),
                 Some(PutOptions::new().with_lease(lease)),
             ));
         }
-        self.live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(live_key, live);
         self.txn(Txn::new().and_then(ops))?;
-        if lease != 0 {
-            self.written
+        if lease != 0
+            && let Some(connected) = self
+                .live
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(node.node_id.clone(), (lease, shape, now));
+                .get_mut(&live_key)
+        {
+            connected.written = Some((lease, shape, now));
         }
         Ok(())
     }
 
     fn node_left(&self, node_id: &str) -> Result<(), StoreError> {
-        self.written
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(node_id);
         let lease = self.lease.load(Ordering::Relaxed);
         let key = self.key(&format!("live/{node_id}"));
         self.live
