@@ -179,6 +179,39 @@ fn a_tail_sees_each_request_with_its_outcome_console_lines_and_stack() {
 }
 
 #[test]
+fn a_memory_kill_shows_where_the_js_was() {
+    // A CPU budget the bombs cannot reach first: the memory limit ends them.
+    let mut config = app("m.test");
+    config["limits"] = json!({ "workers": 1, "cpu_ms": 5000, "memory_mb": 32 });
+    let nano = Nano::start(json!({ "apps": [config] }));
+    block_on(async {
+        let mut tail = Tail::open(&nano, "hostname=m.test").await;
+        // Buffers are refused by the counting allocator; arrays reach V8's heap limit.
+        for (path, function) in [("/buffers", "keepBuffers"), ("/heap", "keepArrays")] {
+            let reply = nano.get("m.test", path).await;
+            assert_eq!(
+                (reply.status, reply.header("x-nano-error")),
+                (503, Some("memory-limit")),
+                "{path}: {}",
+                reply.body
+            );
+            let event = tail.next().await;
+            assert_eq!(event["outcome"], "memory-limit", "{event}");
+            let stack = event["exception"]["stack"].as_str().unwrap_or_default();
+            assert!(
+                stack.starts_with("Error: the isolate went past its memory limit (memory_mb)")
+                    && stack.contains(&format!("at {function} (app.js:"))
+                    && stack.contains("at fetch (app.js:"),
+                "{path}: {event}"
+            );
+            // The worker serves on (its isolate replaced).
+            assert_eq!(nano.get("m.test", "/ok").await.status, 200, "{path}");
+            assert_eq!(tail.next().await["outcome"], "ok");
+        }
+    });
+}
+
+#[test]
 fn filters_select_what_a_tail_shows_and_a_tail_ends_with_the_node() {
     let mut nano = Nano::start(json!({ "apps": [app("t.test")] }));
     let seen: Vec<Vec<String>> = block_on(async {

@@ -59,16 +59,14 @@ const GRACE: Duration = Duration::from_millis(5);
 const STACK_FRAMES: usize = 10;
 
 impl Target {
-    /// Requests termination of the JS running now, if any. First reason wins. Returns whether
-    /// it was requested.
-    fn trip(&self, kind: LimitKind) -> bool {
+    /// Records that `kind` ends the JS running now, if any, without ending it yet (see
+    /// [`Target::force`]). First reason wins. Returns whether it was recorded.
+    fn fire(&self, kind: LimitKind) -> bool {
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if !gate.armed || gate.fired.is_some() {
             return false;
         }
         gate.fired = Some(kind);
-        gate.terminated = true;
-        self.handle.terminate_execution();
         true
     }
 
@@ -104,25 +102,71 @@ impl Target {
 }
 
 thread_local! {
-    /// The context of the request JS this worker thread runs now, for the interrupt that
-    /// records the stack (null: none, e.g. V8's own tasks).
-    static RUNNING_IN: std::cell::Cell<*const v8::Global<v8::Context>> =
-        const { std::cell::Cell::new(std::ptr::null()) };
+    /// The isolate and context of the request JS this worker thread runs now, for taking its
+    /// stack when a limit ends it (null: none, e.g. V8's own tasks).
+    static RUNNING_IN: std::cell::Cell<(*mut v8::Isolate, *const v8::Global<v8::Context>)> =
+        const { std::cell::Cell::new((std::ptr::null_mut(), std::ptr::null())) };
 }
 
 /// Marks the context of the stretch of JS the worker enters, until dropped.
 pub struct RunningIn(());
 
-/// The worker is about to run JS in `context` (which outlives the returned guard).
-pub fn running_in(context: &v8::Global<v8::Context>) -> RunningIn {
-    RUNNING_IN.with(|cell| cell.set(context));
+/// The worker is about to run JS of `isolate` in `context` (both outlive the returned guard).
+pub fn running_in(isolate: &mut v8::Isolate, context: &v8::Global<v8::Context>) -> RunningIn {
+    RUNNING_IN.with(|cell| cell.set((isolate, context)));
     RunningIn(())
 }
 
 impl Drop for RunningIn {
     fn drop(&mut self) {
-        RUNNING_IN.with(|cell| cell.set(std::ptr::null()));
+        RUNNING_IN.with(|cell| cell.set((std::ptr::null_mut(), std::ptr::null())));
     }
+}
+
+/// The top frames of the request JS running on this thread, as `    at f (file:line:col)`
+/// lines; `None` outside a stretch of request JS.
+///
+/// # Safety
+///
+/// Only where V8 allows calls back into it with JS on the stack: an interrupt, or an
+/// allocation V8 makes at a point where it may also collect garbage (never from inside a
+/// collection, such as the near-heap-limit callback).
+unsafe fn current_stack() -> Option<String> {
+    let (isolate, context) = RUNNING_IN.with(std::cell::Cell::get);
+    if isolate.is_null() || context.is_null() {
+        return None;
+    }
+    // SAFETY: set by `running_in` on this thread for the stretch of JS running now, and
+    // cleared when it ends; the isolate and the context outlive the stretch.
+    let (isolate, context) = unsafe { (&mut *isolate, &*context) };
+    // A callback scope: the worker's own scopes are open below this call.
+    // SAFETY: the caller is on the isolate's thread, inside its JS (see above).
+    let scope = &mut unsafe { v8::CallbackScope::new(isolate) };
+    let scope = &mut v8::HandleScope::new(scope);
+    let context = v8::Local::new(scope, context);
+    let scope = &mut v8::ContextScope::new(scope, context);
+    let trace = v8::StackTrace::current_stack_trace(scope, STACK_FRAMES)?;
+    let mut lines = Vec::new();
+    for i in 0..trace.get_frame_count() {
+        let Some(frame) = trace.get_frame(scope, i) else {
+            continue;
+        };
+        let name = frame
+            .get_function_name(scope)
+            .map(|n| n.to_rust_string_lossy(scope))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "<anonymous>".into());
+        let script = frame
+            .get_script_name_or_source_url(scope)
+            .map(|n| n.to_rust_string_lossy(scope))
+            .unwrap_or_default();
+        lines.push(format!(
+            "    at {name} ({script}:{}:{})",
+            frame.get_line_number(),
+            frame.get_column()
+        ));
+    }
+    Some(lines.join("\n")).filter(|s| !s.is_empty())
 }
 
 /// The interrupt of [`Target::trip_with_stack`], on the worker's thread inside its JS: records
@@ -140,43 +184,9 @@ unsafe extern "C" fn record_stack_and_terminate(
         }
         gate.terminated = true;
     }
-    let running_in = RUNNING_IN.with(std::cell::Cell::get);
-    let stack = (!running_in.is_null()).then(|| {
-        // SAFETY: set by `running_in` on this thread for the stretch of JS this interrupt runs
-        // in (the gate was armed), and cleared when it ends; the context outlives the stretch.
-        let context = unsafe { &*running_in };
-        // A callback scope: the worker's own scopes are open below this interrupt.
-        // SAFETY: V8 calls this interrupt on the isolate's thread with the isolate entered.
-        let scope = &mut unsafe { v8::CallbackScope::new(&mut *isolate) };
-        let scope = &mut v8::HandleScope::new(scope);
-        let context = v8::Local::new(scope, context);
-        let scope = &mut v8::ContextScope::new(scope, context);
-        v8::StackTrace::current_stack_trace(scope, STACK_FRAMES).map(|trace| {
-            let mut lines = Vec::new();
-            for i in 0..trace.get_frame_count() {
-                let Some(frame) = trace.get_frame(scope, i) else {
-                    continue;
-                };
-                let name = frame
-                    .get_function_name(scope)
-                    .map(|n| n.to_rust_string_lossy(scope))
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| "<anonymous>".into());
-                let script = frame
-                    .get_script_name_or_source_url(scope)
-                    .map(|n| n.to_rust_string_lossy(scope))
-                    .unwrap_or_default();
-                lines.push(format!(
-                    "    at {name} ({script}:{}:{})",
-                    frame.get_line_number(),
-                    frame.get_column()
-                ));
-            }
-            lines.join("\n")
-        })
-    });
-    *target.stack.lock().unwrap_or_else(|p| p.into_inner()) =
-        stack.flatten().filter(|s| !s.is_empty());
+    // SAFETY: V8 runs interrupts on the isolate's thread, at a point where JS may run.
+    let stack = unsafe { current_stack() };
+    *target.stack.lock().unwrap_or_else(|p| p.into_inner()) = stack;
     isolate.terminate_execution();
 }
 
@@ -184,9 +194,28 @@ struct Watchdog {
     tid: libc::pid_t,
     signo: libc::c_int,
     targets: Mutex<HashMap<usize, Arc<Target>>>,
+    /// Limits tripped on a worker's own thread (memory) that asked their JS for its stack: the
+    /// watchdog terminates them after [`GRACE`] if the interrupt has not.
+    tripped_elsewhere: Mutex<Vec<Arc<Target>>>,
+}
+
+impl Watchdog {
+    /// Has `target` terminated after [`GRACE`] unless its interrupt does it first.
+    fn force_later(&self, target: Arc<Target>) {
+        self.tripped_elsewhere
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(target);
+        // A bare signal (no timer value) wakes the watchdog to pick it up.
+        // SAFETY: tgkill with our own process id and the watchdog's live thread id.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), self.tid, self.signo) };
+    }
 }
 
 const WALL_BIT: usize = 1;
+
+/// `si_code` of a POSIX timer's signal on Linux (the libc crate does not name it there).
+const SI_TIMER: libc::c_int = -2;
 
 fn watchdog() -> &'static Watchdog {
     static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
@@ -210,6 +239,7 @@ fn watchdog() -> &'static Watchdog {
                     tid,
                     signo,
                     targets: Mutex::new(HashMap::new()),
+                    tripped_elsewhere: Mutex::new(Vec::new()),
                 }));
                 tx.send(dog).expect("the starter waits for the watchdog");
                 // Limits that fired and asked their JS for its stack: terminated directly if
@@ -237,6 +267,21 @@ fn watchdog() -> &'static Watchdog {
                     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
                     // SAFETY: `set` is a valid, initialised signal set; `timeout` is valid.
                     if unsafe { libc::sigtimedwait(&set, &mut info, &timeout) } != signo {
+                        continue;
+                    }
+                    let due = std::time::Instant::now() + GRACE;
+                    pending.extend(
+                        std::mem::take(
+                            &mut *dog
+                                .tripped_elsewhere
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner()),
+                        )
+                        .into_iter()
+                        .map(|target| (due, target)),
+                    );
+                    if info.si_code != SI_TIMER {
+                        // The wake-up of `force_later`.
                         continue;
                     }
                     // SAFETY: timer signals carry the sigval given to timer_create.
@@ -439,12 +484,34 @@ impl Drop for WorkerClock {
     }
 }
 
-/// Ends the JS running now on a worker, for a reason found outside the timers.
+/// Ends the JS running now on a worker, for a reason found outside the timers (memory, found
+/// on the worker's own thread, inside an allocation or a garbage collection).
 #[derive(Clone)]
 pub struct Tripwire(Arc<Target>);
 
 impl Tripwire {
-    pub fn trip(&self, kind: LimitKind) -> bool {
-        self.0.trip(kind)
+    /// From inside a garbage collection (V8's heap at its limit), where V8 cannot be called:
+    /// asks the JS for its stack and ends it, as the timers do. If the limit had already fired
+    /// and the JS still runs (it reached the limit again before its interrupt could run), ends
+    /// it at once.
+    pub fn trip_in_collection(&self, kind: LimitKind) {
+        if self.0.trip_with_stack(kind) {
+            watchdog().force_later(self.0.clone());
+        } else {
+            self.0.force();
+        }
+    }
+
+    /// From an allocation V8 makes where it may collect garbage (an ArrayBuffer's memory):
+    /// records the stack here, since the JS may unwind (with the RangeError of the refused
+    /// allocation) before an interrupt could run, and ends the JS.
+    pub fn trip_at_allocation(&self, kind: LimitKind) {
+        if self.0.fire(kind) {
+            // SAFETY: V8 asks for an ArrayBuffer's memory only where it may collect garbage
+            // (`Heap::AllocateExternalBackingStore` collects around the call).
+            let stack = unsafe { current_stack() };
+            *self.0.stack.lock().unwrap_or_else(|p| p.into_inner()) = stack;
+        }
+        self.0.force();
     }
 }

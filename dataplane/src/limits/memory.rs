@@ -87,10 +87,19 @@ impl Budget {
         self.external.load(Ordering::Relaxed)
     }
 
+    /// An ArrayBuffer's memory (asked for where V8 may collect garbage) broke the budget.
     fn exceeded(&self, asked: usize) {
         self.refused.store(asked, Ordering::Relaxed);
         if let Some(tripwire) = self.tripwire.get() {
-            tripwire.trip(LimitKind::Memory);
+            tripwire.trip_at_allocation(LimitKind::Memory);
+        }
+    }
+
+    /// The heap reached its limit (inside a garbage collection).
+    fn heap_exceeded(&self, limit: usize) {
+        self.refused.store(limit, Ordering::Relaxed);
+        if let Some(tripwire) = self.tripwire.get() {
+            tripwire.trip_in_collection(LimitKind::Memory);
         }
     }
 
@@ -268,7 +277,7 @@ pub unsafe extern "C" fn near_heap_limit(
 ) -> usize {
     // SAFETY: `data` is the Budget registered with the callback, alive as long as the isolate.
     let budget = unsafe { &*(data as *const Budget) };
-    budget.exceeded(current_heap_limit);
+    budget.heap_exceeded(current_heap_limit);
     current_heap_limit + headroom(current_heap_limit)
 }
 

@@ -35,7 +35,7 @@ impl Worker {
         };
         self.state.borrow_mut().current_request = Some(request);
         self.stats.in_js_since_ms.store(now_ms(), Ordering::Release);
-        let running_in = crate::limits::cpu::running_in(&js.context);
+        let running_in = crate::limits::cpu::running_in(self.isolate(), &js.context);
         self.clock.enter(cpu_left, wall_left);
         let runtime_fault = {
             let scope = &mut v8::HandleScope::new(self.isolate.as_mut().expect(PRESENT));
