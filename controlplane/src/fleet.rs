@@ -1,7 +1,7 @@
 //! What the control plane knows about its data planes: who is connected (has a Subscribe stream
 //! open), what each last reported, and the channels that push new revisions and commands to them.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,8 +25,22 @@ struct Entry {
 /// Tail lines the control plane keeps per tailed app for tails that have not read them yet.
 const TAIL_LINES: usize = 256;
 
-/// Tailed apps: where their lines go, and how many tails read them.
-type Tailed = BTreeMap<String, (broadcast::Sender<Arc<TailLine>>, usize)>;
+/// An app someone tails here: where its lines go, and the sample rate of each of its tails.
+struct TailedApp {
+    lines: broadcast::Sender<Arc<TailLine>>,
+    samples: Vec<f64>,
+}
+
+/// Tailed apps (and, as the nodes and the other replicas are told, the highest sample rate among
+/// each app's tails).
+type Tailed = BTreeMap<String, TailedApp>;
+
+pub use crate::store::TailRates;
+
+/// The highest sample rate among `samples`.
+fn highest(samples: &[f64]) -> f64 {
+    samples.iter().copied().fold(0.0, f64::max)
+}
 
 /// The fleet registry and its push channels.
 pub struct Fleet {
@@ -37,28 +51,36 @@ pub struct Fleet {
     tails: Mutex<Tailed>,
     /// Replicas on a shared store: the apps the other replicas tail (their lines from the
     /// nodes here go to `relay`), and the apps tailed here (for the store to publish).
-    remote_tails: Mutex<BTreeSet<String>>,
+    remote_tails: Mutex<TailRates>,
     relay: Mutex<Option<mpsc::Sender<TailLine>>>,
-    tailed_here: watch::Sender<BTreeSet<String>>,
+    tailed_here: watch::Sender<TailRates>,
 }
 
 /// One open `Control.Tail`; the app stops being tailed when its last one is dropped.
 pub struct TailSubscription<'a> {
     fleet: &'a Fleet,
     hostname: String,
+    sample: f64,
     pub lines: broadcast::Receiver<Arc<TailLine>>,
 }
 
 impl Drop for TailSubscription<'_> {
     fn drop(&mut self) {
         let mut tails = self.fleet.lock_tails();
-        let last = tails.get_mut(&self.hostname).is_some_and(|(_, count)| {
-            *count -= 1;
-            *count == 0
-        });
+        let Some(app) = tails.get_mut(&self.hostname) else {
+            return;
+        };
+        let before = highest(&app.samples);
+        if let Some(at) = app.samples.iter().position(|s| *s == self.sample) {
+            app.samples.swap_remove(at);
+        }
+        let last = app.samples.is_empty();
+        let lowered = highest(&app.samples) != before;
         if last {
             tails.remove(&self.hostname);
-            drop(tails);
+        }
+        drop(tails);
+        if last || lowered {
             self.fleet.send_tail_set();
         }
     }
@@ -105,7 +127,7 @@ impl Fleet {
             tails: Mutex::default(),
             remote_tails: Mutex::default(),
             relay: Mutex::default(),
-            tailed_here: watch::Sender::new(BTreeSet::new()),
+            tailed_here: watch::Sender::new(TailRates::new()),
         }
     }
 
@@ -115,26 +137,26 @@ impl Fleet {
     }
 
     /// The apps tailed here, as they change (for the shared store).
-    pub fn tailed_here(&self) -> watch::Receiver<BTreeSet<String>> {
+    pub fn tailed_here(&self) -> watch::Receiver<TailRates> {
         self.tailed_here.subscribe()
     }
 
-    /// Replicas: the apps the other replicas tail now. The nodes here are told to send their
-    /// events too.
-    pub fn set_remote_tails(&self, hostnames: BTreeSet<String>) {
+    /// Replicas: the apps the other replicas tail now (with their highest sample rates). The
+    /// nodes here are told to send their events too.
+    pub fn set_remote_tails(&self, tailed: TailRates) {
         let mut remote = self.remote_tails.lock().unwrap_or_else(|p| p.into_inner());
-        if *remote == hostnames {
+        if *remote == tailed {
             return;
         }
-        *remote = hostnames;
+        *remote = tailed;
         drop(remote);
         self.send_tail_set();
     }
 
     /// A tail line another replica relayed: for the tails here only.
     pub fn deliver_tail(&self, line: TailLine) {
-        if let Some((sender, _)) = self.lock_tails().get(&line.hostname) {
-            let _ = sender.send(Arc::new(line));
+        if let Some(app) = self.lock_tails().get(&line.hostname) {
+            let _ = app.lines.send(Arc::new(line));
         }
     }
 
@@ -142,62 +164,79 @@ impl Fleet {
         self.tails.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a tail of `hostname`; the nodes are told to send its events if nobody tailed it.
-    pub fn tail(&self, hostname: &str) -> TailSubscription<'_> {
+    /// Starts a tail of `hostname` for `sample` of its requests; the nodes are told to send
+    /// its events if nobody tailed it, or more of them if this tail wants more.
+    pub fn tail(&self, hostname: &str, sample: f64) -> TailSubscription<'_> {
         let mut tails = self.lock_tails();
-        let first = !tails.contains_key(hostname);
-        let (sender, count) = tails
+        let app = tails
             .entry(hostname.to_owned())
-            .or_insert_with(|| (broadcast::Sender::new(TAIL_LINES), 0));
-        *count += 1;
-        let lines = sender.subscribe();
-        if first {
-            drop(tails);
+            .or_insert_with(|| TailedApp {
+                lines: broadcast::Sender::new(TAIL_LINES),
+                samples: Vec::new(),
+            });
+        let raised = app.samples.is_empty() || sample > highest(&app.samples);
+        app.samples.push(sample);
+        let lines = app.lines.subscribe();
+        drop(tails);
+        if raised {
             self.send_tail_set();
         }
         TailSubscription {
             fleet: self,
             hostname: hostname.to_owned(),
+            sample,
             lines,
         }
     }
 
-    /// The apps tailed here or (replicas) by another replica.
-    fn tailed(&self) -> Vec<String> {
-        let mut all: BTreeSet<String> = self.lock_tails().keys().cloned().collect();
-        all.extend(
-            self.remote_tails
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned(),
-        );
-        all.into_iter().collect()
+    /// The apps tailed here, each with its highest sample rate.
+    fn tailed_here_now(&self) -> TailRates {
+        self.lock_tails()
+            .iter()
+            .map(|(host, app)| (host.clone(), highest(&app.samples)))
+            .collect()
+    }
+
+    /// The apps tailed here or (replicas) by another replica, each with the highest sample
+    /// rate among its tails anywhere.
+    fn tailed(&self) -> TailRates {
+        let mut all = self.tailed_here_now();
+        for (host, sample) in self
+            .remote_tails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let rate = all.entry(host.clone()).or_insert(0.0);
+            *rate = rate.max(*sample);
+        }
+        all
     }
 
     /// The apps tailed now, as the command that tells a node so.
     pub fn tail_command(&self) -> Command {
+        let tailed = self.tailed();
         Command {
             kind: Some(command::Kind::Tail(TailApps {
-                hostnames: self.tailed(),
+                hostnames: tailed.keys().cloned().collect(),
+                samples: tailed.into_iter().collect(),
             })),
             node_id: String::new(),
         }
     }
 
     fn send_tail_set(&self) {
-        let here: BTreeSet<String> = self.lock_tails().keys().cloned().collect();
+        let here = self.tailed_here_now();
         self.tailed_here.send_if_modified(|current| {
             let changed = *current != here;
             *current = here;
             changed
         });
-        let hostnames = self.tailed();
-        tracing::info!(tailed = ?hostnames, "tailed apps changed");
-        let _ = self.commands.send(Command {
-            kind: Some(command::Kind::Tail(TailApps { hostnames })),
-            node_id: String::new(),
-        });
+        let command = self.tail_command();
+        if let Some(command::Kind::Tail(apps)) = &command.kind {
+            tracing::info!(tailed = ?apps.samples, "tailed apps changed");
+        }
+        let _ = self.commands.send(command);
     }
 
     /// A tail line from a node, for the tails of its app here, and (replicas) relayed to the
@@ -207,7 +246,7 @@ impl Fleet {
             .remote_tails
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(&line.hostname);
+            .contains_key(&line.hostname);
         if remote && let Some(relay) = &*self.relay.lock().unwrap_or_else(|p| p.into_inner()) {
             let _ = relay.try_send(line.clone());
         }
@@ -322,5 +361,54 @@ impl Fleet {
             .filter(|i| hostname.is_none_or(|h| i.hostname == h))
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample rates the last tail command sent gives the nodes.
+    fn rates(commands: &mut broadcast::Receiver<Command>) -> Vec<(String, f64)> {
+        let mut last = None;
+        while let Ok(command) = commands.try_recv() {
+            last = Some(command);
+        }
+        match last.and_then(|c| c.kind) {
+            Some(command::Kind::Tail(apps)) => {
+                assert_eq!(
+                    apps.hostnames.len(),
+                    apps.samples.len(),
+                    "a rate per tailed app"
+                );
+                let mut rates: Vec<_> = apps.samples.into_iter().collect();
+                rates.sort_by(|a, b| a.0.cmp(&b.0));
+                rates
+            }
+            other => panic!("no tail command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nodes_are_told_the_highest_sample_rate_among_an_apps_tails() {
+        let fleet = Fleet::new(0, Vec::new());
+        let mut commands = fleet.commands();
+        let low = fleet.tail("a.test", 0.01);
+        assert_eq!(rates(&mut commands), [("a.test".into(), 0.01)]);
+        let high = fleet.tail("a.test", 0.5);
+        let other = fleet.tail("b.test", 1.0);
+        assert_eq!(
+            rates(&mut commands),
+            [("a.test".into(), 0.5), ("b.test".into(), 1.0)]
+        );
+        drop(high);
+        drop(other);
+        assert_eq!(rates(&mut commands), [("a.test".into(), 0.01)]);
+        // Another replica's tail of the app counts too, and outlives this one's.
+        fleet.set_remote_tails([("a.test".to_owned(), 0.2)].into());
+        assert_eq!(rates(&mut commands), [("a.test".into(), 0.2)]);
+        drop(low);
+        assert_eq!(rates(&mut commands), [("a.test".into(), 0.2)]);
+        assert!(fleet.tailed_here.borrow().is_empty());
     }
 }

@@ -164,10 +164,10 @@ fn relay_tails(plane: &Arc<Plane>) {
     let store = plane.clone();
     tokio::spawn(async move {
         while tailed.changed().await.is_ok() {
-            let hostnames = tailed.borrow_and_update().clone();
+            let rates = tailed.borrow_and_update().clone();
             let store = store.clone();
             let recorded =
-                tokio::task::spawn_blocking(move || store.store.set_tailed(&hostnames)).await;
+                tokio::task::spawn_blocking(move || store.store.set_tailed(&rates)).await;
             if let Ok(Err(err)) = recorded {
                 tracing::warn!(error = %err, "cannot record the apps tailed here in the store");
             }
@@ -209,7 +209,7 @@ fn follow_cluster(plane: &Arc<Plane>) {
             match events.recv().await {
                 Ok(ClusterEvent::Revision(revision)) => plane.fleet.publish(revision),
                 Ok(ClusterEvent::Command(command)) => plane.fleet.deliver(command),
-                Ok(ClusterEvent::Tailed(hostnames)) => plane.fleet.set_remote_tails(hostnames),
+                Ok(ClusterEvent::Tailed(rates)) => plane.fleet.set_remote_tails(rates),
                 Ok(ClusterEvent::TailLines(lines)) => {
                     for line in lines {
                         plane.fleet.deliver_tail(line);

@@ -1,7 +1,9 @@
 //! Every metric of the control plane, declared once. Fleet gauges are read from the registry
 //! at scrape time, so a node's series reflect what it last reported.
 
-use prometheus::{Encoder, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::Plane;
 
@@ -10,6 +12,7 @@ pub struct Metrics {
     pub deploys: IntCounterVec,
     pub rollbacks: IntCounterVec,
     pub sliver_downloads: IntCounterVec,
+    pub tail_events: IntCounter,
     apps: IntGauge,
     revision: IntGauge,
     nodes_connected: IntGauge,
@@ -52,6 +55,17 @@ impl Metrics {
                 "Sliver downloads by nodes, by result (ok, missing)",
                 &["result"],
             ),
+            tail_events: {
+                let c = IntCounter::new(
+                    "nano_controlplane_tail_events_total",
+                    "Tail events received from the nodes connected here, before any tail's filters",
+                )
+                .expect("a valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("registered once");
+                c
+            },
             apps: gauge("nano_controlplane_apps", "Apps deployed"),
             revision: gauge(
                 "nano_controlplane_config_revision",

@@ -210,7 +210,28 @@ pub enum Next {
     Dropped(u64),
 }
 
+/// Changes the sample rate of one tail while it reads (a fleet tail's, as the control plane's
+/// tails of the app come and go).
+pub struct Rate {
+    hub: Arc<Hub>,
+    id: u64,
+}
+
+impl Rate {
+    pub fn set(&self, sample: f64) {
+        self.hub.set_rate(self.id, Some(sample));
+    }
+}
+
 impl Tail {
+    /// A handle that changes this tail's sample rate.
+    pub fn rate(&self) -> Rate {
+        Rate {
+            hub: self.hub.clone(),
+            id: self.id,
+        }
+    }
+
     pub async fn next(&mut self) -> Next {
         loop {
             match self.events.recv().await {

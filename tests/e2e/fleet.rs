@@ -1860,3 +1860,65 @@ fn nanoctl_tail_streams_an_apps_events_from_every_node() {
         "h.test's tail saw another app"
     );
 }
+
+/// Tail events the nodes connected to `cp` have sent it.
+fn tail_events_sent(cp: &ControlPlane) -> f64 {
+    let metrics = block_on(async {
+        send(
+            cp.http,
+            nano_tests::request("GET", "127.0.0.1", "/_admin/metrics")
+                .body(nano_tests::body(""))
+                .unwrap(),
+        )
+        .await
+        .body
+    });
+    nano_tests::sample(&metrics, "nano_controlplane_tail_events_total").unwrap_or(0.0)
+}
+
+/// Waits until `node` (connected to `cp`) records and sends about 1% of `host`'s events: 1000
+/// requests send about 10 (none at all, or 100 or more, is a chance below 1e-4), not all 1000.
+pub(crate) fn wait_until_sampled_at_one_percent(cp: &ControlPlane, node: &Nano, host: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let before = tail_events_sent(cp);
+        block_on(async {
+            for _ in 0..1000 {
+                node.get(host, "/").await;
+            }
+        });
+        let events = tail_events_sent(cp) - before;
+        if events > 0.0 && events < 100.0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the node still sends {events} events for 1000 requests"
+        );
+    }
+}
+
+/// `nanoctl tail --sample` is sampled on the nodes: once the only tail of an app wants 1% of
+/// its requests, the nodes record and send about that share instead of every event, and the
+/// tail shows what they send.
+#[test]
+fn a_sampled_fleet_tail_is_sampled_on_the_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cp = ControlPlane::start(&dir.path().join("cp"), "127.0.0.1:0");
+    let a = node(cp.url(), "node-a", &dir.path().join("a"));
+    cp.wait_for_nodes(1);
+    ok(&cp.nanoctl(&[
+        "deploy",
+        &app(dir.path(), "h.js", "hello"),
+        "--hostname",
+        "h.test",
+    ]));
+    // A full tail first: it is live once its requests show up, and every event is sent.
+    let full = CtlTail::start(&cp, &["h.test"]);
+    full.wait_live(&a, "h.test", "/");
+    let sampled = CtlTail::start(&cp, &["h.test", "--sample", "0.01"]);
+    drop(full);
+    wait_until_sampled_at_one_percent(&cp, &a, "h.test");
+    // What the node sends at the tail's own rate, the tail shows.
+    assert_eq!(sampled.next()["url"], "http://h.test/");
+}

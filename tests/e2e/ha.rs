@@ -535,6 +535,12 @@ fn a_tail_and_a_drain_on_one_replica_reach_a_node_on_another() {
         (Some("node-b"), Some("http://tailed.test/b-again")),
         "{event}"
     );
+    // A tail's sample rate reaches the node on the other replica: with only a 1% tail left
+    // on A, node-b records and sends (to B) about 1% of its events.
+    let sampled = crate::fleet::CtlTail::start(&a, &[host, "--sample", "0.01"]);
+    drop(tail);
+    crate::fleet::wait_until_sampled_at_one_percent(&b, &nb, host);
+    drop(sampled);
     // A drain through A reaches node-b on B (and is recorded for the cluster); undrained
     // through B.
     let drained = ok(&a.nanoctl(&["drain", "node-b"]));

@@ -21,7 +21,8 @@ use crate::fleet::now_ms;
 /// headers unless the tail asked for them), and the count of events lost before it; `None`
 /// when that leaves nothing.
 fn shown(line: &TailLine, filter: &nano_proto::tail::Filter, headers: bool) -> Option<TailLine> {
-    let event = (!line.event_json.is_empty() && filter.sample_hit())
+    // The node recorded the event among `line.sampled` of the requests (0: all of them).
+    let event = (!line.event_json.is_empty() && filter.sample_hit_given(line.sampled))
         .then(|| serde_json::from_str::<serde_json::Value>(&line.event_json).unwrap_or_default())
         .filter(|event| filter.matches(event));
     let event_json = match event {
@@ -337,7 +338,7 @@ impl Control for ControlService {
         let plane = self.plane.clone();
         let (node, headers) = (request.node_id, request.headers);
         tokio::spawn(async move {
-            let mut tail = plane.fleet.tail(&host);
+            let mut tail = plane.fleet.tail(&host, filter.sample);
             tracing::info!(hostname = %host, "tail opened");
             loop {
                 let line = tokio::select! {

@@ -264,6 +264,9 @@ impl Fleet for FleetService {
             };
             let Some(line) = line else { break };
             check_node_id(&line.node_id)?;
+            if !line.event_json.is_empty() {
+                self.plane.metrics.tail_events.inc();
+            }
             self.plane.fleet.push_tail(line);
         }
         Ok(Response::new(ReportAck {}))

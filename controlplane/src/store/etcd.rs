@@ -33,13 +33,14 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
-use std::collections::BTreeSet;
 
 use nano_proto::v1::{App, Command, DeployResponse, Isolate, LiveNode, Node, TailBatch, TailLine};
 use prost::Message;
 use tokio::sync::broadcast;
 
-use super::{ClusterEvent, DEPLOY_IDS_KEPT_MS, Deploy, LiveNodes, Store, StoreError, decode};
+use super::{
+    ClusterEvent, DEPLOY_IDS_KEPT_MS, Deploy, LiveNodes, Store, StoreError, TailRates, decode,
+};
 
 /// Bytes per stored sliver chunk: well under etcd's default request limit (1.5 MiB).
 pub const CHUNK_BYTES: usize = 512 * 1024;
@@ -83,7 +84,7 @@ pub struct EtcdStore {
     /// Names this replica's keys that must not outlive it or be read back by it (tails).
     replica_id: String,
     /// The apps this replica's tails follow, as recorded in etcd (`tails/HOST/REPLICA`).
-    tailed: Arc<std::sync::Mutex<BTreeSet<String>>>,
+    tailed: Arc<std::sync::Mutex<TailRates>>,
     /// Numbers this replica's relayed tail batches.
     relayed: std::sync::atomic::AtomicU64,
 }
@@ -367,13 +368,12 @@ impl EtcdStore {
                     })
                     .collect();
                 // And the apps tailed here.
-                let hosts: Vec<String> = tailed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
-                puts.extend(hosts.iter().map(|host| (tail_key(host), b"1".to_vec())));
+                let rates: TailRates = tailed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                puts.extend(
+                    rates
+                        .iter()
+                        .map(|(host, rate)| (tail_key(host), rate.to_string().into_bytes())),
+                );
                 for (key, value) in puts {
                     let mut c = client.clone();
                     let put = c.put(key, value, Some(PutOptions::new().with_lease(granted)));
@@ -423,19 +423,29 @@ impl EtcdStore {
         let own_suffix = format!("/{}", self.replica_id);
         let endpoints = self.endpoints.clone();
         self.runtime().spawn(async move {
-            // Apps tailed by other replicas: tails/HOST/REPLICA keys.
-            let remote = |tails: &std::collections::BTreeMap<Vec<u8>, ()>| -> BTreeSet<String> {
-                tails
-                    .keys()
-                    .filter_map(|key| {
-                        let key = std::str::from_utf8(key).ok()?;
-                        let rest = key.strip_prefix(&tails_key)?;
-                        if key.ends_with(&own_suffix) {
-                            return None;
-                        }
-                        Some(rest.split('/').next()?.to_owned())
-                    })
-                    .collect()
+            // Apps tailed by other replicas: tails/HOST/REPLICA keys, each holding the highest
+            // sample rate among that replica's tails of the app (a value that does not parse,
+            // as "1" from before rates were recorded, counts as every request).
+            let remote = |tails: &std::collections::BTreeMap<Vec<u8>, f64>| -> TailRates {
+                let mut rates = TailRates::new();
+                for (key, rate) in tails {
+                    let Ok(key) = std::str::from_utf8(key) else { continue };
+                    let Some(rest) = key.strip_prefix(&tails_key) else { continue };
+                    if key.ends_with(&own_suffix) {
+                        continue;
+                    }
+                    let Some(host) = rest.split('/').next() else { continue };
+                    let highest = rates.entry(host.to_owned()).or_insert(0.0);
+                    *highest = highest.max(*rate);
+                }
+                rates
+            };
+            let rate_of = |value: &[u8]| -> f64 {
+                std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .unwrap_or(1.0)
             };
             loop {
                 let mut c = client.clone();
@@ -443,7 +453,7 @@ impl EtcdStore {
                     CALL_TIMEOUT,
                     c.txn(Txn::new().and_then([
                         TxnOp::get(revision_key.clone(), None),
-                        TxnOp::get(tails_key.clone(), Some(GetOptions::new().with_prefix().with_keys_only())),
+                        TxnOp::get(tails_key.clone(), Some(GetOptions::new().with_prefix())),
                     ])),
                 )
                 .await;
@@ -454,8 +464,8 @@ impl EtcdStore {
                 let start = current.header().map_or(0, |h| h.revision()) + 1;
                 let responses = current.op_responses();
                 let _ = events.send(ClusterEvent::Revision(decimal(kvs(&responses, 0).first())));
-                let mut tails: std::collections::BTreeMap<Vec<u8>, ()> =
-                    kvs(&responses, 1).iter().map(|kv| (kv.key().to_vec(), ())).collect();
+                let mut tails: std::collections::BTreeMap<Vec<u8>, f64> =
+                    kvs(&responses, 1).iter().map(|kv| (kv.key().to_vec(), rate_of(kv.value()))).collect();
                 let mut tailed = remote(&tails);
                 let _ = events.send(ClusterEvent::Tailed(tailed.clone()));
                 let options = |prefix: bool| {
@@ -500,7 +510,7 @@ impl EtcdStore {
                         let put = event.event_type() == etcd_client::EventType::Put;
                         if key.starts_with(tails_key.as_bytes()) {
                             if put {
-                                tails.insert(key.to_vec(), ());
+                                tails.insert(key.to_vec(), rate_of(kv.value()));
                             } else {
                                 tails.remove(key);
                             }
@@ -1010,27 +1020,34 @@ impl Store for EtcdStore {
         Ok(true)
     }
 
-    fn set_tailed(&self, hostnames: &BTreeSet<String>) -> Result<(), StoreError> {
+    fn set_tailed(&self, rates: &TailRates) -> Result<(), StoreError> {
         let mut tailed = self.tailed.lock().unwrap_or_else(|p| p.into_inner());
         let lease = self.lease.load(Ordering::Relaxed);
-        for host in hostnames.difference(&tailed.clone()) {
-            if lease == 0 {
-                // Put by the lease keeper once it has a lease (never without one: the key must
-                // go with this replica).
-                tailed.insert(host.clone());
+        for (host, rate) in rates {
+            if tailed.get(host) == Some(rate) {
                 continue;
             }
-            let key = self.key(&format!("tails/{host}/{}", self.replica_id));
-            let options = PutOptions::new().with_lease(lease);
-            self.call(|mut c| {
-                let (key, options) = (key.clone(), options.clone());
-                async move { c.put(key, "1", Some(options)).await }
-            })?;
-            tailed.insert(host.clone());
+            if lease != 0 {
+                // Without a lease yet, the lease keeper puts it once it has one (never without
+                // one: the key must go with this replica).
+                let key = self.key(&format!("tails/{host}/{}", self.replica_id));
+                let options = PutOptions::new().with_lease(lease);
+                let value = rate.to_string();
+                self.call(|mut c| {
+                    let (key, options, value) = (key.clone(), options.clone(), value.clone());
+                    async move { c.put(key, value, Some(options)).await }
+                })?;
+            }
+            tailed.insert(host.clone(), *rate);
         }
-        for host in tailed.clone().difference(hostnames) {
+        let gone: Vec<String> = tailed
+            .keys()
+            .filter(|host| !rates.contains_key(*host))
+            .cloned()
+            .collect();
+        for host in gone {
             self.delete_key(self.key(&format!("tails/{host}/{}", self.replica_id)))?;
-            tailed.remove(host);
+            tailed.remove(&host);
         }
         Ok(())
     }

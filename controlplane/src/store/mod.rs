@@ -13,8 +13,6 @@
 pub mod etcd;
 pub mod sled;
 
-use std::collections::BTreeSet;
-
 use nano_proto::v1::{App, AppSpec, Command, DeployResponse, Isolate, Node, TailLine};
 use prost::Message;
 
@@ -85,6 +83,9 @@ pub struct Deploy<'a> {
 /// it last reported.
 pub type LiveNodes = Vec<(Node, Vec<Isolate>)>;
 
+/// Apps tailed, each with the highest sample rate among its tails (0 to 1).
+pub type TailRates = std::collections::BTreeMap<String, f64>;
+
 /// What a replica hears from the others through a shared store.
 #[derive(Clone, Debug)]
 pub enum ClusterEvent {
@@ -92,8 +93,9 @@ pub enum ClusterEvent {
     Revision(u64),
     /// A command for the nodes connected to this replica.
     Command(Command),
-    /// The apps other replicas tail now (their nodes' events are wanted there).
-    Tailed(BTreeSet<String>),
+    /// The apps other replicas tail now (their nodes' events are wanted there), with the
+    /// highest sample rate among their tails there.
+    Tailed(TailRates),
     /// Tail lines other replicas relayed, for the tails here.
     TailLines(Vec<TailLine>),
 }
@@ -187,9 +189,10 @@ pub trait Store: Send + Sync {
         None
     }
 
-    /// Shared stores: records which apps this replica's tails follow, so the other replicas
-    /// ask their nodes for those apps' events and relay them ([`Store::relay_tail`]).
-    fn set_tailed(&self, _hostnames: &BTreeSet<String>) -> Result<(), StoreError> {
+    /// Shared stores: records which apps this replica's tails follow (and the share of their
+    /// requests they want), so the other replicas ask their nodes for those apps' events and
+    /// relay them ([`Store::relay_tail`]).
+    fn set_tailed(&self, _tailed: &TailRates) -> Result<(), StoreError> {
         Ok(())
     }
 

@@ -121,7 +121,7 @@ async fn session(
                 })) = &update.kind
                 {
                     if node_id.is_empty() || *node_id == member.options.node_id {
-                        tails.follow(&apps.hostnames, &member.options.node_id, &tail_lines);
+                        tails.follow(apps, &member.options.node_id, &tail_lines);
                     }
                     continue;
                 }
@@ -141,31 +141,44 @@ async fn session(
 /// next line says how many).
 const TAIL_LINES: usize = 256;
 
-/// The apps this node forwards tail events for: a task per app reading its hub.
+/// The apps this node forwards tail events for: a task per app reading its hub, and the handle
+/// that sets the share of the app's requests it records.
 #[derive(Default)]
-struct Tails(std::collections::HashMap<String, AbortOnDrop<()>>);
+struct Tails(std::collections::HashMap<String, (AbortOnDrop<()>, crate::tail::Rate)>);
 
 impl Tails {
-    /// Forwards exactly `hostnames`: starts what is new, stops what is no longer asked for.
-    fn follow(&mut self, hostnames: &[String], node_id: &str, lines: &mpsc::Sender<TailLine>) {
+    /// Forwards exactly the apps in `apps`, each at its sample rate: starts what is new, stops
+    /// what is no longer asked for.
+    fn follow(
+        &mut self,
+        apps: &nano_proto::v1::TailApps,
+        node_id: &str,
+        lines: &mpsc::Sender<TailLine>,
+    ) {
+        let hostnames = &apps.hostnames;
         self.0.retain(|host, _| hostnames.contains(host));
         for host in hostnames {
-            if self.0.contains_key(host) {
+            // Only the share the app's most-sampling tail wants: the control plane thins it
+            // further for the tails that want less.
+            let sample = apps.samples.get(host).copied().unwrap_or(1.0);
+            if let Some((_, rate)) = self.0.get(host) {
+                rate.set(sample);
                 continue;
             }
-            // Every event: the control plane samples for each of its tails.
-            let mut tail = crate::tail::hub(host).subscribe(1.0);
+            let mut tail = crate::tail::hub(host).subscribe(sample);
+            let rate = tail.rate();
             let (host_name, node_id, lines) = (host.clone(), node_id.to_owned(), lines.clone());
             let task = tokio::spawn(async move {
                 // Events lost here (the stream to the control plane was full) or in the hub.
                 let mut dropped = 0;
                 loop {
-                    let event_json = match tail.next().await {
+                    let (event_json, sampled) = match tail.next().await {
                         // With its headers (credentials masked): the control plane shows them
                         // only to tails that ask.
-                        crate::tail::Next::Event(event) => {
-                            crate::tail::to_json(&event, true).to_string()
-                        }
+                        crate::tail::Next::Event(event) => (
+                            crate::tail::to_json(&event, true).to_string(),
+                            event.sampled,
+                        ),
                         crate::tail::Next::Dropped(lost) => {
                             dropped += lost;
                             continue;
@@ -176,6 +189,7 @@ impl Tails {
                         hostname: host_name.clone(),
                         event_json,
                         dropped,
+                        sampled,
                     };
                     match lines.try_send(line) {
                         Ok(()) => dropped = 0,
@@ -184,8 +198,8 @@ impl Tails {
                     }
                 }
             });
-            tracing::info!(hostname = %host, "forwarding tail events to the control plane");
-            self.0.insert(host.clone(), AbortOnDrop(task));
+            tracing::info!(hostname = %host, sample, "forwarding tail events to the control plane");
+            self.0.insert(host.clone(), (AbortOnDrop(task), rate));
         }
     }
 }
