@@ -1,7 +1,9 @@
-//! The node-wide memory budget (`node.memory_mb`): when the isolates of all apps together cost
-//! more, idle isolates are evicted least-recently-used first, those without state (context
-//! reset on) before those with state; their workers end and start again on the app's next
-//! request. Also the joining of ended worker threads, which walks the same pools.
+//! The node-wide memory budget (`node.memory_mb`): it counts what the isolates of all apps cost
+//! (their footprints) and the app snapshots in memory (each once). Past it, snapshots no worker
+//! reads leave memory first (the cache folder keeps them), then idle isolates are evicted
+//! least-recently-used first, those without state (context reset on) before those with state;
+//! their workers end and start again on the app's next request. Also the joining of ended
+//! worker threads, which walks the same pools.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::job::{IsolateState, WorkerStats};
+use crate::metrics::METRICS;
 use crate::router::Routing;
 
 /// How often the budget is checked.
@@ -45,8 +48,54 @@ pub fn choose(candidates: &[Candidate], limit: u64) -> Vec<usize> {
     chosen
 }
 
-/// Checks the budget until `stop` fires.
-pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: CancellationToken) {
+/// What the budget counts: every live isolate's footprint, and each app snapshot in memory
+/// once (the one a worker reads is shared with the app's other workers and the snapshot
+/// cache).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Counted {
+    pub isolates: u64,
+    pub snapshots: u64,
+}
+
+impl Counted {
+    pub fn total(&self) -> u64 {
+        self.isolates + self.snapshots
+    }
+}
+
+/// `workers`: each live worker's footprint and snapshot (identity, bytes); `cached`: the
+/// snapshots the cache keeps in memory. Returns what the budget counts, and each worker's
+/// share of it (its footprint and its share of the snapshot it reads).
+pub fn count(workers: &[(u64, usize, u64)], cached: &[(usize, usize)]) -> (Counted, Vec<u64>) {
+    let mut snapshots: std::collections::HashMap<usize, (u64, u64)> = Default::default();
+    for &(_, identity, bytes) in workers {
+        snapshots.entry(identity).or_insert((bytes, 0)).1 += 1;
+    }
+    for &(identity, bytes) in cached {
+        snapshots.entry(identity).or_insert((bytes as u64, 0));
+    }
+    let counted = Counted {
+        isolates: workers.iter().map(|w| w.0).sum(),
+        snapshots: snapshots.values().map(|(bytes, _)| bytes).sum(),
+    };
+    let shares = workers
+        .iter()
+        .map(|&(footprint, identity, _)| {
+            let (bytes, readers) = snapshots[&identity];
+            footprint + bytes / readers.max(1)
+        })
+        .collect();
+    (counted, shares)
+}
+
+/// Checks the budget until `stop` fires. Past it, first the snapshots no worker reads leave
+/// memory (the cache folder keeps them), then idle isolates are evicted.
+pub async fn enforce(
+    routing: Arc<Routing>,
+    preparer: Arc<crate::isolate::Preparer>,
+    limit_bytes: u64,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
@@ -61,17 +110,46 @@ pub async fn enforce(routing: Arc<Routing>, limit_bytes: u64, stop: Cancellation
                 }
             }
         }
+        let figures: Vec<(u64, usize, u64)> = workers
+            .iter()
+            .map(|(_, _, stats)| {
+                (
+                    stats.footprint.load(Ordering::Relaxed),
+                    stats.snapshot_identity.load(Ordering::Relaxed),
+                    stats.snapshot_bytes.load(Ordering::Relaxed),
+                )
+            })
+            .collect();
+        let (mut counted, shares) = count(&figures, &preparer.snapshots_in_memory());
+        if counted.total() > limit_bytes {
+            let over = counted.total() - limit_bytes;
+            let freed = preparer.forget_unused_snapshots(over as usize) as u64;
+            counted.snapshots = counted.snapshots.saturating_sub(freed);
+        }
+        METRICS
+            .node_memory
+            .with_label_values(&["isolates"])
+            .set(counted.isolates as i64);
+        METRICS
+            .node_memory
+            .with_label_values(&["snapshots"])
+            .set(counted.snapshots as i64);
+        // Snapshots the cache still keeps beyond the workers' shares (none once it had to
+        // drop them) count against what the isolates may use.
+        let shared: u64 = shares.iter().sum();
+        let rest = counted.total().saturating_sub(shared);
         let candidates: Vec<Candidate> = workers
             .iter()
-            .map(|(_, _, stats)| Candidate {
-                memory: stats.footprint.load(Ordering::Relaxed),
+            .zip(&shares)
+            .map(|((_, _, stats), &memory)| Candidate {
+                memory,
                 idle: stats.state() == IsolateState::Idle
                     && stats.load.load(Ordering::Acquire) == 0,
                 stateful: stats.stateful,
                 last_used_ms: stats.last_used_ms.load(Ordering::Relaxed),
             })
             .collect();
-        for i in choose(&candidates, limit_bytes) {
+        for i in choose(&candidates, limit_bytes.saturating_sub(rest)) {
             let (route, index, stats) = &workers[i];
             tracing::info!(
                 hostname = %stats.hostname, isolate = %stats.isolate_id(),
@@ -110,6 +188,22 @@ mod tests {
             stateful,
             last_used_ms,
         }
+    }
+
+    #[test]
+    fn each_snapshot_counts_once_and_its_readers_share_it() {
+        // Two workers of one app read snapshot 1 (100 bytes), which the cache also keeps; one
+        // worker reads snapshot 2 (40); the cache keeps snapshot 3 (70) that nobody reads.
+        let workers = [(1000, 1, 100), (1000, 1, 100), (500, 2, 40)];
+        let (counted, shares) = count(&workers, &[(1, 100), (3, 70)]);
+        assert_eq!(
+            counted,
+            Counted {
+                isolates: 2500,
+                snapshots: 210
+            }
+        );
+        assert_eq!(shares, [1050, 1050, 540]);
     }
 
     #[test]

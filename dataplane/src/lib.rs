@@ -131,6 +131,7 @@ pub async fn run(
         let limit = u64::from(memory_mb) * 1024 * 1024;
         tasks.push(tokio::spawn(evict::enforce(
             routing.clone(),
+            preparer.clone(),
             limit,
             helpers.clone(),
         )));

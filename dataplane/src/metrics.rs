@@ -43,6 +43,8 @@ pub struct Metrics {
     /// threads have not yet exited.
     pub stuck_workers: IntGaugeVec,
     pub console_dropped: IntCounterVec,
+    /// With `node.memory_mb`: what the node budget counts, by part (`isolates`, `snapshots`).
+    pub node_memory: IntGaugeVec,
     /// Fleet mode: 1 while the control plane's config stream is up.
     pub fleet_connected: IntGauge,
     /// Fleet mode: the config revision this node has activated.
@@ -145,6 +147,17 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(stuck_workers.clone()))
+            .expect("metric registered once");
+        let node_memory = IntGaugeVec::new(
+            Opts::new(
+                "nano_node_memory_bytes",
+                "What node.memory_mb counts, by part: isolates (their footprints) and snapshots (each app snapshot in memory once).",
+            ),
+            &["part"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(node_memory.clone()))
             .expect("metric registered once");
         let console_dropped = counter(
             &registry,
@@ -255,6 +268,7 @@ impl Metrics {
             context_resets,
             terminations,
             evictions,
+            node_memory,
             queue_rejections,
             stuck_workers,
             console_dropped,

@@ -28,11 +28,13 @@ use webapi::host::{StateRef, WorkerState};
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// What a running worker costs the machine beyond what V8 reports for its isolate: V8's own
-/// per-isolate structures outside the heap, the stack the thread has touched, its event loop.
-/// Measured (release build, hello apps): RSS per running worker is 3.4 MB after its first
-/// request and 4.3 MB after a few (`bench/density.py`), where V8 reports about 2.1 MB of
-/// physical heap, malloced and external memory; the rest grows with use, so 2 MiB.
-pub const WORKER_OVERHEAD_BYTES: usize = 2 * 1024 * 1024;
+/// per-isolate structures outside the heap (what glibc holds for them), the stack the thread
+/// has touched, its event loop. Measured (release build, 500 hello apps with distinct sources
+/// answered in turn under `node.memory_mb: 256`, 54 workers running, bench/RESULTS.md
+/// "session 7"): RSS above the node at rest is 4.76 MB per running worker once the app
+/// snapshots in memory are taken off, where V8 reports 2.2 MB of physical heap, malloced and
+/// external memory; so 2.5 MiB.
+pub const WORKER_OVERHEAD_BYTES: usize = 5 * 1024 * 1024 / 2;
 
 const INTERNALS_KEY: &str = "nano.internals";
 

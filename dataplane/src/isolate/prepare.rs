@@ -72,6 +72,39 @@ impl Preparer {
         self.cache.is_some()
     }
 
+    /// The snapshots the cache keeps in memory, as (identity, bytes): the identity is the
+    /// address of the bytes, which the workers that read the same snapshot share.
+    pub fn snapshots_in_memory(&self) -> Vec<(usize, usize)> {
+        self.cache.as_ref().map_or_else(Vec::new, |cache| {
+            cache
+                .lock_memory()
+                .iter()
+                .filter_map(|p| p.snapshot.as_ref())
+                .map(|s| (snapshot_identity(s), s.len()))
+                .collect()
+        })
+    }
+
+    /// Drops snapshots from memory that no worker holds, least recently used first, until at
+    /// least `bytes` are freed (they stay in the cache folder); returns the bytes freed.
+    pub fn forget_unused_snapshots(&self, bytes: usize) -> usize {
+        let Some(cache) = &self.cache else { return 0 };
+        let mut memory = cache.lock_memory();
+        let mut freed = 0;
+        let mut index = memory.len();
+        while freed < bytes && index > 0 {
+            index -= 1;
+            let unused = memory[index]
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| Arc::strong_count(s) == 1);
+            if unused && let Some(entry) = memory.remove(index) {
+                freed += entry.snapshot.map_or(0, |s| s.len());
+            }
+        }
+        freed
+    }
+
     /// The snapshot cached under `key`: from memory, else read and verified from the cache
     /// folder.
     pub fn cached(&self, key: &str) -> Option<Arc<[u8]>> {
@@ -313,7 +346,16 @@ struct Cache {
     capacity: usize,
 }
 
+/// Which snapshot `bytes` is, among those in memory (the address of its bytes).
+pub fn snapshot_identity(bytes: &Arc<[u8]>) -> usize {
+    bytes.as_ptr() as usize
+}
+
 impl Cache {
+    fn lock_memory(&self) -> std::sync::MutexGuard<'_, VecDeque<Prepared>> {
+        self.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn new(dir: PathBuf, capacity: usize) -> Self {
         if let Err(err) = std::fs::create_dir_all(&dir) {
             tracing::warn!(dir = %dir.display(), error = %err, "cannot create the snapshot cache folder; caching in memory only");
@@ -349,7 +391,7 @@ impl Cache {
     /// The entry kept in memory under `key` (every one holds its snapshot), made the most
     /// recently used.
     fn in_memory(&self, key: &str) -> Option<Prepared> {
-        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memory = self.lock_memory();
         let index = memory.iter().position(|p| p.digest == key)?;
         let entry = memory.remove(index).expect("index is in range");
         memory.push_front(entry.clone());
@@ -360,7 +402,7 @@ impl Cache {
         if prepared.snapshot.is_none() {
             return;
         }
-        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        let mut memory = self.lock_memory();
         memory.retain(|p| p.digest != prepared.digest);
         memory.push_front(prepared);
         memory.truncate(self.capacity);

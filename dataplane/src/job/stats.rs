@@ -65,6 +65,11 @@ pub struct WorkerStats {
     /// memory, external memory, and the worker's own share (V8's structures outside the heap,
     /// thread stack, event loop). What `node.memory_mb` counts.
     pub footprint: AtomicU64,
+    /// The app snapshot the isolate reads contexts from: which one (shared by the app's
+    /// workers and the snapshot cache, see `prepare::snapshot_identity`) and its size. The node
+    /// budget counts each snapshot in memory once.
+    pub snapshot_identity: AtomicUsize,
+    pub snapshot_bytes: AtomicU64,
     pub heap_limit: AtomicU64,
     pub external: AtomicU64,
     pub pressure: AtomicU8,
@@ -93,6 +98,8 @@ impl WorkerStats {
             state: AtomicU8::new(IsolateState::Starting as u8),
             heap_used: AtomicU64::new(0),
             footprint: AtomicU64::new(0),
+            snapshot_identity: AtomicUsize::new(0),
+            snapshot_bytes: AtomicU64::new(0),
             heap_limit: AtomicU64::new(0),
             external: AtomicU64::new(0),
             pressure: AtomicU8::new(0),

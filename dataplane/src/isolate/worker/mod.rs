@@ -295,6 +295,13 @@ impl Worker {
         let cpu_budget = Duration::from_millis(image.limits.cpu_ms.into());
         stats.generation.fetch_add(1, Ordering::AcqRel);
         stats.created_ms.store(now_ms(), Ordering::Relaxed);
+        stats.snapshot_identity.store(
+            crate::isolate::prepare::snapshot_identity(&snapshot),
+            Ordering::Relaxed,
+        );
+        stats
+            .snapshot_bytes
+            .store(snapshot.len() as u64, Ordering::Relaxed);
         stats
             .heap_limit
             .store(budget.limit as u64, Ordering::Relaxed);
