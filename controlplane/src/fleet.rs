@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use nano_proto::v1::{Command, Isolate, Node, NodeStatus, TailApps, TailLine, command};
 use tokio::sync::{broadcast, mpsc, watch};
 
+use crate::store::TailRates;
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -34,8 +36,6 @@ struct TailedApp {
 /// Tailed apps (and, as the nodes and the other replicas are told, the highest sample rate among
 /// each app's tails).
 type Tailed = BTreeMap<String, TailedApp>;
-
-pub use crate::store::TailRates;
 
 /// The highest sample rate among `samples`.
 fn highest(samples: &[f64]) -> f64 {

@@ -119,7 +119,10 @@ pub fn cut(text: &str, max: usize) -> String {
 
 /// An app's hub.
 pub struct Hub {
-    events: broadcast::Sender<Arc<Event>>,
+    /// The events' channel while someone tails the app: made by the first tail, dropped with
+    /// the last (its ring of `HUB_EVENTS` slots is about 10 KB, which every app once requested
+    /// would otherwise keep for the life of the process).
+    events: Mutex<Option<broadcast::Sender<Arc<Event>>>>,
     tails: AtomicUsize,
     /// The sample rate each tail asked for, by tail; the highest is in `max_rate` (f64 bits).
     rates: Mutex<Vec<(u64, f64)>>,
@@ -135,7 +138,7 @@ pub fn hub(hostname: &str) -> Arc<Hub> {
     hubs.entry(hostname.to_owned())
         .or_insert_with(|| {
             Arc::new(Hub {
-                events: broadcast::channel(HUB_EVENTS).0,
+                events: Mutex::new(None),
                 tails: AtomicUsize::new(0),
                 rates: Mutex::default(),
                 max_rate: AtomicU64::new(0f64.to_bits()),
@@ -169,19 +172,31 @@ impl Hub {
 
     /// Hands `event` to every tail (never waits; with no tail it is dropped).
     pub fn publish(&self, event: Event) {
-        let _ = self.events.send(Arc::new(event));
+        if let Some(events) = &*self.lock_events() {
+            let _ = events.send(Arc::new(event));
+        }
     }
 
     /// Starts tailing, for `sample` of the requests (0 to 1): events published from now on.
     pub fn subscribe(self: &Arc<Self>, sample: f64) -> Tail {
         let id = self.next_tail.fetch_add(1, Ordering::Relaxed);
         self.set_rate(id, Some(sample));
-        self.tails.fetch_add(1, Ordering::AcqRel);
+        let events = {
+            let mut events = self.lock_events();
+            self.tails.fetch_add(1, Ordering::AcqRel);
+            events
+                .get_or_insert_with(|| broadcast::channel(HUB_EVENTS).0)
+                .subscribe()
+        };
         Tail {
-            events: self.events.subscribe(),
+            events,
             hub: self.clone(),
             id,
         }
+    }
+
+    fn lock_events(&self) -> std::sync::MutexGuard<'_, Option<broadcast::Sender<Arc<Event>>>> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records (or, with `None`, forgets) tail `id`'s sample rate and updates the highest.
@@ -247,7 +262,12 @@ impl Tail {
 
 impl Drop for Tail {
     fn drop(&mut self) {
-        self.hub.tails.fetch_sub(1, Ordering::AcqRel);
+        {
+            let mut events = self.hub.lock_events();
+            if self.hub.tails.fetch_sub(1, Ordering::AcqRel) == 1 {
+                *events = None;
+            }
+        }
         self.hub.set_rate(self.id, None);
     }
 }
@@ -358,6 +378,18 @@ mod tests {
         assert!(matches!(first, Next::Dropped(10)));
         drop(tail);
         assert!(!hub.active());
+        assert!(
+            hub.lock_events().is_none(),
+            "an app nobody tails holds no ring of events"
+        );
+        // A new tail starts afresh: nothing left over from before.
+        let mut again = hub.subscribe(1.0);
+        hub.publish(event(200, "ok", "http://lag.test/again"));
+        let next = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(again.next());
+        assert!(matches!(next, Next::Event(e) if e.url.ends_with("/again")));
     }
 
     #[test]
