@@ -2,12 +2,29 @@
 
 import argparse
 import http.client
+import os
 import pathlib
 import socket
+import subprocess
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HELLO = ROOT / "bench" / "apps" / "hello.js"
+# The release binaries and the tokens of the fleet benchmarks.
+BIN = ROOT / "target" / "release"
+OPERATOR, NODE = "bench-operator-token", "bench-node-token"
+FLEET_ENV = dict(os.environ, NANO_LOG="warn", NANO_OPERATOR_TOKEN=OPERATOR, NANO_NODE_TOKEN=NODE)
+
+
+def start_control_plane(data_dir):
+    """A release control plane on sled in `data_dir`, on loopback ports; returns the process
+    and its gRPC URL."""
+    grpc, http_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [BIN / "nano-controlplane", "--data-dir", data_dir, "--grpc-listen",
+         f"127.0.0.1:{grpc}", "--http-listen", f"127.0.0.1:{http_port}"],
+        env=FLEET_ENV, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{grpc}"
 
 
 def comparison_parser(description=None):

@@ -26,11 +26,7 @@ import subprocess
 import tempfile
 import time
 
-from common import free_port, pct, wait, wait_answer
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
-OPERATOR, NODE = "bench-operator-token", "bench-node-token"
+from common import BIN, FLEET_ENV, NODE, OPERATOR, free_port, pct, start_control_plane, wait, wait_answer
 
 
 def main():
@@ -39,13 +35,9 @@ def main():
     parser.add_argument("--app", type=pathlib.Path)
     args = parser.parse_args()
     work = pathlib.Path(tempfile.mkdtemp(prefix="nano-deploy-bench-"))
-    grpc, http_port = free_port(), free_port()
-    env = dict(os.environ, NANO_LOG="warn", NANO_OPERATOR_TOKEN=OPERATOR, NANO_NODE_TOKEN=NODE)
-    procs = [subprocess.Popen(
-        [BIN / "nano-controlplane", "--data-dir", work / "cp", "--grpc-listen",
-         f"127.0.0.1:{grpc}", "--http-listen", f"127.0.0.1:{http_port}"],
-        env=env, stderr=subprocess.DEVNULL)]
-    url = f"http://127.0.0.1:{grpc}"
+    env = FLEET_ENV
+    control_plane, url = start_control_plane(work / "cp")
+    procs = [control_plane]
     ctl_env = dict(os.environ, NANO_SERVER=url, NANO_TOKEN=OPERATOR)
     ports = []
     try:

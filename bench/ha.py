@@ -27,12 +27,9 @@ import tempfile
 import time
 import urllib.request
 
-from common import free_port, pct, wait, wait_answer
+from common import BIN, FLEET_ENV, NODE, OPERATOR, free_port, pct, wait, wait_answer
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
-OPERATOR, NODE = "bench-operator-token", "bench-node-token"
-ENV = dict(os.environ, NANO_LOG="warn", NANO_OPERATOR_TOKEN=OPERATOR, NANO_NODE_TOKEN=NODE)
+ENV = FLEET_ENV
 
 
 def start_etcd(work):

@@ -23,7 +23,7 @@ import threading
 import time
 import http.client
 
-from common import HELLO, ROOT, free_port, get, wait
+from common import BIN, FLEET_ENV, HELLO, NODE, OPERATOR, ROOT, free_port, get, start_control_plane, wait
 
 
 def wrk(port, seconds, connections):
@@ -42,12 +42,17 @@ def tail(port, query, stop, counts):
         line = response.readline()
         if not line:
             break
-        event = json.loads(line)
-        if "dropped" in event:
-            counts["dropped"] += event["dropped"]
-        elif "url" in event:
-            counts["events"] += 1
+        count(line, counts)
     conn.close()
+
+
+def count(line, counts):
+    """Counts one tail line: an event, or events dropped."""
+    event = json.loads(line)
+    if "dropped" in event:
+        counts["dropped"] += event["dropped"]
+    elif "url" in event:
+        counts["events"] += 1
 
 
 def nanoctl_tail(env, args, stop, counts):
@@ -56,28 +61,16 @@ def nanoctl_tail(env, args, stop, counts):
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     threading.Thread(target=lambda: (stop.wait(), ctl.terminate()), daemon=True).start()
     for line in ctl.stdout:
-        event = json.loads(line)
-        if "dropped" in event:
-            counts["dropped"] += event["dropped"]
-        elif "url" in event:
-            counts["events"] += 1
+        count(line, counts)
     ctl.wait()
-
-
-BIN = ROOT / "target" / "release"
-OPERATOR, NODE = "bench-operator-token", "bench-node-token"
 
 
 def start_fleet(work, port, nano, reset):
     """A control plane and one node serving bench.local (deployed with nanoctl); returns the
     processes and the environment nanoctl needs."""
-    grpc, http_port = free_port(), free_port()
-    env = dict(os.environ, NANO_LOG="warn", NANO_OPERATOR_TOKEN=OPERATOR, NANO_NODE_TOKEN=NODE)
-    procs = [subprocess.Popen(
-        [BIN / "nano-controlplane", "--data-dir", work / "cp", "--grpc-listen",
-         f"127.0.0.1:{grpc}", "--http-listen", f"127.0.0.1:{http_port}"],
-        env=env, stderr=subprocess.DEVNULL)]
-    url = f"http://127.0.0.1:{grpc}"
+    control_plane, url = start_control_plane(work / "cp")
+    procs = [control_plane]
+    env = FLEET_ENV
     config = work / "node.json"
     config.write_text(json.dumps({
         "server": {"host": "127.0.0.1", "port": port},
