@@ -32,8 +32,9 @@ from common import HELLO, ROOT, body, comparison_parser, free_port
 
 
 
-def count(nano, app, requests, keep):
-    """Instructions callgrind counted over start-up, `requests` requests and shutdown."""
+def count(nano, app, requests, keep, worker_only=False):
+    """Instructions callgrind counted over start-up, `requests` requests and shutdown (with
+    `worker_only`, only those of the app's worker thread)."""
     port = free_port()
     with tempfile.TemporaryDirectory() as work:
         work = pathlib.Path(work)
@@ -49,6 +50,7 @@ def count(nano, app, requests, keep):
         log = work / "valgrind.log"
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--smc-check=all-non-file",
+             *(["--collect-atstart=no", "--toggle-collect=*run_worker*"] if worker_only else []),
              f"--callgrind-out-file={out}", nano, "--config", config],
             stdout=subprocess.DEVNULL, stderr=log.open("w"),
             env={"NANO_LOG": "warn", "PATH": "/usr/bin:/bin"})
