@@ -15,8 +15,11 @@ use crate::job::{IsolateState, WorkerStats};
 use crate::metrics::METRICS;
 use crate::router::Routing;
 
-/// How often the budget is checked.
+/// How often the budget is checked, besides each time a worker starts an isolate.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// The least time between two checks (a burst of starting workers is looked at together).
+const CHECK_AT_MOST_EVERY: Duration = Duration::from_millis(20);
 
 /// One isolate as the evictor sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,9 @@ pub async fn enforce(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = crate::job::ISOLATE_STARTED.notified() => {
+                tokio::time::sleep(CHECK_AT_MOST_EVERY).await;
+            }
             _ = stop.cancelled() => return,
         }
         let router = routing.load_full();

@@ -13,7 +13,7 @@ use crate::limits::cpu::LimitKind;
 
 pub mod stats;
 
-pub use stats::{IsolateState, WorkerStats};
+pub use stats::{ISOLATE_STARTED, IsolateState, WorkerStats};
 
 /// One HTTP request handed to a worker.
 pub struct Job {

@@ -88,6 +88,11 @@ pub struct WorkerStats {
     pub stuck: AtomicBool,
 }
 
+/// Woken each time a worker has started an isolate and published its first figures, so the
+/// node budget (`evict.rs`) looks at once rather than at its next tick: looking only every
+/// 500 ms let the budget run over by whatever started in between while many apps woke up.
+pub static ISOLATE_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 impl WorkerStats {
     pub fn new(hostname: Arc<str>, worker: usize, load: Arc<AtomicUsize>, stateful: bool) -> Self {
         Self {

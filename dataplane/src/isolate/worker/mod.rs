@@ -326,6 +326,7 @@ impl Worker {
         };
         worker.ensure_shared_context();
         worker.after_event();
+        crate::job::ISOLATE_STARTED.notify_one();
         Ok(worker)
     }
 
