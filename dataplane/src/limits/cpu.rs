@@ -43,13 +43,13 @@ struct Gate {
     fired: Option<LimitKind>,
     /// Termination was requested from V8 (by the interrupt or directly).
     terminated: bool,
+    /// Where the JS was when the limit ended it (taken by `exit`).
+    stack: Option<String>,
 }
 
 struct Target {
     gate: Mutex<Gate>,
     handle: v8::IsolateHandle,
-    /// Where the JS was when the interrupt ended it (taken by `exit`).
-    stack: Mutex<Option<String>>,
 }
 
 /// How long the interrupt that records the stack may take before the JS is ended without it.
@@ -70,8 +70,8 @@ impl Target {
         true
     }
 
-    /// Like [`Target::trip`], but asks the JS for its stack first: an interrupt records it and
-    /// terminates. The caller must call [`Target::force`] after [`GRACE`].
+    /// Records that `kind` ends the JS running now (as [`Target::fire`]) and asks the JS for its
+    /// stack: an interrupt records it and terminates. The caller must call [`Target::force`] after [`GRACE`].
     fn trip_with_stack(self: &Arc<Self>, kind: LimitKind) -> bool {
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         if !gate.armed || gate.fired.is_some() {
@@ -89,6 +89,11 @@ impl Target {
             self.handle.terminate_execution();
         }
         true
+    }
+
+    /// Keeps where the JS was for `exit` (on the worker's thread, inside the stretch of JS).
+    fn record_stack(&self, stack: Option<String>) {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner()).stack = stack;
     }
 
     /// Terminates JS whose limit fired if the interrupt has not done it yet.
@@ -186,7 +191,7 @@ unsafe extern "C" fn record_stack_and_terminate(
     }
     // SAFETY: V8 runs interrupts on the isolate's thread, at a point where JS may run.
     let stack = unsafe { current_stack() };
-    *target.stack.lock().unwrap_or_else(|p| p.into_inner()) = stack;
+    target.record_stack(stack);
     isolate.terminate_execution();
 }
 
@@ -402,7 +407,6 @@ impl WorkerClock {
         let target = Arc::new(Target {
             gate: Mutex::new(Gate::default()),
             handle,
-            stack: Mutex::new(None),
         });
         watchdog()
             .targets
@@ -443,10 +447,11 @@ impl WorkerClock {
     /// Left JS (the stack is fully unwound). If a limit fired, the caller must
     /// `cancel_terminate_execution` before running JS again.
     pub fn exit(&mut self) -> Spent {
-        let tripped = {
+        let (tripped, stack) = {
             let mut gate = self.target.gate.lock().unwrap_or_else(|p| p.into_inner());
             gate.armed = false;
-            gate.fired.take()
+            let tripped = gate.fired.take();
+            (tripped, gate.stack.take().filter(|_| tripped.is_some()))
         };
         if std::mem::take(&mut self.wall_armed) {
             self.wall.set(None);
@@ -454,13 +459,6 @@ impl WorkerClock {
         let cpu = self.entered_with.take().map_or(Duration::ZERO, |armed| {
             armed.saturating_sub(self.cpu.remaining())
         });
-        let stack = self
-            .target
-            .stack
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .filter(|_| tripped.is_some());
         Spent {
             cpu,
             tripped,
@@ -510,7 +508,7 @@ impl Tripwire {
             // SAFETY: V8 asks for an ArrayBuffer's memory only where it may collect garbage
             // (`Heap::AllocateExternalBackingStore` collects around the call).
             let stack = unsafe { current_stack() };
-            *self.0.stack.lock().unwrap_or_else(|p| p.into_inner()) = stack;
+            self.0.record_stack(stack);
         }
         self.0.force();
     }

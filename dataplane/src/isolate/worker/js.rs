@@ -68,9 +68,8 @@ impl Worker {
             None => {}
         }
         drop(state);
-        let stack = spent.stack.clone();
-        if let Some(kind) = self.termination(spent) {
-            self.record_kill_stack(request, kind, stack);
+        if let Some(kind) = self.termination(&spent) {
+            self.record_kill_stack(request, kind, spent.stack);
             self.after_termination(request, js, kind);
         } else if let Some(message) = runtime_fault {
             tracing::error!(hostname = %self.image.hostname, error = %message, "runtime fault");
@@ -86,7 +85,7 @@ impl Worker {
 
     /// Which limit ended the stretch of JS that used `spent`, if one did; the termination is then
     /// cancelled so JS can run again.
-    pub(super) fn termination(&mut self, spent: crate::limits::cpu::Spent) -> Option<LimitKind> {
+    pub(super) fn termination(&mut self, spent: &crate::limits::cpu::Spent) -> Option<LimitKind> {
         let kind = spent.tripped.or_else(|| {
             // Ended by V8 without a recorded reason (should not happen): treat it as CPU.
             self.isolate()
@@ -151,7 +150,7 @@ impl Worker {
                 request.cpu_used += spent.cpu;
             }
         }
-        if let Some(kind) = self.termination(spent) {
+        if let Some(kind) = self.termination(&spent) {
             tracing::warn!(
                 hostname = %self.image.hostname, limit = %kind.label(), requests = in_flight.len(),
                 "JS run by a V8 task (a finalizer or an asynchronous WebAssembly step) went past the limits; ending the requests in flight"
