@@ -6,7 +6,7 @@
 //! loses the oldest events and is told how many.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use serde::Serialize;
@@ -119,15 +119,21 @@ pub fn cut(text: &str, max: usize) -> String {
 
 /// An app's hub.
 pub struct Hub {
+    tailing: Mutex<Tailing>,
+    /// The highest sample rate among the tails (f64 bits; 0 with none): all a request reads.
+    max_rate: AtomicU64,
+    next_tail: AtomicU64,
+}
+
+/// The tails of an app now.
+#[derive(Default)]
+struct Tailing {
+    /// The sample rate each tail asked for, by tail.
+    rates: Vec<(u64, f64)>,
     /// The events' channel while someone tails the app: made by the first tail, dropped with
     /// the last (its ring of `HUB_EVENTS` slots is about 10 KB, which every app once requested
     /// would otherwise keep for the life of the process).
-    events: Mutex<Option<broadcast::Sender<Arc<Event>>>>,
-    tails: AtomicUsize,
-    /// The sample rate each tail asked for, by tail; the highest is in `max_rate` (f64 bits).
-    rates: Mutex<Vec<(u64, f64)>>,
-    max_rate: AtomicU64,
-    next_tail: AtomicU64,
+    events: Option<broadcast::Sender<Arc<Event>>>,
 }
 
 static HUBS: LazyLock<Mutex<HashMap<String, Arc<Hub>>>> = LazyLock::new(Default::default);
@@ -138,9 +144,7 @@ pub fn hub(hostname: &str) -> Arc<Hub> {
     hubs.entry(hostname.to_owned())
         .or_insert_with(|| {
             Arc::new(Hub {
-                events: Mutex::new(None),
-                tails: AtomicUsize::new(0),
-                rates: Mutex::default(),
+                tailing: Mutex::default(),
                 max_rate: AtomicU64::new(0f64.to_bits()),
                 next_tail: AtomicU64::new(0),
             })
@@ -151,7 +155,7 @@ pub fn hub(hostname: &str) -> Arc<Hub> {
 impl Hub {
     /// Whether anyone tails the app now.
     pub fn active(&self) -> bool {
-        self.tails.load(Ordering::Relaxed) > 0
+        !self.lock().rates.is_empty()
     }
 
     /// Whether to record the request starting now: `Some(p)`, the probability it was drawn
@@ -159,10 +163,12 @@ impl Hub {
     /// request is not in the sample). A tail that wants less keeps `its rate / p` of what it
     /// reads.
     pub fn draw(&self) -> Option<f64> {
-        if !self.active() {
+        let bits = self.max_rate.load(Ordering::Relaxed);
+        // Nobody tails the app (or nobody wants any of its requests): the common case.
+        if bits == 0 {
             return None;
         }
-        let rate = f64::from_bits(self.max_rate.load(Ordering::Relaxed));
+        let rate = f64::from_bits(bits);
         if rate >= 1.0 {
             Some(1.0)
         } else {
@@ -172,7 +178,7 @@ impl Hub {
 
     /// Hands `event` to every tail (never waits; with no tail it is dropped).
     pub fn publish(&self, event: Event) {
-        if let Some(events) = &*self.lock_events() {
+        if let Some(events) = &self.lock().events {
             let _ = events.send(Arc::new(event));
         }
     }
@@ -180,11 +186,11 @@ impl Hub {
     /// Starts tailing, for `sample` of the requests (0 to 1): events published from now on.
     pub fn subscribe(self: &Arc<Self>, sample: f64) -> Tail {
         let id = self.next_tail.fetch_add(1, Ordering::Relaxed);
-        self.set_rate(id, Some(sample));
         let events = {
-            let mut events = self.lock_events();
-            self.tails.fetch_add(1, Ordering::AcqRel);
-            events
+            let mut tailing = self.lock();
+            self.set_rate(&mut tailing, id, Some(sample));
+            tailing
+                .events
                 .get_or_insert_with(|| broadcast::channel(HUB_EVENTS).0)
                 .subscribe()
         };
@@ -195,18 +201,17 @@ impl Hub {
         }
     }
 
-    fn lock_events(&self) -> std::sync::MutexGuard<'_, Option<broadcast::Sender<Arc<Event>>>> {
-        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tailing> {
+        self.tailing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Records (or, with `None`, forgets) tail `id`'s sample rate and updates the highest.
-    fn set_rate(&self, id: u64, sample: Option<f64>) {
-        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
-        rates.retain(|(tail, _)| *tail != id);
+    fn set_rate(&self, tailing: &mut Tailing, id: u64, sample: Option<f64>) {
+        tailing.rates.retain(|(tail, _)| *tail != id);
         if let Some(sample) = sample {
-            rates.push((id, sample.clamp(0.0, 1.0)));
+            tailing.rates.push((id, sample.clamp(0.0, 1.0)));
         }
-        let max = rates.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+        let max = tailing.rates.iter().map(|(_, r)| *r).fold(0.0, f64::max);
         self.max_rate.store(max.to_bits(), Ordering::Relaxed);
     }
 }
@@ -234,7 +239,8 @@ pub struct Rate {
 
 impl Rate {
     pub fn set(&self, sample: f64) {
-        self.hub.set_rate(self.id, Some(sample));
+        self.hub
+            .set_rate(&mut self.hub.lock(), self.id, Some(sample));
     }
 }
 
@@ -252,8 +258,8 @@ impl Tail {
             match self.events.recv().await {
                 Ok(event) => return Next::Event(event),
                 Err(broadcast::error::RecvError::Lagged(lost)) => return Next::Dropped(lost),
-                // The hub outlives every tail (the map holds it), so the channel never closes;
-                // should it, wait for nothing rather than spin.
+                // The channel lives as long as a tail does (it goes with the last), so it never
+                // closes under one; should it, wait for nothing rather than spin.
                 Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
             }
         }
@@ -262,13 +268,11 @@ impl Tail {
 
 impl Drop for Tail {
     fn drop(&mut self) {
-        {
-            let mut events = self.hub.lock_events();
-            if self.hub.tails.fetch_sub(1, Ordering::AcqRel) == 1 {
-                *events = None;
-            }
+        let mut tailing = self.hub.lock();
+        self.hub.set_rate(&mut tailing, self.id, None);
+        if tailing.rates.is_empty() {
+            tailing.events = None;
         }
-        self.hub.set_rate(self.id, None);
     }
 }
 
@@ -379,7 +383,7 @@ mod tests {
         drop(tail);
         assert!(!hub.active());
         assert!(
-            hub.lock_events().is_none(),
+            hub.lock().events.is_none(),
             "an app nobody tails holds no ring of events"
         );
         // A new tail starts afresh: nothing left over from before.

@@ -64,20 +64,16 @@ impl Filter {
         Ok(filter)
     }
 
-    /// Whether `event` passes (sampling included).
+    /// Whether `event`, recorded for every request, passes (sampling included).
     pub fn admits(&self, event: &Value) -> bool {
-        self.sample_hit() && self.matches(event)
+        self.sample_hit_given(1.0) && self.matches(event)
     }
 
-    /// Whether the next event is in the sample (draw it before building the event's JSON:
-    /// what is sampled out costs nothing more).
-    pub fn sample_hit(&self) -> bool {
-        self.sample_hit_given(1.0)
-    }
-
-    /// Like [`Filter::sample_hit`] for an event that was itself kept with probability
-    /// `captured` (a node records events only at the highest rate its tails want): the event
-    /// passes with probability `sample / captured`, so this tail sees `sample` of all requests.
+    /// Whether the next event is in this tail's sample, for an event that was itself kept with
+    /// probability `captured` (a node records events only at the highest rate its tails want;
+    /// 0: every event): it passes with probability `sample / captured`, so this tail sees
+    /// `sample` of all requests. Draw it before building the event's JSON: what is sampled out
+    /// costs nothing more.
     pub fn sample_hit_given(&self, captured: f64) -> bool {
         let rate = if captured > 0.0 {
             self.sample / captured
