@@ -47,7 +47,7 @@ pub struct Fleet {
     nodes: Mutex<BTreeMap<String, Entry>>,
     revision: watch::Sender<u64>,
     commands: broadcast::Sender<Command>,
-    /// Apps someone tails now: their lines from the nodes, and how many tails read them.
+    /// Apps someone tails now: their lines from the nodes, and each tail's sample rate.
     tails: Mutex<Tailed>,
     /// Replicas on a shared store: the apps the other replicas tail (their lines from the
     /// nodes here go to `relay`), and the apps tailed here (for the store to publish).

@@ -42,6 +42,12 @@ use super::{
     ClusterEvent, DEPLOY_IDS_KEPT_MS, Deploy, LiveNodes, Store, StoreError, TailRates, decode,
 };
 
+/// Where replica `replica` records that its tails follow `host` (under its lease; the value is
+/// their highest sample rate).
+fn tail_key(prefix: &str, host: &str, replica: &str) -> String {
+    format!("{prefix}/tails/{host}/{replica}")
+}
+
 /// Bytes per stored sliver chunk: well under etcd's default request limit (1.5 MiB).
 pub const CHUNK_BYTES: usize = 512 * 1024;
 
@@ -224,6 +230,11 @@ impl EtcdStore {
         format!("{}/{rest}", self.prefix)
     }
 
+    /// The key that records this replica's tails of `host`.
+    fn own_tail_key(&self, host: &str) -> String {
+        tail_key(&self.prefix, host, &self.replica_id)
+    }
+
     /// Runs one etcd call to completion (from a blocking thread), bounded by [`CALL_TIMEOUT`].
     /// A transient failure (a leader election, a member down while others are up) is tried
     /// again within that time: every call here is safe to repeat (puts and deletes are
@@ -330,7 +341,7 @@ impl EtcdStore {
         let tailed = self.tailed.clone();
         let tail_key = {
             let (prefix, replica) = (self.prefix.clone(), self.replica_id.clone());
-            move |host: &str| format!("{prefix}/tails/{host}/{replica}")
+            move |host: &str| tail_key(&prefix, host, &replica)
         };
         let endpoints = self.endpoints.clone();
         let ttl_duration = Duration::from_secs(ttl as u64);
@@ -1030,7 +1041,7 @@ impl Store for EtcdStore {
             if lease != 0 {
                 // Without a lease yet, the lease keeper puts it once it has one (never without
                 // one: the key must go with this replica).
-                let key = self.key(&format!("tails/{host}/{}", self.replica_id));
+                let key = self.own_tail_key(host);
                 let options = PutOptions::new().with_lease(lease);
                 let value = rate.to_string();
                 self.call(|mut c| {
@@ -1046,7 +1057,7 @@ impl Store for EtcdStore {
             .cloned()
             .collect();
         for host in gone {
-            self.delete_key(self.key(&format!("tails/{host}/{}", self.replica_id)))?;
+            self.delete_key(self.own_tail_key(&host))?;
             tailed.remove(&host);
         }
         Ok(())
