@@ -169,3 +169,48 @@ fn web_crypto_built_on_first_use_answers_in_every_request() {
         );
     }
 }
+
+/// The globals a context makes on first read (streams, Blob and FormData, URL, events and abort
+/// signals, console, crypto, performance...) when the app's source does not name them: every
+/// request's fresh context makes them again, and reading them through the global, assigning one
+/// first, the request's own signal and URL answer as workerd (2026-11-30, compat date 2026-11-01)
+/// answers the same module.
+#[test]
+fn globals_made_on_first_read_answer_as_workerd_in_every_request() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "lazy.example", "entrypoint": "lazy-globals/app.js", "limits": { "workers": 1 } }
+    ]}));
+    let class = json!(["function", true, true, "function"]);
+    let object = json!(["object", true, true, "object"]);
+    let mut seen = serde_json::Map::new();
+    for name in [
+        "ReadableStream",
+        "WritableStream",
+        "TransformStream",
+        "TextDecoderStream",
+        "Blob",
+        "File",
+        "FormData",
+        "URL",
+        "URLSearchParams",
+        "Event",
+        "EventTarget",
+        "AbortController",
+        "AbortSignal",
+    ] {
+        seen.insert(name.into(), class.clone());
+    }
+    for name in ["console", "crypto", "performance", "navigator", "scheduler"] {
+        seen.insert(name.into(), object.clone());
+    }
+    for _ in 0..3 {
+        let reply = block_on(nano.get("lazy.example", "/a/../b%20c?q=1"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.json(),
+            json!({ "seen": seen, "assigned": 7, "text": "ab", "stream": true,
+                    "signal": [true, false, true], "aborted": [true, "AbortError"],
+                    "url": ["http://lazy.example/b%20c?q=1", "/b%20c", "1"] })
+        );
+    }
+}

@@ -221,6 +221,18 @@ async fn handle(
     response
 }
 
+/// The URL the app sees as `request.url`: serialised here as WHATWG's `new URL(...).href` would
+/// (by the same `url` crate the runtime's URL uses), so the request's context takes it as it is
+/// instead of parsing it again. A `Host` the URL parser refuses is a 400.
+fn request_url(host: &str, req: &Request<Incoming>) -> Result<String, Refusal> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    url::Url::parse(&format!("http://{host}{path}"))
+        .map(String::from)
+        .map_err(|error| Refusal::BadHost {
+            reason: format!("{host:?} does not make a valid URL ({error})"),
+        })
+}
+
 /// A tail event for a request the app's queue refused (only while someone tails the app).
 fn queue_full_event(hostname: &str, method: &http::Method, path: &str, refusal: &Refusal) {
     let hub = crate::tail::hub(hostname);
@@ -370,6 +382,7 @@ async fn run(
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Refusal> {
     let hostname = route.pool.hostname().to_owned();
+    let url = request_url(&host, &req)?;
     // A WebSocket upgrade takes one of the app's sockets now (refused past the cap before the
     // app runs); the connection is handed over only if the app accepts with a 101.
     let upgrade = if websocket::is_upgrade(&req) {
@@ -427,8 +440,6 @@ async fn run(
         error,
     })?;
 
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("http://{host}{path}");
     // The app's `Host` is the host that routed the request (an absolute-form target's or
     // HTTP/2's authority wins over a `Host` header, and HTTP/2 sends none).
     let headers = std::iter::once(("host".to_owned(), host.clone()))

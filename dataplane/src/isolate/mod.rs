@@ -23,6 +23,7 @@ use std::sync::{Arc, Once};
 use crate::limits::memory::{self, Budget};
 use crate::webapi;
 use webapi::host::{StateRef, WorkerState};
+use webapi::internals_key;
 
 /// Stack of a worker thread; V8's own stack limit (about 1 MiB) fits well inside.
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
@@ -35,8 +36,6 @@ pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 /// snapshots in memory are taken off, where V8 reports 2.2 MB of physical heap, malloced and
 /// external memory; so 2.5 MiB.
 pub const WORKER_OVERHEAD_BYTES: usize = 5 * 1024 * 1024 / 2;
-
-const INTERNALS_KEY: &str = "nano.internals";
 
 /// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
 /// exists (see below); everything that makes an isolate calls it too, as a no-op by then.
@@ -380,6 +379,10 @@ fn evaluate_app(
     source: &AppSource,
 ) -> Result<(String, modules::Sources), AppLoadError> {
     let internals = bootstrap_runtime(scope);
+    // Before the app's code runs: its first read of a lazy global finds the runtime through it.
+    let global = scope.get_current_context().global(scope);
+    let key = internals_key(scope);
+    global.set_private(scope, key, internals.into());
     let (namespace, files) = modules::load_and_evaluate(scope, source)?;
     materialise_lazy_globals(scope, internals, &files);
     let namespace = v8::Local::new(scope, namespace);
@@ -398,10 +401,6 @@ fn evaluate_app(
         )));
     };
     let handler = handler.to_rust_string_lossy(tc);
-    let context = tc.get_current_context();
-    let global = context.global(tc);
-    let key = internals_key(tc);
-    global.set_private(tc, key, internals.into());
     Ok((handler, files))
 }
 
@@ -445,6 +444,11 @@ fn materialise_lazy_globals(
             }
         }
     }
+    // The list is needed only here: emptied, it does not go into every context.
+    if let Some(length) = v8::String::new(tc, "length") {
+        let zero = v8::Integer::new(tc, 0);
+        names.set(tc, length.into(), zero.into());
+    }
 }
 
 /// Runs `runtime.js` and returns its internals object.
@@ -471,11 +475,6 @@ fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::O
     internals
         .to_object(tc)
         .expect("bootstrap returns the internals object")
-}
-
-fn internals_key<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Private> {
-    let name = v8::String::new(scope, INTERNALS_KEY).expect("short string");
-    v8::Private::for_api(scope, Some(name))
 }
 
 fn get_function<'s>(

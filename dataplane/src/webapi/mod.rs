@@ -26,9 +26,8 @@ use host::Reply;
 
 /// The JS glue, evaluated once per app inside the snapshot creator.
 pub(crate) const RUNTIME_JS: &str = concat!(
-    include_str!("js/streams.js"),
-    "\n",
     include_str!("js/runtime/head.js"),
+    include_str!("js/runtime/streams.js"),
     include_str!("js/runtime/builtins.js"),
     include_str!("js/runtime/console.js"),
     include_str!("js/runtime/timers.js"),
@@ -64,9 +63,12 @@ const LAZY_SCRIPTS: &[(&str, &str)] = &[
 
 macro_rules! ops {
     ($($name:literal => $func:ident),* $(,)?) => {
-        /// Every native callback reachable from a snapshot, in a fixed order.
+        /// Every native callback reachable from a snapshot, in a fixed order: the ops, then the
+        /// accessor of the lazy globals.
         pub(crate) fn external_references() -> Vec<v8::ExternalReference> {
-            vec![$(v8::ExternalReference { function: v8::MapFnTo::map_fn_to($func) }),*]
+            let mut references = vec![$(v8::ExternalReference { function: v8::MapFnTo::map_fn_to($func) }),*];
+            references.extend(lazy_global_references());
+            references
         }
 
         /// Builds the ops object handed to the runtime bootstrap.
@@ -88,7 +90,7 @@ ops! {
     "timerStart" => op_timer_start,
     "timerCancel" => op_timer_cancel,
     "timersEnded" => op_timers_ended,
-        "respond" => op_respond,
+    "respond" => op_respond,
     "respondStream" => op_respond_stream,
     "streamChunk" => op_stream_chunk,
     "streamEnd" => op_stream_end,
@@ -105,9 +107,10 @@ ops! {
     "digest" => op_digest,
     "hmac" => op_hmac,
     "now" => op_now,
-        "fetchStart" => op_fetch_start,
+    "fetchStart" => op_fetch_start,
     "crypto" => op_crypto,
     "lazyScript" => op_lazy_script,
+    "lazyGlobal" => op_lazy_global,
     "asyncContext" => op_async_context,
     "setAsyncContext" => op_set_async_context,
     "encodingName" => op_encoding_name,
@@ -283,6 +286,97 @@ fn op_lazy_script(
     {
         rv.set(built);
     }
+}
+
+/// The private key under which a context's global holds the runtime's internals (what its
+/// bootstrap returned: dispatch, the lazy globals' builder...).
+pub(crate) fn internals_key<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Private> {
+    let name = v8::String::new(scope, "nano.internals").expect("short string");
+    v8::Private::for_api(scope, Some(name))
+}
+
+/// `lazyGlobal(name, group)`: makes `name` a native data property of the global whose first read
+/// builds its value (the runtime's `makeLazyGlobal(group, name)`, which then makes it a plain
+/// value) and whose assignment sets it. The accessor (an `AccessorInfo` holding the name and the
+/// group number, no context object) is kept with the isolate's part of a snapshot, so an unread
+/// lazy global costs each context one property cell where a JS getter and setter cost two
+/// closures and their pair.
+fn op_lazy_global(
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
+    _rv: v8::ReturnValue,
+) {
+    let (Ok(name), Ok(group)) = (
+        v8::Local::<v8::String>::try_from(args.get(0)),
+        v8::Local::<v8::Integer>::try_from(args.get(1)),
+    ) else {
+        return throw_type_error(
+            scope,
+            "lazyGlobal(name, group): a string and a group number",
+        );
+    };
+    let global = scope.get_current_context().global(scope);
+    let accessor = v8::AccessorConfiguration::new(lazy_global_get)
+        .setter(lazy_global_set)
+        .data(group.into())
+        .property_attribute(v8::PropertyAttribute::DONT_ENUM);
+    global.set_accessor_with_configuration(scope, name.into(), accessor);
+}
+
+/// The accessor of a lazy global, read: builds the value (the runtime defines it as a plain
+/// global in its place). If building throws (or the request's JS is being terminated), the
+/// exception propagates to the reader.
+fn lazy_global_get(
+    scope: &mut v8::HandleScope,
+    name: v8::Local<v8::Name>,
+    args: v8::PropertyCallbackArguments,
+    mut rv: v8::ReturnValue<v8::Value>,
+) {
+    let global = scope.get_current_context().global(scope);
+    let key = internals_key(scope);
+    let Some(internals) = global
+        .get_private(scope, key)
+        .and_then(|v| v.to_object(scope))
+    else {
+        return;
+    };
+    let Some(make) = v8::String::new(scope, "makeLazyGlobal")
+        .and_then(|key| internals.get(scope, key.into()))
+        .and_then(|make| v8::Local::<v8::Function>::try_from(make).ok())
+    else {
+        return;
+    };
+    let undefined = v8::undefined(scope).into();
+    if let Some(value) = make.call(scope, undefined, &[args.data(), name.into()]) {
+        rv.set(value);
+    }
+}
+
+/// The accessor of a lazy global, assigned before any read: the global becomes the value.
+fn lazy_global_set(
+    scope: &mut v8::HandleScope,
+    name: v8::Local<v8::Name>,
+    value: v8::Local<v8::Value>,
+    _args: v8::PropertyCallbackArguments,
+    _rv: v8::ReturnValue<()>,
+) {
+    let global = scope.get_current_context().global(scope);
+    // Deleted first: defining over a native data property would read it (and build it).
+    global.delete(scope, name.into());
+    global.define_own_property(scope, name, value, v8::PropertyAttribute::DONT_ENUM);
+}
+
+fn lazy_global_references() -> [v8::ExternalReference; 2] {
+    let get: v8::AccessorNameGetterCallback = v8::MapFnTo::map_fn_to(lazy_global_get);
+    let set: v8::AccessorNameSetterCallback = v8::MapFnTo::map_fn_to(lazy_global_set);
+    [
+        v8::ExternalReference {
+            pointer: get as *mut std::ffi::c_void,
+        },
+        v8::ExternalReference {
+            pointer: set as *mut std::ffi::c_void,
+        },
+    ]
 }
 
 /// The current async context frame (AsyncLocalStorage's stores): V8 keeps it with every promise

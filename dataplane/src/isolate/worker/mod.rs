@@ -24,7 +24,7 @@ mod context;
 mod js;
 mod memory;
 
-use super::{AppImage, get_function, internals_key};
+use super::{AppImage, get_function};
 use crate::job::stats::now_ms;
 use crate::job::{Command, Failure, IsolateState, Job, WorkerStats, close_slots};
 use crate::limits::cpu::{LimitKind, WorkerClock};
@@ -32,6 +32,7 @@ use crate::limits::memory::{Budget, Pressure};
 use crate::metrics::METRICS;
 use crate::webapi;
 use crate::webapi::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
+use crate::webapi::internals_key;
 
 const PRESENT: &str = "the isolate is only absent while it is being replaced";
 

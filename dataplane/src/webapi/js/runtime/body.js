@@ -5,14 +5,15 @@
   const decoder = new TextDecoder();
   function extractBody(body) {
     if (body === undefined || body === null) return { bytes: null, type: null };
-    if (body instanceof ReadableStream) {
+    if (isReadableStream(body)) {
       if (body.locked || body._disturbed) throw new TypeError("body: the ReadableStream is locked or already read");
       return { bytes: null, stream: body, type: null };
     }
     if (typeof body === "string") return { bytes: encoder.encode(body), type: "text/plain;charset=UTF-8" };
-    if (body instanceof Blob) return { bytes: body[kBytes].slice(), type: body.type || null };
-    if (body instanceof FormData) return encodeMultipart(body);
-    if (body instanceof URLSearchParams) {
+    // No Blob, FormData or URLSearchParams exists in a context before their classes are made.
+    if (forms !== null && body instanceof forms.Blob) return { bytes: body[forms.kBytes].slice(), type: body.type || null };
+    if (forms !== null && body instanceof forms.FormData) return forms.encodeMultipart(body);
+    if (urls !== null && body instanceof urls.URLSearchParams) {
       return { bytes: encoder.encode(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
     }
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { bytes: toBytes(body, "body").slice(), type: null };
@@ -50,7 +51,7 @@
       if (state.bytes === null) return null;
       const bytes = state.bytes;
       // A byte stream, as on Workers (readable with a BYOB reader too); enqueue copies.
-      state.stream = new ReadableStream({
+      state.stream = new (streamsApi().ReadableStream)({
         type: "bytes",
         start(controller) {
           if (bytes.byteLength > 0) controller.enqueue(bytes);
@@ -75,10 +76,10 @@
     async json() { return JSON.parse(await this.text()); }
     async blob() {
       const bytes = await this.#take("blob()");
-      return new Blob([bytes], { type: this.headers.get("content-type") ?? "" });
+      return new (formsApi().Blob)([bytes], { type: this.headers.get("content-type") ?? "" });
     }
     async formData() {
-      return parseFormData(await this.#take("formData()"), this.headers.get("content-type"));
+      return formsApi().parseFormData(await this.#take("formData()"), this.headers.get("content-type"));
     }
   };
 
@@ -115,7 +116,7 @@
     }
     static redirect(url, status = 302) {
       if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
-      const response = new Response(null, { status, headers: { location: new URL(url).href } });
+      const response = new Response(null, { status, headers: { location: href(url) } });
       Headers.freeze(response[kState].headers);
       return response;
     }
@@ -155,8 +156,11 @@
     ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"].map((m) => [m.toLowerCase(), m]),
   );
   const REDIRECT_MODES = ["follow", "manual", "error"];
+  // Passed by the dispatcher for an incoming request, whose URL the node has serialised already
+  // (http::request_url): no app code can reach it, so no app can skip the parse.
+  const URL_SERIALISED = {};
   class Request extends BodyMixin(Object) {
-    constructor(input, init = {}) {
+    constructor(input, init = {}, serialised = undefined) {
       super();
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
       if (input instanceof Request) {
@@ -165,7 +169,7 @@
         bytes = s.bytes === null ? null : s.bytes.slice();
         signal = s.signal; redirect = s.redirect;
       } else {
-        url = new URL(String(input)).href;
+        url = serialised === URL_SERIALISED ? input : href(input);
         headers = new Headers();
       }
       if (init.method !== undefined) {
@@ -180,10 +184,11 @@
         throw new TypeError(`Request: a ${method} request cannot have a body`);
       }
       if (type && !headers.has("content-type")) headers.set("content-type", type);
-      if (init.signal !== undefined && init.signal !== null && !(init.signal instanceof AbortSignal)) {
+      if (init.signal !== undefined && init.signal !== null && !isAbortSignal(init.signal)) {
         throw new TypeError("Request: signal must be an AbortSignal");
       }
-      signal = init.signal ?? signal ?? new AbortSignal(kState);
+      // Without one given, the request's own signal is made when it is first read.
+      signal = init.signal ?? signal;
       if (init.redirect !== undefined) redirect = String(init.redirect);
       if (!REDIRECT_MODES.includes(redirect)) {
         throw new TypeError(`Request: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
@@ -193,7 +198,7 @@
     get url() { return this[kState].url; }
     get method() { return this[kState].method; }
     get headers() { return this[kState].headers; }
-    get signal() { return this[kState].signal; }
+    get signal() { return (this[kState].signal ??= new (eventsApi().AbortSignal)(kState)); }
     get redirect() { return this[kState].redirect; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");

@@ -1,48 +1,54 @@
 // Crypto.getRandomValues, randomUUID, and the crypto.subtle accessor (js/subtle.js).
 // (Part of the runtime's bootstrap function: see head.js.)
   // ---- crypto ------------------------------------------------------------------------------------
-  const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
-  const crypto = {
-    getRandomValues(array) {
-      if (!INTEGER_ARRAYS.some((C) => array instanceof C)) {
-        throw new DOMException("crypto.getRandomValues: expected an integer TypedArray", "TypeMismatchError");
-      }
-      if (array.byteLength > 65536) {
-        throw new DOMException(`crypto.getRandomValues: ${array.byteLength} bytes asked, at most 65536 allowed`, "QuotaExceededError");
-      }
-      new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(ops.randomBytes(array.byteLength));
-      return array;
-    },
-    randomUUID() {
-      const b = ops.randomBytes(16);
-      b[6] = (b[6] & 0x0f) | 0x40;
-      b[8] = (b[8] & 0x3f) | 0x80;
-      const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
-      return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-    },
-  };
-  // Crypto and SubtleCrypto are classes, as on Workers; the one instance of each is crypto and
-  // crypto.subtle. Web Crypto (js/subtle.js) is compiled on first use.
-  class Crypto {
-    constructor(key) { if (key !== kState) throw new TypeError("Illegal constructor"); }
-  }
   const methods = (target, source) => {
     for (const [name, value] of Object.entries(source)) {
       Object.defineProperty(target, name, { value, writable: true, configurable: true, enumerable: true });
     }
   };
-  methods(Crypto.prototype, crypto);
   let webCrypto;
   const subtleTier = () => (webCrypto ??= ops.lazyScript("subtle")(ops, { kState, toBytes, B64, methods }));
-  Object.defineProperty(Crypto.prototype, "subtle", {
-    get: Object.getOwnPropertyDescriptor({ get subtle() { return subtleTier().subtle; } }, "subtle").get,
-    configurable: true,
-    enumerable: true,
-  });
-  define("Crypto", Crypto);
-  define("crypto", Object.freeze(new Crypto(kState)));
-  lazyGlobal("SubtleCrypto", () => subtleTier().SubtleCrypto);
-  lazyGlobal("CryptoKey", () => subtleTier().CryptoKey);
+  // crypto and Crypto are made in a context the first time it reads one of them; until then a
+  // reset-on request does not deserialise them. An app whose source names one gets them in its
+  // snapshot (lazyGlobal).
+  let cryptoApi = null;
+  const cryptoGlobals = () => (cryptoApi ??= makeCrypto());
+  lazyGlobal(["Crypto", "crypto"], (name) => cryptoGlobals()[name]);
+  function makeCrypto() {
+    const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
+    const crypto = {
+      getRandomValues(array) {
+        if (!INTEGER_ARRAYS.some((C) => array instanceof C)) {
+          throw new DOMException("crypto.getRandomValues: expected an integer TypedArray", "TypeMismatchError");
+        }
+        if (array.byteLength > 65536) {
+          throw new DOMException(`crypto.getRandomValues: ${array.byteLength} bytes asked, at most 65536 allowed`, "QuotaExceededError");
+        }
+        new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(ops.randomBytes(array.byteLength));
+        return array;
+      },
+      randomUUID() {
+        const b = ops.randomBytes(16);
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        const hex = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+        return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+      },
+    };
+    // Crypto and SubtleCrypto are classes, as on Workers; the one instance of each is crypto and
+    // crypto.subtle. Web Crypto (js/subtle.js) is compiled on first use.
+    class Crypto {
+      constructor(key) { if (key !== kState) throw new TypeError("Illegal constructor"); }
+    }
+    methods(Crypto.prototype, crypto);
+    Object.defineProperty(Crypto.prototype, "subtle", {
+      get: Object.getOwnPropertyDescriptor({ get subtle() { return subtleTier().subtle; } }, "subtle").get,
+      configurable: true,
+      enumerable: true,
+    });
+    return { Crypto, crypto: Object.freeze(new Crypto(kState)) };
+  }
+  lazyGlobal(["SubtleCrypto", "CryptoKey"], (name) => subtleTier()[name]);
   // An app whose source names it gets it in its snapshot (see lazyGlobals).
   lazyGlobals.push("crypto.subtle");
 

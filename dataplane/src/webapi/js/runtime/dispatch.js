@@ -155,7 +155,7 @@
       ops.streamEnd(id, null);
     } catch (err) {
       const [message] = describeError(err);
-      console.error("the response stream failed:", message);
+      logError("the response stream failed:", message);
       ops.streamEnd(id, message);
     }
   }
@@ -173,7 +173,7 @@
     const headers = new Headers();
     const list = Headers[kState](headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
-    const request = new Request(url, { method, headers });
+    const request = new Request(url, { method, headers }, URL_SERIALISED);
     Headers.freeze(request.headers);
     request[kState].bytes = body;
     const waits = [];
@@ -189,5 +189,5 @@
       .finally(() => ops.done(id));
   }
 
-  return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals };
+  return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals, makeLazyGlobal };
 });

@@ -4,8 +4,9 @@
   const pendingFetches = new Map();
   async function fetch(input, init = undefined) {
     const request = input instanceof Request && init === undefined ? input : new Request(input, init);
+    // A signal nobody read was never made, so it cannot abort (see Request's signal).
     const { signal, redirect } = request[kState];
-    signal.throwIfAborted();
+    signal?.throwIfAborted();
     if (String(request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
       // A WebSocket to the URL (js/websocket.js): the response's webSocket needs accept().
       const protocols = request.headers.get("sec-websocket-protocol");
@@ -18,7 +19,7 @@
     const id = ops.fetchStart(request.method, request.url, flat, request[kState].bytes, redirect);
     return new Promise((resolve, reject) => {
       pendingFetches.set(id, { resolve, reject });
-      signal.addEventListener("abort", () => {
+      signal?.addEventListener("abort", () => {
         if (pendingFetches.delete(id)) reject(signal.reason);
       }, { once: true });
     });
@@ -50,7 +51,7 @@
   let cacheApi = null;
   const cacheGlobal = (name) =>
     (cacheApi ??= ops.lazyScript("cache")(ops, { kState, Request, Response, Headers, NULL_BODY_STATUS }))[name];
-  for (const name of ["caches", "Cache", "CacheStorage"]) lazyGlobal(name, () => cacheGlobal(name));
+  lazyGlobal(["caches", "Cache", "CacheStorage"], cacheGlobal);
 
   // ---- WebSockets --------------------------------------------------------------------------------
   // js/websocket.js, compiled into a context when it first reads one of its globals. The
@@ -62,7 +63,5 @@
     register: (socket, ws) => openSockets.set(socket, ws),
     unregister: (socket) => openSockets.delete(socket),
   }));
-  for (const name of ["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"]) {
-    lazyGlobal(name, () => websockets()[name]);
-  }
+  lazyGlobal(["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"], (name) => websockets()[name]);
 

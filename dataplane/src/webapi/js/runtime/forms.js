@@ -1,144 +1,148 @@
 // Blob, File, FormData.
 // (Part of the runtime's bootstrap function: see head.js.)
-  // ---- Blob, File, FormData ----------------------------------------------------------------------
-  const kBytes = Symbol("nano.blob.bytes");
-  const partBytes = (part) => {
-    if (part instanceof Blob) return part[kBytes];
-    if (part instanceof ArrayBuffer || ArrayBuffer.isView(part)) return toBytes(part, "Blob").slice();
-    return new TextEncoder().encode(String(part));
-  };
-  class Blob {
-    constructor(parts = [], options = {}) {
-      const chunks = [...parts].map(partBytes);
-      const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-      let offset = 0;
-      for (const c of chunks) { out.set(c, offset); offset += c.length; }
-      this[kBytes] = out;
-      const type = String(options?.type ?? "");
-      this.type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "";
-    }
-    get size() { return this[kBytes].length; }
-    async text() { return new TextDecoder().decode(this[kBytes]); }
-    async arrayBuffer() { return this[kBytes].slice().buffer; }
-    async bytes() { return this[kBytes].slice(); }
-    slice(start = 0, end = this.size, type = "") {
-      const blob = new Blob([], { type });
-      blob[kBytes] = this[kBytes].slice(start, end);
-      return blob;
-    }
-    stream() {
-      // A byte stream (readable with a BYOB reader too); enqueue copies the bytes.
-      const bytes = this[kBytes];
-      return new ReadableStream({ type: "bytes", start(c) { if (bytes.byteLength > 0) c.enqueue(bytes); c.close(); } });
-    }
-    get [Symbol.toStringTag]() { return "Blob"; }
-  }
-  class File extends Blob {
-    constructor(parts, name, options = {}) {
-      if (arguments.length < 2) throw new TypeError("File: a name is required");
-      super(parts, options);
-      this.name = String(name);
-      this.lastModified = options.lastModified === undefined ? Date.now() : Number(options.lastModified);
-    }
-    get [Symbol.toStringTag]() { return "File"; }
-  }
-  define("Blob", Blob);
-  define("File", File);
-
-  class FormData {
-    #entries = [];
-    constructor(form) {
-      if (form !== undefined) throw new TypeError("FormData: building from a form element is not supported");
-    }
-    static #value(value, filename) {
-      if (value instanceof Blob) {
-        if (value instanceof File && filename === undefined) return value;
-        return new File([value], filename ?? (value instanceof File ? value.name : "blob"), { type: value.type });
+  // ---- Blob, File, FormData, made on first use ----------------------------------------------------
+  // Made in a context the first time it reads one of these globals or needs them itself (a body
+  // read as a Blob or FormData); until then a reset-on request does not deserialise them.
+  let forms = null;
+  const formsApi = () => (forms ??= makeForms());
+  lazyGlobal(["Blob", "File", "FormData"], (name) => formsApi()[name]);
+  function makeForms() {
+    const kBytes = Symbol("nano.blob.bytes");
+    const partBytes = (part) => {
+      if (part instanceof Blob) return part[kBytes];
+      if (part instanceof ArrayBuffer || ArrayBuffer.isView(part)) return toBytes(part, "Blob").slice();
+      return new TextEncoder().encode(String(part));
+    };
+    class Blob {
+      constructor(parts = [], options = {}) {
+        const chunks = [...parts].map(partBytes);
+        const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+        let offset = 0;
+        for (const c of chunks) { out.set(c, offset); offset += c.length; }
+        this[kBytes] = out;
+        const type = String(options?.type ?? "");
+        this.type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "";
       }
-      return String(value);
-    }
-    append(name, value, filename) { this.#entries.push([String(name), FormData.#value(value, filename)]); }
-    set(name, value, filename) {
-      const n = String(name);
-      const i = this.#entries.findIndex(([k]) => k === n);
-      const entry = [n, FormData.#value(value, filename)];
-      if (i < 0) { this.#entries.push(entry); return; }
-      this.#entries[i] = entry;
-      this.#entries = this.#entries.filter(([k], j) => k !== n || j === i);
-    }
-    get(name) { return this.#entries.find(([k]) => k === String(name))?.[1] ?? null; }
-    getAll(name) { return this.#entries.filter(([k]) => k === String(name)).map(([, v]) => v); }
-    has(name) { return this.#entries.some(([k]) => k === String(name)); }
-    delete(name) { this.#entries = this.#entries.filter(([k]) => k !== String(name)); }
-    *entries() { yield* this.#entries.map(([k, v]) => [k, v]); }
-    *keys() { for (const [k] of this.#entries) yield k; }
-    *values() { for (const [, v] of this.#entries) yield v; }
-    forEach(cb, thisArg) { for (const [k, v] of this.#entries) cb.call(thisArg, v, k, this); }
-    [Symbol.iterator]() { return this.entries(); }
-  }
-  define("FormData", FormData);
-
-  // multipart/form-data: encode a FormData, and parse a body back.
-  function encodeMultipart(form) {
-    const boundary = `----nano${ops.randomBytes(12).reduce((s, b) => s + b.toString(16).padStart(2, "0"), "")}`;
-    const enc = new TextEncoder();
-    const escape = (s) => s.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
-    const parts = [];
-    for (const [name, value] of form) {
-      let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escape(name)}"`;
-      if (value instanceof File) {
-        head += `; filename="${escape(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}`;
-        parts.push(enc.encode(`${head}\r\n\r\n`), value[kBytes], enc.encode("\r\n"));
-      } else {
-        parts.push(enc.encode(`${head}\r\n\r\n${value}\r\n`));
+      get size() { return this[kBytes].length; }
+      async text() { return new TextDecoder().decode(this[kBytes]); }
+      async arrayBuffer() { return this[kBytes].slice().buffer; }
+      async bytes() { return this[kBytes].slice(); }
+      slice(start = 0, end = this.size, type = "") {
+        const blob = new Blob([], { type });
+        blob[kBytes] = this[kBytes].slice(start, end);
+        return blob;
       }
+      stream() {
+        // A byte stream (readable with a BYOB reader too); enqueue copies the bytes.
+        const bytes = this[kBytes];
+        return new (streamsApi().ReadableStream)({ type: "bytes", start(c) { if (bytes.byteLength > 0) c.enqueue(bytes); c.close(); } });
+      }
+      get [Symbol.toStringTag]() { return "Blob"; }
     }
-    parts.push(enc.encode(`--${boundary}--\r\n`));
-    return { bytes: new Blob(parts)[kBytes], type: `multipart/form-data; boundary=${boundary}` };
-  }
-  function parseFormData(bytes, contentType) {
-    const form = new FormData();
-    const type = (contentType ?? "").toLowerCase();
-    if (type.startsWith("application/x-www-form-urlencoded")) {
-      for (const [k, v] of new URLSearchParams(new TextDecoder().decode(bytes))) form.append(k, v);
+    class File extends Blob {
+      constructor(parts, name, options = {}) {
+        if (arguments.length < 2) throw new TypeError("File: a name is required");
+        super(parts, options);
+        this.name = String(name);
+        this.lastModified = options.lastModified === undefined ? Date.now() : Number(options.lastModified);
+      }
+      get [Symbol.toStringTag]() { return "File"; }
+    }
+
+    class FormData {
+      #entries = [];
+      constructor(form) {
+        if (form !== undefined) throw new TypeError("FormData: building from a form element is not supported");
+      }
+      static #value(value, filename) {
+        if (value instanceof Blob) {
+          if (value instanceof File && filename === undefined) return value;
+          return new File([value], filename ?? (value instanceof File ? value.name : "blob"), { type: value.type });
+        }
+        return String(value);
+      }
+      append(name, value, filename) { this.#entries.push([String(name), FormData.#value(value, filename)]); }
+      set(name, value, filename) {
+        const n = String(name);
+        const i = this.#entries.findIndex(([k]) => k === n);
+        const entry = [n, FormData.#value(value, filename)];
+        if (i < 0) { this.#entries.push(entry); return; }
+        this.#entries[i] = entry;
+        this.#entries = this.#entries.filter(([k], j) => k !== n || j === i);
+      }
+      get(name) { return this.#entries.find(([k]) => k === String(name))?.[1] ?? null; }
+      getAll(name) { return this.#entries.filter(([k]) => k === String(name)).map(([, v]) => v); }
+      has(name) { return this.#entries.some(([k]) => k === String(name)); }
+      delete(name) { this.#entries = this.#entries.filter(([k]) => k !== String(name)); }
+      *entries() { yield* this.#entries.map(([k, v]) => [k, v]); }
+      *keys() { for (const [k] of this.#entries) yield k; }
+      *values() { for (const [, v] of this.#entries) yield v; }
+      forEach(cb, thisArg) { for (const [k, v] of this.#entries) cb.call(thisArg, v, k, this); }
+      [Symbol.iterator]() { return this.entries(); }
+    }
+
+    // multipart/form-data: encode a FormData, and parse a body back.
+    function encodeMultipart(form) {
+      const boundary = `----nano${ops.randomBytes(12).reduce((s, b) => s + b.toString(16).padStart(2, "0"), "")}`;
+      const enc = new TextEncoder();
+      const escape = (s) => s.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+      const parts = [];
+      for (const [name, value] of form) {
+        let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escape(name)}"`;
+        if (value instanceof File) {
+          head += `; filename="${escape(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}`;
+          parts.push(enc.encode(`${head}\r\n\r\n`), value[kBytes], enc.encode("\r\n"));
+        } else {
+          parts.push(enc.encode(`${head}\r\n\r\n${value}\r\n`));
+        }
+      }
+      parts.push(enc.encode(`--${boundary}--\r\n`));
+      return { bytes: new Blob(parts)[kBytes], type: `multipart/form-data; boundary=${boundary}` };
+    }
+    function parseFormData(bytes, contentType) {
+      const form = new FormData();
+      const type = (contentType ?? "").toLowerCase();
+      if (type.startsWith("application/x-www-form-urlencoded")) {
+        for (const [k, v] of new (urlApi().URLSearchParams)(new TextDecoder().decode(bytes))) form.append(k, v);
+        return form;
+      }
+      const match = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "");
+      if (!type.startsWith("multipart/form-data") || !match) {
+        throw new TypeError("formData(): the body is neither multipart/form-data (with a boundary) nor application/x-www-form-urlencoded");
+      }
+      const boundary = new TextEncoder().encode(`--${match[1] ?? match[2]}`);
+      const find = (from, needle) => {
+        outer: for (let i = from; i <= bytes.length - needle.length; i++) {
+          for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
+          return i;
+        }
+        return -1;
+      };
+      let at = find(0, boundary);
+      while (at >= 0) {
+        const start = at + boundary.length;
+        if (bytes[start] === 45 && bytes[start + 1] === 45) break; // "--": the last boundary
+        const next = find(start, boundary);
+        if (next < 0) throw new TypeError("formData(): the multipart body is truncated");
+        const part = bytes.subarray(start + 2, next - 2); // skip CRLF after the boundary and before the next
+        let headEnd = -1;
+        for (let i = 0; i + 3 < part.length; i++) {
+          if (part[i] === 13 && part[i + 1] === 10 && part[i + 2] === 13 && part[i + 3] === 10) { headEnd = i; break; }
+        }
+        if (headEnd < 0) throw new TypeError("formData(): a multipart part has no header end");
+        const head = new TextDecoder().decode(part.subarray(0, headEnd));
+        const content = part.subarray(headEnd + 4);
+        const disposition = /content-disposition:[^\r\n]*/i.exec(head)?.[0] ?? "";
+        const name = /\bname="([^"]*)"/i.exec(disposition)?.[1];
+        const filename = /\bfilename="([^"]*)"/i.exec(disposition)?.[1];
+        const ctype = /content-type:\s*([^\r\n]*)/i.exec(head)?.[1] ?? "";
+        if (name !== undefined) {
+          if (filename !== undefined) form.append(name, new File([content], filename, { type: ctype }));
+          else form.append(name, new TextDecoder().decode(content));
+        }
+        at = next;
+      }
       return form;
     }
-    const match = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "");
-    if (!type.startsWith("multipart/form-data") || !match) {
-      throw new TypeError("formData(): the body is neither multipart/form-data (with a boundary) nor application/x-www-form-urlencoded");
-    }
-    const boundary = new TextEncoder().encode(`--${match[1] ?? match[2]}`);
-    const find = (from, needle) => {
-      outer: for (let i = from; i <= bytes.length - needle.length; i++) {
-        for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
-        return i;
-      }
-      return -1;
-    };
-    let at = find(0, boundary);
-    while (at >= 0) {
-      const start = at + boundary.length;
-      if (bytes[start] === 45 && bytes[start + 1] === 45) break; // "--": the last boundary
-      const next = find(start, boundary);
-      if (next < 0) throw new TypeError("formData(): the multipart body is truncated");
-      const part = bytes.subarray(start + 2, next - 2); // skip CRLF after the boundary and before the next
-      let headEnd = -1;
-      for (let i = 0; i + 3 < part.length; i++) {
-        if (part[i] === 13 && part[i + 1] === 10 && part[i + 2] === 13 && part[i + 3] === 10) { headEnd = i; break; }
-      }
-      if (headEnd < 0) throw new TypeError("formData(): a multipart part has no header end");
-      const head = new TextDecoder().decode(part.subarray(0, headEnd));
-      const content = part.subarray(headEnd + 4);
-      const disposition = /content-disposition:[^\r\n]*/i.exec(head)?.[0] ?? "";
-      const name = /\bname="([^"]*)"/i.exec(disposition)?.[1];
-      const filename = /\bfilename="([^"]*)"/i.exec(disposition)?.[1];
-      const ctype = /content-type:\s*([^\r\n]*)/i.exec(head)?.[1] ?? "";
-      if (name !== undefined) {
-        if (filename !== undefined) form.append(name, new File([content], filename, { type: ctype }));
-        else form.append(name, new TextDecoder().decode(content));
-      }
-      at = next;
-    }
-    return form;
+    return { Blob, File, FormData, kBytes, encodeMultipart, parseFormData };
   }
-

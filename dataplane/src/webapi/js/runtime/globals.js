@@ -7,12 +7,12 @@
   // use must not be in it. An app whose source names one gets them in its snapshot instead.
   let extras = null;
   const extra = (name) => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec }))[name];
-  for (const name of ["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
-    "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"]) {
-    lazyGlobal(name, () => extra(name));
-  }
+  lazyGlobal(["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
+    "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"], extra);
 
-  define("scheduler", Object.freeze({
+  // scheduler, performance and navigator are made on first read, like the globals above; an app
+  // whose source names one gets it in its snapshot.
+  lazyGlobal(["scheduler"], () => Object.freeze({
     wait(ms, options = {}) {
       const signal = options?.signal;
       return new Promise((resolve, reject) => {
@@ -24,11 +24,10 @@
   }));
 
   // ---- performance, navigator --------------------------------------------------------------------
-  const performance = {
+  lazyGlobal(["performance"], () => Object.freeze({
     now: () => ops.now(),
     get timeOrigin() { return Date.now() - ops.now(); },
     toJSON() { return { timeOrigin: this.timeOrigin }; },
-  };
-  define("performance", Object.freeze(performance));
-  define("navigator", Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" }));
+  }));
+  lazyGlobal(["navigator"], () => Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" }));
 

@@ -13,16 +13,26 @@
   const kState = Symbol("nano.state");
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
-  // A global made on first read (its code compiled then: see lazyScript), then a plain value.
-  // The names go to the snapshot creator, which makes those an app's source names in advance.
+  // Globals made on first read, a group at a time: `lazyGlobal(names, make)` makes each name a
+  // native data property of the global (the lazyGlobal op), whose accessor V8 keeps with the
+  // isolate, so a global no request reads costs a context one property cell. The first read calls
+  // `make(name)` (through makeLazyGlobal, below) and the global becomes that value; an assignment
+  // before any read makes it the value assigned. The names go to the snapshot creator, which
+  // makes those an app's source names in advance.
+  const lazyGroups = [];
   const lazyGlobals = [];
-  const lazyGlobal = (name, make) => {
-    lazyGlobals.push(name);
-    Object.defineProperty(globalThis, name, {
-      get() { const value = make(); define(name, value); return value; },
-      set(value) { define(name, value); },
-      configurable: true,
-      enumerable: false,
-    });
+  const lazyGlobal = (names, make) => {
+    lazyGroups.push(make);
+    for (const name of names) {
+      lazyGlobals.push(name);
+      ops.lazyGlobal(name, lazyGroups.length - 1);
+    }
+  };
+  const makeLazyGlobal = (group, name) => {
+    const value = lazyGroups[group](name);
+    // Deleted first: defining over a native data property would read it (and so build it) again.
+    delete globalThis[name];
+    define(name, value);
+    return value;
   };
 

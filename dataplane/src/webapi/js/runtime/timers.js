@@ -34,7 +34,7 @@
     try {
       timer.callback(...timer.args);
     } catch (err) {
-      console.error("uncaught exception in timer callback:", err);
+      logError("uncaught exception in timer callback:", err);
     } finally {
       ops.setAsyncContext(previous);
     }
