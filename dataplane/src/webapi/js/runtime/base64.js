@@ -8,7 +8,7 @@
     for (let i = 0; i < s.length; i += 3) {
       const codes = [s.charCodeAt(i), s.charCodeAt(i + 1), s.charCodeAt(i + 2)];
       for (const c of codes) {
-        if (c > 255) throw new DOMException("btoa: the string contains characters outside Latin-1", "InvalidCharacterError");
+        if (c > 255) throw new (domException())("btoa: the string contains characters outside Latin-1", "InvalidCharacterError");
       }
       const [a, b, c] = codes;
       const n = (a << 16) | ((b || 0) << 8) | (c || 0);
@@ -20,7 +20,7 @@
     let s = String(data).replace(/[\t\n\f\r ]/g, "");
     if (s.length % 4 === 0) s = s.replace(/={1,2}$/, "");
     if (s.length % 4 === 1 || /[^A-Za-z0-9+/]/.test(s)) {
-      throw new DOMException("atob: the string is not correctly encoded base64", "InvalidCharacterError");
+      throw new (domException())("atob: the string is not correctly encoded base64", "InvalidCharacterError");
     }
     let out = "";
     let bits = 0, value = 0;

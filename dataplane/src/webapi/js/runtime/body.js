@@ -1,23 +1,21 @@
 // Body, Request, Response.
 // (Part of the runtime's bootstrap function: see head.js.)
   // ---- Body, Request, Response ---------------------------------------------------------------
-  const encoder = new TextEncoder();
-  const decoder = new TextDecoder();
   function extractBody(body) {
     if (body === undefined || body === null) return { bytes: null, type: null };
     if (isReadableStream(body)) {
       if (body.locked || body._disturbed) throw new TypeError("body: the ReadableStream is locked or already read");
       return { bytes: null, stream: body, type: null };
     }
-    if (typeof body === "string") return { bytes: encoder.encode(body), type: "text/plain;charset=UTF-8" };
+    if (typeof body === "string") return { bytes: utf8(body), type: "text/plain;charset=UTF-8" };
     // No Blob, FormData or URLSearchParams exists in a context before their classes are made.
     if (forms !== null && body instanceof forms.Blob) return { bytes: body[forms.kBytes].slice(), type: body.type || null };
     if (forms !== null && body instanceof forms.FormData) return forms.encodeMultipart(body);
     if (urls !== null && body instanceof urls.URLSearchParams) {
-      return { bytes: encoder.encode(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
+      return { bytes: utf8(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
     }
     if (body instanceof ArrayBuffer || ArrayBuffer.isView(body)) return { bytes: toBytes(body, "body").slice(), type: null };
-    return { bytes: encoder.encode(String(body)), type: "text/plain;charset=UTF-8" };
+    return { bytes: utf8(body), type: "text/plain;charset=UTF-8" };
   }
   // A body stream must yield bytes: workerd refuses strings (encode them, e.g. with a
   // TextEncoderStream).
@@ -42,7 +40,9 @@
     }
     return out;
   }
-  const BodyMixin = (Base) => class extends Base {
+  // What Request and Response share, as workerd's Body: one class, so a context holds its
+  // methods once.
+  class Body {
     get bodyUsed() { return this[kState].used || Boolean(this[kState].stream?._disturbed); }
     // The body as a stream: the app's own, or one chunk holding the bytes (made once).
     get body() {
@@ -72,7 +72,7 @@
       return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
     }
     async bytes() { return (await this.#take("bytes()")).slice(); }
-    async text() { return decoder.decode(await this.#take("text()")); }
+    async text() { return fromUtf8(await this.#take("text()")); }
     async json() { return JSON.parse(await this.text()); }
     async blob() {
       const bytes = await this.#take("blob()");
@@ -81,11 +81,12 @@
     async formData() {
       return formsApi().parseFormData(await this.#take("formData()"), this.headers.get("content-type"));
     }
-  };
+  }
+
 
   const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
   const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
-  class Response extends BodyMixin(Object) {
+  class Response extends Body {
     constructor(body = null, init = {}) {
       super();
       const status = init.status === undefined ? 200 : Number(init.status);
@@ -159,7 +160,7 @@
   // Passed by the dispatcher for an incoming request, whose URL the node has serialised already
   // (http::request_url): no app code can reach it, so no app can skip the parse.
   const URL_SERIALISED = {};
-  class Request extends BodyMixin(Object) {
+  class Request extends Body {
     constructor(input, init = {}, serialised = undefined) {
       super();
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";

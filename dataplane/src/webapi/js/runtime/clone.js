@@ -6,13 +6,13 @@
     // Transferred buffers move (the source is detached); a buffer already detached arrives
     // empty, as on workerd.
     for (const buffer of options?.transfer ?? []) {
-      if (!(buffer instanceof ArrayBuffer)) throw new DOMException("structuredClone: only ArrayBuffers can be transferred", "DataCloneError");
+      if (!(buffer instanceof ArrayBuffer)) throw new (domException())("structuredClone: only ArrayBuffers can be transferred", "DataCloneError");
       seen.set(buffer, buffer.detached ? new ArrayBuffer(0) : buffer.transfer());
     }
     const clone = (v) => {
       if (v === null || (typeof v !== "object" && typeof v !== "function" && typeof v !== "symbol")) return v;
       if (typeof v === "function" || typeof v === "symbol") {
-        throw new DOMException(`structuredClone: ${typeof v === "function" ? "a function" : "a symbol"} could not be cloned`, "DataCloneError");
+        throw new (domException())(`structuredClone: ${typeof v === "function" ? "a function" : "a symbol"} could not be cloned`, "DataCloneError");
       }
       if (seen.has(v)) return seen.get(v);
       let out;

@@ -19,10 +19,10 @@
     const crypto = {
       getRandomValues(array) {
         if (!INTEGER_ARRAYS.some((C) => array instanceof C)) {
-          throw new DOMException("crypto.getRandomValues: expected an integer TypedArray", "TypeMismatchError");
+          throw new (domException())("crypto.getRandomValues: expected an integer TypedArray", "TypeMismatchError");
         }
         if (array.byteLength > 65536) {
-          throw new DOMException(`crypto.getRandomValues: ${array.byteLength} bytes asked, at most 65536 allowed`, "QuotaExceededError");
+          throw new (domException())(`crypto.getRandomValues: ${array.byteLength} bytes asked, at most 65536 allowed`, "QuotaExceededError");
         }
         new Uint8Array(array.buffer, array.byteOffset, array.byteLength).set(ops.randomBytes(array.byteLength));
         return array;

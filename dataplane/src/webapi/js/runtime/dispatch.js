@@ -11,18 +11,24 @@
     if (type === "fetch" && i >= 0) fetchListeners.splice(i, 1);
   });
 
-  class FetchEvent {
-    #request; #ctx;
-    constructor(request, ctx) { this.#request = request; this.#ctx = ctx; this[kState] = { responded: false, response: undefined }; }
-    get type() { return "fetch"; }
-    get request() { return this.#request; }
-    respondWith(response) {
-      if (this[kState].responded) throw new Error("FetchEvent.respondWith() was already called");
-      this[kState].responded = true;
-      this[kState].response = response;
+  // The event a listener app's handler gets; made in a context the first time one is needed.
+  let fetchEventClass = null;
+  const fetchEventApi = () => (fetchEventClass ??= makeFetchEvent());
+  function makeFetchEvent() {
+    class FetchEvent {
+      #request; #ctx;
+      constructor(request, ctx) { this.#request = request; this.#ctx = ctx; this[kState] = { responded: false, response: undefined }; }
+      get type() { return "fetch"; }
+      get request() { return this.#request; }
+      respondWith(response) {
+        if (this[kState].responded) throw new Error("FetchEvent.respondWith() was already called");
+        this[kState].responded = true;
+        this[kState].response = response;
+      }
+      waitUntil(promise) { this.#ctx.waitUntil(promise); }
+      passThroughOnException() {}
     }
-    waitUntil(promise) { this.#ctx.waitUntil(promise); }
-    passThroughOnException() {}
+    return FetchEvent;
   }
 
   class ExecutionContext {
@@ -76,7 +82,7 @@
       if (defaultHandler !== null) {
         result = await defaultHandler.fetch(request, env, ctx);
       } else {
-        const event = new FetchEvent(request, ctx);
+        const event = new (fetchEventApi())(request, ctx);
         for (const listener of fetchListeners) {
           listener.call(globalThis, event);
           if (event[kState].responded) break;

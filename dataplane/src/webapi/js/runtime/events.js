@@ -1,19 +1,25 @@
 // DOMException, Event, EventTarget, AbortController/AbortSignal.
 // (Part of the runtime's bootstrap function: see head.js.)
   // ---- DOMException, events, abort --------------------------------------------------------------
-  const DOM_CODES = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
-    SyntaxError: 12, InvalidCharacterError: 5, NetworkError: 19, AbortError: 20, TimeoutError: 23,
-    QuotaExceededError: 22, DataCloneError: 25 };
-  class DOMException extends Error {
-    #name;
-    constructor(message = "", name = "Error") {
-      super(String(message));
-      this.#name = String(name);
+  // DOMException is made in a context the first time the runtime throws one or the app reads it.
+  let domExceptionClass = null;
+  const domException = () => (domExceptionClass ??= makeDomException());
+  lazyGlobal(["DOMException"], domException);
+  function makeDomException() {
+    const DOM_CODES = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
+      SyntaxError: 12, InvalidCharacterError: 5, NetworkError: 19, AbortError: 20, TimeoutError: 23,
+      QuotaExceededError: 22, DataCloneError: 25 };
+    class DOMException extends Error {
+      #name;
+      constructor(message = "", name = "Error") {
+        super(String(message));
+        this.#name = String(name);
+      }
+      get name() { return this.#name; }
+      get code() { return DOM_CODES[this.#name] ?? 0; }
     }
-    get name() { return this.#name; }
-    get code() { return DOM_CODES[this.#name] ?? 0; }
+    return DOMException;
   }
-  define("DOMException", DOMException);
 
   // Events and abort signals are made in a context the first time it reads one of these globals
   // or needs them itself (a request's signal, read); until then a reset-on request does not
@@ -99,7 +105,7 @@
       static [kState](signal, reason) {
         if (signal.#aborted) return;
         signal.#aborted = true;
-        signal.#reason = reason === undefined ? new DOMException("This operation was aborted", "AbortError") : reason;
+        signal.#reason = reason === undefined ? new (domException())("This operation was aborted", "AbortError") : reason;
         const event = new Event("abort");
         if (typeof signal.onabort === "function") signal.onabort.call(signal, event);
         signal.dispatchEvent(event);
@@ -111,7 +117,7 @@
       }
       static timeout(ms) {
         const signal = new AbortSignal(kState);
-        setTimeout(() => AbortSignal[kState](signal, new DOMException("The operation timed out", "TimeoutError")), ms);
+        setTimeout(() => AbortSignal[kState](signal, new (domException())("The operation timed out", "TimeoutError")), ms);
         return signal;
       }
       static any(signals) {

@@ -11,7 +11,7 @@
     const partBytes = (part) => {
       if (part instanceof Blob) return part[kBytes];
       if (part instanceof ArrayBuffer || ArrayBuffer.isView(part)) return toBytes(part, "Blob").slice();
-      return new TextEncoder().encode(String(part));
+      return utf8(part);
     };
     class Blob {
       constructor(parts = [], options = {}) {
@@ -24,7 +24,7 @@
         this.type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "";
       }
       get size() { return this[kBytes].length; }
-      async text() { return new TextDecoder().decode(this[kBytes]); }
+      async text() { return fromUtf8(this[kBytes]); }
       async arrayBuffer() { return this[kBytes].slice().buffer; }
       async bytes() { return this[kBytes].slice(); }
       slice(start = 0, end = this.size, type = "") {
@@ -84,33 +84,32 @@
     // multipart/form-data: encode a FormData, and parse a body back.
     function encodeMultipart(form) {
       const boundary = `----nano${ops.randomBytes(12).reduce((s, b) => s + b.toString(16).padStart(2, "0"), "")}`;
-      const enc = new TextEncoder();
-      const escape = (s) => s.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
+            const escape = (s) => s.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
       const parts = [];
       for (const [name, value] of form) {
         let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escape(name)}"`;
         if (value instanceof File) {
           head += `; filename="${escape(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}`;
-          parts.push(enc.encode(`${head}\r\n\r\n`), value[kBytes], enc.encode("\r\n"));
+          parts.push(utf8(`${head}\r\n\r\n`), value[kBytes], utf8("\r\n"));
         } else {
-          parts.push(enc.encode(`${head}\r\n\r\n${value}\r\n`));
+          parts.push(utf8(`${head}\r\n\r\n${value}\r\n`));
         }
       }
-      parts.push(enc.encode(`--${boundary}--\r\n`));
+      parts.push(utf8(`--${boundary}--\r\n`));
       return { bytes: new Blob(parts)[kBytes], type: `multipart/form-data; boundary=${boundary}` };
     }
     function parseFormData(bytes, contentType) {
       const form = new FormData();
       const type = (contentType ?? "").toLowerCase();
       if (type.startsWith("application/x-www-form-urlencoded")) {
-        for (const [k, v] of new (urlApi().URLSearchParams)(new TextDecoder().decode(bytes))) form.append(k, v);
+        for (const [k, v] of new (urlApi().URLSearchParams)(fromUtf8(bytes))) form.append(k, v);
         return form;
       }
       const match = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType ?? "");
       if (!type.startsWith("multipart/form-data") || !match) {
         throw new TypeError("formData(): the body is neither multipart/form-data (with a boundary) nor application/x-www-form-urlencoded");
       }
-      const boundary = new TextEncoder().encode(`--${match[1] ?? match[2]}`);
+      const boundary = utf8(`--${match[1] ?? match[2]}`);
       const find = (from, needle) => {
         outer: for (let i = from; i <= bytes.length - needle.length; i++) {
           for (let j = 0; j < needle.length; j++) if (bytes[i + j] !== needle[j]) continue outer;
@@ -130,7 +129,7 @@
           if (part[i] === 13 && part[i + 1] === 10 && part[i + 2] === 13 && part[i + 3] === 10) { headEnd = i; break; }
         }
         if (headEnd < 0) throw new TypeError("formData(): a multipart part has no header end");
-        const head = new TextDecoder().decode(part.subarray(0, headEnd));
+        const head = fromUtf8(part.subarray(0, headEnd));
         const content = part.subarray(headEnd + 4);
         const disposition = /content-disposition:[^\r\n]*/i.exec(head)?.[0] ?? "";
         const name = /\bname="([^"]*)"/i.exec(disposition)?.[1];
@@ -138,7 +137,7 @@
         const ctype = /content-type:\s*([^\r\n]*)/i.exec(head)?.[1] ?? "";
         if (name !== undefined) {
           if (filename !== undefined) form.append(name, new File([content], filename, { type: ctype }));
-          else form.append(name, new TextDecoder().decode(content));
+          else form.append(name, fromUtf8(content));
         }
         at = next;
       }

@@ -499,7 +499,7 @@
 
     class TextEncoderStream extends TransformStream {
       constructor() {
-        const encoder = new TextEncoder();
+        const encoder = new (encodingApi().TextEncoder)();
         super({ transform(chunk, controller) { controller.enqueue(encoder.encode(String(chunk))); } });
       }
       get encoding() { return "utf-8"; }
@@ -510,7 +510,7 @@
     class TextDecoderStream extends TransformStream {
       #decoder;
       constructor(label = "utf-8", options = {}) {
-        const decoder = new TextDecoder(label, options);
+        const decoder = new (encodingApi().TextDecoder)(label, options);
         super({
           transform(chunk, controller) {
             const text = decoder.decode(chunk, { stream: true });
