@@ -105,7 +105,11 @@
         throw new TypeError(`Response: a ${status} response cannot have a body`);
       }
       const headers = new Headers(init.headers);
-      if (type && !headers.has("content-type")) headers.set("content-type", type);
+      if (type) {
+        // Without headers given (a plain `new Response(text)`) the type needs no checks.
+        if (init.headers === undefined) Headers[kState](headers).push(["content-type", type]);
+        else if (!headers.has("content-type")) headers.set("content-type", type);
+      }
       this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "", webSocket };
     }
     static json(data, init = {}) {
@@ -169,15 +173,19 @@
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
         signal = s.signal; redirect = s.redirect;
+      } else if (serialised === URL_SERIALISED) {
+        // The dispatcher's own headers, made for this request: taken, not copied.
+        url = input;
+        headers = init.headers;
       } else {
-        url = serialised === URL_SERIALISED ? input : href(input);
+        url = href(input);
         headers = new Headers();
       }
       if (init.method !== undefined) {
         const m = String(init.method);
         method = NORMALIZED_METHODS.get(m.toLowerCase()) ?? m;
       }
-      if (init.headers !== undefined) headers = new Headers(init.headers);
+      if (init.headers !== undefined && headers !== init.headers) headers = new Headers(init.headers);
       let type = null;
       let stream = null;
       if (init.body !== undefined) ({ bytes, stream = null, type } = extractBody(init.body));

@@ -10,24 +10,28 @@
   lazyGlobal(["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
     "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"], extra);
 
-  // scheduler, performance and navigator are made on first read, like the globals above; an app
-  // whose source names one gets it in its snapshot.
-  lazyGlobal(["scheduler"], () => Object.freeze({
-    wait(ms, options = {}) {
-      const signal = options?.signal;
-      return new Promise((resolve, reject) => {
-        if (signal?.aborted) return reject(signal.reason);
-        const id = setTimeout(resolve, ms);
-        signal?.addEventListener("abort", () => { clearTimeout(id); reject(signal.reason); }, { once: true });
-      });
-    },
-  }));
-
-  // ---- performance, navigator --------------------------------------------------------------------
-  lazyGlobal(["performance"], () => Object.freeze({
-    now: () => ops.now(),
-    get timeOrigin() { return Date.now() - ops.now(); },
-    toJSON() { return { timeOrigin: this.timeOrigin }; },
-  }));
-  lazyGlobal(["navigator"], () => Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" }));
+  // ---- scheduler, performance, navigator ---------------------------------------------------------
+  // Made on first read, like the globals above; an app whose source names one gets them in its
+  // snapshot.
+  let webGlobals = null;
+  lazyGlobal(["scheduler", "performance", "navigator"], (name) => (webGlobals ??= makeWebGlobals())[name]);
+  function makeWebGlobals() {
+    const scheduler = Object.freeze({
+      wait(ms, options = {}) {
+        const signal = options?.signal;
+        return new Promise((resolve, reject) => {
+          if (signal?.aborted) return reject(signal.reason);
+          const id = setTimeout(resolve, ms);
+          signal?.addEventListener("abort", () => { clearTimeout(id); reject(signal.reason); }, { once: true });
+        });
+      },
+    });
+    const performance = Object.freeze({
+      now: () => ops.now(),
+      get timeOrigin() { return Date.now() - ops.now(); },
+      toJSON() { return { timeOrigin: this.timeOrigin }; },
+    });
+    const navigator = Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" });
+    return { scheduler, performance, navigator };
+  }
 

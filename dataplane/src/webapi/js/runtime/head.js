@@ -31,8 +31,9 @@
   const makeLazyGlobal = (group, name) => {
     const value = lazyGroups[group](name);
     // Deleted first: defining over a native data property would read it (and so build it) again.
-    delete globalThis[name];
-    define(name, value);
+    // On a frozen global the accessor stays, and answers the same value (each group keeps what
+    // it made) at every read.
+    if (Reflect.deleteProperty(globalThis, name)) define(name, value);
     return value;
   };
 
