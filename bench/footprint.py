@@ -8,12 +8,18 @@ One hello app, one worker (one isolate), requests on one keep-alive connection. 
 alternate --rounds times; each figure is the median of its rounds.
 
 Usage: bench/footprint.py --nano NEW --baseline OLD [--requests N] [--rounds R] [--app module.js]
+           [--floor target/release/examples/context_cost]
+
+--floor also times V8's own empty `Context::new` (the context_cost example, 2000 contexts) after
+each round, and prints each build's CPU per request as a multiple of it: the issue's "floors",
+measured in the same minutes as the requests.
 """
 
 import http.client
 import json
 import os
 import pathlib
+import re
 import statistics
 import subprocess
 import tempfile
@@ -74,24 +80,40 @@ def measure(nano, app, requests):
             proc.wait()
 
 
+def context_new_us(example):
+    """Microseconds per empty `Context::new`, timed by the context_cost example."""
+    out = subprocess.run([example, "2000", "1"], capture_output=True, text=True, check=True).stdout
+    value, unit = re.search(r"([0-9.]+)(µs|ms) per Context::new", out).groups()
+    return float(value) * (1000 if unit == "ms" else 1)
+
+
 def main():
     parser = comparison_parser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--app", default=str(HELLO))
+    parser.add_argument("--floor")
     args = parser.parse_args()
     runs = {"baseline": [], "new": []}
+    floors = []
     for _ in range(args.rounds):
         for name, binary in (("baseline", args.baseline), ("new", args.nano)):
             runs[name].append(measure(binary, args.app, args.requests))
-    print("| build | binary MB | snapshot KB | RSS MB | isolate heap KB | CPU µs per reset-on request |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        if args.floor:
+            floors.append(context_new_us(args.floor))
+    floor = statistics.median(floors) if floors else None
+    print("| build | binary MB | snapshot KB | RSS MB | isolate heap KB | CPU µs per reset-on request |"
+          + (" vs `Context::new` |" if floor else ""))
+    print("| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if floor else ""))
     for name, binary in (("baseline", args.baseline), ("new", args.nano)):
         med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
         print(f"| {name} | {os.path.getsize(binary) / 1e6:.1f} | {med['snapshot'] / 1e3:.0f} | "
-              f"{med['rss'] / 1e6:.1f} | {med['heap'] / 1e3:.0f} | {med['cpu_us']:.0f} |")
+              f"{med['rss'] / 1e6:.1f} | {med['heap'] / 1e3:.0f} | {med['cpu_us']:.0f} |"
+              + (f" {med['cpu_us'] / floor:.2f} |" if floor else ""))
+    if floor:
+        print(f"| `Context::new` (floor) | | | | | {floor:.0f} | 1.00 |")
     print()
-    print("rounds:", json.dumps(runs))
+    print("rounds:", json.dumps(runs), "floors:", json.dumps(floors))
 
 
 if __name__ == "__main__":
