@@ -298,6 +298,15 @@ pub(crate) fn internals_key<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s
     v8::Private::for_api(scope, Some(name))
 }
 
+/// The runtime's internals of the current context (none before its bootstrap has run).
+pub(crate) fn internals<'s>(scope: &mut v8::HandleScope<'s>) -> Option<v8::Local<'s, v8::Object>> {
+    let global = scope.get_current_context().global(scope);
+    let key = internals_key(scope);
+    global
+        .get_private(scope, key)
+        .and_then(|v| v.to_object(scope))
+}
+
 /// `lazyGlobal(name, group)`: makes `name` a native data property of the global whose first read
 /// builds its value (the runtime's `makeLazyGlobal(group, name)`, which then makes it a plain
 /// value) and whose assignment sets it. The accessor (an `AccessorInfo` holding the name and the
@@ -335,12 +344,7 @@ fn lazy_global_get(
     args: v8::PropertyCallbackArguments,
     mut rv: v8::ReturnValue<v8::Value>,
 ) {
-    let global = scope.get_current_context().global(scope);
-    let key = internals_key(scope);
-    let Some(internals) = global
-        .get_private(scope, key)
-        .and_then(|v| v.to_object(scope))
-    else {
+    let Some(internals) = internals(scope) else {
         return;
     };
     let Some(make) = v8::String::new(scope, "makeLazyGlobal")

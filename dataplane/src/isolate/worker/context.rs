@@ -72,12 +72,7 @@ pub(super) fn new_js_context(
     };
     let context = v8::Context::new(scope, options);
     let scope = &mut v8::ContextScope::new(scope, context);
-    let global = context.global(scope);
-    let key = internals_key(scope);
-    let internals = global
-        .get_private(scope, key)
-        .and_then(|v| v.to_object(scope))
-        .expect("the app snapshot holds the runtime internals");
+    let internals = webapi::internals(scope).expect("the app snapshot holds the runtime internals");
     let dispatch = get_function(scope, internals, "dispatch");
     let fire_timer = get_function(scope, internals, "fireTimer");
     let fetch_done = get_function(scope, internals, "fetchDone");

@@ -32,7 +32,6 @@ use crate::limits::memory::{Budget, Pressure};
 use crate::metrics::METRICS;
 use crate::webapi;
 use crate::webapi::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
-use crate::webapi::internals_key;
 
 const PRESENT: &str = "the isolate is only absent while it is being replaced";
 
@@ -459,13 +458,7 @@ impl Worker {
             self.state.borrow_mut().tail_socket_event(request, kind);
         }
         self.run_js(request, &js, move |scope| {
-            let context = scope.get_current_context();
-            let global = context.global(scope);
-            let key = internals_key(scope);
-            let Some(internals) = global
-                .get_private(scope, key)
-                .and_then(|v| v.to_object(scope))
-            else {
+            let Some(internals) = webapi::internals(scope) else {
                 return;
             };
             let callback = get_function(scope, internals, "socketEvent");
