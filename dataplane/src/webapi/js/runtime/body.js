@@ -83,7 +83,6 @@
     }
   }
 
-
   const NULL_BODY_STATUS = new Set([101, 204, 205, 304]);
   const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
   class Response extends Body {
