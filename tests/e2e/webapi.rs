@@ -173,9 +173,9 @@ fn web_crypto_built_on_first_use_answers_in_every_request() {
 /// The globals a context makes on first read (streams, Blob and FormData, URL, events and abort
 /// signals, DOMException, TextEncoder/TextDecoder, console, crypto, performance...) when the
 /// app's source does not name them: every request's fresh context makes them again, and reading
-/// them through the global, assigning one first, reading one from a frozen global, the request's
-/// own signal and URL answer as workerd (2026-11-30, compat date 2026-11-01) answers the same
-/// module.
+/// them through the global, assigning one first, reading one from a frozen global or first at
+/// the stack's edge, the request's own signal and URL answer as workerd (2026-11-30, compat date
+/// 2026-11-01) answers the same module.
 #[test]
 fn globals_made_on_first_read_answer_as_workerd_in_every_request() {
     let nano = Nano::start(json!({ "apps": [
@@ -216,7 +216,7 @@ fn globals_made_on_first_read_answer_as_workerd_in_every_request() {
                     "signal": [true, false, true], "aborted": [true, "AbortError"],
                     "url": ["http://lazy.example/b%20c?q=1", "/b%20c", "1"],
                     "atob": [true, "InvalidCharacterError"], "text": ["é", "é"],
-                    "frozen": ["function", true] })
+                    "frozen": ["function", true], "edge": ["function", "function"] })
         );
     }
 }
