@@ -13,7 +13,7 @@
   // snapshot (lazyGlobal).
   let cryptoApi = null;
   const cryptoGlobals = () => (cryptoApi ??= makeCrypto());
-  lazyGlobal(["Crypto", "crypto"], (name) => cryptoGlobals()[name]);
+  lazyGlobal(["Crypto", "crypto"], cryptoGlobals);
   function makeCrypto() {
     const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
     const crypto = {
@@ -48,7 +48,7 @@
     });
     return { Crypto, crypto: Object.freeze(new Crypto(kState)) };
   }
-  lazyGlobal(["SubtleCrypto", "CryptoKey"], (name) => subtleTier()[name]);
+  lazyGlobal(["SubtleCrypto", "CryptoKey"], subtleTier);
   // An app whose source names it gets it in its snapshot (see lazyGlobals).
   lazyGlobals.push("crypto.subtle");
 

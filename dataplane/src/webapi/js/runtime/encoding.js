@@ -7,7 +7,7 @@
   const fromUtf8 = (bytes) => ops.decodeUtf8(bytes, false, false);
   let encoding = null;
   const encodingApi = () => (encoding ??= makeEncoding());
-  lazyGlobal(["TextEncoder", "TextDecoder"], (name) => encodingApi()[name]);
+  lazyGlobal(["TextEncoder", "TextDecoder"], encodingApi);
   function makeEncoding() {
     class TextEncoder {
       get encoding() { return "utf-8"; }

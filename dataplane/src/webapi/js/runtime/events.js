@@ -4,7 +4,7 @@
   // DOMException is made in a context the first time the runtime throws one or the app reads it.
   let domExceptionClass = null;
   const domException = () => (domExceptionClass ??= makeDomException());
-  lazyGlobal(["DOMException"], domException);
+  lazyGlobal(["DOMException"], () => ({ DOMException: domException() }));
   function makeDomException() {
     const DOM_CODES = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
       SyntaxError: 12, InvalidCharacterError: 5, NetworkError: 19, AbortError: 20, TimeoutError: 23,
@@ -27,7 +27,7 @@
   let events = null;
   const eventsApi = () => (events ??= makeEvents());
   const isAbortSignal = (value) => events !== null && value instanceof events.AbortSignal;
-  lazyGlobal(["Event", "CustomEvent", "EventTarget", "AbortSignal", "AbortController"], (name) => eventsApi()[name]);
+  lazyGlobal(["Event", "CustomEvent", "EventTarget", "AbortSignal", "AbortController"], eventsApi);
   function makeEvents() {
     class Event {
       #type; #cancelable; #defaultPrevented = false; #stopped = false; #target = null; #timeStamp;

@@ -49,9 +49,9 @@
   // ---- Cache API ---------------------------------------------------------------------------------
   // js/cache.js, compiled into a context when it first reads caches, Cache or CacheStorage.
   let cacheApi = null;
-  const cacheGlobal = (name) =>
-    (cacheApi ??= ops.lazyScript("cache")(ops, { kState, Request, Response, Headers, NULL_BODY_STATUS }))[name];
-  lazyGlobal(["caches", "Cache", "CacheStorage"], cacheGlobal);
+  const cacheGlobals = () =>
+    (cacheApi ??= ops.lazyScript("cache")(ops, { kState, Request, Response, Headers, NULL_BODY_STATUS }));
+  lazyGlobal(["caches", "Cache", "CacheStorage"], cacheGlobals);
 
   // ---- WebSockets --------------------------------------------------------------------------------
   // js/websocket.js, compiled into a context when it first reads one of its globals. The
@@ -63,5 +63,5 @@
     register: (socket, ws) => openSockets.set(socket, ws),
     unregister: (socket) => openSockets.delete(socket),
   }));
-  lazyGlobal(["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"], (name) => websockets()[name]);
+  lazyGlobal(["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"], websockets);
 

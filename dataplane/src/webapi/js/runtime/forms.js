@@ -5,7 +5,7 @@
   // read as a Blob or FormData); until then a reset-on request does not deserialise them.
   let forms = null;
   const formsApi = () => (forms ??= makeForms());
-  lazyGlobal(["Blob", "File", "FormData"], (name) => formsApi()[name]);
+  lazyGlobal(["Blob", "File", "FormData"], formsApi);
   function makeForms() {
     const kBytes = Symbol("nano.blob.bytes");
     const partBytes = (part) => {

@@ -6,15 +6,16 @@
   // lazyScript op): a reset-on request deserialises its whole context, so what an app does not
   // use must not be in it. An app whose source names one gets them in its snapshot instead.
   let extras = null;
-  const extra = (name) => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec }))[name];
+  const extrasApi = () => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec }));
+  const extra = (name) => extrasApi()[name];
   lazyGlobal(["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
-    "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"], extra);
+    "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"], extrasApi);
 
   // ---- scheduler, performance, navigator ---------------------------------------------------------
   // Made on first read, like the globals above; an app whose source names one gets them in its
   // snapshot.
   let webGlobals = null;
-  lazyGlobal(["scheduler", "performance", "navigator"], (name) => (webGlobals ??= makeWebGlobals())[name]);
+  lazyGlobal(["scheduler", "performance", "navigator"], () => (webGlobals ??= makeWebGlobals()));
   function makeWebGlobals() {
     const scheduler = Object.freeze({
       wait(ms, options = {}) {

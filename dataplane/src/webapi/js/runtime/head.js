@@ -13,23 +13,24 @@
   const kState = Symbol("nano.state");
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
-  // Globals made on first read, a group at a time: `lazyGlobal(names, make)` makes each name a
+  // Globals made on first read, a group at a time: `lazyGlobal(names, part)` makes each name a
   // native data property of the global (the lazyGlobal op), whose accessor V8 keeps with the
-  // isolate, so a global no request reads costs a context one property cell. The first read calls
-  // `make(name)` (through makeLazyGlobal, below) and the global becomes that value; an assignment
-  // before any read makes it the value assigned. The names go to the snapshot creator, which
-  // makes those an app's source names in advance.
+  // isolate, so a global no request reads costs a context one property cell. `part()` makes the
+  // group once and answers an object holding its globals by name; the first read of one (through
+  // makeLazyGlobal, below) makes the global that value; an assignment before any read makes it
+  // the value assigned. The names go to the snapshot creator, which makes those an app's source
+  // names in advance.
   const lazyGroups = [];
   const lazyGlobals = [];
-  const lazyGlobal = (names, make) => {
-    lazyGroups.push(make);
+  const lazyGlobal = (names, part) => {
+    lazyGroups.push(part);
     for (const name of names) {
       lazyGlobals.push(name);
       ops.lazyGlobal(name, lazyGroups.length - 1);
     }
   };
   const makeLazyGlobal = (group, name) => {
-    const value = lazyGroups[group](name);
+    const value = lazyGroups[group]()[name];
     // Deleted first: defining over a native data property would read it (and so build it) again.
     // On a frozen global the accessor stays, and answers the same value (each group keeps what
     // it made) at every read.

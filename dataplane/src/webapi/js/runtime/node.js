@@ -21,8 +21,8 @@
     format: (...args) => inspection().format(...args),
     inspect: (value, options) => inspection().inspect(value, options),
   };
-  lazyGlobal(["Buffer"], () => bufferTier().Buffer);
-  lazyGlobal(["process"], () => restTier().process);
+  lazyGlobal(["Buffer"], bufferTier);
+  lazyGlobal(["process"], restTier);
   define("global", globalThis);
   define("self", globalThis);
   define("__nano_builtin", (name) => node.module(name));

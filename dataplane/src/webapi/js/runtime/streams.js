@@ -15,7 +15,7 @@
   lazyGlobal(["ReadableStream", "ReadableStreamDefaultReader", "ReadableStreamDefaultController",
     "ReadableStreamBYOBReader", "ReadableByteStreamController", "ReadableStreamBYOBRequest", "WritableStream",
     "WritableStreamDefaultWriter", "WritableStreamDefaultController", "TransformStream",
-    "TransformStreamDefaultController", "TextEncoderStream", "TextDecoderStream"], (name) => streamsApi()[name]);
+    "TransformStreamDefaultController", "TextEncoderStream", "TextDecoderStream"], streamsApi);
   function makeStreams() {
     const deferred = () => {
       let resolve, reject;

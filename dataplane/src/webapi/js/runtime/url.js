@@ -5,7 +5,7 @@
   // request's URL is a string until then, parsed by the op without a URL object.
   let urls = null;
   const urlApi = () => (urls ??= makeUrls());
-  lazyGlobal(["URL", "URLSearchParams"], (name) => urlApi()[name]);
+  lazyGlobal(["URL", "URLSearchParams"], urlApi);
   // The WHATWG serialisation of `url` (relative to `base`), as `new URL(url, base).href`.
   const href = (url, base) => ops.urlParse(String(url), base === undefined ? undefined : String(base))[0];
   function makeUrls() {
