@@ -157,6 +157,22 @@ impl Log {
         }
     }
 
+    /// Blocks until the reader has seen the end of the child's stderr, or until `deadline`.
+    fn wait_closed(&self, deadline: std::time::Instant) {
+        let (lock, cond) = &*self.0;
+        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+        while !state.closed {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            state = cond
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     /// Waits until `needle` appears at least `count` times.
     pub fn wait_for_count(&self, needle: &str, count: usize) {
         self.wait_for(&format!("{count} x {needle:?}"), |text| {
@@ -344,11 +360,13 @@ impl Drop for Nano {
     }
 }
 
-/// Waits for `child` to exit; past `PATIENCE` kills it and fails with its log.
+/// Waits for `child` to exit and for its log to hold all it wrote (the reader thread may still
+/// be reading the pipe when the process is gone); past `PATIENCE` kills it and fails with its log.
 pub fn wait_exit(child: &mut Child, log: &Log) -> ExitStatus {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            log.wait_closed(deadline);
             return status;
         }
         if std::time::Instant::now() >= deadline {
