@@ -179,3 +179,67 @@ fn snapshot_cache_survives_restarts_and_rebuilds_bad_files() {
         "{log}"
     );
 }
+
+/// The runtime's JS is in the binary: an app snapshot refers to it instead of carrying a copy
+/// (so neither the snapshot cache nor each isolate holds it), also to the runtime parts the app's
+/// top level built into it; and the node serves from that snapshot, again after a restart.
+#[test]
+fn an_app_snapshot_refers_to_the_runtime_source_and_carries_no_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let config = json!({
+        "slivers": { "cache_dir": cache },
+        "apps": [{ "hostname": "p.example", "entrypoint": "runtime-parts/app.js" }]
+    });
+    let expected = (200, "7061727473 42 42 2");
+    {
+        let nano = Nano::start(config.clone());
+        let reply = block_on(nano.get("p.example", "/p/42"));
+        assert_eq!((reply.status, reply.body.as_str()), expected);
+    }
+    let snapshots: Vec<Vec<u8>> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "snapshot"))
+        .map(|path| std::fs::read(path).unwrap())
+        .collect();
+    assert_eq!(snapshots.len(), 1);
+    let sources = [
+        include_str!("../../dataplane/src/webapi/js/runtime/dispatch.js"),
+        include_str!("../../dataplane/src/webapi/js/runtime/streams.js"),
+        include_str!("../../dataplane/src/webapi/js/runtime/console.js"),
+        include_str!("../../dataplane/src/webapi/js/node/buffer.js"),
+        include_str!("../../dataplane/src/webapi/js/extras.js"),
+    ];
+    let lines: Vec<&str> = sources
+        .iter()
+        .flat_map(|source| source.lines())
+        .map(str::trim)
+        .filter(|line| line.len() >= 60)
+        .collect();
+    assert!(lines.len() > 100, "only {} lines looked for", lines.len());
+    for line in lines {
+        let one_byte = line.as_bytes();
+        let two_byte: Vec<u8> = line.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        for (encoding, needle) in [("one-byte", one_byte), ("two-byte", &two_byte[..])] {
+            assert!(
+                !snapshots[0]
+                    .windows(needle.len())
+                    .any(|window| window == needle),
+                "the app snapshot holds a copy of the runtime's source ({encoding}): {line}"
+            );
+        }
+    }
+    // The app's own source is in it (the check above would see a copy).
+    assert!(
+        snapshots[0]
+            .windows(13)
+            .any(|window| window == b"Buffer.from(\"".as_slice()),
+        "the app's source is in its snapshot"
+    );
+    // Read back from the cache: the references resolve in another process.
+    let nano = Nano::start(config);
+    let reply = block_on(nano.get("p.example", "/p/42"));
+    assert_eq!((reply.status, reply.body.as_str()), expected);
+    assert!(nano.log.text().contains("app snapshot from the cache"));
+}

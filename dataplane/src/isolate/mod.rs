@@ -453,7 +453,8 @@ fn materialise_lazy_globals(
 
 /// Runs `runtime.js` and returns its internals object.
 fn bootstrap_runtime<'s>(scope: &mut v8::HandleScope<'s>) -> v8::Local<'s, v8::Object> {
-    let source = v8::String::new(scope, webapi::RUNTIME_JS).expect("runtime.js fits in a string");
+    let source = v8::String::new_from_onebyte_const(scope, &webapi::RUNTIME_SOURCE)
+        .expect("runtime.js fits in a string");
     let name = v8::String::new(scope, "nano:runtime.js").expect("short string");
     let origin = webapi::script_origin(scope, name.into(), false);
     let script = v8::Script::compile(scope, source, Some(&origin)).expect("runtime.js compiles");

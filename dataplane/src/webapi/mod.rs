@@ -47,27 +47,53 @@ pub(crate) const RUNTIME_JS: &str = concat!(
     include_str!("js/runtime/dispatch.js"),
 );
 
+/// The runtime JS as a V8 string resource outside the heap: V8 reads the source where the binary
+/// holds it, and a snapshot refers to it (it is among the [`external_references`]) instead of
+/// carrying a copy, so neither the app snapshots nor the isolates hold the 110 KB source. The
+/// sources must be ASCII (checked as this compiles): escape anything else (`\u2026`).
+pub(crate) static RUNTIME_SOURCE: v8::OneByteConst =
+    v8::String::create_external_onebyte_const(RUNTIME_JS.as_bytes());
+
 /// Runtime JS compiled into a context only when the context first needs it (`lazyScript` op):
 /// the Node layer's tiers and the rarely used Web globals. With context reset every request
-/// deserialises its whole context, so code an app does not use must not be in it.
-const LAZY_SCRIPTS: &[(&str, &str)] = &[
-    ("inspect", include_str!("js/node/inspect.js")),
-    ("buffer", include_str!("js/node/buffer.js")),
-    ("rest", include_str!("js/node/rest.js")),
-    ("extras", include_str!("js/extras.js")),
-    ("guards", include_str!("js/guards.js")),
-    ("subtle", include_str!("js/subtle.js")),
-    ("cache", include_str!("js/cache.js")),
-    ("websocket", include_str!("js/websocket.js")),
+/// deserialises its whole context, so code an app does not use must not be in it. Static string
+/// resources like [`RUNTIME_SOURCE`]: compiling one copies nothing into the heap.
+static LAZY_SCRIPTS: [(&str, v8::OneByteConst); 8] = [
+    lazy_script("inspect", include_str!("js/node/inspect.js")),
+    lazy_script("buffer", include_str!("js/node/buffer.js")),
+    lazy_script("rest", include_str!("js/node/rest.js")),
+    lazy_script("extras", include_str!("js/extras.js")),
+    lazy_script("guards", include_str!("js/guards.js")),
+    lazy_script("subtle", include_str!("js/subtle.js")),
+    lazy_script("cache", include_str!("js/cache.js")),
+    lazy_script("websocket", include_str!("js/websocket.js")),
 ];
+
+const fn lazy_script(name: &'static str, code: &'static str) -> (&'static str, v8::OneByteConst) {
+    (
+        name,
+        v8::String::create_external_onebyte_const(code.as_bytes()),
+    )
+}
+
+/// The static string resources, as external references: a snapshot names them by their place
+/// in the list.
+fn source_references() -> impl Iterator<Item = v8::ExternalReference> {
+    std::iter::once(&RUNTIME_SOURCE)
+        .chain(LAZY_SCRIPTS.iter().map(|(_, code)| code))
+        .map(|source| v8::ExternalReference {
+            pointer: source as *const v8::OneByteConst as *mut std::ffi::c_void,
+        })
+}
 
 macro_rules! ops {
     ($($name:literal => $func:ident),* $(,)?) => {
-        /// Every native callback reachable from a snapshot, in a fixed order: the ops, then the
-        /// accessor of the lazy globals.
+        /// Every native callback and static source reachable from a snapshot, in a fixed
+        /// order: the ops, the accessor of the lazy globals, the runtime's sources.
         pub(crate) fn external_references() -> Vec<v8::ExternalReference> {
             let mut references = vec![$(v8::ExternalReference { function: v8::MapFnTo::map_fn_to($func) }),*];
             references.extend(lazy_global_references());
+            references.extend(source_references());
             references
         }
 
@@ -279,7 +305,7 @@ fn op_lazy_script(
     };
     // Compiling and running fail only if the request's JS is being terminated (a limit hit
     // meanwhile): the termination then propagates by itself.
-    let Some(source) = v8::String::new(scope, code) else {
+    let Some(source) = v8::String::new_from_onebyte_const(scope, code) else {
         return;
     };
     let resource = v8::String::new(scope, &format!("nano:{name}.js")).expect("short string");

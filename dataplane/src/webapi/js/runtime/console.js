@@ -4,7 +4,7 @@
   // One line is cut at MAX_LINE characters before it leaves JS (the node also caps what a request
   // and an app may log: see op_log).
   const MAX_LINE = 16 * 1024;
-  const cut = (text, max) => (text.length > max ? `${text.slice(0, max)}… [${text.length - max} more characters cut]` : text);
+  const cut = (text, max) => (text.length > max ? `${text.slice(0, max)}\u2026 [${text.length - max} more characters cut]` : text);
   // The console is made in a context the first time it reads `console` (or the runtime logs an
   // error); until then a reset-on request does not deserialise it. An app whose source names it
   // gets it in its snapshot (lazyGlobal).
@@ -81,9 +81,9 @@
       const cell = (v) => (v === undefined ? "" : node.inspect(v));
       const body = rows.map(([k, v]) => [k, ...keys.map((c) => (v !== null && typeof v === "object" ? cell(v[c]) : "")), ...(hasValues ? [v !== null && typeof v === "object" ? "" : cell(v)] : [])]);
       const widths = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)) + 2);
-      const line = (l, m, r) => l + widths.map((w) => "─".repeat(w)).join(m) + r;
-      const row = (cells) => "│" + cells.map((c, i) => { const pad = widths[i] - c.length; return " ".repeat(Math.floor(pad / 2)) + c + " ".repeat(Math.ceil(pad / 2)); }).join("│") + "│";
-      print(1, [line("┌", "┬", "┐"), row(header), line("├", "┼", "┤"), ...body.map(row), line("└", "┴", "┘")].join("\n"));
+      const line = (l, m, r) => l + widths.map((w) => "\u2500".repeat(w)).join(m) + r;
+      const row = (cells) => "\u2502" + cells.map((c, i) => { const pad = widths[i] - c.length; return " ".repeat(Math.floor(pad / 2)) + c + " ".repeat(Math.ceil(pad / 2)); }).join("\u2502") + "\u2502";
+      print(1, [line("\u250c", "\u252c", "\u2510"), row(header), line("\u251c", "\u253c", "\u2524"), ...body.map(row), line("\u2514", "\u2534", "\u2518")].join("\n"));
     };
     return console;
   }
