@@ -284,3 +284,66 @@ fn an_idle_reset_on_worker_keeps_contexts_ready_for_a_burst() {
         wait_for_spares(3).await;
     });
 }
+
+/// With context reset every request leaves its context behind, and V8 collects the old
+/// generation only once it has grown to its limit. A worker that goes idle collects what its
+/// requests left, so an idle worker holds (and its footprint counts) little more than it did
+/// before the traffic.
+#[test]
+fn an_idle_worker_gives_back_the_contexts_its_requests_left() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "gc.example", "entrypoint": "hello/app.js", "env": { "NAME": "gc" },
+          "context_reset": true, "limits": { "workers": 1, "idle_timeout_secs": 3600 } }
+    ] }));
+    block_on(async {
+        let heap = || async {
+            nano.isolates().await[0]["heap_used_bytes"]
+                .as_u64()
+                .unwrap()
+        };
+        assert_eq!(nano.get("gc.example", "/").await.body, "hello from gc");
+        // The worker idle with its spare contexts made, and what its heap holds then.
+        let settled = poll_heap(&nano, "the worker's first heap figure", |_| true).await;
+        const MIB: u64 = 1 << 20;
+        // Requests until their dead contexts are 2 MiB of the heap (each is a few hundred KB;
+        // bounded, in case the collector takes them on the way).
+        let mut grown = settled;
+        for _ in 0..200 {
+            assert_eq!(nano.get("gc.example", "/").await.body, "hello from gc");
+            grown = heap().await;
+            if grown >= settled + 2 * MIB {
+                break;
+            }
+        }
+        assert!(
+            grown >= settled + 2 * MIB,
+            "the heap never held 2 MiB of dead contexts: {settled} -> {grown}"
+        );
+        // Idle, it collects them: back to within half a MiB of where it started.
+        poll_heap(&nano, "the idle worker's heap back near its start", |now| {
+            now <= settled + MIB / 2
+        })
+        .await;
+        assert_eq!(nano.get("gc.example", "/").await.body, "hello from gc");
+    });
+}
+
+/// Polls the only worker's heap figure until `done` holds for it (failing past PATIENCE).
+async fn poll_heap(nano: &Nano, what: &str, done: impl Fn(u64) -> bool) -> u64 {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let worker = nano.isolates().await.into_iter().next();
+        if let Some(heap) = worker.as_ref().and_then(|w| w["heap_used_bytes"].as_u64())
+            && worker.as_ref().unwrap()["state"] == "idle"
+            && worker.as_ref().unwrap()["spare_contexts"] == 3
+            && done(heap)
+        {
+            return heap;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {what}: {worker:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -49,6 +49,16 @@ const MAX_SPARE_CONTEXTS: usize = 3;
 /// How often an idle worker runs V8's pending foreground tasks.
 const IDLE_PLATFORM_POLL: Duration = Duration::from_secs(2);
 
+/// How long a worker stays idle before it collects the garbage its requests left (with context
+/// reset, every request leaves its context behind). Checked when the idle worker runs V8's tasks,
+/// so an idle worker collects within `IDLE_COLLECT_AFTER + IDLE_PLATFORM_POLL`.
+const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
+
+/// How much the heap must have grown since the isolate started or last collected before an idle
+/// worker collects: a full collection costs a few ms, so an app that gets a request now and then
+/// pays for one every few requests, not every time (about five dead contexts of a small app).
+const IDLE_GARBAGE_MIN: usize = 1024 * 1024;
+
 /// How often a worker with requests in flight runs V8's pending foreground tasks.
 const PLATFORM_POLL: Duration = Duration::from_millis(2);
 
@@ -77,6 +87,9 @@ struct Worker {
     spare: Vec<Rc<JsContext>>,
     /// The node's memory budget asked this worker to end once it is idle.
     evict: bool,
+    /// Heap used after the isolate started or after its last idle collection: what has grown
+    /// past it is mostly garbage (see [`IDLE_GARBAGE_MIN`]).
+    collected_heap: usize,
     // Dropped after everything above, which may hold V8 handles or queues of this isolate.
     // `None` only while the isolate is being replaced.
     isolate: Option<v8::OwnedIsolate>,
@@ -184,6 +197,9 @@ pub(crate) fn run_worker(
                 _ = platform_tick.tick(), if active => worker.pump_platform(),
                 _ = idle_pump.tick(), if !active && !closed => {
                     worker.pump_platform();
+                    if last_event.elapsed() >= IDLE_COLLECT_AFTER {
+                        worker.collect_idle_garbage();
+                    }
                     event = false;
                 }
                 // Always ready, so select! may pick it over another ready branch (it picks at
@@ -321,11 +337,13 @@ impl Worker {
             last_stats: Instant::now(),
             spare: Vec::new(),
             evict: false,
+            collected_heap: 0,
             isolate: Some(isolate),
             _snapshot: snapshot,
         };
         worker.ensure_shared_context();
         worker.after_event();
+        worker.collected_heap = worker.stats.heap_used.load(Ordering::Relaxed) as usize;
         crate::job::ISOLATE_STARTED.notify_one();
         Ok(worker)
     }
