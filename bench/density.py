@@ -8,6 +8,8 @@ one worker each. For each runtime:
               prepares every app once before the measured start); then to every app ready
   rest        RSS and threads a few seconds after start, before any request
   active      after the first --active apps got --requests requests each
+  settled     --settle-secs later (NANO: an idle worker collects the contexts its requests left
+              after about a second)
   idle        after those went idle past the idle timeout (NANO: limits.idle_timeout_secs =
               --idle-secs; workerd keeps its isolates)
   latency     (NANO) first-request latency of an app whose worker was reaped, against the next
@@ -102,7 +104,9 @@ def measure(name, command, port, hosts, args, ready_path=None):
                 status, body = get(port, host)
                 assert status == 200, (name, host, status, body[:200])
         figures["active"] = rss_and_threads(proc.pid)
-        time.sleep(args.idle_secs + 3)
+        time.sleep(args.settle_secs)
+        figures["settled"] = rss_and_threads(proc.pid)
+        time.sleep(max(0, args.idle_secs + 3 - args.settle_secs))
         figures["idle"] = rss_and_threads(proc.pid)
         # Every app still answers (the reaped and never-started ones start now).
         for host in hosts:
@@ -165,6 +169,7 @@ def main():
     parser.add_argument("--active", type=int, default=100)
     parser.add_argument("--requests", type=int, default=5)
     parser.add_argument("--idle-secs", type=int, default=3)
+    parser.add_argument("--settle-secs", type=int, default=5)
     parser.add_argument("--budget-mb", type=int, default=0)
     parser.add_argument("--no-workerd", action="store_true")
     parser.add_argument("--samples", type=int, default=30)
@@ -215,15 +220,16 @@ def main():
         print(f"NANO preparing every app from source (cold cache): {results['nano cold prepare s']:.1f} s")
     print()
     print("| runtime | listening s | ready s | RSS MB at rest | threads | RSS MB after traffic | threads "
+          f"| {args.settle_secs} s later | threads "
           "| RSS MB idle again | threads | RSS MB after every app answered | threads |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for label in ("nano", "nano budget", "workerd"):
         if label not in results:
             continue
         r = results[label]
         name = f"NANO, node.memory_mb {args.budget_mb}" if label == "nano budget" else label
         cells = [f"{r['listening s']:.2f}", f"{r['ready s']:.2f}"]
-        for phase in ("rest", "active", "idle", "all answered"):
+        for phase in ("rest", "active", "settled", "idle", "all answered"):
             rss, threads = r[phase]
             cells += [f"{rss / mib:.0f}", str(threads)]
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -238,9 +244,11 @@ def main():
         print()
         print(f"per idle app at rest: NANO {n['rest'][0] / args.apps / mib:.2f} MB, "
               f"workerd {w['rest'][0] / args.apps / mib:.2f} MB")
-        print(f"per running worker (after traffic, above rest): NANO "
-              f"{(n['active'][0] - n['rest'][0]) / args.active / mib:.2f} MB; workerd per worker "
-              f"{w['active'][0] / args.apps / mib:.2f} MB")
+        for phase, when in (("active", "right after traffic"),
+                            ("settled", f"{args.settle_secs} s after traffic")):
+            print(f"per running worker ({when}, above rest): NANO "
+                  f"{(n[phase][0] - n['rest'][0]) / args.active / mib:.2f} MB; workerd per worker "
+                  f"{w[phase][0] / args.apps / mib:.2f} MB")
 
 
 if __name__ == "__main__":

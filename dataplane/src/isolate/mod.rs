@@ -29,13 +29,14 @@ use webapi::internals_key;
 pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// What a running worker costs the machine beyond what V8 reports for its isolate: V8's own
-/// per-isolate structures outside the heap (what glibc holds for them), the stack the thread
-/// has touched, its event loop. Measured (release build, 500 hello apps with distinct sources
-/// answered in turn under `node.memory_mb: 256`, 54 workers running, bench/RESULTS.md
-/// "session 7"): RSS above the node at rest is 4.76 MB per running worker once the app
-/// snapshots in memory are taken off, where V8 reports 2.2 MB of physical heap, malloced and
-/// external memory; so 2.5 MiB.
-pub const WORKER_OVERHEAD_BYTES: usize = 5 * 1024 * 1024 / 2;
+/// per-isolate structures outside the heap (what glibc holds for them: about 0.5 MB for a bare
+/// isolate), the stack the thread has touched, its event loop. Measured (release build, 100
+/// hello apps with distinct sources, 5 requests each, bench/RESULTS.md "session 9"): RSS per
+/// running worker minus its app snapshot minus what V8 reports is 0.41 MiB right after the
+/// requests and 0.56 MiB once the worker has collected while idle; 1 MiB leaves room for what
+/// glibc keeps of ended workers while hundreds start and end (500 apps answered in turn under a
+/// 256 MiB budget stay 24 MB under base + budget).
+pub const WORKER_OVERHEAD_BYTES: usize = 1024 * 1024;
 
 /// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
 /// exists (see below); everything that makes an isolate calls it too, as a no-op by then.
