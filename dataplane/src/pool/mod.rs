@@ -7,7 +7,7 @@
 //! `isolate::run_worker`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -76,7 +76,23 @@ impl Worker {
     fn is_running(&self) -> bool {
         self.load() < CLOSED
     }
+
+    /// What stays in the worker's place once its thread has ended: its stats (for
+    /// `/_admin/isolates`) and closed slots, but not its channel, whose first block of jobs
+    /// (4.9 KB) would otherwise stay with every app requested once and idle since.
+    fn ended(&self) -> Self {
+        Self {
+            jobs: ENDED.clone(),
+            load: self.load.clone(),
+            stats: self.stats.clone(),
+        }
+    }
 }
+
+/// The channel of every ended worker: nobody receives on it, and no job is sent to it (an
+/// ended worker's slots are closed).
+static ENDED: LazyLock<mpsc::UnboundedSender<Command>> =
+    LazyLock::new(|| mpsc::unbounded_channel().0);
 
 /// The threads of a pool's workers.
 #[derive(Default)]
@@ -355,11 +371,19 @@ impl AppPool {
 
     /// Joins the threads of workers that have ended (reaped or evicted): an ended thread keeps
     /// its stack until it is joined.
+    /// Ended workers also let go of their channel (see [`Worker::ended`]).
     pub fn join_ended(&self) {
-        self.threads
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join_ended(&self.hostname);
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        threads.join_ended(&self.hostname);
+        // Under the threads lock, so no worker starts in a place meanwhile.
+        for place in &self.workers {
+            if let Some(worker) = &*place.load()
+                && !worker.is_running()
+                && !worker.jobs.same_channel(&ENDED)
+            {
+                place.store(Some(Arc::new(worker.ended())));
+            }
+        }
     }
 
     /// Requests held now, across workers.
@@ -431,6 +455,34 @@ mod tests {
         assert_eq!(pool.reserve().unwrap_err(), PoolError::Full { slots: 4 });
         guards.pop();
         assert!(pool.reserve().is_ok(), "a released slot is free again");
+    }
+
+    #[test]
+    fn an_ended_worker_lets_go_of_its_channel_and_keeps_its_stats() {
+        let (pool, mut receivers) = pool_without_threads(2, 1);
+        let stats = |i: usize| pool.workers[i].load_full().unwrap().stats.clone();
+        let before = (stats(0), stats(1));
+        // Worker 0's thread ended (reaped): its slots are closed.
+        let ended = pool.workers[0].load_full().unwrap();
+        assert!(crate::job::close_slots(&ended.load));
+        drop(ended);
+        pool.join_ended();
+        assert_eq!(
+            receivers[0].try_recv().err(),
+            Some(mpsc::error::TryRecvError::Disconnected),
+            "nobody holds the ended worker's channel"
+        );
+        assert_eq!(
+            receivers[1].try_recv().err(),
+            Some(mpsc::error::TryRecvError::Empty),
+            "the running worker keeps its channel"
+        );
+        assert!(Arc::ptr_eq(&stats(0), &before.0) && Arc::ptr_eq(&stats(1), &before.1));
+        // Place 0 still reads as ended: a request takes the running worker (this pool has no
+        // image to start another), and a second look changes nothing.
+        assert_eq!(pool.reserve().unwrap().0, 1);
+        pool.join_ended();
+        assert_eq!(pool.workers[0].load_full().unwrap().load(), CLOSED);
     }
 
     #[test]
