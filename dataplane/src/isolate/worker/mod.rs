@@ -78,7 +78,8 @@ struct Worker {
     /// quarantined queues).
     recycle: Option<&'static str>,
     cpu_budget: Duration,
-    /// Last garbage collection asked for by memory pressure (at most one a second).
+    /// Last garbage collection asked for by memory pressure (at most one a second) or by the
+    /// worker going idle.
     last_gc: Instant,
     /// When the worker last published its heap statistics.
     last_stats: Instant,

@@ -49,15 +49,8 @@
       const state = this[kState];
       if (state.stream) return state.stream;
       if (state.bytes === null) return null;
-      const bytes = state.bytes;
-      // A byte stream, as on Workers (readable with a BYOB reader too); enqueue copies.
-      state.stream = new (streamsApi().ReadableStream)({
-        type: "bytes",
-        start(controller) {
-          if (bytes.byteLength > 0) controller.enqueue(bytes);
-          controller.close();
-        },
-      });
+      // A byte stream, as on Workers.
+      state.stream = streamsApi().bytesStream(state.bytes);
       return state.stream;
     }
     async #take(what) {
@@ -120,7 +113,7 @@
     }
     static redirect(url, status = 302) {
       if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
-      const response = new Response(null, { status, headers: { location: href(url) } });
+      const response = new Response(null, { status, headers: { location: parseUrl(url)[0] } });
       Headers.freeze(response[kState].headers);
       return response;
     }
@@ -177,7 +170,7 @@
         url = input;
         headers = init.headers;
       } else {
-        url = href(input);
+        url = parseUrl(input)[0];
         headers = new Headers();
       }
       if (init.method !== undefined) {

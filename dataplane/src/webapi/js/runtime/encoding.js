@@ -11,7 +11,7 @@
   function makeEncoding() {
     class TextEncoder {
       get encoding() { return "utf-8"; }
-      encode(input = "") { return ops.encodeUtf8(String(input)); }
+      encode(input = "") { return utf8(input); }
       encodeInto(source, destination) {
         if (!(destination instanceof Uint8Array)) throw new TypeError("TextEncoder.encodeInto: the destination must be a Uint8Array");
         const text = String(source);

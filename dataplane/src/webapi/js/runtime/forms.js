@@ -33,9 +33,7 @@
         return blob;
       }
       stream() {
-        // A byte stream (readable with a BYOB reader too); enqueue copies the bytes.
-        const bytes = this[kBytes];
-        return new (streamsApi().ReadableStream)({ type: "bytes", start(c) { if (bytes.byteLength > 0) c.enqueue(bytes); c.close(); } });
+        return streamsApi().bytesStream(this[kBytes]);
       }
       get [Symbol.toStringTag]() { return "Blob"; }
     }

@@ -30,6 +30,16 @@
       return value;
     };
 
+    // A byte stream of one chunk (readable with a BYOB reader too; enqueue copies the bytes): a
+    // body's or a Blob's. Here, not beside streamsApi, so a context does not hold it until then.
+    const bytesStream = (bytes) => new ReadableStream({
+      type: "bytes",
+      start(controller) {
+        if (bytes.byteLength > 0) controller.enqueue(bytes);
+        controller.close();
+      },
+    });
+
     // ---- ReadableStream ---------------------------------------------------------------------------
     class ReadableStreamDefaultController {
       #stream;
@@ -530,5 +540,5 @@
     return { ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController,
       ReadableStreamBYOBReader, ReadableByteStreamController, ReadableStreamBYOBRequest, WritableStream,
       WritableStreamDefaultWriter, WritableStreamDefaultController, TransformStream,
-      TransformStreamDefaultController, TextEncoderStream, TextDecoderStream };
+      TransformStreamDefaultController, TextEncoderStream, TextDecoderStream, bytesStream };
   }

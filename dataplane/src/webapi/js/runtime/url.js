@@ -6,8 +6,9 @@
   let urls = null;
   const urlApi = () => (urls ??= makeUrls());
   lazyGlobal(["URL", "URLSearchParams"], urlApi);
-  // The WHATWG serialisation of `url` (relative to `base`), as `new URL(url, base).href`.
-  const href = (url, base) => ops.urlParse(String(url), base === undefined ? undefined : String(base))[0];
+  // The parts of `url` (relative to `base`) as the `url` crate parses them (see URL below): the
+  // first is the WHATWG serialisation, as `new URL(url, base).href`.
+  const parseUrl = (url, base) => ops.urlParse(String(url), base === undefined ? undefined : String(base));
   function makeUrls() {
     class URLSearchParams {
       #list = []; #url = null;
@@ -83,7 +84,7 @@
     class URL {
       #parts; #params;
       constructor(url, base) {
-        this.#parts = ops.urlParse(String(url), base === undefined ? undefined : String(base));
+        this.#parts = parseUrl(url, base);
         this.#params = new URLSearchParams();
         URLSearchParams[kState](this.#params, this, this.#parts[8]);
       }
@@ -99,7 +100,7 @@
         if (part !== "search") URLSearchParams[kState](this.#params, this, this.#parts[8]);
       }
       get href() { return this.#parts[0]; }
-      set href(v) { this.#set("href", v); URLSearchParams[kState](this.#params, this, this.#parts[8]); }
+      set href(v) { this.#set("href", v); }
       get protocol() { return this.#parts[1]; }
       set protocol(v) { this.#set("protocol", v); }
       get username() { return this.#parts[2]; }
