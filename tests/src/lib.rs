@@ -137,34 +137,33 @@ impl Log {
 
     /// Blocks until `predicate` holds for the log text; panics with the log if it never does.
     pub fn wait_for(&self, what: &str, predicate: impl Fn(&str) -> bool) -> String {
-        let (lock, cond) = &*self.0;
         let deadline = std::time::Instant::now() + PATIENCE;
-        let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if predicate(&state.text) {
-                return state.text.clone();
-            }
-            let now = std::time::Instant::now();
-            if state.closed || now >= deadline {
-                let text = state.text.clone();
-                drop(state);
-                panic!("never saw {what} in the log:\n{text}");
-            }
-            state = cond
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+        let state = self.wait_until(deadline, |state| state.closed || predicate(&state.text));
+        let text = state.text.clone();
+        drop(state);
+        if predicate(&text) {
+            return text;
         }
+        panic!("never saw {what} in the log:\n{text}");
     }
 
     /// Blocks until the reader has seen the end of the child's stderr, or until `deadline`.
     fn wait_closed(&self, deadline: std::time::Instant) {
+        drop(self.wait_until(deadline, |state| state.closed));
+    }
+
+    /// Blocks until `done` holds for the log or `deadline` passes; answers the log as it is then.
+    fn wait_until(
+        &self,
+        deadline: std::time::Instant,
+        done: impl Fn(&LogState) -> bool,
+    ) -> std::sync::MutexGuard<'_, LogState> {
         let (lock, cond) = &*self.0;
         let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
-        while !state.closed {
+        loop {
             let now = std::time::Instant::now();
-            if now >= deadline {
-                return;
+            if done(&state) || now >= deadline {
+                return state;
             }
             state = cond
                 .wait_timeout(state, deadline - now)
