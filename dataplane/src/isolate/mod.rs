@@ -38,6 +38,16 @@ pub const WORKER_STACK_BYTES: usize = 8 * 1024 * 1024;
 /// 256 MiB budget stay 24 MB under base + budget).
 pub const WORKER_OVERHEAD_BYTES: usize = 1024 * 1024;
 
+/// The heap size at which an isolate's first full collection comes. Left to V8, it is about
+/// 27 MB: a busy reset-on worker, whose every request leaves a dead context in the old
+/// generation, reaches it before its first mark-compact, and the 24 MB that collection frees
+/// stay in V8's page pool, resident, for as long as the worker is busy (only a
+/// memory-reducing collection empties the pool). From 4 MiB, the first collection comes early
+/// and the heap then cycles between what is live and V8's own limit above it (about 8 MB
+/// more): 11 MB of RSS for a busy hello worker instead of 27, at the same CPU per request
+/// (`bench/busy.py`, bench/RESULTS.md session 10).
+pub const INITIAL_HEAP_BYTES: usize = 4 * 1024 * 1024;
+
 /// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
 /// exists (see below); everything that makes an isolate calls it too, as a no-op by then.
 pub fn init_v8() {
@@ -247,7 +257,7 @@ impl AppImage {
         let params = v8::CreateParams::default()
             .snapshot_blob(blob.into())
             .external_references(webapi::external_references().into())
-            .heap_limits(0, budget.limit)
+            .heap_limits(INITIAL_HEAP_BYTES.min(budget.limit), budget.limit)
             .array_buffer_allocator(memory::allocator(budget));
         let mut isolate = v8::Isolate::new(params);
         isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);

@@ -278,6 +278,7 @@ impl Worker {
             // The heap got headroom past its limit; collect what the killed request held and
             // decide whether this isolate can go on.
             self.isolate().low_memory_notification();
+            self.pages_given_back();
             if self.pressure() >= Pressure::Critical {
                 self.recycle = Some("memory");
             }

@@ -25,13 +25,20 @@ impl Worker {
             .external_memory()
             .saturating_sub(webapi::RUNTIME_SOURCE.len());
         let external = v8_external.max(self.budget.external());
+        self.physical_peak = self.physical_peak.max(stats.total_physical_size());
         // The app snapshot the isolate reads is shared with the app's other workers and the
         // snapshot cache, so it is not counted per isolate.
-        let footprint = stats.total_physical_size()
+        let footprint = self.physical_peak
             + stats.malloced_memory()
             + external
             + super::super::WORKER_OVERHEAD_BYTES;
         (stats.used_heap_size(), external, footprint)
+    }
+
+    /// After a memory-reducing collection (a low-memory or memory-pressure notification), which
+    /// empties V8's page pool: the heap costs what it commits now.
+    pub(super) fn pages_given_back(&mut self) {
+        self.physical_peak = 0;
     }
 
     pub(super) fn memory_used(&mut self) -> usize {
@@ -82,6 +89,7 @@ impl Worker {
             {
                 self.last_gc = Instant::now();
                 self.isolate().low_memory_notification();
+                self.pages_given_back();
                 match self.pressure() {
                     Pressure::Emergency => self.memory_emergency(),
                     // Live data, not garbage: finish what is in flight, then start afresh.
@@ -124,6 +132,7 @@ impl Worker {
         // One full collection that shrinks the heap (a low-memory notification makes several).
         self.isolate()
             .memory_pressure_notification(v8::MemoryPressureLevel::Critical);
+        self.pages_given_back();
         let after = self.isolate().get_heap_statistics().used_heap_size();
         self.collected_heap = after;
         tracing::debug!(

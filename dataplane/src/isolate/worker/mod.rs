@@ -91,6 +91,11 @@ struct Worker {
     /// Heap used after the isolate started or after its last idle collection: what has grown
     /// past it is mostly garbage (see [`IDLE_GARBAGE_MIN`]).
     collected_heap: usize,
+    /// V8's committed heap at its highest since the isolate started or last gave its free pages
+    /// back (see [`Worker::pages_given_back`]): what a collection frees stays resident in V8's
+    /// page pool until then, so this, not the committed heap of the moment, is what the heap
+    /// costs the machine.
+    physical_peak: usize,
     // Dropped after everything above, which may hold V8 handles or queues of this isolate.
     // `None` only while the isolate is being replaced.
     isolate: Option<v8::OwnedIsolate>,
@@ -339,6 +344,7 @@ impl Worker {
             spare: Vec::new(),
             evict: false,
             collected_heap: 0,
+            physical_peak: 0,
             isolate: Some(isolate),
             _snapshot: snapshot,
         };
