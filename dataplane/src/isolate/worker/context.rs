@@ -63,8 +63,7 @@ pub(super) fn new_js_context(
     wasm: &WasmCache,
 ) -> Rc<JsContext> {
     let pooled = queues.borrow_mut().free.pop();
-    let queue =
-        pooled.unwrap_or_else(|| v8::MicrotaskQueue::new(scope, v8::MicrotasksPolicy::Explicit));
+    let queue = pooled.unwrap_or_else(|| OwnedQueue::new(scope));
     let queue_ptr = &*queue as *const v8::MicrotaskQueue as *mut v8::MicrotaskQueue;
     let options = v8::ContextOptions {
         microtask_queue: Some(queue_ptr),

@@ -31,7 +31,7 @@ use crate::limits::cpu::{LimitKind, WorkerClock};
 use crate::limits::memory::{Budget, Pressure};
 use crate::metrics::METRICS;
 use crate::webapi;
-use crate::webapi::host::{self, Due, JsContext, QueuePool, StateRef, WorkerState};
+use crate::webapi::host::{self, Due, JsContext, OwnedQueue, QueuePool, StateRef, WorkerState};
 
 const PRESENT: &str = "the isolate is only absent while it is being replaced";
 
