@@ -303,7 +303,13 @@ fn an_idle_worker_gives_back_the_contexts_its_requests_left() {
         };
         assert_eq!(nano.get("gc.example", "/").await.body, "hello from gc");
         // The worker idle with its spare contexts made, and what its heap holds then.
-        let settled = poll_heap(&nano, "the worker's first heap figure", |_| true).await;
+        let settled = poll_idle(
+            &nano,
+            "heap_used_bytes",
+            "the worker's first heap figure",
+            |_| true,
+        )
+        .await;
         const MIB: u64 = 1 << 20;
         // Requests until their dead contexts are 2 MiB of the heap (each is a few hundred KB;
         // bounded, in case the collector takes them on the way).
@@ -320,20 +326,24 @@ fn an_idle_worker_gives_back_the_contexts_its_requests_left() {
             "the heap never held 2 MiB of dead contexts: {settled} -> {grown}"
         );
         // Idle, it collects them: back to within half a MiB of where it started.
-        poll_heap(&nano, "the idle worker's heap back near its start", |now| {
-            now <= settled + MIB / 2
-        })
+        poll_idle(
+            &nano,
+            "heap_used_bytes",
+            "the idle worker's heap back near its start",
+            |now| now <= settled + MIB / 2,
+        )
         .await;
         assert_eq!(nano.get("gc.example", "/").await.body, "hello from gc");
     });
 }
 
-/// Polls the only worker's heap figure until `done` holds for it (failing past PATIENCE).
-async fn poll_heap(nano: &Nano, what: &str, done: impl Fn(u64) -> bool) -> u64 {
+/// Polls the only worker, idle with its spare contexts made, until `done` holds for its
+/// `field` (failing past PATIENCE).
+async fn poll_idle(nano: &Nano, field: &str, what: &str, done: impl Fn(u64) -> bool) -> u64 {
     let deadline = std::time::Instant::now() + PATIENCE;
     loop {
         let worker = nano.isolates().await.into_iter().next();
-        if let Some(heap) = worker.as_ref().and_then(|w| w["heap_used_bytes"].as_u64())
+        if let Some(heap) = worker.as_ref().and_then(|w| w[field].as_u64())
             && worker.as_ref().unwrap()["state"] == "idle"
             && worker.as_ref().unwrap()["spare_contexts"] == 3
             && done(heap)
@@ -346,6 +356,48 @@ async fn poll_heap(nano: &Nano, what: &str, done: impl Fn(u64) -> bool) -> u64 {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// What V8's own collections free stays resident in its page pool, and the footprint counts it;
+/// an idle worker gives it back even when its used heap has not grown (a collection just ran).
+#[test]
+fn an_idle_worker_gives_back_the_pages_its_collections_freed() {
+    let nano = Nano::start(json!({ "apps": [
+        { "hostname": "pool.example", "entrypoint": "hello/app.js", "env": { "NAME": "pool" },
+          "context_reset": true, "limits": { "workers": 1, "idle_timeout_secs": 3600 } }
+    ] }));
+    block_on(async {
+        assert_eq!(nano.get("pool.example", "/").await.body, "hello from pool");
+        let settled = poll_idle(&nano, "footprint_bytes", "the first footprint", |_| true).await;
+        const MIB: u64 = 1 << 20;
+        // Requests until V8 collects on its own (the used heap drops).
+        let mut last = 0;
+        let mut collected = None;
+        for _ in 0..300 {
+            assert_eq!(nano.get("pool.example", "/").await.body, "hello from pool");
+            let worker = nano.isolates().await.remove(0);
+            let heap = worker["heap_used_bytes"].as_u64().unwrap();
+            if heap < last {
+                collected = worker["footprint_bytes"].as_u64();
+                break;
+            }
+            last = heap;
+        }
+        let collected = collected.expect("V8 never collected in 300 requests");
+        assert!(
+            collected >= settled + MIB,
+            "the footprint after a collection ({collected}) does not count the freed pages \
+             (idle at first: {settled})"
+        );
+        poll_idle(
+            &nano,
+            "footprint_bytes",
+            "the idle footprint back near its start",
+            |now| now <= settled + MIB,
+        )
+        .await;
+        assert_eq!(nano.get("pool.example", "/").await.body, "hello from pool");
+    });
 }
 
 /// A busy reset-on worker leaves a dead context in its old generation with every request. V8

@@ -42,11 +42,12 @@ pub const WORKER_OVERHEAD_BYTES: usize = 1024 * 1024;
 /// 27 MB: a busy reset-on worker, whose every request leaves a dead context in the old
 /// generation, reaches it before its first mark-compact, and the 24 MB that collection frees
 /// stay in V8's page pool, resident, for as long as the worker is busy (only a
-/// memory-reducing collection empties the pool). From 4 MiB, the first collection comes early
+/// memory-reducing collection empties the pool). From 8 MiB, the first collection comes early
 /// and the heap then cycles between what is live and V8's own limit above it (about 8 MB
-/// more): 11 MB of RSS for a busy hello worker instead of 27, at the same CPU per request
-/// (`bench/busy.py`, bench/RESULTS.md session 10).
-pub const INITIAL_HEAP_BYTES: usize = 4 * 1024 * 1024;
+/// more): 11 MB of RSS for a busy hello worker instead of 24-27, at the same CPU per request
+/// (`bench/busy.py`). 4 MiB did as well under load but collected within a light app's first
+/// few requests, leaving pages pooled that the idle collection then missed.
+pub const INITIAL_HEAP_BYTES: usize = 8 * 1024 * 1024;
 
 /// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
 /// exists (see below); everything that makes an isolate calls it too, as a no-op by then.

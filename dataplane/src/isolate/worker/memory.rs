@@ -113,18 +113,22 @@ impl Worker {
         }
     }
 
-    /// Once a worker has been idle for a while and its heap has grown by [`IDLE_GARBAGE_MIN`]:
-    /// a full collection that also gives V8's free pages back. With context reset every request
-    /// leaves its context (about 0.2 MB for a small app) for the collector, and V8 collects the
-    /// old generation only once it has grown to its limit: without this an idle worker would
-    /// hold megabytes of dead contexts, which its footprint (and so the node's memory budget)
-    /// counts.
+    /// Once a worker has been idle for a while and its heap (used, or committed at its peak) has
+    /// grown by [`IDLE_GARBAGE_MIN`]: a full collection that also gives V8's free pages back. With context reset every request leaves its context (about 0.2 MB for a small app) for
+    /// the collector, and V8 collects the old generation only once it has grown to its limit;
+    /// and what V8's own collections free stays in its page pool. Without this an idle worker
+    /// would hold megabytes of dead contexts or pooled pages, which its footprint (and so the
+    /// node's memory budget) counts.
     pub(super) fn collect_idle_garbage(&mut self) {
         if self.isolate.is_none() {
             return;
         }
-        let before = self.isolate().get_heap_statistics().used_heap_size();
-        if before < self.collected_heap + IDLE_GARBAGE_MIN {
+        let stats = self.isolate().get_heap_statistics();
+        let before = stats.used_heap_size();
+        let peak = self.physical_peak.max(stats.total_physical_size());
+        if before < self.collected_heap + IDLE_GARBAGE_MIN
+            && peak < self.collected_physical + IDLE_GARBAGE_MIN
+        {
             return;
         }
         let began = Instant::now();
@@ -133,11 +137,14 @@ impl Worker {
         self.isolate()
             .memory_pressure_notification(v8::MemoryPressureLevel::Critical);
         self.pages_given_back();
-        let after = self.isolate().get_heap_statistics().used_heap_size();
-        self.collected_heap = after;
+        let stats = self.isolate().get_heap_statistics();
+        let after = stats.used_heap_size();
+        (self.collected_heap, self.collected_physical) = (after, stats.total_physical_size());
         tracing::debug!(
             heap_before = before,
             heap_after = after,
+            committed_peak = peak,
+            committed_after = self.collected_physical,
             took_us = began.elapsed().as_micros() as u64,
             "an idle worker collected its garbage"
         );

@@ -55,8 +55,10 @@ const IDLE_PLATFORM_POLL: Duration = Duration::from_secs(2);
 const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
 
 /// How much the heap must have grown since the isolate started or last collected before an idle
-/// worker collects: a full collection costs a few ms, so an app that gets a request now and then
-/// pays for one every few requests, not every time (about five dead contexts of a small app).
+/// worker collects (its used heap, or its committed heap at its peak: pages V8's own
+/// collections freed stay in its page pool until a memory-reducing one): a full collection
+/// costs a few ms, so an app that gets a request now and then pays for one every few requests,
+/// not every time (about five dead contexts of a small app).
 const IDLE_GARBAGE_MIN: usize = 1024 * 1024;
 
 /// How often a worker with requests in flight runs V8's pending foreground tasks.
@@ -91,6 +93,8 @@ struct Worker {
     /// Heap used after the isolate started or after its last idle collection: what has grown
     /// past it is mostly garbage (see [`IDLE_GARBAGE_MIN`]).
     collected_heap: usize,
+    /// V8's committed heap then.
+    collected_physical: usize,
     /// V8's committed heap at its highest since the isolate started or last gave its free pages
     /// back (see [`Worker::pages_given_back`]): what a collection frees stays resident in V8's
     /// page pool until then, so this, not the committed heap of the moment, is what the heap
@@ -344,6 +348,7 @@ impl Worker {
             spare: Vec::new(),
             evict: false,
             collected_heap: 0,
+            collected_physical: 0,
             physical_peak: 0,
             isolate: Some(isolate),
             _snapshot: snapshot,
@@ -351,6 +356,7 @@ impl Worker {
         worker.ensure_shared_context();
         worker.after_event();
         worker.collected_heap = worker.stats.heap_used.load(Ordering::Relaxed) as usize;
+        worker.collected_physical = worker.physical_peak;
         crate::job::ISOLATE_STARTED.notify_one();
         Ok(worker)
     }
