@@ -64,6 +64,15 @@ def get(port, host, path="/", timeout=10):
         return None, b""
 
 
+def workerd_binary():
+    """The workerd of bench/package.json, installed with npm on first use."""
+    workerd = ROOT / "bench" / "node_modules" / ".bin" / "workerd"
+    if not workerd.exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=ROOT / "bench",
+                       check=True, stdout=subprocess.DEVNULL)
+    return workerd
+
+
 def distinct_hello_apps(workdir, count, app=HELLO):
     """`count` copies of `app` (the hello app), each in its own folder with a distinct source
     (nothing is shared in the snapshot cache between them); returns their entry files."""

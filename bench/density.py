@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 
-from common import ROOT, distinct_hello_apps, free_port, get, pct, wait
+from common import ROOT, distinct_hello_apps, free_port, get, workerd_binary, pct, wait
 
 
 def rss_and_threads(pid):
@@ -204,10 +204,7 @@ def main():
         if args.samples:
             results["latency"] = reaped_latency(args.nano, sources[0], cache, args.samples)
         if not args.no_workerd:
-            workerd = ROOT / "bench" / "node_modules" / ".bin" / "workerd"
-            if not workerd.exists():
-                subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=ROOT / "bench",
-                               check=True, stdout=subprocess.DEVNULL)
+            workerd = workerd_binary()
             port = free_port()
             capnp = workdir / "workerd.capnp"
             capnp.write_text(workerd_config(port, sources, workdir))
