@@ -114,7 +114,8 @@ impl Worker {
     }
 
     /// Once a worker has been idle for a while and its heap (used, or committed at its peak) has
-    /// grown by [`IDLE_GARBAGE_MIN`]: a full collection that also gives V8's free pages back. With context reset every request leaves its context (about 0.2 MB for a small app) for
+    /// grown by [`IDLE_GARBAGE_MIN`]: a full collection that also gives V8's free pages back.
+    /// With context reset every request leaves its context (about 0.2 MB for a small app) for
     /// the collector, and V8 collects the old generation only once it has grown to its limit;
     /// and what V8's own collections free stays in its page pool. Without this an idle worker
     /// would hold megabytes of dead contexts or pooled pages, which its footprint (and so the
