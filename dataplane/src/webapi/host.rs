@@ -1138,27 +1138,3 @@ pub(crate) fn start_timer(scope: &mut v8::HandleScope, delay: Duration, repeat: 
     );
     id
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A queue's memory is freed when its owner drops it: made and dropped a thousand times, the
-    /// queues reuse a few blocks (the v8 crate's own drop leaves each block allocated, so every
-    /// new queue would be at a new address).
-    #[test]
-    fn a_dropped_microtask_queue_gives_its_memory_back() {
-        crate::isolate::init_v8();
-        let isolate = &mut v8::Isolate::new(Default::default());
-        let mut addresses = std::collections::HashSet::new();
-        for _ in 0..1000 {
-            let queue = OwnedQueue::new(isolate);
-            addresses.insert(&*queue as *const v8::MicrotaskQueue as usize);
-        }
-        assert!(
-            addresses.len() < 10,
-            "1000 queues made and dropped in turn took {} blocks",
-            addresses.len()
-        );
-    }
-}
