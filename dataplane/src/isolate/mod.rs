@@ -260,6 +260,7 @@ impl AppImage {
             .external_references(webapi::external_references().into())
             .heap_limits(INITIAL_HEAP_BYTES.min(budget.limit), budget.limit)
             .array_buffer_allocator(memory::allocator(budget));
+        webapi::note_js_stack_limit();
         let mut isolate = v8::Isolate::new(params);
         isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
         isolate.set_allow_atomics_wait(false);

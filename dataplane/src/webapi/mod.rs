@@ -361,6 +361,36 @@ fn op_lazy_global(
     global.set_accessor_with_configuration(scope, name.into(), accessor);
 }
 
+/// V8's default `--stack-size` on x64 and arm64 (984 KiB): how far below where an isolate is
+/// first entered on a thread its JS may take the stack.
+const V8_STACK_BYTES: usize = 984 * 1024;
+
+/// The stack a lazy group is made with: a first read with less left is refused at once with the
+/// RangeError V8 would throw. Without this, a read at the stack's edge (a recursion that reads
+/// one in its `catch`) makes the group again in every frame on the way up until one has the
+/// stack for it, each attempt parsing and running part of it: with Sparkplug's small frames,
+/// thousands of attempts, over a second of CPU.
+const LAZY_GLOBAL_STACK_BYTES: usize = 256 * 1024;
+
+thread_local! {
+    /// Roughly where V8's stack limit is on this thread (0: not known, nothing is refused).
+    static JS_STACK_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The address of a local of the caller's frame: where the stack is now.
+#[inline(never)]
+fn stack_position() -> usize {
+    let here = 0u8;
+    std::hint::black_box(&here) as *const u8 as usize
+}
+
+/// Called on a worker's thread just before it makes an isolate: V8 sets the thread's stack
+/// limit `--stack-size` below where the isolate is entered (a few frames deeper than this, so
+/// the limit noted is slightly above V8's: reads are refused slightly early, never late).
+pub fn note_js_stack_limit() {
+    JS_STACK_LIMIT.set(stack_position().saturating_sub(V8_STACK_BYTES));
+}
+
 /// The accessor of a lazy global, read: builds the value (the runtime defines it as a plain
 /// global in its place). If building throws (or the request's JS is being terminated), the
 /// exception propagates to the reader.
@@ -370,6 +400,13 @@ fn lazy_global_get(
     args: v8::PropertyCallbackArguments,
     mut rv: v8::ReturnValue<v8::Value>,
 ) {
+    let limit = JS_STACK_LIMIT.get();
+    if limit != 0 && stack_position() < limit + LAZY_GLOBAL_STACK_BYTES {
+        let message = v8::String::new(scope, "Maximum call stack size exceeded").unwrap();
+        let error = v8::Exception::range_error(scope, message);
+        scope.throw_exception(error);
+        return;
+    }
     let Some(internals) = internals(scope) else {
         return;
     };
