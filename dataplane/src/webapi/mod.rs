@@ -402,7 +402,7 @@ fn lazy_global_get(
 ) {
     let limit = JS_STACK_LIMIT.get();
     if limit != 0 && stack_position() < limit + LAZY_GLOBAL_STACK_BYTES {
-        let message = v8::String::new(scope, "Maximum call stack size exceeded").unwrap();
+        let message = message_string(scope, "Maximum call stack size exceeded");
         let error = v8::Exception::range_error(scope, message);
         scope.throw_exception(error);
         return;
