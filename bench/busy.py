@@ -4,8 +4,8 @@ off, and a baseline build if given) side by side with workerd in the same run.
 
 K hello apps (distinct sources, one worker each) each get a `wrk -c1` of their own for --secs
 seconds, all at once. For each runtime: RSS above rest per busy worker (the highest RSS sampled
-while the load ran, and RSS at its end) and CPU time per request (the process's user + system
-ticks over the run divided by the requests served).
+while the load ran, and RSS at its end), CPU time per request (the process's user and system
+ticks over the run divided by the requests served) and minor page faults per request.
 
 With context reset every request leaves a dead context in the isolate's old generation, so a
 busy reset-on worker's heap cycles between what is live and V8's collection limit; the pages a
@@ -27,9 +27,11 @@ from common import ROOT, distinct_hello_apps, free_port, get, workerd_binary, wa
 from density import rss_and_threads, workerd_config
 
 
-def cpu_seconds(pid):
+def cpu_and_faults(pid):
+    """(user seconds, system seconds, minor page faults) of the process so far."""
     fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks, int(fields[12]) / ticks, int(fields[7])
 
 
 def nano_config(port, sources, cache, reset):
@@ -57,7 +59,7 @@ def measure(name, command, port, hosts, secs, ready_path=None):
                 assert status == 200, (name, host, status, body[:200])
         time.sleep(3)
         rest = rss_and_threads(proc.pid)[0]
-        cpu_before = cpu_seconds(proc.pid)
+        before = cpu_and_faults(proc.pid)
         loads = [subprocess.Popen(["wrk", "-t1", "-c1", f"-d{secs}s", "-H", f"Host: {host}",
                                   f"http://127.0.0.1:{port}/"],
                                  stdout=subprocess.PIPE, text=True) for host in hosts]
@@ -66,7 +68,7 @@ def measure(name, command, port, hosts, secs, ready_path=None):
             peak = max(peak, rss_and_threads(proc.pid)[0])
             time.sleep(0.1)
         end = rss_and_threads(proc.pid)[0]
-        cpu = cpu_seconds(proc.pid) - cpu_before
+        user, system, faults = (b - a for a, b in zip(before, cpu_and_faults(proc.pid)))
         requests, errors = 0, 0
         for load in loads:
             out = load.stdout.read()
@@ -74,7 +76,8 @@ def measure(name, command, port, hosts, secs, ready_path=None):
             failed = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
             errors += int(failed.group(1)) if failed else 0
         assert errors == 0, (name, errors)
-        return {"rest": rest, "peak": peak, "end": end, "requests": requests, "cpu": cpu}
+        return {"rest": rest, "peak": peak, "end": end, "requests": requests, "user": user,
+                "system": system, "faults": faults}
     finally:
         proc.terminate()
         proc.wait()
@@ -117,11 +120,14 @@ def main():
     mib = 1024 * 1024
     print(f"\n{args.apps} hello apps, one worker each, each under its own wrk -c1 for {args.secs} s")
     print()
-    print("| runtime | requests | CPU µs per request | per busy worker: peak RSS above rest MB "
-          "| at the end MB |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    print("| runtime | requests | CPU µs per request (user + system) | page faults per request "
+          "| per busy worker: peak RSS above rest MB | at the end MB |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label, r in results.items():
-        print(f"| {label} | {r['requests']} | {r['cpu'] / r['requests'] * 1e6:.0f} "
+        n = r["requests"]
+        print(f"| {label} | {n} | {(r['user'] + r['system']) / n * 1e6:.0f} "
+              f"({r['user'] / n * 1e6:.0f} + {r['system'] / n * 1e6:.0f}) "
+              f"| {r['faults'] / n:.2f} "
               f"| {(r['peak'] - r['rest']) / args.apps / mib:.2f} "
               f"| {(r['end'] - r['rest']) / args.apps / mib:.2f} |")
 
