@@ -124,9 +124,8 @@ impl Worker {
         if self.isolate.is_none() {
             return;
         }
-        let stats = self.isolate().get_heap_statistics();
-        let before = stats.used_heap_size();
-        let peak = self.physical_peak.max(stats.total_physical_size());
+        let (before, _, _) = self.heap_figures();
+        let peak = self.physical_peak;
         if before < self.collected_heap + IDLE_GARBAGE_MIN
             && peak < self.collected_physical + IDLE_GARBAGE_MIN
         {
@@ -138,9 +137,8 @@ impl Worker {
         self.isolate()
             .memory_pressure_notification(v8::MemoryPressureLevel::Critical);
         self.pages_given_back();
-        let stats = self.isolate().get_heap_statistics();
-        let after = stats.used_heap_size();
-        (self.collected_heap, self.collected_physical) = (after, stats.total_physical_size());
+        let (after, _, _) = self.heap_figures();
+        (self.collected_heap, self.collected_physical) = (after, self.physical_peak);
         tracing::debug!(
             heap_before = before,
             heap_after = after,
