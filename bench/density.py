@@ -9,7 +9,7 @@ one worker each. For each runtime:
   rest        RSS and threads a few seconds after start, before any request
   active      after the first --active apps got --requests requests each
   settled     --settle-secs later (NANO: an idle worker collects the contexts its requests left
-              after about a second)
+              a quarter of a second after its last request)
   idle        after those went idle past the idle timeout (NANO: limits.idle_timeout_secs =
               --idle-secs; workerd keeps its isolates)
   latency     (NANO) first-request latency of an app whose worker was reaped, against the next

@@ -427,7 +427,7 @@ fn a_busy_reset_on_worker_collects_early_and_its_footprint_keeps_the_freed_pages
             let footprint = worker["footprint_bytes"].as_u64().unwrap();
             if heap < last {
                 drops += 1;
-                // An idle collection (after a second without requests) gives the pages back.
+                // An idle collection (a quarter of a second without requests) gives the pages back.
                 let idle_collected = nano.log.text().contains("an idle worker collected");
                 assert!(
                     footprint >= last || idle_collected,

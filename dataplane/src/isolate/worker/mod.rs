@@ -50,9 +50,10 @@ const MAX_SPARE_CONTEXTS: usize = 3;
 const IDLE_PLATFORM_POLL: Duration = Duration::from_secs(2);
 
 /// How long a worker stays idle before it collects the garbage its requests left (with context
-/// reset, every request leaves its context behind). Checked when the idle worker runs V8's tasks,
-/// so an idle worker collects within `IDLE_COLLECT_AFTER + IDLE_PLATFORM_POLL`.
-const IDLE_COLLECT_AFTER: Duration = Duration::from_secs(1);
+/// reset, every request leaves its context behind), if there is enough of it (see
+/// [`IDLE_GARBAGE_MIN`]). Short, so a burst's dead contexts are not held for long; the
+/// collection (a few ms) only runs on a worker with nothing to do, at most once per idle spell.
+const IDLE_COLLECT_AFTER: Duration = Duration::from_millis(250);
 
 /// How much the heap must have grown since the isolate started or last collected before an idle
 /// worker collects (its used heap, or its committed heap at its peak: pages V8's own
@@ -153,6 +154,10 @@ pub(crate) fn run_worker(
         let mut idle_pump = tokio::time::interval(IDLE_PLATFORM_POLL);
         idle_pump.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_event = tokio::time::Instant::now();
+        // Fires IDLE_COLLECT_AFTER into an idle spell; `collect_due` is cleared once it has.
+        let collect_timer = tokio::time::sleep(IDLE_COLLECT_AFTER);
+        tokio::pin!(collect_timer);
+        let mut collect_due = true;
         loop {
             if closed && worker.state.borrow().requests.is_empty() {
                 break;
@@ -172,6 +177,9 @@ pub(crate) fn run_worker(
             }
             if idle {
                 idle_timer.as_mut().reset(last_event + idle_timeout);
+                if collect_due {
+                    collect_timer.as_mut().reset(last_event + IDLE_COLLECT_AFTER);
+                }
             }
             let mut event = true;
             let state = worker.state.clone();
@@ -207,9 +215,11 @@ pub(crate) fn run_worker(
                 _ = platform_tick.tick(), if active => worker.pump_platform(),
                 _ = idle_pump.tick(), if !active && !closed => {
                     worker.pump_platform();
-                    if last_event.elapsed() >= IDLE_COLLECT_AFTER {
-                        worker.collect_idle_garbage();
-                    }
+                    event = false;
+                }
+                _ = &mut collect_timer, if idle && collect_due => {
+                    collect_due = false;
+                    worker.collect_idle_garbage();
                     event = false;
                 }
                 // Always ready, so select! may pick it over another ready branch (it picks at
@@ -233,6 +243,7 @@ pub(crate) fn run_worker(
             }
             if event {
                 last_event = tokio::time::Instant::now();
+                collect_due = true;
             }
             worker.after_event();
         }
