@@ -9,11 +9,12 @@ request, start-up excluded. Repeated runs agree to about 0.1%.
 
 Usage: bench/instructions.py --nano NEW --baseline OLD [--short 520] [--long 1020] [--app module.js]
            [--keep DIR]   (keeps the callgrind files, for callgrind_annotate)
-           [--floor target/release/examples/context_cost]
+           [--floor target/release/examples/context_cost] [--floor-flags "V8 flags"]
 
 --floor also counts the floor of a context reset the same way: V8's own empty `Context::new`
 (the `context_cost` example, SHORT and then LONG contexts), and prints each build's
-instructions per request as a multiple of it.
+instructions per request as a multiple of it. --floor-flags gives that empty context V8 flags
+(say the language flags nano sets, `isolate::V8_FLAGS`), for a floor with the same built-ins.
 
 Needs valgrind (apt-get install valgrind). Each run takes about a minute.
 """
@@ -77,14 +78,14 @@ def count(nano, app, requests, keep, worker_only=False):
         return int(found.group(1))
 
 
-def count_floor(example, contexts):
+def count_floor(example, contexts, flags=""):
     """Instructions callgrind counted for the context_cost example making `contexts` contexts."""
     with tempfile.TemporaryDirectory() as work:
         log = pathlib.Path(work) / "valgrind.log"
         subprocess.run(
             ["valgrind", "--tool=callgrind", "--smc-check=all-non-file",
              f"--callgrind-out-file={pathlib.Path(work) / 'callgrind.out'}",
-             example, str(contexts), "1"],
+             example, str(contexts), "1", *flags.split()],
             stdout=subprocess.DEVNULL, stderr=log.open("w"), check=True)
         found = re.search(r"Collected : (\d+)", log.read_text())
         if not found:
@@ -99,6 +100,7 @@ def main():
     parser.add_argument("--app", default=str(HELLO))
     parser.add_argument("--keep")
     parser.add_argument("--floor")
+    parser.add_argument("--floor-flags", default="")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is missing: apt-get install valgrind")
@@ -111,8 +113,8 @@ def main():
     base, new = per_request["baseline"], per_request["new"]
     floor = None
     if args.floor:
-        short = count_floor(args.floor, args.short)
-        long = count_floor(args.floor, args.long)
+        short = count_floor(args.floor, args.short, args.floor_flags)
+        long = count_floor(args.floor, args.long, args.floor_flags)
         floor = (long - short) / (args.long - args.short)
         print(f"floor: {short} instructions for {args.short} contexts, {long} for {args.long}")
     print()

@@ -2,12 +2,14 @@
 //! snapshot, with none of NANO's code involved. `cargo run --release -p nano-dataplane --example
 //! context_cost`. With arguments `N ROUNDS` it makes N contexts per round (default 2000 and 3);
 //! `bench/instructions.py --floor` runs it under callgrind with two values of N, so the floor
-//! can be counted in instructions like a request.
+//! can be counted in instructions like a request. Further arguments are V8 flags, to see what a
+//! flag costs a context (e.g. `--js-float16array`).
 
 use std::time::Instant;
 
 fn main() {
-    v8::V8::set_flags_from_string("--no-extensible-ro-snapshot");
+    let flags: Vec<String> = std::env::args().skip(3).collect();
+    v8::V8::set_flags_from_string(&format!("--no-extensible-ro-snapshot {}", flags.join(" ")));
     let platform = v8::new_default_platform(0, false).make_shared();
     v8::V8::initialize_platform(platform);
     v8::V8::initialize();
