@@ -1408,3 +1408,327 @@ fn console_output_is_formatted_as_on_workerd() {
         nano.log.wait_for(line, |text| text.contains(&logged));
     }
 }
+
+/// Language built-ins newer than V8 13.7 that Workers have: Float16Array (a V8 flag), explicit
+/// resource management's library, Map/WeakMap upsert, Math.sumPrecise and Iterator.concat (the
+/// runtime's language.js), and Intl.Locale without its removed info getters.
+#[test]
+fn language_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "language",
+        r#"{
+            "float16": {
+                "array": [
+                    1.3369140625,
+                    "Infinity",
+                    0,
+                    "-0",
+                    0.0999755859375
+                ],
+                "bytes": 2,
+                "f16round": [
+                    1.3369140625,
+                    0,
+                    65504,
+                    "-Infinity"
+                ],
+                "view": [
+                    1.3369140625,
+                    -65504,
+                    [
+                        61,
+                        89,
+                        255,
+                        251
+                    ]
+                ],
+                "tag": "[object Float16Array]"
+            },
+            "resources": {
+                "log": [
+                    "adopt adopted",
+                    "deferred",
+                    "dispose used",
+                    "async deferred",
+                    "async adopt v",
+                    "async dispose",
+                    "sync in async"
+                ],
+                "disposedAfterMove": true,
+                "movedDisposed": true,
+                "suppressed": [
+                    "SuppressedError",
+                    "An error was suppressed during disposal",
+                    [
+                        "stack",
+                        "message",
+                        "error",
+                        "suppressed"
+                    ],
+                    "first",
+                    "SuppressedError",
+                    "second",
+                    "third",
+                    true,
+                    true
+                ],
+                "made": [
+                    true,
+                    "m",
+                    1,
+                    2,
+                    [
+                        "stack",
+                        "message",
+                        "error",
+                        "suppressed"
+                    ],
+                    [
+                        "stack",
+                        "error",
+                        "suppressed"
+                    ]
+                ],
+                "errorShape": [
+                    3,
+                    "SuppressedError",
+                    true,
+                    false,
+                    "SuppressedError",
+                    "",
+                    [
+                        "constructor",
+                        "name",
+                        "message"
+                    ]
+                ],
+                "asyncResult": true,
+                "asyncError": [
+                    "SuppressedError",
+                    "a",
+                    "b"
+                ],
+                "asyncWrongReceiver": "TypeError",
+                "stacks": [
+                    [
+                        "constructor",
+                        "use",
+                        "dispose",
+                        "adopt",
+                        "defer",
+                        "move",
+                        "disposed",
+                        "Symbol(Symbol.dispose)",
+                        "Symbol(Symbol.toStringTag)"
+                    ],
+                    true,
+                    0,
+                    [
+                        "constructor",
+                        "use",
+                        "disposeAsync",
+                        "adopt",
+                        "defer",
+                        "move",
+                        "disposed",
+                        "Symbol(Symbol.asyncDispose)",
+                        "Symbol(Symbol.toStringTag)"
+                    ],
+                    true,
+                    "[object DisposableStack]",
+                    "[object AsyncDisposableStack]",
+                    true
+                ],
+                "errors": [
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "ReferenceError",
+                    "ReferenceError",
+                    "ReferenceError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError"
+                ],
+                "iteratorDispose": [
+                    "function",
+                    "[Symbol.dispose]",
+                    0,
+                    "[Symbol.asyncDispose]",
+                    [
+                        0,
+                        0
+                    ]
+                ],
+                "globals": [
+                    [
+                        true,
+                        false,
+                        true
+                    ],
+                    [
+                        true,
+                        false,
+                        true
+                    ],
+                    [
+                        true,
+                        false,
+                        true
+                    ]
+                ],
+                "symbols": [
+                    "symbol",
+                    "symbol"
+                ]
+            },
+            "upsert": {
+                "getOrInsert": [
+                    1,
+                    3,
+                    [
+                        [
+                            "a",
+                            1
+                        ],
+                        [
+                            "b",
+                            3
+                        ]
+                    ]
+                ],
+                "computed": [
+                    1,
+                    "made c",
+                    "outer",
+                    "outer"
+                ],
+                "minusZero": [
+                    false,
+                    false
+                ],
+                "weak": [
+                    "k",
+                    "o",
+                    "c",
+                    "o"
+                ],
+                "errors": [
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError"
+                ],
+                "shape": [
+                    2,
+                    2,
+                    "getOrInsert",
+                    false,
+                    2
+                ]
+            },
+            "sumPrecise": {
+                "sums": [
+                    "-0",
+                    "-0",
+                    "-0",
+                    0,
+                    0.1,
+                    0.6,
+                    1,
+                    1.0000000000000002,
+                    1e+308,
+                    "Infinity",
+                    1.7976931348623157e+308,
+                    "Infinity",
+                    1.7976931348623157e+308,
+                    "-Infinity",
+                    1e-323,
+                    "NaN",
+                    "Infinity",
+                    "NaN",
+                    "-Infinity",
+                    1,
+                    3,
+                    9007199254740994,
+                    1e-310
+                ],
+                "iterable": 6,
+                "errors": [
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError"
+                ],
+                "closed": true,
+                "shape": [
+                    1,
+                    false
+                ]
+            },
+            "concat": {
+                "values": [
+                    1,
+                    2,
+                    3,
+                    [
+                        4,
+                        5
+                    ]
+                ],
+                "empty": [],
+                "tag": "[object Iterator Helper]",
+                "helper": true,
+                "first": [
+                    0,
+                    1
+                ],
+                "closed": 1,
+                "errors": [
+                    "TypeError",
+                    "TypeError",
+                    "TypeError",
+                    "TypeError"
+                ],
+                "length": 0
+            },
+            "locale": {
+                "getters": [
+                    false,
+                    false,
+                    false,
+                    false,
+                    false,
+                    false,
+                    false
+                ],
+                "methods": [
+                    [
+                        "gregory"
+                    ],
+                    [
+                        "h12"
+                    ],
+                    {
+                        "direction": "ltr"
+                    },
+                    {
+                        "firstDay": 7,
+                        "weekend": [
+                            6,
+                            7
+                        ]
+                    }
+                ]
+            }
+        }"#,
+    );
+}

@@ -51,14 +51,25 @@ pub const INITIAL_HEAP_BYTES: usize = 8 * 1024 * 1024;
 
 /// Starts V8 once per process. Binaries call it first thing in `main`, before any other thread
 /// exists (see below); everything that makes an isolate calls it too, as a no-op by then.
+/// The V8 flags every isolate of this binary runs with (part of the snapshot cache's key: a
+/// snapshot holds what they install).
+/// - `--no-extensible-ro-snapshot`: isolates of one process share V8's read-only heap, so every
+///   snapshot they start from must have the same read-only layout; a non-extensible read-only
+///   snapshot guarantees it for the per-app snapshots made by separate `nano prepare-app`
+///   processes.
+/// - What Workers (workerd's newer V8) have and V8 13.7 ships off: Uint8Array base64 and hex
+///   (`--js-base-64`), `Float16Array`, `Math.f16round` and `DataView` float16 access
+///   (`--js-float16array`). These install themselves in every new context (V8 keeps flagged
+///   features out of snapshots), which a reset-on request pays: `context_cost` counts 17 K
+///   and 110 K instructions a context for them, against 2.46 M for the context. The rest of
+///   what Workers have is in `webapi/js/runtime/language.js`, explicit resource management
+///   included (its flag would cost 206 K a context).
+pub const V8_FLAGS: &str = "--no-extensible-ro-snapshot --js-base-64 --js-float16array";
+
 pub fn init_v8() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        // Isolates of one process share V8's read-only heap, so every snapshot they start from
-        // must have the same read-only layout; a non-extensible read-only snapshot guarantees it
-        // for the per-app snapshots made by separate `nano prepare-app` processes.
-        // --js-base-64: Uint8Array.fromBase64/fromHex and toBase64/toHex, which Workers have.
-        v8::V8::set_flags_from_string("--no-extensible-ro-snapshot --js-base-64");
+        v8::V8::set_flags_from_string(V8_FLAGS);
         // On CPUs with memory protection keys (PKU), V8 guards its code and dispatch tables with
         // a key that only the initialising thread and the threads it spawns afterwards may use:
         // an isolate made on a thread that existed before segfaults in `Isolate::new`. Started

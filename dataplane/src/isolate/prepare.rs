@@ -291,11 +291,12 @@ fn temp_path(what: &str) -> PathBuf {
 fn runtime_tag() -> String {
     sha256_hex(
         format!(
-            "{}\n{}\n{}\n{}\n--no-extensible-ro-snapshot",
+            "{}\n{}\n{}\n{}\n{}",
             env!("CARGO_PKG_VERSION"),
             env!("NANO_BUILD_ID"),
             engine_version(),
-            webapi::RUNTIME_JS
+            webapi::RUNTIME_JS,
+            super::V8_FLAGS
         )
         .as_bytes(),
     )

@@ -44,6 +44,7 @@ pub(crate) const RUNTIME_JS: &str = concat!(
     include_str!("js/runtime/fetch.js"),
     include_str!("js/runtime/node.js"),
     include_str!("js/runtime/wasm.js"),
+    include_str!("js/runtime/language.js"),
     include_str!("js/runtime/dispatch.js"),
 );
 
