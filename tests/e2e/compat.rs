@@ -1732,3 +1732,155 @@ fn language_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// What libraries read off Web API objects: `Object.prototype.toString` names every Web API
+/// class; Event's members and constants; DOMException's legacy codes; console's devtools
+/// methods; navigator; Headers.getAll; WebSocketPair destructuring; timingSafeEqual.
+#[test]
+fn shapes_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "shapes",
+        r#"{
+            "tags": [
+                "[object Headers]",
+                "[object Request]",
+                "[object Response]",
+                "[object URL]",
+                "[object URLSearchParams]",
+                "[object FormData]",
+                "[object Blob]",
+                "[object File]",
+                "[object ReadableStream]",
+                "[object ReadableStreamDefaultReader]",
+                "[object ReadableStreamBYOBReader]",
+                "[object WritableStream]",
+                "[object WritableStreamDefaultWriter]",
+                "[object TransformStream]",
+                "[object TextEncoder]",
+                "[object TextDecoder]",
+                "[object TextEncoderStream]",
+                "[object TextDecoderStream]",
+                "[object CompressionStream]",
+                "[object DecompressionStream]",
+                "[object Event]",
+                "[object EventTarget]",
+                "[object CustomEvent]",
+                "[object AbortController]",
+                "[object AbortSignal]",
+                "[object DOMException]",
+                "[object MessageChannel]",
+                "[object MessagePort]",
+                "[object MessageEvent]",
+                "[object Crypto]",
+                "[object SubtleCrypto]",
+                "[object ByteLengthQueuingStrategy]",
+                "[object CountQueuingStrategy]",
+                "[object URLPattern]",
+                "[object CloseEvent]",
+                "[object ErrorEvent]",
+                "[object WebSocketPair]"
+            ],
+            "tagDescriptor": [
+                "Headers",
+                true,
+                false,
+                true
+            ],
+            "event": {
+                "before": [
+                    true,
+                    true,
+                    0,
+                    false,
+                    true,
+                    false,
+                    null,
+                    [],
+                    [
+                        0,
+                        1,
+                        2,
+                        3,
+                        2
+                    ]
+                ],
+                "afterPrevent": [
+                    false,
+                    true
+                ],
+                "cancelBubble": true,
+                "during": [
+                    2,
+                    1,
+                    true,
+                    true,
+                    false
+                ],
+                "after": [
+                    0,
+                    0
+                ],
+                "returnValueReadOnly": "TypeError",
+                "ownKeys": []
+            },
+            "console": [
+                "object",
+                false,
+                [
+                    null,
+                    null,
+                    null,
+                    null
+                ]
+            ],
+            "navigator": [
+                [
+                    "en"
+                ],
+                "",
+                "en",
+                1
+            ],
+            "getAll": [
+                [
+                    "a=1",
+                    "b=2"
+                ],
+                [
+                    "a=1",
+                    "b=2"
+                ],
+                "TypeError",
+                0
+            ],
+            "domException": [
+                20,
+                20,
+                20,
+                4,
+                25,
+                1,
+                false
+            ],
+            "webSocketPair": [
+                "object",
+                "object",
+                true,
+                [
+                    "0",
+                    "1"
+                ]
+            ],
+            "timingSafeEqual": [
+                true,
+                false,
+                "TypeError",
+                true,
+                "TypeError",
+                0,
+                true
+            ]
+        }"#,
+    );
+}

@@ -179,6 +179,11 @@
     get size() { return () => 1; }
   }
 
+  // Object.prototype.toString names them by class, as on workerd.
+  for (const C of [CompressionStream, DecompressionStream, URLPattern, MessageEvent, MessagePort, MessageChannel,
+    ByteLengthQueuingStrategy, CountQueuingStrategy]) {
+    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
+  }
   return { CompressionStream, DecompressionStream, URLPattern, MessageEvent, MessagePort, MessageChannel,
     ByteLengthQueuingStrategy, CountQueuingStrategy };
 })

@@ -402,5 +402,29 @@
     constructor(key) { if (key !== kState) throw new TypeError("Illegal constructor"); }
   }
   methods(SubtleCrypto.prototype, subtle);
+  // workerd's extension: compares two buffers of the same length in time that does not depend
+  // on where they differ (for MACs and tokens). Its `length` is 0 there too.
+  Object.defineProperty(SubtleCrypto.prototype, "timingSafeEqual", {
+    value: function timingSafeEqual(a = undefined, b = undefined) {
+      const bytes = (value, n) => {
+        if (!(value instanceof ArrayBuffer || ArrayBuffer.isView(value))) {
+          throw new TypeError(`Failed to execute 'timingSafeEqual' on 'SubtleCrypto': parameter ${n} is not of type 'BufferSource'.`);
+        }
+        return value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+      };
+      const x = bytes(a, 1);
+      const y = bytes(b, 2);
+      if (x.length !== y.length) throw new TypeError("Input buffers must have the same byte length.");
+      let difference = 0;
+      for (let i = 0; i < x.length; i++) difference |= x[i] ^ y[i];
+      return difference === 0;
+    },
+    writable: true,
+    configurable: true,
+  });
+  // Object.prototype.toString names them by class, as on workerd.
+  for (const C of [SubtleCrypto, CryptoKey]) {
+    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
+  }
   return { subtle: Object.freeze(new SubtleCrypto(kState)), SubtleCrypto, CryptoKey };
 })

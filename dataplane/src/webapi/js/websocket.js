@@ -224,6 +224,11 @@
       Object.defineProperty(this, 0, { value: client, enumerable: true });
       Object.defineProperty(this, 1, { value: server, enumerable: true });
     }
+    // const [client, server] = new WebSocketPair(), as on workerd.
+    *[Symbol.iterator]() {
+      yield this[0];
+      yield this[1];
+    }
   }
 
   // fetch(url, { headers: { Upgrade: "websocket" } }): a 101 whose webSocket is connected;
@@ -234,5 +239,9 @@
     return ws;
   };
 
+  // Object.prototype.toString names them by class, as on workerd.
+  for (const C of [WebSocket, WebSocketPair, CloseEvent, ErrorEvent]) {
+    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
+  }
   return { WebSocket, WebSocketPair, CloseEvent, ErrorEvent, internals: { attach, receive, fetchUpgrade } };
 });

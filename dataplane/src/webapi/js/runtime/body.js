@@ -145,6 +145,7 @@
       return copy;
     }
   }
+  tagClasses(Response);
   define("Response", Response);
 
   // Methods the Fetch spec upper-cases whatever their case (others are kept as written). No
@@ -210,5 +211,6 @@
       return copy;
     }
   }
+  tagClasses(Request);
   define("Request", Request);
 

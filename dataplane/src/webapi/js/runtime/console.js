@@ -71,6 +71,12 @@
     };
     console.groupCollapsed = console.group;
     console.groupEnd = () => { groupIndent = groupIndent.slice(2); };
+    // A devtools' calls, which have nothing to do here (as on workerd).
+    console.clear = () => {};
+    console.profile = () => {};
+    console.profileEnd = () => {};
+    console.timeStamp = () => {};
+    console.context = () => ({ ...console });
     // A table of the rows' columns, drawn as Node draws it.
     console.table = (data, columns) => {
       if (data === null || typeof data !== "object") return console.log(data);

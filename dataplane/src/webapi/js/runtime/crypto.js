@@ -46,6 +46,7 @@
       configurable: true,
       enumerable: true,
     });
+    tagClasses(Crypto);
     return { Crypto, crypto: Object.freeze(new Crypto(kState)) };
   }
   lazyGlobal(["SubtleCrypto", "CryptoKey"], subtleTier);

@@ -59,6 +59,7 @@
         }
       }
     }
+    tagClasses(TextEncoder, TextDecoder);
     return { TextEncoder, TextDecoder };
   }
 

@@ -18,6 +18,18 @@
       get name() { return this.#name; }
       get code() { return DOM_CODES[this.#name] ?? 0; }
     }
+    tagClasses(DOMException);
+    // The legacy code constants, on the class and its prototype (as WebIDL constants are).
+    const LEGACY = ["INDEX_SIZE_ERR", "DOMSTRING_SIZE_ERR", "HIERARCHY_REQUEST_ERR", "WRONG_DOCUMENT_ERR",
+      "INVALID_CHARACTER_ERR", "NO_DATA_ALLOWED_ERR", "NO_MODIFICATION_ALLOWED_ERR", "NOT_FOUND_ERR", "NOT_SUPPORTED_ERR",
+      "INUSE_ATTRIBUTE_ERR", "INVALID_STATE_ERR", "SYNTAX_ERR", "INVALID_MODIFICATION_ERR", "NAMESPACE_ERR",
+      "INVALID_ACCESS_ERR", "VALIDATION_ERR", "TYPE_MISMATCH_ERR", "SECURITY_ERR", "NETWORK_ERR", "ABORT_ERR",
+      "URL_MISMATCH_ERR", "QUOTA_EXCEEDED_ERR", "TIMEOUT_ERR", "INVALID_NODE_TYPE_ERR", "DATA_CLONE_ERR"];
+    for (let i = 0; i < LEGACY.length; i++) {
+      for (const target of [DOMException, DOMException.prototype]) {
+        Object.defineProperty(target, LEGACY[i], { value: i + 1, enumerable: true, configurable: true });
+      }
+    }
     return DOMException;
   }
 
@@ -29,24 +41,48 @@
   const isAbortSignal = (value) => events !== null && value instanceof events.AbortSignal;
   lazyGlobal(["Event", "CustomEvent", "EventTarget", "AbortSignal", "AbortController"], eventsApi);
   function makeEvents() {
+    // One target, no tree: an event is at its target (AT_TARGET) while it is dispatched, and its
+    // path is that target.
     class Event {
-      #type; #cancelable; #defaultPrevented = false; #stopped = false; #target = null; #timeStamp;
+      #type; #cancelable; #bubbles; #composed; #defaultPrevented = false; #stopped = false; #propagationStopped = false;
+      #target = null; #dispatching = false; #timeStamp;
       constructor(type, init = {}) {
         if (arguments.length === 0) throw new TypeError("Event: the type argument is required");
         this.#type = String(type);
-        this.#cancelable = Boolean(init.cancelable);
+        this.#cancelable = Boolean(init?.cancelable);
+        this.#bubbles = Boolean(init?.bubbles);
+        this.#composed = Boolean(init?.composed);
         this.#timeStamp = ops.now();
       }
       get type() { return this.#type; }
       get target() { return this.#target; }
+      get srcElement() { return this.#target ?? undefined; }
       get currentTarget() { return this.#target; }
       get cancelable() { return this.#cancelable; }
+      get bubbles() { return this.#bubbles; }
+      get composed() { return this.#composed; }
+      get eventPhase() { return this.#dispatching ? 2 : 0; }
+      get isTrusted() { return false; }
       get defaultPrevented() { return this.#defaultPrevented; }
+      get returnValue() { return !this.#defaultPrevented; }
+      get cancelBubble() { return this.#propagationStopped; }
+      set cancelBubble(value) { if (value) this.#propagationStopped = true; }
       get timeStamp() { return this.#timeStamp; }
+      composedPath() { return this.#dispatching ? [this.#target] : []; }
       preventDefault() { if (this.#cancelable) this.#defaultPrevented = true; }
-      stopImmediatePropagation() { this.#stopped = true; }
-      stopPropagation() {}
-      static [kState](event, target) { event.#target = target; return () => event.#stopped; }
+      stopImmediatePropagation() { this.#stopped = true; this.#propagationStopped = true; }
+      stopPropagation() { this.#propagationStopped = true; }
+      // Dispatch begins at `target` (answers whether a listener stopped it), or ends (null).
+      static [kState](event, target) {
+        event.#dispatching = target !== null;
+        if (target !== null) event.#target = target;
+        return () => event.#stopped;
+      }
+    }
+    for (const [name, value] of [["NONE", 0], ["CAPTURING_PHASE", 1], ["AT_TARGET", 2], ["BUBBLING_PHASE", 3]]) {
+      for (const target of [Event, Event.prototype]) {
+        Object.defineProperty(target, name, { value, enumerable: true, configurable: true });
+      }
     }
     class EventTarget {
       #listeners = new Map();
@@ -78,6 +114,7 @@
           }
           if (stopped()) break;
         }
+        Event[kState](event, null);
         return !event.defaultPrevented;
       }
     }
@@ -134,5 +171,6 @@
       get signal() { return this.#signal; }
       abort(reason) { AbortSignal[kState](this.#signal, reason); }
     }
+    tagClasses(Event, CustomEvent, EventTarget, AbortSignal, AbortController);
     return { Event, CustomEvent, EventTarget, AbortSignal, AbortController };
   }

@@ -35,7 +35,6 @@
       stream() {
         return streamsApi().bytesStream(this[kBytes]);
       }
-      get [Symbol.toStringTag]() { return "Blob"; }
     }
     class File extends Blob {
       constructor(parts, name, options = {}) {
@@ -44,7 +43,6 @@
         this.name = String(name);
         this.lastModified = options.lastModified === undefined ? Date.now() : Number(options.lastModified);
       }
-      get [Symbol.toStringTag]() { return "File"; }
     }
 
     class FormData {
@@ -141,5 +139,6 @@
       }
       return form;
     }
+    tagClasses(Blob, File, FormData);
     return { Blob, File, FormData, kBytes, encodeMultipart, parseFormData };
   }

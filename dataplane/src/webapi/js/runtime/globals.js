@@ -32,7 +32,7 @@
       get timeOrigin() { return Date.now() - ops.now(); },
       toJSON() { return { timeOrigin: this.timeOrigin }; },
     });
-    const navigator = Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en" });
+    const navigator = Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en", languages: ["en"], platform: "" });
     return { scheduler, performance, navigator };
   }
 

@@ -20,6 +20,13 @@
   // makeLazyGlobal, below) makes the global that value; an assignment before any read makes it
   // the value assigned. The names go to the snapshot creator, which makes those an app's source
   // names in advance.
+  // `Object.prototype.toString` names a Web API object by its class, as on workerd (libraries
+  // tell a FormData or a URLSearchParams apart that way).
+  const tagClasses = (...classes) => {
+    for (const C of classes) {
+      Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
+    }
+  };
   const lazyGroups = [];
   const lazyGlobals = [];
   const lazyGlobal = (names, part) => {

@@ -61,6 +61,13 @@
       const values = this.#list.filter(([k]) => k === n).map(([, v]) => v);
       return values.length === 0 ? null : values.join(", ");
     }
+    // workerd's: only for set-cookie, whose values cannot be joined.
+    getAll(name = undefined) {
+      if (normalizeName(name) !== "set-cookie") {
+        throw new TypeError('getAll() can only be used with the header name "Set-Cookie".');
+      }
+      return this.getSetCookie();
+    }
     getSetCookie() { return this.#list.filter(([k]) => k === "set-cookie").map(([, v]) => v); }
     has(name) { const n = normalizeName(name); return this.#list.some(([k]) => k === n); }
     set(name, value) {
@@ -85,5 +92,6 @@
     forEach(cb, thisArg) { for (const [k, v] of this.entries()) cb.call(thisArg, v, k, this); }
     [Symbol.iterator]() { return this.entries(); }
   }
+  tagClasses(Headers);
   define("Headers", Headers);
 

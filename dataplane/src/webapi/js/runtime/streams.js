@@ -537,6 +537,10 @@
       get fatal() { return this.#decoder.fatal; }
       get ignoreBOM() { return this.#decoder.ignoreBOM; }
     }
+    tagClasses(ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController, ReadableStreamBYOBReader,
+      ReadableByteStreamController, ReadableStreamBYOBRequest, WritableStream, WritableStreamDefaultWriter,
+      WritableStreamDefaultController, TransformStream, TransformStreamDefaultController, TextEncoderStream,
+      TextDecoderStream);
     return { ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController,
       ReadableStreamBYOBReader, ReadableByteStreamController, ReadableStreamBYOBRequest, WritableStream,
       WritableStreamDefaultWriter, WritableStreamDefaultController, TransformStream,

@@ -124,5 +124,6 @@
       toString() { return this.#parts[0]; }
       toJSON() { return this.#parts[0]; }
     }
+    tagClasses(URL, URLSearchParams);
     return { URL, URLSearchParams };
   }
