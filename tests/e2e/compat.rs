@@ -1884,3 +1884,41 @@ fn shapes_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// crypto.subtle.wrapKey/unwrapKey (AES-GCM): raw and JWK (whose JSON text, in workerd's
+/// member order, is what gets encrypted), and the refusals.
+#[test]
+fn key_wrapping_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "key_wrapping",
+        r#"{
+            "wrapped": "e1c4622320383c8aba14eb05778e2faf564d822c3634abaf82336484b67178f54d7ffaa8f2bfe4a65432630bf39913e1",
+            "unwrapped": [
+                "secret",
+                "HMAC",
+                [
+                    "sign"
+                ],
+                true,
+                "0707070707070707070707070707070707070707070707070707070707070707"
+            ],
+            "jwkText": "{\"kty\":\"oct\",\"key_ops\":[\"sign\",\"verify\"],\"alg\":\"HS256\",\"ext\":true,\"k\":\"BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc\"}",
+            "fromJwk": [
+                false,
+                [
+                    "verify"
+                ],
+                "SHA-256"
+            ],
+            "errors": [
+                "InvalidAccessError",
+                "InvalidAccessError",
+                "OperationError",
+                "OperationError",
+                "InvalidAccessError",
+                "SyntaxError"
+            ]
+        }"#,
+    );
+}

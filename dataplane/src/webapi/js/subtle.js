@@ -22,6 +22,7 @@
       throw new TypeError(`${what}: expected an ArrayBuffer, a TypedArray or a DataView`);
     }
   };
+  const utf8 = { encode: (text) => ops.encodeUtf8(String(text)), decode: (bytes) => ops.decodeUtf8(bytes, false, false) };
   const asArrayBuffer = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   class CryptoKey {
     #type; #extractable; #algorithm; #usages; #secret;
@@ -194,7 +195,14 @@
     const jwk = { key_ops: [...key.usages], ext: true };
     const alg = jwkAlg(key);
     if (alg !== undefined) jwk.alg = alg;
-    if (key.type === "secret") return { kty: "oct", k: base64url(secret), ...jwk };
+    if (key.type === "secret") {
+      // In workerd's order (its JSON text is what wrapKey encrypts).
+      const out = { kty: "oct", key_ops: jwk.key_ops };
+      if (alg !== undefined) out.alg = alg;
+      out.ext = true;
+      out.k = base64url(secret);
+      return out;
+    }
     if (isRsa(name)) {
       const out = { kty: "RSA", n: base64url(secret.n), e: base64url(secret.e) };
       if (key.type === "private") {
@@ -385,18 +393,48 @@
       return native("verify", name === "Ed25519" ? "Ed25519" : "P-256", publicKey, given, bytes);
     },
     async encrypt(algorithm, key, data) {
-      const secret = checkKey(key, algorithmName(algorithm) === "AES-GCM" ? "AES-GCM" : "?", "encrypt");
-      if ((algorithm.tagLength ?? 128) !== 128) throw new DOMException("AES-GCM: only 128-bit tags are supported", "NotSupportedError");
-      const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : bufferOf(algorithm.additionalData, "additionalData");
-      return asArrayBuffer(native("aes-encrypt", secret, bufferOf(algorithm.iv, "iv"), aad, bufferOf(data, "crypto.subtle.encrypt")));
+      return aesGcm(true, algorithm, aesSecret("encrypt", algorithm, key), data);
     },
     async decrypt(algorithm, key, data) {
-      const secret = checkKey(key, algorithmName(algorithm) === "AES-GCM" ? "AES-GCM" : "?", "decrypt");
-      if ((algorithm.tagLength ?? 128) !== 128) throw new DOMException("AES-GCM: only 128-bit tags are supported", "NotSupportedError");
-      const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : bufferOf(algorithm.additionalData, "additionalData");
-      return asArrayBuffer(native("aes-decrypt", secret, bufferOf(algorithm.iv, "iv"), aad, bufferOf(data, "crypto.subtle.decrypt")));
+      return aesGcm(false, algorithm, aesSecret("decrypt", algorithm, key), data);
+    },
+    // Wrapping is exporting, then encrypting (AES-GCM, the one cipher here) with a key whose
+    // usages include wrapKey; unwrapping is decrypting, then importing. A JWK is wrapped as
+    // its JSON text.
+    async wrapKey(format, key, wrappingKey, wrapAlgorithm) {
+      const secret = aesSecret("wrapKey", wrapAlgorithm, wrappingKey);
+      const exported = await subtle.exportKey(format, key);
+      const bytes = format === "jwk" ? utf8.encode(JSON.stringify(exported)) : new Uint8Array(exported);
+      return aesGcm(true, wrapAlgorithm, secret, bytes);
+    },
+    async unwrapKey(format, wrappedKey, unwrappingKey, unwrapAlgorithm, unwrappedKeyAlgorithm, extractable, keyUsages) {
+      const bytes = aesGcm(false, unwrapAlgorithm, aesSecret("unwrapKey", unwrapAlgorithm, unwrappingKey), wrappedKey);
+      let keyData = bytes;
+      if (format === "jwk") {
+        try {
+          keyData = JSON.parse(utf8.decode(bytes));
+        } catch {
+          throw new DOMException("crypto.subtle.unwrapKey: the unwrapped key is not a JWK", "DataError");
+        }
+      }
+      return subtle.importKey(format, keyData, unwrappedKeyAlgorithm, extractable, keyUsages);
     },
   };
+  // The AES-GCM key's secret, if the key is one and allows `usage` (encrypt, decrypt, wrapKey
+  // or unwrapKey); then AES-GCM one way or the other.
+  function aesSecret(usage, algorithm, key) {
+    const name = algorithmName(algorithm);
+    if (key instanceof CryptoKey && key.algorithm.name !== name) {
+      throw new DOMException(`Requested algorithm "${name}" does not match this CryptoKey's algorithm "${key.algorithm.name}".`, "InvalidAccessError");
+    }
+    return checkKey(key, name === "AES-GCM" ? "AES-GCM" : "?", usage);
+  }
+  function aesGcm(encrypt, algorithm, secret, data) {
+    if ((algorithm.tagLength ?? 128) !== 128) throw new DOMException("AES-GCM: only 128-bit tags are supported", "NotSupportedError");
+    const aad = algorithm.additionalData === undefined ? new Uint8Array(0) : bufferOf(algorithm.additionalData, "additionalData");
+    const what = encrypt ? "crypto.subtle.encrypt" : "crypto.subtle.decrypt";
+    return asArrayBuffer(native(encrypt ? "aes-encrypt" : "aes-decrypt", secret, bufferOf(algorithm.iv, "iv"), aad, bufferOf(data, what)));
+  }
   // SubtleCrypto is a class, as on Workers; its one instance is crypto.subtle.
   class SubtleCrypto {
     constructor(key) { if (key !== kState) throw new TypeError("Illegal constructor"); }
