@@ -1326,8 +1326,8 @@ fn compression_bombs_and_stream_floods_end_the_request_not_the_node() {
         let reply = nano.get("bomb.example", "/many").await;
         assert_eq!(
             reply.body,
-            "TypeError after 64: too many open TextDecoder streams and compression streams in this \
-             isolate (at most 64); finish, cancel or drop some first"
+            "TypeError after 64: too many open TextDecoder, compression and digest streams in \
+             this isolate (at most 64); finish, cancel or drop some first"
         );
         // The first request's streams ended with it (context reset): the cap is whole again.
         let reply = nano.get("bomb.example", "/many").await;
@@ -1918,6 +1918,57 @@ fn key_wrapping_answers_as_on_workerd() {
                 "OperationError",
                 "InvalidAccessError",
                 "SyntaxError"
+            ]
+        }"#,
+    );
+}
+
+/// workerd's crypto.DigestStream: hashes written in pieces, strings, piped bodies, an abort,
+/// bytesWritten as a BigInt, and the refusals (MD5, which workerd also hashes, is not here).
+#[test]
+fn digest_stream_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "digest_stream",
+        r#"{
+            "pieces": [
+                "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+                "11",
+                "bigint"
+            ],
+            "string": [
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                "3",
+                "bigint"
+            ],
+            "empty": [
+                "da39a3ee5e6b4b0d3255bfef95601890afd80709",
+                "0",
+                "bigint"
+            ],
+            "algorithms": [
+                [
+                    "8d2ce87d86f55fcfab770a047b090da23270fa206832dfea7e0c946fff451f819add242374be551b0d6318ed6c7d41d8",
+                    "1",
+                    "bigint"
+                ],
+                [
+                    "7b54b66836c1fbdd13d2441d9e1434dc62ca677fb68f5fe66a464baadecdbd00576f8d6b5ac3bcc80844b7d50b1cc6603444bbe7cfcf8fc0aa1ee3c636d9e339",
+                    "1",
+                    "bigint"
+                ]
+            ],
+            "unknown": "NotSupportedError 9",
+            "piped": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+            "aborted": "nope",
+            "badWrite": "TypeError",
+            "shape": [
+                true,
+                "DigestStream",
+                0,
+                "[object DigestStream]",
+                "TypeError",
+                true
             ]
         }"#,
     );

@@ -1,7 +1,9 @@
 //! Native state that lives across op calls: streaming text decoders (every WHATWG encoding, by
-//! encoding_rs) and compression streams (gzip, deflate, deflate-raw, by flate2).
+//! encoding_rs), compression streams (gzip, deflate, deflate-raw, by flate2) and the hashes of
+//! `crypto.DigestStream` (SHA-1 and SHA-2, by ring).
 //!
-//! A JS `TextDecoder` or `CompressionStream` holds only the number of its codec here. Codecs are
+//! A JS `TextDecoder`, `CompressionStream` or `DigestStream` holds only the number of its codec
+//! here. Codecs are
 //! bounded per isolate ([`MAX_OPEN`]) and end when their stream finishes, fails or is cancelled;
 //! with context reset, a request's codecs also end with the request (its JS objects are gone).
 //! Every call works on a bounded slice of input (the JS side cuts larger chunks), so the CPU
@@ -32,13 +34,14 @@ pub(crate) enum Codec {
     Gunzip(GzDecoder<Vec<u8>>),
     Inflate(ZlibDecoder<Vec<u8>>),
     InflateRaw(DeflateDecoder<Vec<u8>>),
+    Digest(ring::digest::Context),
 }
 
 /// Why a codec call failed; the op throws it as a TypeError.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CodecError {
     #[error(
-        "too many open TextDecoder streams and compression streams in this isolate (at most \
+        "too many open TextDecoder, compression and digest streams in this isolate (at most \
          {MAX_OPEN}); finish, cancel or drop some first"
     )]
     TooMany,
@@ -136,6 +139,18 @@ pub(crate) fn compression(format: &str, decompress: bool) -> Option<Codec> {
     })
 }
 
+/// The running hash of a DigestStream: `name` is SHA-1, SHA-256, SHA-384 or SHA-512.
+pub(crate) fn digest(name: &str) -> Option<Codec> {
+    let algorithm = match name {
+        "SHA-1" => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        "SHA-256" => &ring::digest::SHA256,
+        "SHA-384" => &ring::digest::SHA384,
+        "SHA-512" => &ring::digest::SHA512,
+        _ => return None,
+    };
+    Some(Codec::Digest(ring::digest::Context::new(algorithm)))
+}
+
 impl Codec {
     /// Decodes `bytes`; `last` ends the stream (a trailing incomplete sequence is then an error
     /// or a replacement character).
@@ -158,7 +173,8 @@ impl Codec {
         Ok(out)
     }
 
-    /// Feeds `bytes` through a compressor or decompressor and returns what came out.
+    /// Feeds `bytes` through a compressor or decompressor and returns what came out (a hash
+    /// takes them in and gives nothing back until it finishes).
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<u8>, CodecError> {
         fn step<W: Write>(
             writer: &mut W,
@@ -186,12 +202,16 @@ impl Codec {
             Codec::Gunzip(w) => step(w, |w| w.get_mut(), bytes, "gzip"),
             Codec::Inflate(w) => step(w, |w| w.get_mut(), bytes, "deflate"),
             Codec::InflateRaw(w) => step(w, |w| w.get_mut(), bytes, "deflate-raw"),
+            Codec::Digest(hash) => {
+                hash.update(bytes);
+                Ok(Vec::new())
+            }
             Codec::Text { .. } => Err(CodecError::Closed),
         }
     }
 
     /// Ends a compression stream: the compressor's last bytes, or the check that the compressed
-    /// input was complete.
+    /// input was complete; or a digest stream: its hash.
     pub fn finish(self) -> Result<Vec<u8>, CodecError> {
         let corrupt = |format| {
             move |err: std::io::Error| CodecError::Corrupt {
@@ -207,6 +227,7 @@ impl Codec {
             Codec::Gunzip(w) => w.finish().map_err(corrupt("gzip")),
             Codec::Inflate(w) => w.finish().map_err(corrupt("deflate")),
             Codec::InflateRaw(w) => w.finish().map_err(corrupt("deflate-raw")),
+            Codec::Digest(hash) => Ok(hash.finish().as_ref().to_vec()),
             Codec::Text { .. } => Err(CodecError::Closed),
         }
     }
@@ -215,6 +236,17 @@ impl Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A digest fed in pieces is the digest of the whole; an unknown hash is no codec.
+    #[test]
+    fn a_digest_codec_hashes_what_it_is_fed_in_pieces() {
+        let mut hash = digest("SHA-256").unwrap();
+        assert!(hash.push(b"hello ").unwrap().is_empty());
+        assert!(hash.push(b"world").unwrap().is_empty());
+        let whole = ring::digest::digest(&ring::digest::SHA256, b"hello world");
+        assert_eq!(hash.finish().unwrap(), whole.as_ref());
+        assert!(digest("MD5").is_none());
+    }
 
     fn round_trip(format: &str, text: &[u8]) -> Vec<u8> {
         let mut compressor = compression(format, false).unwrap();

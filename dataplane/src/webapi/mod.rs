@@ -175,8 +175,8 @@ fn op_encoding_name(
 }
 
 /// `codecOpen(kind, name, flag, flag)`: a streaming text decoder (`"text"`, encoding name,
-/// fatal, ignoreBOM) or a compression stream (`"compress"`/`"decompress"`, format). Answers
-/// the codec's number.
+/// fatal, ignoreBOM), a compression stream (`"compress"`/`"decompress"`, format) or a digest
+/// stream (`"digest"`, SHA-1/256/384/512). Answers the codec's number.
 fn op_codec_open(
     scope: &mut v8::HandleScope,
     args: v8::FunctionCallbackArguments,
@@ -190,6 +190,7 @@ fn op_codec_open(
             let ignore_bom = args.get(3).boolean_value(scope);
             codec::text_decoder(&name, fatal, ignore_bom)
         }
+        "digest" => codec::digest(&name),
         _ => codec::compression(&name, kind == "decompress"),
     };
     let Some(codec) = codec else {
