@@ -1924,7 +1924,7 @@ fn key_wrapping_answers_as_on_workerd() {
 }
 
 /// workerd's crypto.DigestStream: hashes written in pieces, strings, piped bodies, an abort,
-/// bytesWritten as a BigInt, and the refusals (MD5, which workerd also hashes, is not here).
+/// bytesWritten as a BigInt, MD5 (there and in crypto.subtle.digest), and the refusals.
 #[test]
 fn digest_stream_answers_as_on_workerd() {
     assert_matches_workerd(
@@ -1957,6 +1957,14 @@ fn digest_stream_answers_as_on_workerd() {
                     "1",
                     "bigint"
                 ]
+            ],
+            "md5": [
+                [
+                    "900150983cd24fb0d6963f7d28e17f72",
+                    "3",
+                    "bigint"
+                ],
+                "900150983cd24fb0d6963f7d28e17f72"
             ],
             "unknown": "NotSupportedError 9",
             "piped": "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",

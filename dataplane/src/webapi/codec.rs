@@ -1,6 +1,6 @@
 //! Native state that lives across op calls: streaming text decoders (every WHATWG encoding, by
 //! encoding_rs), compression streams (gzip, deflate, deflate-raw, by flate2) and the hashes of
-//! `crypto.DigestStream` (SHA-1 and SHA-2, by ring).
+//! `crypto.DigestStream` (SHA-1 and SHA-2 by ring, MD5 by md-5).
 //!
 //! A JS `TextDecoder`, `CompressionStream` or `DigestStream` holds only the number of its codec
 //! here. Codecs are
@@ -34,7 +34,13 @@ pub(crate) enum Codec {
     Gunzip(GzDecoder<Vec<u8>>),
     Inflate(ZlibDecoder<Vec<u8>>),
     InflateRaw(DeflateDecoder<Vec<u8>>),
-    Digest(ring::digest::Context),
+    Digest(Hash),
+}
+
+/// A running hash: ring's SHA-1/SHA-2, or MD5 (which ring does not have).
+pub(crate) enum Hash {
+    Ring(ring::digest::Context),
+    Md5(md5::Md5),
 }
 
 /// Why a codec call failed; the op throws it as a TypeError.
@@ -139,16 +145,20 @@ pub(crate) fn compression(format: &str, decompress: bool) -> Option<Codec> {
     })
 }
 
-/// The running hash of a DigestStream: `name` is SHA-1, SHA-256, SHA-384 or SHA-512.
+/// The running hash of a DigestStream: `name` is MD5, SHA-1, SHA-256, SHA-384 or SHA-512.
 pub(crate) fn digest(name: &str) -> Option<Codec> {
+    use md5::Digest;
     let algorithm = match name {
+        "MD5" => return Some(Codec::Digest(Hash::Md5(md5::Md5::new()))),
         "SHA-1" => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
         "SHA-256" => &ring::digest::SHA256,
         "SHA-384" => &ring::digest::SHA384,
         "SHA-512" => &ring::digest::SHA512,
         _ => return None,
     };
-    Some(Codec::Digest(ring::digest::Context::new(algorithm)))
+    Some(Codec::Digest(Hash::Ring(ring::digest::Context::new(
+        algorithm,
+    ))))
 }
 
 impl Codec {
@@ -202,8 +212,12 @@ impl Codec {
             Codec::Gunzip(w) => step(w, |w| w.get_mut(), bytes, "gzip"),
             Codec::Inflate(w) => step(w, |w| w.get_mut(), bytes, "deflate"),
             Codec::InflateRaw(w) => step(w, |w| w.get_mut(), bytes, "deflate-raw"),
-            Codec::Digest(hash) => {
+            Codec::Digest(Hash::Ring(hash)) => {
                 hash.update(bytes);
+                Ok(Vec::new())
+            }
+            Codec::Digest(Hash::Md5(hash)) => {
+                md5::Digest::update(hash, bytes);
                 Ok(Vec::new())
             }
             Codec::Text { .. } => Err(CodecError::Closed),
@@ -227,7 +241,8 @@ impl Codec {
             Codec::Gunzip(w) => w.finish().map_err(corrupt("gzip")),
             Codec::Inflate(w) => w.finish().map_err(corrupt("deflate")),
             Codec::InflateRaw(w) => w.finish().map_err(corrupt("deflate-raw")),
-            Codec::Digest(hash) => Ok(hash.finish().as_ref().to_vec()),
+            Codec::Digest(Hash::Ring(hash)) => Ok(hash.finish().as_ref().to_vec()),
+            Codec::Digest(Hash::Md5(hash)) => Ok(md5::Digest::finalize(hash).to_vec()),
             Codec::Text { .. } => Err(CodecError::Closed),
         }
     }
@@ -237,7 +252,8 @@ impl Codec {
 mod tests {
     use super::*;
 
-    /// A digest fed in pieces is the digest of the whole; an unknown hash is no codec.
+    /// A digest fed in pieces is the digest of the whole (MD5's is RFC 1321's "abc" example);
+    /// an unknown hash is no codec.
     #[test]
     fn a_digest_codec_hashes_what_it_is_fed_in_pieces() {
         let mut hash = digest("SHA-256").unwrap();
@@ -245,7 +261,17 @@ mod tests {
         assert!(hash.push(b"world").unwrap().is_empty());
         let whole = ring::digest::digest(&ring::digest::SHA256, b"hello world");
         assert_eq!(hash.finish().unwrap(), whole.as_ref());
-        assert!(digest("MD5").is_none());
+        let mut md5 = digest("MD5").unwrap();
+        md5.push(b"a").unwrap();
+        md5.push(b"bc").unwrap();
+        assert_eq!(
+            md5.finish().unwrap(),
+            [
+                0x90, 0x01, 0x50, 0x98, 0x3c, 0xd2, 0x4f, 0xb0, 0xd6, 0x96, 0x3f, 0x7d, 0x28, 0xe1,
+                0x7f, 0x72
+            ]
+        );
+        assert!(digest("SHA-3").is_none());
     }
 
     fn round_trip(format: &str, text: &[u8]) -> Vec<u8> {

@@ -60,7 +60,7 @@
   }
   function makeDigestStream() {
     const SLICE = 1 << 20;
-    const HASHES = ["SHA-1", "SHA-256", "SHA-384", "SHA-512"];
+    const HASHES = ["MD5", "SHA-1", "SHA-256", "SHA-384", "SHA-512"];
     class DigestStream extends streamsApi().WritableStream {
       #digest;
       #written;
