@@ -253,120 +253,86 @@
       const disposed = (kind, what) =>
         new ReferenceError(`Cannot call ${kind}.prototype.${what} on an already-disposed ${kind}`);
 
-      class DisposableStack {
-        #disposed = false;
-        #list = [];
-        #open(what) {
-          if (this.#disposed) throw disposed("DisposableStack", what);
-          return this.#list;
-        }
-        use(value) {
-          const list = this.#open("use");
-          if (value !== null && value !== undefined) {
-            object(value);
-            const dispose = method(value, Symbol.dispose);
-            if (dispose === undefined) throw new TypeError("Symbol(Symbol.dispose) is not a function");
-            list[list.length] = { value, dispose };
-          }
-          return value;
-        }
-        dispose() {
-          if (this.#disposed) return;
-          this.#disposed = true;
-          const list = this.#list;
-          this.#list = [];
-          disposeAll(list);
-        }
-        adopt(value, onDispose) {
-          const list = this.#open("adopt");
-          callable(onDispose);
-          list[list.length] = { value: undefined, dispose: () => onDispose(value) };
-          return value;
-        }
-        defer(onDispose) {
-          const list = this.#open("defer");
-          callable(onDispose);
-          list[list.length] = { value: undefined, dispose: onDispose };
-        }
-        move() {
-          const list = this.#open("move");
-          const moved = new DisposableStack();
-          moved.#list = list;
-          this.#list = [];
-          this.#disposed = true;
-          return moved;
-        }
-        get disposed() {
-          return this.#disposed;
-        }
-      }
-      hidden(DisposableStack.prototype, Symbol.dispose, DisposableStack.prototype.dispose);
-      Object.defineProperty(DisposableStack.prototype, Symbol.toStringTag, { value: "DisposableStack", configurable: true });
-
-      class AsyncDisposableStack {
-        #disposed = false;
-        #list = [];
-        #open(what) {
-          if (this.#disposed) throw disposed("AsyncDisposableStack", what);
-          return this.#list;
-        }
-        use(value) {
-          const list = this.#open("use");
-          if (value === null || value === undefined) {
-            // Still awaited at disposal, as the spec says.
-            list[list.length] = { value: undefined, dispose: undefined };
-            return value;
-          }
-          object(value);
-          let dispose = method(value, Symbol.asyncDispose);
-          if (dispose === undefined) {
-            const sync = method(value, Symbol.dispose);
-            if (sync === undefined) throw new TypeError("Symbol(Symbol.dispose) is not a function");
-            // Its result is not awaited; what it throws rejects.
-            dispose = async function () {
-              apply(sync, this, []);
-            };
-          }
-          list[list.length] = { value, dispose };
-          return value;
-        }
-        disposeAsync() {
-          // A wrong receiver rejects (the brand check throws), as every async method does.
-          try {
-            if (this.#disposed) return Promise.resolve(undefined);
-          } catch (err) {
-            return Promise.reject(err);
-          }
-          this.#disposed = true;
-          const list = this.#list;
-          this.#list = [];
-          return disposeAllAsync(list);
-        }
-        adopt(value, onDisposeAsync) {
-          const list = this.#open("adopt");
-          callable(onDisposeAsync);
-          list[list.length] = { value: undefined, dispose: () => onDisposeAsync(value) };
-          return value;
-        }
-        defer(onDisposeAsync) {
-          const list = this.#open("defer");
-          callable(onDisposeAsync);
-          list[list.length] = { value: undefined, dispose: onDisposeAsync };
-        }
-        move() {
-          const list = this.#open("move");
-          const moved = new AsyncDisposableStack();
-          moved.#list = list;
-          this.#list = [];
-          this.#disposed = true;
-          return moved;
-        }
-        get disposed() {
-          return this.#disposed;
-        }
-      }
-      hidden(AsyncDisposableStack.prototype, Symbol.asyncDispose, AsyncDisposableStack.prototype.disposeAsync);
-      Object.defineProperty(AsyncDisposableStack.prototype, Symbol.toStringTag, { value: "AsyncDisposableStack", configurable: true });
+      // The two stacks differ in how a resource is taken (`resource`: its entry, or null for
+      // none) and how the list is disposed; each class has its own private names, so a
+      // method of one refuses an instance of the other.
+      const stackClass = (kind, disposeName, disposeSymbol, resource, disposeList, async) => {
+        const Stack = {
+          [kind]: class {
+            #disposed = false;
+            #list = [];
+            #open(what) {
+              if (this.#disposed) throw disposed(kind, what);
+              return this.#list;
+            }
+            use(value) {
+              const list = this.#open("use");
+              const entry = resource(value);
+              if (entry !== null) list[list.length] = entry;
+              return value;
+            }
+            [disposeName]() {
+              if (async) {
+                // A wrong receiver rejects (the brand check throws), as async methods do.
+                try {
+                  if (this.#disposed) return Promise.resolve(undefined);
+                } catch (err) {
+                  return Promise.reject(err);
+                }
+              } else if (this.#disposed) {
+                return undefined;
+              }
+              this.#disposed = true;
+              const list = this.#list;
+              this.#list = [];
+              return disposeList(list);
+            }
+            adopt(value, onDispose) {
+              const list = this.#open("adopt");
+              callable(onDispose);
+              list[list.length] = { value: undefined, dispose: () => onDispose(value) };
+              return value;
+            }
+            defer(onDispose) {
+              const list = this.#open("defer");
+              callable(onDispose);
+              list[list.length] = { value: undefined, dispose: onDispose };
+            }
+            move() {
+              const list = this.#open("move");
+              const moved = new Stack();
+              moved.#list = list;
+              this.#list = [];
+              this.#disposed = true;
+              return moved;
+            }
+            get disposed() {
+              return this.#disposed;
+            }
+          },
+        }[kind];
+        hidden(Stack.prototype, disposeSymbol, Stack.prototype[disposeName]);
+        Object.defineProperty(Stack.prototype, Symbol.toStringTag, { value: kind, configurable: true });
+        return Stack;
+      };
+      const DisposableStack = stackClass("DisposableStack", "dispose", Symbol.dispose, (value) => {
+        if (value === null || value === undefined) return null;
+        object(value);
+        const dispose = method(value, Symbol.dispose);
+        if (dispose === undefined) throw new TypeError("Symbol(Symbol.dispose) is not a function");
+        return { value, dispose };
+      }, disposeAll, false);
+      const AsyncDisposableStack = stackClass("AsyncDisposableStack", "disposeAsync", Symbol.asyncDispose, (value) => {
+        // Still awaited at disposal, as the spec says.
+        if (value === null || value === undefined) return { value: undefined, dispose: undefined };
+        object(value);
+        const dispose = method(value, Symbol.asyncDispose);
+        if (dispose !== undefined) return { value, dispose };
+        const sync = method(value, Symbol.dispose);
+        if (sync === undefined) throw new TypeError("Symbol(Symbol.dispose) is not a function");
+        // Its result is not awaited; what it throws rejects.
+        return { value, dispose: async function () { apply(sync, this, []); } };
+      }, disposeAllAsync, true);
       return { DisposableStack, AsyncDisposableStack, SuppressedError };
     }
   }
