@@ -263,7 +263,8 @@ fn node_memory_budget_evicts_idle_isolates_lru_first() {
     block_on(async {
         assert_eq!(nano.get("old.example", "/").await.status, 200);
         assert_eq!(nano.get("new.example", "/").await.status, 200);
-        // Together they hold over 20 MiB; the least recently used goes.
+        // Together they hold over 20 MiB (12 MB each), one alone fits: the least recently used
+        // goes.
         nano.log
             .wait_for("an eviction", |t| t.contains("evicting the isolate"));
         let line = nano
@@ -308,7 +309,7 @@ fn node_memory_budget_evicts_idle_isolates_lru_first() {
         let reply = nano.get("old.example", "/").await;
         assert_eq!(
             (reply.status, reply.body.as_str()),
-            (200, "holding 1000000 numbers")
+            (200, "holding 1500000 numbers")
         );
     });
 }
