@@ -1981,3 +1981,52 @@ fn digest_stream_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// process.stdout, stderr and stdin: writes go to the log, none is a TTY, stdin is empty.
+#[test]
+fn stdio_answers_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "stdio",
+        r#"{
+            "types": [
+                "object",
+                "object",
+                "object"
+            ],
+            "writes": [
+                true,
+                true,
+                true
+            ],
+            "tty": [
+                "undefined",
+                "undefined",
+                1,
+                2,
+                0
+            ],
+            "methods": [
+                "function",
+                "function",
+                "function"
+            ],
+            "stdin": 0
+        }"#,
+    );
+    // What was written is in the app's log, stdout at info and stderr at error.
+    nano.log.wait_for("the writes", |t| {
+        t.contains("to stdout") && t.contains("to stderr")
+    });
+    let line = |needle: &str| {
+        nano.log
+            .text()
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    assert!(line("to stdout").contains("INFO"), "{}", line("to stdout"));
+    assert!(line("to stderr").contains("ERROR"), "{}", line("to stderr"));
+}

@@ -1148,6 +1148,24 @@
     getDefaultHighWaterMark: (objectMode) => (objectMode ? DEFAULT_OBJECT_HWM : DEFAULT_HWM),
   });
 
+  // process.stdout, stderr and stdin, as workerd has them (libraries read process.stdout.isTTY
+  // and write to process.stderr): what is written goes to the app's log, stdout as console.log
+  // and stderr as console.error, a line per write; none is a TTY, stdin is empty.
+  const stdio = (fd, print) => {
+    const stream = new Writable({
+      write(chunk, encoding, callback) {
+        const text = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
+        print(text.endsWith("\n") ? text.slice(0, -1) : text);
+        callback();
+      },
+    });
+    stream.fd = fd;
+    return stream;
+  };
+  processObject.stdout = stdio(1, (text) => console.log(text));
+  processObject.stderr = stdio(2, (text) => console.error(text));
+  processObject.stdin = Object.assign(new Readable({ read() { this.push(null); } }), { fd: 0 });
+
   // ---- zlib (over the codec ops of CompressionStream: flate2) ------------------------------
   // gzip, deflate and raw deflate, sync, callback and stream forms; unzip detects gzip. The
   // compression level and window options are accepted and ignored (flate2's default level);
