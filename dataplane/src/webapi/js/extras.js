@@ -5,7 +5,7 @@
 // builds them, given the ops and the runtime's internal helpers.
 (function extras(ops, helpers) {
   "use strict";
-  const { kState, toBytes, feedCodec } = helpers;
+  const { kState, toBytes, feedCodec, tagClasses } = helpers;
   // ---- CompressionStream, DecompressionStream -----------------------------------------------------
   // flate2 behind the codec ops (webapi/codec.rs), fed through runtime/encoding.js's feedCodec.
   const COMPRESSION_FORMATS = ["gzip", "deflate", "deflate-raw"];
@@ -179,11 +179,8 @@
     get size() { return () => 1; }
   }
 
-  // Object.prototype.toString names them by class, as on workerd.
-  for (const C of [CompressionStream, DecompressionStream, URLPattern, MessageEvent, MessagePort, MessageChannel,
-    ByteLengthQueuingStrategy, CountQueuingStrategy]) {
-    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
-  }
+  tagClasses(CompressionStream, DecompressionStream, URLPattern, MessageEvent, MessagePort, MessageChannel,
+    ByteLengthQueuingStrategy, CountQueuingStrategy);
   return { CompressionStream, DecompressionStream, URLPattern, MessageEvent, MessagePort, MessageChannel,
     ByteLengthQueuingStrategy, CountQueuingStrategy };
 })

@@ -6,7 +6,7 @@
 // `crypto.subtle` gets them in its snapshot instead.
 (function subtleCrypto(ops, helpers) {
   "use strict";
-  const { kState, toBytes, B64, methods } = helpers;
+  const { kState, toBytes, B64, methods, tagClasses, utf8, fromUtf8 } = helpers;
   const hashName = (algorithm) => {
     const name = typeof algorithm === "string" ? algorithm : algorithm?.name;
     const upper = String(name).toUpperCase();
@@ -22,7 +22,6 @@
       throw new TypeError(`${what}: expected an ArrayBuffer, a TypedArray or a DataView`);
     }
   };
-  const utf8 = { encode: (text) => ops.encodeUtf8(String(text)), decode: (bytes) => ops.decodeUtf8(bytes, false, false) };
   const asArrayBuffer = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
   class CryptoKey {
     #type; #extractable; #algorithm; #usages; #secret;
@@ -406,7 +405,7 @@
     async wrapKey(format, key, wrappingKey, wrapAlgorithm) {
       const secret = aesSecret("wrapKey", wrapAlgorithm, wrappingKey);
       const exported = await subtle.exportKey(format, key);
-      const bytes = format === "jwk" ? utf8.encode(JSON.stringify(exported)) : new Uint8Array(exported);
+      const bytes = format === "jwk" ? utf8(JSON.stringify(exported)) : new Uint8Array(exported);
       return aesGcm(true, wrapAlgorithm, secret, bytes);
     },
     async unwrapKey(format, wrappedKey, unwrappingKey, unwrapAlgorithm, unwrappedKeyAlgorithm, extractable, keyUsages) {
@@ -414,7 +413,7 @@
       let keyData = bytes;
       if (format === "jwk") {
         try {
-          keyData = JSON.parse(utf8.decode(bytes));
+          keyData = JSON.parse(fromUtf8(bytes));
         } catch {
           throw new DOMException("crypto.subtle.unwrapKey: the unwrapped key is not a JWK", "DataError");
         }
@@ -446,14 +445,8 @@
   // on where they differ (for MACs and tokens). Its `length` is 0 there too.
   Object.defineProperty(SubtleCrypto.prototype, "timingSafeEqual", {
     value: function timingSafeEqual(a = undefined, b = undefined) {
-      const bytes = (value, n) => {
-        if (!(value instanceof ArrayBuffer || ArrayBuffer.isView(value))) {
-          throw new TypeError(`Failed to execute 'timingSafeEqual' on 'SubtleCrypto': parameter ${n} is not of type 'BufferSource'.`);
-        }
-        return value instanceof ArrayBuffer ? new Uint8Array(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-      };
-      const x = bytes(a, 1);
-      const y = bytes(b, 2);
+      const x = toBytes(a, "crypto.subtle.timingSafeEqual: parameter 1");
+      const y = toBytes(b, "crypto.subtle.timingSafeEqual: parameter 2");
       if (x.length !== y.length) throw new TypeError("Input buffers must have the same byte length.");
       let difference = 0;
       for (let i = 0; i < x.length; i++) difference |= x[i] ^ y[i];
@@ -462,9 +455,6 @@
     writable: true,
     configurable: true,
   });
-  // Object.prototype.toString names them by class, as on workerd.
-  for (const C of [SubtleCrypto, CryptoKey]) {
-    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
-  }
+  tagClasses(SubtleCrypto, CryptoKey);
   return { subtle: Object.freeze(new SubtleCrypto(kState)), SubtleCrypto, CryptoKey };
 })

@@ -9,7 +9,7 @@
 // and the socket's end come back through the dispatcher's socketEvent.
 (function websockets(ops, helpers) {
   "use strict";
-  const { kState, messageEvent, register, unregister } = helpers;
+  const { kState, messageEvent, register, unregister, tagClasses } = helpers;
   const [CONNECTING, OPEN, CLOSING, CLOSED] = [0, 1, 2, 3];
   const kCreate = Symbol("create");
   const encoder = new TextEncoder();
@@ -239,9 +239,6 @@
     return ws;
   };
 
-  // Object.prototype.toString names them by class, as on workerd.
-  for (const C of [WebSocket, WebSocketPair, CloseEvent, ErrorEvent]) {
-    Object.defineProperty(C.prototype, Symbol.toStringTag, { value: C.name, writable: true, configurable: true });
-  }
+  tagClasses(WebSocket, WebSocketPair, CloseEvent, ErrorEvent);
   return { WebSocket, WebSocketPair, CloseEvent, ErrorEvent, internals: { attach, receive, fetchUpgrade } };
 });

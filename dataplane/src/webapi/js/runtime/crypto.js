@@ -7,7 +7,7 @@
     }
   };
   let webCrypto;
-  const subtleTier = () => (webCrypto ??= ops.lazyScript("subtle")(ops, { kState, toBytes, B64, methods }));
+  const subtleTier = () => (webCrypto ??= ops.lazyScript("subtle")(ops, { kState, toBytes, B64, methods, tagClasses, utf8, fromUtf8 }));
   // crypto and Crypto are made in a context the first time it reads one of them; until then a
   // reset-on request does not deserialise them. An app whose source names one gets them in its
   // snapshot (lazyGlobal).
@@ -59,7 +59,6 @@
     return { Crypto, crypto: Object.freeze(new Crypto(kState)) };
   }
   function makeDigestStream() {
-    const SLICE = 1 << 20;
     const HASHES = ["MD5", "SHA-1", "SHA-256", "SHA-384", "SHA-512"];
     class DigestStream extends streamsApi().WritableStream {
       #digest;
@@ -88,7 +87,7 @@
             } catch (err) {
               fail(err);
             }
-            for (let i = 0; i < bytes.length; i += SLICE) ops.compressPush(id, bytes.subarray(i, i + SLICE));
+            feedCodec(id, "digest", bytes);
             written += BigInt(bytes.length);
           },
           close() {

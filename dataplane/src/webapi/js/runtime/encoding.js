@@ -69,9 +69,10 @@
     if (input instanceof ArrayBuffer) return new Uint8Array(input);
     throw new TypeError(`${what}: expected an ArrayBuffer or a view of one`);
   }
-  // Feeds `bytes` to a compression codec (webapi/codec.rs) in slices, so the CPU limit can step
-  // in between calls and a decompressing call stays within codec.rs's INFLATE_SLICE; answers
-  // what came out. CompressionStream (extras.js) and node:zlib (node/rest.js) both use it.
+  // Feeds `bytes` to a codec (webapi/codec.rs) in slices, so the CPU limit can step in between
+  // calls and a decompressing call stays within codec.rs's INFLATE_SLICE; answers what came
+  // out. CompressionStream (extras.js), node:zlib (node/rest.js) and DigestStream (crypto.js)
+  // use it.
   const feedCodec = (codec, kind, bytes) => {
     const slice = kind === "decompress" ? 4096 : 65536;
     const out = [];

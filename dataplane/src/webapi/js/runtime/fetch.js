@@ -62,6 +62,7 @@
     // Sockets the app opens get their events through the dispatcher's map (dispatch.js).
     register: (socket, ws) => openSockets.set(socket, ws),
     unregister: (socket) => openSockets.delete(socket),
+    tagClasses,
   }));
   lazyGlobal(["WebSocket", "WebSocketPair", "CloseEvent", "ErrorEvent"], websockets);
 

@@ -6,7 +6,7 @@
   // lazyScript op): a reset-on request deserialises its whole context, so what an app does not
   // use must not be in it. An app whose source names one gets them in its snapshot instead.
   let extras = null;
-  const extrasApi = () => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec }));
+  const extrasApi = () => (extras ??= ops.lazyScript("extras")(ops, { kState, toBytes, feedCodec, tagClasses }));
   const extra = (name) => extrasApi()[name];
   lazyGlobal(["CompressionStream", "DecompressionStream", "URLPattern", "MessageEvent", "MessagePort",
     "MessageChannel", "ByteLengthQueuingStrategy", "CountQueuingStrategy"], extrasApi);
