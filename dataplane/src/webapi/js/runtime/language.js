@@ -9,13 +9,16 @@
   {
     const { apply } = Reflect;
     const { abs } = Math;
+    const hidden = (target, name, value) =>
+      Object.defineProperty(target, name, { value, writable: true, enumerable: false, configurable: true });
     const method = (target, methods) => {
-      for (const name of Reflect.ownKeys(methods)) {
-        Object.defineProperty(target, name, { value: methods[name], writable: true, enumerable: false, configurable: true });
-      }
+      for (const name of Reflect.ownKeys(methods)) hidden(target, name, methods[name]);
     };
+    // A value for an error message, without running its code (String() of an object calls its
+    // toString).
+    const named = (v) => (typeof v === "object" && v !== null ? "object" : typeof v === "function" ? "function" : String(v));
     const callable = (fn, what) => {
-      if (typeof fn !== "function") throw new TypeError(`${what}: ${String(fn)} is not a function`);
+      if (typeof fn !== "function") throw new TypeError(`${what}: ${named(fn)} is not a function`);
     };
 
     // Map and WeakMap upsert. Their own has/get/set check the receiver (a TypeError on anything
@@ -158,23 +161,12 @@
         return apply(flatMap, apply(arrayValues, sources, []), [itself]);
       },
     });
-  }
 
-  // V8 13.7 still has Intl.Locale's info getters, which later V8 (workerd) removed for the
-  // get*() methods.
-  for (const name of ["calendars", "collations", "hourCycles", "numberingSystems", "textInfo", "timeZones", "weekInfo"]) {
-    delete Intl.Locale.prototype[name];
-  }
-
-  // ---- explicit resource management (the library half) ---------------------------------------
-  // V8 13.7 has it behind --js-explicit-resource-management, which installs its classes in
-  // every new context: a fifth more work for each reset-on request, for classes few apps use.
-  // Here they are a group made on first read instead. `using` declarations (syntax) are not
-  // there: bundlers (esbuild, TypeScript) turn them into calls of Symbol.dispose.
-  {
-    const { apply } = Reflect;
-    const hidden = (target, name, value) =>
-      Object.defineProperty(target, name, { value, writable: true, enumerable: false, configurable: true });
+    // ---- explicit resource management (the library half) -------------------------------------
+    // V8 13.7 has it behind --js-explicit-resource-management, which installs its classes in
+    // every new context: a fifth more work for each reset-on request, for classes few apps use.
+    // Here they are a group made on first read instead. `using` declarations (syntax) are not
+    // there: bundlers (esbuild, TypeScript) turn them into calls of Symbol.dispose.
     hidden(Iterator.prototype, Symbol.dispose, {
       [Symbol.dispose]() {
         const close = this.return;
@@ -207,19 +199,16 @@
       hidden(errorPrototype, "message", "");
       Object.defineProperty(SuppressedError, "prototype", { value: errorPrototype, writable: false });
 
-      const named = (v) => (typeof v === "object" && v !== null ? "object" : typeof v === "function" ? "function" : String(v));
-      const callable = (fn) => {
-        if (typeof fn !== "function") throw new TypeError(`${named(fn)} is not a function`);
-      };
       const object = (value) => {
         if (typeof value !== "object" && typeof value !== "function") {
           throw new TypeError("An object is expected with `using` declarations");
         }
       };
-      const method = (value, key) => {
+      // GetMethod: the value's `key` method, or undefined.
+      const disposer = (value, key) => {
         const found = value[key];
         if (found === undefined || found === null) return undefined;
-        callable(found);
+        callable(found, `${String(key)} of the resource`);
         return found;
       };
       // Each resource is { value, dispose }: dispose is called with value as `this`, newest
@@ -289,13 +278,13 @@
             }
             adopt(value, onDispose) {
               const list = this.#open("adopt");
-              callable(onDispose);
+              callable(onDispose, `${kind}.prototype.adopt`);
               list[list.length] = { value: undefined, dispose: () => onDispose(value) };
               return value;
             }
             defer(onDispose) {
               const list = this.#open("defer");
-              callable(onDispose);
+              callable(onDispose, `${kind}.prototype.defer`);
               list[list.length] = { value: undefined, dispose: onDispose };
             }
             move() {
@@ -318,7 +307,7 @@
       const DisposableStack = stackClass("DisposableStack", "dispose", Symbol.dispose, (value) => {
         if (value === null || value === undefined) return null;
         object(value);
-        const dispose = method(value, Symbol.dispose);
+        const dispose = disposer(value, Symbol.dispose);
         if (dispose === undefined) throw new TypeError("Symbol(Symbol.dispose) is not a function");
         return { value, dispose };
       }, disposeAll, false);
@@ -326,13 +315,19 @@
         // Still awaited at disposal, as the spec says.
         if (value === null || value === undefined) return { value: undefined, dispose: undefined };
         object(value);
-        const dispose = method(value, Symbol.asyncDispose);
+        const dispose = disposer(value, Symbol.asyncDispose);
         if (dispose !== undefined) return { value, dispose };
-        const sync = method(value, Symbol.dispose);
+        const sync = disposer(value, Symbol.dispose);
         if (sync === undefined) throw new TypeError("Symbol(Symbol.dispose) is not a function");
         // Its result is not awaited; what it throws rejects.
         return { value, dispose: async function () { apply(sync, this, []); } };
       }, disposeAllAsync, true);
       return { DisposableStack, AsyncDisposableStack, SuppressedError };
     }
+  }
+
+  // V8 13.7 still has Intl.Locale's info getters, which later V8 (workerd) removed for the
+  // get*() methods.
+  for (const name of ["calendars", "collations", "hourCycles", "numberingSystems", "textInfo", "timeZones", "weekInfo"]) {
+    delete Intl.Locale.prototype[name];
   }
