@@ -16,11 +16,13 @@ one worker each. For each runtime:
               request (warm), --samples times each (p50/p99)
 
 With --budget-mb M, NANO also runs with node.memory_mb = M (same traffic), to show the budget
-holding. workerd serves all apps from one socket through a router worker that forwards by Host
-to each app's service binding.
+holding. With --reset-off, NANO also runs with "context_reset": false (same traffic): one
+context per isolate for all its requests, as workerd keeps, so no spare contexts (with context
+reset an idle worker keeps three ready for a burst). workerd serves all apps from one socket
+through a router worker that forwards by Host to each app's service binding.
 
 Usage: bench/density.py [--apps 500] [--active 100] [--idle-secs 3] [--budget-mb 0]
-                        [--nano PATH] [--no-workerd]
+                        [--reset-off] [--nano PATH] [--no-workerd]
 """
 
 import argparse
@@ -42,12 +44,12 @@ def rss_and_threads(pid):
 
 
 
-def nano_config(port, sources, cache, idle_secs, budget_mb):
+def nano_config(port, sources, cache, idle_secs, budget_mb, context_reset=True):
     config = {
         "server": {"host": "127.0.0.1", "port": port},
         "slivers": {"cache_dir": str(cache)},
         "apps": [
-            {"hostname": f"app{i}.local", "entrypoint": str(src),
+            {"hostname": f"app{i}.local", "entrypoint": str(src), "context_reset": context_reset,
              "limits": {"workers": 1, "idle_timeout_secs": idle_secs}}
             for i, src in enumerate(sources)
         ],
@@ -171,6 +173,7 @@ def main():
     parser.add_argument("--idle-secs", type=int, default=3)
     parser.add_argument("--settle-secs", type=int, default=5)
     parser.add_argument("--budget-mb", type=int, default=0)
+    parser.add_argument("--reset-off", action="store_true")
     parser.add_argument("--no-workerd", action="store_true")
     parser.add_argument("--samples", type=int, default=30)
     args = parser.parse_args()
@@ -180,7 +183,9 @@ def main():
         sources = distinct_hello_apps(workdir, args.apps)
         hosts = [f"app{i}.local" for i in range(args.apps)]
         cache = workdir / "cache"
-        runs = [("nano", 0)] + ([("nano budget", args.budget_mb)] if args.budget_mb else [])
+        runs = ([("nano", 0, True)]
+                + ([("nano budget", args.budget_mb, True)] if args.budget_mb else [])
+                + ([("nano reset off", 0, False)] if args.reset_off else []))
         # Prepare every app once so the measured starts read a warm cache.
         port = free_port()
         config = workdir / "warm.json"
@@ -194,10 +199,11 @@ def main():
         finally:
             proc.terminate()
             proc.wait()
-        for label, budget in runs:
+        for label, budget, context_reset in runs:
             port = free_port()
             config = workdir / f"{label.replace(' ', '-')}.json"
-            config.write_text(json.dumps(nano_config(port, sources, cache, args.idle_secs, budget)))
+            config.write_text(json.dumps(nano_config(port, sources, cache, args.idle_secs, budget,
+                                                     context_reset)))
             results[label] = measure(label, [args.nano, "--config", config], port, hosts, args,
                                      ready_path="/_admin/ready")
             print(label, results[label], flush=True)
@@ -220,11 +226,13 @@ def main():
           f"| {args.settle_secs} s later | threads "
           "| RSS MB idle again | threads | RSS MB after every app answered | threads |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for label in ("nano", "nano budget", "workerd"):
+    names = {"nano budget": f"NANO, node.memory_mb {args.budget_mb}",
+             "nano reset off": "NANO, context_reset false"}
+    for label in ("nano", "nano budget", "nano reset off", "workerd"):
         if label not in results:
             continue
         r = results[label]
-        name = f"NANO, node.memory_mb {args.budget_mb}" if label == "nano budget" else label
+        name = names.get(label, label)
         cells = [f"{r['listening s']:.2f}", f"{r['ready s']:.2f}"]
         for phase in ("rest", "active", "settled", "idle", "all answered"):
             rss, threads = r[phase]
@@ -236,16 +244,25 @@ def main():
         print(f"first request to an app whose worker was reaped ({len(cold)} samples): "
               f"p50 {pct(cold, 50):.2f} ms, p99 {pct(cold, 99):.2f} ms; "
               f"the request after it (warm): p50 {pct(warm, 50):.2f} ms, p99 {pct(warm, 99):.2f} ms")
-    if "workerd" in results:
-        n, w = results["nano"], results["workerd"]
+    if "workerd" in results or "nano reset off" in results:
+        n = results["nano"]
         print()
-        print(f"per idle app at rest: NANO {n['rest'][0] / args.apps / mib:.2f} MB, "
-              f"workerd {w['rest'][0] / args.apps / mib:.2f} MB")
+        print(f"per idle app at rest: NANO {n['rest'][0] / args.apps / mib:.2f} MB"
+              + (f", workerd {results['workerd']['rest'][0] / args.apps / mib:.2f} MB"
+                 if "workerd" in results else ""))
         for phase, when in (("active", "right after traffic"),
                             ("settled", f"{args.settle_secs} s after traffic")):
-            print(f"per running worker ({when}, above rest): NANO "
-                  f"{(n[phase][0] - n['rest'][0]) / args.active / mib:.2f} MB; workerd per worker "
-                  f"{w[phase][0] / args.apps / mib:.2f} MB")
+            line = f"per running worker ({when}, above rest): NANO {per_worker(n, phase, args):.2f} MB"
+            if "nano reset off" in results:
+                line += f", with context_reset false {per_worker(results['nano reset off'], phase, args):.2f} MB"
+            if "workerd" in results:
+                line += f"; workerd per worker {results['workerd'][phase][0] / args.apps / mib:.2f} MB"
+            print(line)
+
+
+def per_worker(figures, phase, args):
+    """MB per running worker in `phase`: RSS above the node at rest, over the active apps."""
+    return (figures[phase][0] - figures["rest"][0]) / args.active / (1024 * 1024)
 
 
 if __name__ == "__main__":

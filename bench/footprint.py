@@ -8,11 +8,13 @@ One hello app, one worker (one isolate), requests on one keep-alive connection. 
 alternate --rounds times; each figure is the median of its rounds.
 
 Usage: bench/footprint.py --nano NEW --baseline OLD [--requests N] [--rounds R] [--app module.js]
-           [--floor target/release/examples/context_cost]
+           [--floor target/release/examples/context_cost] [--floor-flags "V8 flags"]
 
 --floor also times V8's own empty `Context::new` (the context_cost example, 2000 contexts) after
 each round, and prints each build's CPU per request as a multiple of it: the issue's "floors",
-measured in the same minutes as the requests.
+measured in the same minutes as the requests. --floor-flags also times an empty context made with
+those V8 flags (nano's own, isolate::V8_FLAGS: the features a flag turns on are installed in
+every new context, V8's empty one included), and prints the multiple of that too.
 """
 
 import http.client
@@ -80,9 +82,10 @@ def measure(nano, app, requests):
             proc.wait()
 
 
-def context_new_us(example):
+def context_new_us(example, flags=""):
     """Microseconds per empty `Context::new`, timed by the context_cost example."""
-    out = subprocess.run([example, "2000", "1"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([example, "2000", "1", *flags.split()], capture_output=True, text=True,
+                         check=True).stdout
     value, unit = re.search(r"([0-9.]+)(µs|ms) per Context::new", out).groups()
     return float(value) * (1000 if unit == "ms" else 1)
 
@@ -93,27 +96,36 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--app", default=str(HELLO))
     parser.add_argument("--floor")
+    parser.add_argument("--floor-flags", default="")
     args = parser.parse_args()
     runs = {"baseline": [], "new": []}
-    floors = []
+    floors, flagged = [], []
     for _ in range(args.rounds):
         for name, binary in (("baseline", args.baseline), ("new", args.nano)):
             runs[name].append(measure(binary, args.app, args.requests))
         if args.floor:
             floors.append(context_new_us(args.floor))
+            if args.floor_flags:
+                flagged.append(context_new_us(args.floor, args.floor_flags))
     floor = statistics.median(floors) if floors else None
+    floor_flagged = statistics.median(flagged) if flagged else None
     print("| build | binary MB | snapshot KB | RSS MB | isolate heap KB | CPU µs per reset-on request |"
-          + (" vs `Context::new` |" if floor else ""))
-    print("| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if floor else ""))
+          + (" vs `Context::new` |" if floor else "")
+          + (f" vs `Context::new` with {args.floor_flags} |" if floor_flagged else ""))
+    print("| --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if floor else "")
+          + (" ---: |" if floor_flagged else ""))
     for name, binary in (("baseline", args.baseline), ("new", args.nano)):
         med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
         print(f"| {name} | {os.path.getsize(binary) / 1e6:.1f} | {med['snapshot'] / 1e3:.0f} | "
               f"{med['rss'] / 1e6:.1f} | {med['heap'] / 1e3:.0f} | {med['cpu_us']:.0f} |"
-              + (f" {med['cpu_us'] / floor:.2f} |" if floor else ""))
+              + (f" {med['cpu_us'] / floor:.2f} |" if floor else "")
+              + (f" {med['cpu_us'] / floor_flagged:.2f} |" if floor_flagged else ""))
     if floor:
         print(f"| `Context::new` (floor) | | | | | {floor:.0f} | 1.00 |")
+    if floor_flagged:
+        print(f"| `Context::new` with {args.floor_flags} | | | | | {floor_flagged:.0f} | | 1.00 |")
     print()
-    print("rounds:", json.dumps(runs), "floors:", json.dumps(floors))
+    print("rounds:", json.dumps(runs), "floors:", json.dumps(floors), "with flags:", json.dumps(flagged))
 
 
 if __name__ == "__main__":
