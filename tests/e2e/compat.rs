@@ -2030,3 +2030,32 @@ fn stdio_answers_as_on_workerd() {
     assert!(line("to stdout").contains("INFO"), "{}", line("to stdout"));
     assert!(line("to stderr").contains("ERROR"), "{}", line("to stderr"));
 }
+
+/// `request.cf`: an incoming request's is a frozen object holding the address it came from, as
+/// standalone workerd gives it; one the app makes holds a JSON copy of the `cf` it was given.
+/// Code written for Workers reads `request.cf.country` without a check: undefined, not a
+/// TypeError.
+#[test]
+fn request_cf_answers_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "request_cf",
+        r#"{
+            "incoming": { "clientIp": "127.0.0.1:PORT" },
+            "frozen": true,
+            "same": true,
+            "made": { "a": { "b": 1 }, "d": "1970-01-01T00:00:00.000Z", "n": null, "list": [1, 2] },
+            "madeCopies": [false, true, false],
+            "none": ["undefined", "undefined"],
+            "copies": [true, false, false, false, { "z": 1 }],
+            "refused": [
+                "TypeError: Incorrect type for the 'cf' field on 'RequestInitializerDict': the provided value is not of type 'Object'.",
+                "TypeError: Incorrect type for the 'cf' field on 'RequestInitializerDict': the provided value is not of type 'Object'.",
+                "SyntaxError: \"undefined\" is not valid JSON",
+                true
+            ],
+            "accessor": "function"
+        }"#,
+    );
+}

@@ -183,7 +183,7 @@ async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let (label, response) = match route_and_run(front, req).await {
+    let (label, response) = match route_and_run(front, req, peer).await {
         Ok((hostname, response)) => (hostname, response),
         Err((hostname, refusal)) => {
             if matches!(
@@ -350,6 +350,7 @@ fn check_host(host: &str) -> Result<(), &'static str> {
 async fn route_and_run(
     front: &Front,
     req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Result<(String, Response<Body>), (String, Refusal)> {
     let unknown = |refusal| (UNKNOWN_HOST.to_owned(), refusal);
     check_target(&req).map_err(unknown)?;
@@ -369,7 +370,7 @@ async fn route_and_run(
         })
     })?;
     let hostname = route.pool.hostname().to_owned();
-    match run(front, &route, host, req).await {
+    match run(front, &route, host, req, peer).await {
         Ok(response) => Ok((hostname, response)),
         Err(refusal) => Err((hostname, refusal)),
     }
@@ -380,6 +381,7 @@ async fn run(
     route: &Arc<Route>,
     host: String,
     mut req: Request<Incoming>,
+    peer: SocketAddr,
 ) -> Result<Response<Body>, Refusal> {
     let hostname = route.pool.hostname().to_owned();
     let url = request_url(&host, &req)?;
@@ -468,6 +470,7 @@ async fn run(
         reply,
         slot,
         upgrade: upgrade.is_some(),
+        client: peer.to_string(),
     };
     route
         .pool

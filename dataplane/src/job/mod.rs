@@ -29,6 +29,8 @@ pub struct Job {
     /// The request asks for a WebSocket (HTTP/1.1 `Upgrade: websocket`): the app may accept it
     /// with a 101 and a `WebSocketPair` end, which the front then upgrades.
     pub upgrade: bool,
+    /// The address the connection came from (`ip:port`), the app's `request.cf.clientIp`.
+    pub client: String,
 }
 
 impl Job {

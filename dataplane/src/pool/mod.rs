@@ -511,6 +511,7 @@ mod tests {
             reply,
             slot,
             upgrade: false,
+            client: "192.0.2.1:1".into(),
         };
         assert_eq!(job.path(), "/x/y?z=1");
     }

@@ -436,6 +436,7 @@ impl Worker {
             };
             let env = v8::Local::new(scope, &js.env);
             let id_value = v8::Number::new(scope, id as f64);
+            let client = v8::String::new(scope, &job.client).expect("an address fits in a string");
             [
                 id_value.into(),
                 method.into(),
@@ -443,6 +444,7 @@ impl Worker {
                 headers.into(),
                 body,
                 env.into(),
+                client.into(),
             ]
             .map(|value| v8::Global::new(scope, value))
         };

@@ -161,15 +161,18 @@
     constructor(input, init = {}, serialised = undefined) {
       super();
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
+      let cf, client;
       if (input instanceof Request) {
         const s = input[kState];
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
-        signal = s.signal; redirect = s.redirect;
+        signal = s.signal; redirect = s.redirect; cf = input.cf;
       } else if (serialised === URL_SERIALISED) {
-        // The dispatcher's own headers, made for this request: taken, not copied.
+        // The dispatcher's own headers, made for this request: taken, not copied; and the
+        // address the request came from, for its `cf`.
         url = input;
         headers = init.headers;
+        client = init.client;
       } else {
         url = parseUrl(input)[0];
         headers = new Headers();
@@ -195,13 +198,29 @@
       if (!REDIRECT_MODES.includes(redirect)) {
         throw new TypeError(`Request: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
       }
-      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect };
+      if (init.cf !== undefined) cf = init.cf;
+      if (cf !== undefined) {
+        // A copy through JSON, as workerd makes (a function fails JSON.parse there too).
+        if (cf === null || (typeof cf !== "object" && typeof cf !== "function")) {
+          throw new TypeError("Incorrect type for the 'cf' field on 'RequestInitializerDict': the provided value is not of type 'Object'.");
+        }
+        cf = JSON.parse(JSON.stringify(cf));
+      }
+      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client };
     }
     get url() { return this[kState].url; }
     get method() { return this[kState].method; }
     get headers() { return this[kState].headers; }
     get signal() { return (this[kState].signal ??= new (eventsApi().AbortSignal)(kState)); }
     get redirect() { return this[kState].redirect; }
+    // An incoming request's is made at its first read: frozen, holding the address the request
+    // came from (`ip:port`), as standalone workerd gives it (Cloudflare's edge adds geography
+    // there, which one node does not know). A request the app makes has the `cf` it was given.
+    get cf() {
+      const s = this[kState];
+      if (s.cf === undefined && s.client !== undefined) s.cf = Object.freeze({ clientIp: s.client });
+      return s.cf;
+    }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");
       const s = this[kState];

@@ -166,7 +166,7 @@
     }
   }
 
-  function dispatch(id, method, url, flatHeaders, body, env) {
+  function dispatch(id, method, url, flatHeaders, body, env, client) {
     // No async context survives from an earlier request (the frame is the isolate's, not the
     // context's), and process.env is the app's env, as on workerd.
     ops.setAsyncContext(undefined);
@@ -179,7 +179,7 @@
     const headers = new Headers();
     const list = Headers[kState](headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
-    const request = new Request(url, { method, headers }, URL_SERIALISED);
+    const request = new Request(url, { method, headers, client }, URL_SERIALISED);
     Headers.freeze(request.headers);
     request[kState].bytes = body;
     const waits = [];
