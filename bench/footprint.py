@@ -4,10 +4,14 @@ commit before it): binary size, the app's snapshot size, the process's RSS and t
 heap after warm-up, and the CPU nano spends per request with context reset on (process CPU time
 over a fixed number of requests, so the client's own cost is not in it).
 
-One hello app, one worker (one isolate), requests on one keep-alive connection. The two binaries
-alternate --rounds times; each figure is the median of its rounds.
+One hello app, one worker (one isolate), requests on one keep-alive connection, each sent once
+the one before is answered. With --wrk C, the load is instead `wrk -cC -t1` for --secs seconds
+(the issue's "10 s wrk run"; wrk's default is 10 connections), so requests queue at the worker
+and the front's threads do not sleep between them. The two binaries alternate --rounds times;
+each figure is the median of its rounds.
 
 Usage: bench/footprint.py --nano NEW --baseline OLD [--requests N] [--rounds R] [--app module.js]
+           [--wrk CONNECTIONS [--secs 10]]
            [--floor target/release/examples/context_cost] [--floor-flags "V8 flags"]
 
 --floor also times V8's own empty `Context::new` (the context_cost example, 2000 contexts) after
@@ -43,7 +47,7 @@ def rss_bytes(pid):
     return 0
 
 
-def measure(nano, app, requests):
+def measure(nano, app, requests, wrk=0, secs=10):
     port = free_port()
     with tempfile.TemporaryDirectory() as work:
         work = pathlib.Path(work)
@@ -69,9 +73,17 @@ def measure(nano, app, requests):
             for _ in range(200):
                 get()
             before = cpu_seconds(proc.pid)
-            for _ in range(requests):
-                get()
+            if wrk:
+                out = subprocess.run(
+                    ["wrk", f"-c{wrk}", "-t1", f"-d{secs}s", "-H", "Host: bench.local",
+                     f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+                requests = int(re.search(r"(\d+) requests in", out).group(1))
+            else:
+                for _ in range(requests):
+                    get()
             cpu_us = (cpu_seconds(proc.pid) - before) / requests * 1e6
+            # A new connection: the front closes one left idle through a wrk run.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             conn.request("GET", "/_admin/isolates")
             isolates = json.loads(conn.getresponse().read())
             heap = sum(i.get("heap_used_bytes", 0) for i in isolates.get("isolates", []))
@@ -97,12 +109,14 @@ def main():
     parser.add_argument("--app", default=str(HELLO))
     parser.add_argument("--floor")
     parser.add_argument("--floor-flags", default="")
+    parser.add_argument("--wrk", type=int, default=0)
+    parser.add_argument("--secs", type=int, default=10)
     args = parser.parse_args()
     runs = {"baseline": [], "new": []}
     floors, flagged = [], []
     for _ in range(args.rounds):
         for name, binary in (("baseline", args.baseline), ("new", args.nano)):
-            runs[name].append(measure(binary, args.app, args.requests))
+            runs[name].append(measure(binary, args.app, args.requests, args.wrk, args.secs))
         if args.floor:
             floors.append(context_new_us(args.floor))
             if args.floor_flags:
