@@ -2059,3 +2059,25 @@ fn request_cf_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// `navigator` is a Navigator whose members are own read-only data properties, `userAgent`
+/// workerd's (libraries test it to take their Workers path), with `sendBeacon` (its delivery is
+/// in fetch::a_beacon_is_sent_after_the_response).
+#[test]
+fn navigator_answers_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "navigator",
+        r#"{
+            "own": ["languages", "language", "platform", "hardwareConcurrency", "userAgent"],
+            "values": ["Cloudflare-Workers", 1, "en", ["en"], ""],
+            "descriptor": [false, true, true],
+            "tag": "[object Navigator]",
+            "classes": ["function", true, "TypeError: Illegal constructor"],
+            "assign": "TypeError: Cannot assign to read only property 'userAgent' of object '#<Navigator>'",
+            "beacon": ["function", 0, ["constructor", "sendBeacon"]],
+            "global": ["value", "writable", "enumerable", "configurable"]
+        }"#,
+    );
+}

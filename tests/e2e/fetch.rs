@@ -231,3 +231,46 @@ fn subrequests_work_and_are_guarded() {
         );
     });
 }
+
+/// `navigator.sendBeacon` answers true at once and POSTs its data after the handler has
+/// returned: the request keeps running until the beacon has gone (as with waitUntil), so the
+/// upstream, which takes its time to answer, still receives it.
+#[test]
+fn a_beacon_is_sent_after_the_response() {
+    let nano = node();
+    block_on(async {
+        let (seen, mut beacons) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let seen = seen.clone();
+                            async move {
+                                let method = req.method().to_string();
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                                let _ = seen
+                                    .send((method, String::from_utf8_lossy(&body).into_owned()));
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                            }
+                        });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let reply = nano
+            .get("open.example", &format!("/beacon?url=http://{up}/collect"))
+            .await;
+        assert_eq!((reply.status, reply.body.as_str()), (200, "true"));
+        let beacon = tokio::time::timeout(nano_tests::PATIENCE, beacons.recv())
+            .await
+            .expect("the beacon arrives");
+        assert_eq!(beacon, Some(("POST".to_owned(), "beacon body".to_owned())));
+    });
+}

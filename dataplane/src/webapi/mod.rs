@@ -131,6 +131,7 @@ ops! {
     "urlParse" => op_url_parse,
     "urlSet" => op_url_set,
     "memoryLimit" => op_memory_limit,
+    "currentRequest" => op_current_request,
     "wasmMemories" => op_wasm_memories,
     "wasmCap" => op_wasm_cap,
     "randomBytes" => op_random_bytes,
@@ -781,6 +782,22 @@ fn op_memory_limit(
 ) {
     let limit = host::state(scope).borrow().memory_limit;
     rv.set_double(limit as f64);
+}
+
+/// `currentRequest()`: the id of the request whose JS is running (as `dispatch` got it), or
+/// undefined outside one.
+fn op_current_request(
+    scope: &mut v8::HandleScope,
+    _args: v8::FunctionCallbackArguments,
+    mut rv: v8::ReturnValue,
+) {
+    if let Some(id) = host::state(scope)
+        .borrow()
+        .current_request
+        .filter(|r| *r != 0)
+    {
+        rv.set_double(id as f64);
+    }
 }
 
 /// `wasmMemories(delta)`: +1 asks to open a WebAssembly memory (false past the bounds: see

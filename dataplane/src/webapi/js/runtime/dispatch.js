@@ -37,6 +37,10 @@
     waitUntil(promise) { this.#waits.push(Promise.resolve(promise)); }
     passThroughOnException() {}
   }
+  // Each request in flight's waitUntil list, by request id: for what the runtime itself keeps
+  // a request running for (navigator.sendBeacon), from whichever request's JS is running.
+  const requestWaits = new Map();
+  const waitUntilCurrent = (promise) => requestWaits.get(ops.currentRequest())?.push(promise);
 
   function register(namespace) {
     delete globalThis.__nano_wasm_register;
@@ -183,6 +187,7 @@
     Headers.freeze(request.headers);
     request[kState].bytes = body;
     const waits = [];
+    requestWaits.set(id, waits);
     const ctx = new ExecutionContext(waits);
     handle(id, request, env, ctx)
       .then(async () => {
@@ -192,7 +197,10 @@
           await Promise.allSettled(batch);
         }
       })
-      .finally(() => ops.done(id));
+      .finally(() => {
+        requestWaits.delete(id);
+        ops.done(id);
+      });
   }
 
   return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals, makeLazyGlobal };

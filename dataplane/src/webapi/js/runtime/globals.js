@@ -15,7 +15,7 @@
   // Made on first read, like the globals above; an app whose source names one gets them in its
   // snapshot.
   let webGlobals = null;
-  lazyGlobal(["scheduler", "performance", "navigator"], () => (webGlobals ??= makeWebGlobals()));
+  lazyGlobal(["scheduler", "performance", "navigator", "Navigator"], () => (webGlobals ??= makeWebGlobals()));
   function makeWebGlobals() {
     const scheduler = Object.freeze({
       wait(ms, options = {}) {
@@ -32,7 +32,28 @@
       get timeOrigin() { return Date.now() - ops.now(); },
       toJSON() { return { timeOrigin: this.timeOrigin }; },
     });
-    const navigator = Object.freeze({ userAgent: "NANO/0.1", hardwareConcurrency: 1, language: "en", languages: ["en"], platform: "" });
-    return { scheduler, performance, navigator };
+    // As on workerd: its members are the instance's own read-only data properties, in workerd's
+    // order, and `userAgent` is workerd's, which libraries test to take their Workers path
+    // (Hono's getRuntimeKey, unenv).
+    class Navigator {
+      constructor(key) {
+        if (key !== kState) throw new TypeError("Illegal constructor");
+        const members = [["languages", ["en"]], ["language", "en"], ["platform", ""], ["hardwareConcurrency", 1],
+          ["userAgent", "Cloudflare-Workers"]];
+        for (const [name, value] of members) {
+          Object.defineProperty(this, name, { value, writable: false, enumerable: true, configurable: true });
+        }
+      }
+      // POSTs `data` to `url` and answers true at once; the request keeps running until the
+      // beacon has gone, as with waitUntil (a URL fetch() refuses is dropped, as on workerd).
+      sendBeacon(...args) {
+        const [url, data] = args;
+        const sent = (async () => fetch(url, { method: "POST", body: data ?? null }))().then(() => {}, () => {});
+        waitUntilCurrent(sent);
+        return true;
+      }
+    }
+    tagClasses(Navigator);
+    return { scheduler, performance, navigator: new Navigator(kState), Navigator };
   }
 
