@@ -2081,3 +2081,23 @@ fn navigator_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// Request's `cache` (the modes workerd takes: `no-store`, `no-cache`), `integrity` (none: asking
+/// for a check is an error, not a check silently skipped) and `keepalive`.
+#[test]
+fn request_members_answer_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "request_members",
+        r#"{
+            "incoming": ["undefined", "", false],
+            "made": ["undefined", "no-store", "no-store", "no-store", "no-cache", "", false],
+            "refused": [
+                "TypeError: Unsupported cache mode: reload",
+                "TypeError: Unsupported cache mode: bogus",
+                "TypeError: Subrequest integrity checking is not implemented. The integrity option must be either undefined or an empty string."
+            ]
+        }"#,
+    );
+}

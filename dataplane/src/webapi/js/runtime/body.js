@@ -161,12 +161,12 @@
     constructor(input, init = {}, serialised = undefined) {
       super();
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
-      let cf, client;
+      let cf, client, cache;
       if (input instanceof Request) {
         const s = input[kState];
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
-        signal = s.signal; redirect = s.redirect; cf = input.cf;
+        signal = s.signal; redirect = s.redirect; cf = input.cf; cache = s.cache;
       } else if (serialised === URL_SERIALISED) {
         // The dispatcher's own headers, made for this request: taken, not copied; and the
         // address the request came from, for its `cf`.
@@ -198,6 +198,15 @@
       if (!REDIRECT_MODES.includes(redirect)) {
         throw new TypeError(`Request: redirect must be "follow", "manual" or "error", not ${JSON.stringify(redirect)}`);
       }
+      // The cache modes workerd takes (a node has no HTTP cache for subrequests to bypass), and
+      // no integrity check: asking for one is an error rather than a check silently skipped.
+      if (init.cache !== undefined) {
+        cache = String(init.cache);
+        if (cache !== "no-store" && cache !== "no-cache") throw new TypeError(`Unsupported cache mode: ${cache}`);
+      }
+      if (init.integrity !== undefined && init.integrity !== "") {
+        throw new TypeError("Subrequest integrity checking is not implemented. The integrity option must be either undefined or an empty string.");
+      }
       if (init.cf !== undefined) cf = init.cf;
       if (cf !== undefined) {
         // A copy through JSON, as workerd makes (a function fails JSON.parse there too).
@@ -206,13 +215,16 @@
         }
         cf = JSON.parse(JSON.stringify(cf));
       }
-      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client };
+      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client, cache };
     }
     get url() { return this[kState].url; }
     get method() { return this[kState].method; }
     get headers() { return this[kState].headers; }
     get signal() { return (this[kState].signal ??= new (eventsApi().AbortSignal)(kState)); }
     get redirect() { return this[kState].redirect; }
+    get cache() { return this[kState].cache; }
+    get integrity() { return ""; }
+    get keepalive() { return false; }
     // An incoming request's is made at its first read: frozen, holding the address the request
     // came from (`ip:port`), as standalone workerd gives it (Cloudflare's edge adds geography
     // there, which one node does not know). A request the app makes has the `cf` it was given.
