@@ -2101,3 +2101,74 @@ fn request_members_answer_as_on_workerd() {
         }"#,
     );
 }
+
+/// AES-CBC, AES-CTR (a counter that wraps, one that would repeat) and AES-KW (wrapping with
+/// the integrity check on unwrap): ciphertexts, key shapes and refusals as on workerd.
+#[test]
+fn aes_modes_answer_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "aes_modes",
+        r#"{
+            "cbc": [
+                "1bef9c6373bb4270595a1a3f3ed3f3e203deb1902b7e4baf3ec91b531c1c4b879d8cfe1343aabffcf3e3c08f4446ad50",
+                "the quick brown fox jumps over the lazy dog",
+                "0fd4bc02630715ead7c744f0b237600ecdb9974f641c0a8888b7627d0386a491320b5333660ff5490693c24c70d04359",
+                "the quick brown fox jumps over the lazy dog",
+                "c18ef56c3e43c7d6522af0254e61b72790e3df591c2f47a1ba76722836ec670789dc9deb85e91ead96b7941866acbbcc",
+                "the quick brown fox jumps over the lazy dog",
+                "OperationError",
+                "7df1d87c51680f3d1a8e4727d4d71bf8",
+                "OperationError: AES-CBC IV must be 16 bytes long (provided 12 bytes)."
+            ],
+            "ctr": [
+                "c6dc62a6114fc5c9ae212e106ff0f662f6e7c3ae79a36e134f577d6473d15b1ac39b65cd67f3c05c916a50",
+                "the quick brown fox jumps over the lazy dog",
+                "c6dc62a6114fc5c9ae212e106ff0f662f6e7c3ae79a36e134f577d6473d15b1ac39b65cd67f3c05c916a50",
+                "the quick brown fox jumps over the lazy dog",
+                "f763d0ea37672b781f5bd0aef28dedefca745243205b2eadb287a1f83f7b31df00c2c2176265c8333fbfb6",
+                "the quick brown fox jumps over the lazy dog",
+                "OperationError: Counter block values will repeat.",
+                "OperationError: Invalid counter of 0 bits length provided."
+            ],
+            "kw": [
+                "53efcce86ef8cefee3259f70fc8079da901a40bf2b8db436285c71ec4bb39d53ed87910d089ba817",
+                "040b121920272e353c434a51585f666d747b828990979ea5acb3bac1c8cfd6dd",
+                "OperationError: AES-KW key unwrapping failed.",
+                "OperationError: Unwrapped key bit length must be a multiple of 64 bits but unwrapped key has a length of 160 bits.",
+                "InvalidAccessError: Requested key usage \"encrypt\" does not match any usage listed in this CryptoKey.",
+                "72bdea09eb98961baf52491532c66d8dacd5a789e860e408a914f765c50da4f03e0e83236fa8a9c94cebfd6348888b51"
+            ],
+            "keys": [
+                {
+                    "name": "AES-CBC",
+                    "length": 192
+                },
+                "A192CBC",
+                "oct",
+                [
+                    "encrypt"
+                ],
+                32,
+                {
+                    "name": "AES-CTR",
+                    "length": 128
+                },
+                "A128CTR",
+                "A128KW",
+                {
+                    "name": "AES-KW",
+                    "length": 256
+                },
+                "9594800c39156fa5a8f9f1475da545e66bfc4e5475bc140d85d9f53be55c47b0"
+            ],
+            "errors": [
+                "DataError: Imported AES key length must be 128, 192, or 256 bits but provided 160.",
+                "SyntaxError: Attempt to import secret AES-KW key with invalid usage \"encrypt\".",
+                "OperationError: Generated AES key length must be 128, 192, or 256 bits but requested 100.",
+                "DataError: Symmetric \"jwk\" key contains invalid \"alg\" value \"A128CBC\", expected \"A128CTR\"."
+            ]
+        }"#,
+    );
+}

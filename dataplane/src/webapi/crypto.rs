@@ -78,6 +78,137 @@ pub fn aes_gcm(
     }
 }
 
+/// Runs `$body` with `$aes` the AES block cipher for `$key`'s size (128, 192 or 256 bits), or
+/// answers a DataError naming `$what`.
+macro_rules! with_aes {
+    ($what:expr, $key:expr, $aes:ident => $body:expr) => {
+        match $key.len() {
+            16 => {
+                type $aes = aes::Aes128;
+                $body
+            }
+            24 => {
+                type $aes = aes::Aes192;
+                $body
+            }
+            32 => {
+                type $aes = aes::Aes256;
+                $body
+            }
+            n => Err(CryptoError::Data(format!(
+                "{} keys are 128, 192 or 256 bits, not {}",
+                $what,
+                n * 8
+            ))),
+        }
+    };
+}
+
+/// What a failed decryption says, whatever the cause (as on workerd: which one it was is not
+/// told, so a padding oracle learns nothing).
+const DECRYPTION_FAILED: &str = "Decryption failed. This could be due to a ciphertext authentication failure, bad padding, incorrect CryptoKey, or another algorithm-specific reason.";
+
+/// AES-CBC with PKCS#7 padding (Web Crypto's), a 16-byte IV.
+pub fn aes_cbc(encrypt: bool, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use aes::cipher::block_padding::Pkcs7;
+    use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
+    if iv.len() != 16 {
+        return Err(op_error(format!(
+            "AES-CBC IV must be 16 bytes long (provided {} bytes).",
+            iv.len()
+        )));
+    }
+    with_aes!("AES-CBC", key, Aes => {
+        let bad = |_| op_error("AES-CBC: bad key or iv");
+        if encrypt {
+            Ok(cbc::Encryptor::<Aes>::new_from_slices(key, iv)
+                .map_err(bad)?
+                .encrypt_padded_vec::<Pkcs7>(data))
+        } else {
+            cbc::Decryptor::<Aes>::new_from_slices(key, iv)
+                .map_err(bad)?
+                .decrypt_padded_vec::<Pkcs7>(data)
+                .map_err(|_| op_error(DECRYPTION_FAILED))
+        }
+    })
+}
+
+/// AES-CTR (encryption and decryption are the same): `counter` is the first 16-byte counter
+/// block, of which the rightmost `length` bits count blocks and wrap to zero; the other bits
+/// stay. More blocks than the counter has values would reuse a key stream: refused.
+pub fn aes_ctr(
+    key: &[u8],
+    counter: &[u8],
+    length: u32,
+    data: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    use aes::cipher::{KeyIvInit, StreamCipher};
+    let counter: [u8; 16] = counter.try_into().map_err(|_| {
+        op_error(format!(
+            "AES-CTR: the counter must be 16 bytes, not {}",
+            counter.len()
+        ))
+    })?;
+    if length == 0 || length > 128 {
+        return Err(op_error(format!(
+            "Invalid counter of {length} bits length provided."
+        )));
+    }
+    let blocks = data.len().div_ceil(16) as u128;
+    if length < 128 && blocks > 1u128 << length {
+        return Err(op_error("Counter block values will repeat."));
+    }
+    let mask = u128::MAX >> (128 - length);
+    let mut block = u128::from_be_bytes(counter);
+    let mut out = data.to_vec();
+    with_aes!("AES-CTR", key, Aes => {
+        let mut done = 0;
+        while done < out.len() {
+            // Ctr128BE counts the whole block, which is the same until the counter's bits
+            // wrap: then they start again from zero.
+            let before_wrap = (mask - (block & mask)).saturating_add(1);
+            let bytes = usize::try_from(before_wrap.saturating_mul(16))
+                .unwrap_or(usize::MAX)
+                .min(out.len() - done);
+            ctr::Ctr128BE::<Aes>::new_from_slices(key, &block.to_be_bytes())
+                .map_err(|_| op_error("AES-CTR: bad key"))?
+                .apply_keystream(&mut out[done..done + bytes]);
+            done += bytes;
+            block &= !mask;
+        }
+        Ok(out)
+    })
+}
+
+/// AES-KW (RFC 3394): wraps data of a multiple of 8 bytes, at least 16; unwrapping checks the
+/// integrity value.
+pub fn aes_kw(wrap: bool, key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use aes_kw::{AesKw, KeyInit};
+    with_aes!("AES-KW", key, Aes => {
+        let kw = AesKw::<Aes>::new_from_slice(key).map_err(|_| op_error("AES-KW: bad key"))?;
+        if wrap {
+            if data.len() < 16 || !data.len().is_multiple_of(8) {
+                return Err(op_error(format!(
+                    "Unwrapped key bit length must be a multiple of 64 bits but unwrapped key has a length of {} bits.",
+                    data.len() * 8
+                )));
+            }
+            let mut out = vec![0; data.len() + 8];
+            kw.wrap_key(data, &mut out)
+                .map_err(|err| op_error(format!("AES-KW: {err}")))?;
+            Ok(out)
+        } else {
+            let mut out = vec![0; data.len().saturating_sub(8)];
+            let len = kw
+                .unwrap_key(data, &mut out)
+                .map_err(|_| op_error("AES-KW key unwrapping failed."))?
+                .len();
+            out.truncate(len);
+            Ok(out)
+        }
+    })
+}
+
 /// A new Ed25519 key pair: (PKCS#8 private key, raw 32-byte public key).
 pub fn ed25519_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
     let rng = SystemRandom::new();
@@ -523,6 +654,76 @@ pub fn hkdf(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn unhex(text: &str) -> Vec<u8> {
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// NIST SP 800-38A, F.2.1 (CBC-AES128.Encrypt), the first two blocks; PKCS#7 adds a block
+    /// of padding to whole blocks, and a wrong key fails on it.
+    #[test]
+    fn aes_cbc_answers_the_nist_vectors() {
+        let key = unhex("2b7e151628aed2a6abf7158809cf4f3c");
+        let iv = unhex("000102030405060708090a0b0c0d0e0f");
+        let plain = unhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
+        let sealed = aes_cbc(true, &key, &iv, &plain).unwrap();
+        assert_eq!(
+            sealed[..32],
+            unhex("7649abac8119b246cee98e9b12e9197d5086cb9b507219ee95db113a917678b2")
+        );
+        assert_eq!(sealed.len(), 48);
+        assert_eq!(aes_cbc(false, &key, &iv, &sealed).unwrap(), plain);
+        assert!(aes_cbc(false, &[0; 16], &iv, &sealed).is_err());
+        assert!(aes_cbc(true, &key, &iv[..12], &plain).is_err());
+        assert!(aes_cbc(true, &key[..10], &iv, &plain).is_err());
+    }
+
+    /// NIST SP 800-38A, F.5.1 (CTR-AES128.Encrypt); a counter of `length` bits wraps to zero
+    /// and leaves the rest of the block alone, and more blocks than its values are refused.
+    #[test]
+    fn aes_ctr_answers_the_nist_vectors_and_wraps_its_counter_bits() {
+        let key = unhex("2b7e151628aed2a6abf7158809cf4f3c");
+        let counter = unhex("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff");
+        let plain = unhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
+        let sealed = aes_ctr(&key, &counter, 128, &plain).unwrap();
+        assert_eq!(
+            sealed,
+            unhex("874d6191b620e3261bef6864990db6ce9806f66b7970fdff8617187bb9fffdff")
+        );
+        assert_eq!(aes_ctr(&key, &counter, 128, &sealed).unwrap(), plain);
+        // With an 8-bit counter, the block after ...ff is ...00, not the 128-bit increment.
+        let wrapped = aes_ctr(&key, &counter, 8, &plain).unwrap();
+        let mut second = counter.clone();
+        second[15] = 0;
+        assert_eq!(wrapped[..16], sealed[..16]);
+        assert_eq!(
+            wrapped[16..],
+            aes_ctr(&key, &second, 8, &plain[16..]).unwrap()
+        );
+        assert_ne!(wrapped[16..], sealed[16..]);
+        assert!(aes_ctr(&key, &counter, 1, &[0; 33]).is_err());
+        assert!(aes_ctr(&key, &counter, 1, &[0; 32]).is_ok());
+        assert!(aes_ctr(&key, &counter, 0, &plain).is_err());
+        assert!(aes_ctr(&key, &counter, 129, &plain).is_err());
+    }
+
+    /// RFC 3394, 4.1 (128-bit data with a 128-bit KEK); a wrong KEK fails the integrity check.
+    #[test]
+    fn aes_kw_answers_the_rfc_vector() {
+        let kek = unhex("000102030405060708090a0b0c0d0e0f");
+        let data = unhex("00112233445566778899aabbccddeeff");
+        let wrapped = aes_kw(true, &kek, &data).unwrap();
+        assert_eq!(
+            wrapped,
+            unhex("1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5")
+        );
+        assert_eq!(aes_kw(false, &kek, &wrapped).unwrap(), data);
+        assert!(aes_kw(false, &[1; 16], &wrapped).is_err());
+        assert!(aes_kw(true, &kek, &data[..12]).is_err());
+    }
 
     #[test]
     fn aes_gcm_round_trips_and_detects_tampering() {

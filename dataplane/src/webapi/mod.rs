@@ -501,6 +501,20 @@ fn op_crypto(
             &bytes(4),
         )
         .map(Out::Bytes),
+        "aes-cbc-encrypt" | "aes-cbc-decrypt" => {
+            crypto::aes_cbc(kind == "aes-cbc-encrypt", &bytes(1), &bytes(2), &bytes(3))
+                .map(Out::Bytes)
+        }
+        "aes-ctr" => crypto::aes_ctr(
+            &bytes(1),
+            &bytes(2),
+            args.get(3).uint32_value(scope).unwrap_or(0),
+            &bytes(4),
+        )
+        .map(Out::Bytes),
+        "aes-kw-wrap" | "aes-kw-unwrap" => {
+            crypto::aes_kw(kind == "aes-kw-wrap", &bytes(1), &bytes(2)).map(Out::Bytes)
+        }
         "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Parts(vec![a, b])),
         "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Parts(vec![a, b])),

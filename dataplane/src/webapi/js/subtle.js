@@ -50,14 +50,31 @@
   const algorithmName = (algorithm) => {
     const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name);
     const known = {
-      "HMAC": "HMAC", "AES-GCM": "AES-GCM", "ED25519": "Ed25519", "ECDSA": "ECDSA",
-      "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS", "PBKDF2": "PBKDF2", "HKDF": "HKDF",
+      "HMAC": "HMAC", "AES-GCM": "AES-GCM", "AES-CBC": "AES-CBC", "AES-CTR": "AES-CTR", "AES-KW": "AES-KW",
+      "ED25519": "Ed25519", "ECDSA": "ECDSA", "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
+      "PBKDF2": "PBKDF2", "HKDF": "HKDF",
     }[name.toUpperCase()];
-    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, Ed25519, ECDSA P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
+    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, AES-CBC, AES-CTR, AES-KW, Ed25519, ECDSA P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
     if (known === "ECDSA" && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
       throw new DOMException(`ECDSA: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
     }
     return known;
+  };
+  // AES: GCM, CBC and CTR encrypt, decrypt, wrap and unwrap; KW only wraps and unwraps.
+  const isAes = (name) => name === "AES-GCM" || name === "AES-CBC" || name === "AES-CTR" || name === "AES-KW";
+  const checkAesUsages = (name, usages) => {
+    const allowed = name === "AES-KW" ? ["wrapKey", "unwrapKey"] : ["encrypt", "decrypt", "wrapKey", "unwrapKey"];
+    const bad = usages.find((u) => !allowed.includes(u));
+    if (bad !== undefined) throw new SyntaxError(`Attempt to import secret ${name} key with invalid usage ${JSON.stringify(bad)}.`);
+  };
+  // 128, 192 or 256 bits (ring's AES-GCM has no 192). `what` is "Imported" or "Generated".
+  const aesLength = (name, length, error, what = "Generated") => {
+    const bits = Number(length);
+    if (name === "AES-GCM" ? bits !== 128 && bits !== 256 : bits !== 128 && bits !== 192 && bits !== 256) {
+      const sizes = name === "AES-GCM" ? "128 or 256" : "128, 192, or 256";
+      throw new DOMException(`${what} ${name === "AES-GCM" ? name : "AES"} key length must be ${sizes} bits but ${what === "Imported" ? "provided" : "requested"} ${length}.`, error);
+    }
+    return bits;
   };
   const makeKey = (type, extractable, algorithm, usages, secret) => new CryptoKey(kState, type, Boolean(extractable), algorithm, usages, secret);
   const curveOf = (name) => (name === "ECDSA" ? { name, namedCurve: "P-256" } : { name });
@@ -71,7 +88,7 @@
     const { name } = key.algorithm;
     const bits = key.algorithm.hash?.name?.slice(4);
     if (name === "HMAC") return `HS${bits}`;
-    if (name === "AES-GCM") return `A${key.algorithm.length}GCM`;
+    if (isAes(name)) return `A${key.algorithm.length}${name.slice(4)}`;
     if (name === "RSA-PSS") return `PS${bits}`;
     if (name === "RSASSA-PKCS1-v1_5") return `RS${bits}`;
     return undefined;
@@ -134,14 +151,19 @@
     const expect = (member, value) => {
       if (jwk[member] !== value) throw dataError(`"${member}" must be ${JSON.stringify(value)} for ${name}, not ${JSON.stringify(jwk[member])}`);
     };
-    if (jwk.use !== undefined && jwk.use !== (name === "AES-GCM" ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
+    if (jwk.use !== undefined && jwk.use !== (isAes(name) ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
     const unlisted = Array.isArray(jwk.key_ops) ? usages.find((u) => !jwk.key_ops.includes(u)) : undefined;
     if (unlisted !== undefined) throw dataError(`"key_ops" does not allow ${JSON.stringify(unlisted)}`);
     const checkAlg = (key) => {
-      if (jwk.alg !== undefined && jwk.alg !== jwkAlg(key)) throw dataError(`"alg" is ${JSON.stringify(jwk.alg)} but the algorithm asks for ${jwkAlg(key)}`);
+      if (jwk.alg !== undefined && jwk.alg !== jwkAlg(key)) {
+        if (key.type === "secret") {
+          throw new DOMException(`Symmetric "jwk" key contains invalid "alg" value ${JSON.stringify(jwk.alg)}, expected ${JSON.stringify(jwkAlg(key))}.`, "DataError");
+        }
+        throw dataError(`"alg" is ${JSON.stringify(jwk.alg)} but the algorithm asks for ${jwkAlg(key)}`);
+      }
       return key;
     };
-    if (name === "HMAC" || name === "AES-GCM") {
+    if (name === "HMAC" || isAes(name)) {
       expect("kty", "oct");
       return checkAlg(importSecret(name, fromBase64url(jwk, "k"), algorithm, extractable, usages));
     }
@@ -186,6 +208,10 @@
         throw new SyntaxError("crypto.subtle.importKey: HMAC keys are for \"sign\" and \"verify\"");
       }
       return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, allowed, bytes);
+    }
+    if (name !== "AES-GCM") {
+      aesLength(name, bytes.length * 8, "DataError", "Imported");
+      checkAesUsages(name, usages);
     }
     return makeKey("secret", extractable, { name, length: bytes.length * 8 }, usages, bytes);
   }
@@ -257,14 +283,13 @@
       const secret = checkKey(baseKey, name, "deriveKey");
       const target = algorithmName(derivedKeyAlgorithm);
       let length;
-      if (target === "AES-GCM") {
-        length = Number(derivedKeyAlgorithm.length);
-        if (length !== 128 && length !== 256) throw new DOMException("AES-GCM keys are 128 or 256 bits", "OperationError");
+      if (isAes(target)) {
+        length = aesLength(target, derivedKeyAlgorithm.length, "OperationError");
       } else if (target === "HMAC") {
         const hash = hashName(derivedKeyAlgorithm.hash);
         length = derivedKeyAlgorithm.length ?? (hash === "SHA-384" || hash === "SHA-512" ? 1024 : 512);
       } else {
-        throw new DOMException(`crypto.subtle.deriveKey: derives AES-GCM and HMAC keys, not ${target}`, "NotSupportedError");
+        throw new DOMException(`crypto.subtle.deriveKey: derives AES and HMAC keys, not ${target}`, "NotSupportedError");
       }
       return importSecret(target, deriveBytes(name, algorithm, secret, length), derivedKeyAlgorithm, extractable, [...usages]);
     },
@@ -279,9 +304,9 @@
         throw new DOMException(`crypto.subtle.generateKey: ${name} keys cannot be generated here; import one (spki, pkcs8 or jwk)`, "NotSupportedError");
       }
       if (isKdf(name)) throw new DOMException(`crypto.subtle.generateKey: ${name} keys are imported raw (from a password or a secret)`, "NotSupportedError");
-      if (name === "AES-GCM") {
-        const length = Number(algorithm.length ?? 256);
-        if (length !== 128 && length !== 256) throw new DOMException("AES-GCM keys are 128 or 256 bits", "OperationError");
+      if (isAes(name)) {
+        const length = aesLength(name, algorithm.length ?? 256, "OperationError");
+        if (name !== "AES-GCM") checkAesUsages(name, [...usages]);
         return makeKey("secret", extractable, { name, length }, [...usages], ops.randomBytes(length / 8));
       }
       if (name === "HMAC") {
@@ -313,7 +338,7 @@
         if (extractable) throw new SyntaxError(`crypto.subtle.importKey: ${name} keys cannot be extractable`);
         return makeKey("secret", false, { name }, checkUsages(usages, ["deriveBits", "deriveKey"], `a ${name} key`), bytes);
       }
-      if (name === "HMAC" || name === "AES-GCM") {
+      if (name === "HMAC" || isAes(name)) {
         if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw and jwk are)`, "NotSupportedError");
         return importSecret(name, bytes, algorithm, extractable, usages);
       }
@@ -394,22 +419,22 @@
       return native("verify", name === "Ed25519" ? "Ed25519" : "P-256", publicKey, given, bytes);
     },
     async encrypt(algorithm, key, data) {
-      return aesGcm(true, algorithm, aesSecret("encrypt", algorithm, key), data);
+      return aesCipher(true, algorithm, aesSecret("encrypt", algorithm, key), data);
     },
     async decrypt(algorithm, key, data) {
-      return aesGcm(false, algorithm, aesSecret("decrypt", algorithm, key), data);
+      return aesCipher(false, algorithm, aesSecret("decrypt", algorithm, key), data);
     },
-    // Wrapping is exporting, then encrypting (AES-GCM, the one cipher here) with a key whose
-    // usages include wrapKey; unwrapping is decrypting, then importing. A JWK is wrapped as
-    // its JSON text.
+    // Wrapping is exporting, then encrypting (AES-KW, or an AES cipher) with a key whose usages
+    // include wrapKey; unwrapping is decrypting, then importing. A JWK is wrapped as its JSON
+    // text.
     async wrapKey(format, key, wrappingKey, wrapAlgorithm) {
       const secret = aesSecret("wrapKey", wrapAlgorithm, wrappingKey);
       const exported = await subtle.exportKey(format, key);
       const bytes = format === "jwk" ? utf8(JSON.stringify(exported)) : new Uint8Array(exported);
-      return aesGcm(true, wrapAlgorithm, secret, bytes);
+      return aesCipher(true, wrapAlgorithm, secret, bytes);
     },
     async unwrapKey(format, wrappedKey, unwrappingKey, unwrapAlgorithm, unwrappedKeyAlgorithm, extractable, keyUsages) {
-      const bytes = aesGcm(false, unwrapAlgorithm, aesSecret("unwrapKey", unwrapAlgorithm, unwrappingKey), wrappedKey);
+      const bytes = new Uint8Array(aesCipher(false, unwrapAlgorithm, aesSecret("unwrapKey", unwrapAlgorithm, unwrappingKey), wrappedKey));
       let keyData = bytes;
       if (format === "jwk") {
         try {
@@ -421,14 +446,26 @@
       return subtle.importKey(format, keyData, unwrappedKeyAlgorithm, extractable, keyUsages);
     },
   };
-  // The AES-GCM key's secret, if the key is one and allows `usage` (encrypt, decrypt, wrapKey
-  // or unwrapKey); then AES-GCM one way or the other.
+  // The AES key's secret, if the key is one of the algorithm asked for and allows `usage`
+  // (encrypt, decrypt, wrapKey or unwrapKey); then that cipher one way or the other.
   function aesSecret(usage, algorithm, key) {
     const name = algorithmName(algorithm);
     if (key instanceof CryptoKey && key.algorithm.name !== name) {
       throw new DOMException(`Requested algorithm "${name}" does not match this CryptoKey's algorithm "${key.algorithm.name}".`, "InvalidAccessError");
     }
-    return checkKey(key, name === "AES-GCM" ? "AES-GCM" : "?", usage);
+    if (!isAes(name)) throw new DOMException(`${name} cannot ${usage}`, "NotSupportedError");
+    if (key instanceof CryptoKey && !key.usages.includes(usage)) {
+      throw new DOMException(`Requested key usage "${usage}" does not match any usage listed in this CryptoKey.`, "InvalidAccessError");
+    }
+    return checkKey(key, name, usage);
+  }
+  function aesCipher(encrypt, algorithm, secret, data) {
+    const name = algorithmName(algorithm);
+    if (name === "AES-GCM") return aesGcm(encrypt, algorithm, secret, data);
+    const bytes = bufferOf(data, encrypt ? "crypto.subtle.encrypt" : "crypto.subtle.decrypt");
+    if (name === "AES-CBC") return asArrayBuffer(native(encrypt ? "aes-cbc-encrypt" : "aes-cbc-decrypt", secret, bufferOf(algorithm.iv, "iv"), bytes));
+    if (name === "AES-CTR") return asArrayBuffer(native("aes-ctr", secret, bufferOf(algorithm.counter, "counter"), Number(algorithm.length), bytes));
+    return asArrayBuffer(native(encrypt ? "aes-kw-wrap" : "aes-kw-unwrap", secret, bytes));
   }
   function aesGcm(encrypt, algorithm, secret, data) {
     if ((algorithm.tagLength ?? 128) !== 128) throw new DOMException("AES-GCM: only 128-bit tags are supported", "NotSupportedError");
