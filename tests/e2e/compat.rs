@@ -2172,3 +2172,75 @@ fn aes_modes_answer_as_on_workerd() {
         }"#,
     );
 }
+
+/// ECDH on P-256: shared secrets from fixed JWK keys both ways, truncated and whole, a derived
+/// AES key, key shapes and formats, and the refusals, as on workerd.
+#[test]
+fn ecdh_answers_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "ecdh",
+        r#"{
+            "bits": [
+                "1aacf0cd8f162ba558747db9dee37a56a79e4bce8c14036575764fd4973dd570",
+                "1aacf0cd8f162ba558747db9dee37a56a79e4bce8c14036575764fd4973dd570",
+                "1aacf0cd8f162ba558747db9dee37a56",
+                "1aacf0cd8f162ba558747db9dee37a56a79e4bce8c14036575764fd4973dd570",
+                "OperationError: Derived key length (264 bits) is too long (should be at most 256 bits)."
+            ],
+            "derived": [
+                {
+                    "name": "AES-GCM",
+                    "length": 128
+                },
+                "1aacf0cd8f162ba558747db9dee37a56"
+            ],
+            "shapes": [
+                {
+                    "name": "ECDH",
+                    "namedCurve": "P-256"
+                },
+                "private",
+                [
+                    "deriveKey",
+                    "deriveBits"
+                ],
+                "public",
+                []
+            ],
+            "jwk": [
+                "EC",
+                "P-256",
+                "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4",
+                "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM",
+                "870MB6gfuTJ4HtUnUvYMyJpr5eUZNP4Bk43bVdj3eAE",
+                "none",
+                [
+                    "deriveKey",
+                    "deriveBits"
+                ]
+            ],
+            "spki": "3059301306072a8648ce3d020106082a8648ce3d030107034200047fcdce2770f6c45d4183cbee6fdb4b7b580733357be9ef13bacf6e3c7bd15445c7f144cd1bbd9b7e872cdfedb9eeb9f4b3695d6ea90b24ad8a4623288588e5ad",
+            "pkcs8": "1aacf0cd8f162ba558747db9dee37a56a79e4bce8c14036575764fd4973dd570",
+            "generated": [
+                [
+                    "deriveBits"
+                ],
+                [],
+                {
+                    "name": "ECDH",
+                    "namedCurve": "P-256"
+                },
+                true
+            ],
+            "errors": [
+                "SyntaxError: Attempt to import public ECDH key with invalid usage \"deriveBits\".",
+                "SyntaxError: Attempt to import private ECDH key with invalid usage \"sign\".",
+                "InvalidAccessError: Private key for derivation is using \"ECDH\" while public key is using \"ECDSA\".",
+                "InvalidAccessError: The provided key has type \"private\", not \"public\"",
+                "InvalidAccessError: Requested key usage \"deriveKey\" does not match any usage listed in this CryptoKey."
+            ]
+        }"#,
+    );
+}

@@ -209,6 +209,18 @@ pub fn aes_kw(wrap: bool, key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoErro
     })
 }
 
+/// ECDH on P-256: the x coordinate of the shared point (32 bytes), from a private key (PKCS#8)
+/// and the peer's public key (an uncompressed point).
+pub fn ecdh_p256(pkcs8: &[u8], public: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let private = jwk_from_pkcs8("P-256", pkcs8)?;
+    let secret = p256::SecretKey::from_slice(&private[0])
+        .map_err(|_| data_error("ECDH: the private key is not a P-256 scalar"))?;
+    let peer = p256::PublicKey::from_sec1_bytes(public)
+        .map_err(|_| data_error("ECDH: the public key is not a point on P-256"))?;
+    let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
+    Ok(shared.raw_secret_bytes().to_vec())
+}
+
 /// A new Ed25519 key pair: (PKCS#8 private key, raw 32-byte public key).
 pub fn ed25519_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
     let rng = SystemRandom::new();
@@ -708,6 +720,37 @@ mod tests {
         assert!(aes_ctr(&key, &counter, 1, &[0; 32]).is_ok());
         assert!(aes_ctr(&key, &counter, 0, &plain).is_err());
         assert!(aes_ctr(&key, &counter, 129, &plain).is_err());
+    }
+
+    /// Two parties' P-256 keys (RFC 7517 A.2 and RFC 7515 A.3) agree on one secret, whichever
+    /// side derives it; a point that is not on the curve is refused.
+    #[test]
+    fn ecdh_agrees_both_ways() {
+        // (x, y, d) as hex.
+        let key = |x: &str, y: &str, d: &str| {
+            let public = [vec![4], unhex(x), unhex(y)].concat();
+            let pkcs8 = pkcs8_from_jwk("P-256", &[unhex(d), public.clone()]).unwrap();
+            (pkcs8, public)
+        };
+        let (alice, alice_public) = key(
+            "30a0424cd21c2944838a2d75c92b37e76ea20d9f00893a3b4eee8a3c0aafec3e",
+            "e04b65e92456d9888b52b379bdfbd51ee869ef1f0fc65b6659695b6cce081723",
+            "f3bd0c07a81fb932781ed52752f60cc89a6be5e51934fe01938ddb55d8f77801",
+        );
+        let (bob, bob_public) = key(
+            "7fcdce2770f6c45d4183cbee6fdb4b7b580733357be9ef13bacf6e3c7bd15445",
+            "c7f144cd1bbd9b7e872cdfedb9eeb9f4b3695d6ea90b24ad8a4623288588e5ad",
+            "8e9b109e719098bf980487df1f5d77e9cb29606ebed2263b5f57c213df84f4b2",
+        );
+        let shared = ecdh_p256(&alice, &bob_public).unwrap();
+        assert_eq!(
+            shared,
+            unhex("1aacf0cd8f162ba558747db9dee37a56a79e4bce8c14036575764fd4973dd570")
+        );
+        assert_eq!(ecdh_p256(&bob, &alice_public).unwrap(), shared);
+        let mut off_curve = bob_public.clone();
+        off_curve[64] ^= 1;
+        assert!(ecdh_p256(&alice, &off_curve).is_err());
     }
 
     /// RFC 3394, 4.1 (128-bit data with a 128-bit KEK); a wrong KEK fails the integrity check.

@@ -515,6 +515,7 @@ fn op_crypto(
         "aes-kw-wrap" | "aes-kw-unwrap" => {
             crypto::aes_kw(kind == "aes-kw-wrap", &bytes(1), &bytes(2)).map(Out::Bytes)
         }
+        "ecdh-p256" => crypto::ecdh_p256(&bytes(1), &bytes(2)).map(Out::Bytes),
         "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Parts(vec![a, b])),
         "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Parts(vec![a, b])),

@@ -39,7 +39,7 @@
   const checkKey = (key, name, usage) => {
     if (!(key instanceof CryptoKey)) throw new TypeError("expected a CryptoKey");
     if (key.algorithm.name !== name) throw new DOMException(`the key is not an ${name} key`, "InvalidAccessError");
-    if (!key.usages.includes(usage)) throw new DOMException(`the key cannot be used to ${usage}`, "InvalidAccessError");
+    if (!key.usages.includes(usage)) throw new DOMException(`Requested key usage "${usage}" does not match any usage listed in this CryptoKey.`, "InvalidAccessError");
     return CryptoKey[kState](key);
   };
   const native = (kind, ...args) => {
@@ -51,16 +51,17 @@
     const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name);
     const known = {
       "HMAC": "HMAC", "AES-GCM": "AES-GCM", "AES-CBC": "AES-CBC", "AES-CTR": "AES-CTR", "AES-KW": "AES-KW",
-      "ED25519": "Ed25519", "ECDSA": "ECDSA", "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
+      "ED25519": "Ed25519", "ECDSA": "ECDSA", "ECDH": "ECDH", "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
       "PBKDF2": "PBKDF2", "HKDF": "HKDF",
     }[name.toUpperCase()];
-    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, AES-CBC, AES-CTR, AES-KW, Ed25519, ECDSA P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
-    if (known === "ECDSA" && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
-      throw new DOMException(`ECDSA: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
+    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, AES-CBC, AES-CTR, AES-KW, Ed25519, ECDSA and ECDH on P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
+    if (isEc(known) && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
+      throw new DOMException(`${known}: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
     }
     return known;
   };
   // AES: GCM, CBC and CTR encrypt, decrypt, wrap and unwrap; KW only wraps and unwraps.
+  const isEc = (name) => name === "ECDSA" || name === "ECDH";
   const isAes = (name) => name === "AES-GCM" || name === "AES-CBC" || name === "AES-CTR" || name === "AES-KW";
   const checkAesUsages = (name, usages) => {
     const allowed = name === "AES-KW" ? ["wrapKey", "unwrapKey"] : ["encrypt", "decrypt", "wrapKey", "unwrapKey"];
@@ -76,8 +77,19 @@
     }
     return bits;
   };
-  const makeKey = (type, extractable, algorithm, usages, secret) => new CryptoKey(kState, type, Boolean(extractable), algorithm, usages, secret);
-  const curveOf = (name) => (name === "ECDSA" ? { name, namedCurve: "P-256" } : { name });
+  const makeKey = (type, extractable, algorithm, usages, secret) =>
+    new CryptoKey(kState, type, Boolean(extractable), algorithm, USAGE_ORDER.filter((u) => usages.includes(u)), secret);
+  const curveOf = (name) => (isEc(name) ? { name, namedCurve: "P-256" } : { name });
+  // Usages in Web Crypto's order (workerd's and the browsers' `usages`), each once.
+  const USAGE_ORDER = ["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"];
+  // What each kind of asymmetric key may be used for (ECDH's public key: for nothing itself).
+  const pairUsages = (name, type) => (name === "ECDH" ? (type === "private" ? ["deriveKey", "deriveBits"] : []) : [type === "private" ? "sign" : "verify"]);
+  const checkPairUsages = (name, type, usages) => {
+    const allowed = pairUsages(name, type);
+    const bad = usages.find((u) => !allowed.includes(u));
+    if (bad !== undefined) throw new SyntaxError(`Attempt to import ${type} ${name} key with invalid usage ${JSON.stringify(bad)}.`);
+    return usages;
+  };
 
   // RSA signatures (keys are imported: ring cannot generate RSA keys). The key's secret is
   // { n, e } for a public key, plus the PKCS#8 DER for a private one. Every private key lives as
@@ -151,7 +163,7 @@
     const expect = (member, value) => {
       if (jwk[member] !== value) throw dataError(`"${member}" must be ${JSON.stringify(value)} for ${name}, not ${JSON.stringify(jwk[member])}`);
     };
-    if (jwk.use !== undefined && jwk.use !== (isAes(name) ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
+    if (jwk.use !== undefined && jwk.use !== (isAes(name) || name === "ECDH" ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
     const unlisted = Array.isArray(jwk.key_ops) ? usages.find((u) => !jwk.key_ops.includes(u)) : undefined;
     if (unlisted !== undefined) throw dataError(`"key_ops" does not allow ${JSON.stringify(unlisted)}`);
     const checkAlg = (key) => {
@@ -179,7 +191,7 @@
       return checkAlg(rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8 }));
     }
     let publicKey;
-    if (name === "ECDSA") {
+    if (isEc(name)) {
       expect("kty", "EC");
       expect("crv", "P-256");
       const x = fromBase64url(jwk, "x"), y = fromBase64url(jwk, "y");
@@ -193,13 +205,13 @@
       if (publicKey.length !== 32) throw dataError("an Ed25519 public key is 32 bytes");
     }
     if (jwk.d === undefined) {
-      return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), publicKey);
+      return makeKey("public", true, curveOf(name), checkPairUsages(name, "public", usages), publicKey);
     }
     // A private JWK carries its public key: ring checks that the two belong together.
     const pkcs8 = native("pkcs8-from-jwk", curveKind(name), fromBase64url(jwk, "d"), publicKey);
-    return makeKey("private", extractable, curveOf(name), checkUsages(usages, ["sign"], "a private key"), pkcs8);
+    return makeKey("private", extractable, curveOf(name), checkPairUsages(name, "private", usages), pkcs8);
   }
-  const curveKind = (name) => (name === "ECDSA" ? "P-256" : "Ed25519");
+  const curveKind = (name) => (isEc(name) ? "P-256" : "Ed25519");
   function importSecret(name, bytes, algorithm, extractable, usages) {
     if (name === "HMAC") {
       const hash = hashName(algorithm.hash);
@@ -237,20 +249,38 @@
       return Object.assign(out, jwk);
     }
     const [d, point] = key.type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, secret];
-    const out = name === "ECDSA"
+    const out = isEc(name)
       ? { kty: "EC", crv: "P-256", x: base64url(point.subarray(1, 33)), y: base64url(point.subarray(33, 65)) }
       : { kty: "OKP", crv: "Ed25519", x: base64url(point) };
     if (key.type === "private") out.d = base64url(d);
     return Object.assign(out, jwk);
   }
-  // PBKDF2 and HKDF: `length` bits from a base key imported raw (never extractable).
+  // PBKDF2 and HKDF: `length` bits from a base key imported raw (never extractable); ECDH:
+  // from a private key and the peer's public key (`algorithm.public`).
   const isKdf = (name) => name === "PBKDF2" || name === "HKDF";
   const kdfName = (algorithm) => {
     const name = algorithmName(algorithm);
-    if (!isKdf(name)) throw new DOMException(`${name} does not derive keys or bits (PBKDF2 and HKDF do)`, "NotSupportedError");
+    if (!isKdf(name) && name !== "ECDH") throw new DOMException(`${name} does not derive keys or bits (PBKDF2, HKDF and ECDH do)`, "NotSupportedError");
     return name;
   };
+  // The shared secret's first `length` bits (all 256 when length is null).
+  const ecdhBits = (algorithm, secret, length) => {
+    const peer = algorithm.public;
+    if (!(peer instanceof CryptoKey)) throw new TypeError("ECDH: algorithm.public must be the peer's public CryptoKey");
+    if (peer.type !== "public") throw new DOMException(`The provided key has type "${peer.type}", not "public"`, "InvalidAccessError");
+    if (peer.algorithm.name !== "ECDH") {
+      throw new DOMException(`Private key for derivation is using "ECDH" while public key is using "${peer.algorithm.name}".`, "InvalidAccessError");
+    }
+    const shared = native("ecdh-p256", secret, CryptoKey[kState](peer));
+    if (length === null || length === undefined) return shared;
+    const bits = Number(length);
+    if (!(bits <= 256)) throw new DOMException(`Derived key length (${bits} bits) is too long (should be at most 256 bits).`, "OperationError");
+    const out = shared.slice(0, Math.ceil(bits / 8));
+    if (bits % 8 !== 0) out[out.length - 1] &= 0xff << (8 - (bits % 8));
+    return out;
+  };
   const deriveBytes = (name, algorithm, secret, length) => {
+    if (name === "ECDH") return ecdhBits(algorithm, secret, length);
     const bits = Number(length);
     if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0) {
       throw new DOMException(`${name}: length must be a positive multiple of 8 bits, not ${length}`, "OperationError");
@@ -323,9 +353,10 @@
         return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, [...usages], bytes);
       }
       const [pkcs8, publicRaw] = native(name === "Ed25519" ? "ed25519-generate" : "p256-generate");
+      if (name === "ECDH") checkPairUsages(name, "private", [...usages]);
       return {
-        privateKey: makeKey("private", extractable, curveOf(name), [...usages].filter((u) => u === "sign"), pkcs8),
-        publicKey: makeKey("public", true, curveOf(name), [...usages].filter((u) => u === "verify"), publicRaw),
+        privateKey: makeKey("private", extractable, curveOf(name), [...usages].filter((u) => pairUsages(name, "private").includes(u)), pkcs8),
+        publicKey: makeKey("public", true, curveOf(name), [...usages].filter((u) => pairUsages(name, "public").includes(u)), publicRaw),
       };
     },
     async importKey(format, keyData, algorithm, extractable, usages) {
@@ -347,16 +378,20 @@
         const wanted = isRsa(name) ? "RSA" : curveKind(name);
         if (kind !== wanted) throw new DOMException(`crypto.subtle.importKey: the spki key is ${kind}, not a ${name} key`, "DataError");
         if (kind === "RSA") return rsaKey("public", true, name, algorithm, usages, { n: parts[0], e: parts[1] });
-        return makeKey("public", true, curveOf(name), checkUsages(usages, ["verify"], "a public key"), parts[0]);
+        return makeKey("public", true, curveOf(name), checkPairUsages(name, "public", usages), parts[0]);
       }
       if (isRsa(name)) {
         if (format !== "pkcs8") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (spki, pkcs8 and jwk are)`, "NotSupportedError");
         const [n, e] = native("rsa-private-public", bytes);
         return rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8: bytes });
       }
-      if (format === "raw") return makeKey("public", true, curveOf(name), [...usages], bytes);
+      if (format === "raw") {
+        if (name === "ECDH") checkPairUsages(name, "public", usages);
+        return makeKey("public", true, curveOf(name), [...usages], bytes);
+      }
       if (format === "pkcs8") {
         native("private-check", curveKind(name), bytes);
+        if (name === "ECDH") checkPairUsages(name, "private", usages);
         return makeKey("private", extractable, curveOf(name), [...usages], bytes);
       }
       throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw, spki or jwk for public keys, pkcs8 for private keys)`, "NotSupportedError");
@@ -454,9 +489,6 @@
       throw new DOMException(`Requested algorithm "${name}" does not match this CryptoKey's algorithm "${key.algorithm.name}".`, "InvalidAccessError");
     }
     if (!isAes(name)) throw new DOMException(`${name} cannot ${usage}`, "NotSupportedError");
-    if (key instanceof CryptoKey && !key.usages.includes(usage)) {
-      throw new DOMException(`Requested key usage "${usage}" does not match any usage listed in this CryptoKey.`, "InvalidAccessError");
-    }
     return checkKey(key, name, usage);
   }
   function aesCipher(encrypt, algorithm, secret, data) {
