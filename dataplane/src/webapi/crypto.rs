@@ -690,6 +690,10 @@ mod tests {
         assert_eq!(aes_cbc(false, &key, &iv, &sealed).unwrap(), plain);
         assert!(aes_cbc(false, &[0; 16], &iv, &sealed).is_err());
         assert!(aes_cbc(true, &key, &iv[..12], &plain).is_err());
+        // Ciphertexts that are no whole number of blocks, or none, are refused, not a panic.
+        for len in [0, 1, 15, 17, 47] {
+            assert!(aes_cbc(false, &key, &iv, &sealed[..len]).is_err(), "{len}");
+        }
         assert!(aes_cbc(true, &key[..10], &iv, &plain).is_err());
     }
 
@@ -766,6 +770,12 @@ mod tests {
         assert_eq!(aes_kw(false, &kek, &wrapped).unwrap(), data);
         assert!(aes_kw(false, &[1; 16], &wrapped).is_err());
         assert!(aes_kw(true, &kek, &data[..12]).is_err());
+        for len in [0, 1, 8, 15, 16, 23, 25] {
+            assert!(
+                aes_kw(false, &kek, &wrapped.repeat(2)[..len]).is_err(),
+                "{len}"
+            );
+        }
     }
 
     #[test]

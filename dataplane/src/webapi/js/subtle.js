@@ -273,8 +273,9 @@
     }
     const shared = native("ecdh-p256", secret, CryptoKey[kState](peer));
     if (length === null || length === undefined) return shared;
-    const bits = Number(length);
-    if (!(bits <= 256)) throw new DOMException(`Derived key length (${bits} bits) is too long (should be at most 256 bits).`, "OperationError");
+    // An unsigned long, as Web IDL converts it (-8 is 4294967288).
+    const bits = Number(length) >>> 0;
+    if (bits > 256) throw new DOMException(`Derived key length (${bits} bits) is too long (should be at most 256 bits).`, "OperationError");
     const out = shared.slice(0, Math.ceil(bits / 8));
     if (bits % 8 !== 0) out[out.length - 1] &= 0xff << (8 - (bits % 8));
     return out;
