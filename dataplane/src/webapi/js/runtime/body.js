@@ -160,19 +160,25 @@
   class Request extends Body {
     constructor(input, init = {}, serialised = undefined) {
       super();
+      if (serialised === URL_SERIALISED) {
+        // The dispatcher's own request: its init holds the method, the headers (made for this
+        // request: taken, not copied) and the address it came from (for its `cf`), nothing
+        // else to check. With context reset every request runs this in a fresh context, where
+        // each property read is a miss.
+        const m = init.method;
+        this[kState] = {
+          url: input, method: NORMALIZED_METHODS.get(m.toLowerCase()) ?? m, headers: init.headers, bytes: null,
+          stream: null, used: false, signal: null, redirect: "follow", cf: undefined, client: init.client, cache: undefined,
+        };
+        return;
+      }
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
-      let cf, client, cache;
+      let cf, cache;
       if (input instanceof Request) {
         const s = input[kState];
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
         signal = s.signal; redirect = s.redirect; cf = input.cf; cache = s.cache;
-      } else if (serialised === URL_SERIALISED) {
-        // The dispatcher's own headers, made for this request: taken, not copied; and the
-        // address the request came from, for its `cf`.
-        url = input;
-        headers = init.headers;
-        client = init.client;
       } else {
         url = parseUrl(input)[0];
         headers = new Headers();
@@ -215,7 +221,7 @@
         }
         cf = JSON.parse(JSON.stringify(cf));
       }
-      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client, cache };
+      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client: undefined, cache };
     }
     get url() { return this[kState].url; }
     get method() { return this[kState].method; }

@@ -37,10 +37,18 @@
     waitUntil(promise) { this.#waits.push(Promise.resolve(promise)); }
     passThroughOnException() {}
   }
-  // Each request in flight's waitUntil list, by request id: for what the runtime itself keeps
-  // a request running for (navigator.sendBeacon), from whichever request's JS is running.
-  const requestWaits = new Map();
-  const waitUntilCurrent = (promise) => requestWaits.get(ops.currentRequest())?.push(promise);
+  // What the runtime itself keeps a request running for (navigator.sendBeacon), by request id,
+  // from whichever request's JS is running; made at the first use, so a request that sends no
+  // beacon never touches it.
+  let runtimeWaits = null;
+  const waitUntilCurrent = (promise) => {
+    const id = ops.currentRequest();
+    if (id === undefined) return;
+    runtimeWaits ??= new Map();
+    const list = runtimeWaits.get(id);
+    if (list === undefined) runtimeWaits.set(id, [promise]);
+    else list.push(promise);
+  };
 
   function register(namespace) {
     delete globalThis.__nano_wasm_register;
@@ -187,20 +195,22 @@
     Headers.freeze(request.headers);
     request[kState].bytes = body;
     const waits = [];
-    requestWaits.set(id, waits);
     const ctx = new ExecutionContext(waits);
     handle(id, request, env, ctx)
       .then(async () => {
-        for (let seen = 0; seen < waits.length; ) {
+        for (let seen = 0; ; ) {
+          const runtime = runtimeWaits?.get(id);
+          if (runtime !== undefined) {
+            runtimeWaits.delete(id);
+            for (const promise of runtime) waits.push(promise);
+          }
+          if (seen >= waits.length) break;
           const batch = waits.slice(seen);
           seen = waits.length;
           await Promise.allSettled(batch);
         }
       })
-      .finally(() => {
-        requestWaits.delete(id);
-        ops.done(id);
-      });
+      .finally(() => ops.done(id));
   }
 
   return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals, makeLazyGlobal };
