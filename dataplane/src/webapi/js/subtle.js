@@ -60,14 +60,19 @@
     }
     return known;
   };
-  // AES: GCM, CBC and CTR encrypt, decrypt, wrap and unwrap; KW only wraps and unwraps.
   const isEc = (name) => name === "ECDSA" || name === "ECDH";
   const isAes = (name) => name === "AES-GCM" || name === "AES-CBC" || name === "AES-CTR" || name === "AES-KW";
-  const checkAesUsages = (name, usages) => {
-    const allowed = name === "AES-KW" ? ["wrapKey", "unwrapKey"] : ["encrypt", "decrypt", "wrapKey", "unwrapKey"];
+  // Usages in Web Crypto's order (workerd's and the browsers' `usages`), each once.
+  const USAGE_ORDER = ["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"];
+  // A key of `type` for `name` takes only the usages `allowed` (workerd's words when not).
+  const checkUsages = (type, name, usages, allowed) => {
     const bad = usages.find((u) => !allowed.includes(u));
-    if (bad !== undefined) throw new SyntaxError(`Attempt to import secret ${name} key with invalid usage ${JSON.stringify(bad)}.`);
+    if (bad !== undefined) throw new SyntaxError(`Attempt to import ${type} ${name} key with invalid usage ${JSON.stringify(bad)}.`);
+    return usages;
   };
+  // AES: GCM, CBC and CTR encrypt, decrypt, wrap and unwrap; KW only wraps and unwraps.
+  const checkAesUsages = (name, usages) =>
+    checkUsages("secret", name, usages, name === "AES-KW" ? ["wrapKey", "unwrapKey"] : ["encrypt", "decrypt", "wrapKey", "unwrapKey"]);
   // 128, 192 or 256 bits (ring's AES-GCM has no 192). `what` is "Imported" or "Generated".
   const aesLength = (name, length, error, what = "Generated") => {
     const bits = Number(length);
@@ -80,16 +85,9 @@
   const makeKey = (type, extractable, algorithm, usages, secret) =>
     new CryptoKey(kState, type, Boolean(extractable), algorithm, USAGE_ORDER.filter((u) => usages.includes(u)), secret);
   const curveOf = (name) => (isEc(name) ? { name, namedCurve: "P-256" } : { name });
-  // Usages in Web Crypto's order (workerd's and the browsers' `usages`), each once.
-  const USAGE_ORDER = ["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"];
   // What each kind of asymmetric key may be used for (ECDH's public key: for nothing itself).
   const pairUsages = (name, type) => (name === "ECDH" ? (type === "private" ? ["deriveKey", "deriveBits"] : []) : [type === "private" ? "sign" : "verify"]);
-  const checkPairUsages = (name, type, usages) => {
-    const allowed = pairUsages(name, type);
-    const bad = usages.find((u) => !allowed.includes(u));
-    if (bad !== undefined) throw new SyntaxError(`Attempt to import ${type} ${name} key with invalid usage ${JSON.stringify(bad)}.`);
-    return usages;
-  };
+  const checkPairUsages = (name, type, usages) => checkUsages(type, name, usages, pairUsages(name, type));
 
   // RSA signatures (keys are imported: ring cannot generate RSA keys). The key's secret is
   // { n, e } for a public key, plus the PKCS#8 DER for a private one. Every private key lives as
@@ -111,16 +109,12 @@
     while (i < bytes.length && bytes[i] === 0) i++;
     return i === bytes.length ? 0 : (bytes.length - i) * 8 - Math.clz32(bytes[i]) + 24;
   };
-  const checkUsages = (usages, allowed, what) => {
-    const bad = usages.find((u) => !allowed.includes(u));
-    if (bad !== undefined) throw new SyntaxError(`crypto.subtle.importKey: ${what} cannot be used to ${JSON.stringify(bad)} (only ${allowed.join(", ")})`);
-    return usages;
-  };
+
   const rsaKey = (type, extractable, name, algorithm, usages, secret) => {
     const hash = hashName(algorithm.hash);
     if (hash === "SHA-1") throw new DOMException(`${name}: SHA-1 is not supported (SHA-256, SHA-384 and SHA-512 are)`, "NotSupportedError");
     const usage = type === "private" ? "sign" : "verify";
-    checkUsages(usages, [usage], `an RSA ${type} key`);
+    checkUsages(type, name, usages, [usage]);
     if (type === "private" && usages.length === 0) throw new SyntaxError("crypto.subtle.importKey: a private key needs a usage (\"sign\")");
     const info = { name, modulusLength: bitLength(secret.n), publicExponent: secret.e.slice(), hash: { name: hash } };
     return makeKey(type, extractable, info, usages, secret);
@@ -368,7 +362,7 @@
       if (isKdf(name)) {
         if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: ${name} keys are imported raw`, "NotSupportedError");
         if (extractable) throw new SyntaxError(`crypto.subtle.importKey: ${name} keys cannot be extractable`);
-        return makeKey("secret", false, { name }, checkUsages(usages, ["deriveBits", "deriveKey"], `a ${name} key`), bytes);
+        return makeKey("secret", false, { name }, checkUsages("secret", name, usages, ["deriveBits", "deriveKey"]), bytes);
       }
       if (name === "HMAC" || isAes(name)) {
         if (format !== "raw") throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw and jwk are)`, "NotSupportedError");
