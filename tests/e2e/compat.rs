@@ -2244,3 +2244,81 @@ fn ecdh_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// X25519 with RFC 7748's keys: the RFC's shared secret both ways, a derived AES key, the key
+/// formats (workerd's PKCS#8 and SPKI bytes), generated pairs, and the refusals (a peer key of
+/// small order among them), as on workerd.
+#[test]
+fn x25519_answers_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "x25519",
+        r#"{
+            "bits": [
+                "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742",
+                "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742",
+                "4a5d9d5ba4ce2de1",
+                "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742",
+                "OperationError: Derived key length (264 bits) is too long (should be at most 256 bits)."
+            ],
+            "derived": [
+                {
+                    "name": "AES-GCM",
+                    "length": 256
+                },
+                "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+            ],
+            "shapes": [
+                {
+                    "name": "X25519"
+                },
+                "private",
+                [
+                    "deriveKey",
+                    "deriveBits"
+                ],
+                "public",
+                [],
+                {
+                    "name": "X25519"
+                }
+            ],
+            "jwk": [
+                "OKP",
+                "X25519",
+                "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo",
+                "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo",
+                "none",
+                [
+                    "deriveKey",
+                    "deriveBits"
+                ]
+            ],
+            "spki": "302a300506032b656e032100de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f",
+            "pkcs8": "302e020100300506032b656e0422042077076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+            "reimported": [
+                "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742"
+            ],
+            "generated": [
+                [
+                    "deriveBits"
+                ],
+                [],
+                {
+                    "name": "X25519"
+                },
+                32,
+                true
+            ],
+            "errors": [
+                "SyntaxError: Attempt to import public X25519 key with invalid usage \"deriveBits\".",
+                "SyntaxError: Attempt to import private X25519 key with invalid usage \"sign\".",
+                "InvalidAccessError: Base X25519 private key cannot be used to derive a key from a peer ECDH public key",
+                "InvalidAccessError: The provided key has type \"private\", not \"public\"",
+                "OperationError",
+                "DataError: X25519 raw keys must be exactly 32-bytes (provided 31)."
+            ]
+        }"#,
+    );
+}

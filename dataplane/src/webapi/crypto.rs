@@ -376,6 +376,7 @@ const RSA_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.
 const EC_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const P256_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const ED25519_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.3.101.112");
+const X25519_OID: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.3.101.110");
 
 /// A public key read from a DER SubjectPublicKeyInfo.
 #[derive(Debug, PartialEq, Eq)]
@@ -387,6 +388,7 @@ pub enum SpkiKey {
     /// The uncompressed point, 65 bytes.
     P256(Vec<u8>),
     Ed25519(Vec<u8>),
+    X25519(Vec<u8>),
 }
 
 pub fn spki_decode(der: &[u8]) -> Result<SpkiKey, CryptoError> {
@@ -422,8 +424,10 @@ pub fn spki_decode(der: &[u8]) -> Result<SpkiKey, CryptoError> {
         ))),
         (ED25519_OID, None) if key.len() == 32 => Ok(SpkiKey::Ed25519(key.to_vec())),
         (ED25519_OID, _) => Err(bad("an Ed25519 key is 32 bytes")),
+        (X25519_OID, None) if key.len() == 32 => Ok(SpkiKey::X25519(key.to_vec())),
+        (X25519_OID, _) => Err(bad("an X25519 key is 32 bytes")),
         (other, _) => Err(CryptoError::NotSupported(format!(
-            "spki: algorithm {other} is not supported (RSA, EC P-256, Ed25519 are)"
+            "spki: algorithm {other} is not supported (RSA, EC P-256, Ed25519, X25519 are)"
         ))),
     }
 }
@@ -445,6 +449,7 @@ pub fn spki_encode(key: &SpkiKey) -> Result<Vec<u8>, CryptoError> {
         }
         SpkiKey::P256(point) => (EC_OID, Some(p256_param), point),
         SpkiKey::Ed25519(raw) => (ED25519_OID, None, raw),
+        SpkiKey::X25519(raw) => (X25519_OID, None, raw),
     };
     spki::SubjectPublicKeyInfoRef {
         algorithm: spki::AlgorithmIdentifierRef { oid, parameters },
@@ -516,6 +521,15 @@ pub fn pkcs8_from_jwk(kind: &str, parts: &[Vec<u8>]) -> Result<Vec<u8>, CryptoEr
             let seed = OctetStringRef::new(seed).map_err(encode_error)?;
             (ED25519_OID, None, seed.to_der().map_err(encode_error)?)
         }
+        ("X25519", [secret, public]) => {
+            if x25519_public(secret)? != public.as_slice() {
+                return Err(data_error(
+                    "X25519: the public key does not belong to the private key",
+                ));
+            }
+            let secret = OctetStringRef::new(secret).map_err(encode_error)?;
+            (X25519_OID, None, secret.to_der().map_err(encode_error)?)
+        }
         _ => return Err(data_error(format!("{kind}: incomplete private key"))),
     };
     let der = pkcs8::PrivateKeyInfo {
@@ -534,8 +548,59 @@ pub fn private_key_check(kind: &str, der: &[u8]) -> Result<(), CryptoError> {
     match kind {
         "RSA" => rsa_private_public(der).map(drop),
         "P-256" => p256_pair(der).map(drop),
+        "X25519" => x25519_secret(der).map(drop),
         _ => ed25519_pair(der).map(drop),
     }
+}
+
+/// An X25519 private key's 32 bytes, from its PKCS#8 (RFC 8410).
+fn x25519_secret(der: &[u8]) -> Result<[u8; 32], CryptoError> {
+    use spki::der::Decode;
+    use spki::der::asn1::OctetStringRef;
+    let info = private_key_info(der)?;
+    if info.algorithm.oid != X25519_OID {
+        return Err(data_error("pkcs8: not an X25519 private key"));
+    }
+    let secret = OctetStringRef::from_der(info.private_key)
+        .map_err(|err| data_error(format!("pkcs8: not an X25519 private key ({err})")))?;
+    secret
+        .as_bytes()
+        .try_into()
+        .map_err(|_| data_error("pkcs8: an X25519 private key is 32 bytes"))
+}
+
+/// The public key of an X25519 private key.
+fn x25519_public(secret: &[u8]) -> Result<[u8; 32], CryptoError> {
+    let secret: [u8; 32] = secret
+        .try_into()
+        .map_err(|_| data_error("X25519: a private key is 32 bytes"))?;
+    Ok(x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret)).to_bytes())
+}
+
+/// A new X25519 key pair: (PKCS#8 private key, raw 32-byte public key).
+pub fn x25519_generate() -> Result<(Vec<u8>, Vec<u8>), CryptoError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret)
+        .map_err(|err| op_error(format!("X25519: no randomness ({err})")))?;
+    let public = x25519_public(&secret)?.to_vec();
+    let pkcs8 = pkcs8_from_jwk("X25519", &[secret.to_vec(), public.clone()])?;
+    Ok((pkcs8, public))
+}
+
+/// X25519 agreement: the shared secret of a private key (PKCS#8) and the peer's 32-byte public
+/// key. A peer key of small order (the secret would be all zeros) is refused, as on workerd.
+pub fn x25519_derive(pkcs8: &[u8], public: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let secret = x25519_dalek::StaticSecret::from(x25519_secret(pkcs8)?);
+    let public: [u8; 32] = public
+        .try_into()
+        .map_err(|_| data_error("X25519: a public key is 32 bytes"))?;
+    let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(public));
+    if !shared.was_contributory() {
+        return Err(op_error(
+            "X25519: the peer's public key is of small order (the shared secret would be zero)",
+        ));
+    }
+    Ok(shared.as_bytes().to_vec())
 }
 
 /// The JWK members of a PKCS#8 private key (see [`JwkParts`]).
@@ -567,6 +632,10 @@ pub fn jwk_from_pkcs8(kind: &str, der: &[u8]) -> Result<JwkParts, CryptoError> {
                 .map_err(|err| bad(&format!("not a SEC1 EC private key ({err})")))?;
             let public = p256_pair(der)?.public_key().as_ref().to_vec();
             Ok(vec![key.private_key.to_vec(), public])
+        }
+        "X25519" => {
+            let secret = x25519_secret(der)?;
+            Ok(vec![secret.to_vec(), x25519_public(&secret)?.to_vec()])
         }
         _ => {
             let seed = OctetStringRef::from_der(info.private_key)
@@ -755,6 +824,28 @@ mod tests {
         let mut off_curve = bob_public.clone();
         off_curve[64] ^= 1;
         assert!(ecdh_p256(&alice, &off_curve).is_err());
+    }
+
+    /// RFC 7748, section 6.1: Alice's and Bob's keys agree on the RFC's secret, through PKCS#8
+    /// made from their JWK members; the all-zero point (small order) is refused.
+    #[test]
+    fn x25519_answers_the_rfc_vector() {
+        let alice = unhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let alice_public =
+            unhex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let bob = unhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb");
+        let bob_public = unhex("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+        let alice = pkcs8_from_jwk("X25519", &[alice, alice_public.clone()]).unwrap();
+        let bob = pkcs8_from_jwk("X25519", &[bob, bob_public.clone()]).unwrap();
+        let shared = unhex("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+        assert_eq!(x25519_derive(&alice, &bob_public).unwrap(), shared);
+        assert_eq!(x25519_derive(&bob, &alice_public).unwrap(), shared);
+        assert!(x25519_derive(&alice, &[0; 32]).is_err());
+        assert!(x25519_derive(&alice, &[9; 31]).is_err());
+        // A public key that is not the private key's is refused on import.
+        assert!(pkcs8_from_jwk("X25519", &[vec![1; 32], bob_public]).is_err());
+        let (generated, public) = x25519_generate().unwrap();
+        assert_eq!(jwk_from_pkcs8("X25519", &generated).unwrap()[1], public);
     }
 
     /// RFC 3394, 4.1 (128-bit data with a 128-bit KEK); a wrong KEK fails the integrity check.

@@ -516,6 +516,8 @@ fn op_crypto(
             crypto::aes_kw(kind == "aes-kw-wrap", &bytes(1), &bytes(2)).map(Out::Bytes)
         }
         "ecdh-p256" => crypto::ecdh_p256(&bytes(1), &bytes(2)).map(Out::Bytes),
+        "x25519-generate" => crypto::x25519_generate().map(|(a, b)| Out::Parts(vec![a, b])),
+        "x25519" => crypto::x25519_derive(&bytes(1), &bytes(2)).map(Out::Bytes),
         "ed25519-generate" => crypto::ed25519_generate().map(|(a, b)| Out::Parts(vec![a, b])),
         "ed25519-sign" => crypto::ed25519_sign(&bytes(1), &bytes(2)).map(Out::Bytes),
         "p256-generate" => crypto::p256_generate().map(|(a, b)| Out::Parts(vec![a, b])),
@@ -566,6 +568,7 @@ fn op_crypto(
             crypto::SpkiKey::Rsa { n, e } => Out::Key("RSA", vec![n, e]),
             crypto::SpkiKey::P256(point) => Out::Key("P-256", vec![point]),
             crypto::SpkiKey::Ed25519(raw) => Out::Key("Ed25519", vec![raw]),
+            crypto::SpkiKey::X25519(raw) => Out::Key("X25519", vec![raw]),
         }),
         "spki-encode" => {
             let key = match string(scope, 1).as_str() {
@@ -574,6 +577,7 @@ fn op_crypto(
                     e: bytes(3),
                 },
                 "P-256" => crypto::SpkiKey::P256(bytes(2)),
+                "X25519" => crypto::SpkiKey::X25519(bytes(2)),
                 _ => crypto::SpkiKey::Ed25519(bytes(2)),
             };
             crypto::spki_encode(&key).map(Out::Bytes)

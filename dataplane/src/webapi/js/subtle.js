@@ -51,16 +51,18 @@
     const name = String(typeof algorithm === "string" ? algorithm : algorithm?.name);
     const known = {
       "HMAC": "HMAC", "AES-GCM": "AES-GCM", "AES-CBC": "AES-CBC", "AES-CTR": "AES-CTR", "AES-KW": "AES-KW",
-      "ED25519": "Ed25519", "ECDSA": "ECDSA", "ECDH": "ECDH", "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
+      "ED25519": "Ed25519", "ECDSA": "ECDSA", "ECDH": "ECDH", "X25519": "X25519", "RSASSA-PKCS1-V1_5": "RSASSA-PKCS1-v1_5", "RSA-PSS": "RSA-PSS",
       "PBKDF2": "PBKDF2", "HKDF": "HKDF",
     }[name.toUpperCase()];
-    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, AES-CBC, AES-CTR, AES-KW, Ed25519, ECDSA and ECDH on P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
+    if (!known) throw new DOMException(`crypto.subtle: algorithm ${JSON.stringify(name)} is not supported (HMAC, AES-GCM, AES-CBC, AES-CTR, AES-KW, Ed25519, X25519, ECDSA and ECDH on P-256, RSASSA-PKCS1-v1_5, RSA-PSS, PBKDF2 and HKDF are)`, "NotSupportedError");
     if (isEc(known) && typeof algorithm === "object" && algorithm.namedCurve !== undefined && algorithm.namedCurve !== "P-256") {
       throw new DOMException(`${known}: curve ${algorithm.namedCurve} is not supported (P-256 is)`, "NotSupportedError");
     }
     return known;
   };
   const isEc = (name) => name === "ECDSA" || name === "ECDH";
+  // Key agreement: the private key derives bits with the peer's public key.
+  const agrees = (name) => name === "ECDH" || name === "X25519";
   const isAes = (name) => name === "AES-GCM" || name === "AES-CBC" || name === "AES-CTR" || name === "AES-KW";
   // Usages in Web Crypto's order (workerd's and the browsers' `usages`), each once.
   const USAGE_ORDER = ["encrypt", "decrypt", "sign", "verify", "deriveKey", "deriveBits", "wrapKey", "unwrapKey"];
@@ -86,7 +88,7 @@
     new CryptoKey(kState, type, Boolean(extractable), algorithm, USAGE_ORDER.filter((u) => usages.includes(u)), secret);
   const curveOf = (name) => (isEc(name) ? { name, namedCurve: "P-256" } : { name });
   // What each kind of asymmetric key may be used for (ECDH's public key: for nothing itself).
-  const pairUsages = (name, type) => (name === "ECDH" ? (type === "private" ? ["deriveKey", "deriveBits"] : []) : [type === "private" ? "sign" : "verify"]);
+  const pairUsages = (name, type) => (agrees(name) ? (type === "private" ? ["deriveKey", "deriveBits"] : []) : [type === "private" ? "sign" : "verify"]);
   const checkPairUsages = (name, type, usages) => checkUsages(type, name, usages, pairUsages(name, type));
 
   // RSA signatures (keys are imported: ring cannot generate RSA keys). The key's secret is
@@ -157,7 +159,7 @@
     const expect = (member, value) => {
       if (jwk[member] !== value) throw dataError(`"${member}" must be ${JSON.stringify(value)} for ${name}, not ${JSON.stringify(jwk[member])}`);
     };
-    if (jwk.use !== undefined && jwk.use !== (isAes(name) || name === "ECDH" ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
+    if (jwk.use !== undefined && jwk.use !== (isAes(name) || agrees(name) ? "enc" : "sig")) throw dataError(`"use" is ${JSON.stringify(jwk.use)}`);
     const unlisted = Array.isArray(jwk.key_ops) ? usages.find((u) => !jwk.key_ops.includes(u)) : undefined;
     if (unlisted !== undefined) throw dataError(`"key_ops" does not allow ${JSON.stringify(unlisted)}`);
     const checkAlg = (key) => {
@@ -194,9 +196,9 @@
       publicKey[0] = 4; publicKey.set(x, 1); publicKey.set(y, 33);
     } else {
       expect("kty", "OKP");
-      expect("crv", "Ed25519");
+      expect("crv", name);
       publicKey = fromBase64url(jwk, "x");
-      if (publicKey.length !== 32) throw dataError("an Ed25519 public key is 32 bytes");
+      if (publicKey.length !== 32) throw dataError(`an ${name} public key is 32 bytes`);
     }
     if (jwk.d === undefined) {
       return makeKey("public", true, curveOf(name), checkPairUsages(name, "public", usages), publicKey);
@@ -205,7 +207,7 @@
     const pkcs8 = native("pkcs8-from-jwk", curveKind(name), fromBase64url(jwk, "d"), publicKey);
     return makeKey("private", extractable, curveOf(name), checkPairUsages(name, "private", usages), pkcs8);
   }
-  const curveKind = (name) => (isEc(name) ? "P-256" : "Ed25519");
+  const curveKind = (name) => (isEc(name) ? "P-256" : name);
   function importSecret(name, bytes, algorithm, extractable, usages) {
     if (name === "HMAC") {
       const hash = hashName(algorithm.hash);
@@ -245,7 +247,7 @@
     const [d, point] = key.type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, secret];
     const out = isEc(name)
       ? { kty: "EC", crv: "P-256", x: base64url(point.subarray(1, 33)), y: base64url(point.subarray(33, 65)) }
-      : { kty: "OKP", crv: "Ed25519", x: base64url(point) };
+      : { kty: "OKP", crv: name, x: base64url(point) };
     if (key.type === "private") out.d = base64url(d);
     return Object.assign(out, jwk);
   }
@@ -254,18 +256,20 @@
   const isKdf = (name) => name === "PBKDF2" || name === "HKDF";
   const kdfName = (algorithm) => {
     const name = algorithmName(algorithm);
-    if (!isKdf(name) && name !== "ECDH") throw new DOMException(`${name} does not derive keys or bits (PBKDF2, HKDF and ECDH do)`, "NotSupportedError");
+    if (!isKdf(name) && !agrees(name)) throw new DOMException(`${name} does not derive keys or bits (PBKDF2, HKDF, ECDH and X25519 do)`, "NotSupportedError");
     return name;
   };
-  // The shared secret's first `length` bits (all 256 when length is null).
-  const ecdhBits = (algorithm, secret, length) => {
+  // ECDH and X25519: the shared secret's first `length` bits (all 256 when length is null).
+  const agreedBits = (name, algorithm, secret, length) => {
     const peer = algorithm.public;
-    if (!(peer instanceof CryptoKey)) throw new TypeError("ECDH: algorithm.public must be the peer's public CryptoKey");
+    if (!(peer instanceof CryptoKey)) throw new TypeError(`${name}: algorithm.public must be the peer's public CryptoKey`);
     if (peer.type !== "public") throw new DOMException(`The provided key has type "${peer.type}", not "public"`, "InvalidAccessError");
-    if (peer.algorithm.name !== "ECDH") {
-      throw new DOMException(`Private key for derivation is using "ECDH" while public key is using "${peer.algorithm.name}".`, "InvalidAccessError");
+    if (peer.algorithm.name !== name) {
+      throw new DOMException(name === "X25519"
+        ? `Base X25519 private key cannot be used to derive a key from a peer ${peer.algorithm.name} public key`
+        : `Private key for derivation is using "ECDH" while public key is using "${peer.algorithm.name}".`, "InvalidAccessError");
     }
-    const shared = native("ecdh-p256", secret, CryptoKey[kState](peer));
+    const shared = native(name === "X25519" ? "x25519" : "ecdh-p256", secret, CryptoKey[kState](peer));
     if (length === null || length === undefined) return shared;
     // An unsigned long, as Web IDL converts it (-8 is 4294967288).
     const bits = Number(length) >>> 0;
@@ -275,7 +279,7 @@
     return out;
   };
   const deriveBytes = (name, algorithm, secret, length) => {
-    if (name === "ECDH") return ecdhBits(algorithm, secret, length);
+    if (agrees(name)) return agreedBits(name, algorithm, secret, length);
     const bits = Number(length);
     if (!Number.isInteger(bits) || bits <= 0 || bits % 8 !== 0) {
       throw new DOMException(`${name}: length must be a positive multiple of 8 bits, not ${length}`, "OperationError");
@@ -347,8 +351,8 @@
         const bytes = ops.randomBytes(size);
         return makeKey("secret", extractable, { name, hash: { name: hash }, length: bytes.length * 8 }, [...usages], bytes);
       }
-      const [pkcs8, publicRaw] = native(name === "Ed25519" ? "ed25519-generate" : "p256-generate");
-      if (name === "ECDH") checkPairUsages(name, "private", [...usages]);
+      const [pkcs8, publicRaw] = native({ Ed25519: "ed25519-generate", X25519: "x25519-generate" }[name] ?? "p256-generate");
+      if (agrees(name)) checkPairUsages(name, "private", [...usages]);
       return {
         privateKey: makeKey("private", extractable, curveOf(name), [...usages].filter((u) => pairUsages(name, "private").includes(u)), pkcs8),
         publicKey: makeKey("public", true, curveOf(name), [...usages].filter((u) => pairUsages(name, "public").includes(u)), publicRaw),
@@ -381,12 +385,15 @@
         return rsaKey("private", extractable, name, algorithm, usages, { n, e, pkcs8: bytes });
       }
       if (format === "raw") {
-        if (name === "ECDH") checkPairUsages(name, "public", usages);
+        if (name === "X25519" && bytes.length !== 32) {
+          throw new DOMException(`X25519 raw keys must be exactly 32-bytes (provided ${bytes.length}).`, "DataError");
+        }
+        if (agrees(name)) checkPairUsages(name, "public", usages);
         return makeKey("public", true, curveOf(name), [...usages], bytes);
       }
       if (format === "pkcs8") {
         native("private-check", curveKind(name), bytes);
-        if (name === "ECDH") checkPairUsages(name, "private", usages);
+        if (agrees(name)) checkPairUsages(name, "private", usages);
         return makeKey("private", extractable, curveOf(name), [...usages], bytes);
       }
       throw new DOMException(`crypto.subtle.importKey: format ${JSON.stringify(format)} is not supported for ${name} (raw, spki or jwk for public keys, pkcs8 for private keys)`, "NotSupportedError");
