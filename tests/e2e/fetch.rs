@@ -10,44 +10,25 @@ use hyper::{Request, Response};
 use nano_tests::{Nano, block_on};
 use serde_json::json;
 
-/// An upstream on 127.0.0.1: /json echoes the request as JSON, /redirect sends 302 to /json,
-/// /big answers 2 MB. Runs until the test's runtime ends.
-async fn upstream() -> SocketAddr {
+/// Serves HTTP/1.1 with `service` on 127.0.0.1 (a port the OS chose) until the test's runtime
+/// ends; returns the address.
+async fn serve<S>(service: S) -> SocketAddr
+where
+    S: hyper::service::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response<Full<Bytes>>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |req: Request<hyper::body::Incoming>| async move {
-                        let path = req.uri().path().to_owned();
-                        let method = req.method().to_string();
-                        let test = req
-                            .headers()
-                            .get("x-test")
-                            .map(|v| v.to_str().unwrap().to_owned());
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let response = match path.as_str() {
-                            "/redirect" => Response::builder()
-                                .status(302)
-                                .header("location", "/json")
-                                .body(Full::new(Bytes::new())),
-                            "/big" => Response::builder()
-                                .body(Full::new(Bytes::from(vec![b'x'; 2 * 1024 * 1024]))),
-                            _ => {
-                                let echo = json!({ "hello": "upstream", "method": method, "test": test,
-                                               "body": String::from_utf8_lossy(&body) });
-                                Response::builder()
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(echo.to_string())))
-                            }
-                        };
-                        Ok::<_, Infallible>(response.unwrap())
-                    },
-                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                     .await;
@@ -55,6 +36,40 @@ async fn upstream() -> SocketAddr {
         }
     });
     addr
+}
+
+/// An upstream on 127.0.0.1: /json echoes the request as JSON, /redirect sends 302 to /json,
+/// /big answers 2 MB. Runs until the test's runtime ends.
+async fn upstream() -> SocketAddr {
+    serve(hyper::service::service_fn(
+        |req: Request<hyper::body::Incoming>| async move {
+            let path = req.uri().path().to_owned();
+            let method = req.method().to_string();
+            let test = req
+                .headers()
+                .get("x-test")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            let response = match path.as_str() {
+                "/redirect" => Response::builder()
+                    .status(302)
+                    .header("location", "/json")
+                    .body(Full::new(Bytes::new())),
+                "/big" => {
+                    Response::builder().body(Full::new(Bytes::from(vec![b'x'; 2 * 1024 * 1024])))
+                }
+                _ => {
+                    let echo = json!({ "hello": "upstream", "method": method, "test": test,
+                                               "body": String::from_utf8_lossy(&body) });
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(echo.to_string())))
+                }
+            };
+            Ok::<_, Infallible>(response.unwrap())
+        },
+    ))
+    .await
 }
 
 /// An https upstream on 127.0.0.1 whose certificate (for "localhost") a private CA signed;
@@ -240,30 +255,19 @@ fn a_beacon_is_sent_after_the_response() {
     let nano = node();
     block_on(async {
         let (seen, mut beacons) = tokio::sync::mpsc::unbounded_channel();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+        let up = serve(hyper::service::service_fn(
+            move |req: Request<hyper::body::Incoming>| {
                 let seen = seen.clone();
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let seen = seen.clone();
-                            async move {
-                                let method = req.method().to_string();
-                                let body = req.into_body().collect().await.unwrap().to_bytes();
-                                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-                                let _ = seen
-                                    .send((method, String::from_utf8_lossy(&body).into_owned()));
-                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+                async move {
+                    let method = req.method().to_string();
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let _ = seen.send((method, String::from_utf8_lossy(&body).into_owned()));
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                }
+            },
+        ))
+        .await;
         let reply = nano
             .get("open.example", &format!("/beacon?url=http://{up}/collect"))
             .await;
