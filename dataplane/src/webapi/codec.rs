@@ -1,6 +1,6 @@
 //! Native state that lives across op calls: streaming text decoders (every WHATWG encoding, by
 //! encoding_rs), compression streams (gzip, deflate, deflate-raw, by flate2) and the hashes of
-//! `crypto.DigestStream` (SHA-1 and SHA-2 by ring, MD5 by md-5).
+//! `crypto.DigestStream` (RustCrypto's, as `crypto.subtle.digest` uses: see [`hasher`]).
 //!
 //! A JS `TextDecoder`, `CompressionStream` or `DigestStream` holds only the number of its codec
 //! here. Codecs are
@@ -34,13 +34,7 @@ pub(crate) enum Codec {
     Gunzip(GzDecoder<Vec<u8>>),
     Inflate(ZlibDecoder<Vec<u8>>),
     InflateRaw(DeflateDecoder<Vec<u8>>),
-    Digest(Hash),
-}
-
-/// A running hash: ring's SHA-1/SHA-2, or MD5 (which ring does not have).
-pub(crate) enum Hash {
-    Ring(ring::digest::Context),
-    Md5(md5::Md5),
+    Digest(Box<dyn sha2::digest::DynDigest>),
 }
 
 /// Why a codec call failed; the op throws it as a TypeError.
@@ -145,20 +139,22 @@ pub(crate) fn compression(format: &str, decompress: bool) -> Option<Codec> {
     })
 }
 
-/// The running hash of a DigestStream: `name` is MD5, SHA-1, SHA-256, SHA-384 or SHA-512.
-pub(crate) fn digest(name: &str) -> Option<Codec> {
-    use md5::Digest;
-    let algorithm = match name {
-        "MD5" => return Some(Codec::Digest(Hash::Md5(md5::Md5::new()))),
-        "SHA-1" => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-        "SHA-256" => &ring::digest::SHA256,
-        "SHA-384" => &ring::digest::SHA384,
-        "SHA-512" => &ring::digest::SHA512,
+/// A running hash by its Web Crypto name (upper case: SHA-1, SHA-256, SHA-384, SHA-512, and
+/// MD5 as on workerd), for `crypto.subtle.digest` and DigestStream alike.
+pub(crate) fn hasher(name: &str) -> Option<Box<dyn sha2::digest::DynDigest>> {
+    Some(match name {
+        "MD5" => Box::new(md5::Md5::default()),
+        "SHA-1" => Box::new(sha1::Sha1::default()),
+        "SHA-256" => Box::new(sha2::Sha256::default()),
+        "SHA-384" => Box::new(sha2::Sha384::default()),
+        "SHA-512" => Box::new(sha2::Sha512::default()),
         _ => return None,
-    };
-    Some(Codec::Digest(Hash::Ring(ring::digest::Context::new(
-        algorithm,
-    ))))
+    })
+}
+
+/// The running hash of a DigestStream (see [`hasher`]).
+pub(crate) fn digest(name: &str) -> Option<Codec> {
+    hasher(name).map(Codec::Digest)
 }
 
 impl Codec {
@@ -212,12 +208,8 @@ impl Codec {
             Codec::Gunzip(w) => step(w, |w| w.get_mut(), bytes, "gzip"),
             Codec::Inflate(w) => step(w, |w| w.get_mut(), bytes, "deflate"),
             Codec::InflateRaw(w) => step(w, |w| w.get_mut(), bytes, "deflate-raw"),
-            Codec::Digest(Hash::Ring(hash)) => {
+            Codec::Digest(hash) => {
                 hash.update(bytes);
-                Ok(Vec::new())
-            }
-            Codec::Digest(Hash::Md5(hash)) => {
-                md5::Digest::update(hash, bytes);
                 Ok(Vec::new())
             }
             Codec::Text { .. } => Err(CodecError::Closed),
@@ -241,8 +233,7 @@ impl Codec {
             Codec::Gunzip(w) => w.finish().map_err(corrupt("gzip")),
             Codec::Inflate(w) => w.finish().map_err(corrupt("deflate")),
             Codec::InflateRaw(w) => w.finish().map_err(corrupt("deflate-raw")),
-            Codec::Digest(Hash::Ring(hash)) => Ok(hash.finish().as_ref().to_vec()),
-            Codec::Digest(Hash::Md5(hash)) => Ok(md5::Digest::finalize(hash).to_vec()),
+            Codec::Digest(hash) => Ok(hash.finalize().into_vec()),
             Codec::Text { .. } => Err(CodecError::Closed),
         }
     }

@@ -177,7 +177,7 @@ fn op_encoding_name(
 
 /// `codecOpen(kind, name, flag, flag)`: a streaming text decoder (`"text"`, encoding name,
 /// fatal, ignoreBOM), a compression stream (`"compress"`/`"decompress"`, format) or a digest
-/// stream (`"digest"`, SHA-1/256/384/512). Answers the codec's number.
+/// stream (`"digest"`, MD5 or SHA-1/256/384/512). Answers the codec's number.
 fn op_codec_open(
     scope: &mut v8::HandleScope,
     args: v8::FunctionCallbackArguments,
@@ -719,15 +719,9 @@ fn op_random_bytes(
 
 /// The digest of `data` with a Web Crypto hash name, or `None` for an unknown name.
 fn digest_of(algorithm: &str, data: &[u8]) -> Option<Vec<u8>> {
-    use sha2::Digest;
-    Some(match algorithm.to_ascii_uppercase().as_str() {
-        "MD5" => md5::Md5::digest(data).to_vec(),
-        "SHA-1" => sha1::Sha1::digest(data).to_vec(),
-        "SHA-256" => sha2::Sha256::digest(data).to_vec(),
-        "SHA-384" => sha2::Sha384::digest(data).to_vec(),
-        "SHA-512" => sha2::Sha512::digest(data).to_vec(),
-        _ => return None,
-    })
+    let mut hash = codec::hasher(&algorithm.to_ascii_uppercase())?;
+    hash.update(data);
+    Some(hash.finalize().into_vec())
 }
 
 fn hmac_of(algorithm: &str, key: &[u8], data: &[u8]) -> Option<Vec<u8>> {
