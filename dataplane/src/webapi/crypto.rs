@@ -212,8 +212,7 @@ pub fn aes_kw(wrap: bool, key: &[u8], data: &[u8]) -> Result<Vec<u8>, CryptoErro
 /// ECDH on P-256: the x coordinate of the shared point (32 bytes), from a private key (PKCS#8)
 /// and the peer's public key (an uncompressed point).
 pub fn ecdh_p256(pkcs8: &[u8], public: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let private = jwk_from_pkcs8("P-256", pkcs8)?;
-    let secret = p256::SecretKey::from_slice(&private[0])
+    let secret = p256::SecretKey::from_slice(&p256_scalar(pkcs8)?)
         .map_err(|_| data_error("ECDH: the private key is not a P-256 scalar"))?;
     let peer = p256::PublicKey::from_sec1_bytes(public)
         .map_err(|_| data_error("ECDH: the public key is not a point on P-256"))?;
@@ -553,6 +552,15 @@ pub fn private_key_check(kind: &str, der: &[u8]) -> Result<(), CryptoError> {
     }
 }
 
+/// A P-256 private key's scalar, from its PKCS#8 (a SEC1 EC private key inside).
+fn p256_scalar(der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use spki::der::Decode;
+    let info = private_key_info(der)?;
+    let key = sec1::EcPrivateKey::from_der(info.private_key)
+        .map_err(|err| data_error(format!("pkcs8: not a SEC1 EC private key ({err})")))?;
+    Ok(key.private_key.to_vec())
+}
+
 /// An X25519 private key's 32 bytes, from its PKCS#8 (RFC 8410).
 fn x25519_secret(der: &[u8]) -> Result<[u8; 32], CryptoError> {
     use spki::der::Decode;
@@ -628,10 +636,8 @@ pub fn jwk_from_pkcs8(kind: &str, der: &[u8]) -> Result<JwkParts, CryptoError> {
             .collect())
         }
         "P-256" => {
-            let key = sec1::EcPrivateKey::from_der(info.private_key)
-                .map_err(|err| bad(&format!("not a SEC1 EC private key ({err})")))?;
             let public = p256_pair(der)?.public_key().as_ref().to_vec();
-            Ok(vec![key.private_key.to_vec(), public])
+            Ok(vec![p256_scalar(der)?, public])
         }
         "X25519" => {
             let secret = x25519_secret(der)?;
