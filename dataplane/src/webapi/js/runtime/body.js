@@ -162,12 +162,12 @@
       super();
       if (serialised === URL_SERIALISED) {
         // The dispatcher's own request: its init holds the method, the headers (made for this
-        // request: taken, not copied) and the address it came from (for its `cf`), nothing
-        // else to check. With context reset every request runs this in a fresh context, where
+        // request: taken, not copied), the body's bytes and the address it came from (for its
+        // `cf`), nothing else to check. With context reset every request runs this in a fresh context, where
         // each property read is a miss.
         const m = init.method;
         this[kState] = {
-          url: input, method: NORMALIZED_METHODS.get(m.toLowerCase()) ?? m, headers: init.headers, bytes: null,
+          url: input, method: NORMALIZED_METHODS.get(m.toLowerCase()) ?? m, headers: init.headers, bytes: init.bytes,
           stream: null, used: false, signal: null, redirect: "follow", cf: undefined, client: init.client, cache: undefined,
         };
         return;

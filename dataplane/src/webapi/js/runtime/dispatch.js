@@ -191,9 +191,8 @@
     const headers = new Headers();
     const list = Headers[kState](headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
-    const request = new Request(url, { method, headers, client }, URL_SERIALISED);
+    const request = new Request(url, { method, headers, bytes: body, client }, URL_SERIALISED);
     Headers.freeze(request.headers);
-    request[kState].bytes = body;
     const waits = [];
     const ctx = new ExecutionContext(waits);
     handle(id, request, env, ctx)
