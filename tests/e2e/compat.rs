@@ -2322,3 +2322,28 @@ fn x25519_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// The runtime's own state is out of an app's reach, as workerd's C++ state is: streams,
+/// readers, writers, Blobs, Files, signals, Requests and Responses have no own properties (so
+/// `JSON.stringify` gives "{}", where a reader was a circular structure), the classes have no
+/// symbol-keyed statics (through one an app read a non-extractable key's bytes and changed frozen
+/// headers), and a CryptoKey's checks do not read its redefinable members.
+#[test]
+fn runtime_internals_are_unreachable_as_on_workerd() {
+    let nano = node();
+    assert_matches_workerd(
+        &nano,
+        "internals",
+        r#"{
+            "own": {"ReadableStream": [], "reader": [], "byobReader": [], "WritableStream": [], "writer": [], "TransformStream": [], "Blob": [], "File": [], "AbortSignal": [], "Request": [], "Response": [], "Headers": [], "URL": [], "Event": [], "incoming": []},
+            "json": {"ReadableStream": "{}", "reader": "{}", "byobReader": "{}", "WritableStream": "{}", "writer": "{}", "TransformStream": "{}", "Blob": "{}", "File": "{}", "AbortSignal": "{}", "Request": "{}", "Response": "{}", "Headers": "{}", "URL": "\"http://x/?a=1\"", "Event": "{}", "incoming": "{}"},
+            "statics": ["AbortSignal.abort", "AbortSignal.any", "AbortSignal.timeout", "Event.AT_TARGET", "Event.BUBBLING_PHASE", "Event.CAPTURING_PHASE", "Event.NONE", "ReadableStream.from", "Response.error", "Response.json", "Response.redirect", "URL.canParse", "URL.createObjectURL", "URL.parse", "URL.revokeObjectURL", "WebSocket.CLOSED", "WebSocket.CLOSING", "WebSocket.CONNECTING", "WebSocket.OPEN", "WebSocket.READY_STATE_CLOSED", "WebSocket.READY_STATE_CLOSING", "WebSocket.READY_STATE_CONNECTING", "WebSocket.READY_STATE_OPEN"],
+            "key": [4, []],
+            "blob": ["text/plain", 2, "f.txt", 5, "", "function", "function"],
+            "onabort": [null, "function"],
+            "frozen": "TypeError",
+            "forged": [2, "InvalidAccessError", "InvalidAccessError"],
+            "bodyUsed": [false, true]
+        }"#,
+    );
+}

@@ -604,8 +604,16 @@ fn build_response(
         hostname: hostname.to_owned(),
         reason,
     };
-    let status =
-        StatusCode::from_u16(status).map_err(|_| bad(format!("status {status} is not valid")))?;
+    // The Response constructor takes 200 to 599 (101 only with a WebSocket, which is answered
+    // elsewhere); anything else reached here through the runtime's state, not its API.
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|status| (200..=599).contains(&status.as_u16()))
+        .ok_or_else(|| {
+            bad(format!(
+                "status {status} is not valid (a response's status is 200 to 599)"
+            ))
+        })?;
     let mut response = Response::new(body);
     *response.status_mut() = status;
     let map = response.headers_mut();
@@ -620,4 +628,30 @@ fn build_response(
         map.append(name, value);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(status: u16) -> Result<u16, String> {
+        build_response("app.test", status, Vec::new(), rescue::full(""))
+            .map(|response| response.status().as_u16())
+            .map_err(|refusal| refusal.message())
+    }
+
+    /// An app's answer has a status the Response constructor takes: an informational one (a 101
+    /// without its WebSocket) or one past 599 is refused, with what is wrong.
+    #[test]
+    fn an_app_response_status_is_200_to_599() {
+        assert_eq!(status_of(200), Ok(200));
+        assert_eq!(status_of(599), Ok(599));
+        for status in [0, 100, 101, 199, 600, 999, u16::MAX] {
+            let refusal = status_of(status).expect_err("refused");
+            assert!(
+                refusal.contains(&format!("status {status} is not valid")),
+                "{refusal}"
+            );
+        }
+    }
 }

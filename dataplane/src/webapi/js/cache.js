@@ -4,7 +4,7 @@
 // arguments as workerd does and hand plain values to the cachePut/cacheMatch/cacheDelete ops.
 (function cacheApi(ops, helpers) {
   "use strict";
-  const { kState, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
+  const { internal, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
   const kCreate = Symbol("create");
   const kName = Symbol("name");
   // caches.default's partition: a name caches.open() cannot give (open names are strings
@@ -30,7 +30,7 @@
   }
   const flatHeaders = (headers) => {
     const flat = [];
-    for (const [name, value] of Headers[kState](headers)) flat.push(name, value);
+    for (const [name, value] of headerList(headers)) flat.push(name, value);
     return flat;
   };
 
@@ -71,11 +71,11 @@
       if (found === undefined) return undefined;
       const [status, flat, body] = found;
       const responseHeaders = new Headers();
-      const list = Headers[kState](responseHeaders);
+      const list = headerList(responseHeaders);
       for (let i = 0; i < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
       const response = new Response(NULL_BODY_STATUS.has(status) ? null : body, { status, headers: responseHeaders });
-      Headers.freeze(responseHeaders);
-      response[kState].url = key.url;
+      freezeHeaders(responseHeaders);
+      internal(response).url = key.url;
       return response;
     }
 

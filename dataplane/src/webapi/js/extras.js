@@ -114,13 +114,17 @@
     get lastEventId() { return ""; }
     get source() { return null; }
   }
+  // Joins two ports as each other's other end.
+  let entangle;
   class MessagePort extends EventTarget {
     #other = null; #started = false; #closed = false; #queue = []; #onmessage = null;
     constructor(key) {
       super();
       if (key !== kState) throw new TypeError("Illegal constructor: MessagePort comes from a MessageChannel");
     }
-    static [kState](a, b) { a.#other = b; b.#other = a; }
+    static {
+      entangle = (a, b) => { a.#other = b; b.#other = a; };
+    }
     get onmessage() { return this.#onmessage; }
     set onmessage(handler) {
       if (this.#onmessage) this.removeEventListener("message", this.#onmessage);
@@ -154,7 +158,7 @@
   }
   class MessageChannel {
     #port1 = new MessagePort(kState); #port2 = new MessagePort(kState);
-    constructor() { MessagePort[kState](this.#port1, this.#port2); }
+    constructor() { entangle(this.#port1, this.#port2); }
     get port1() { return this.#port1; }
     get port2() { return this.#port2; }
   }

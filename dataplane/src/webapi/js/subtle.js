@@ -23,24 +23,38 @@
     }
   };
   const asArrayBuffer = (bytes) => bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  // What the runtime knows of `key` ({ type, extractable, algorithm, usages, secret }), for the
+  // runtime alone: its checks read this, not the key's members, which an app can redefine (they
+  // are configurable, as on workerd), and an extractable: false key's bytes never reach the app.
+  let keyOf;
+  const copyAlgorithm = (algorithm) => {
+    const copy = { ...algorithm };
+    if (algorithm.hash) copy.hash = { ...algorithm.hash };
+    if (algorithm.publicExponent) copy.publicExponent = algorithm.publicExponent.slice();
+    return copy;
+  };
   class CryptoKey {
-    #type; #extractable; #algorithm; #usages; #secret;
+    #key;
     constructor(key, type, extractable, algorithm, usages, secret) {
       if (key !== kState) throw new TypeError("CryptoKey cannot be constructed; use crypto.subtle.importKey");
-      this.#type = type; this.#extractable = extractable; this.#algorithm = algorithm; this.#usages = usages; this.#secret = secret;
+      this.#key = { type, extractable, algorithm: copyAlgorithm(algorithm), usages: [...usages], secret };
+      // As on workerd: own read-only data properties, in this order (JSON.stringify shows them).
+      const member = (value) => ({ value, enumerable: true, configurable: true, writable: false });
+      Object.defineProperties(this, {
+        usages: member(usages), algorithm: member(algorithm), extractable: member(extractable), type: member(type),
+      });
     }
-    get type() { return this.#type; }
-    get extractable() { return this.#extractable; }
-    get algorithm() { return this.#algorithm; }
-    get usages() { return this.#usages; }
-    static [kState](key) { return key.#secret; }
+    static {
+      keyOf = (key) => key.#key;
+    }
   }
+  const secretOf = (key) => keyOf(key).secret;
   const hmacKey = (key, usage) => checkKey(key, "HMAC", usage);
   const checkKey = (key, name, usage) => {
     if (!(key instanceof CryptoKey)) throw new TypeError("expected a CryptoKey");
-    if (key.algorithm.name !== name) throw new DOMException(`the key is not an ${name} key`, "InvalidAccessError");
-    if (!key.usages.includes(usage)) throw new DOMException(`Requested key usage "${usage}" does not match any usage listed in this CryptoKey.`, "InvalidAccessError");
-    return CryptoKey[kState](key);
+    if (keyOf(key).algorithm.name !== name) throw new DOMException(`the key is not an ${name} key`, "InvalidAccessError");
+    if (!keyOf(key).usages.includes(usage)) throw new DOMException(`Requested key usage "${usage}" does not match any usage listed in this CryptoKey.`, "InvalidAccessError");
+    return secretOf(key);
   };
   const native = (kind, ...args) => {
     const [ok, value, message] = ops.crypto(kind, ...args);
@@ -97,10 +111,10 @@
   const isRsa = (name) => name === "RSASSA-PKCS1-v1_5" || name === "RSA-PSS";
   const rsaScheme = (name) => (name === "RSA-PSS" ? "PSS" : "PKCS1");
   const jwkAlg = (key) => {
-    const { name } = key.algorithm;
-    const bits = key.algorithm.hash?.name?.slice(4);
+    const { name } = keyOf(key).algorithm;
+    const bits = keyOf(key).algorithm.hash?.name?.slice(4);
     if (name === "HMAC") return `HS${bits}`;
-    if (isAes(name)) return `A${key.algorithm.length}${name.slice(4)}`;
+    if (isAes(name)) return `A${keyOf(key).algorithm.length}${name.slice(4)}`;
     if (name === "RSA-PSS") return `PS${bits}`;
     if (name === "RSASSA-PKCS1-v1_5") return `RS${bits}`;
     return undefined;
@@ -164,7 +178,7 @@
     if (unlisted !== undefined) throw dataError(`"key_ops" does not allow ${JSON.stringify(unlisted)}`);
     const checkAlg = (key) => {
       if (jwk.alg !== undefined && jwk.alg !== jwkAlg(key)) {
-        if (key.type === "secret") {
+        if (keyOf(key).type === "secret") {
           throw new DOMException(`Symmetric "jwk" key contains invalid "alg" value ${JSON.stringify(jwk.alg)}, expected ${JSON.stringify(jwkAlg(key))}.`, "DataError");
         }
         throw dataError(`"alg" is ${JSON.stringify(jwk.alg)} but the algorithm asks for ${jwkAlg(key)}`);
@@ -224,11 +238,11 @@
     return makeKey("secret", extractable, { name, length: bytes.length * 8 }, usages, bytes);
   }
   function exportJwk(key, secret) {
-    const { name } = key.algorithm;
-    const jwk = { key_ops: [...key.usages], ext: true };
+    const { type, algorithm: { name }, usages } = keyOf(key);
+    const jwk = { key_ops: [...usages], ext: true };
     const alg = jwkAlg(key);
     if (alg !== undefined) jwk.alg = alg;
-    if (key.type === "secret") {
+    if (type === "secret") {
       // In workerd's order (its JSON text is what wrapKey encrypts).
       const out = { kty: "oct", key_ops: jwk.key_ops };
       if (alg !== undefined) out.alg = alg;
@@ -238,17 +252,17 @@
     }
     if (isRsa(name)) {
       const out = { kty: "RSA", n: base64url(secret.n), e: base64url(secret.e) };
-      if (key.type === "private") {
+      if (type === "private") {
         const parts = native("jwk-from-pkcs8", "RSA", secret.pkcs8);
         RSA_JWK_PRIVATE.forEach((member, i) => { out[member] = base64url(parts[i + 2]); });
       }
       return Object.assign(out, jwk);
     }
-    const [d, point] = key.type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, secret];
+    const [d, point] = type === "private" ? native("jwk-from-pkcs8", curveKind(name), secret) : [null, secret];
     const out = isEc(name)
       ? { kty: "EC", crv: "P-256", x: base64url(point.subarray(1, 33)), y: base64url(point.subarray(33, 65)) }
       : { kty: "OKP", crv: name, x: base64url(point) };
-    if (key.type === "private") out.d = base64url(d);
+    if (type === "private") out.d = base64url(d);
     return Object.assign(out, jwk);
   }
   // PBKDF2 and HKDF: `length` bits from a base key imported raw (never extractable); ECDH:
@@ -263,13 +277,13 @@
   const agreedBits = (name, algorithm, secret, length) => {
     const peer = algorithm.public;
     if (!(peer instanceof CryptoKey)) throw new TypeError(`${name}: algorithm.public must be the peer's public CryptoKey`);
-    if (peer.type !== "public") throw new DOMException(`The provided key has type "${peer.type}", not "public"`, "InvalidAccessError");
-    if (peer.algorithm.name !== name) {
+    if (keyOf(peer).type !== "public") throw new DOMException(`The provided key has type "${keyOf(peer).type}", not "public"`, "InvalidAccessError");
+    if (keyOf(peer).algorithm.name !== name) {
       throw new DOMException(name === "X25519"
-        ? `Base X25519 private key cannot be used to derive a key from a peer ${peer.algorithm.name} public key`
-        : `Private key for derivation is using "ECDH" while public key is using "${peer.algorithm.name}".`, "InvalidAccessError");
+        ? `Base X25519 private key cannot be used to derive a key from a peer ${keyOf(peer).algorithm.name} public key`
+        : `Private key for derivation is using "ECDH" while public key is using "${keyOf(peer).algorithm.name}".`, "InvalidAccessError");
     }
-    const shared = native(name === "X25519" ? "x25519" : "ecdh-p256", secret, CryptoKey[kState](peer));
+    const shared = native(name === "X25519" ? "x25519" : "ecdh-p256", secret, secretOf(peer));
     if (length === null || length === undefined) return shared;
     // An unsigned long, as Web IDL converts it (-8 is 4294967288).
     const bits = Number(length) >>> 0;
@@ -295,7 +309,7 @@
   };
   // RSA-PSS salts as long as the hash (what JWT's PS256/384/512 use; ring supports only that).
   const rsaHash = (name, algorithm, key) => {
-    const hash = key.algorithm.hash.name;
+    const hash = keyOf(key).algorithm.hash.name;
     const wanted = Number(hash.slice(4)) / 8;
     if (name === "RSA-PSS" && Number(algorithm.saltLength) !== wanted) {
       throw new DOMException(`RSA-PSS: saltLength must be ${wanted} (the ${hash} length) here, not ${algorithm.saltLength}`, "NotSupportedError");
@@ -400,31 +414,30 @@
     },
     async exportKey(format, key) {
       if (!(key instanceof CryptoKey)) throw new TypeError("crypto.subtle.exportKey: expected a CryptoKey");
-      if (!key.extractable) throw new DOMException("the key is not extractable", "InvalidAccessError");
-      const secret = CryptoKey[kState](key);
-      const { name } = key.algorithm;
+      const { type, extractable, algorithm: { name }, secret } = keyOf(key);
+      if (!extractable) throw new DOMException("the key is not extractable", "InvalidAccessError");
       if (format === "jwk") return exportJwk(key, secret);
       if (format === "spki") {
-        if (key.type !== "public") throw new DOMException("only public keys export as spki", "InvalidAccessError");
+        if (type !== "public") throw new DOMException("only public keys export as spki", "InvalidAccessError");
         const parts = isRsa(name) ? ["RSA", secret.n, secret.e] : [curveKind(name), secret];
         return asArrayBuffer(native("spki-encode", ...parts));
       }
       if (isRsa(name)) {
-        if (format === "pkcs8" && key.type === "private") return asArrayBuffer(secret.pkcs8);
-        throw new DOMException(`this ${name} key exports as ${key.type === "public" ? "spki or jwk" : "pkcs8 or jwk"}`, "NotSupportedError");
+        if (format === "pkcs8" && type === "private") return asArrayBuffer(secret.pkcs8);
+        throw new DOMException(`this ${name} key exports as ${type === "public" ? "spki or jwk" : "pkcs8 or jwk"}`, "NotSupportedError");
       }
-      const wanted = key.type === "private" ? "pkcs8 or jwk" : key.type === "public" ? "raw, spki or jwk" : "raw or jwk";
-      if (format !== (key.type === "private" ? "pkcs8" : "raw")) {
+      const wanted = type === "private" ? "pkcs8 or jwk" : type === "public" ? "raw, spki or jwk" : "raw or jwk";
+      if (format !== (type === "private" ? "pkcs8" : "raw")) {
         throw new DOMException(`this key exports as ${wanted}`, "NotSupportedError");
       }
-      return asArrayBuffer(CryptoKey[kState](key));
+      return asArrayBuffer(secret);
     },
     async sign(algorithm, key, data) {
       const name = algorithmName(algorithm);
       const bytes = bufferOf(data, "crypto.subtle.sign");
       if (name === "HMAC") {
         const secret = hmacKey(key, "sign");
-        return asArrayBuffer(ops.hmac(key.algorithm.hash.name, secret, bytes));
+        return asArrayBuffer(ops.hmac(keyOf(key).algorithm.hash.name, secret, bytes));
       }
       if (name === "ECDSA" && hashName(algorithm.hash ?? "SHA-256") !== "SHA-256") {
         throw new DOMException("ECDSA P-256 signs with SHA-256 only", "NotSupportedError");
@@ -442,7 +455,7 @@
       const bytes = bufferOf(data, "crypto.subtle.verify");
       if (name === "HMAC") {
         const secret = hmacKey(key, "verify");
-        const expected = ops.hmac(key.algorithm.hash.name, secret, bytes);
+        const expected = ops.hmac(keyOf(key).algorithm.hash.name, secret, bytes);
         if (given.length !== expected.length) return false;
         let diff = 0;
         for (let i = 0; i < expected.length; i++) diff |= expected[i] ^ given[i];
@@ -487,8 +500,8 @@
   // (encrypt, decrypt, wrapKey or unwrapKey); then that cipher one way or the other.
   function aesSecret(usage, algorithm, key) {
     const name = algorithmName(algorithm);
-    if (key instanceof CryptoKey && key.algorithm.name !== name) {
-      throw new DOMException(`Requested algorithm "${name}" does not match this CryptoKey's algorithm "${key.algorithm.name}".`, "InvalidAccessError");
+    if (key instanceof CryptoKey && keyOf(key).algorithm.name !== name) {
+      throw new DOMException(`Requested algorithm "${name}" does not match this CryptoKey's algorithm "${keyOf(key).algorithm.name}".`, "InvalidAccessError");
     }
     if (!isAes(name)) throw new DOMException(`${name} cannot ${usage}`, "NotSupportedError");
     return checkKey(key, name, usage);

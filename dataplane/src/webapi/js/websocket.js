@@ -9,7 +9,7 @@
 // and the socket's end come back through the dispatcher's socketEvent.
 (function websockets(ops, helpers) {
   "use strict";
-  const { kState, messageEvent, register, unregister, tagClasses } = helpers;
+  const { internal, setInternal, messageEvent, register, unregister, tagClasses } = helpers;
   const [CONNECTING, OPEN, CLOSING, CLOSED] = [0, 1, 2, 3];
   const kCreate = Symbol("create");
   const encoder = new TextEncoder();
@@ -52,12 +52,12 @@
       super();
       let resolveClosed;
       const closed = new Promise((resolve) => { resolveClosed = resolve; });
-      this[kState] = {
+      setInternal(this, {
         isWebSocket: true, peer: null, accepted: false, readyState: OPEN, binaryType: "blob",
         socket: undefined, pending: [], held: [], closeSent: false, closed, resolveClosed,
         url: null, protocol: "", opened: null,
         handlers: { open: null, message: null, close: null, error: null },
-      };
+      });
       if (url === kCreate) return;
       // An outgoing socket (client side): connected by the worker, under fetch()'s SSRF guard
       // and subrequest cap; events fire without accept().
@@ -70,18 +70,18 @@
       }
       dial(this, parsed.href, protocols, true);
     }
-    get readyState() { return this[kState].readyState; }
-    get url() { return this[kState].url; }
-    get protocol() { return this[kState].protocol; }
+    get readyState() { return internal(this).readyState; }
+    get url() { return internal(this).url; }
+    get protocol() { return internal(this).protocol; }
     get extensions() { return ""; }
     get bufferedAmount() { return 0; }
-    get binaryType() { return this[kState].binaryType; }
+    get binaryType() { return internal(this).binaryType; }
     set binaryType(value) {
-      if (value === "blob" || value === "arraybuffer") this[kState].binaryType = value;
+      if (value === "blob" || value === "arraybuffer") internal(this).binaryType = value;
     }
 
     accept() {
-      const state = this[kState];
+      const state = internal(this);
       if (state.accepted) return;
       state.accepted = true;
       const held = state.held.splice(0);
@@ -89,7 +89,7 @@
     }
 
     send(data) {
-      const state = this[kState];
+      const state = internal(this);
       if (!state.accepted) {
         throw new TypeError("You must call one of accept() or state.acceptWebSocket() on this WebSocket before sending messages.");
       }
@@ -117,7 +117,7 @@
       if (encoder.encode(reason).length > 123) {
         throw invalid("WebSocket close reason must not be longer than 123 bytes when UTF-8 encoded.");
       }
-      const state = this[kState];
+      const state = internal(this);
       if (state.closeSent || state.readyState >= CLOSING) return;
       state.closeSent = true;
       state.readyState = CLOSING;
@@ -129,7 +129,7 @@
       // Once the 101 went out with the peer of this end: what was sent before goes now; the
       // promise settles when the socket closes.
       attach = (ws, socket) => {
-        const state = ws[kState];
+        const state = internal(ws);
         state.socket = socket;
         for (const message of state.pending.splice(0)) {
           if (typeof message === "object" && message.close) ops.wsClose(socket, ...message.close);
@@ -140,7 +140,7 @@
       // A message from the other side (kind 0), the socket's end (kind 1: code, reason,
       // clean) or, for a socket the app opened, its connection (kind 2: the subprotocol).
       receive = (ws, kind, a, b, c) => {
-        const state = ws[kState];
+        const state = internal(ws);
         let event;
         if (kind === 2) {
           state.readyState = OPEN;
@@ -173,7 +173,7 @@
       // Opens an outgoing socket for `ws` (new WebSocket, or fetch() with Upgrade: websocket,
       // whose socket waits for accept() as on workerd).
       dial = (ws, url, protocols, accepted) => {
-        const state = ws[kState];
+        const state = internal(ws);
         const list = protocols === undefined ? [] : (Array.isArray(protocols) ? protocols : [protocols]).map(String);
         const socket = ops.wsConnect(url, list.join(", "));
         state.readyState = CONNECTING;
@@ -191,7 +191,7 @@
 
     #fire(event) {
       this.dispatchEvent(event);
-      const handler = this[kState].handlers[event.type];
+      const handler = internal(this).handlers[event.type];
       if (typeof handler === "function") {
         try {
           handler.call(this, event);
@@ -203,8 +203,8 @@
   }
   for (const type of ["open", "message", "close", "error"]) {
     Object.defineProperty(WebSocket.prototype, `on${type}`, {
-      get() { return this[kState].handlers[type]; },
-      set(value) { this[kState].handlers[type] = typeof value === "function" ? value : null; },
+      get() { return internal(this).handlers[type]; },
+      set(value) { internal(this).handlers[type] = typeof value === "function" ? value : null; },
       configurable: true, enumerable: false,
     });
   }
@@ -219,8 +219,8 @@
     constructor() {
       const client = new WebSocket(kCreate);
       const server = new WebSocket(kCreate);
-      client[kState].peer = server;
-      server[kState].peer = client;
+      internal(client).peer = server;
+      internal(server).peer = client;
       Object.defineProperty(this, 0, { value: client, enumerable: true });
       Object.defineProperty(this, 1, { value: server, enumerable: true });
     }

@@ -4,12 +4,12 @@
   function extractBody(body) {
     if (body === undefined || body === null) return { bytes: null, type: null };
     if (isReadableStream(body)) {
-      if (body.locked || body._disturbed) throw new TypeError("body: the ReadableStream is locked or already read");
+      if (body.locked || streams.disturbed(body)) throw new TypeError("body: the ReadableStream is locked or already read");
       return { bytes: null, stream: body, type: null };
     }
     if (typeof body === "string") return { bytes: utf8(body), type: "text/plain;charset=UTF-8" };
     // No Blob, FormData or URLSearchParams exists in a context before their classes are made.
-    if (forms !== null && body instanceof forms.Blob) return { bytes: body[forms.kBytes].slice(), type: body.type || null };
+    if (forms !== null && body instanceof forms.Blob) return { bytes: forms.blobBytes(body).slice(), type: body.type || null };
     if (forms !== null && body instanceof forms.FormData) return forms.encodeMultipart(body);
     if (urls !== null && body instanceof urls.URLSearchParams) {
       return { bytes: utf8(body.toString()), type: "application/x-www-form-urlencoded;charset=UTF-8" };
@@ -43,10 +43,11 @@
   // What Request and Response share, as workerd's Body: one class, so a context holds its
   // methods once.
   class Body {
-    get bodyUsed() { return this[kState].used || Boolean(this[kState].stream?._disturbed); }
+    get bodyUsed() { const { used, stream } = internal(this);
+      return used || Boolean(stream && streams.disturbed(stream)); }
     // The body as a stream: the app's own, or one chunk holding the bytes (made once).
     get body() {
-      const state = this[kState];
+      const state = internal(this);
       if (state.stream) return state.stream;
       if (state.bytes === null) return null;
       // A byte stream, as on Workers.
@@ -54,7 +55,7 @@
       return state.stream;
     }
     async #take(what) {
-      const state = this[kState];
+      const state = internal(this);
       if (this.bodyUsed) throw new TypeError(`${what}: body has already been read`);
       state.used = true;
       if (state.stream) return readAll(state.stream);
@@ -85,7 +86,7 @@
       // A WebSocketPair end, for a 101 that accepts a WebSocket (js/websocket.js).
       const webSocket = init.webSocket ?? null;
       if (webSocket !== null) {
-        if (webSocket[kState]?.isWebSocket !== true) {
+        if (internal(webSocket)?.isWebSocket !== true) {
           throw new TypeError("Response: webSocket must be an end of a WebSocketPair");
         }
         if (status !== 101) throw new RangeError("Responses with a WebSocket must have status code 101.");
@@ -99,10 +100,10 @@
       const headers = new Headers(init.headers);
       if (type) {
         // Without headers given (a plain `new Response(text)`) the type needs no checks.
-        if (init.headers === undefined) Headers[kState](headers).push(["content-type", type]);
+        if (init.headers === undefined) headerList(headers).push(["content-type", type]);
         else if (!headers.has("content-type")) headers.set("content-type", type);
       }
-      this[kState] = { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "", webSocket };
+      setInternal(this, { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "", webSocket });
     }
     static json(data, init = {}) {
       // workerd answers a value JSON cannot express (undefined, a function) with "undefined".
@@ -114,26 +115,26 @@
     static redirect(url, status = 302) {
       if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
       const response = new Response(null, { status, headers: { location: parseUrl(url)[0] } });
-      Headers.freeze(response[kState].headers);
+      freezeHeaders(internal(response).headers);
       return response;
     }
     static error() {
       const r = new Response(null, { status: 200 });
-      r[kState].status = 0;
-      r[kState].type = "error";
+      internal(r).status = 0;
+      internal(r).type = "error";
       return r;
     }
-    get status() { return this[kState].status; }
-    get statusText() { return this[kState].statusText; }
-    get ok() { return this[kState].status >= 200 && this[kState].status < 300; }
-    get headers() { return this[kState].headers; }
-    get redirected() { return Boolean(this[kState].redirected); }
-    get type() { return this[kState].type; }
-    get url() { return this[kState].url; }
-    get webSocket() { return this[kState].webSocket ?? null; }
+    get status() { return internal(this).status; }
+    get statusText() { return internal(this).statusText; }
+    get ok() { return internal(this).status >= 200 && internal(this).status < 300; }
+    get headers() { return internal(this).headers; }
+    get redirected() { return Boolean(internal(this).redirected); }
+    get type() { return internal(this).type; }
+    get url() { return internal(this).url; }
+    get webSocket() { return internal(this).webSocket ?? null; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Response.clone: body has already been read");
-      const s = this[kState];
+      const s = internal(this);
       let body = s.bytes === null ? null : s.bytes.slice();
       if (s.stream) {
         const [mine, theirs] = s.stream.tee();
@@ -141,7 +142,7 @@
         body = theirs;
       }
       const copy = new Response(body, { status: s.status, statusText: s.statusText, headers: s.headers });
-      copy[kState].status = s.status;
+      internal(copy).status = s.status;
       return copy;
     }
   }
@@ -166,16 +167,16 @@
         // `cf`), nothing else to check. With context reset every request runs this in a fresh context, where
         // each property read is a miss.
         const m = init.method;
-        this[kState] = {
+        setInternal(this, {
           url: input, method: NORMALIZED_METHODS.get(m.toLowerCase()) ?? m, headers: init.headers, bytes: init.bytes,
           stream: null, used: false, signal: null, redirect: "follow", cf: undefined, client: init.client, cache: undefined,
-        };
+        });
         return;
       }
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
       let cf, cache;
       if (input instanceof Request) {
-        const s = input[kState];
+        const s = internal(input);
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
         signal = s.signal; redirect = s.redirect; cf = input.cf; cache = s.cache;
@@ -221,30 +222,30 @@
         }
         cf = JSON.parse(JSON.stringify(cf));
       }
-      this[kState] = { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client: undefined, cache };
+      setInternal(this, { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client: undefined, cache });
     }
-    get url() { return this[kState].url; }
-    get method() { return this[kState].method; }
-    get headers() { return this[kState].headers; }
-    get signal() { return (this[kState].signal ??= new (eventsApi().AbortSignal)(kState)); }
-    get redirect() { return this[kState].redirect; }
-    get cache() { return this[kState].cache; }
+    get url() { return internal(this).url; }
+    get method() { return internal(this).method; }
+    get headers() { return internal(this).headers; }
+    get signal() { return (internal(this).signal ??= new (eventsApi().AbortSignal)(kState)); }
+    get redirect() { return internal(this).redirect; }
+    get cache() { return internal(this).cache; }
     get integrity() { return ""; }
     get keepalive() { return false; }
     // An incoming request's is made at its first read: frozen, holding the address the request
     // came from (`ip:port`), as standalone workerd gives it (Cloudflare's edge adds geography
     // there, which one node does not know). A request the app makes has the `cf` it was given.
     get cf() {
-      const s = this[kState];
+      const s = internal(this);
       if (s.cf === undefined && s.client !== undefined) s.cf = Object.freeze({ clientIp: s.client });
       return s.cf;
     }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");
-      const s = this[kState];
+      const s = internal(this);
       const copy = new Request(this);
       // A streamed body is teed: both requests can read it whole.
-      if (s.stream) [s.stream, copy[kState].stream] = s.stream.tee();
+      if (s.stream) [s.stream, internal(copy).stream] = s.stream.tee();
       return copy;
     }
   }

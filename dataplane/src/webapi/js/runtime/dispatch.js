@@ -17,13 +17,13 @@
   function makeFetchEvent() {
     class FetchEvent {
       #request; #ctx;
-      constructor(request, ctx) { this.#request = request; this.#ctx = ctx; this[kState] = { responded: false, response: undefined }; }
+      constructor(request, ctx) { this.#request = request; this.#ctx = ctx; setInternal(this, { responded: false, response: undefined }); }
       get type() { return "fetch"; }
       get request() { return this.#request; }
       respondWith(response) {
-        if (this[kState].responded) throw new Error("FetchEvent.respondWith() was already called");
-        this[kState].responded = true;
-        this[kState].response = response;
+        if (internal(this).responded) throw new Error("FetchEvent.respondWith() was already called");
+        internal(this).responded = true;
+        internal(this).response = response;
       }
       waitUntil(promise) { this.#ctx.waitUntil(promise); }
       passThroughOnException() {}
@@ -97,12 +97,12 @@
         const event = new (fetchEventApi())(request, ctx);
         for (const listener of fetchListeners) {
           listener.call(globalThis, event);
-          if (event[kState].responded) break;
+          if (internal(event).responded) break;
         }
-        if (!event[kState].responded) {
+        if (!internal(event).responded) {
           throw new Error("no fetch listener called event.respondWith()");
         }
-        result = await event[kState].response;
+        result = await internal(event).response;
       }
     } catch (err) {
       const [message, stack] = describeError(err);
@@ -117,12 +117,12 @@
       ops.fail(id, "bad-response", "the fetch handler returned Response.error()", "");
       return;
     }
-    const s = result[kState];
+    const s = internal(result);
     const flat = [];
-    for (const [k, v] of Headers[kState](s.headers)) flat.push(k, v);
+    for (const [k, v] of headerList(s.headers)) flat.push(k, v);
     if (s.webSocket) {
       // A WebSocket accepted: the front answers 101 and the request lasts until it closes.
-      const server = s.webSocket[kState].peer;
+      const server = internal(s.webSocket).peer;
       if (server === null) {
         ops.fail(id, "bad-response", "the response's webSocket is not the client end of a WebSocketPair " +
           "(a socket from fetch() or new WebSocket cannot be returned: relay it through a WebSocketPair)", "");
@@ -189,10 +189,10 @@
     requestEnv = env;
     if (tiers.rest !== undefined) Object.assign(tiers.rest.process.env, env);
     const headers = new Headers();
-    const list = Headers[kState](headers);
+    const list = headerList(headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
     const request = new Request(url, { method, headers, bytes: body, client }, URL_SERIALISED);
-    Headers.freeze(request.headers);
+    freezeHeaders(request.headers);
     const waits = [];
     const ctx = new ExecutionContext(waits);
     handle(id, request, env, ctx)

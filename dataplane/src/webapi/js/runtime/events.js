@@ -41,6 +41,10 @@
   const isAbortSignal = (value) => events !== null && value instanceof events.AbortSignal;
   lazyGlobal(["Event", "CustomEvent", "EventTarget", "AbortSignal", "AbortController"], eventsApi);
   function makeEvents() {
+    // Dispatch begins at `target` (answers whether a listener stopped it), or ends (null).
+    let dispatching;
+    // Aborts `signal` with `reason` (once).
+    let abortSignal;
     // One target, no tree: an event is at its target (AT_TARGET) while it is dispatched, and its
     // path is that target.
     class Event {
@@ -72,11 +76,12 @@
       preventDefault() { if (this.#cancelable) this.#defaultPrevented = true; }
       stopImmediatePropagation() { this.#stopped = true; this.#propagationStopped = true; }
       stopPropagation() { this.#propagationStopped = true; }
-      // Dispatch begins at `target` (answers whether a listener stopped it), or ends (null).
-      static [kState](event, target) {
-        event.#dispatching = target !== null;
-        if (target !== null) event.#target = target;
-        return () => event.#stopped;
+      static {
+        dispatching = (event, target) => {
+          event.#dispatching = target !== null;
+          if (target !== null) event.#target = target;
+          return () => event.#stopped;
+        };
       }
     }
     for (const [name, value] of [["NONE", 0], ["CAPTURING_PHASE", 1], ["AT_TARGET", 2], ["BUBBLING_PHASE", 3]]) {
@@ -103,7 +108,7 @@
       }
       dispatchEvent(event) {
         if (!(event instanceof Event)) throw new TypeError("dispatchEvent: expected an Event");
-        const stopped = Event[kState](event, this);
+        const stopped = dispatching(event, this);
         for (const entry of [...(this.#listeners.get(event.type) ?? [])]) {
           if (entry.once) this.removeEventListener(event.type, entry.listener);
           try {
@@ -114,7 +119,7 @@
           }
           if (stopped()) break;
         }
-        Event[kState](event, null);
+        dispatching(event, null);
         return !event.defaultPrevented;
       }
     }
@@ -130,8 +135,7 @@
     }
 
     class AbortSignal extends EventTarget {
-      #aborted = false; #reason = undefined;
-      onabort = null;
+      #aborted = false; #reason = undefined; #onabort = null;
       constructor(key) {
         super();
         if (key !== kState) throw new TypeError("AbortSignal cannot be constructed; use AbortController");
@@ -139,29 +143,33 @@
       get aborted() { return this.#aborted; }
       get reason() { return this.#reason; }
       throwIfAborted() { if (this.#aborted) throw this.#reason; }
-      static [kState](signal, reason) {
-        if (signal.#aborted) return;
-        signal.#aborted = true;
-        signal.#reason = reason === undefined ? new (domException())("This operation was aborted", "AbortError") : reason;
-        const event = new Event("abort");
-        if (typeof signal.onabort === "function") signal.onabort.call(signal, event);
-        signal.dispatchEvent(event);
+      static {
+        abortSignal = (signal, reason) => {
+          if (signal.#aborted) return;
+          signal.#aborted = true;
+          signal.#reason = reason === undefined ? new (domException())("This operation was aborted", "AbortError") : reason;
+          const event = new Event("abort");
+          if (typeof signal.#onabort === "function") signal.#onabort.call(signal, event);
+          signal.dispatchEvent(event);
+        };
       }
+      get onabort() { return this.#onabort; }
+      set onabort(value) { this.#onabort = typeof value === "function" || (typeof value === "object" && value !== null) ? value : null; }
       static abort(reason) {
         const signal = new AbortSignal(kState);
-        AbortSignal[kState](signal, reason);
+        abortSignal(signal, reason);
         return signal;
       }
       static timeout(ms) {
         const signal = new AbortSignal(kState);
-        setTimeout(() => AbortSignal[kState](signal, new (domException())("The operation timed out", "TimeoutError")), ms);
+        setTimeout(() => abortSignal(signal, new (domException())("The operation timed out", "TimeoutError")), ms);
         return signal;
       }
       static any(signals) {
         const signal = new AbortSignal(kState);
         for (const s of signals) {
-          if (s.aborted) { AbortSignal[kState](signal, s.reason); break; }
-          s.addEventListener("abort", () => AbortSignal[kState](signal, s.reason), { once: true });
+          if (s.aborted) { abortSignal(signal, s.reason); break; }
+          s.addEventListener("abort", () => abortSignal(signal, s.reason), { once: true });
         }
         return signal;
       }
@@ -169,7 +177,7 @@
     class AbortController {
       #signal = new AbortSignal(kState);
       get signal() { return this.#signal; }
-      abort(reason) { AbortSignal[kState](this.#signal, reason); }
+      abort(reason) { abortSignal(this.#signal, reason); }
     }
     tagClasses(Event, CustomEvent, EventTarget, AbortSignal, AbortController);
     return { Event, CustomEvent, EventTarget, AbortSignal, AbortController };

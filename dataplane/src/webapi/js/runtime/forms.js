@@ -7,42 +7,53 @@
   const formsApi = () => (forms ??= makeForms());
   lazyGlobal(["Blob", "File", "FormData"], formsApi);
   function makeForms() {
-    const kBytes = Symbol("nano.blob.bytes");
+    // A Blob's bytes and type live in private fields, as workerd keeps them in the native
+    // object: a Blob has no own properties.
+    let blobBytes;
     const partBytes = (part) => {
-      if (part instanceof Blob) return part[kBytes];
+      if (part instanceof Blob) return blobBytes(part);
       if (part instanceof ArrayBuffer || ArrayBuffer.isView(part)) return toBytes(part, "Blob").slice();
       return utf8(part);
     };
     class Blob {
+      #bytes; #type;
       constructor(parts = [], options = {}) {
         const chunks = [...parts].map(partBytes);
         const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
         let offset = 0;
         for (const c of chunks) { out.set(c, offset); offset += c.length; }
-        this[kBytes] = out;
+        this.#bytes = out;
         const type = String(options?.type ?? "");
-        this.type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "";
+        this.#type = /^[\x20-\x7e]*$/.test(type) ? type.toLowerCase() : "";
       }
-      get size() { return this[kBytes].length; }
-      async text() { return fromUtf8(this[kBytes]); }
-      async arrayBuffer() { return this[kBytes].slice().buffer; }
-      async bytes() { return this[kBytes].slice(); }
+      static {
+        // The bytes of `blob` (a TypeError for anything else).
+        blobBytes = (blob) => blob.#bytes;
+      }
+      get type() { return this.#type; }
+      get size() { return this.#bytes.length; }
+      async text() { return fromUtf8(this.#bytes); }
+      async arrayBuffer() { return this.#bytes.slice().buffer; }
+      async bytes() { return this.#bytes.slice(); }
       slice(start = 0, end = this.size, type = "") {
         const blob = new Blob([], { type });
-        blob[kBytes] = this[kBytes].slice(start, end);
+        blob.#bytes = this.#bytes.slice(start, end);
         return blob;
       }
       stream() {
-        return streamsApi().bytesStream(this[kBytes]);
+        return streamsApi().bytesStream(this.#bytes);
       }
     }
     class File extends Blob {
+      #name; #lastModified;
       constructor(parts, name, options = {}) {
         if (arguments.length < 2) throw new TypeError("File: a name is required");
         super(parts, options);
-        this.name = String(name);
-        this.lastModified = options.lastModified === undefined ? Date.now() : Number(options.lastModified);
+        this.#name = String(name);
+        this.#lastModified = options?.lastModified === undefined ? Date.now() : Number(options.lastModified);
       }
+      get name() { return this.#name; }
+      get lastModified() { return this.#lastModified; }
     }
 
     class FormData {
@@ -86,13 +97,13 @@
         let head = `--${boundary}\r\nContent-Disposition: form-data; name="${escape(name)}"`;
         if (value instanceof File) {
           head += `; filename="${escape(value.name)}"\r\nContent-Type: ${value.type || "application/octet-stream"}`;
-          parts.push(utf8(`${head}\r\n\r\n`), value[kBytes], utf8("\r\n"));
+          parts.push(utf8(`${head}\r\n\r\n`), blobBytes(value), utf8("\r\n"));
         } else {
           parts.push(utf8(`${head}\r\n\r\n${value}\r\n`));
         }
       }
       parts.push(utf8(`--${boundary}--\r\n`));
-      return { bytes: new Blob(parts)[kBytes], type: `multipart/form-data; boundary=${boundary}` };
+      return { bytes: blobBytes(new Blob(parts)), type: `multipart/form-data; boundary=${boundary}` };
     }
     function parseFormData(bytes, contentType) {
       const form = new FormData();
@@ -140,5 +151,5 @@
       return form;
     }
     tagClasses(Blob, File, FormData);
-    return { Blob, File, FormData, kBytes, encodeMultipart, parseFormData };
+    return { Blob, File, FormData, blobBytes, encodeMultipart, parseFormData };
   }

@@ -30,6 +30,11 @@
     }
     return v;
   }
+  // The list of `headers` ([lower-case name, value] pairs), for the runtime's own use.
+  let headerList;
+  // The headers of an incoming request, of Response.redirect() and of a fetched response
+  // cannot change, as on workerd (copy them with new Headers(...) or new Request(...)).
+  let freezeHeaders;
   class Headers {
     #list = []; // [lower-case name, value] in insertion order
     #immutable = false;
@@ -49,10 +54,10 @@
         throw new TypeError("Headers: init must be an object, an iterable of pairs or a Headers");
       }
     }
-    static [kState](headers) { return headers.#list; }
-    // The headers of an incoming request, of Response.redirect() and of a fetched response
-    // cannot change, as on workerd (copy them with new Headers(...) or new Request(...)).
-    static freeze(headers) { headers.#immutable = true; return headers; }
+    static {
+      headerList = (headers) => headers.#list;
+      freezeHeaders = (headers) => { headers.#immutable = true; return headers; };
+    }
     #mutable() { if (this.#immutable) throw new TypeError("Can't modify immutable headers."); }
     append(name, value) { this.#mutable(); this.#list.push([normalizeName(name), normalizeValue(value)]); }
     delete(name) { this.#mutable(); const n = normalizeName(name); this.#list = this.#list.filter(([k]) => k !== n); }

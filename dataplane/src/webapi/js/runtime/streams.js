@@ -41,38 +41,217 @@
     });
 
     // ---- ReadableStream ---------------------------------------------------------------------------
+    // A stream's, a reader's and a writer's state live in internal objects that their public
+    // object holds in a private field, as a standard implementation keeps them in internal
+    // slots: the public objects have no own properties (`Object.keys`, `JSON.stringify` and
+    // `console.log` see what they see on workerd), and an app cannot reach the queue.
     class ReadableStreamDefaultController {
       #stream;
       constructor(stream) { this.#stream = stream; }
-      get desiredSize() { return this.#stream._desiredSize(); }
-      enqueue(chunk) { this.#stream._enqueue(chunk); }
-      close() { this.#stream._requestClose(); }
-      error(reason) { this.#stream._error(reason); }
+      get desiredSize() { return this.#stream.desiredSize(); }
+      enqueue(chunk) { this.#stream.enqueue(chunk); }
+      close() { this.#stream.requestClose(); }
+      error(reason) { this.#stream.error(reason); }
     }
     class ReadableByteStreamController extends ReadableStreamDefaultController {
       #stream;
       constructor(stream) { super(stream); this.#stream = stream; }
-      get byobRequest() { return this.#stream._byobRequest(); }
+      get byobRequest() { return this.#stream.byobRequest(); }
     }
 
-    class ReadableStream {
-      _state = "readable"; _queue = []; _queueSize = 0; _reader = null; _storedError = undefined;
-      _pulling = false; _pullAgain = false; _started = false; _closeRequested = false; _disturbed = false;
-      constructor(source = {}, strategy = {}) {
-        this._source = source ?? {};
+    // A ReadableStream's internal slots and the standard's abstract operations on them.
+    class Readable {
+      state = "readable"; queue = []; queueSize = 0; reader = null; storedError = undefined;
+      pulling = false; pullAgain = false; started = false; closeRequested = false; disturbed = false;
+      cancelledBranch = false;
+      constructor(source, strategy) {
+        this.source = source ?? {};
         // A byte stream (type: "bytes") queues bytes: its chunks are copied into Uint8Arrays,
         // counted by length, and a BYOB reader can read them into its own buffers.
-        this._bytes = this._source.type === "bytes";
-        if (this._source.type !== undefined && !this._bytes) {
-          throw new TypeError(`ReadableStream: type must be "bytes" or left out, not ${JSON.stringify(this._source.type)}`);
+        this.bytes = this.source.type === "bytes";
+        if (this.source.type !== undefined && !this.bytes) {
+          throw new TypeError(`ReadableStream: type must be "bytes" or left out, not ${JSON.stringify(this.source.type)}`);
         }
-        this._hwm = hwm(strategy, this._bytes ? 0 : 1);
-        this._size = this._bytes ? (chunk) => chunk.byteLength : sizeOf(strategy);
-        this._byob = null;
-        this._controller = this._bytes ? new ReadableByteStreamController(this) : new ReadableStreamDefaultController(this);
+        this.hwm = hwm(strategy, this.bytes ? 0 : 1);
+        this.size = this.bytes ? (chunk) => chunk.byteLength : sizeOf(strategy);
+        this.byob = null;
+        this.controller = this.bytes ? new ReadableByteStreamController(this) : new ReadableStreamDefaultController(this);
         Promise.resolve()
-          .then(() => this._source.start?.(this._controller))
-          .then(() => { this._started = true; this._maybePull(); }, (e) => this._error(e));
+          .then(() => this.source.start?.(this.controller))
+          .then(() => { this.started = true; this.maybePull(); }, (e) => this.error(e));
+      }
+      desiredSize() {
+        if (this.state === "errored") return null;
+        if (this.state === "closed") return 0;
+        return this.hwm - this.queueSize;
+      }
+      enqueue(chunk) {
+        if (this.state !== "readable" || this.closeRequested) throw new TypeError("ReadableStream: cannot enqueue into a closed or errored stream");
+        const reader = this.reader;
+        if (this.bytes) {
+          if (!ArrayBuffer.isView(chunk)) throw new TypeError("ReadableByteStreamController.enqueue: a chunk must be an ArrayBufferView");
+          if (chunk.byteLength === 0) throw new TypeError("ReadableByteStreamController.enqueue: a chunk must not be empty");
+          chunk = new Uint8Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength));
+          this.byob = null;
+          if (reader?.byob) {
+            this.queue.push(chunk);
+            this.queueSize += chunk.byteLength;
+            while (reader.requests.length > 0 && this.fillRequest(reader.requests[0])) reader.requests.shift();
+            this.maybePull();
+            return;
+          }
+        }
+        if (reader && reader.requests.length > 0) {
+          reader.requests.shift().resolve({ value: chunk, done: false });
+        } else {
+          this.queue.push(chunk);
+          this.queueSize += this.size(chunk);
+        }
+        this.maybePull();
+      }
+      requestClose() {
+        if (this.state !== "readable" || this.closeRequested) throw new TypeError("ReadableStream: already closed");
+        this.closeRequested = true;
+        if (this.queue.length === 0) this.close();
+      }
+      close() {
+        this.state = "closed";
+        this.byob = null;
+        const reader = this.reader;
+        if (reader) {
+          for (const request of reader.requests.splice(0)) {
+            request.resolve({ value: request.view ? viewOf(request.view, 0) : undefined, done: true });
+          }
+          reader.closed.resolve();
+        }
+      }
+      error(reason) {
+        if (this.state !== "readable") return;
+        this.state = "errored";
+        this.storedError = reason;
+        this.queue = [];
+        this.queueSize = 0;
+        const reader = this.reader;
+        if (reader) {
+          for (const request of reader.requests.splice(0)) request.reject(reason);
+          reader.closed.reject(reason);
+        }
+      }
+      maybePull() {
+        if (!this.started || this.state !== "readable" || this.closeRequested) return;
+        const wanted = (this.reader && this.reader.requests.length > 0) || this.desiredSize() > 0;
+        if (!wanted || typeof this.source.pull !== "function") return;
+        if (this.pulling) { this.pullAgain = true; return; }
+        this.pulling = true;
+        Promise.resolve()
+          .then(() => this.source.pull(this.controller))
+          .then(() => {
+            this.pulling = false;
+            if (this.pullAgain) { this.pullAgain = false; this.maybePull(); }
+          }, (e) => this.error(e));
+      }
+      // After a read took from the queue: close once a requested close has drained it, else refill.
+      afterTake() {
+        if (this.closeRequested && this.queue.length === 0) this.close();
+        else this.maybePull();
+      }
+      // A read the queue cannot serve yet (`view`: a BYOB read's buffer).
+      pendingRead(view) {
+        const request = deferred();
+        if (view) request.view = view;
+        this.reader.requests.push(request);
+        this.maybePull();
+        return request.promise;
+      }
+      read() {
+        this.disturbed = true;
+        if (this.queue.length > 0) {
+          const chunk = this.queue.shift();
+          this.queueSize -= this.size(chunk);
+          this.afterTake();
+          return Promise.resolve({ value: chunk, done: false });
+        }
+        if (this.state === "closed") return Promise.resolve({ value: undefined, done: true });
+        if (this.state === "errored") return Promise.reject(this.storedError);
+        return this.pendingRead();
+      }
+      // BYOB: copies queued bytes into `view` (whole elements only); answers how many.
+      takeInto(view) {
+        const unit = view.BYTES_PER_ELEMENT ?? 1;
+        const want = Math.min(view.byteLength, this.queueSize);
+        const total = want - (want % unit);
+        const target = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+        let filled = 0;
+        while (filled < total) {
+          const head = this.queue[0];
+          const n = Math.min(head.byteLength, total - filled);
+          target.set(head.subarray(0, n), filled);
+          filled += n;
+          if (n === head.byteLength) this.queue.shift();
+          else this.queue[0] = head.subarray(n);
+        }
+        this.queueSize -= filled;
+        return filled;
+      }
+      // Settles a pending BYOB read from the queue if it can; answers whether it did.
+      fillRequest(request) {
+        const filled = this.takeInto(request.view);
+        if (filled === 0) return false;
+        request.resolve({ value: viewOf(request.view, filled), done: false });
+        if (this.closeRequested && this.queue.length === 0) this.close();
+        return true;
+      }
+      readInto(view) {
+        this.disturbed = true;
+        if (this.state === "errored") return Promise.reject(this.storedError);
+        const filled = this.takeInto(view);
+        if (filled > 0) {
+          this.afterTake();
+          return Promise.resolve({ value: viewOf(view, filled), done: false });
+        }
+        if (this.state === "closed") return Promise.resolve({ value: viewOf(view, 0), done: true });
+        return this.pendingRead(view);
+      }
+      // The controller's byobRequest: the first pending read's buffer (a BYOB reader's own, or
+      // one of autoAllocateChunkSize bytes for a default reader), while the queue cannot serve it.
+      byobRequest() {
+        if (this.byob) return this.byob;
+        const request = this.reader?.requests[0];
+        if (!request || this.queue.length > 0 || this.state !== "readable") return null;
+        let view = request.view;
+        const auto = Number(this.source.autoAllocateChunkSize);
+        if (!view && auto > 0) view = new Uint8Array(auto);
+        if (!view) return null;
+        const respond = (bytes) => {
+          if (this.byob !== byob) throw new TypeError("ReadableStreamBYOBRequest: already responded");
+          if (!(bytes >= 0 && bytes <= view.byteLength)) throw new RangeError(`ReadableStreamBYOBRequest.respond: ${bytes} bytes do not fit the ${view.byteLength}-byte view`);
+          this.byob = null;
+          if (bytes === 0) return;
+          this.reader.requests.shift().resolve({ value: request.view ? viewOf(request.view, bytes) : view.subarray(0, bytes), done: false });
+          this.maybePull();
+        };
+        const byob = new ReadableStreamBYOBRequest(kByob, new Uint8Array(view.buffer, view.byteOffset, view.byteLength), respond);
+        this.byob = byob;
+        return byob;
+      }
+      async cancel(reason) {
+        this.disturbed = true;
+        if (this.state === "closed") return;
+        if (this.state === "errored") throw this.storedError;
+        this.queue = [];
+        this.queueSize = 0;
+        this.close();
+        await this.source.cancel?.(reason);
+      }
+    }
+
+    // The internal state of `stream` (a TypeError for anything else, as a brand check).
+    let readable;
+    class ReadableStream {
+      #state;
+      constructor(source = {}, strategy = {}) { this.#state = new Readable(source, strategy); }
+      static {
+        readable = (stream) => stream.#state;
       }
       static from(iterable) {
         const iterator = (iterable[Symbol.asyncIterator] ?? iterable[Symbol.iterator]).call(iterable);
@@ -85,174 +264,10 @@
           async cancel(reason) { await iterator.return?.(reason); },
         }, { highWaterMark: 0 });
       }
-      get locked() { return this._reader !== null; }
-      _desiredSize() {
-        if (this._state === "errored") return null;
-        if (this._state === "closed") return 0;
-        return this._hwm - this._queueSize;
-      }
-      _enqueue(chunk) {
-        if (this._state !== "readable" || this._closeRequested) throw new TypeError("ReadableStream: cannot enqueue into a closed or errored stream");
-        const reader = this._reader;
-        if (this._bytes) {
-          if (!ArrayBuffer.isView(chunk)) throw new TypeError("ReadableByteStreamController.enqueue: a chunk must be an ArrayBufferView");
-          if (chunk.byteLength === 0) throw new TypeError("ReadableByteStreamController.enqueue: a chunk must not be empty");
-          chunk = new Uint8Array(chunk.buffer.slice(chunk.byteOffset, chunk.byteOffset + chunk.byteLength));
-          this._byob = null;
-          if (reader instanceof ReadableStreamBYOBReader) {
-            this._queue.push(chunk);
-            this._queueSize += chunk.byteLength;
-            while (reader._requests.length > 0 && this._fillRequest(reader._requests[0])) reader._requests.shift();
-            this._maybePull();
-            return;
-          }
-        }
-        if (reader && reader._requests.length > 0) {
-          reader._requests.shift().resolve({ value: chunk, done: false });
-        } else {
-          this._queue.push(chunk);
-          this._queueSize += this._size(chunk);
-        }
-        this._maybePull();
-      }
-      _requestClose() {
-        if (this._state !== "readable" || this._closeRequested) throw new TypeError("ReadableStream: already closed");
-        this._closeRequested = true;
-        if (this._queue.length === 0) this._close();
-      }
-      _close() {
-        this._state = "closed";
-        this._byob = null;
-        const reader = this._reader;
-        if (reader) {
-          for (const request of reader._requests.splice(0)) {
-            request.resolve({ value: request.view ? viewOf(request.view, 0) : undefined, done: true });
-          }
-          reader._closed.resolve();
-        }
-      }
-      _error(reason) {
-        if (this._state !== "readable") return;
-        this._state = "errored";
-        this._storedError = reason;
-        this._queue = [];
-        this._queueSize = 0;
-        const reader = this._reader;
-        if (reader) {
-          for (const request of reader._requests.splice(0)) request.reject(reason);
-          reader._closed.reject(reason);
-        }
-      }
-      _maybePull() {
-        if (!this._started || this._state !== "readable" || this._closeRequested) return;
-        const wanted = (this._reader && this._reader._requests.length > 0) || this._desiredSize() > 0;
-        if (!wanted || typeof this._source.pull !== "function") return;
-        if (this._pulling) { this._pullAgain = true; return; }
-        this._pulling = true;
-        Promise.resolve()
-          .then(() => this._source.pull(this._controller))
-          .then(() => {
-            this._pulling = false;
-            if (this._pullAgain) { this._pullAgain = false; this._maybePull(); }
-          }, (e) => this._error(e));
-      }
-      // After a read took from the queue: close once a requested close has drained it, else refill.
-      _afterTake() {
-        if (this._closeRequested && this._queue.length === 0) this._close();
-        else this._maybePull();
-      }
-      // A read the queue cannot serve yet (`view`: a BYOB read's buffer).
-      _pendingRead(view) {
-        const request = deferred();
-        if (view) request.view = view;
-        this._reader._requests.push(request);
-        this._maybePull();
-        return request.promise;
-      }
-      _read() {
-        this._disturbed = true;
-        if (this._queue.length > 0) {
-          const chunk = this._queue.shift();
-          this._queueSize -= this._size(chunk);
-          this._afterTake();
-          return Promise.resolve({ value: chunk, done: false });
-        }
-        if (this._state === "closed") return Promise.resolve({ value: undefined, done: true });
-        if (this._state === "errored") return Promise.reject(this._storedError);
-        return this._pendingRead();
-      }
-      // BYOB: copies queued bytes into `view` (whole elements only); answers how many.
-      _takeInto(view) {
-        const unit = view.BYTES_PER_ELEMENT ?? 1;
-        const want = Math.min(view.byteLength, this._queueSize);
-        const total = want - (want % unit);
-        const target = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-        let filled = 0;
-        while (filled < total) {
-          const head = this._queue[0];
-          const n = Math.min(head.byteLength, total - filled);
-          target.set(head.subarray(0, n), filled);
-          filled += n;
-          if (n === head.byteLength) this._queue.shift();
-          else this._queue[0] = head.subarray(n);
-        }
-        this._queueSize -= filled;
-        return filled;
-      }
-      // Settles a pending BYOB read from the queue if it can; answers whether it did.
-      _fillRequest(request) {
-        const filled = this._takeInto(request.view);
-        if (filled === 0) return false;
-        request.resolve({ value: viewOf(request.view, filled), done: false });
-        if (this._closeRequested && this._queue.length === 0) this._close();
-        return true;
-      }
-      _readInto(view) {
-        this._disturbed = true;
-        if (this._state === "errored") return Promise.reject(this._storedError);
-        const filled = this._takeInto(view);
-        if (filled > 0) {
-          this._afterTake();
-          return Promise.resolve({ value: viewOf(view, filled), done: false });
-        }
-        if (this._state === "closed") return Promise.resolve({ value: viewOf(view, 0), done: true });
-        return this._pendingRead(view);
-      }
-      // The controller's byobRequest: the first pending read's buffer (a BYOB reader's own, or
-      // one of autoAllocateChunkSize bytes for a default reader), while the queue cannot serve it.
-      _byobRequest() {
-        if (this._byob) return this._byob;
-        const request = this._reader?._requests[0];
-        if (!request || this._queue.length > 0 || this._state !== "readable") return null;
-        let view = request.view;
-        const auto = Number(this._source.autoAllocateChunkSize);
-        if (!view && auto > 0) view = new Uint8Array(auto);
-        if (!view) return null;
-        const stream = this;
-        const respond = (bytes) => {
-          if (stream._byob !== byob) throw new TypeError("ReadableStreamBYOBRequest: already responded");
-          if (!(bytes >= 0 && bytes <= view.byteLength)) throw new RangeError(`ReadableStreamBYOBRequest.respond: ${bytes} bytes do not fit the ${view.byteLength}-byte view`);
-          stream._byob = null;
-          if (bytes === 0) return;
-          stream._reader._requests.shift().resolve({ value: request.view ? viewOf(request.view, bytes) : view.subarray(0, bytes), done: false });
-          stream._maybePull();
-        };
-        const byob = new ReadableStreamBYOBRequest(kByob, new Uint8Array(view.buffer, view.byteOffset, view.byteLength), respond);
-        this._byob = byob;
-        return byob;
-      }
-      async _cancel(reason) {
-        this._disturbed = true;
-        if (this._state === "closed") return;
-        if (this._state === "errored") throw this._storedError;
-        this._queue = [];
-        this._queueSize = 0;
-        this._close();
-        await this._source.cancel?.(reason);
-      }
+      get locked() { return this.#state.reader !== null; }
       cancel(reason) {
         if (this.locked) return Promise.reject(new TypeError("ReadableStream.cancel: the stream is locked to a reader"));
-        return this._cancel(reason);
+        return this.#state.cancel(reason);
       }
       getReader(options = {}) {
         if (options?.mode === "byob") return new ReadableStreamBYOBReader(this);
@@ -266,24 +281,27 @@
         const pull = async () => {
           const { value, done } = await reader.read();
           for (const branch of branches) {
-            if (branch._cancelledBranch) continue;
-            if (done) branch._controller.close();
-            else branch._controller.enqueue(value);
+            if (branch.cancelledBranch) continue;
+            if (done) branch.controller.close();
+            else branch.controller.enqueue(value);
           }
         };
         const make = () => {
-          const branch = new ReadableStream({
+          let branch;
+          const stream = new ReadableStream({
             pull,
             cancel(reason) {
-              branch._cancelledBranch = true;
+              branch.cancelledBranch = true;
               if (++cancelled === 2) return reader.cancel(reason);
             },
           }, { highWaterMark: 0 });
-          return branch;
+          branch = stream.#state;
+          branches.push(branch);
+          return stream;
         };
-        branches.push(make(), make());
-        reader.closed.catch((e) => branches.forEach((b) => b._error(e)));
-        return branches;
+        const streams = [make(), make()];
+        reader.closed.catch((e) => branches.forEach((b) => b.error(e)));
+        return streams;
       }
       async pipeTo(destination, options = {}) {
         if (this.locked) throw new TypeError("ReadableStream.pipeTo: the stream is locked");
@@ -327,48 +345,58 @@
       [Symbol.asyncIterator](options) { return this.values(options); }
     }
 
-    // What both readers share: locking, closed, cancel, releaseLock.
+    // What both readers share: locking, closed, cancel, releaseLock. A reader's state: the
+    // stream's (null once released), its pending reads, its closed promise, whether it is BYOB.
+    let readerOf;
     class ReaderBase {
-      _stream; _requests = []; _closed = deferred();
-      constructor(stream) {
+      #reader;
+      constructor(stream, byob = false) {
         if (!(stream instanceof ReadableStream)) throw new TypeError(`${new.target.name}: expected a ReadableStream`);
         if (stream.locked) throw new TypeError("ReadableStream: the stream is already locked to a reader");
-        this._stream = stream;
-        stream._reader = this;
-        if (stream._state === "closed") this._closed.resolve();
-        if (stream._state === "errored") this._closed.reject(stream._storedError);
+        const state = readable(stream);
+        const reader = { stream: state, requests: [], closed: deferred(), byob };
+        this.#reader = reader;
+        state.reader = reader;
+        if (state.state === "closed") reader.closed.resolve();
+        if (state.state === "errored") reader.closed.reject(state.storedError);
       }
-      get closed() { return this._closed.promise; }
+      static {
+        readerOf = (reader) => reader.#reader;
+      }
+      get closed() { return this.#reader.closed.promise; }
       cancel(reason) {
-        if (!this._stream) return Promise.reject(new TypeError("cancel: the reader was released"));
-        return this._stream._cancel(reason);
+        if (!this.#reader.stream) return Promise.reject(new TypeError("cancel: the reader was released"));
+        return this.#reader.stream.cancel(reason);
       }
       releaseLock() {
-        if (!this._stream) return;
-        for (const request of this._requests.splice(0)) request.reject(new TypeError("the reader was released"));
-        this._stream._reader = null;
-        this._stream._byob = null;
-        this._stream = null;
+        const reader = this.#reader;
+        if (!reader.stream) return;
+        for (const request of reader.requests.splice(0)) request.reject(new TypeError("the reader was released"));
+        reader.stream.reader = null;
+        reader.stream.byob = null;
+        reader.stream = null;
       }
     }
     class ReadableStreamDefaultReader extends ReaderBase {
       read() {
-        if (!this._stream) return Promise.reject(new TypeError("read: the reader was released"));
-        return this._stream._read();
+        const stream = readerOf(this).stream;
+        if (!stream) return Promise.reject(new TypeError("read: the reader was released"));
+        return stream.read();
       }
     }
     class ReadableStreamBYOBReader extends ReaderBase {
       constructor(stream) {
-        if (stream instanceof ReadableStream && !stream._bytes) {
+        if (stream instanceof ReadableStream && !readable(stream).bytes) {
           throw new TypeError("ReadableStreamBYOBReader: the stream is not a byte stream (create it with type: \"bytes\")");
         }
-        super(stream);
+        super(stream, true);
       }
       read(view) {
-        if (!this._stream) return Promise.reject(new TypeError("read: the reader was released"));
+        const stream = readerOf(this).stream;
+        if (!stream) return Promise.reject(new TypeError("read: the reader was released"));
         if (!ArrayBuffer.isView(view)) return Promise.reject(new TypeError("ReadableStreamBYOBReader.read: expected an ArrayBufferView"));
         if (view.byteLength === 0) return Promise.reject(new TypeError("ReadableStreamBYOBReader.read: the view is empty"));
-        return this._stream._readInto(view);
+        return stream.readInto(view);
       }
     }
     // A view of the same type over the first `bytes` bytes of `view`.
@@ -395,83 +423,104 @@
     class WritableStreamDefaultController {
       #stream;
       constructor(stream) { this.#stream = stream; }
-      error(reason) { this.#stream._error(reason); }
-      get signal() { return this.#stream._abort.signal; }
+      error(reason) { this.#stream.error(reason); }
+      get signal() { return this.#stream.abort.signal; }
     }
 
-    class WritableStream {
-      _state = "writable"; _writer = null; _storedError = undefined; _chain; _pending = 0;
-      constructor(sink = {}, strategy = {}) {
-        this._sink = sink ?? {};
-        this._hwm = hwm(strategy, 1);
-        this._abort = new AbortController();
-        this._controller = new WritableStreamDefaultController(this);
-        this._chain = Promise.resolve().then(() => this._sink.start?.(this._controller));
-        this._chain.catch((e) => this._error(e));
+    // A WritableStream's internal slots: its writes run one after another on `chain`.
+    class Writable {
+      state = "writable"; writer = null; storedError = undefined; chain; pending = 0;
+      constructor(sink, strategy) {
+        this.sink = sink ?? {};
+        this.hwm = hwm(strategy, 1);
+        this.abort = new AbortController();
+        this.controller = new WritableStreamDefaultController(this);
+        this.chain = Promise.resolve().then(() => this.sink.start?.(this.controller));
+        this.chain.catch((e) => this.error(e));
       }
-      get locked() { return this._writer !== null; }
-      _error(reason) {
-        if (this._state === "errored") return;
-        this._state = "errored";
-        this._storedError = reason;
-        this._writer?._closed.reject(reason);
+      error(reason) {
+        if (this.state === "errored") return;
+        this.state = "errored";
+        this.storedError = reason;
+        this.writer?.closed.reject(reason);
       }
-      _enqueue(step) {
-        this._pending++;
-        const result = this._chain.then(() => {
-          if (this._state === "errored") throw this._storedError;
+      enqueue(step) {
+        this.pending++;
+        const result = this.chain.then(() => {
+          if (this.state === "errored") throw this.storedError;
           return step();
         });
-        this._chain = result.then(() => { this._pending--; }, (e) => { this._pending--; this._error(e); });
+        this.chain = result.then(() => { this.pending--; }, (e) => { this.pending--; this.error(e); });
         return result;
       }
+      async abortNow(reason) {
+        this.abort.abort(reason);
+        this.error(reason);
+        await this.sink.abort?.(reason);
+      }
+      closeNow() {
+        if (this.state !== "writable") return Promise.reject(new TypeError("WritableStream: already closed or errored"));
+        this.state = "closing";
+        return this.enqueue(() => this.sink.close?.()).then(() => {
+          this.state = "closed";
+          this.writer?.closed.resolve();
+        });
+      }
+    }
+
+    let writable;
+    class WritableStream {
+      #state;
+      constructor(sink = {}, strategy = {}) { this.#state = new Writable(sink, strategy); }
+      static {
+        writable = (stream) => stream.#state;
+      }
+      get locked() { return this.#state.writer !== null; }
       getWriter() { return new WritableStreamDefaultWriter(this); }
       abort(reason) {
         if (this.locked) return Promise.reject(new TypeError("WritableStream.abort: the stream is locked"));
-        return this._abortNow(reason);
-      }
-      async _abortNow(reason) {
-        this._abort.abort(reason);
-        this._error(reason);
-        await this._sink.abort?.(reason);
+        return this.#state.abortNow(reason);
       }
       close() {
         if (this.locked) return Promise.reject(new TypeError("WritableStream.close: the stream is locked"));
-        return this._closeNow();
-      }
-      _closeNow() {
-        if (this._state !== "writable") return Promise.reject(new TypeError("WritableStream: already closed or errored"));
-        this._state = "closing";
-        return this._enqueue(() => this._sink.close?.()).then(() => {
-          this._state = "closed";
-          this._writer?._closed.resolve();
-        });
+        return this.#state.closeNow();
       }
     }
 
+    // A writer's state: the stream's (null once released) and its closed promise.
     class WritableStreamDefaultWriter {
-      _stream; _closed = deferred();
+      #writer;
       constructor(stream) {
+        if (!(stream instanceof WritableStream)) throw new TypeError("WritableStreamDefaultWriter: expected a WritableStream");
         if (stream.locked) throw new TypeError("WritableStream: the stream is already locked to a writer");
-        this._stream = stream;
-        stream._writer = this;
-        if (stream._state === "errored") this._closed.reject(stream._storedError);
+        const state = writable(stream);
+        const writer = { stream: state, closed: deferred() };
+        this.#writer = writer;
+        state.writer = writer;
+        if (state.state === "errored") writer.closed.reject(state.storedError);
       }
-      get closed() { return this._closed.promise; }
-      get ready() { return this._stream ? this._stream._chain.then(() => undefined) : Promise.reject(new TypeError("released")); }
-      get desiredSize() { return this._stream ? this._stream._hwm - this._stream._pending : null; }
+      get closed() { return this.#writer.closed.promise; }
+      get ready() {
+        const stream = this.#writer.stream;
+        return stream ? stream.chain.then(() => undefined) : Promise.reject(new TypeError("released"));
+      }
+      get desiredSize() {
+        const stream = this.#writer.stream;
+        return stream ? stream.hwm - stream.pending : null;
+      }
       write(chunk) {
-        const stream = this._stream;
+        const stream = this.#writer.stream;
         if (!stream) return Promise.reject(new TypeError("write: the writer was released"));
-        if (stream._state !== "writable") return Promise.reject(stream._storedError ?? new TypeError("write: the stream is closed"));
-        return stream._enqueue(() => stream._sink.write?.(chunk, stream._controller));
+        if (stream.state !== "writable") return Promise.reject(stream.storedError ?? new TypeError("write: the stream is closed"));
+        return stream.enqueue(() => stream.sink.write?.(chunk, stream.controller));
       }
-      close() { return this._stream ? this._stream._closeNow() : Promise.reject(new TypeError("released")); }
-      abort(reason) { return this._stream ? this._stream._abortNow(reason) : Promise.reject(new TypeError("released")); }
+      close() { return this.#writer.stream ? this.#writer.stream.closeNow() : Promise.reject(new TypeError("released")); }
+      abort(reason) { return this.#writer.stream ? this.#writer.stream.abortNow(reason) : Promise.reject(new TypeError("released")); }
       releaseLock() {
-        if (!this._stream) return;
-        this._stream._writer = null;
-        this._stream = null;
+        const writer = this.#writer;
+        if (!writer.stream) return;
+        writer.stream.writer = null;
+        writer.stream = null;
       }
     }
 
@@ -479,28 +528,27 @@
     class TransformStreamDefaultController {
       #readable;
       constructor(readable) { this.#readable = readable; }
-      get desiredSize() { return this.#readable._desiredSize(); }
-      enqueue(chunk) { this.#readable._enqueue(chunk); }
-      error(reason) { this.#readable._error(reason); }
-      terminate() { this.#readable._requestClose(); }
+      get desiredSize() { return this.#readable.desiredSize(); }
+      enqueue(chunk) { this.#readable.enqueue(chunk); }
+      error(reason) { this.#readable.error(reason); }
+      terminate() { this.#readable.requestClose(); }
     }
 
     class TransformStream {
       #readable; #writable;
       constructor(transformer = {}, writableStrategy = {}, readableStrategy = {}) {
-        let controller;
         this.#readable = new ReadableStream({ start: () => {} }, readableStrategy ?? { highWaterMark: 0 });
-        controller = new TransformStreamDefaultController(this.#readable);
-        const readable = this.#readable;
+        const output = readable(this.#readable);
+        const controller = new TransformStreamDefaultController(output);
         const started = Promise.resolve().then(() => transformer?.start?.(controller));
         this.#writable = new WritableStream({
           start: () => started,
           write: (chunk) => (transformer?.transform ? transformer.transform(chunk, controller) : controller.enqueue(chunk)),
           close: async () => {
             await transformer?.flush?.(controller);
-            if (readable._state === "readable" && !readable._closeRequested) readable._requestClose();
+            if (output.state === "readable" && !output.closeRequested) output.requestClose();
           },
-          abort: (reason) => readable._error(reason),
+          abort: (reason) => output.error(reason),
         }, writableStrategy);
       }
       get readable() { return this.#readable; }
@@ -544,5 +592,7 @@
     return { ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController,
       ReadableStreamBYOBReader, ReadableByteStreamController, ReadableStreamBYOBRequest, WritableStream,
       WritableStreamDefaultWriter, WritableStreamDefaultController, TransformStream,
-      TransformStreamDefaultController, TextEncoderStream, TextDecoderStream, bytesStream };
+      TransformStreamDefaultController, TextEncoderStream, TextDecoderStream, bytesStream,
+      // Whether a stream has been read from or cancelled (a body that was is used).
+      disturbed: (stream) => readable(stream).disturbed };
   }

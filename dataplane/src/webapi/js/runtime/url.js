@@ -10,6 +10,8 @@
   // first is the WHATWG serialisation, as `new URL(url, base).href`.
   const parseUrl = (url, base) => ops.urlParse(String(url), base === undefined ? undefined : String(base));
   function makeUrls() {
+    // Binds `params` to `url` with the query `search`; sets the search of `url`.
+    let bindParams, setSearch;
     class URLSearchParams {
       #list = []; #url = null;
       constructor(init = "") {
@@ -35,8 +37,10 @@
           this.#list.push([decodeForm(name), decodeForm(value)]);
         }
       }
-      static [kState](params, url, search) { params.#url = url; params.#parse(search); }
-      #update() { if (this.#url) this.#url[kState].setSearch(this.toString()); }
+      static {
+        bindParams = (params, url, search) => { params.#url = url; params.#parse(search); };
+      }
+      #update() { if (this.#url) setSearch(this.#url, this.toString()); }
       append(name, value) { this.#list.push([String(name), String(value)]); this.#update(); }
       // An entry of `name` (and of `value`, when given): has() and delete() take both.
       static #matches(name, value) {
@@ -86,7 +90,7 @@
       constructor(url, base) {
         this.#parts = parseUrl(url, base);
         this.#params = new URLSearchParams();
-        URLSearchParams[kState](this.#params, this, this.#parts[8]);
+        bindParams(this.#params, this, this.#parts[8]);
       }
       static canParse(url, base) {
         try { new URL(url, base); return true; } catch { return false; }
@@ -94,10 +98,15 @@
       static parse(url, base) {
         try { return new URL(url, base); } catch { return null; }
       }
-      get [kState]() { return { setSearch: (s) => this.#set("search", s) }; }
+      // Blob URLs need a document to live in: workerd has these and refuses them the same way.
+      static createObjectURL() { throw new Error("URL.createObjectURL() is not implemented"); }
+      static revokeObjectURL() { throw new Error("URL.revokeObjectURL() is not implemented"); }
+      static {
+        setSearch = (url, search) => url.#set("search", search);
+      }
       #set(part, value) {
         this.#parts = ops.urlSet(this.#parts[0], part, String(value));
-        if (part !== "search") URLSearchParams[kState](this.#params, this, this.#parts[8]);
+        if (part !== "search") bindParams(this.#params, this, this.#parts[8]);
       }
       get href() { return this.#parts[0]; }
       set href(v) { this.#set("href", v); }
@@ -116,7 +125,7 @@
       get pathname() { return this.#parts[7]; }
       set pathname(v) { this.#set("pathname", v); }
       get search() { return this.#parts[8]; }
-      set search(v) { this.#set("search", v); URLSearchParams[kState](this.#params, this, this.#parts[8]); }
+      set search(v) { this.#set("search", v); bindParams(this.#params, this, this.#parts[8]); }
       get hash() { return this.#parts[9]; }
       set hash(v) { this.#set("hash", v); }
       get origin() { return this.#parts[10]; }
