@@ -257,7 +257,7 @@ fn prepare_app(
                     .into_iter()
                     .map(|(name, bytes)| (name, nano_sliver::sha256_hex(&bytes)))
                     .collect();
-                let report = isolate::prepare::ChildReport { handler, files };
+                let report = isolate::prepare::ChildReport::new(handler, files);
                 println!(
                     "{}",
                     serde_json::to_string(&report).expect("a report serialises")
@@ -432,7 +432,7 @@ fn serve(path: Option<&Path>, listen: Option<&str>, flags: FleetFlags) -> ExitCo
         let cache_dir = config.slivers.enabled.then(|| {
             config.slivers.cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("nano-cache"))
         });
-        let preparer = match std::env::current_exe() {
+        let preparer = match running_exe() {
             Ok(exe) => nano_dataplane::isolate::Preparer::new(
                 exe,
                 cache_dir,
@@ -450,6 +450,18 @@ fn serve(path: Option<&Path>, listen: Option<&str>, flags: FleetFlags) -> ExitCo
     // waits for its blocking tasks).
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     code
+}
+
+/// The binary this process runs, to start as `nano prepare-app`: on Linux `/proc/self/exe`,
+/// which stays this build when the file at the node's path is replaced (an upgrade), where the
+/// path would start the new build, whose snapshots do not work in this one.
+fn running_exe() -> std::io::Result<std::path::PathBuf> {
+    let this = std::path::PathBuf::from("/proc/self/exe");
+    if this.exists() {
+        Ok(this)
+    } else {
+        std::env::current_exe()
+    }
 }
 
 /// Raises the soft limit of open files to the hard limit: the node holds a socket per client

@@ -272,3 +272,47 @@ fn a_request_in_flight_finishes_on_the_old_version() {
         assert_eq!((reply.status, reply.body.as_str()), (200, "v0"));
     });
 }
+
+/// An upgrade in place (the binary at the node's path replaced while the node runs) does not
+/// reach the running node: it prepares its apps with its own build (`/proc/self/exe`). The "new
+/// build" here is a script whose `prepare-app` succeeds with a snapshot that is not one: before,
+/// the node ran it and loaded that, as it would have loaded a real new build's snapshot, whose
+/// sources and native callbacks V8 then looks for at this build's addresses (seen: every request
+/// of an app failing on a "source" read from the binary's other strings).
+#[test]
+fn a_binary_replaced_in_place_does_not_prepare_the_running_nodes_apps() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let exe = root.join("bin/nano");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::copy(nano_tests::binary("nano"), &exe).unwrap();
+    std::fs::create_dir_all(root.join("a")).unwrap();
+    std::fs::copy(fixtures().join("versioned/app.js"), root.join("a/app.js")).unwrap();
+    write_version(&root, "v0");
+    let config = root.join("nano.json");
+    write_config(&config, &apps(&root, &["a"]));
+    let nano = Nano::start_exe(&exe, &config, dir);
+    block_on(async {
+        wait_for_body(&nano, "a.example", "v0").await;
+        std::fs::remove_file(&exe).unwrap();
+        std::fs::write(&exe, ANOTHER_BUILD).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_version(&root, "v1");
+        wait_for_body(&nano, "a.example", "v1").await;
+    });
+    assert!(
+        !nano.log.text().contains("another build"),
+        "the node ran the replaced binary:\n{}",
+        nano.log.text()
+    );
+}
+
+/// `nano prepare-app` of a build that is not the node's.
+const ANOTHER_BUILD: &str = r#"#!/bin/sh
+while [ $# -gt 0 ]; do
+  if [ "$1" = --out ]; then printf 'not a snapshot' > "$2"; fi
+  shift
+done
+echo '{"handler":"module","files":[],"runtime":"another build"}'
+"#;

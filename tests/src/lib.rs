@@ -181,6 +181,9 @@ impl Log {
 }
 
 /// A running `nano` process.
+/// What a node under test logs.
+const NODE_LOG: &str = "info,nano_dataplane=debug";
+
 pub struct Nano {
     child: Option<Child>,
     pub addr: SocketAddr,
@@ -245,7 +248,7 @@ impl Nano {
     /// log the address it listens on.
     pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut env = env.to_vec();
-        env.push(("NANO_LOG", "info,nano_dataplane=debug"));
+        env.push(("NANO_LOG", NODE_LOG));
         let (child, log) = spawn_logged("nano", args, &env);
         let addr = log_addr(&log, "addr");
         Self {
@@ -263,8 +266,22 @@ impl Nano {
         unsafe { libc::kill(child.id() as i32, signal) };
     }
 
+    /// Starts the `nano` executable at `exe` (a copy of the one under test) on a config file the
+    /// test wrote itself, as [`Nano::start_file`] does.
+    pub fn start_exe(exe: &Path, config: &Path, dir: tempfile::TempDir) -> Self {
+        let args = ["--config", config.to_str().unwrap()];
+        let (child, log) = spawn_logged_exe(exe, &args, &[("NANO_LOG", NODE_LOG)]);
+        let addr = log_addr(&log, "addr");
+        Self {
+            child: Some(child),
+            addr,
+            log,
+            dir,
+        }
+    }
+
     fn start_with_args(args: &[&str], dir: tempfile::TempDir) -> Self {
-        let (child, log) = spawn_logged("nano", args, &[("NANO_LOG", "info,nano_dataplane=debug")]);
+        let (child, log) = spawn_logged("nano", args, &[("NANO_LOG", NODE_LOG)]);
         let addr = log_addr(&log, "addr");
         Self {
             child: Some(child),
@@ -382,7 +399,13 @@ pub fn wait_exit(child: &mut Child, log: &Log) -> ExitStatus {
 
 /// Starts a workspace binary with its stderr collected into a [`Log`].
 pub fn spawn_logged(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Log) {
-    let mut command = Command::new(binary(name));
+    spawn_logged_exe(&binary(name), args, env)
+}
+
+/// Like [`spawn_logged`], for the executable at `exe`.
+pub fn spawn_logged_exe(exe: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, Log) {
+    let name = exe.display();
+    let mut command = Command::new(exe);
     command
         .args(args)
         .stdin(Stdio::null())

@@ -51,6 +51,20 @@ pub struct Prepared {
 pub struct ChildReport {
     pub handler: String,
     pub files: Vec<(String, String)>,
+    /// The child's [`runtime_tag`]: a snapshot only works in the build that made it (its
+    /// native callbacks and sources are named by their place in that build's list).
+    pub runtime: String,
+}
+
+impl ChildReport {
+    /// The report of a snapshot made by this build.
+    pub fn new(handler: String, files: Vec<(String, String)>) -> Self {
+        Self {
+            handler,
+            files,
+            runtime: runtime_tag(),
+        }
+    }
 }
 
 /// Makes app snapshots, through the cache when it has them.
@@ -257,6 +271,14 @@ impl Preparer {
                 let report: ChildReport = serde_json::from_str(&message).map_err(|err| {
                     AppLoadError::Node(format!("prepare-app reported nonsense ({err}): {message}"))
                 })?;
+                if report.runtime != runtime_tag() {
+                    return Err(AppLoadError::Node(format!(
+                        "{} prepare-app is another build of nano than this node (its snapshots \
+                         would not work here): restart the node to run the binary now at that \
+                         path",
+                        self.exe.display()
+                    )));
+                }
                 let blob = blob.map_err(|err| {
                     AppLoadError::Node(format!("reading the app snapshot: {err}"))
                 })?;
@@ -630,5 +652,33 @@ mod tests {
             .map(|p| p.digest.clone())
             .collect();
         assert_eq!(keys, ["c", "b"]);
+    }
+
+    /// A `prepare-app` of another build (which made a snapshot this build cannot read) is
+    /// refused, with what to do, and nothing reaches the cache.
+    #[test]
+    fn a_snapshot_of_another_build_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("nano");
+        std::fs::write(
+            &exe,
+            "#!/bin/sh\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && printf x > \"$2\"; shift; done\n\
+             echo '{\"handler\":\"module\",\"files\":[],\"runtime\":\"another build\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let entry = dir.path().join("app.js");
+        std::fs::write(&entry, "export default {};").unwrap();
+        let app = nano_config::check_app(serde_json::json!({
+            "hostname": "app.test", "entrypoint": entry,
+        }))
+        .expect("a valid app");
+        let preparer = Preparer::new(exe, Some(dir.path().join("cache")), 2);
+        let error = preparer.prepare(&app).expect_err("refused").to_string();
+        assert!(error.contains("another build of nano"), "{error}");
+        assert!(error.contains("restart the node"), "{error}");
+        let source = Preparer::source_of(&app).unwrap();
+        assert!(preparer.cache.as_ref().unwrap().lookup(&source).is_none());
     }
 }
