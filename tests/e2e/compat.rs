@@ -2347,3 +2347,25 @@ fn runtime_internals_are_unreachable_as_on_workerd() {
         }"#,
     );
 }
+
+/// Node's per-encoding Buffer methods (`latin1Slice`, `utf8Write`... which parsers such as
+/// busboy call for speed) with Node's argument checks, `inspect()` and `Buffer.of`.
+#[test]
+fn buffer_encoding_methods_answer_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "buffer_encodings",
+        r#"{
+            "utf8": ["éll", [3, "0000616263000000"], [6, "6162636465660000"], 2, 3],
+            "hex": ["c3a96c6c", [3, "0000abcdef000000"], [3, "abcdef0000000000"], 2, 3],
+            "latin1": ["Ã©ll", [3, "0000616263000000"], [6, "6162636465660000"], 2, 3],
+            "ascii": ["C)ll", [3, "0000616263000000"], [6, "6162636465660000"], 2, 3],
+            "base64": ["w6lsbA==", [3, "000069b71d000000"], [4, "69b71d7900000000"], 2, 3],
+            "base64url": ["w6lsbA", [3, "000069b71d000000"], [4, "69b71d7900000000"], 2, 3],
+            "ucs2": ["꧃汬", [2, "0000610000000000"], [8, "6100620063006400"], 2, 3],
+            "refused": ["TypeError: The \"start\" argument must be of type number. Received undefined", "TypeError: The \"end\" argument must be of type number. Received undefined", "TypeError: The \"start\" argument must be of type number. Received type string ('1')", "RangeError: The value of \"end\" is out of range. It must be >= 0 && <= 13. Received 99", "", "RangeError: The value of \"length\" is out of range. It must be >= 0 && <= 7. Received 8", "RangeError: The value of \"offset\" is out of range. It must be >= 0 && <= 8. Received 9", 1],
+            "inspect": ["<Buffer 68 c3 a9 6c 6c 6f 20 77 c3 b6 72 6c 64>", "<Buffer 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 01 ... 10 more bytes>", 2],
+            "of": ["01022c", true]
+        }"#,
+    );
+}

@@ -292,6 +292,8 @@
     writeUIntBE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, false); }
     writeIntLE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, true); }
     writeIntBE(value, offset, byteLength) { return writeVariable(this, value, offset, byteLength, false); }
+    // (Its unused parameters make Node's `length`.)
+    inspect(recurseTimes, ctx) { return this[Symbol.for("nodejs.util.inspect.custom")](); }
     [Symbol.for("nodejs.util.inspect.custom")]() {
       const shown = Array.from(this.subarray(0, 50), (b) => (b < 16 ? "0" : "") + b.toString(16)).join(" ");
       return `<Buffer${shown ? ` ${shown}` : ""}${this.length > 50 ? ` ... ${this.length - 50} more bytes` : ""}>`;
@@ -299,6 +301,40 @@
   }
   const fromBytes = (bytes) => new Buffer(bytes.buffer, bytes.byteOffset, bytes.length);
   Buffer.poolSize = 8192;
+
+  // Node's per-encoding methods, which libraries call for speed (`buf.latin1Slice(start, end)`,
+  // `buf.utf8Write(string, offset, length)`): toString and write with their arguments checked as
+  // Node's bindings check them (numbers only, in range; a write's length is the buffer's unless
+  // given, so an offset needs one).
+  const received = (value) => {
+    if (value === undefined || value === null) return ` Received ${value}`;
+    if (typeof value === "function") return ` Received function ${value.name}`;
+    if (typeof value === "object") return ` Received an instance of ${value.constructor?.name ?? "Object"}`;
+    const shown = typeof value === "string" ? `'${value.slice(0, 25)}'` : typeof value === "bigint" ? `${value}n` : String(value);
+    return ` Received type ${typeof value} (${shown})`;
+  };
+  const numberArg = (value, name, max) => {
+    if (typeof value !== "number") throw typeError("ERR_INVALID_ARG_TYPE", `The "${name}" argument must be of type number.${received(value)}`);
+    if (!(value >= 0 && value <= max)) throw rangeError("ERR_OUT_OF_RANGE", `The value of "${name}" is out of range. It must be >= 0 && <= ${max}. Received ${value}`);
+    return Math.trunc(value);
+  };
+  for (const [prefix, encoding] of [["utf8", "utf8"], ["hex", "hex"], ["latin1", "latin1"], ["ascii", "ascii"],
+    ["base64", "base64"], ["base64url", "base64url"], ["ucs2", "utf16le"]]) {
+    const methods = {
+      [`${prefix}Slice`](start, end) {
+        const from = numberArg(start, "start", this.length);
+        const to = numberArg(end, "end", this.length);
+        return to <= from ? "" : decodeBytes(new Uint8Array(this.buffer, this.byteOffset + from, to - from), encoding);
+      },
+      [`${prefix}Write`](string, offset, length) {
+        const at = numberArg(offset ?? 0, "offset", this.length);
+        return this.write(string, at, numberArg(length ?? this.length, "length", this.length - at), encoding);
+      },
+    };
+    for (const name of Object.keys(methods)) {
+      Object.defineProperty(Buffer.prototype, name, { value: methods[name], writable: true, configurable: true, enumerable: false });
+    }
+  }
 
   function compareBytes(a, b) {
     const n = Math.min(a.length, b.length);
