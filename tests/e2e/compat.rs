@@ -2369,3 +2369,30 @@ fn buffer_encoding_methods_answer_as_on_workerd() {
         }"#,
     );
 }
+
+/// performance as on workerd: User Timing (marks, measures and their entries; a measure from a
+/// mark that does not exist starts at 0), the epoch clock (timeOrigin 0), Node's additions
+/// (timerify, eventLoopUtilization, nodeTiming), the entry and observer classes,
+/// `node:perf_hooks`, `reportError` and `origin`.
+#[test]
+fn performance_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "performance",
+        r#"{
+            "clock": ["number", true, 0, true, {"timeOrigin": 0}],
+            "mark": ["a", "mark", 5, 0, {"x": 1}, [], {"name": "a", "entryType": "mark", "startTime": 5, "duration": 0, "detail": {"x": 1}}, null, true],
+            "measures": [["m1", "measure", 5, true, null], [0, true], [10, 5], [1, 1], [0, true]],
+            "entries": ["mark:a", "mark:b", "measure:m1", "measure:m2", "measure:m4", "measure:m6", "measure:m5"],
+            "lookups": [1, 0, 2, 5, 0],
+            "cleared": [["b"], 0],
+            "refused": ["TypeError: Failed to execute 'mark' on 'Performance': parameter 1 is not of type 'string'.", "TypeError: Incorrect type for the 'detail' field on 'Options': the provided value is not of type 'Object'.", "TypeError: Failed to construct 'PerformanceMark': constructor parameter 1 is not of type 'string'.", "TypeError: Illegal constructor", "TypeError: Illegal constructor", "TypeError: Illegal constructor", "TypeError: Failed to construct 'PerformanceObserver': constructor parameter 1 is not of type 'Value'.", "TypeError: Illegal constructor", "TypeError: Illegal constructor", "TypeError: Failed to execute 'reportError' on 'ServiceWorkerGlobalScope': parameter 1 is not of type 'Value'."],
+            "made": ["nm", [1], true, 0, "[object PerformanceMark]"],
+            "node": [{"idle": 0, "active": 0, "utilization": 0}, ["uvMetricsInfo", "idleTime", "loopExit", "loopStart", "environment", "bootstrapComplete", "v8Start", "nodeStart"], "[object EventCounts]", 0, 5, "add", 2, null, null],
+            "observer": [null, [], null, ["measure", "mark"]],
+            "shape": [true, true, [], "[object Performance]", ["clearMarks", "clearMeasures", "clearResourceTimings", "constructor", "eventCounts", "eventLoopUtilization", "getEntries", "getEntriesByName", "getEntriesByType", "mark", "markResourceTiming", "measure", "nodeTiming", "now", "setResourceTimingBufferSize", "timeOrigin", "timerify", "toJSON"], ["constructor", "duration", "entryType", "name", "startTime", "toJSON"], ["constructor", "detail", "toJSON"], true],
+            "perfHooks": [true, true, ["Performance", "PerformanceEntry", "PerformanceMark", "PerformanceMeasure", "PerformanceObserver", "PerformanceObserverEntryList", "PerformanceResourceTiming", "constants", "createHistogram", "default", "eventLoopUtilization", "monitorEventLoopDelay", "performance", "timerify"], "Error: The createHistogram method is not implemented", 7],
+            "globals": [null, "function", "null"]
+        }"#,
+    );
+}

@@ -778,14 +778,27 @@ fn op_hmac(
     }
 }
 
+/// `now()`: monotonic milliseconds since the node's first reading; `now(true)`: the same clock
+/// as milliseconds since the epoch (performance.now() on workerd).
 fn op_now(
-    _scope: &mut v8::HandleScope,
-    _args: v8::FunctionCallbackArguments,
+    scope: &mut v8::HandleScope,
+    args: v8::FunctionCallbackArguments,
     mut rv: v8::ReturnValue,
 ) {
-    static ORIGIN: std::sync::LazyLock<std::time::Instant> =
-        std::sync::LazyLock::new(std::time::Instant::now);
-    rv.set_double(ORIGIN.elapsed().as_secs_f64() * 1000.0);
+    static ORIGIN: std::sync::LazyLock<(std::time::Instant, f64)> =
+        std::sync::LazyLock::new(|| {
+            let epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |since| since.as_secs_f64() * 1000.0);
+            (std::time::Instant::now(), epoch)
+        });
+    let (origin, epoch) = *ORIGIN;
+    let elapsed = origin.elapsed().as_secs_f64() * 1000.0;
+    rv.set_double(if args.get(0).boolean_value(scope) {
+        epoch + elapsed
+    } else {
+        elapsed
+    });
 }
 
 fn op_memory_limit(

@@ -1432,7 +1432,24 @@
     zlib: zlibModule,
     querystring: querystringModule,
     diagnostics_channel: diagnosticsModule,
-    perf_hooks: { performance: globalThis.performance },
+    perf_hooks: (() => {
+      const { performance } = globalThis;
+      const notImplemented = (name) => () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", `The ${name} method is not implemented`); };
+      const GC = { MAJOR: 4, MINOR: 1, INCREMENTAL: 8, WEAKCB: 16, FLAGS_NO: 0, FLAGS_CONSTRUCT_RETAINED: 2, FLAGS_FORCED: 4,
+        FLAGS_SYNCHRONOUS_PHANTOM_PROCESSING: 8, FLAGS_ALL_AVAILABLE_GARBAGE: 16, FLAGS_ALL_EXTERNAL_MEMORY: 32, FLAGS_SCHEDULE_IDLE: 64 };
+      const constants = {};
+      for (const [name, value] of Object.entries(GC)) constants[`NODE_PERFORMANCE_GC_${name}`] = value;
+      ["GC", "HTTP", "HTTP2", "NET", "DNS"].forEach((name, i) => { constants[`NODE_PERFORMANCE_ENTRY_TYPE_${name}`] = i; });
+      ["TIME_ORIGIN_TIMESTAMP", "TIME_ORIGIN", "ENVIRONMENT", "NODE_START", "V8_START", "LOOP_START", "LOOP_EXIT",
+        "BOOTSTRAP_COMPLETE"].forEach((name, i) => { constants[`NODE_PERFORMANCE_MILESTONE_${name}`] = i; });
+      return {
+        performance, Performance, PerformanceEntry, PerformanceMark, PerformanceMeasure, PerformanceObserver,
+        PerformanceObserverEntryList, PerformanceResourceTiming, constants,
+        eventLoopUtilization: (...args) => performance.eventLoopUtilization(...args),
+        timerify: (fn, options) => performance.timerify(fn, options),
+        createHistogram: notImplemented("createHistogram"), monitorEventLoopDelay: notImplemented("monitorEventLoopDelay"),
+      };
+    })(),
     console: { ...globalThis.console, Console: function Console() { return globalThis.console; } },
     timers: { setTimeout, clearTimeout, setInterval, clearInterval, setImmediate, clearImmediate },
     "timers/promises": {
