@@ -452,16 +452,20 @@ fn serve(path: Option<&Path>, listen: Option<&str>, flags: FleetFlags) -> ExitCo
     code
 }
 
-/// The binary this process runs, to start as `nano prepare-app`: on Linux `/proc/self/exe`,
-/// which stays this build when the file at the node's path is replaced (an upgrade), where the
-/// path would start the new build, whose snapshots do not work in this one.
+/// The binary this process runs, to start as `nano prepare-app`. On Linux it is held open and
+/// started as `/proc/self/fd/N`, which stays this build when the file at the node's path is
+/// replaced (an upgrade in place), where the path would start the new build, whose snapshots do
+/// not work in this one. (Not `/proc/self/exe`: under valgrind that is valgrind's own.)
 fn running_exe() -> std::io::Result<std::path::PathBuf> {
-    let this = std::path::PathBuf::from("/proc/self/exe");
-    if this.exists() {
-        Ok(this)
-    } else {
-        std::env::current_exe()
+    let exe = std::env::current_exe()?;
+    if cfg!(target_os = "linux") {
+        use std::os::fd::IntoRawFd;
+        // Kept open for the life of the process. exec resolves the path before it closes the
+        // descriptor (opened close-on-exec), so a child sees neither the file nor the fd.
+        let fd = std::fs::File::open(&exe)?.into_raw_fd();
+        return Ok(std::path::PathBuf::from(format!("/proc/self/fd/{fd}")));
     }
+    Ok(exe)
 }
 
 /// Raises the soft limit of open files to the hard limit: the node holds a socket per client
