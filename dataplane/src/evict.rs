@@ -1,5 +1,5 @@
 //! The node-wide memory budget (`node.memory_mb`): it counts what the isolates of all apps cost
-//! (their footprints) and the app snapshots in memory (each once). Past it, snapshots no worker
+//! (their footprints), the app snapshots in memory (each once) and what ended workers leave. Past it, snapshots no worker
 //! reads leave memory first (the cache folder keeps them), then idle isolates are evicted
 //! least-recently-used first, those without state (context reset on) before those with state;
 //! their workers end and start again on the app's next request. Also the joining of ended
@@ -51,24 +51,31 @@ pub fn choose(candidates: &[Candidate], limit: u64) -> Vec<usize> {
     chosen
 }
 
-/// What the budget counts: every live isolate's footprint, and each app snapshot in memory
-/// once (the one a worker reads is shared with the app's other workers and the snapshot
-/// cache).
+/// What a worker that ended (reaped, evicted or recycled) leaves until its app is removed: its
+/// stats and its closed slots, and what the allocator keeps of it. Measured: 500 apps answered
+/// once and all reaped hold 4.5 MB more in use than before any request (glibc's
+/// `malloc_stats`; bench/RESULTS.md, session 9), about 9 KB each.
+pub const ENDED_WORKER_BYTES: u64 = 9 * 1024;
+
+/// What the budget counts: every live isolate's footprint, each app snapshot in memory once
+/// (the one a worker reads is shared with the app's other workers and the snapshot cache), and
+/// what ended workers leave ([`ENDED_WORKER_BYTES`] each).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counted {
     pub isolates: u64,
     pub snapshots: u64,
+    pub ended: u64,
 }
 
 impl Counted {
     pub fn total(&self) -> u64 {
-        self.isolates + self.snapshots
+        self.isolates + self.snapshots + self.ended
     }
 }
 
 /// `workers`: each live worker's footprint and snapshot (identity, bytes); `cached`: the
-/// snapshots the cache keeps in memory. Returns what the budget counts, and each worker's
-/// share of it (its footprint and its share of the snapshot it reads).
+/// snapshots the cache keeps in memory. Returns what the budget counts of them (not yet what
+/// ended workers leave), and each worker's share of it (its footprint and its share of the snapshot it reads).
 pub fn count(workers: &[(u64, usize, u64)], cached: &[(usize, usize)]) -> (Counted, Vec<u64>) {
     let mut snapshots: std::collections::HashMap<usize, (u64, u64)> = Default::default();
     for &(_, identity, bytes) in workers {
@@ -80,6 +87,7 @@ pub fn count(workers: &[(u64, usize, u64)], cached: &[(usize, usize)]) -> (Count
     let counted = Counted {
         isolates: workers.iter().map(|w| w.0).sum(),
         snapshots: snapshots.values().map(|(bytes, _)| bytes).sum(),
+        ended: 0,
     };
     let shares = workers
         .iter()
@@ -109,10 +117,13 @@ pub async fn enforce(
         }
         let router = routing.load_full();
         let mut workers: Vec<(&Arc<crate::router::Route>, usize, Arc<WorkerStats>)> = Vec::new();
+        let mut ended = 0;
         for route in router.routes() {
             for stats in route.pool.stats() {
                 if stats.is_live() {
                     workers.push((route, stats.worker, stats));
+                } else {
+                    ended += 1;
                 }
             }
         }
@@ -127,6 +138,7 @@ pub async fn enforce(
             })
             .collect();
         let (mut counted, shares) = count(&figures, &preparer.snapshots_in_memory());
+        counted.ended = ended * ENDED_WORKER_BYTES;
         if counted.total() > limit_bytes {
             let over = counted.total() - limit_bytes;
             let freed = preparer.forget_unused_snapshots(over as usize) as u64;
@@ -140,8 +152,12 @@ pub async fn enforce(
             .node_memory
             .with_label_values(&["snapshots"])
             .set(counted.snapshots as i64);
+        METRICS
+            .node_memory
+            .with_label_values(&["ended_workers"])
+            .set(counted.ended as i64);
         // Snapshots the cache still keeps beyond the workers' shares (none once it had to
-        // drop them) count against what the isolates may use.
+        // drop them) and what ended workers left count against what the isolates may use.
         let shared: u64 = shares.iter().sum();
         let rest = counted.total().saturating_sub(shared);
         let candidates: Vec<Candidate> = workers
@@ -206,7 +222,8 @@ mod tests {
             counted,
             Counted {
                 isolates: 2500,
-                snapshots: 210
+                snapshots: 210,
+                ended: 0,
             }
         );
         assert_eq!(shares, [1050, 1050, 540]);

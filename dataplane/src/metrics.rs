@@ -151,7 +151,7 @@ impl Metrics {
         let node_memory = IntGaugeVec::new(
             Opts::new(
                 "nano_node_memory_bytes",
-                "What node.memory_mb counts, by part: isolates (their footprints) and snapshots (each app snapshot in memory once).",
+                "What node.memory_mb counts, by part: isolates (their footprints), snapshots (each app snapshot in memory once) and ended_workers (what workers that ended leave, 9 KiB each).",
             ),
             &["part"],
         )
