@@ -4,7 +4,7 @@
 // arguments as workerd does and hand plain values to the cachePut/cacheMatch/cacheDelete ops.
 (function cacheApi(ops, helpers) {
   "use strict";
-  const { internal, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
+  const { bodyState, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
   const kCreate = Symbol("create");
   const kName = Symbol("name");
   // caches.default's partition: a name caches.open() cannot give (open names are strings
@@ -75,7 +75,7 @@
       for (let i = 0; i < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
       const response = new Response(NULL_BODY_STATUS.has(status) ? null : body, { status, headers: responseHeaders });
       freezeHeaders(responseHeaders);
-      internal(response).url = key.url;
+      bodyState(response).url = key.url;
       return response;
     }
 

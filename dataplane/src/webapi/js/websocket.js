@@ -9,7 +9,12 @@
 // and the socket's end come back through the dispatcher's socketEvent.
 (function websockets(ops, helpers) {
   "use strict";
-  const { internal, setInternal, messageEvent, register, unregister, tagClasses } = helpers;
+  const { messageEvent, register, unregister, tagClasses } = helpers;
+  // Each socket's state, where no app reaches it (the map's methods are taken now: an app that
+  // replaces WeakMap.prototype.get later does not change what this reads).
+  const sockets = new WeakMap();
+  const internal = Function.prototype.call.bind(WeakMap.prototype.get, sockets);
+  const setInternal = Function.prototype.call.bind(WeakMap.prototype.set, sockets);
   const [CONNECTING, OPEN, CLOSING, CLOSED] = [0, 1, 2, 3];
   const kCreate = Symbol("create");
   const encoder = new TextEncoder();
@@ -240,5 +245,13 @@
   };
 
   tagClasses(WebSocket, WebSocketPair, CloseEvent, ErrorEvent);
-  return { WebSocket, WebSocketPair, CloseEvent, ErrorEvent, internals: { attach, receive, fetchUpgrade } };
+  return {
+    WebSocket, WebSocketPair, CloseEvent, ErrorEvent,
+    internals: {
+      attach, receive, fetchUpgrade,
+      isWebSocket: (value) => internal(value)?.isWebSocket === true,
+      // The other end of a WebSocketPair's end (null for a socket of fetch() or new WebSocket).
+      peerOf: (ws) => internal(ws).peer,
+    },
+  };
 });

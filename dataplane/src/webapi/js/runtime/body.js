@@ -42,12 +42,22 @@
   }
   // What Request and Response share, as workerd's Body: one class, so a context holds its
   // methods once.
+  //
+  // A Request's or Response's own state (its URL or status, headers, body) is Body's private
+  // field: no app reaches it. `bodyState(o)` reads it for the runtime (a TypeError for anything
+  // else, as a brand check).
+  let bodyState;
   class Body {
-    get bodyUsed() { const { used, stream } = internal(this);
+    #state;
+    constructor(state) { this.#state = state; }
+    static {
+      bodyState = (o) => o.#state;
+    }
+    get bodyUsed() { const { used, stream } = this.#state;
       return used || Boolean(stream && streams.disturbed(stream)); }
     // The body as a stream: the app's own, or one chunk holding the bytes (made once).
     get body() {
-      const state = internal(this);
+      const state = this.#state;
       if (state.stream) return state.stream;
       if (state.bytes === null) return null;
       // A byte stream, as on Workers.
@@ -55,7 +65,7 @@
       return state.stream;
     }
     async #take(what) {
-      const state = internal(this);
+      const state = this.#state;
       if (this.bodyUsed) throw new TypeError(`${what}: body has already been read`);
       state.used = true;
       if (state.stream) return readAll(state.stream);
@@ -81,12 +91,11 @@
   const REDIRECT_STATUS = new Set([301, 302, 303, 307, 308]);
   class Response extends Body {
     constructor(body = null, init = {}) {
-      super();
       const status = init.status === undefined ? 200 : Number(init.status);
       // A WebSocketPair end, for a 101 that accepts a WebSocket (js/websocket.js).
       const webSocket = init.webSocket ?? null;
       if (webSocket !== null) {
-        if (internal(webSocket)?.isWebSocket !== true) {
+        if (!websockets().internals.isWebSocket(webSocket)) {
           throw new TypeError("Response: webSocket must be an end of a WebSocketPair");
         }
         if (status !== 101) throw new RangeError("Responses with a WebSocket must have status code 101.");
@@ -103,7 +112,7 @@
         if (init.headers === undefined) headerList(headers).push(["content-type", type]);
         else if (!headers.has("content-type")) headers.set("content-type", type);
       }
-      setInternal(this, { status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "", webSocket });
+      super({ status, statusText: String(init.statusText ?? ""), headers, bytes, stream, used: false, type: "default", url: "", webSocket });
     }
     static json(data, init = {}) {
       // workerd answers a value JSON cannot express (undefined, a function) with "undefined".
@@ -115,26 +124,26 @@
     static redirect(url, status = 302) {
       if (!REDIRECT_STATUS.has(status)) throw new RangeError(`Response.redirect: ${status} is not a redirect status`);
       const response = new Response(null, { status, headers: { location: parseUrl(url)[0] } });
-      freezeHeaders(internal(response).headers);
+      freezeHeaders(bodyState(response).headers);
       return response;
     }
     static error() {
       const r = new Response(null, { status: 200 });
-      internal(r).status = 0;
-      internal(r).type = "error";
+      bodyState(r).status = 0;
+      bodyState(r).type = "error";
       return r;
     }
-    get status() { return internal(this).status; }
-    get statusText() { return internal(this).statusText; }
-    get ok() { return internal(this).status >= 200 && internal(this).status < 300; }
-    get headers() { return internal(this).headers; }
-    get redirected() { return Boolean(internal(this).redirected); }
-    get type() { return internal(this).type; }
-    get url() { return internal(this).url; }
-    get webSocket() { return internal(this).webSocket ?? null; }
+    get status() { return bodyState(this).status; }
+    get statusText() { return bodyState(this).statusText; }
+    get ok() { return bodyState(this).status >= 200 && bodyState(this).status < 300; }
+    get headers() { return bodyState(this).headers; }
+    get redirected() { return Boolean(bodyState(this).redirected); }
+    get type() { return bodyState(this).type; }
+    get url() { return bodyState(this).url; }
+    get webSocket() { return bodyState(this).webSocket ?? null; }
     clone() {
       if (this.bodyUsed) throw new TypeError("Response.clone: body has already been read");
-      const s = internal(this);
+      const s = bodyState(this);
       let body = s.bytes === null ? null : s.bytes.slice();
       if (s.stream) {
         const [mine, theirs] = s.stream.tee();
@@ -142,7 +151,7 @@
         body = theirs;
       }
       const copy = new Response(body, { status: s.status, statusText: s.statusText, headers: s.headers });
-      internal(copy).status = s.status;
+      bodyState(copy).status = s.status;
       return copy;
     }
   }
@@ -160,14 +169,13 @@
   const URL_SERIALISED = {};
   class Request extends Body {
     constructor(input, init = {}, serialised = undefined) {
-      super();
       if (serialised === URL_SERIALISED) {
         // The dispatcher's own request: its init holds the method, the headers (made for this
         // request: taken, not copied), the body's bytes and the address it came from (for its
         // `cf`), nothing else to check. With context reset every request runs this in a fresh context, where
         // each property read is a miss.
         const m = init.method;
-        setInternal(this, {
+        super({
           url: input, method: NORMALIZED_METHODS.get(m.toLowerCase()) ?? m, headers: init.headers, bytes: init.bytes,
           stream: null, used: false, signal: null, redirect: "follow", cf: undefined, client: init.client, cache: undefined,
         });
@@ -176,7 +184,7 @@
       let url, method = "GET", headers, bytes = null, signal = null, redirect = "follow";
       let cf, cache;
       if (input instanceof Request) {
-        const s = internal(input);
+        const s = bodyState(input);
         url = s.url; method = s.method; headers = new Headers(s.headers);
         bytes = s.bytes === null ? null : s.bytes.slice();
         signal = s.signal; redirect = s.redirect; cf = input.cf; cache = s.cache;
@@ -222,30 +230,30 @@
         }
         cf = JSON.parse(JSON.stringify(cf));
       }
-      setInternal(this, { url, method, headers, bytes, stream, used: false, signal, redirect, cf, client: undefined, cache });
+      super({ url, method, headers, bytes, stream, used: false, signal, redirect, cf, client: undefined, cache });
     }
-    get url() { return internal(this).url; }
-    get method() { return internal(this).method; }
-    get headers() { return internal(this).headers; }
-    get signal() { return (internal(this).signal ??= new (eventsApi().AbortSignal)(kState)); }
-    get redirect() { return internal(this).redirect; }
-    get cache() { return internal(this).cache; }
+    get url() { return bodyState(this).url; }
+    get method() { return bodyState(this).method; }
+    get headers() { return bodyState(this).headers; }
+    get signal() { return (bodyState(this).signal ??= new (eventsApi().AbortSignal)(kState)); }
+    get redirect() { return bodyState(this).redirect; }
+    get cache() { return bodyState(this).cache; }
     get integrity() { return ""; }
     get keepalive() { return false; }
     // An incoming request's is made at its first read: frozen, holding the address the request
     // came from (`ip:port`), as standalone workerd gives it (Cloudflare's edge adds geography
     // there, which one node does not know). A request the app makes has the `cf` it was given.
     get cf() {
-      const s = internal(this);
+      const s = bodyState(this);
       if (s.cf === undefined && s.client !== undefined) s.cf = Object.freeze({ clientIp: s.client });
       return s.cf;
     }
     clone() {
       if (this.bodyUsed) throw new TypeError("Request.clone: body has already been read");
-      const s = internal(this);
+      const s = bodyState(this);
       const copy = new Request(this);
       // A streamed body is teed: both requests can read it whole.
-      if (s.stream) [s.stream, internal(copy).stream] = s.stream.tee();
+      if (s.stream) [s.stream, bodyState(copy).stream] = s.stream.tee();
       return copy;
     }
   }

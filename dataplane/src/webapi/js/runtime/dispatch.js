@@ -14,16 +14,21 @@
   // The event a listener app's handler gets; made in a context the first time one is needed.
   let fetchEventClass = null;
   const fetchEventApi = () => (fetchEventClass ??= makeFetchEvent());
+  // Whether the event was answered, and with what (the dispatcher's view of a FetchEvent).
+  let answerOf;
   function makeFetchEvent() {
     class FetchEvent {
-      #request; #ctx;
-      constructor(request, ctx) { this.#request = request; this.#ctx = ctx; setInternal(this, { responded: false, response: undefined }); }
+      #request; #ctx; #answer = { responded: false, response: undefined };
+      constructor(request, ctx) { this.#request = request; this.#ctx = ctx; }
+      static {
+        answerOf = (event) => event.#answer;
+      }
       get type() { return "fetch"; }
       get request() { return this.#request; }
       respondWith(response) {
-        if (internal(this).responded) throw new Error("FetchEvent.respondWith() was already called");
-        internal(this).responded = true;
-        internal(this).response = response;
+        if (this.#answer.responded) throw new Error("FetchEvent.respondWith() was already called");
+        this.#answer.responded = true;
+        this.#answer.response = response;
       }
       waitUntil(promise) { this.#ctx.waitUntil(promise); }
       passThroughOnException() {}
@@ -97,12 +102,12 @@
         const event = new (fetchEventApi())(request, ctx);
         for (const listener of fetchListeners) {
           listener.call(globalThis, event);
-          if (internal(event).responded) break;
+          if (answerOf(event).responded) break;
         }
-        if (!internal(event).responded) {
+        if (!answerOf(event).responded) {
           throw new Error("no fetch listener called event.respondWith()");
         }
-        result = await internal(event).response;
+        result = await answerOf(event).response;
       }
     } catch (err) {
       const [message, stack] = describeError(err);
@@ -117,12 +122,12 @@
       ops.fail(id, "bad-response", "the fetch handler returned Response.error()", "");
       return;
     }
-    const s = internal(result);
+    const s = bodyState(result);
     const flat = [];
     for (const [k, v] of headerList(s.headers)) flat.push(k, v);
     if (s.webSocket) {
       // A WebSocket accepted: the front answers 101 and the request lasts until it closes.
-      const server = internal(s.webSocket).peer;
+      const server = wsApi.internals.peerOf(s.webSocket);
       if (server === null) {
         ops.fail(id, "bad-response", "the response's webSocket is not the client end of a WebSocketPair " +
           "(a socket from fetch() or new WebSocket cannot be returned: relay it through a WebSocketPair)", "");

@@ -5,7 +5,7 @@
   async function fetch(input, init = undefined) {
     const request = input instanceof Request && init === undefined ? input : new Request(input, init);
     // A signal nobody read was never made, so it cannot abort (see Request's signal).
-    const { signal, redirect } = internal(request);
+    const { signal, redirect } = bodyState(request);
     signal?.throwIfAborted();
     if (String(request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
       // A WebSocket to the URL (js/websocket.js): the response's webSocket needs accept().
@@ -16,7 +16,7 @@
     }
     const flat = [];
     for (const [k, v] of headerList(request.headers)) flat.push(k, v);
-    const id = ops.fetchStart(request.method, request.url, flat, internal(request).bytes, redirect);
+    const id = ops.fetchStart(request.method, request.url, flat, bodyState(request).bytes, redirect);
     return new Promise((resolve, reject) => {
       pendingFetches.set(id, { resolve, reject });
       signal?.addEventListener("abort", () => {
@@ -38,9 +38,9 @@
     for (let i = 0; i < flat.length; i += 2) list.push([flat[i], flat[i + 1]]);
     const nullBody = NULL_BODY_STATUS.has(status) || status < 200;
     const response = new Response(nullBody ? null : body, { status: status < 200 ? 200 : status, statusText, headers });
-    internal(response).status = status;
-    internal(response).url = url;
-    internal(response).redirected = redirected;
+    bodyState(response).status = status;
+    bodyState(response).url = url;
+    bodyState(response).redirected = redirected;
     freezeHeaders(headers);
     pending.resolve(response);
   }
@@ -50,7 +50,7 @@
   // js/cache.js, compiled into a context when it first reads caches, Cache or CacheStorage.
   let cacheApi = null;
   const cacheGlobals = () =>
-    (cacheApi ??= ops.lazyScript("cache")(ops, { internal, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS }));
+    (cacheApi ??= ops.lazyScript("cache")(ops, { bodyState, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS }));
   lazyGlobal(["caches", "Cache", "CacheStorage"], cacheGlobals);
 
   // ---- WebSockets --------------------------------------------------------------------------------
@@ -58,7 +58,7 @@
   // dispatcher accepts a 101 with its webSocket and routes the socket's events (dispatch.js).
   let wsApi = null;
   const websockets = () => (wsApi ??= ops.lazyScript("websocket")(ops, {
-    internal, setInternal, messageEvent: (init) => new (extra("MessageEvent"))("message", init),
+    messageEvent: (init) => new (extra("MessageEvent"))("message", init),
     // Sockets the app opens get their events through the dispatcher's map (dispatch.js).
     register: (socket, ws) => openSockets.set(socket, ws),
     unregister: (socket) => openSockets.delete(socket),

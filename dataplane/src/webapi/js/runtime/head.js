@@ -13,14 +13,6 @@
   // The key of the runtime's illegal constructors (AbortSignal, CryptoKey...): only the runtime
   // holds it. Never a property key, since any app could read it back from the object.
   const kState = Symbol("nano.state");
-  // The runtime's own state of an object (a Request's URL and body, a FetchEvent's response, a
-  // WebSocket's handlers), kept in a WeakMap, not on the object, so no reflection
-  // (`Object.getOwnPropertySymbols`, spreading, `Object.assign`) reaches it, as no app reaches
-  // workerd's C++ state. The map's methods are taken now: an app that replaces
-  // WeakMap.prototype.get later does not change what the runtime reads.
-  const internals = new WeakMap();
-  const internal = Function.prototype.call.bind(WeakMap.prototype.get, internals);
-  const setInternal = Function.prototype.call.bind(WeakMap.prototype.set, internals);
   const define = (name, value) =>
     Object.defineProperty(globalThis, name, { value, writable: true, configurable: true, enumerable: false });
   // Globals made on first read, a group at a time: `lazyGlobal(names, part)` makes each name a
