@@ -269,19 +269,15 @@ impl Nano {
     /// Starts the `nano` executable at `exe` (a copy of the one under test) on a config file the
     /// test wrote itself, as [`Nano::start_file`] does.
     pub fn start_exe(exe: &Path, config: &Path, dir: tempfile::TempDir) -> Self {
-        let args = ["--config", config.to_str().unwrap()];
-        let (child, log) = spawn_logged_exe(exe, &args, &[("NANO_LOG", NODE_LOG)]);
-        let addr = log_addr(&log, "addr");
-        Self {
-            child: Some(child),
-            addr,
-            log,
-            dir,
-        }
+        Self::start_exe_with_args(exe, &["--config", config.to_str().unwrap()], dir)
     }
 
     fn start_with_args(args: &[&str], dir: tempfile::TempDir) -> Self {
-        let (child, log) = spawn_logged("nano", args, &[("NANO_LOG", NODE_LOG)]);
+        Self::start_exe_with_args(&binary("nano"), args, dir)
+    }
+
+    fn start_exe_with_args(exe: &Path, args: &[&str], dir: tempfile::TempDir) -> Self {
+        let (child, log) = spawn_logged_exe(exe, args, &[("NANO_LOG", NODE_LOG)]);
         let addr = log_addr(&log, "addr");
         Self {
             child: Some(child),

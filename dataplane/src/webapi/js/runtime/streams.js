@@ -468,6 +468,7 @@
       }
     }
 
+    // The internal state of `stream` (a TypeError for anything else, as a brand check).
     let writable;
     class WritableStream {
       #state;
