@@ -2335,8 +2335,8 @@ fn runtime_internals_are_unreachable_as_on_workerd() {
         &nano,
         "internals",
         r#"{
-            "own": {"ReadableStream": [], "reader": [], "byobReader": [], "WritableStream": [], "writer": [], "TransformStream": [], "Blob": [], "File": [], "AbortSignal": [], "Request": [], "Response": [], "Headers": [], "URL": [], "Event": [], "incoming": []},
-            "json": {"ReadableStream": "{}", "reader": "{}", "byobReader": "{}", "WritableStream": "{}", "writer": "{}", "TransformStream": "{}", "Blob": "{}", "File": "{}", "AbortSignal": "{}", "Request": "{}", "Response": "{}", "Headers": "{}", "URL": "\"http://x/?a=1\"", "Event": "{}", "incoming": "{}"},
+            "own": {"ReadableStream": [], "reader": [], "byobReader": [], "WritableStream": [], "writer": [], "TransformStream": [], "Blob": [], "File": [], "AbortSignal": [], "Request": [], "Response": [], "Headers": [], "URL": [], "Event": [], "incoming": [], "MessageChannel": ["port2", "port1"]},
+            "json": {"ReadableStream": "{}", "reader": "{}", "byobReader": "{}", "WritableStream": "{}", "writer": "{}", "TransformStream": "{}", "Blob": "{}", "File": "{}", "AbortSignal": "{}", "Request": "{}", "Response": "{}", "Headers": "{}", "URL": "\"http://x/?a=1\"", "Event": "{}", "incoming": "{}", "MessageChannel": "{\"port2\":{},\"port1\":{}}"},
             "statics": ["AbortSignal.abort", "AbortSignal.any", "AbortSignal.timeout", "Event.AT_TARGET", "Event.BUBBLING_PHASE", "Event.CAPTURING_PHASE", "Event.NONE", "ReadableStream.from", "Response.error", "Response.json", "Response.redirect", "URL.canParse", "URL.createObjectURL", "URL.parse", "URL.revokeObjectURL", "WebSocket.CLOSED", "WebSocket.CLOSING", "WebSocket.CONNECTING", "WebSocket.OPEN", "WebSocket.READY_STATE_CLOSED", "WebSocket.READY_STATE_CLOSING", "WebSocket.READY_STATE_CONNECTING", "WebSocket.READY_STATE_OPEN"],
             "key": [4, []],
             "blob": ["text/plain", 2, "f.txt", 5, "", "function", "function"],

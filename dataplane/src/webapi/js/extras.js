@@ -156,11 +156,16 @@
       }
     }
   }
+  // Its ports are own read-only properties, as on workerd.
   class MessageChannel {
-    #port1 = new MessagePort(kState); #port2 = new MessagePort(kState);
-    constructor() { entangle(this.#port1, this.#port2); }
-    get port1() { return this.#port1; }
-    get port2() { return this.#port2; }
+    constructor() {
+      const port1 = new MessagePort(kState);
+      const port2 = new MessagePort(kState);
+      entangle(port1, port2);
+      for (const [name, value] of [["port2", port2], ["port1", port1]]) {
+        Object.defineProperty(this, name, { value, writable: false, enumerable: true, configurable: true });
+      }
+    }
   }
 
   // ---- queuing strategies, scheduler ---------------------------------------------------------------
