@@ -53,8 +53,10 @@
     static {
       bodyState = (o) => o.#state;
     }
-    get bodyUsed() { const { used, stream } = this.#state;
-      return used || Boolean(stream && streams.disturbed(stream)); }
+    get bodyUsed() {
+      const { used, stream } = this.#state;
+      return used || Boolean(stream && streams.disturbed(stream));
+    }
     // The body as a stream: the app's own, or one chunk holding the bytes (made once).
     get body() {
       const state = this.#state;
