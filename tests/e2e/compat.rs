@@ -2343,6 +2343,7 @@ fn runtime_internals_are_unreachable_as_on_workerd() {
             "onabort": [null, "function"],
             "frozen": "TypeError",
             "forged": [2, "InvalidAccessError", "InvalidAccessError"],
+            "events": [["code", "name", "message", "stack"], "{\"code\":20,\"name\":\"AbortError\",\"message\":\"m\"}", "{\"wasClean\":false,\"reason\":\"r\",\"code\":1000}", "{\"ports\":[],\"source\":null,\"lastEventId\":\"\",\"origin\":\"\",\"data\":1}", "{\"ports\":[],\"source\":null,\"lastEventId\":\"\",\"origin\":\"\",\"data\":null}", ["constructor"], []],
             "bodyUsed": [false, true]
         }"#,
     );

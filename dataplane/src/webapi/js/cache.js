@@ -6,7 +6,6 @@
   "use strict";
   const { bodyState, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
   const kCreate = Symbol("create");
-  const kName = Symbol("name");
   // caches.default's partition: a name caches.open() cannot give (open names are strings
   // typed by the app; this one has a character no header or URL carries).
   const DEFAULT = "\u0000default";
@@ -35,9 +34,10 @@
   };
 
   class Cache {
+    #name;
     constructor(token = undefined, name = DEFAULT) {
       if (token !== kCreate) throw new TypeError("Illegal constructor");
-      this[kName] = name;
+      this.#name = name;
     }
     get [Symbol.toStringTag]() { return "Cache"; }
 
@@ -58,7 +58,7 @@
       // As workerd: a 304 answers a conditional request, so it is never stored (silently).
       if (response.status === 304) return undefined;
       const bytes = new Uint8Array(await response.arrayBuffer());
-      ops.cachePut(this[kName], key.url, response.status, flatHeaders(response.headers), bytes);
+      ops.cachePut(this.#name, key.url, response.status, flatHeaders(response.headers), bytes);
       return undefined;
     }
 
@@ -66,7 +66,7 @@
       const key = keyOf("match", request);
       if (key.method !== "GET" && !options?.ignoreMethod) return undefined;
       const headers = key.headers;
-      const found = ops.cacheMatch(this[kName], key.url, headers.get("if-none-match"),
+      const found = ops.cacheMatch(this.#name, key.url, headers.get("if-none-match"),
         headers.get("if-modified-since"), headers.get("range"));
       if (found === undefined) return undefined;
       const [status, flat, body] = found;
@@ -82,7 +82,7 @@
     async delete(request, options = undefined) {
       const key = keyOf("delete", request);
       if (key.method !== "GET" && !options?.ignoreMethod) return false;
-      return ops.cacheDelete(this[kName], key.url);
+      return ops.cacheDelete(this.#name, key.url);
     }
   }
   notImplemented(Cache.prototype, "Cache", ["add", "addAll", "matchAll", "keys"]);

@@ -101,18 +101,16 @@
   // ---- MessageChannel ----------------------------------------------------------------------------
   // Ports of one isolate: a message is a structured clone, delivered as a microtask once the
   // receiving port is started (setting onmessage starts it, addEventListener needs start()).
+  // Its members are own read-only properties, as on workerd.
   class MessageEvent extends Event {
-    #data; #ports;
     constructor(type, init = {}) {
       super(type, init);
-      this.#data = init.data;
-      this.#ports = Object.freeze([...(init.ports ?? [])]);
+      const members = [["ports", Object.freeze([...(init?.ports ?? [])])], ["source", null], ["lastEventId", ""], ["origin", ""],
+        ["data", init?.data ?? null]];
+      for (const [name, value] of members) {
+        Object.defineProperty(this, name, { value, writable: false, enumerable: true, configurable: true });
+      }
     }
-    get data() { return this.#data; }
-    get ports() { return this.#ports; }
-    get origin() { return ""; }
-    get lastEventId() { return ""; }
-    get source() { return null; }
   }
   // Joins two ports as each other's other end.
   let entangle;

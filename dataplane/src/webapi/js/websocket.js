@@ -21,17 +21,15 @@
   // Events a socket holds for an app that has not called accept() yet; past them it closes.
   const MAX_HELD_EVENTS = 64;
 
+  // Its members are own read-only properties, as on workerd.
   class CloseEvent extends Event {
-    #code; #reason; #wasClean;
     constructor(type, init = {}) {
       super(type, init);
-      this.#code = Number(init.code ?? 0);
-      this.#reason = String(init.reason ?? "");
-      this.#wasClean = Boolean(init.wasClean);
+      const members = [["wasClean", Boolean(init.wasClean)], ["reason", String(init.reason ?? "")], ["code", Number(init.code ?? 0)]];
+      for (const [name, value] of members) {
+        Object.defineProperty(this, name, { value, writable: false, enumerable: true, configurable: true });
+      }
     }
-    get code() { return this.#code; }
-    get reason() { return this.#reason; }
-    get wasClean() { return this.#wasClean; }
   }
   class ErrorEvent extends Event {
     #message; #error;

@@ -9,14 +9,20 @@
     const DOM_CODES = { IndexSizeError: 1, NotFoundError: 8, NotSupportedError: 9, InvalidStateError: 11,
       SyntaxError: 12, InvalidCharacterError: 5, NetworkError: 19, AbortError: 20, TimeoutError: 23,
       QuotaExceededError: 22, DataCloneError: 25 };
+    // As on workerd, code, name, message and stack are the instance's own enumerable members, in
+    // that order (JSON.stringify shows them).
     class DOMException extends Error {
-      #name;
       constructor(message = "", name = "Error") {
         super(String(message));
-        this.#name = String(name);
+        const stack = Object.getOwnPropertyDescriptor(this, "stack");
+        delete this.stack;
+        delete this.message;
+        const text = String(name);
+        for (const [member, value] of [["code", DOM_CODES[text] ?? 0], ["name", text], ["message", String(message)]]) {
+          Object.defineProperty(this, member, { value, writable: false, enumerable: true, configurable: true });
+        }
+        if (stack) Object.defineProperty(this, "stack", { ...stack, enumerable: true });
       }
-      get name() { return this.#name; }
-      get code() { return DOM_CODES[this.#name] ?? 0; }
     }
     tagClasses(DOMException);
     // The legacy code constants, on the class and its prototype (as WebIDL constants are).
