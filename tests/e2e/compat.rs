@@ -2397,3 +2397,46 @@ fn performance_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// structuredClone of the runtime's own objects as workerd serialises them: Blob, Headers,
+/// DOMException and a Request without a body are copied, a Buffer arrives as a Uint8Array, a
+/// body or stream "can only be serialized for RPC", and every other runtime class is refused with
+/// its name (they became plain objects, and a DOMException a plain Error).
+#[test]
+fn structured_clone_of_runtime_objects_answers_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "clone_runtime_objects",
+        r#"{
+            "file": "DataCloneError: Could not serialize object of type \"File\". This type does not support serialization.",
+            "stream": "DataCloneError: ReadableStream can only be serialized for RPC.",
+            "signal": "DataCloneError: AbortSignal serialization is not enabled.",
+            "request": ["[object Request]", "{}"],
+            "closeEvent": "DataCloneError: Could not serialize object of type \"CloseEvent\". This type does not support serialization.",
+            "url": "DataCloneError: Could not serialize object of type \"URL\". This type does not support serialization.",
+            "response": "DataCloneError: ReadableStream can only be serialized for RPC.",
+            "key": "DataCloneError: Could not serialize object of type \"CryptoKey\". This type does not support serialization.",
+            "params": "DataCloneError: Could not serialize object of type \"URLSearchParams\". This type does not support serialization.",
+            "form": "DataCloneError: Could not serialize object of type \"FormData\". This type does not support serialization.",
+            "event": "DataCloneError: Could not serialize object of type \"Event\". This type does not support serialization.",
+            "target": "DataCloneError: Could not serialize object of type \"EventTarget\". This type does not support serialization.",
+            "encoder": "DataCloneError: Could not serialize object of type \"TextEncoder\". This type does not support serialization.",
+            "pattern": "DataCloneError: Could not serialize object of type \"URLPattern\". This type does not support serialization.",
+            "ws": "DataCloneError: Could not serialize object of type \"WebSocket\". This type does not support serialization.",
+            "channel": "DataCloneError: Could not serialize object of type \"MessageChannel\". This type does not support serialization.",
+            "cache": "DataCloneError: Could not serialize object of type \"Cache\". This type does not support serialization.",
+            "mark": "DataCloneError: Could not serialize object of type \"PerformanceMark\". This type does not support serialization.",
+            "navigator": "DataCloneError: Could not serialize object of type \"Navigator\". This type does not support serialization.",
+            "crypto": "DataCloneError: Could not serialize object of type \"Crypto\". This type does not support serialization.",
+            "buffer": ["[object Uint8Array]", "{\"0\":97,\"1\":98}"],
+            "transform": "DataCloneError: Could not serialize object of type \"TransformStream\". This type does not support serialization.",
+            "withBody": "DataCloneError: ReadableStream can only be serialized for RPC.",
+            "plain": ["[object Object]", "{\"a\":1,\"b\":[2],\"c\":{}}"],
+            "blob": [true, "a/b", 3, "hey"],
+            "headers": [["a", "1"], ["set-cookie", "x"], ["set-cookie", "y"]],
+            "domException": [true, "AbortError", "m", 20, "string", ["code", "name", "message", "stack"]],
+            "requestCopy": [true, "http://x/p", "PUT", [["a", "b"]]],
+            "nested": [true, true]
+        }"#,
+    );
+}

@@ -4,7 +4,7 @@
 // arguments as workerd does and hand plain values to the cachePut/cacheMatch/cacheDelete ops.
 (function cacheApi(ops, helpers) {
   "use strict";
-  const { bodyState, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
+  const { bodyState, headerList, freezeHeaders, tagClasses, Request, Response, Headers, NULL_BODY_STATUS } = helpers;
   const kCreate = Symbol("create");
   // caches.default's partition: a name caches.open() cannot give (open names are strings
   // typed by the app; this one has a character no header or URL carries).
@@ -39,7 +39,6 @@
       if (token !== kCreate) throw new TypeError("Illegal constructor");
       this.#name = name;
     }
-    get [Symbol.toStringTag]() { return "Cache"; }
 
     async put(request, response) {
       if (!(response instanceof Response)) {
@@ -92,7 +91,6 @@
     constructor(token = undefined) {
       if (token !== kCreate) throw new TypeError("Illegal constructor");
     }
-    get [Symbol.toStringTag]() { return "CacheStorage"; }
     get default() { return defaultCache; }
     async open(name) {
       if (name === undefined || name === null) {
@@ -103,5 +101,6 @@
   }
   notImplemented(CacheStorage.prototype, "CacheStorage", ["has", "delete", "keys", "match"]);
 
+  tagClasses(Cache, CacheStorage);
   return { Cache, CacheStorage, caches: new CacheStorage(kCreate) };
 });

@@ -50,7 +50,8 @@
   // js/cache.js, compiled into a context when it first reads caches, Cache or CacheStorage.
   let cacheApi = null;
   const cacheGlobals = () =>
-    (cacheApi ??= ops.lazyScript("cache")(ops, { bodyState, headerList, freezeHeaders, Request, Response, Headers, NULL_BODY_STATUS }));
+    (cacheApi ??= ops.lazyScript("cache")(ops, { bodyState, headerList, freezeHeaders, tagClasses, Request, Response, Headers,
+      NULL_BODY_STATUS }));
   lazyGlobal(["caches", "Cache", "CacheStorage"], cacheGlobals);
 
   // ---- WebSockets --------------------------------------------------------------------------------
