@@ -2440,3 +2440,27 @@ fn structured_clone_of_runtime_objects_answers_as_on_workerd() {
         }"#,
     );
 }
+
+/// Error stacks show the app's frames only, as on workerd, whose C++ never appears: not the
+/// runtime's (`nano:runtime.js`), also when the runtime throws; an app's `Error.prepareStackTrace`
+/// gets only the app's call sites, and one that throws or returns an object is honoured; a
+/// `name` getter that throws is shown in V8's way; a stack read at the recursion limit still reads.
+#[test]
+fn error_stacks_show_the_apps_frames_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "stacks",
+        r#"{
+            "plain": "Error: y\n    at stacks (stacks.js:6:15)\n    at Object.fetch (app.js)",
+            "runtimeThrow": ["    at stacks (stacks.js:7:23)", "    at Object.fetch (app.js)"],
+            "captured": "Custom: msg\n    at stacks (stacks.js:9:9)\n    at Object.fetch (app.js)",
+            "unnamed": "m",
+            "badName": "<error: Error: name getter>",
+            "async": "Error: async\n    at outer (stacks.js:17:66)\n    at async stacks (stacks.js:17:15)\n    at async Object.fetch (app.js)",
+            "deep": [true, "RangeError: Maximum call stack size exceeded"],
+            "hook": [2, "string", "stacks"],
+            "hookThrows": "TypeError: from hook",
+            "hookObject": {"an": "object"}
+        }"#,
+    );
+}

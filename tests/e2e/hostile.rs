@@ -42,6 +42,7 @@ fn builtins_that_cannot_be_interrupted_end_at_the_cpu_limit() {
             "/concat",
             "/wasm-start",
             "/wasm-start-module",
+            "/stack-hook-loop",
         ] {
             let reply = nano.get("bomb.example", path).await;
             let code = reply.header("x-nano-error").unwrap_or_default();

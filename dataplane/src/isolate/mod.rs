@@ -275,6 +275,7 @@ impl AppImage {
         let mut isolate = v8::Isolate::new(params);
         isolate.set_microtasks_policy(v8::MicrotasksPolicy::Explicit);
         isolate.set_allow_atomics_wait(false);
+        isolate.set_prepare_stack_trace_callback(webapi::stack::prepare_stack_trace);
         isolate.add_near_heap_limit_callback(
             memory::near_heap_limit,
             Arc::as_ptr(budget) as *mut std::ffi::c_void,

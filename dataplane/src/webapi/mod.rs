@@ -10,6 +10,7 @@ pub(crate) mod codec;
 mod crypto;
 pub mod fetch;
 pub(crate) mod host;
+pub(crate) mod stack;
 mod urlpattern;
 pub(crate) mod wasm_limits;
 pub(crate) mod websocket;
