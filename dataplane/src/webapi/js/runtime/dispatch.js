@@ -217,5 +217,23 @@
       .finally(() => ops.done(id));
   }
 
-  return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals, makeLazyGlobal };
+  // The request path, run once as the snapshot is made: an app with context reset deserialises
+  // a fresh context for every request, and in it the first Request, Response and Headers built
+  // would each make their hidden classes (V8's maps) and transitions again. Made here and kept
+  // alive (`warmed`, in the internals, which no app reaches), they are in the snapshot: a fresh
+  // context finds them. The same objects as a request makes, with the same kinds of values.
+  const warmed = [];
+  {
+    const headers = new Headers();
+    headerList(headers).push(["host", "snapshot.local"]);
+    const request = new Request("http://snapshot.local/", { method: "GET", headers, bytes: null, client: "127.0.0.1" },
+      URL_SERIALISED);
+    freezeHeaders(request.headers);
+    const response = new Response("");
+    const flat = [];
+    for (const [k, v] of headerList(bodyState(response).headers)) flat.push(k, v);
+    warmed.push(request, response, new ExecutionContext([]));
+  }
+
+  return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals, makeLazyGlobal, warmed };
 });
