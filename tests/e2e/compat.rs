@@ -2349,6 +2349,32 @@ fn runtime_internals_are_unreachable_as_on_workerd() {
     );
 }
 
+/// The global's prototype chain as on workerd: the Web APIs on ServiceWorkerGlobalScope.prototype,
+/// EventTarget on WorkerGlobalScope.prototype, addEventListener/dispatchEvent from the chain's
+/// end; the global's own names (the language's, console, crypto, navigator, process, Buffer, self,
+/// the timers...), their attributes and enumerability, illegal constructors, and assignments
+/// (an own property shadows the prototype's; a lazy one assigned before its first read).
+#[test]
+fn the_global_scope_is_shaped_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "global_scope",
+        r#"{
+            "chain": ["[object ServiceWorkerGlobalScope]", "[object ServiceWorkerGlobalScope]", "[object WorkerGlobalScope]", true, true],
+            "own": ["AggregateError", "Array", "ArrayBuffer", "AsyncDisposableStack", "Atomics", "BigInt", "BigInt64Array", "BigUint64Array", "Boolean", "Buffer", "DataView", "Date", "DisposableStack", "Error", "EvalError", "FinalizationRegistry", "Float16Array", "Float32Array", "Float64Array", "Function", "Infinity", "Int16Array", "Int32Array", "Int8Array", "Intl", "Iterator", "JSON", "Map", "Math", "NaN", "Number", "Object", "Promise", "Proxy", "RangeError", "ReferenceError", "Reflect", "RegExp", "ServiceWorkerGlobalScope", "Set", "SharedArrayBuffer", "String", "SuppressedError", "Symbol", "SyntaxError", "TypeError", "URIError", "Uint16Array", "Uint32Array", "Uint8Array", "Uint8ClampedArray", "WeakMap", "WeakRef", "WeakSet", "WebAssembly", "caches", "clearInterval", "clearTimeout", "console", "crypto", "decodeURI", "decodeURIComponent", "encodeURI", "encodeURIComponent", "escape", "eval", "global", "globalThis", "isFinite", "isNaN", "navigator", "origin", "parseFloat", "parseInt", "performance", "process", "scheduler", "self", "setInterval", "setTimeout", "undefined", "unescape"],
+            "scope": ["AbortController", "AbortSignal", "Blob", "ByteLengthQueuingStrategy", "Cache", "CacheStorage", "CloseEvent", "CompressionStream", "CountQueuingStrategy", "Crypto", "CryptoKey", "CustomEvent", "DOMException", "DecompressionStream", "ErrorEvent", "Event", "File", "FormData", "Headers", "MessageChannel", "MessageEvent", "MessagePort", "Navigator", "Performance", "PerformanceEntry", "PerformanceMark", "PerformanceMeasure", "PerformanceObserver", "PerformanceObserverEntryList", "PerformanceResourceTiming", "ReadableByteStreamController", "ReadableStream", "ReadableStreamBYOBReader", "ReadableStreamBYOBRequest", "ReadableStreamDefaultController", "ReadableStreamDefaultReader", "Request", "Response", "SubtleCrypto", "TextDecoder", "TextDecoderStream", "TextEncoder", "TextEncoderStream", "TransformStream", "TransformStreamDefaultController", "URL", "URLPattern", "URLSearchParams", "WebSocket", "WebSocketPair", "WorkerGlobalScope", "WritableStream", "WritableStreamDefaultController", "WritableStreamDefaultWriter", "atob", "btoa", "clearImmediate", "clearInterval", "clearTimeout", "constructor", "fetch", "queueMicrotask", "reportError", "setImmediate", "setInterval", "setTimeout", "structuredClone"],
+            "worker": ["EventTarget", "constructor"],
+            "target": ["function", "function", "function"],
+            "where": ["fetch: scope wec function", "Request: scope wec function", "URL: scope wec function", "EventTarget: worker wec function", "WorkerGlobalScope: scope wec function", "ServiceWorkerGlobalScope: own wec function", "crypto: own wec object", "console: own w-c object", "origin: own -ec string", "self: own wec object", "global: own wec object", "Buffer: own wec function", "process: own wec object", "setTimeout: own wec function", "setImmediate: scope wec function", "navigator: own wec object", "caches: own wec object", "performance: own wec object", "scheduler: own wec object", "DisposableStack: own w-c function", "Iterator: own w-c function"],
+            "keys": ["Buffer", "ServiceWorkerGlobalScope", "caches", "clearInterval", "clearTimeout", "crypto", "global", "navigator", "origin", "performance", "process", "scheduler", "self", "setInterval", "setTimeout"],
+            "illegal": ["TypeError: Illegal constructor", "TypeError: Illegal constructor", "TypeError: Illegal constructor", 0, ["length", "name", "prototype"]],
+            "readOnly": "TypeError: Cannot assign to read only property 'origin' of object '#<ServiceWorkerGlobalScope>'",
+            "assigned": [true, "function", 1, "function", true, 2, "function"],
+            "heard": 1
+        }"#,
+    );
+}
+
 /// Node's per-encoding Buffer methods (`latin1Slice`, `utf8Write`... which parsers such as
 /// busboy call for speed) with Node's argument checks, `inspect()` and `Buffer.of`.
 #[test]

@@ -563,7 +563,8 @@ fn huge_messages_and_console_floods_are_cut() {
 
 /// Random values at module top level are refused (they would be one constant for every isolate
 /// and restart); in a handler they work. HMAC key lengths are validated; a stream that fails
-/// before its first byte is a 500, not a 200.
+/// before its first byte is a 500, not a 200. A global prototype chain replaced by a throwing
+/// proxy breaks only the app's own lookups.
 #[test]
 fn top_level_randomness_and_smaller_findings() {
     let nano = Nano::start(json!({ "apps": [app("misc.example", json!({}))] }));
@@ -587,6 +588,14 @@ fn top_level_randomness_and_smaller_findings() {
             (500, Some("handler-exception"))
         );
         assert!(stream.body.contains("no first chunk"), "{}", stream.body);
+        // A proxy whose traps throw, put in the global's prototype chain: the app's lookups
+        // through it throw, the request still answers, and the next context is whole.
+        let trapped = nano.get("misc.example", "/global-chain-trap").await;
+        assert_eq!(
+            (trapped.status, trapped.body.as_str()),
+            (200, "returned false, Error: has trap, Error: has trap")
+        );
+        assert_eq!(nano.get("misc.example", "/").await.body, "ok hostile");
     });
 }
 

@@ -337,32 +337,46 @@ pub(crate) fn internals<'s>(scope: &mut v8::HandleScope<'s>) -> Option<v8::Local
         .and_then(|v| v.to_object(scope))
 }
 
-/// `lazyGlobal(name, group)`: makes `name` a native data property of the global whose first read
-/// builds its value (the runtime's `makeLazyGlobal(group, name)`, which then makes it a plain
-/// value) and whose assignment sets it. The accessor (an `AccessorInfo` holding the name and the
-/// group number, no context object) is kept with the isolate's part of a snapshot, so an unread
-/// lazy global costs each context one property cell where a JS getter and setter cost two
-/// closures and their pair.
+/// `lazyGlobal(holder, name, data)`: makes `name` a native data property of `holder` (the global
+/// or the prototype of it where the Web APIs are) whose first read builds its value (the
+/// runtime's `makeLazyGlobal(data, name)`, which then makes it a plain value) and whose
+/// assignment sets it. `data` is the group number and the holder (the runtime's to read) over two
+/// bits: 1 not enumerable, 2 read only. The accessor (an `AccessorInfo` holding the name and the data, no
+/// context object) is kept with the isolate's part of a snapshot, so an unread lazy global costs
+/// each context one descriptor or property cell where a JS getter and setter cost two closures
+/// and their pair.
 fn op_lazy_global(
     scope: &mut v8::HandleScope,
     args: v8::FunctionCallbackArguments,
     _rv: v8::ReturnValue,
 ) {
-    let (Ok(name), Ok(group)) = (
-        v8::Local::<v8::String>::try_from(args.get(0)),
-        v8::Local::<v8::Integer>::try_from(args.get(1)),
+    let (Ok(holder), Ok(name), Ok(data)) = (
+        v8::Local::<v8::Object>::try_from(args.get(0)),
+        v8::Local::<v8::String>::try_from(args.get(1)),
+        v8::Local::<v8::Integer>::try_from(args.get(2)),
     ) else {
         return throw_type_error(
             scope,
-            "lazyGlobal(name, group): a string and a group number",
+            "lazyGlobal(holder, name, data): an object, a string and a number",
         );
     };
-    let global = scope.get_current_context().global(scope);
     let accessor = v8::AccessorConfiguration::new(lazy_global_get)
         .setter(lazy_global_set)
-        .data(group.into())
-        .property_attribute(v8::PropertyAttribute::DONT_ENUM);
-    global.set_accessor_with_configuration(scope, name.into(), accessor);
+        .data(data.into())
+        .property_attribute(lazy_global_attributes(data.value()));
+    holder.set_accessor_with_configuration(scope, name.into(), accessor);
+}
+
+/// The attributes of a lazy global (see op_lazy_global's `data`).
+fn lazy_global_attributes(data: i64) -> v8::PropertyAttribute {
+    let mut attributes = v8::PropertyAttribute::NONE;
+    if data & 1 != 0 {
+        attributes = attributes | v8::PropertyAttribute::DONT_ENUM;
+    }
+    if data & 2 != 0 {
+        attributes = attributes | v8::PropertyAttribute::READ_ONLY;
+    }
+    attributes
 }
 
 /// V8's default `--stack-size` on x64 and arm64 (984 KiB): how far below where an isolate is
@@ -426,18 +440,21 @@ fn lazy_global_get(
     }
 }
 
-/// The accessor of a lazy global, assigned before any read: the global becomes the value.
+/// The accessor of a lazy global, assigned before any read: the global becomes the value. (V8
+/// calls it only when the object assigned to is the accessor's holder; assigned through a
+/// prototype, the object gets its own property, as for any data property.)
 fn lazy_global_set(
     scope: &mut v8::HandleScope,
     name: v8::Local<v8::Name>,
     value: v8::Local<v8::Value>,
-    _args: v8::PropertyCallbackArguments,
+    args: v8::PropertyCallbackArguments,
     _rv: v8::ReturnValue<()>,
 ) {
-    let global = scope.get_current_context().global(scope);
+    let data = args.data().integer_value(scope).unwrap_or(0);
+    let holder = args.this();
     // Deleted first: defining over a native data property would read it (and build it).
-    global.delete(scope, name.into());
-    global.define_own_property(scope, name, value, v8::PropertyAttribute::DONT_ENUM);
+    holder.delete(scope, name.into());
+    holder.define_own_property(scope, name, value, lazy_global_attributes(data));
 }
 
 fn lazy_global_references() -> [v8::ExternalReference; 2] {

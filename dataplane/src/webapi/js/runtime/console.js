@@ -10,7 +10,7 @@
   // gets it in its snapshot (lazyGlobal).
   let consoleObject = null;
   const consoleApi = () => (consoleObject ??= makeConsole());
-  lazyGlobal(["console"], () => ({ console: consoleApi() }));
+  lazyGlobal(["console"], () => ({ console: consoleApi() }), { on: OWN, hidden: true });
   // The runtime's own error lines (an exception in a timer or a listener): the app's console
   // global may have been replaced.
   const logError = (...args) => consoleApi().error(...args);

@@ -13,7 +13,8 @@
   // snapshot (lazyGlobal).
   let cryptoApi = null;
   const cryptoGlobals = () => (cryptoApi ??= makeCrypto());
-  lazyGlobal(["Crypto", "crypto"], cryptoGlobals);
+  lazyGlobal(["Crypto"], cryptoGlobals);
+  lazyGlobal(["crypto"], cryptoGlobals, { on: OWN });
   function makeCrypto() {
     const INTEGER_ARRAYS = [Int8Array, Uint8Array, Uint8ClampedArray, Int16Array, Uint16Array, Int32Array, Uint32Array, BigInt64Array, BigUint64Array];
     const crypto = {

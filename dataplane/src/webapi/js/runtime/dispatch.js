@@ -3,12 +3,24 @@
   // ---- handler registration and dispatch -----------------------------------------------------
   const fetchListeners = [];
   let defaultHandler = null;
-  define("addEventListener", (type, listener) => {
-    if (type === "fetch" && typeof listener === "function") fetchListeners.push(listener);
-  });
-  define("removeEventListener", (type, listener) => {
-    const i = fetchListeners.indexOf(listener);
-    if (type === "fetch" && i >= 0) fetchListeners.splice(i, 1);
+  // The global is an event target, as on workerd (its prototype chain ends in these methods: see
+  // head.js). A "fetch" listener is the app's handler (the service-worker syntax); other events
+  // go to a target made when first needed.
+  let globalEvents = null;
+  const globalTarget = () => (globalEvents ??= new (eventsApi().EventTarget)());
+  Object.assign(targetProto, {
+    addEventListener(type, listener, options = undefined) {
+      if (type !== "fetch") return globalTarget().addEventListener(type, listener, options);
+      if (typeof listener === "function" && !fetchListeners.includes(listener)) fetchListeners.push(listener);
+    },
+    removeEventListener(type, listener, options = undefined) {
+      if (type !== "fetch") return globalEvents?.removeEventListener(type, listener, options);
+      const i = fetchListeners.indexOf(listener);
+      if (i >= 0) fetchListeners.splice(i, 1);
+    },
+    dispatchEvent(event) {
+      return globalTarget().dispatchEvent(event);
+    },
   });
 
   // The event a listener app's handler gets; made in a context the first time one is needed.

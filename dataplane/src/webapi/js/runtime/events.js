@@ -45,7 +45,8 @@
   let events = null;
   const eventsApi = () => (events ??= makeEvents());
   const isAbortSignal = (value) => events !== null && value instanceof events.AbortSignal;
-  lazyGlobal(["Event", "CustomEvent", "EventTarget", "AbortSignal", "AbortController"], eventsApi);
+  lazyGlobal(["Event", "CustomEvent", "AbortSignal", "AbortController"], eventsApi);
+  lazyGlobal(["EventTarget"], eventsApi, { on: WORKER_SCOPE });
   function makeEvents() {
     // Dispatch begins at `target` (answers whether a listener stopped it), or ends (null).
     let dispatching;

@@ -52,7 +52,8 @@
   const cacheGlobals = () =>
     (cacheApi ??= ops.lazyScript("cache")(ops, { bodyState, headerList, freezeHeaders, tagClasses, Request, Response, Headers,
       NULL_BODY_STATUS }));
-  lazyGlobal(["caches", "Cache", "CacheStorage"], cacheGlobals);
+  lazyGlobal(["Cache", "CacheStorage"], cacheGlobals);
+  lazyGlobal(["caches"], cacheGlobals, { on: OWN });
 
   // ---- WebSockets --------------------------------------------------------------------------------
   // js/websocket.js, compiled into a context when it first reads one of its globals. The

@@ -15,9 +15,11 @@
   // Made on first read, like the globals above; an app whose source names one gets them in its
   // snapshot.
   let webGlobals = null;
-  lazyGlobal(["scheduler", "performance", "navigator", "Navigator", "Performance", "PerformanceEntry", "PerformanceMark",
-    "PerformanceMeasure", "PerformanceObserver", "PerformanceObserverEntryList", "PerformanceResourceTiming", "reportError",
-    "origin"], () => (webGlobals ??= makeWebGlobals()));
+  const webGlobalsApi = () => (webGlobals ??= makeWebGlobals());
+  lazyGlobal(["Navigator", "Performance", "PerformanceEntry", "PerformanceMark", "PerformanceMeasure", "PerformanceObserver",
+    "PerformanceObserverEntryList", "PerformanceResourceTiming", "reportError"], webGlobalsApi);
+  lazyGlobal(["navigator", "performance", "scheduler"], webGlobalsApi, { on: OWN });
+  lazyGlobal(["origin"], webGlobalsApi, { on: OWN, readOnly: true });
   function makeWebGlobals() {
     const scheduler = Object.freeze({
       wait(ms, options = {}) {

@@ -182,7 +182,8 @@
     }[Symbol.asyncDispose]);
 
     let resources = null;
-    lazyGlobal(["DisposableStack", "AsyncDisposableStack", "SuppressedError"], () => (resources ??= makeResources()));
+    lazyGlobal(["DisposableStack", "AsyncDisposableStack", "SuppressedError"], () => (resources ??= makeResources()),
+      { on: OWN, hidden: true });
     function makeResources() {
       const DISPOSAL = "An error was suppressed during disposal";
       // Called or constructed, like the other error constructors.

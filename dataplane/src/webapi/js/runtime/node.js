@@ -21,9 +21,9 @@
     format: (...args) => inspection().format(...args),
     inspect: (value, options) => inspection().inspect(value, options),
   };
-  lazyGlobal(["Buffer"], bufferTier);
-  lazyGlobal(["process"], restTier);
-  define("global", globalThis);
-  define("self", globalThis);
-  define("__nano_builtin", (name) => node.module(name));
+  lazyGlobal(["Buffer"], bufferTier, { on: OWN });
+  lazyGlobal(["process"], restTier, { on: OWN });
+  defineOwn("global", globalThis);
+  defineOwn("self", globalThis);
+  defineOwn("__nano_builtin", (name) => node.module(name), false);
 

@@ -15,10 +15,17 @@
   function clearTimer(id) {
     if (timers.delete(id)) ops.timerCancel(id);
   }
-  define("setTimeout", (cb, delay, ...args) => startTimer(cb, delay, args, false));
-  define("setInterval", (cb, delay, ...args) => startTimer(cb, delay, args, true));
-  define("clearTimeout", clearTimer);
-  define("clearInterval", clearTimer);
+  // Both on the global and on its prototype, as on workerd.
+  const timerFunctions = {
+    setTimeout: (cb, delay, ...args) => startTimer(cb, delay, args, false),
+    setInterval: (cb, delay, ...args) => startTimer(cb, delay, args, true),
+    clearTimeout: clearTimer,
+    clearInterval: clearTimer,
+  };
+  for (const [name, fn] of Object.entries(timerFunctions)) {
+    define(name, fn);
+    defineOwn(name, fn);
+  }
   define("setImmediate", (cb, ...args) => startTimer(cb, 0, args, false));
   define("clearImmediate", clearTimer);
   define("queueMicrotask", (cb) => {

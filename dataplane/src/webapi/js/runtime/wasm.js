@@ -17,12 +17,12 @@
   // One descriptor for every context's first request: installing it makes no closures.
   const wasmOnFirstUse = {
     get() {
-      define("WebAssembly", guardedWasm());
+      defineOwn("WebAssembly", guardedWasm(), false);
       return nativeWasm;
     },
     set(value) {
       guardedWasm();
-      define("WebAssembly", value);
+      defineOwn("WebAssembly", value, false);
     },
     configurable: true,
     enumerable: false,
@@ -198,7 +198,7 @@
   // Each `import mod from "./x.wasm"` is a small module whose default export the runtime fills,
   // in every context, with a WebAssembly.Module (see isolate/modules.rs).
   const wasmSetters = new Map();
-  define("__nano_wasm_register", (name, setter) => wasmSetters.set(name, setter));
+  defineOwn("__nano_wasm_register", (name, setter) => wasmSetters.set(name, setter));
   function setWasm(name, module) {
     // The module's `constructor` must already be the guarded one.
     if (wasmState === 0) guardWasmOnFirstUse();
