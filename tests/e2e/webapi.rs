@@ -19,6 +19,9 @@ fn node() -> Nano {
     )
 }
 
+/// Each Web API area answers as specified (and as on workerd). `abort` also checks that
+/// `AbortSignal.timeout` and `scheduler.wait` run on the runtime's timers, not on a `setTimeout`
+/// the app replaced.
 #[test]
 fn web_platform_conformance() {
     let nano = node();

@@ -169,7 +169,8 @@
       }
       static timeout(ms) {
         const signal = new AbortSignal(kState);
-        setTimeout(() => abortSignal(signal, new (domException())("The operation timed out", "TimeoutError")), ms);
+        // The runtime's timer, not the global an app may have replaced (as workerd's native one).
+        startTimer(() => abortSignal(signal, new (domException())("The operation timed out", "TimeoutError")), ms, [], false);
         return signal;
       }
       static any(signals) {

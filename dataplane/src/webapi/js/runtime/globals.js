@@ -26,8 +26,9 @@
         const signal = options?.signal;
         return new Promise((resolve, reject) => {
           if (signal?.aborted) return reject(signal.reason);
-          const id = setTimeout(resolve, ms);
-          signal?.addEventListener("abort", () => { clearTimeout(id); reject(signal.reason); }, { once: true });
+          // The runtime's timers, not the globals an app may have replaced.
+          const id = startTimer(resolve, ms, [], false);
+          signal?.addEventListener("abort", () => { clearTimer(id); reject(signal.reason); }, { once: true });
         });
       },
     });
