@@ -340,11 +340,11 @@ pub(crate) fn internals<'s>(scope: &mut v8::HandleScope<'s>) -> Option<v8::Local
 /// `lazyGlobal(holder, name, data)`: makes `name` a native data property of `holder` (the global
 /// or the prototype of it where the Web APIs are) whose first read builds its value (the
 /// runtime's `makeLazyGlobal(data, name)`, which then makes it a plain value) and whose
-/// assignment sets it. `data` is the group number and the holder (the runtime's to read) over two
-/// bits: 1 not enumerable, 2 read only. The accessor (an `AccessorInfo` holding the name and the data, no
-/// context object) is kept with the isolate's part of a snapshot, so an unread lazy global costs
-/// each context one descriptor or property cell where a JS getter and setter cost two closures
-/// and their pair.
+/// assignment sets it. `data` is laid out by the runtime's `lazyGlobal` (head.js); its two lowest
+/// bits are the property's attributes (`lazy_global_attributes`). The accessor (an `AccessorInfo`
+/// holding the name and the data, no context object) is kept with the isolate's part of a
+/// snapshot, so an unread lazy global costs each context one descriptor or property cell where a
+/// JS getter and setter cost two closures and their pair.
 fn op_lazy_global(
     scope: &mut v8::HandleScope,
     args: v8::FunctionCallbackArguments,
@@ -367,7 +367,7 @@ fn op_lazy_global(
     holder.set_accessor_with_configuration(scope, name.into(), accessor);
 }
 
-/// The attributes of a lazy global (see op_lazy_global's `data`).
+/// The attributes of a lazy global: its data's bit 1 is not enumerable, bit 2 read only.
 fn lazy_global_attributes(data: i64) -> v8::PropertyAttribute {
     let mut attributes = v8::PropertyAttribute::NONE;
     if data & 1 != 0 {
@@ -440,7 +440,7 @@ fn lazy_global_get(
     }
 }
 
-/// The accessor of a lazy global, assigned before any read: the global becomes the value. (V8
+/// The accessor of a lazy global, assigned before any read: the property becomes the value. (V8
 /// calls it only when the object assigned to is the accessor's holder; assigned through a
 /// prototype, the object gets its own property, as for any data property.)
 fn lazy_global_set(

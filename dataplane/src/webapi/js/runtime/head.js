@@ -45,19 +45,20 @@
   tagClasses(ServiceWorkerGlobalScope, WorkerGlobalScope);
   // Globals made on first read, a group at a time: `lazyGlobal(names, part, where)` makes each
   // name a native data property (the lazyGlobal op) of `scope`, or with `where.on` of the global
-  // itself (OWN) or of WorkerGlobalScope.prototype (WORKER_SCOPE), whose accessor V8 keeps with the isolate, so a global no request reads costs a
-  // context one descriptor (or property cell). `part()` makes the group once and answers an
-  // object holding its globals by name; the first read of one (through makeLazyGlobal, below)
-  // makes the global that value; an assignment before any read makes it the value assigned. The
-  // names go to the snapshot creator, which makes those an app's source names in advance.
-  // `where.hidden`: not enumerable; `where.readOnly`: not writable.
+  // itself (OWN) or of WorkerGlobalScope.prototype (WORKER_SCOPE), whose accessor V8 keeps with
+  // the isolate, so a global no request reads costs a context one descriptor (or property cell).
+  // `part()` makes the group once and answers an object holding its globals by name; the first
+  // read of one (through makeLazyGlobal, below) makes the global that value; an assignment before
+  // any read makes it the value assigned. The names go to the snapshot creator, which makes those
+  // an app's source names in advance. `where.hidden`: not enumerable; `where.readOnly`: not
+  // writable.
   const lazyGroups = [];
   const lazyGlobals = [];
   const holders = [scope, globalThis, WorkerGlobalScope.prototype];
   const lazyGlobal = (names, part, { on = 0, hidden = false, readOnly = false } = {}) => {
     lazyGroups.push(part);
-    // What the accessor keeps (its data): the group, its holder, and how to define the value it
-    // makes.
+    // What the accessor keeps (its data): group * 16 + holder * 4 + 2 if read-only + 1 if hidden.
+    // The op and the setter (webapi/mod.rs) read the last two bits as the property's attributes.
     const data = (lazyGroups.length - 1) * 16 + on * 4 + (readOnly ? 2 : 0) + (hidden ? 1 : 0);
     for (const name of names) {
       lazyGlobals.push(name);
