@@ -18,7 +18,7 @@ one worker each. For each runtime:
 With --budget-mb M, NANO also runs with node.memory_mb = M (same traffic), to show the budget
 holding. With --reset-off, NANO also runs with "context_reset": false (same traffic): one
 context per isolate for all its requests, as workerd keeps, so no spare contexts (with context
-reset an idle worker keeps three ready for a burst). workerd serves all apps from one socket
+reset an idle worker keeps two ready for a burst). workerd serves all apps from one socket
 through a router worker that forwards by Host to each app's service binding.
 
 Usage: bench/density.py [--apps 500] [--active 100] [--idle-secs 3] [--budget-mb 0]

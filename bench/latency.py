@@ -6,7 +6,7 @@ off, same binary, same run: the difference is what a fresh context costs a reque
 
 With --burst N: instead, N requests at once (N connections opened beforehand, released
 together) to the idle app, --requests times with --gap-ms between bursts, so every burst finds
-the worker idle with its spare contexts made (up to three). Each request's latency counts.
+the worker idle with its spare contexts made (up to two). Each request's latency counts.
 
 Usage: bench/latency.py [--requests N] [--gap-ms MS] [--burst N] [--nano PATH] [--app module.js]
 """

@@ -253,8 +253,12 @@ fn the_node_memory_budget_bounds_rss_with_hundreds_of_apps() {
     });
 }
 
-/// With context reset, an idle worker makes a few contexts ahead (three), so a burst of that
-/// many requests finds every context made; requests use them and the worker makes them again.
+/// How many contexts an idle reset-on worker makes ahead (the data plane's `MAX_SPARE_CONTEXTS`).
+const SPARES: u64 = 2;
+
+/// With context reset, an idle worker makes a few contexts ahead ([`SPARES`]), so a burst of
+/// that many requests finds every context made; requests use them and the worker makes them
+/// again.
 #[test]
 fn an_idle_reset_on_worker_keeps_contexts_ready_for_a_burst() {
     let nano = Nano::start(json!({ "apps": [
@@ -278,17 +282,17 @@ fn an_idle_reset_on_worker_keeps_contexts_ready_for_a_burst() {
             }
         };
         assert_eq!(nano.get("burst.example", "/").await.status, 200);
-        wait_for_spares(3).await;
-        let burst: Vec<_> = (0..3)
+        wait_for_spares(SPARES).await;
+        let burst: Vec<_> = (0..SPARES)
             .map(|_| nano_tests::spawn_get(nano.addr, "burst.example", "/"))
             .collect();
         for request in burst {
             assert_eq!(request.await.unwrap().body, "hello from burst");
         }
-        // Three fresh contexts, one per request, and the spares made again.
+        // A fresh context per request, and the spares made again.
         let worker = &nano.isolates().await[0];
-        assert_eq!(worker["context_resets"], 4, "{worker}");
-        wait_for_spares(3).await;
+        assert_eq!(worker["context_resets"], 1 + SPARES, "{worker}");
+        wait_for_spares(SPARES).await;
     });
 }
 
@@ -352,7 +356,7 @@ async fn poll_idle(nano: &Nano, field: &str, what: &str, done: impl Fn(u64) -> b
         let worker = nano.isolates().await.into_iter().next();
         if let Some(heap) = worker.as_ref().and_then(|w| w[field].as_u64())
             && worker.as_ref().unwrap()["state"] == "idle"
-            && worker.as_ref().unwrap()["spare_contexts"] == 3
+            && worker.as_ref().unwrap()["spare_contexts"] == SPARES
             && done(heap)
         {
             return heap;
