@@ -208,7 +208,7 @@
     const headers = new Headers();
     const list = headerList(headers);
     for (let i = 0; i < flatHeaders.length; i += 2) list.push([flatHeaders[i], flatHeaders[i + 1]]);
-    const request = new Request(url, { method, headers, bytes: body, client }, URL_SERIALISED);
+    const request = new Request(url, undefined, URL_SERIALISED, method, headers, body, client);
     freezeHeaders(request.headers);
     const waits = [];
     const ctx = new ExecutionContext(waits);
@@ -238,13 +238,15 @@
   {
     const headers = new Headers();
     headerList(headers).push(["host", "snapshot.local"]);
-    const request = new Request("http://snapshot.local/", { method: "GET", headers, bytes: null, client: "127.0.0.1" },
-      URL_SERIALISED);
+    const request = new Request("http://snapshot.local/", undefined, URL_SERIALISED, "GET", headers, null, "127.0.0.1");
     freezeHeaders(request.headers);
     const response = new Response("");
     const flat = [];
     for (const [k, v] of headerList(bodyState(response).headers)) flat.push(k, v);
-    warmed.push(request, response, new ExecutionContext([]));
+    // What Response("") extracted from its body it dropped: one is kept here too, or its hidden
+    // classes would not be in the snapshot (V8 clears a transition to a map no live object has,
+    // and a fresh context would make them again).
+    warmed.push(request, response, new ExecutionContext([]), extractBody(""));
   }
 
   return { register, dispatch, fireTimer, fetchDone, socketEvent, setWasm, lazyGlobals, makeLazyGlobal, warmed };
