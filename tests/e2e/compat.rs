@@ -1011,6 +1011,100 @@ fn stream_strings_answers_as_on_workerd() {
     );
 }
 
+/// workerd's IdentityTransformStream and FixedLengthStream: bytes through a byte readable
+/// (strings as UTF-8, BYOB reads), a write of anything else refused, abort and cancel carried
+/// across, and FixedLengthStream's length: arguments checked, too many or too few bytes error the
+/// readable. (One difference is left out: a write to workerd's waits until its bytes are read.)
+#[test]
+fn identity_streams_answer_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "identity_streams",
+        r#"{
+            "types": [
+                "function",
+                "function"
+            ],
+            "protoI": true,
+            "protoF": true,
+            "lengths": [
+                0,
+                0
+            ],
+            "ownI": [
+                "constructor"
+            ],
+            "ownF": [
+                "constructor"
+            ],
+            "tag": [
+                "[object IdentityTransformStream]",
+                "[object FixedLengthStream]"
+            ],
+            "enumerable": true,
+            "ident": [
+                "[object Uint8Array]:3",
+                "[object Uint8Array]:4",
+                "[object Uint8Array]:5"
+            ],
+            "identString": [
+                "ok",
+                [
+                    97,
+                    98,
+                    99
+                ]
+            ],
+            "identNumber": [
+                "write TypeError: This TransformStream is being used as a byte stream, but received an object of non-ArrayBuffer/ArrayBufferView type on its writable side.",
+                "pending"
+            ],
+            "identByob": [
+                [
+                    9,
+                    8
+                ],
+                false,
+                [
+                    7,
+                    6
+                ],
+                false,
+                true
+            ],
+            "identAbort": "read Error: boom",
+            "identCancel": "write Error: gone",
+            "identOptions": "object",
+            "fixed": [
+                "[object Uint8Array]:2",
+                "[object Uint8Array]:2"
+            ],
+            "fixedShort": [
+                "ok",
+                "read TypeError: FixedLengthStream did not see all expected bytes before close()."
+            ],
+            "fixedLong": [
+                "ok",
+                "read TypeError: Attempt to write too many bytes through a FixedLengthStream."
+            ],
+            "fixedZero": [],
+            "fixedArguments": [
+                "TypeError: Failed to construct 'FixedLengthStream': constructor parameter 1 is not of type 'bigint'.",
+                "TypeError: The value cannot be converted because it is negative and this API expects a positive bigint.",
+                "[object FixedLengthStream]",
+                "TypeError: FixedLengthStream requires an integer expected length less than 2^53.",
+                "[object FixedLengthStream]",
+                "[object FixedLengthStream]"
+            ],
+            "fixedHeaders": [
+                null,
+                [],
+                null
+            ]
+        }"#,
+    );
+}
+
 /// node:stream: Readable (from, push, data events, states, setEncoding), Writable (encodings, finish
 /// and close, highWaterMark and drain, errors), Transform, PassThrough, Duplex, pipe, pipeline
 /// (callback and promise), finished.

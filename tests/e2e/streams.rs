@@ -50,6 +50,49 @@ fn a_streamed_response_arrives_chunk_by_chunk() {
     });
 }
 
+/// A FixedLengthStream's readable goes out with its Content-Length, as on workerd; too few or
+/// too many bytes break the body instead of passing a short or long one off as complete. An
+/// IdentityTransformStream's goes out chunked.
+#[test]
+fn a_fixed_length_stream_is_sent_with_its_content_length() {
+    let nano = node();
+    block_on(async {
+        let response = open(&nano, "/fixed?n=11").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response
+                .headers()
+                .get("content-length")
+                .map(|v| v.to_str().unwrap()),
+            Some("11")
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, Bytes::from("hello world"));
+
+        let response = open(&nano, "/identity?n=11").await;
+        assert!(response.headers().get("content-length").is_none());
+        assert_eq!(
+            response
+                .headers()
+                .get("transfer-encoding")
+                .map(|v| v.to_str().unwrap()),
+            Some("chunked")
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, Bytes::from("hello world"));
+
+        for path in ["/fixed?n=11&send=5", "/fixed?n=5&send=11"] {
+            let broken = match try_open(&nano, path).await {
+                Ok(response) => response.into_body().collect().await.is_err(),
+                Err(_) => true,
+            };
+            assert!(broken, "{path}: the body ends in an error");
+        }
+        let reply = nano.get("s.example", "/").await;
+        assert_eq!(reply.body, "ok streams", "the worker serves on");
+    });
+}
+
 #[test]
 fn pipes_transforms_tee_and_request_streams() {
     let nano = node();

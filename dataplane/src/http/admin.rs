@@ -163,6 +163,7 @@ fn tail(front: &Front, query: &str) -> Response<Body> {
         crate::job::StreamBody {
             chunks,
             failed: Default::default(),
+            length: None,
         },
     )));
     response.headers_mut().insert(

@@ -45,6 +45,15 @@ impl hyper::body::Body for ChannelBody {
             None => None,
         })
     }
+
+    /// Exact when the app's stream promised its length: hyper then sends it as Content-Length
+    /// (and cuts the connection if the stream ends short of it).
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.0.length {
+            Some(length) => hyper::body::SizeHint::with_exact(length),
+            None => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 /// Why the runtime answers instead of the app.

@@ -175,6 +175,8 @@ pub enum ResponseBody {
 pub struct StreamBody {
     pub chunks: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
     pub failed: Arc<std::sync::atomic::AtomicBool>,
+    /// The body's exact length, if the app promised one (the response's Content-Length).
+    pub length: Option<u64>,
 }
 
 /// Chunks of a streamed response buffered between the app and the client; past them the app's

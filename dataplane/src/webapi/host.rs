@@ -187,6 +187,8 @@ pub(crate) enum Reply {
     StreamStart {
         status: u16,
         headers: Vec<(String, String)>,
+        /// The body's exact length, when the app's stream promised one.
+        length: Option<u64>,
     },
     Exception {
         message: String,
@@ -565,7 +567,11 @@ impl WorkerState {
                 headers,
                 body: crate::job::ResponseBody::Full(body.into()),
             },
-            Reply::StreamStart { status, headers } => {
+            Reply::StreamStart {
+                status,
+                headers,
+                length,
+            } => {
                 let (chunks, receiver) = tokio::sync::mpsc::channel(crate::job::STREAM_CHUNKS);
                 let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
                 inflight.body = Some(StreamSender {
@@ -578,6 +584,7 @@ impl WorkerState {
                     body: crate::job::ResponseBody::Stream(crate::job::StreamBody {
                         chunks: receiver,
                         failed,
+                        length,
                     }),
                 }
             }

@@ -1059,9 +1059,22 @@ fn op_respond_stream(
     _rv: v8::ReturnValue,
 ) {
     let (id, status, headers) = response_head(scope, &args);
-    host::state(scope)
-        .borrow_mut()
-        .reply(id, Reply::StreamStart { status, headers });
+    // The body's length when the app's stream promised one (a FixedLengthStream's readable):
+    // sent as the response's Content-Length.
+    let length = args
+        .get(3)
+        .is_number()
+        .then(|| args.get(3).integer_value(scope))
+        .flatten()
+        .and_then(|length| u64::try_from(length).ok());
+    host::state(scope).borrow_mut().reply(
+        id,
+        Reply::StreamStart {
+            status,
+            headers,
+            length,
+        },
+    );
 }
 
 fn op_stream_chunk(

@@ -175,7 +175,8 @@
       ops.fail(id, "handler-exception", `the response stream failed before its first byte: ${message}`, stack);
       return;
     }
-    ops.respondStream(id, s.status, flat);
+    // A FixedLengthStream's readable goes out with its Content-Length.
+    ops.respondStream(id, s.status, flat, streams.expectedLength(s.stream));
     try {
       for (; !next.done; next = await reader.read()) {
         // 0: sent; a ticket: queued behind a full channel (the client reads slower than this

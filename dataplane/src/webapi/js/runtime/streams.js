@@ -15,7 +15,8 @@
   lazyGlobal(["ReadableStream", "ReadableStreamDefaultReader", "ReadableStreamDefaultController",
     "ReadableStreamBYOBReader", "ReadableByteStreamController", "ReadableStreamBYOBRequest", "WritableStream",
     "WritableStreamDefaultWriter", "WritableStreamDefaultController", "TransformStream",
-    "TransformStreamDefaultController", "TextEncoderStream", "TextDecoderStream"], streamsApi);
+    "TransformStreamDefaultController", "TextEncoderStream", "TextDecoderStream", "IdentityTransformStream",
+    "FixedLengthStream"], streamsApi);
   function makeStreams() {
     const deferred = () => {
       let resolve, reject;
@@ -63,7 +64,7 @@
     class Readable {
       state = "readable"; queue = []; queueSize = 0; reader = null; storedError = undefined;
       pulling = false; pullAgain = false; started = false; closeRequested = false; disturbed = false;
-      cancelledBranch = false;
+      cancelledBranch = false; expectedLength = undefined;
       constructor(source, strategy) {
         this.source = source ?? {};
         // A byte stream (type: "bytes") queues bytes: its chunks are copied into Uint8Arrays,
@@ -535,10 +536,15 @@
       terminate() { this.#readable.requestClose(); }
     }
 
+    // Passed by IdentityTransformStream as TransformStream's fourth argument: a byte readable.
+    const BYTE_READABLE = {};
     class TransformStream {
       #readable; #writable;
-      constructor(transformer = {}, writableStrategy = {}, readableStrategy = {}) {
-        this.#readable = new ReadableStream({ start: () => {} }, readableStrategy ?? { highWaterMark: 0 });
+      constructor(transformer = {}, writableStrategy = {}, readableStrategy = {}, kind = undefined) {
+        // A readable cancelled errors the writable with the reason, as the standard's does.
+        const source = { start: () => {}, cancel: (reason) => writable(this.#writable).error(reason) };
+        if (kind === BYTE_READABLE) source.type = "bytes";
+        this.#readable = new ReadableStream(source, readableStrategy ?? { highWaterMark: 0 });
         const output = readable(this.#readable);
         const controller = new TransformStreamDefaultController(output);
         const started = Promise.resolve().then(() => transformer?.start?.(controller));
@@ -554,6 +560,66 @@
       }
       get readable() { return this.#readable; }
       get writable() { return this.#writable; }
+    }
+
+    // workerd's own: bytes written come out as they are (a string as its UTF-8), through a byte
+    // readable (BYOB readers work). A write of anything else is refused, and the readable stays.
+    const toStreamBytes = (chunk) => {
+      if (typeof chunk === "string") return utf8(chunk);
+      if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+      if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      throw new TypeError("This TransformStream is being used as a byte stream, but received an object of " +
+        "non-ArrayBuffer/ArrayBufferView type on its writable side.");
+    };
+    class IdentityTransformStream extends TransformStream {
+      constructor(options = undefined) {
+        super({
+          transform(chunk, controller) {
+            const bytes = toStreamBytes(chunk);
+            if (bytes.byteLength > 0) controller.enqueue(bytes);
+          },
+        }, undefined, undefined, BYTE_READABLE);
+      }
+    }
+    // An IdentityTransformStream that carries exactly `expectedLength` bytes: a response whose
+    // body it is has that Content-Length. More bytes, or a close before all of them, errors the
+    // readable (the write or close itself succeeds, as on workerd).
+    class FixedLengthStream extends IdentityTransformStream {
+      constructor(expectedLength = undefined, options = undefined) {
+        if (expectedLength === undefined) {
+          throw new TypeError("Failed to construct 'FixedLengthStream': constructor parameter 1 is not of type 'bigint'.");
+        }
+        const length = typeof expectedLength === "bigint" ? Number(expectedLength) : Math.trunc(Number(expectedLength));
+        if (Number.isNaN(length)) {
+          throw new TypeError("Failed to construct 'FixedLengthStream': constructor parameter 1 is not of type 'bigint'.");
+        }
+        if (length < 0) {
+          throw new TypeError("The value cannot be converted because it is negative and this API expects a positive bigint.");
+        }
+        if (length >= 2 ** 53) throw new TypeError("FixedLengthStream requires an integer expected length less than 2^53.");
+        super(options);
+        const output = readable(this.readable);
+        output.expectedLength = length;
+        const sink = writable(this.writable).sink;
+        const { write, close } = sink;
+        let seen = 0;
+        sink.write = (chunk) => {
+          const bytes = toStreamBytes(chunk);
+          seen += bytes.byteLength;
+          if (seen > length) {
+            output.error(new TypeError("Attempt to write too many bytes through a FixedLengthStream."));
+            return;
+          }
+          return write(bytes);
+        };
+        sink.close = () => {
+          if (seen < length) {
+            output.error(new TypeError("FixedLengthStream did not see all expected bytes before close()."));
+            return;
+          }
+          return close();
+        };
+      }
     }
 
     class TextEncoderStream extends TransformStream {
@@ -589,11 +655,14 @@
     tagClasses(ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController, ReadableStreamBYOBReader,
       ReadableByteStreamController, ReadableStreamBYOBRequest, WritableStream, WritableStreamDefaultWriter,
       WritableStreamDefaultController, TransformStream, TransformStreamDefaultController, TextEncoderStream,
-      TextDecoderStream);
+      TextDecoderStream, IdentityTransformStream, FixedLengthStream);
     return { ReadableStream, ReadableStreamDefaultReader, ReadableStreamDefaultController,
       ReadableStreamBYOBReader, ReadableByteStreamController, ReadableStreamBYOBRequest, WritableStream,
       WritableStreamDefaultWriter, WritableStreamDefaultController, TransformStream,
-      TransformStreamDefaultController, TextEncoderStream, TextDecoderStream, bytesStream,
+      TransformStreamDefaultController, TextEncoderStream, TextDecoderStream, IdentityTransformStream,
+      FixedLengthStream, bytesStream,
+      // The byte count a FixedLengthStream's readable promises (undefined for any other stream).
+      expectedLength: (stream) => readable(stream).expectedLength,
       // Whether a stream has been read from or cancelled (a body that was is used).
       disturbed: (stream) => readable(stream).disturbed };
   }
