@@ -1011,6 +1011,33 @@ fn stream_strings_answers_as_on_workerd() {
     );
 }
 
+/// The global's own timers are Node's, as on workerd: setTimeout/setInterval answer a Timeout
+/// (ref, unref, hasRef, refresh, close, a number where one is wanted, Node's argument errors),
+/// the prototype's Web timers a number, setImmediate an Immediate; callbacks get the global as
+/// `this`; timers set for the same moment fire in the order they were set.
+#[test]
+fn node_timers_answer_as_on_workerd() {
+    assert_matches_workerd(
+        &node(),
+        "node_timers",
+        r#"{
+            "functions": [["setTimeout", "setTimeout", 2, "setTimeout", 0, false], ["setInterval", "setInterval", 2, "setInterval", 0, false], ["clearTimeout", "clearTimeout", 1, "clearTimeout", 0, false], ["clearInterval", "clearInterval", 1, "clearInterval", 0, false], ["setImmediate", "setImmediate", 0, "setImmediate", 0, true], ["clearImmediate", "clearImmediate", 0, "clearImmediate", 0, true], ["queueMicrotask", "queueMicrotask", 0, "queueMicrotask", 0, true]],
+            "timeout": ["object", "[object Object]", "Timeout", 1, ["close", "constructor", "hasRef", "ref", "refresh", "unref"], ["Symbol(Symbol.dispose)", "Symbol(Symbol.toPrimitive)"], [], "{}", "number", true],
+            "methods": [true, true, false, true, true, true, true],
+            "webTimer": "number",
+            "fired": ["zero 1", "zero 2", "zero 3", "immediate", "d", "e", "interval", "interval"],
+            "interval": ["Timeout", "function"],
+            "immediate": [["constructor", "hasRef", "ref", "unref"], "[object Immediate]", "NaN", false, null, null, "{}"],
+            "errors": ["TypeError: The \"callback\" argument must be of type function. Received type string ('x') [ERR_INVALID_ARG_TYPE]", "TypeError: The \"callback\" argument must be of type function. Received undefined [ERR_INVALID_ARG_TYPE]", "TypeError: The \"callback\" argument must be of type function. Received type number (1) [ERR_INVALID_ARG_TYPE]", "TypeError: The \"callback\" argument must be of type function. Received an instance of Object [ERR_INVALID_ARG_TYPE]", null, null, null],
+            "args": ["p", "q"],
+            "receiver": "the global",
+            "refreshed": 2,
+            "negative": "ran",
+            "disposed": "disposed"
+        }"#,
+    );
+}
+
 /// workerd's IdentityTransformStream and FixedLengthStream: bytes through a byte readable
 /// (strings as UTF-8, BYOB reads), a write of anything else refused, abort and cancel carried
 /// across, and FixedLengthStream's length: arguments checked, too many or too few bytes error the
