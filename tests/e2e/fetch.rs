@@ -175,6 +175,19 @@ fn subrequests_work_and_are_guarded() {
             json!({ "hello": "upstream", "method": "POST", "test": "1", "body": "ping" })
         );
 
+        // A stream body is sent, not dropped: an app's own stream, and a request's forwarded.
+        let reply = get("open.example", format!("/post-stream?url=http://{up}/json")).await;
+        assert_eq!(
+            reply.json()["body"],
+            json!({ "hello": "upstream", "method": "POST", "test": "stream", "body": "streamed body" })
+        );
+        let reply = get("open.example", format!("/proxy?url=http://{up}/json")).await;
+        let body = reply.json();
+        assert_eq!(
+            (body["body"]["method"].clone(), body["body"]["body"].clone()),
+            (json!("POST"), json!("proxied body"))
+        );
+
         let reply = get("open.example", format!("/get?url=http://{up}/redirect")).await;
         let body = reply.json();
         assert_eq!(

@@ -14,9 +14,18 @@
       const ws = await websockets().internals.fetchUpgrade(request.url, list);
       return new Response(null, { status: 101, webSocket: ws });
     }
+    // A stream body (an app's own stream, another request's `body`, a FixedLengthStream's
+    // readable) is read whole first and sent with its length: the subrequest op takes bytes.
+    const state = bodyState(request);
+    let bytes = state.bytes;
+    if (state.stream) {
+      if (request.bodyUsed) throw new TypeError("fetch: the request's body has already been read");
+      state.used = true;
+      bytes = await readAll(state.stream);
+    }
     const flat = [];
     for (const [k, v] of headerList(request.headers)) flat.push(k, v);
-    const id = ops.fetchStart(request.method, request.url, flat, bodyState(request).bytes, redirect);
+    const id = ops.fetchStart(request.method, request.url, flat, bytes, redirect);
     return new Promise((resolve, reject) => {
       pendingFetches.set(id, { resolve, reject });
       signal?.addEventListener("abort", () => {
