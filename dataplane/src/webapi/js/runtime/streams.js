@@ -564,26 +564,43 @@
 
     // workerd's own: bytes written come out as they are (a string as its UTF-8), through a byte
     // readable (BYOB readers work). A write of anything else is refused, and the readable stays.
-    const toStreamBytes = (chunk) => {
-      if (typeof chunk === "string") return utf8(chunk);
-      if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
-      if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      throw new TypeError("This TransformStream is being used as a byte stream, but received an object of " +
-        "non-ArrayBuffer/ArrayBufferView type on its writable side.");
+    // With `expected` (FixedLengthStream's), more bytes, or a close before all of them, error the
+    // readable; the write or close itself succeeds, as on workerd.
+    const identityTransformer = (expected) => {
+      let seen = 0;
+      return {
+        transform(chunk, controller) {
+          let bytes;
+          if (typeof chunk === "string") bytes = utf8(chunk);
+          else if (chunk instanceof ArrayBuffer || ArrayBuffer.isView(chunk)) bytes = toBytes(chunk, "chunk");
+          else {
+            throw new TypeError("This TransformStream is being used as a byte stream, but received an object of " +
+              "non-ArrayBuffer/ArrayBufferView type on its writable side.");
+          }
+          seen += bytes.byteLength;
+          if (expected !== undefined && seen > expected) {
+            controller.error(new TypeError("Attempt to write too many bytes through a FixedLengthStream."));
+          } else if (bytes.byteLength > 0) {
+            controller.enqueue(bytes);
+          }
+        },
+        flush(controller) {
+          if (expected !== undefined && seen < expected) {
+            controller.error(new TypeError("FixedLengthStream did not see all expected bytes before close()."));
+          }
+        },
+      };
     };
+    // Passed by FixedLengthStream with its length, so no app can make an IdentityTransformStream
+    // count.
+    const FIXED_LENGTH = {};
     class IdentityTransformStream extends TransformStream {
-      constructor(options = undefined) {
-        super({
-          transform(chunk, controller) {
-            const bytes = toStreamBytes(chunk);
-            if (bytes.byteLength > 0) controller.enqueue(bytes);
-          },
-        }, undefined, undefined, BYTE_READABLE);
+      constructor(options = undefined, key = undefined, expected = undefined) {
+        super(identityTransformer(key === FIXED_LENGTH ? expected : undefined), undefined, undefined, BYTE_READABLE);
       }
     }
     // An IdentityTransformStream that carries exactly `expectedLength` bytes: a response whose
-    // body it is has that Content-Length. More bytes, or a close before all of them, errors the
-    // readable (the write or close itself succeeds, as on workerd).
+    // body it is has that Content-Length.
     class FixedLengthStream extends IdentityTransformStream {
       constructor(expectedLength = undefined, options = undefined) {
         if (expectedLength === undefined) {
@@ -597,28 +614,8 @@
           throw new TypeError("The value cannot be converted because it is negative and this API expects a positive bigint.");
         }
         if (length >= 2 ** 53) throw new TypeError("FixedLengthStream requires an integer expected length less than 2^53.");
-        super(options);
-        const output = readable(this.readable);
-        output.expectedLength = length;
-        const sink = writable(this.writable).sink;
-        const { write, close } = sink;
-        let seen = 0;
-        sink.write = (chunk) => {
-          const bytes = toStreamBytes(chunk);
-          seen += bytes.byteLength;
-          if (seen > length) {
-            output.error(new TypeError("Attempt to write too many bytes through a FixedLengthStream."));
-            return;
-          }
-          return write(bytes);
-        };
-        sink.close = () => {
-          if (seen < length) {
-            output.error(new TypeError("FixedLengthStream did not see all expected bytes before close()."));
-            return;
-          }
-          return close();
-        };
+        super(options, FIXED_LENGTH, length);
+        readable(this.readable).expectedLength = length;
       }
     }
 
