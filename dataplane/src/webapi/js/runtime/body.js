@@ -19,10 +19,7 @@
     if (typeof body === "string") return new Extracted(utf8(body), "text/plain;charset=UTF-8");
     // No Blob, FormData or URLSearchParams exists in a context before their classes are made.
     if (forms !== null && body instanceof forms.Blob) return new Extracted(forms.blobBytes(body).slice(), body.type || null);
-    if (forms !== null && body instanceof forms.FormData) {
-      const { bytes, type } = forms.encodeMultipart(body);
-      return new Extracted(bytes, type);
-    }
+    if (forms !== null && body instanceof forms.FormData) return forms.encodeMultipart(body);
     if (urls !== null && body instanceof urls.URLSearchParams) {
       return new Extracted(utf8(body.toString()), "application/x-www-form-urlencoded;charset=UTF-8");
     }
@@ -58,12 +55,14 @@
   // A Request's or Response's own state (its URL or status, headers, body) is Body's private
   // field: no app reaches it. `bodyState(o)` reads it for the runtime (a TypeError for anything
   // else, as a brand check).
-  let bodyState;
+  let bodyState, takeBody;
   class Body {
     #state;
     constructor(state) { this.#state = state; }
     static {
       bodyState = (o) => o.#state;
+      // The body's bytes, read whole and marked used, as the read methods take it (fetch()).
+      takeBody = (o, what) => o.#take(what);
     }
     get bodyUsed() {
       const { used, stream } = this.#state;

@@ -5,7 +5,8 @@
   async function fetch(input, init = undefined) {
     const request = input instanceof Request && init === undefined ? input : new Request(input, init);
     // A signal nobody read was never made, so it cannot abort (see Request's signal).
-    const { signal, redirect } = bodyState(request);
+    const state = bodyState(request);
+    const { signal, redirect } = state;
     signal?.throwIfAborted();
     if (String(request.headers.get("upgrade") ?? "").toLowerCase() === "websocket") {
       // A WebSocket to the URL (js/websocket.js): the response's webSocket needs accept().
@@ -16,13 +17,7 @@
     }
     // A stream body (an app's own stream, another request's `body`, a FixedLengthStream's
     // readable) is read whole first and sent with its length: the subrequest op takes bytes.
-    const state = bodyState(request);
-    let bytes = state.bytes;
-    if (state.stream) {
-      if (request.bodyUsed) throw new TypeError("fetch: the request's body has already been read");
-      state.used = true;
-      bytes = await readAll(state.stream);
-    }
+    const bytes = state.stream ? await takeBody(request, "fetch()") : state.bytes;
     const flat = [];
     for (const [k, v] of headerList(request.headers)) flat.push(k, v);
     const id = ops.fetchStart(request.method, request.url, flat, bytes, redirect);

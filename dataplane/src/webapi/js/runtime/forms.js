@@ -88,7 +88,7 @@
       [Symbol.iterator]() { return this.entries(); }
     }
 
-    // multipart/form-data: encode a FormData, and parse a body back.
+    // multipart/form-data: encode a FormData (as a body, body.js's Extracted), and parse a body back.
     function encodeMultipart(form) {
       const boundary = `----nano${ops.randomBytes(12).reduce((s, b) => s + b.toString(16).padStart(2, "0"), "")}`;
             const escape = (s) => s.replace(/"/g, "%22").replace(/\r/g, "%0D").replace(/\n/g, "%0A");
@@ -103,7 +103,7 @@
         }
       }
       parts.push(utf8(`--${boundary}--\r\n`));
-      return { bytes: blobBytes(new Blob(parts)), type: `multipart/form-data; boundary=${boundary}` };
+      return new Extracted(blobBytes(new Blob(parts)), `multipart/form-data; boundary=${boundary}`);
     }
     function parseFormData(bytes, contentType) {
       const form = new FormData();
