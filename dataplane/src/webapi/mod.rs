@@ -1061,10 +1061,10 @@ fn op_respond_stream(
     let (id, status, headers) = response_head(scope, &args);
     // The body's length when the app's stream promised one (a FixedLengthStream's readable):
     // sent as the response's Content-Length.
-    let length = args
-        .get(3)
+    let length = args.get(3);
+    let length = length
         .is_number()
-        .then(|| args.get(3).integer_value(scope))
+        .then(|| length.integer_value(scope))
         .flatten()
         .and_then(|length| u64::try_from(length).ok());
     host::state(scope).borrow_mut().reply(

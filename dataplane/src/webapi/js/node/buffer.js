@@ -433,5 +433,5 @@
     isAscii: (input) => bytesOf(input, "input").every((b) => b < 128),
     transcode: () => { throw nodeError(Error, "ERR_METHOD_NOT_IMPLEMENTED", "The buffer.transcode() method is not implemented"); },
   };
-  return { nodeError, rangeError, typeError, bytesOf, encodeString, decodeBytes, encodingOf, fromBytes, Buffer, bufferModule };
+  return { nodeError, rangeError, typeError, received, bytesOf, encodeString, decodeBytes, encodingOf, fromBytes, Buffer, bufferModule };
 })

@@ -39,18 +39,11 @@
   const nodeTimers = () => (nodeTimerApi ??= makeNodeTimers());
   lazyGlobal(["setTimeout", "setInterval", "clearTimeout", "clearInterval"], nodeTimers, { on: OWN });
   function makeNodeTimers() {
-    // Node's argument error, as workerd's Node layer throws it.
+    // Node's argument error, as workerd's Node layer throws it (the Node layer's buffer tier
+    // makes it: on this path only).
     const callbackError = (value) => {
-      let shown;
-      if (value === undefined || value === null) shown = String(value);
-      else if (typeof value === "object") shown = `an instance of ${value.constructor?.name ?? "Object"}`;
-      else {
-        const text = typeof value === "string" ? `'${value.slice(0, 25)}'` : typeof value === "bigint" ? `${value}n` : String(value);
-        shown = `type ${typeof value} (${text})`;
-      }
-      const error = new TypeError(`The "callback" argument must be of type function. Received ${shown}`);
-      error.code = "ERR_INVALID_ARG_TYPE";
-      return error;
+      const { typeError, received } = bufferTier();
+      return typeError("ERR_INVALID_ARG_TYPE", `The "callback" argument must be of type function.${received(value)}`);
     };
     let timeoutId;
     // What Node's setTimeout and setInterval answer: the timer, restartable. A request does not
